@@ -1,0 +1,156 @@
+//! The `cutover-agent` command line.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use cutover_common::tls::ChannelOptions;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AgentConfig;
+use crate::enroll::{self, EnrollRequest};
+use crate::identity::IdentityFiles;
+
+/// The Cutover host agent.
+#[derive(Debug, Parser)]
+#[command(name = "cutover-agent", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Agent config file (default /etc/cutover/agent.toml if present).
+    #[arg(long, short = 'c', env = "CUTOVER_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: keep a session to the coordinator.
+    Run(ConfigArg),
+    /// Enroll this host with a coordinator using a join token.
+    Enroll {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Coordinator URL, e.g. https://coordinator:7443.
+        #[arg(long)]
+        coordinator: String,
+        /// The join token (prefer --token-file: command lines are visible to other users).
+        #[arg(long, env = "CUTOVER_JOIN_TOKEN", conflicts_with = "token_file")]
+        token: Option<String>,
+        /// File holding the join token (`-` for standard input).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// The cluster CA fingerprint (`cutover ca fingerprint` on the coordinator).
+        #[arg(long)]
+        ca_fingerprint: String,
+        /// Host id to enroll as (default: this machine's hostname).
+        #[arg(long)]
+        host_id: Option<String>,
+    },
+    /// Check the agent config and exit (for ExecStartPre=).
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Load and validate the config; print it with defaults filled in.
+    Check(ConfigArg),
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Run(c) => {
+            let cfg = AgentConfig::load(c.config.as_deref())?;
+            let shutdown = CancellationToken::new();
+            let stop = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+                stop.cancel();
+            });
+            crate::session::run(cfg, shutdown).await?;
+            Ok(())
+        }
+        Command::Enroll {
+            config,
+            coordinator,
+            token,
+            token_file,
+            ca_fingerprint,
+            host_id,
+        } => {
+            let cfg = AgentConfig::load(config.config.as_deref())?;
+            let token = match (token, token_file) {
+                (Some(t), _) => t,
+                (None, Some(p)) if p.as_os_str() == "-" => {
+                    let mut s = String::new();
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("reading the token from stdin")?;
+                    s
+                }
+                (None, Some(p)) => std::fs::read_to_string(&p)
+                    .with_context(|| format!("reading {}", p.display()))?,
+                (None, None) => bail!("no join token: pass --token-file FILE (or --token)"),
+            };
+            let host_id = host_id.unwrap_or_else(|| {
+                cutover_common::identity::host_id_from_hostname(
+                    &sysinfo::System::host_name().unwrap_or_default(),
+                )
+            });
+            let files = IdentityFiles::new(&cfg.identity_dir());
+            let opts = ChannelOptions {
+                connect_timeout: cfg.connect_timeout,
+                ..ChannelOptions::default()
+            };
+            let rec = enroll::enroll(
+                &files,
+                EnrollRequest {
+                    coordinator,
+                    token,
+                    ca_fingerprint,
+                    host_id,
+                },
+                opts,
+            )
+            .await?;
+            println!(
+                "enrolled as host {} with labels {{{}}}; identity in {}",
+                rec.host_id,
+                cutover_common::labels::format(&rec.labels),
+                files.dir.display()
+            );
+            Ok(())
+        }
+        Command::Config {
+            cmd: ConfigCmd::Check(c),
+        } => {
+            let cfg = AgentConfig::load(c.config.as_deref())?;
+            println!("{}", toml_render(&cfg));
+            eprintln!("config ok");
+            Ok(())
+        }
+    }
+}
+
+fn toml_render(cfg: &AgentConfig) -> String {
+    toml::to_string_pretty(cfg).unwrap_or_default()
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,125 @@
+//! The agent's config (`agent.toml`, `CUTOVER_AGENT_*` variables).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cutover_common::config::{self, ConfigError, Origin};
+use cutover_common::labels::{self, Labels};
+use serde::{Deserialize, Serialize};
+
+/// Default config file location.
+pub const DEFAULT_PATH: &str = "/etc/cutover/agent.toml";
+
+/// Everything `cutover-agent run` needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Identity, journal, releases and service state.
+    pub state_dir: PathBuf,
+    /// Coordinator URL; default: the one used at enrollment.
+    pub coordinator: Option<String>,
+    /// Labels this host reports. Labels bound by the join token win.
+    pub labels: Labels,
+    /// First delay before reconnecting after a lost session.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_initial: Duration,
+    /// Longest delay between reconnect attempts.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+    /// Random spread of reconnect delays, as a fraction (0 to 1).
+    pub reconnect_jitter: f64,
+    /// Time allowed to open a connection.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Renew the host certificate at this fraction of its lifetime.
+    pub renew_at: f64,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/cutover/agent"),
+            coordinator: None,
+            labels: Labels::new(),
+            reconnect_initial: Duration::from_millis(500),
+            reconnect_max: Duration::from_secs(30),
+            reconnect_jitter: 0.2,
+            connect_timeout: Duration::from_secs(5),
+            renew_at: 2.0 / 3.0,
+        }
+    }
+}
+
+const ENV_KEYS: &[&str] = &[
+    "state_dir",
+    "coordinator",
+    "labels",
+    "reconnect_initial",
+    "reconnect_max",
+    "reconnect_jitter",
+    "connect_timeout",
+    "renew_at",
+];
+
+impl AgentConfig {
+    /// Loads and validates. `path` is `--config` when given (then it must
+    /// exist), else [`DEFAULT_PATH`] if present.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (p, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        let (cfg, origin): (Self, Origin) = config::load(&p, explicit, "CUTOVER_AGENT_", ENV_KEYS)?;
+        cfg.validate(&origin)?;
+        Ok(cfg)
+    }
+
+    /// Cross-field checks.
+    pub fn validate(&self, origin: &Origin) -> Result<(), ConfigError> {
+        if let Err(e) = labels::check_all(&self.labels) {
+            return Err(ConfigError::invalid(origin, "labels", e));
+        }
+        if !(0.0..=1.0).contains(&self.reconnect_jitter) {
+            return Err(ConfigError::invalid(
+                origin,
+                "reconnect_jitter",
+                format!(
+                    "expected a fraction between 0 and 1, found {}",
+                    self.reconnect_jitter
+                ),
+            ));
+        }
+        if !(0.1..=0.95).contains(&self.renew_at) {
+            return Err(ConfigError::invalid(
+                origin,
+                "renew_at",
+                format!(
+                    "expected a fraction between 0.1 and 0.95, found {}",
+                    self.renew_at
+                ),
+            ));
+        }
+        if self.reconnect_initial.is_zero() || self.reconnect_max < self.reconnect_initial {
+            return Err(ConfigError::invalid(
+                origin,
+                "reconnect_max",
+                "expected reconnect_initial above zero and reconnect_max at least reconnect_initial",
+            ));
+        }
+        if let Some(url) = &self.coordinator
+            && !url.starts_with("https://")
+        {
+            return Err(ConfigError::invalid(
+                origin,
+                "coordinator",
+                format!("expected an https:// URL, found `{url}`"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where the host identity lives.
+    pub fn identity_dir(&self) -> PathBuf {
+        self.state_dir.join("identity")
+    }
+}

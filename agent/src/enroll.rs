@@ -1,0 +1,110 @@
+//! `cutover-agent enroll`: generate the host key here, pin the cluster CA by
+//! fingerprint, trade a join token and a CSR for a host certificate, and
+//! store the result.
+
+use std::path::PathBuf;
+
+use cutover_common::identity::{self, Identity};
+use cutover_common::pki::{self, PkiError};
+use cutover_common::tls::{self, ChannelOptions, PinnedCaVerifier, TlsError};
+use cutover_proto::v1 as pb;
+
+use crate::identity::{Enrollment, IdentityFiles};
+
+/// Enrollment failed; nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error(
+        "this host is already enrolled as `{host}` ({path}); remove that directory to enroll again"
+    )]
+    AlreadyEnrolled { host: String, path: PathBuf },
+    #[error("host id: {0}")]
+    HostId(#[from] identity::IdentityError),
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("the coordinator refused enrollment: {0}")]
+    Refused(String),
+    #[error("the coordinator's answer is not acceptable: {0}")]
+    BadAnswer(String),
+}
+
+/// What the caller asks for.
+#[derive(Debug, Clone)]
+pub struct EnrollRequest {
+    pub coordinator: String,
+    pub token: String,
+    pub ca_fingerprint: String,
+    pub host_id: String,
+}
+
+/// Enrolls this host; returns what was recorded.
+pub async fn enroll(
+    files: &IdentityFiles,
+    req: EnrollRequest,
+    opts: ChannelOptions,
+) -> Result<Enrollment, EnrollError> {
+    if let Ok(existing) = files.enrollment_record() {
+        return Err(EnrollError::AlreadyEnrolled {
+            host: existing.host_id,
+            path: files.dir.clone(),
+        });
+    }
+    identity::check_name(&req.host_id)?;
+    let fingerprint = pki::parse_fingerprint(&req.ca_fingerprint)?;
+    let key = pki::generate_key()?;
+    let csr = pki::make_csr(&key)?;
+    let verifier = PinnedCaVerifier::new(fingerprint.clone());
+    let cfg = tls::enroll_client_config(verifier.clone())?;
+    let channel = tls::connect(&req.coordinator, cfg, opts).await?;
+    let mut client = pb::enroll_service_client::EnrollServiceClient::new(channel);
+    let resp = client
+        .enroll(pb::EnrollRequest {
+            token: req.token.trim().to_string(),
+            csr_der: csr,
+            host_id: req.host_id.clone(),
+            agent_version: cutover_common::VERSION.into(),
+        })
+        .await
+        .map_err(|s| EnrollError::Refused(s.message().to_string()))?
+        .into_inner();
+
+    // Trust nothing in the answer that the handshake did not establish.
+    let ca_seen = verifier.ca().ok_or_else(|| {
+        EnrollError::BadAnswer("no pinned CA was seen during the handshake".into())
+    })?;
+    let ca_der = pki::cert_der_from_pem(&resp.ca_certificate_pem, "enrollment answer")?;
+    if ca_der.as_ref() != ca_seen.as_ref() {
+        return Err(EnrollError::BadAnswer(
+            "the CA in the answer is not the pinned CA".into(),
+        ));
+    }
+    let cert_der = pki::cert_der_from_pem(&resp.certificate_pem, "enrollment answer")?;
+    let info = identity::cert_info(&cert_der).map_err(|e| EnrollError::BadAnswer(e.to_string()))?;
+    if info.identity != Identity::Host(req.host_id.clone()) {
+        return Err(EnrollError::BadAnswer(format!(
+            "certificate is for {} instead of host:{}",
+            info.identity, req.host_id
+        )));
+    }
+    if !pki::cert_matches_key(&cert_der, &key) {
+        return Err(EnrollError::BadAnswer(
+            "certificate does not match the key generated here".into(),
+        ));
+    }
+    let record = Enrollment {
+        host_id: req.host_id,
+        coordinator: req.coordinator,
+        ca_fingerprint: fingerprint,
+        labels: resp.labels.into_iter().collect(),
+        enrolled_at_ms: cutover_common::time::now_ms(),
+    };
+    files.save(
+        &resp.certificate_pem,
+        &key,
+        &resp.ca_certificate_pem,
+        &record,
+    )?;
+    Ok(record)
+}

@@ -1,0 +1,308 @@
+//! The agent's session to the coordinator: dial out with the host
+//! certificate, say `Hello`, exchange heartbeats, renew the certificate at
+//! about two thirds of its lifetime over the live stream, and reconnect
+//! with jittered exponential backoff whenever the session ends.
+
+use std::time::{Duration, SystemTime};
+
+use cutover_common::identity::Identity;
+use cutover_common::pki::{self, HostKey};
+use cutover_common::time::now_ms;
+use cutover_common::tls::{self, ChannelOptions};
+use cutover_common::{VERSION, error_chain};
+use cutover_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Backoff;
+use crate::config::AgentConfig;
+use crate::facts;
+use crate::identity::{IdentityError, IdentityFiles};
+
+/// A session attempt that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("the coordinator refused the session: {0}")]
+    Refused(String),
+    #[error("the session broke: {0}")]
+    Broken(String),
+    #[error("host certificate expired at {at}; this host must be enrolled again")]
+    Expired { at: String },
+}
+
+impl SessionError {
+    /// Local problems that retrying will not fix are not retryable.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, SessionError::Identity(_))
+    }
+}
+
+/// How a session that was established ended.
+#[derive(Debug)]
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+/// Runs sessions until `shutdown`, reconnecting as needed. Returns an
+/// error only for local problems (not enrolled, unreadable identity).
+pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), SessionError> {
+    let files = IdentityFiles::new(&cfg.identity_dir());
+    let enrollment = files.enrollment_record()?;
+    let url = cfg
+        .coordinator
+        .clone()
+        .unwrap_or(enrollment.coordinator.clone());
+    let mut backoff = Backoff::new(
+        cfg.reconnect_initial,
+        cfg.reconnect_max,
+        cfg.reconnect_jitter,
+    );
+    tracing::info!(host = %enrollment.host_id, coordinator = %url, "agent starting");
+    loop {
+        let started = Instant::now();
+        match session(&cfg, &files, &enrollment.host_id, &url, &shutdown).await {
+            Ok(Ended::Shutdown) => return Ok(()),
+            Ok(Ended::Lost(reason)) => {
+                tracing::warn!(reason = %reason, "session to the coordinator ended");
+                if started.elapsed() > Duration::from_secs(10) {
+                    backoff.reset();
+                }
+            }
+            Err(e) if !e.is_retryable() => return Err(e),
+            Err(e) => {
+                let chain = error_chain(&e);
+                match tls::explain(&chain) {
+                    Some(hint) => tracing::warn!(error = %chain, hint, "cannot open a session"),
+                    None => tracing::warn!(error = %chain, "cannot open a session"),
+                }
+            }
+        }
+        let delay = backoff.next_delay();
+        tracing::info!(delay = ?delay, "reconnecting");
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+fn hello(cfg: &AgentConfig, host_id: &str) -> pb::AgentMessage {
+    let f = facts::collect();
+    pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Hello(pb::Hello {
+            host_id: host_id.into(),
+            agent_version: VERSION.into(),
+            labels: cfg.labels.clone().into_iter().collect(),
+            boot_id: f.boot_id,
+            facts: Some(pb::HostFacts {
+                hostname: f.hostname,
+                cpus: f.cpus,
+                memory_bytes: f.memory_bytes,
+                os: f.os,
+                kernel: f.kernel,
+                arch: f.arch,
+            }),
+        })),
+    }
+}
+
+/// When to renew a certificate valid from `not_before` to `not_after`.
+pub fn renew_time(not_before: SystemTime, not_after: SystemTime, fraction: f64) -> SystemTime {
+    let life = not_after.duration_since(not_before).unwrap_or_default();
+    not_before + life.mul_f64(fraction)
+}
+
+fn instant_of(t: SystemTime) -> Instant {
+    let now = SystemTime::now();
+    match t.duration_since(now) {
+        Ok(d) => Instant::now() + d,
+        Err(_) => Instant::now(),
+    }
+}
+
+/// A renewal in flight: the new key waits for its certificate.
+struct PendingRenewal {
+    key: HostKey,
+    sent: Instant,
+}
+
+async fn session(
+    cfg: &AgentConfig,
+    files: &IdentityFiles,
+    host_id: &str,
+    url: &str,
+    shutdown: &CancellationToken,
+) -> Result<Ended, SessionError> {
+    let identity = files.tls_identity()?;
+    let info = identity.info().map_err(IdentityError::from)?;
+    if info.not_after <= SystemTime::now() {
+        return Err(SessionError::Expired {
+            at: humantime::format_rfc3339_seconds(info.not_after).to_string(),
+        });
+    }
+    let ca = files.ca_certs()?;
+    let tls_cfg = tls::client_config(&ca, Some(&identity))?;
+    let opts = ChannelOptions {
+        connect_timeout: cfg.connect_timeout,
+        ..ChannelOptions::default()
+    };
+    let channel = tls::connect(url, tls_cfg, opts).await?;
+    let mut client = pb::agent_service_client::AgentServiceClient::new(channel);
+    let (tx, rx) = mpsc::channel::<pb::AgentMessage>(64);
+    tx.try_send(hello(cfg, host_id))
+        .expect("fresh channel has room");
+    let mut inbound = client
+        .session(ReceiverStream::new(rx))
+        .await
+        .map_err(|s| SessionError::Refused(s.message().to_string()))?
+        .into_inner();
+    let welcome = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
+        Ok(Ok(Some(pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Welcome(w)),
+        }))) => w,
+        Ok(Ok(_)) => {
+            return Err(SessionError::Broken(
+                "expected Welcome as the first message".into(),
+            ));
+        }
+        Ok(Err(s)) => return Err(SessionError::Refused(s.message().to_string())),
+        Err(_) => return Err(SessionError::Broken("no Welcome within 10s".into())),
+    };
+    let heartbeat_every = Duration::from_millis(welcome.heartbeat_interval_ms.max(100));
+    let silence_limit = Duration::from_millis(welcome.host_timeout_ms.max(1000));
+    tracing::info!(
+        session = %welcome.session_id, host = %host_id,
+        labels = %cutover_common::labels::format(&welcome.labels.clone().into_iter().collect()),
+        "session established"
+    );
+
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let mut cert_window = (info.not_before, info.not_after);
+    let mut renew_at = instant_of(renew_time(cert_window.0, cert_window.1, cfg.renew_at));
+    let mut pending: Option<PendingRenewal> = None;
+
+    loop {
+        let silence_deadline = last_heard + silence_limit;
+        tokio::select! {
+            // Cancel-safe: a token wait holds no data.
+            _ = shutdown.cancelled() => return Ok(Ended::Shutdown),
+            // Cancel-safe: interval ticks are not lost by being dropped.
+            _ = heartbeat.tick() => {
+                let hb = pb::AgentMessage { body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat { sent_at_ms: now_ms() })) };
+                if tx.send(hb).await.is_err() {
+                    return Ok(Ended::Lost("outbound stream closed".into()));
+                }
+            }
+            // Cancel-safe: sleeping holds no data.
+            _ = tokio::time::sleep_until(silence_deadline) => {
+                return Ok(Ended::Lost(format!("nothing heard from the coordinator for {silence_limit:?}")));
+            }
+            // Cancel-safe: sleeping holds no data; the renewal starts only when it fires.
+            _ = tokio::time::sleep_until(renew_at), if pending.is_none() => {
+                let key = pki::generate_key().map_err(IdentityError::from)?;
+                let csr = pki::make_csr(&key).map_err(IdentityError::from)?;
+                let msg = pb::AgentMessage { body: Some(pb::agent_message::Body::Renew(pb::RenewRequest { csr_der: csr })) };
+                if tx.send(msg).await.is_err() {
+                    return Ok(Ended::Lost("outbound stream closed".into()));
+                }
+                tracing::info!("renewing the host certificate");
+                pending = Some(PendingRenewal { key, sent: Instant::now() });
+            }
+            // Cancel-safe: `Streaming::message` keeps partial frames in the stream.
+            m = inbound.message() => {
+                let m = match m {
+                    Ok(Some(m)) => m,
+                    Ok(None) => return Ok(Ended::Lost("the coordinator closed the session".into())),
+                    Err(s) => return Ok(Ended::Lost(format!("{}: {}", s.code(), s.message()))),
+                };
+                last_heard = Instant::now();
+                use pb::coordinator_message::Body;
+                match m.body {
+                    Some(Body::Renewed(r)) => {
+                        let Some(p) = pending.take() else {
+                            tracing::warn!("ignoring a certificate that was not asked for");
+                            continue;
+                        };
+                        match accept_renewal(files, host_id, &r.certificate_pem, &p.key) {
+                            Ok(window) => {
+                                cert_window = window;
+                                renew_at = instant_of(renew_time(cert_window.0, cert_window.1, cfg.renew_at));
+                                tracing::info!(
+                                    not_after = %humantime::format_rfc3339_seconds(cert_window.1),
+                                    "host certificate renewed"
+                                );
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "renewed certificate rejected");
+                                renew_at = Instant::now() + Duration::from_secs(5);
+                            }
+                        }
+                    }
+                    Some(Body::Refusal(r)) => {
+                        tracing::warn!(reason = %r.reason, "the coordinator refused a request");
+                        if pending.take().is_some() {
+                            renew_at = Instant::now() + Duration::from_secs(5);
+                        }
+                    }
+                    Some(Body::Heartbeat(_)) | Some(Body::Welcome(_)) | None => {}
+                }
+            }
+        }
+        if let Some(p) = &pending
+            && p.sent.elapsed() > Duration::from_secs(30)
+        {
+            tracing::warn!("certificate renewal got no answer in 30s; will retry");
+            pending = None;
+            renew_at = Instant::now();
+        }
+    }
+}
+
+/// Checks a renewed certificate and stores it with its key. Returns its
+/// validity window.
+fn accept_renewal(
+    files: &IdentityFiles,
+    host_id: &str,
+    cert_pem: &str,
+    key: &HostKey,
+) -> Result<(SystemTime, SystemTime), String> {
+    let der = pki::cert_der_from_pem(cert_pem, "renewal").map_err(|e| e.to_string())?;
+    let info = cutover_common::identity::cert_info(&der).map_err(|e| e.to_string())?;
+    if info.identity != Identity::Host(host_id.into()) {
+        return Err(format!(
+            "certificate is for {} instead of host:{host_id}",
+            info.identity
+        ));
+    }
+    if !pki::cert_matches_key(&der, key) {
+        return Err("certificate does not match the new key".into());
+    }
+    files
+        .replace_bundle(cert_pem, key)
+        .map_err(|e| error_chain(&e))?;
+    Ok((info.not_before, info.not_after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_falls_at_the_configured_fraction_of_the_lifetime() {
+        let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let end = start + Duration::from_secs(3000);
+        assert_eq!(
+            renew_time(start, end, 2.0 / 3.0),
+            start + Duration::from_secs(2000)
+        );
+    }
+}

@@ -1,0 +1,286 @@
+//! rustls configuration for every Cutover connection, and the tonic
+//! connector that dials the coordinator with it.
+//!
+//! - The coordinator's server config asks every client for a certificate
+//!   from the cluster CA. A client may omit it (a new host enrolling), in
+//!   which case only the enrollment and health services answer; a client
+//!   that presents a certificate from another CA, or an expired one, fails
+//!   the handshake.
+//! - Clients trust only the cluster CA and check the fixed server name
+//!   [`COORDINATOR_SERVER_NAME`] whatever address they dialled.
+//! - Enrollment has no CA file yet: it pins the CA by fingerprint
+//!   ([`PinnedCaVerifier`]) and keeps the CA certificate it saw.
+//!
+//! TLS 1.3 only, ring provider, ALPN `h2`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::Uri;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use tokio::net::TcpStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::identity::COORDINATOR_SERVER_NAME;
+use crate::pki::{TlsIdentity, fingerprint};
+
+/// What went wrong building a TLS config or connecting.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS configuration rejected")]
+    Config(#[from] rustls::Error),
+    #[error("client certificate verifier could not be built")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error("`{url}` is not a coordinator URL (expected https://HOST:PORT)")]
+    BadUrl { url: String },
+    #[error("cannot connect to the coordinator at {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+impl TlsError {
+    /// Whether trying again later may succeed (the network, not the config).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TlsError::Connect { .. })
+    }
+}
+
+/// The crypto provider every config uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut store = RootCertStore::empty();
+    for c in ca {
+        store.add(c.clone())?;
+    }
+    Ok(Arc::new(store))
+}
+
+/// The coordinator's server config: its certificate chain, and client
+/// certificates from `ca` verified when presented.
+pub fn server_config(
+    identity: &TlsIdentity,
+    ca: &[CertificateDer<'static>],
+) -> Result<ServerConfig, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
+        .allow_unauthenticated()
+        .build()?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+/// A client config trusting only `ca`, presenting `identity` if given.
+pub fn client_config(
+    ca: &[CertificateDer<'static>],
+    identity: Option<&TlsIdentity>,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots(ca)?);
+    let mut cfg = match identity {
+        Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key())?,
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+/// Verifies the coordinator during enrollment, when the host has no CA file
+/// yet: the chain the server sends must contain a certificate whose SHA-256
+/// fingerprint is the pinned one, and the server certificate must verify
+/// against it as a root. The CA certificate seen is kept for the caller.
+#[derive(Debug)]
+pub struct PinnedCaVerifier {
+    fingerprint: String,
+    provider: Arc<CryptoProvider>,
+    seen_ca: Mutex<Option<CertificateDer<'static>>>,
+}
+
+impl PinnedCaVerifier {
+    /// `fingerprint` as returned by [`crate::pki::parse_fingerprint`].
+    pub fn new(fingerprint: String) -> Arc<Self> {
+        Arc::new(Self {
+            fingerprint,
+            provider: provider(),
+            seen_ca: Mutex::new(None),
+        })
+    }
+
+    /// The CA certificate that matched the pin, once a handshake succeeded.
+    pub fn ca(&self) -> Option<CertificateDer<'static>> {
+        self.seen_ca.lock().expect("poisoned").clone()
+    }
+
+    fn algs(&self) -> &WebPkiSupportedAlgorithms {
+        &self.provider.signature_verification_algorithms
+    }
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = intermediates
+            .iter()
+            .find(|c| fingerprint(c) == self.fingerprint)
+            .ok_or_else(|| {
+                rustls::Error::General(format!(
+                    "the coordinator's CA does not match the pinned fingerprint {}",
+                    self.fingerprint
+                ))
+            })?
+            .clone()
+            .into_owned();
+        let roots =
+            roots(std::slice::from_ref(&ca)).map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            roots,
+            self.provider.clone(),
+        )
+        .build()
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+        let verified =
+            inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)?;
+        *self.seen_ca.lock().expect("poisoned") = Some(ca);
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, self.algs())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, self.algs())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs().supported_schemes()
+    }
+}
+
+/// A client config for enrollment: no client certificate, CA pinned.
+pub fn enroll_client_config(verifier: Arc<PinnedCaVerifier>) -> Result<ClientConfig, TlsError> {
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+/// Timeouts for a client channel.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelOptions {
+    pub connect_timeout: Duration,
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(20),
+            keepalive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Dials the coordinator at `url` (`https://host:port`) with `tls`,
+/// verifying the server as [`COORDINATOR_SERVER_NAME`].
+pub async fn connect(
+    url: &str,
+    tls: ClientConfig,
+    opts: ChannelOptions,
+) -> Result<Channel, TlsError> {
+    let bad = || TlsError::BadUrl { url: url.into() };
+    let uri: Uri = url.parse().map_err(|_| bad())?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none() {
+        return Err(bad());
+    }
+    let endpoint = Endpoint::from(uri)
+        .connect_timeout(opts.connect_timeout)
+        .http2_keep_alive_interval(opts.keepalive_interval)
+        .keep_alive_timeout(opts.keepalive_timeout)
+        .keep_alive_while_idle(true)
+        .tcp_nodelay(true);
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let name = ServerName::try_from(COORDINATOR_SERVER_NAME).expect("valid DNS name");
+    let svc = tower::service_fn(move |uri: Uri| {
+        let connector = connector.clone();
+        let name = name.clone();
+        async move {
+            let host = uri
+                .host()
+                .unwrap_or_default()
+                .trim_matches(|c| c == '[' || c == ']')
+                .to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let tls = connector.connect(name, tcp).await?;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    endpoint
+        .connect_with_connector(svc)
+        .await
+        .map_err(|source| TlsError::Connect {
+            url: url.into(),
+            source,
+        })
+}
+
+/// A human hint for a failed connection's error chain: what the TLS alert
+/// most likely means for the person reading it.
+pub fn explain(chain: &str) -> Option<&'static str> {
+    let c = chain.to_ascii_lowercase();
+    if c.contains("certificateexpired") || c.contains("expired") {
+        Some(
+            "the certificate has expired: renew it (`cutover ca issue-operator` for operators, re-enroll for hosts)",
+        )
+    } else if c.contains("unknownca") || c.contains("unknown issuer") || c.contains("unknownissuer")
+    {
+        Some("the certificate was not issued by this cluster's CA")
+    } else if c.contains("does not match the pinned fingerprint") {
+        Some(
+            "the --ca-fingerprint does not match this coordinator's CA: check it with `cutover ca fingerprint` on the coordinator",
+        )
+    } else if c.contains("connection refused") {
+        Some("nothing is listening there: is `cutover serve` running, and is the address right?")
+    } else if c.contains("notvalidforname") || c.contains("not valid for name") {
+        Some("the server's certificate is not a Cutover coordinator certificate")
+    } else {
+        None
+    }
+}

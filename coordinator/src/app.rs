@@ -1,0 +1,160 @@
+//! The coordinator's shared state: config, store, fleet registry and CA,
+//! reached by every service through one `Arc<App>`.
+
+use std::time::{Duration, SystemTime};
+
+use cutover_common::identity::{self, Identity};
+use cutover_common::labels::Labels;
+use cutover_common::pki::{Ca, Issue, PkiError, Usage};
+use cutover_common::time::now_ms;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use crate::config::CoordinatorConfig;
+use crate::fleet::Fleet;
+use crate::store::{self, Audit, Store, StoreError, TokenRecord};
+
+/// Everything a request handler needs.
+#[derive(Debug)]
+pub struct App {
+    pub cfg: CoordinatorConfig,
+    pub store: Store,
+    pub fleet: Fleet,
+    pub ca: Ca,
+    /// URL agents and operators reach this coordinator at.
+    pub url: String,
+}
+
+/// A join token as handed to a person: `cutover1.<id>.<secret>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    pub id: String,
+    pub secret: String,
+}
+
+const TOKEN_PREFIX: &str = "cutover1";
+
+impl JoinToken {
+    /// A fresh random token (64-bit id, 192-bit secret).
+    pub fn generate() -> Self {
+        let mut rng = rand::rng();
+        let id: [u8; 8] = rng.random();
+        let secret: [u8; 24] = rng.random();
+        Self {
+            id: hex::encode(id),
+            secret: hex::encode(secret),
+        }
+    }
+
+    /// Parses the printed form.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.trim().split('.');
+        let (prefix, id, secret) = (parts.next()?, parts.next()?, parts.next()?);
+        if prefix != TOKEN_PREFIX || parts.next().is_some() || id.len() != 16 || secret.len() != 48
+        {
+            return None;
+        }
+        if !id
+            .chars()
+            .chain(secret.chars())
+            .all(|c| c.is_ascii_hexdigit())
+        {
+            return None;
+        }
+        Some(Self {
+            id: id.into(),
+            secret: secret.into(),
+        })
+    }
+
+    /// The printed form.
+    pub fn render(&self) -> String {
+        format!("{TOKEN_PREFIX}.{}.{}", self.id, self.secret)
+    }
+
+    /// What the store keeps instead of the secret.
+    pub fn secret_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.secret.as_bytes()))
+    }
+}
+
+impl App {
+    /// Writes an audit line (and logs it). A failing audit write is logged
+    /// as an error but does not fail the call that is being audited.
+    pub async fn audit(&self, a: Audit) {
+        tracing::info!(
+            actor = %a.actor, action = a.action, target = %a.target, outcome = a.outcome.as_str(),
+            detail = %a.detail, "audit"
+        );
+        let now = now_ms();
+        if let Err(e) = self.store.call(move |c| store::audit(c, now, &a)).await {
+            tracing::error!(error = %cutover_common::error_chain(&e), "writing the audit log failed");
+        }
+    }
+
+    /// Creates and stores a join token; returns it with its expiry.
+    pub async fn create_token(
+        &self,
+        ttl: Duration,
+        uses: u32,
+        labels: Labels,
+        created_by: String,
+    ) -> Result<(JoinToken, i64), StoreError> {
+        let token = JoinToken::generate();
+        let now = now_ms();
+        let expires_at = now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let rec = TokenRecord {
+            id: token.id.clone(),
+            secret_hash: token.secret_hash(),
+            labels,
+            created_at: now,
+            expires_at,
+            uses_total: uses,
+            uses_left: uses,
+            created_by,
+        };
+        self.store
+            .call(move |c| store::insert_token(c, &rec))
+            .await?;
+        Ok((token, expires_at))
+    }
+
+    /// Signs a host CSR for `host` with the configured lifetime.
+    pub fn sign_host_csr(
+        &self,
+        host: &str,
+        csr_der: &[u8],
+    ) -> Result<(String, identity::CertInfo), PkiError> {
+        let req = Issue::new(
+            Identity::Host(host.into()),
+            Usage::Client,
+            self.cfg.host_cert_ttl,
+        );
+        let pem = self.ca.sign_csr(csr_der, &req)?;
+        let der = cutover_common::pki::cert_der_from_pem(&pem, "issued certificate")?;
+        let info = identity::cert_info(&der)?;
+        Ok((pem, info))
+    }
+}
+
+/// Milliseconds since the epoch of a `SystemTime`.
+pub fn ms(t: SystemTime) -> i64 {
+    cutover_common::time::to_unix_ms(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_tokens_round_trip_and_malformed_ones_are_rejected() {
+        let t = JoinToken::generate();
+        assert_eq!(JoinToken::parse(&t.render()), Some(t.clone()));
+        assert_eq!(JoinToken::parse("cutover1.abc.def"), None);
+        assert_eq!(
+            JoinToken::parse(&t.render().replace("cutover1", "cutover2")),
+            None
+        );
+        assert_ne!(t.secret_hash(), t.secret);
+    }
+}

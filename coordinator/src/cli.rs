@@ -1,0 +1,489 @@
+//! The `cutover` command line: argument parsing and one function per
+//! command. Commands that talk to a running coordinator go through
+//! [`crate::client`]; `serve`, `ca` and `config check` work on local files.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use cutover_common::labels;
+use cutover_proto::v1 as pb;
+use serde::Serialize;
+
+use crate::client::ClientArgs;
+use crate::config::CoordinatorConfig;
+use crate::grpc::auth::Role;
+use crate::output::{self, Format};
+use crate::pki_setup;
+
+/// Cutover: boring deploys for fleets of Linux hosts.
+#[derive(Debug, Parser)]
+#[command(name = "cutover", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Coordinator config file (default /etc/cutover/coordinator.toml if present).
+    #[arg(long, short = 'c', env = "CUTOVER_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn load(&self) -> Result<CoordinatorConfig> {
+        Ok(CoordinatorConfig::load(self.config.as_deref())?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the coordinator daemon.
+    Serve(ConfigArg),
+    /// Check the coordinator config and exit (for ExecStartPre=).
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Manage the cluster CA and operator certificates (run on the coordinator host).
+    Ca {
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
+    /// Manage join tokens for new hosts.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// List the fleet, or remove a host.
+    Hosts {
+        #[command(subcommand)]
+        cmd: Option<HostsCmd>,
+        /// Only hosts matching this label selector (e.g. role=web,zone!=b).
+        #[arg(long, short = 'l', default_value = "")]
+        selector: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show the coordinator's audit log, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show which operator and role this CLI authenticates as.
+    Whoami,
+    /// Run a whole fleet on this machine: a coordinator, agents and a sample service.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Load and validate the config; print it with defaults filled in.
+    Check(ConfigArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCmd {
+    /// Create the cluster CA, the coordinator's certificate and an `admin` operator.
+    Init {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A name for this cluster, shown in the CA certificate.
+        #[arg(long, default_value = "cutover")]
+        cluster: String,
+    },
+    /// Print the CA fingerprint agents pin at enrollment.
+    Fingerprint(ConfigArg),
+    /// Issue an operator certificate and a CLI config for it.
+    IssueOperator {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        name: String,
+        /// admin | deployer | viewer
+        #[arg(long)]
+        role: Role,
+        /// Certificate lifetime (default: operator_cert_ttl from the config).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        /// Directory for NAME.pem and NAME.toml (default: PKI_DIR/operators).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+impl clap::ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Role::Admin, Role::Deployer, Role::Viewer]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a join token and print it with the CA fingerprint.
+    Create {
+        /// How long the token stays valid.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// How many hosts may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Labels bound to every host that enrolls with it (k=v,k2=v2).
+        #[arg(long, default_value = "")]
+        labels: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCmd {
+    /// Forget a host; its certificate stops working at its next connection.
+    Remove { host: String },
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(c) => serve(c.load()?).await,
+        Command::Config {
+            cmd: ConfigCmd::Check(c),
+        } => {
+            let cfg = c.load()?;
+            println!(
+                "{}",
+                toml::to_string_pretty(&cfg).context("rendering config")?
+            );
+            eprintln!("config ok");
+            Ok(())
+        }
+        Command::Ca { cmd } => ca(cmd),
+        Command::Token { cmd } => token(&cli.client, cmd).await,
+        Command::Hosts {
+            cmd: Some(HostsCmd::Remove { host }),
+            ..
+        } => {
+            let mut c = cli.client.connect().await?;
+            c.remove_host(pb::RemoveHostRequest {
+                host_id: host.clone(),
+            })
+            .await
+            .map_err(status)?;
+            println!("removed host {host}");
+            Ok(())
+        }
+        Command::Hosts {
+            cmd: None,
+            selector,
+            output,
+        } => hosts(&cli.client, &selector, output).await,
+        Command::Audit { limit, output } => audit(&cli.client, limit, output).await,
+        Command::Whoami => {
+            let mut c = cli.client.connect().await?;
+            let r = c
+                .who_am_i(pb::WhoAmIRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            let until = cutover_common::time::from_unix_ms(r.certificate_not_after_ms);
+            println!(
+                "operator {} (role {}), certificate valid until {}",
+                r.name,
+                r.role,
+                humantime::format_rfc3339_seconds(until)
+            );
+            Ok(())
+        }
+        Command::Demo(args) => crate::demo::run(args).await,
+    }
+}
+
+/// Turns a gRPC status into an error whose message is the coordinator's.
+pub fn status(s: tonic::Status) -> anyhow::Error {
+    let code = match s.code() {
+        tonic::Code::PermissionDenied => "permission denied",
+        tonic::Code::Unauthenticated => "not authenticated",
+        tonic::Code::InvalidArgument => "invalid request",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::Unavailable => "coordinator unavailable",
+        tonic::Code::FailedPrecondition => "refused",
+        _ => "coordinator error",
+    };
+    anyhow::anyhow!("{code}: {}", s.message())
+}
+
+async fn serve(cfg: CoordinatorConfig) -> Result<()> {
+    let running = crate::server::Server::start(cfg).await?;
+    running
+        .run_until(async {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+        })
+        .await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn ca(cmd: CaCmd) -> Result<()> {
+    match cmd {
+        CaCmd::Init { config, cluster } => {
+            let cfg = config.load()?;
+            let out = pki_setup::init(&cfg, &cluster)?;
+            println!("created the cluster CA in {}", out.pki_dir.display());
+            println!("CA fingerprint: {}", out.fingerprint);
+            println!("admin operator: {}", out.admin.bundle.display());
+            println!();
+            println!("Use the CLI as admin with:");
+            println!(
+                "  export CUTOVER_CLI_CONFIG={}",
+                out.admin.cli_config.display()
+            );
+            Ok(())
+        }
+        CaCmd::Fingerprint(config) => {
+            let cfg = config.load()?;
+            println!("{}", pki_setup::load_ca(&cfg)?.fingerprint());
+            Ok(())
+        }
+        CaCmd::IssueOperator {
+            config,
+            name,
+            role,
+            ttl,
+            out,
+        } => {
+            let cfg = config.load()?;
+            let ca = pki_setup::load_ca(&cfg)?;
+            let store = pki_setup::open_store(&cfg)?;
+            let ttl = ttl.unwrap_or(cfg.operator_cert_ttl);
+            let issued =
+                pki_setup::issue_operator(&cfg, &ca, &store, &name, role, ttl, out.as_deref())?;
+            println!(
+                "issued operator {} ({}) valid until {}",
+                issued.name,
+                role.as_str(),
+                humantime::format_rfc3339_seconds(issued.not_after)
+            );
+            println!("  certificate and key: {}", issued.bundle.display());
+            println!("  CLI config:          {}", issued.cli_config.display());
+            Ok(())
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TokenOut {
+    token: String,
+    token_id: String,
+    expires_at: String,
+    ca_fingerprint: String,
+    coordinator: String,
+}
+
+async fn token(client: &ClientArgs, cmd: TokenCmd) -> Result<()> {
+    let TokenCmd::Create {
+        ttl,
+        uses,
+        labels: l,
+        output,
+    } = cmd;
+    let labels = labels::parse(&l).context("--labels")?;
+    let resolved = client.resolve()?;
+    let mut c = crate::client::connect(&resolved).await?;
+    let r = c
+        .create_token(pb::CreateTokenRequest {
+            ttl_ms: ttl.as_millis() as u64,
+            uses,
+            labels: labels.into_iter().collect(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let out = TokenOut {
+        token: r.token,
+        token_id: r.token_id,
+        expires_at: humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(
+            r.expires_at_ms,
+        ))
+        .to_string(),
+        ca_fingerprint: r.ca_fingerprint,
+        coordinator: resolved.url,
+    };
+    match output {
+        Format::Json => print!("{}", output::json(&out)),
+        Format::Table => {
+            println!("{}", out.token);
+            eprintln!(
+                "token {} expires {} ({} use{}). Enroll a host with:\n  cutover-agent enroll --coordinator {} --token-file FILE --ca-fingerprint {}",
+                out.token_id,
+                out.expires_at,
+                uses,
+                if uses == 1 { "" } else { "s" },
+                out.coordinator,
+                out.ca_fingerprint
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct HostOut {
+    host: String,
+    labels: BTreeMap<String, String>,
+    state: String,
+    last_seen: Option<String>,
+    agent_version: String,
+    address: String,
+    hostname: String,
+    cpus: u32,
+    memory_bytes: u64,
+    os: String,
+    kernel: String,
+    arch: String,
+    boot_id: String,
+    certificate_expires: String,
+    session: Option<String>,
+}
+
+async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
+    labels::Selector::parse(selector).context("--selector")?;
+    let mut c = client.connect().await?;
+    let r = c
+        .list_hosts(pb::ListHostsRequest {
+            selector: selector.into(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let fmt_ts = |ms: i64| {
+        humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(ms)).to_string()
+    };
+    match output {
+        Format::Json => {
+            let hosts: Vec<HostOut> = r
+                .hosts
+                .into_iter()
+                .map(|h| {
+                    let f = h.facts.unwrap_or_default();
+                    HostOut {
+                        host: h.host_id,
+                        labels: h.labels.into_iter().collect(),
+                        state: h.state,
+                        last_seen: (h.last_seen_ms > 0).then(|| fmt_ts(h.last_seen_ms)),
+                        agent_version: h.agent_version,
+                        address: h.address,
+                        hostname: f.hostname,
+                        cpus: f.cpus,
+                        memory_bytes: f.memory_bytes,
+                        os: f.os,
+                        kernel: f.kernel,
+                        arch: f.arch,
+                        boot_id: h.boot_id,
+                        certificate_expires: fmt_ts(h.certificate_not_after_ms),
+                        session: (!h.session_id.is_empty()).then_some(h.session_id),
+                    }
+                })
+                .collect();
+            print!("{}", output::json(&hosts));
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = r
+                .hosts
+                .into_iter()
+                .map(|h| {
+                    let labels: BTreeMap<String, String> = h.labels.into_iter().collect();
+                    vec![
+                        h.host_id,
+                        labels::format(&labels),
+                        h.state,
+                        output::ago(h.last_seen_ms),
+                        h.agent_version,
+                        h.address,
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(
+                    &["HOST", "LABELS", "STATE", "LAST SEEN", "AGENT", "ADDRESS"],
+                    &rows
+                )
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct AuditOut {
+    id: i64,
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    outcome: String,
+    detail: String,
+}
+
+async fn audit(client: &ClientArgs, limit: u32, output: Format) -> Result<()> {
+    let mut c = client.connect().await?;
+    let r = c
+        .list_audit(pb::ListAuditRequest { limit })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let rows: Vec<AuditOut> = r
+        .entries
+        .into_iter()
+        .map(|e| AuditOut {
+            id: e.id,
+            at: humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(e.at_ms))
+                .to_string(),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            detail: e.detail,
+        })
+        .collect();
+    match output {
+        Format::Json => print!("{}", output::json(&rows)),
+        Format::Table => {
+            let t: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|a| vec![a.at, a.actor, a.action, a.target, a.outcome, a.detail])
+                .collect();
+            print!(
+                "{}",
+                output::table(
+                    &["AT", "ACTOR", "ACTION", "TARGET", "OUTCOME", "DETAIL"],
+                    &t
+                )
+            );
+        }
+    }
+    if limit == 0 {
+        bail!("--limit must be at least 1");
+    }
+    Ok(())
+}

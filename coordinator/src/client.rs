@@ -1,0 +1,143 @@
+//! How the `cutover` command reaches a coordinator: which URL, CA and
+//! operator certificate to use (flags > `CUTOVER_*` variables > CLI config
+//! file), and the mTLS channel built from them.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use cutover_common::pki::{self, TlsIdentity};
+use cutover_common::tls::{self, ChannelOptions};
+use cutover_proto::v1::control_service_client::ControlServiceClient;
+use serde::Deserialize;
+use tonic::transport::Channel;
+
+/// Connection settings as given on the command line or in the environment.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientArgs {
+    /// Coordinator URL, e.g. https://coordinator:7443.
+    #[arg(long, env = "CUTOVER_COORDINATOR", global = true)]
+    pub coordinator: Option<String>,
+    /// The cluster CA certificate (PEM).
+    #[arg(long, env = "CUTOVER_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Operator certificate and key bundle (PEM, mode 0600).
+    #[arg(long, env = "CUTOVER_IDENTITY", global = true)]
+    pub identity: Option<PathBuf>,
+    /// CLI config file with `coordinator`, `ca` and `identity`
+    /// (default ~/.config/cutover/cli.toml).
+    #[arg(long, env = "CUTOVER_CLI_CONFIG", global = true)]
+    pub cli_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CliFile {
+    coordinator: Option<String>,
+    ca: Option<PathBuf>,
+    identity: Option<PathBuf>,
+}
+
+/// Why the CLI could not reach the coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{path}: {what}")]
+    ConfigFile { path: PathBuf, what: String },
+    #[error(
+        "no {what} given: pass --{flag}, set CUTOVER_{env}, or set `{flag}` in the CLI config (see `cutover ca issue-operator`)"
+    )]
+    Missing {
+        what: &'static str,
+        flag: &'static str,
+        env: &'static str,
+    },
+    #[error(
+        "operator certificate {path} expired at {at}; ask an admin for a new one (`cutover ca issue-operator`)"
+    )]
+    Expired { path: PathBuf, at: String },
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub url: String,
+    pub ca: PathBuf,
+    pub identity: PathBuf,
+}
+
+fn default_cli_config() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| Path::new(&h).join(".config/cutover/cli.toml"))
+}
+
+impl ClientArgs {
+    /// Merges flags, environment and the CLI config file.
+    pub fn resolve(&self) -> Result<Resolved, ClientError> {
+        let (path, explicit) = match &self.cli_config {
+            Some(p) => (Some(p.clone()), true),
+            None => (default_cli_config(), false),
+        };
+        let file = match path {
+            Some(p) if p.exists() || explicit => {
+                let text = std::fs::read_to_string(&p).map_err(|e| ClientError::ConfigFile {
+                    path: p.clone(),
+                    what: e.to_string(),
+                })?;
+                toml::from_str::<CliFile>(&text).map_err(|e| ClientError::ConfigFile {
+                    path: p.clone(),
+                    what: e.to_string(),
+                })?
+            }
+            _ => CliFile::default(),
+        };
+        let url = self
+            .coordinator
+            .clone()
+            .or(file.coordinator)
+            .ok_or(ClientError::Missing {
+                what: "coordinator URL",
+                flag: "coordinator",
+                env: "COORDINATOR",
+            })?;
+        let ca = self.ca.clone().or(file.ca).ok_or(ClientError::Missing {
+            what: "CA certificate",
+            flag: "ca",
+            env: "CA",
+        })?;
+        let identity = self
+            .identity
+            .clone()
+            .or(file.identity)
+            .ok_or(ClientError::Missing {
+                what: "operator identity",
+                flag: "identity",
+                env: "IDENTITY",
+            })?;
+        Ok(Resolved { url, ca, identity })
+    }
+
+    /// Connects to the coordinator's control service with mTLS.
+    pub async fn connect(&self) -> Result<ControlServiceClient<Channel>, ClientError> {
+        let r = self.resolve()?;
+        connect(&r).await
+    }
+}
+
+/// Connects with resolved settings, checking the operator certificate's
+/// expiry first so the error says so plainly.
+pub async fn connect(r: &Resolved) -> Result<ControlServiceClient<Channel>, ClientError> {
+    let ca = pki::load_certs(&r.ca)?;
+    let id = TlsIdentity::load_bundle(&r.identity)?;
+    let info = id.info()?;
+    if info.not_after <= SystemTime::now() {
+        return Err(ClientError::Expired {
+            path: r.identity.clone(),
+            at: humantime::format_rfc3339_seconds(info.not_after).to_string(),
+        });
+    }
+    let cfg = tls::client_config(&ca, Some(&id))?;
+    let channel: Channel = tls::connect(&r.url, cfg, ChannelOptions::default()).await?;
+    Ok(ControlServiceClient::new(channel).max_decoding_message_size(64 << 20))
+}

@@ -1,0 +1,206 @@
+//! The coordinator's config (`coordinator.toml`, `CUTOVER_*` variables).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cutover_common::config::{self, ConfigError, Origin};
+use serde::{Deserialize, Serialize};
+
+/// Default config file location.
+pub const DEFAULT_PATH: &str = "/etc/cutover/coordinator.toml";
+
+/// Everything `cutover serve` needs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoordinatorConfig {
+    /// Store, PKI and runtime files.
+    pub state_dir: PathBuf,
+    /// Address the gRPC server (agents, enrollment, operators) listens on.
+    pub listen: SocketAddr,
+    /// URL agents and operators use to reach this coordinator, printed in
+    /// instructions and written into operator CLI configs.
+    pub advertise_url: Option<String>,
+    /// Where the CA and server certificate live (default `state_dir/pki`).
+    pub pki_dir: Option<PathBuf>,
+    /// Extra DNS names or IP addresses for the server certificate.
+    pub server_names: Vec<String>,
+    /// A host that sends nothing for this long is marked `lost`.
+    #[serde(with = "humantime_serde")]
+    pub host_timeout: Duration,
+    /// How often each side sends a heartbeat on an idle session.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// Lifetime of host certificates (renewed at about two thirds).
+    #[serde(with = "humantime_serde")]
+    pub host_cert_ttl: Duration,
+    /// Default lifetime of operator certificates.
+    #[serde(with = "humantime_serde")]
+    pub operator_cert_ttl: Duration,
+    /// Longest lifetime a join token may be given.
+    #[serde(with = "humantime_serde")]
+    pub max_token_ttl: Duration,
+    pub limits: Limits,
+}
+
+/// Explicit resource limits of the gRPC server.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// HTTP/2 keepalive ping interval.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_interval: Duration,
+    /// Time to wait for a keepalive ack before closing.
+    #[serde(with = "humantime_serde")]
+    pub keepalive_timeout: Duration,
+    /// Time allowed for a TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Open connections accepted at once; more wait in the backlog.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_concurrent_streams: 32,
+            max_message_bytes: 4 << 20,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 20_000,
+        }
+    }
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            state_dir: PathBuf::from("/var/lib/cutover/coordinator"),
+            listen: "0.0.0.0:7443".parse().expect("valid"),
+            advertise_url: None,
+            pki_dir: None,
+            server_names: Vec::new(),
+            host_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+            host_cert_ttl: Duration::from_secs(24 * 3600),
+            operator_cert_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            limits: Limits::default(),
+        }
+    }
+}
+
+const ENV_KEYS: &[&str] = &[
+    "state_dir",
+    "listen",
+    "advertise_url",
+    "pki_dir",
+    "server_names",
+    "host_timeout",
+    "heartbeat_interval",
+    "host_cert_ttl",
+    "operator_cert_ttl",
+    "max_token_ttl",
+    "limits",
+];
+
+impl CoordinatorConfig {
+    /// Loads and validates the config. `path` is `--config` when given
+    /// (then it must exist), else [`DEFAULT_PATH`] if present.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (p, explicit) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_PATH), false),
+        };
+        let (cfg, origin): (Self, Origin) = config::load(&p, explicit, "CUTOVER_", ENV_KEYS)?;
+        cfg.validate(&origin)?;
+        Ok(cfg)
+    }
+
+    /// Cross-field checks.
+    pub fn validate(&self, origin: &Origin) -> Result<(), ConfigError> {
+        if self.heartbeat_interval.is_zero() {
+            return Err(ConfigError::invalid(
+                origin,
+                "heartbeat_interval",
+                "expected a duration above zero",
+            ));
+        }
+        if self.host_timeout < self.heartbeat_interval * 2 {
+            return Err(ConfigError::invalid(
+                origin,
+                "host_timeout",
+                format!(
+                    "expected at least twice heartbeat_interval ({}), found {}",
+                    humantime::format_duration(self.heartbeat_interval * 2),
+                    humantime::format_duration(self.host_timeout)
+                ),
+            ));
+        }
+        if self.host_cert_ttl < Duration::from_secs(3) {
+            return Err(ConfigError::invalid(
+                origin,
+                "host_cert_ttl",
+                "expected at least 3s",
+            ));
+        }
+        if self.limits.max_message_bytes < 64 * 1024 {
+            return Err(ConfigError::invalid(
+                origin,
+                "limits.max_message_bytes",
+                "expected at least 65536",
+            ));
+        }
+        if self.limits.max_concurrent_streams == 0 || self.limits.max_connections == 0 {
+            return Err(ConfigError::invalid(
+                origin,
+                "limits",
+                "expected non-zero stream and connection limits",
+            ));
+        }
+        if let Some(url) = &self.advertise_url
+            && !url.starts_with("https://")
+        {
+            return Err(ConfigError::invalid(
+                origin,
+                "advertise_url",
+                format!("expected an https:// URL, found `{url}`"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The PKI directory.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.pki_dir
+            .clone()
+            .unwrap_or_else(|| self.state_dir.join("pki"))
+    }
+
+    /// The SQLite database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.state_dir.join("cutover.db")
+    }
+
+    /// The URL to give agents and operators.
+    pub fn advertised_url(&self, bound: SocketAddr) -> String {
+        if let Some(u) = &self.advertise_url {
+            return u.clone();
+        }
+        let host = if bound.ip().is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            bound.ip().to_string()
+        };
+        if host.contains(':') {
+            format!("https://[{host}]:{}", bound.port())
+        } else {
+            format!("https://{host}:{}", bound.port())
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! `cutover demo`: a whole fleet on this machine. A fresh CA, a coordinator
+//! (in this process), and agents (real `cutover-agent` processes) that
+//! enroll with join tokens and join the fleet; then it shows the fleet and
+//! stops cleanly on Ctrl-C or after `--for`.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use cutover_common::labels::{self, Selector};
+use cutover_proto::v1 as pb;
+use tokio::process::{Child, Command};
+
+use crate::client::{self, Resolved};
+use crate::config::CoordinatorConfig;
+use crate::output;
+use crate::pki_setup;
+use crate::server::Server;
+
+/// Options of `cutover demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Number of agents (hosts) to start.
+    #[arg(long, default_value_t = 3)]
+    pub agents: usize,
+    /// Keep running this long after the fleet has joined (default: stop once shown).
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    pub run_for: Option<Duration>,
+    /// Keep the fleet running until Ctrl-C and keep its files afterwards.
+    #[arg(long)]
+    pub keep: bool,
+    /// Directory for the demo's files (default: a new temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// The cutover-agent binary (default: next to this one, then PATH).
+    #[arg(long, env = "CUTOVER_AGENT_BIN")]
+    pub agent_bin: Option<PathBuf>,
+}
+
+fn agent_binary(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let exe = std::env::current_exe().context("locating this executable")?;
+    let beside = exe.with_file_name("cutover-agent");
+    if beside.exists() {
+        return Ok(beside);
+    }
+    for dir in std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()) {
+        let p = dir.join("cutover-agent");
+        if p.exists() {
+            return Ok(p);
+        }
+    }
+    bail!(
+        "cutover-agent not found next to {} or on PATH: build it with `cargo build --release --bins`",
+        exe.display()
+    )
+}
+
+struct DemoAgent {
+    host: String,
+    child: Child,
+}
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> Result<()> {
+    if args.agents == 0 || args.agents > 50 {
+        bail!("--agents: expected between 1 and 50");
+    }
+    let agent_bin = agent_binary(args.agent_bin.clone())?;
+    let (_tmp, dir) = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            (None, d.clone())
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix("cutover-demo-").tempdir()?;
+            let p = t.path().to_path_buf();
+            (Some(t), p)
+        }
+    };
+    println!("Cutover demo in {}", dir.display());
+
+    let cfg = CoordinatorConfig {
+        state_dir: dir.join("coordinator"),
+        listen: "127.0.0.1:0".parse()?,
+        host_timeout: Duration::from_secs(5),
+        heartbeat_interval: Duration::from_secs(1),
+        ..CoordinatorConfig::default()
+    };
+    let init = pki_setup::init(&cfg, "demo")?;
+    println!(
+        "1. created a cluster CA (fingerprint {}…)",
+        &init.fingerprint[..23]
+    );
+    let running = Server::start(cfg).await?;
+    println!("2. coordinator listening on {}", running.url);
+
+    let admin = Resolved {
+        url: running.url.clone(),
+        ca: init.pki_dir.join(cutover_common::pki::CA_CERT),
+        identity: init.admin.bundle.clone(),
+    };
+    let mut control = client::connect(&admin).await?;
+    let zones = ["a", "b", "c"];
+    let mut agents = Vec::new();
+    println!(
+        "3. enrolling {} agents with one-time join tokens",
+        args.agents
+    );
+    for i in 1..=args.agents {
+        let host = format!("demo-{i}");
+        let token = control
+            .create_token(pb::CreateTokenRequest {
+                ttl_ms: 600_000,
+                uses: 1,
+                labels: [("role".to_string(), "web".to_string())]
+                    .into_iter()
+                    .collect(),
+            })
+            .await
+            .map_err(crate::cli::status)?
+            .into_inner();
+        let agent_dir = dir.join("agents").join(&host);
+        std::fs::create_dir_all(&agent_dir)?;
+        let agent_cfg = agent_dir.join("agent.toml");
+        std::fs::write(
+            &agent_cfg,
+            format!(
+                "state_dir = \"{}\"\nlabels = {{ zone = \"{}\" }}\nreconnect_initial = \"200ms\"\nreconnect_max = \"2s\"\n",
+                agent_dir.display(),
+                zones[(i - 1) % zones.len()]
+            ),
+        )?;
+        let token_file = agent_dir.join("join-token");
+        cutover_common::fsutil::write_atomic(&token_file, token.token.as_bytes(), 0o600)?;
+        let out = Command::new(&agent_bin)
+            .arg("enroll")
+            .arg("--config")
+            .arg(&agent_cfg)
+            .args(["--coordinator", &running.url, "--token-file"])
+            .arg(&token_file)
+            .args([
+                "--ca-fingerprint",
+                &token.ca_fingerprint,
+                "--host-id",
+                &host,
+            ])
+            .output()
+            .await
+            .with_context(|| format!("running {}", agent_bin.display()))?;
+        if !out.status.success() {
+            bail!(
+                "enrolling {host} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let _ = std::fs::remove_file(&token_file);
+        let child = spawn_agent(&agent_bin, &agent_cfg, &agent_dir.join("agent.log"))?;
+        agents.push(DemoAgent { host, child });
+    }
+
+    let started = Instant::now();
+    let mut joined = Vec::new();
+    while joined.len() < agents.len() {
+        for v in running.app.fleet.list(&Selector::default()) {
+            if v.state.as_str() == "ready" && !joined.contains(&v.record.id) {
+                println!(
+                    "   + {} joined ({}) after {}ms",
+                    v.record.id,
+                    labels::format(&v.record.labels()),
+                    started.elapsed().as_millis()
+                );
+                joined.push(v.record.id.clone());
+            }
+        }
+        for a in &mut agents {
+            if let Ok(Some(status)) = a.child.try_wait() {
+                bail!("agent {} exited ({status}) before joining", a.host);
+            }
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!(
+                "agents did not join within 30s; see {}/agents/*/agent.log",
+                dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("4. the fleet, as `cutover hosts` shows it:\n");
+    let hosts = control
+        .list_hosts(pb::ListHostsRequest::default())
+        .await
+        .map_err(crate::cli::status)?
+        .into_inner()
+        .hosts;
+    let rows: Vec<Vec<String>> = hosts
+        .into_iter()
+        .map(|h| {
+            let l: labels::Labels = h.labels.into_iter().collect();
+            vec![
+                h.host_id,
+                labels::format(&l),
+                h.state,
+                h.agent_version,
+                h.address,
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["HOST", "LABELS", "STATE", "AGENT", "ADDRESS"], &rows)
+    );
+    println!();
+
+    if args.keep {
+        print_keep_instructions(&dir, &running.url, &init.admin.cli_config);
+        crate::cli::shutdown_signal().await;
+    } else if let Some(d) = args.run_for {
+        println!(
+            "running for {}; Ctrl-C stops it sooner",
+            humantime::format_duration(d)
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = crate::cli::shutdown_signal() => {}
+        }
+    }
+
+    println!("5. stopping agents and coordinator");
+    for a in &mut agents {
+        stop_child(&mut a.child).await;
+    }
+    running.shutdown().await?;
+    if args.keep {
+        std::mem::forget(_tmp);
+        println!("files kept in {}", dir.display());
+    }
+    println!("demo finished");
+    Ok(())
+}
+
+fn spawn_agent(bin: &Path, cfg: &Path, log: &Path) -> Result<Child> {
+    let out = std::fs::File::create(log)?;
+    let err = out.try_clone()?;
+    Command::new(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(cfg)
+        .env("CUTOVER_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))
+}
+
+async fn stop_child(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+    }
+    if tokio::time::timeout(Duration::from_secs(5), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+fn print_keep_instructions(dir: &Path, url: &str, cli_config: &Path) {
+    println!("The fleet keeps running. In another terminal:");
+    println!("  export CUTOVER_CLI_CONFIG={}", cli_config.display());
+    println!("  export CUTOVER_COORDINATOR={url}");
+    println!("  cutover hosts");
+    println!("  cutover audit");
+    println!("Logs: {}/agents/*/agent.log", dir.display());
+    println!("Press Ctrl-C to stop.");
+}

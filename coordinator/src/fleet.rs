@@ -1,0 +1,382 @@
+//! The fleet registry: every enrolled host, its state, and its live session.
+//!
+//! Host state is a small pure state machine ([`HostState::step`]); the
+//! registry applies events to it, keeps the live session handles, and
+//! reports which transitions happened so the caller can persist and log
+//! them. The store is the durable copy; this is the working copy, rebuilt
+//! from the store at start.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cutover_common::labels::{Labels, Selector};
+use cutover_proto::v1 as pb;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{HostFacts, HostRecord};
+
+/// Where a host stands, from the coordinator's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostState {
+    /// Enrolled with a token; its agent has not opened a session yet.
+    Enrolled,
+    /// A session is (or was, less than `host_timeout` ago) sending heartbeats.
+    Ready,
+    /// Nothing heard for `host_timeout`; `since` is when that was noticed.
+    Lost { since_ms: i64 },
+}
+
+/// Something that happened to a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostEvent {
+    /// A session was accepted, or a message arrived on it.
+    Heard,
+    /// `host_timeout` passed without a message.
+    Silent { now_ms: i64 },
+}
+
+impl HostState {
+    /// The pure transition.
+    pub fn step(self, event: HostEvent) -> HostState {
+        match (self, event) {
+            (HostState::Enrolled, HostEvent::Heard)
+            | (HostState::Ready, HostEvent::Heard)
+            | (HostState::Lost { .. }, HostEvent::Heard) => HostState::Ready,
+            (HostState::Ready, HostEvent::Silent { now_ms }) => {
+                HostState::Lost { since_ms: now_ms }
+            }
+            (HostState::Enrolled, HostEvent::Silent { .. }) => HostState::Enrolled,
+            (HostState::Lost { since_ms }, HostEvent::Silent { .. }) => {
+                HostState::Lost { since_ms }
+            }
+        }
+    }
+
+    /// The name shown to operators and stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostState::Enrolled => "enrolled",
+            HostState::Ready => "ready",
+            HostState::Lost { .. } => "lost",
+        }
+    }
+
+    fn from_stored(s: &str, last_seen: Option<i64>) -> HostState {
+        match s {
+            "lost" => HostState::Lost {
+                since_ms: last_seen.unwrap_or(0),
+            },
+            "ready" => HostState::Ready,
+            _ => HostState::Enrolled,
+        }
+    }
+}
+
+/// The sending half of a live session.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    pub id: String,
+    pub tx: mpsc::Sender<pb::CoordinatorMessage>,
+    pub cancel: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: HostRecord,
+    state: HostState,
+    /// Monotonic time of the last message (or of load, for restored hosts).
+    last_heard: tokio::time::Instant,
+    session: Option<SessionHandle>,
+}
+
+/// What a session learned from `Hello`.
+#[derive(Debug, Clone)]
+pub struct HelloInfo {
+    pub agent_version: String,
+    pub agent_labels: Labels,
+    pub boot_id: String,
+    pub facts: HostFacts,
+    pub address: String,
+}
+
+/// A host as shown to operators.
+#[derive(Debug, Clone)]
+pub struct HostView {
+    pub record: HostRecord,
+    pub state: HostState,
+    pub session_id: Option<String>,
+}
+
+/// The registry. Methods return the records to persist; the caller writes
+/// them to the store.
+#[derive(Debug)]
+pub struct Fleet {
+    hosts: Mutex<HashMap<String, Entry>>,
+    host_timeout: Duration,
+}
+
+impl Fleet {
+    /// Builds the registry from stored hosts. Hosts stored as `ready` keep
+    /// that state until they reconnect or `host_timeout` passes from now.
+    pub fn new(records: Vec<HostRecord>, host_timeout: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        let hosts = records
+            .into_iter()
+            .map(|r| {
+                let state = HostState::from_stored(&r.state, r.last_seen);
+                (
+                    r.id.clone(),
+                    Entry {
+                        record: r,
+                        state,
+                        last_heard: now,
+                        session: None,
+                    },
+                )
+            })
+            .collect();
+        Self {
+            hosts: Mutex::new(hosts),
+            host_timeout,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.hosts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a newly enrolled host.
+    pub fn add(&self, record: HostRecord) {
+        let now = tokio::time::Instant::now();
+        self.lock().insert(
+            record.id.clone(),
+            Entry {
+                state: HostState::from_stored(&record.state, record.last_seen),
+                record,
+                last_heard: now,
+                session: None,
+            },
+        );
+    }
+
+    /// Forgets a host and closes its session; returns whether it existed.
+    pub fn remove(&self, host: &str) -> bool {
+        match self.lock().remove(host) {
+            Some(e) => {
+                if let Some(s) = e.session {
+                    s.cancel.cancel();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the host is enrolled.
+    pub fn contains(&self, host: &str) -> bool {
+        self.lock().contains_key(host)
+    }
+
+    /// A session was accepted: attach it (closing any older one for the
+    /// same host) and mark the host ready. Returns the record to persist
+    /// and the effective labels.
+    pub fn session_opened(
+        &self,
+        host: &str,
+        session: SessionHandle,
+        hello: HelloInfo,
+        now_ms: i64,
+    ) -> Option<(HostRecord, Labels)> {
+        let mut hosts = self.lock();
+        let e = hosts.get_mut(host)?;
+        if let Some(old) = e.session.replace(session) {
+            old.cancel.cancel();
+        }
+        e.state = e.state.step(HostEvent::Heard);
+        e.last_heard = tokio::time::Instant::now();
+        let r = &mut e.record;
+        r.agent_version = hello.agent_version;
+        r.agent_labels = hello.agent_labels;
+        r.boot_id = hello.boot_id;
+        r.facts = hello.facts;
+        r.address = hello.address;
+        r.last_seen = Some(now_ms);
+        r.state = e.state.as_str().into();
+        Some((r.clone(), r.labels()))
+    }
+
+    /// A message arrived on session `session_id`. Returns the record to
+    /// persist when this brought the host back from `lost`.
+    pub fn heard(&self, host: &str, session_id: &str, now_ms: i64) -> Option<HostRecord> {
+        let mut hosts = self.lock();
+        let e = hosts.get_mut(host)?;
+        if e.session.as_ref().map(|s| s.id.as_str()) != Some(session_id) {
+            return None;
+        }
+        let before = e.state;
+        e.state = e.state.step(HostEvent::Heard);
+        e.last_heard = tokio::time::Instant::now();
+        e.record.last_seen = Some(now_ms);
+        (before != e.state).then(|| {
+            e.record.state = e.state.as_str().into();
+            e.record.clone()
+        })
+    }
+
+    /// Records a renewed certificate.
+    pub fn renewed(&self, host: &str, serial: String, not_after_ms: i64) -> Option<HostRecord> {
+        let mut hosts = self.lock();
+        let e = hosts.get_mut(host)?;
+        e.record.cert_serial = serial;
+        e.record.cert_not_after = not_after_ms;
+        Some(e.record.clone())
+    }
+
+    /// The session ended. The host stays in its state until `host_timeout`
+    /// passes without a new session. Returns the record to persist.
+    pub fn session_closed(&self, host: &str, session_id: &str) -> Option<HostRecord> {
+        let mut hosts = self.lock();
+        let e = hosts.get_mut(host)?;
+        if e.session.as_ref().map(|s| s.id.as_str()) != Some(session_id) {
+            return None;
+        }
+        e.session = None;
+        Some(e.record.clone())
+    }
+
+    /// Marks hosts silent for `host_timeout` as lost and closes their
+    /// sessions. Returns the changed records.
+    pub fn reap(&self, now_ms: i64) -> Vec<HostRecord> {
+        let now = tokio::time::Instant::now();
+        let mut changed = Vec::new();
+        for e in self.lock().values_mut() {
+            if now.duration_since(e.last_heard) < self.host_timeout {
+                continue;
+            }
+            let before = e.state;
+            e.state = e.state.step(HostEvent::Silent { now_ms });
+            if before != e.state {
+                if let Some(s) = e.session.take() {
+                    s.cancel.cancel();
+                }
+                e.record.state = e.state.as_str().into();
+                changed.push(e.record.clone());
+            }
+        }
+        changed
+    }
+
+    /// Hosts matching `selector`, sorted by id.
+    pub fn list(&self, selector: &Selector) -> Vec<HostView> {
+        let mut out: Vec<HostView> = self
+            .lock()
+            .values()
+            .filter(|e| selector.matches(&e.record.labels()))
+            .map(|e| HostView {
+                record: e.record.clone(),
+                state: e.state,
+                session_id: e.session.as_ref().map(|s| s.id.clone()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+        out
+    }
+
+    /// Number of live sessions.
+    pub fn sessions(&self) -> usize {
+        self.lock().values().filter(|e| e.session.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_is_ready_when_heard_lost_when_silent_and_ready_again_when_back() {
+        let s = HostState::Enrolled;
+        assert_eq!(s.step(HostEvent::Silent { now_ms: 5 }), HostState::Enrolled);
+        let s = s.step(HostEvent::Heard);
+        assert_eq!(s, HostState::Ready);
+        let s = s.step(HostEvent::Silent { now_ms: 7 });
+        assert_eq!(s, HostState::Lost { since_ms: 7 });
+        assert_eq!(
+            s.step(HostEvent::Silent { now_ms: 9 }),
+            HostState::Lost { since_ms: 7 }
+        );
+        assert_eq!(s.step(HostEvent::Heard), HostState::Ready);
+    }
+
+    fn record(id: &str) -> HostRecord {
+        HostRecord {
+            id: id.into(),
+            token_labels: cutover_common::labels::parse("role=web").unwrap(),
+            agent_labels: Labels::new(),
+            state: "enrolled".into(),
+            enrolled_at: 0,
+            token_id: "t".into(),
+            last_seen: None,
+            agent_version: String::new(),
+            address: String::new(),
+            boot_id: String::new(),
+            facts: HostFacts::default(),
+            cert_serial: String::new(),
+            cert_not_after: 0,
+        }
+    }
+
+    fn session(id: &str) -> SessionHandle {
+        let (tx, _rx) = mpsc::channel(1);
+        SessionHandle {
+            id: id.into(),
+            tx,
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    fn hello() -> HelloInfo {
+        HelloInfo {
+            agent_version: "1".into(),
+            agent_labels: cutover_common::labels::parse("role=db,zone=a").unwrap(),
+            boot_id: "b".into(),
+            facts: HostFacts::default(),
+            address: "127.0.0.1".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_registry_marks_silent_hosts_lost_after_host_timeout_and_closes_their_session() {
+        let fleet = Fleet::new(vec![record("a")], Duration::from_secs(10));
+        let s = session("s1");
+        let cancel = s.cancel.clone();
+        let (_, labels) = fleet.session_opened("a", s, hello(), 1).unwrap();
+        // Token labels win over the agent's own.
+        assert_eq!(labels.get("role").map(String::as_str), Some("web"));
+        assert_eq!(labels.get("zone").map(String::as_str), Some("a"));
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(fleet.reap(2).is_empty());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let changed = fleet.reap(3);
+        assert_eq!(changed.len(), 1);
+        assert_eq!(changed[0].state, "lost");
+        assert!(cancel.is_cancelled());
+        assert_eq!(fleet.sessions(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_newer_session_replaces_an_older_one_and_the_old_close_is_ignored() {
+        let fleet = Fleet::new(vec![record("a")], Duration::from_secs(10));
+        let s1 = session("s1");
+        let c1 = s1.cancel.clone();
+        fleet.session_opened("a", s1, hello(), 1).unwrap();
+        fleet
+            .session_opened("a", session("s2"), hello(), 2)
+            .unwrap();
+        assert!(c1.is_cancelled());
+        assert!(fleet.session_closed("a", "s1").is_none());
+        let view = fleet.list(&Selector::default());
+        assert_eq!(view[0].session_id.as_deref(), Some("s2"));
+    }
+}

@@ -1,0 +1,259 @@
+//! `AgentService.Session`: the long-lived stream each enrolled agent keeps
+//! open. The first message must be a `Hello` for the host named in the
+//! client certificate; after that the coordinator answers heartbeats,
+//! renews the host certificate on request, and watches for silence.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutover_common::identity::Identity;
+use cutover_common::labels::{self, Labels};
+use cutover_common::time::now_ms;
+use cutover_proto::v1 as pb;
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::app::{App, ms};
+use crate::fleet::{HelloInfo, SessionHandle};
+use crate::grpc::auth::{PeerInfo, peer};
+use crate::store::{self, Audit, HostFacts, HostRecord, Outcome};
+
+/// How long a new session may take to send its `Hello`.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The agent session service.
+#[derive(Debug, Clone)]
+pub struct AgentSvc {
+    pub app: Arc<App>,
+    /// Cancelled when the coordinator shuts down.
+    pub shutdown: CancellationToken,
+}
+
+type OutStream = Pin<Box<dyn Stream<Item = Result<pb::CoordinatorMessage, Status>> + Send>>;
+
+impl AgentSvc {
+    async fn refuse(&self, peer: &PeerInfo, target: &str, status: Status) -> Status {
+        self.app
+            .audit(Audit {
+                actor: peer.actor(),
+                action: "session.open",
+                target: target.into(),
+                outcome: Outcome::Denied,
+                detail: status.message().into(),
+            })
+            .await;
+        status
+    }
+}
+
+fn hello_info(h: &pb::Hello, peer: &PeerInfo) -> Result<HelloInfo, String> {
+    let agent_labels: Labels = h.labels.clone().into_iter().collect();
+    labels::check_all(&agent_labels).map_err(|e| format!("Hello.labels: {e}"))?;
+    let f = h.facts.clone().unwrap_or_default();
+    Ok(HelloInfo {
+        agent_version: h.agent_version.clone(),
+        agent_labels,
+        boot_id: h.boot_id.clone(),
+        facts: HostFacts {
+            hostname: f.hostname,
+            cpus: f.cpus,
+            memory_bytes: f.memory_bytes,
+            os: f.os,
+            kernel: f.kernel,
+            arch: f.arch,
+        },
+        address: peer.addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+    })
+}
+
+async fn persist(app: &App, rec: HostRecord) {
+    if let Err(e) = app.store.call(move |c| store::update_host(c, &rec)).await {
+        tracing::error!(error = %cutover_common::error_chain(&e), "persisting host state failed");
+    }
+}
+
+#[tonic::async_trait]
+impl pb::agent_service_server::AgentService for AgentSvc {
+    type SessionStream = OutStream;
+
+    async fn session(
+        &self,
+        req: Request<Streaming<pb::AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let peer = peer(&req);
+        let cert_host = match &peer.identity {
+            Some(Identity::Host(h)) => h.clone(),
+            Some(other) => {
+                let s = Status::permission_denied(format!(
+                    "{other} is not a host: sessions need a host certificate"
+                ));
+                return Err(self.refuse(&peer, "", s).await);
+            }
+            None => {
+                let s = Status::unauthenticated(
+                    "no client certificate: enroll this host first (`cutover-agent enroll`)",
+                );
+                return Err(self.refuse(&peer, "", s).await);
+            }
+        };
+        let mut inbound = req.into_inner();
+        let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => return Err(Status::cancelled("stream closed before Hello")),
+            Ok(Err(s)) => return Err(s),
+            Err(_) => return Err(Status::deadline_exceeded("no Hello within 10s")),
+        };
+        let Some(pb::agent_message::Body::Hello(hello)) = first.body else {
+            let s = Status::invalid_argument("the first message of a session must be Hello");
+            return Err(self.refuse(&peer, &cert_host, s).await);
+        };
+        if hello.host_id != cert_host {
+            let s = Status::permission_denied(format!(
+                "certificate of host `{cert_host}` cannot speak for host `{}`",
+                hello.host_id
+            ));
+            return Err(self.refuse(&peer, &hello.host_id, s).await);
+        }
+        let info = match hello_info(&hello, &peer) {
+            Ok(i) => i,
+            Err(e) => {
+                return Err(self
+                    .refuse(&peer, &cert_host, Status::invalid_argument(e))
+                    .await);
+            }
+        };
+        let session_id = hex::encode(rand::random::<[u8; 8]>());
+        let (tx, rx) = mpsc::channel::<pb::CoordinatorMessage>(64);
+        let cancel = self.shutdown.child_token();
+        let handle = SessionHandle {
+            id: session_id.clone(),
+            tx: tx.clone(),
+            cancel: cancel.clone(),
+        };
+        let Some((record, labels)) =
+            self.app
+                .fleet
+                .session_opened(&cert_host, handle, info, now_ms())
+        else {
+            let s = Status::permission_denied(format!(
+                "host `{cert_host}` is not enrolled with this coordinator (was it removed?)"
+            ));
+            return Err(self.refuse(&peer, &cert_host, s).await);
+        };
+        persist(&self.app, record.clone()).await;
+        tracing::info!(
+            host = %cert_host, session = %session_id, agent_version = %record.agent_version,
+            address = %record.address, "host session opened"
+        );
+        let welcome = pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Welcome(pb::Welcome {
+                session_id: session_id.clone(),
+                heartbeat_interval_ms: self.app.cfg.heartbeat_interval.as_millis() as u64,
+                host_timeout_ms: self.app.cfg.host_timeout.as_millis() as u64,
+                server_time_ms: now_ms(),
+                labels: labels.into_iter().collect(),
+            })),
+        };
+        // The channel is new and empty: this cannot fail for lack of room.
+        let _ = tx.try_send(welcome);
+        tokio::spawn(run_session(
+            self.app.clone(),
+            cert_host,
+            session_id,
+            inbound,
+            tx,
+            cancel,
+        ));
+        let out: OutStream = Box::pin(ReceiverStream::new(rx).map(Ok));
+        Ok(Response::new(out))
+    }
+}
+
+fn msg(body: pb::coordinator_message::Body) -> pb::CoordinatorMessage {
+    pb::CoordinatorMessage { body: Some(body) }
+}
+
+/// Serves one accepted session until the agent goes away, a newer session
+/// replaces it, the host is marked lost, or the coordinator shuts down.
+async fn run_session(
+    app: Arc<App>,
+    host: String,
+    session_id: String,
+    mut inbound: Streaming<pb::AgentMessage>,
+    tx: mpsc::Sender<pb::CoordinatorMessage>,
+    cancel: CancellationToken,
+) {
+    let mut heartbeat = tokio::time::interval(app.cfg.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    let reason = loop {
+        tokio::select! {
+            // Cancel-safe: a token wait holds no data.
+            _ = cancel.cancelled() => break "closed by coordinator",
+            // Cancel-safe: interval ticks are not lost by being dropped.
+            _ = heartbeat.tick() => {
+                let hb = msg(pb::coordinator_message::Body::Heartbeat(pb::Heartbeat { sent_at_ms: now_ms() }));
+                if tx.send(hb).await.is_err() {
+                    break "agent stopped reading";
+                }
+            }
+            // Cancel-safe: `Streaming::message` keeps partial frames in the stream.
+            m = inbound.message() => match m {
+                Ok(Some(m)) => {
+                    if let Some(rec) = app.fleet.heard(&host, &session_id, now_ms()) {
+                        tracing::info!(host = %host, "host is back");
+                        persist(&app, rec).await;
+                    }
+                    if let Some(reply) = handle(&app, &host, m).await
+                        && tx.send(reply).await.is_err()
+                    {
+                        break "agent stopped reading";
+                    }
+                }
+                Ok(None) => break "agent closed the session",
+                Err(_) => break "session stream failed",
+            }
+        }
+    };
+    if let Some(rec) = app.fleet.session_closed(&host, &session_id) {
+        persist(&app, rec).await;
+    }
+    tracing::info!(host = %host, session = %session_id, reason, "host session closed");
+}
+
+async fn handle(app: &App, host: &str, m: pb::AgentMessage) -> Option<pb::CoordinatorMessage> {
+    use pb::agent_message::Body;
+    match m.body? {
+        Body::Heartbeat(_) => None,
+        Body::Hello(_) => Some(msg(pb::coordinator_message::Body::Refusal(pb::Refusal {
+            reason: "Hello is only valid as the first message of a session".into(),
+        }))),
+        Body::Renew(r) => match app.sign_host_csr(host, &r.csr_der) {
+            Ok((pem, info)) => {
+                if let Some(rec) = app
+                    .fleet
+                    .renewed(host, info.serial.clone(), ms(info.not_after))
+                {
+                    persist(app, rec).await;
+                }
+                tracing::info!(host = %host, serial = %info.serial, "host certificate renewed");
+                Some(msg(pb::coordinator_message::Body::Renewed(
+                    pb::RenewResponse {
+                        certificate_pem: pem,
+                    },
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(host = %host, error = %e, "certificate renewal refused");
+                Some(msg(pb::coordinator_message::Body::Refusal(pb::Refusal {
+                    reason: format!("renewal refused: {e}"),
+                })))
+            }
+        },
+    }
+}

@@ -1,0 +1,178 @@
+//! Who is calling, and may they? Peer identity comes from the client
+//! certificate, parsed once at the TLS handshake ([`PeerInfo`]); operator
+//! roles come from the store, so revoking or changing a role takes effect
+//! on the next call.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use cutover_common::identity::Identity;
+use tonic::{Request, Status};
+
+use crate::app::App;
+use crate::store::{self, Audit, Outcome};
+
+/// What the TLS handshake established about a connection.
+#[derive(Debug, Clone)]
+pub struct PeerInfo {
+    pub addr: Option<SocketAddr>,
+    /// `None` when the client presented no certificate.
+    pub identity: Option<Identity>,
+    pub cert_not_after: Option<SystemTime>,
+}
+
+impl PeerInfo {
+    /// A name for logs and the audit log.
+    pub fn actor(&self) -> String {
+        match (&self.identity, self.addr) {
+            (Some(id), _) => id.actor(),
+            (None, Some(a)) => format!("anonymous@{}", a.ip()),
+            (None, None) => "anonymous".into(),
+        }
+    }
+}
+
+/// The peer of a request (set by the accept loop for every connection).
+pub fn peer<T>(req: &Request<T>) -> PeerInfo {
+    req.extensions()
+        .get::<PeerInfo>()
+        .cloned()
+        .unwrap_or(PeerInfo {
+            addr: None,
+            identity: None,
+            cert_not_after: None,
+        })
+}
+
+/// What an operator may do. Ordered: each role can do what the ones below
+/// it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Read fleet, deployments, history, audit.
+    Viewer,
+    /// Also deploy, promote, pause, resume, abort, roll back, drain.
+    Deployer,
+    /// Also create join tokens and remove hosts.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Deployer => "deployer",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "deployer" => Ok(Role::Deployer),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!(
+                "`{other}` is not a role: expected admin, deployer or viewer"
+            )),
+        }
+    }
+}
+
+/// An authenticated operator.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub name: String,
+    pub role: Role,
+    pub peer: PeerInfo,
+}
+
+/// Checks that the caller is an operator with at least `required`. When
+/// `action` is a mutating action, a refusal is written to the audit log.
+pub async fn authorize<T>(
+    app: &App,
+    req: &Request<T>,
+    required: Role,
+    action: Option<&'static str>,
+) -> Result<Operator, Status> {
+    let peer = peer(req);
+    let refuse = |status: Status| async {
+        if let Some(action) = action {
+            app.audit(Audit {
+                actor: peer.actor(),
+                action,
+                target: String::new(),
+                outcome: Outcome::Denied,
+                detail: status.message().to_string(),
+            })
+            .await;
+        }
+        tracing::warn!(peer = %peer.actor(), reason = status.message(), "control call refused");
+        status
+    };
+    let name = match &peer.identity {
+        Some(Identity::Operator(name)) => name.clone(),
+        Some(other) => {
+            return Err(refuse(Status::permission_denied(format!(
+                "{other} is not an operator: control calls need an operator certificate"
+            )))
+            .await);
+        }
+        None => {
+            return Err(refuse(Status::unauthenticated(
+                "no client certificate: control calls need an operator certificate (see `cutover ca issue-operator`)",
+            ))
+            .await);
+        }
+    };
+    let lookup = name.clone();
+    let rec = app
+        .store
+        .call(move |c| store::get_operator(c, &lookup))
+        .await
+        .map_err(|e| Status::internal(format!("store: {e}")))?;
+    let Some(rec) = rec else {
+        return Err(refuse(Status::permission_denied(format!(
+            "operator `{name}` is not known to this coordinator"
+        )))
+        .await);
+    };
+    if rec.revoked_at.is_some() {
+        return Err(refuse(Status::permission_denied(format!(
+            "operator `{name}` has been revoked"
+        )))
+        .await);
+    }
+    let role: Role = rec
+        .role
+        .parse()
+        .map_err(|e: String| Status::internal(format!("stored role for `{name}`: {e}")))?;
+    if role < required {
+        return Err(refuse(Status::permission_denied(format!(
+            "operator `{name}` has role {} but this needs {}",
+            role.as_str(),
+            required.as_str()
+        )))
+        .await);
+    }
+    Ok(Operator { name, role, peer })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_are_ordered_and_parse_with_a_clear_error() {
+        assert!(Role::Admin > Role::Deployer && Role::Deployer > Role::Viewer);
+        assert_eq!("deployer".parse::<Role>().unwrap(), Role::Deployer);
+        assert!(
+            "root"
+                .parse::<Role>()
+                .unwrap_err()
+                .contains("expected admin, deployer or viewer")
+        );
+    }
+}

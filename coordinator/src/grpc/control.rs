@@ -1,0 +1,188 @@
+//! `ControlService`: what the `cutover` command calls. Every call needs an
+//! operator certificate; mutating calls check the role and are audited.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutover_common::labels::{self, Labels, Selector};
+use cutover_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::app::{App, ms};
+use crate::fleet::HostView;
+use crate::grpc::auth::{Role, authorize};
+use crate::store::{self, Audit, Outcome};
+
+/// The control service.
+#[derive(Debug, Clone)]
+pub struct ControlSvc {
+    pub app: Arc<App>,
+}
+
+fn host_info(v: HostView) -> pb::HostInfo {
+    let r = v.record;
+    let labels = r.labels();
+    pb::HostInfo {
+        host_id: r.id,
+        labels: labels.into_iter().collect(),
+        state: v.state.as_str().into(),
+        last_seen_ms: r.last_seen.unwrap_or(0),
+        agent_version: r.agent_version,
+        address: r.address,
+        facts: Some(pb::HostFactsInfo {
+            hostname: r.facts.hostname,
+            cpus: r.facts.cpus,
+            memory_bytes: r.facts.memory_bytes,
+            os: r.facts.os,
+            kernel: r.facts.kernel,
+            arch: r.facts.arch,
+        }),
+        enrolled_at_ms: r.enrolled_at,
+        certificate_not_after_ms: r.cert_not_after,
+        boot_id: r.boot_id,
+        session_id: v.session_id.unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::control_service_server::ControlService for ControlSvc {
+    async fn who_am_i(
+        &self,
+        req: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let op = authorize(&self.app, &req, Role::Viewer, None).await?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            name: op.name,
+            role: op.role.as_str().into(),
+            certificate_not_after_ms: op.peer.cert_not_after.map(ms).unwrap_or(0),
+        }))
+    }
+
+    async fn list_hosts(
+        &self,
+        req: Request<pb::ListHostsRequest>,
+    ) -> Result<Response<pb::ListHostsResponse>, Status> {
+        authorize(&self.app, &req, Role::Viewer, None).await?;
+        let selector = Selector::parse(&req.get_ref().selector)
+            .map_err(|e| Status::invalid_argument(format!("selector: {e}")))?;
+        let hosts = self
+            .app
+            .fleet
+            .list(&selector)
+            .into_iter()
+            .map(host_info)
+            .collect();
+        Ok(Response::new(pb::ListHostsResponse { hosts }))
+    }
+
+    async fn remove_host(
+        &self,
+        req: Request<pb::RemoveHostRequest>,
+    ) -> Result<Response<pb::RemoveHostResponse>, Status> {
+        let op = authorize(&self.app, &req, Role::Admin, Some("host.remove")).await?;
+        let host = req.into_inner().host_id;
+        let h = host.clone();
+        let existed = self
+            .app
+            .store
+            .call(move |c| store::delete_host(c, &h))
+            .await
+            .map_err(|e| Status::internal(format!("store: {e}")))?;
+        self.app.fleet.remove(&host);
+        self.app
+            .audit(Audit {
+                actor: op.peer.actor(),
+                action: "host.remove",
+                target: host.clone(),
+                outcome: if existed { Outcome::Ok } else { Outcome::Error },
+                detail: if existed {
+                    String::new()
+                } else {
+                    "no such host".into()
+                },
+            })
+            .await;
+        if !existed {
+            return Err(Status::not_found(format!("no host `{host}`")));
+        }
+        Ok(Response::new(pb::RemoveHostResponse {}))
+    }
+
+    async fn create_token(
+        &self,
+        req: Request<pb::CreateTokenRequest>,
+    ) -> Result<Response<pb::CreateTokenResponse>, Status> {
+        let op = authorize(&self.app, &req, Role::Admin, Some("token.create")).await?;
+        let r = req.into_inner();
+        let ttl = Duration::from_millis(r.ttl_ms);
+        let bad = |m: String| Status::invalid_argument(m);
+        if ttl.is_zero() || ttl > self.app.cfg.max_token_ttl {
+            return Err(bad(format!(
+                "ttl: expected between 1s and {} (max_token_ttl)",
+                humantime::format_duration(self.app.cfg.max_token_ttl)
+            )));
+        }
+        if r.uses == 0 {
+            return Err(bad("uses: expected at least 1".into()));
+        }
+        let token_labels: Labels = r.labels.into_iter().collect();
+        labels::check_all(&token_labels).map_err(|e| bad(format!("labels: {e}")))?;
+        let detail = format!(
+            "ttl {} uses {} labels {}",
+            humantime::format_duration(ttl),
+            r.uses,
+            labels::format(&token_labels)
+        );
+        let (token, expires_at) = self
+            .app
+            .create_token(ttl, r.uses, token_labels, op.peer.actor())
+            .await
+            .map_err(|e| Status::internal(format!("store: {e}")))?;
+        self.app
+            .audit(Audit {
+                actor: op.peer.actor(),
+                action: "token.create",
+                target: token.id.clone(),
+                outcome: Outcome::Ok,
+                detail,
+            })
+            .await;
+        Ok(Response::new(pb::CreateTokenResponse {
+            token: token.render(),
+            token_id: token.id,
+            expires_at_ms: expires_at,
+            ca_fingerprint: self.app.ca.fingerprint(),
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        req: Request<pb::ListAuditRequest>,
+    ) -> Result<Response<pb::ListAuditResponse>, Status> {
+        authorize(&self.app, &req, Role::Viewer, None).await?;
+        let limit = match req.get_ref().limit {
+            0 => 100,
+            n => n.min(10_000),
+        };
+        let rows = self
+            .app
+            .store
+            .call(move |c| store::list_audit(c, limit))
+            .await
+            .map_err(|e| Status::internal(format!("store: {e}")))?;
+        Ok(Response::new(pb::ListAuditResponse {
+            entries: rows
+                .into_iter()
+                .map(|a| pb::AuditEntry {
+                    id: a.id,
+                    at_ms: a.at,
+                    actor: a.actor,
+                    action: a.action,
+                    target: a.target,
+                    outcome: a.outcome,
+                    detail: a.detail,
+                })
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,116 @@
+//! `EnrollService`: a new host trades a join token and a CSR for its first
+//! certificate. The only service (with health) that answers a client
+//! without a certificate.
+
+use std::sync::Arc;
+
+use cutover_common::identity::check_name;
+use cutover_common::time::now_ms;
+use cutover_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::app::{App, JoinToken, ms};
+use crate::grpc::auth::peer;
+use crate::store::{self, Audit, HostFacts, HostRecord, Outcome};
+
+/// The enrollment service.
+#[derive(Debug, Clone)]
+pub struct EnrollSvc {
+    pub app: Arc<App>,
+}
+
+#[tonic::async_trait]
+impl pb::enroll_service_server::EnrollService for EnrollSvc {
+    async fn enroll(
+        &self,
+        req: Request<pb::EnrollRequest>,
+    ) -> Result<Response<pb::EnrollResponse>, Status> {
+        let peer = peer(&req);
+        let r = req.into_inner();
+        let app = &self.app;
+        let actor = peer.actor();
+        let deny = |detail: String, target: String| {
+            let actor = actor.clone();
+            async move {
+                app.audit(Audit {
+                    actor,
+                    action: "host.enroll",
+                    target,
+                    outcome: Outcome::Denied,
+                    detail: detail.clone(),
+                })
+                .await;
+                detail
+            }
+        };
+        let Some(token) = JoinToken::parse(&r.token) else {
+            let msg = deny(
+                "malformed join token: expected cutover1.<id>.<secret>".into(),
+                r.host_id.clone(),
+            )
+            .await;
+            return Err(Status::invalid_argument(msg));
+        };
+        if let Err(e) = check_name(&r.host_id) {
+            let msg = deny(format!("host id: {e}"), r.host_id.clone()).await;
+            return Err(Status::invalid_argument(msg));
+        }
+        let (cert_pem, info) = match app.sign_host_csr(&r.host_id, &r.csr_der) {
+            Ok(v) => v,
+            Err(e) => {
+                let msg = deny(e.to_string(), r.host_id.clone()).await;
+                return Err(Status::invalid_argument(msg));
+            }
+        };
+        let now = now_ms();
+        let record = HostRecord {
+            id: r.host_id.clone(),
+            token_labels: Default::default(),
+            agent_labels: Default::default(),
+            state: "enrolled".into(),
+            enrolled_at: now,
+            token_id: token.id.clone(),
+            last_seen: None,
+            agent_version: r.agent_version.clone(),
+            address: peer.addr.map(|a| a.ip().to_string()).unwrap_or_default(),
+            boot_id: String::new(),
+            facts: HostFacts::default(),
+            cert_serial: info.serial.clone(),
+            cert_not_after: ms(info.not_after),
+        };
+        let (tid, hash, rec) = (token.id.clone(), token.secret_hash(), record.clone());
+        let outcome = app
+            .store
+            .call(move |c| store::enroll_with_token(c, &tid, &hash, &rec, now))
+            .await
+            .map_err(|e| Status::internal(format!("store: {e}")))?;
+        let labels = match outcome {
+            Ok(labels) => labels,
+            Err(refusal) => {
+                let msg = deny(refusal.to_string(), r.host_id.clone()).await;
+                return Err(Status::permission_denied(msg));
+            }
+        };
+        let mut record = record;
+        record.token_labels = labels.clone();
+        app.fleet.add(record);
+        app.audit(Audit {
+            actor: peer.actor(),
+            action: "host.enroll",
+            target: r.host_id.clone(),
+            outcome: Outcome::Ok,
+            detail: format!(
+                "token {} labels {}",
+                token.id,
+                cutover_common::labels::format(&labels)
+            ),
+        })
+        .await;
+        Ok(Response::new(pb::EnrollResponse {
+            host_id: r.host_id,
+            certificate_pem: cert_pem,
+            ca_certificate_pem: app.ca.cert_pem().to_string(),
+            labels: labels.into_iter().collect(),
+        }))
+    }
+}

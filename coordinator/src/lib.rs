@@ -1,0 +1,20 @@
+//! The Cutover coordinator and the `cutover` operator command.
+//!
+//! `cutover serve` runs [`server::Server`]: the fleet registry, the store,
+//! the CA, and the gRPC services agents and operators call. Every other
+//! subcommand is a client of it (or works on the coordinator's local
+//! files, for `ca` and `config`).
+
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod fleet;
+pub mod grpc;
+pub mod output;
+pub mod pki_setup;
+pub mod server;
+pub mod store;

@@ -1,0 +1,374 @@
+//! `cutover serve`: the coordinator daemon. [`Server::start`] binds, serves
+//! and returns a [`Running`] handle, so tests and `cutover demo` start the
+//! very same thing on port 0.
+//!
+//! TLS is terminated here rather than inside tonic so that each
+//! connection's verified identity is parsed once at the handshake and
+//! attached to every request ([`PeerInfo`]), and so that refused
+//! certificates are logged and audited with the peer's address.
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use cutover_common::identity;
+use cutover_common::time::now_ms;
+use cutover_proto::v1 as pb;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Connected;
+
+use crate::app::App;
+use crate::config::CoordinatorConfig;
+use crate::fleet::Fleet;
+use crate::grpc::agent::AgentSvc;
+use crate::grpc::auth::PeerInfo;
+use crate::grpc::control::ControlSvc;
+use crate::grpc::enroll::EnrollSvc;
+use crate::pki_setup::{self, SetupError};
+use crate::store::{self, Audit, Outcome};
+
+/// Starting or running the server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] cutover_common::tls::TlsError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("gRPC server failed")]
+    Grpc(#[from] tonic::transport::Error),
+}
+
+/// The coordinator daemon.
+#[derive(Debug)]
+pub struct Server;
+
+/// A started coordinator.
+#[derive(Debug)]
+pub struct Running {
+    /// The address actually bound (useful with port 0).
+    pub local_addr: SocketAddr,
+    /// The URL agents and operators should use.
+    pub url: String,
+    pub app: Arc<App>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Running {
+    /// Stops accepting, closes sessions and waits for the server to end.
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        match self.server.await {
+            Ok(r) => Ok(r?),
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Waits until the server ends by itself (it only does on error) or
+    /// `signal` completes, then shuts down.
+    pub async fn run_until(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        tokio::select! {
+            r = &mut self.server => {
+                self.shutdown.cancel();
+                return match r { Ok(r) => Ok(r?), Err(_) => Ok(()) };
+            }
+            _ = signal => {}
+        }
+        self.shutdown().await
+    }
+}
+
+/// A TLS connection with what its handshake established.
+struct PeerStream {
+    inner: TlsStream<TcpStream>,
+    info: PeerInfo,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Connected for PeerStream {
+    type ConnectInfo = PeerInfo;
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for PeerStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PeerStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// A handshake failure worth an audit line: a certificate was presented
+/// and refused (expired, other CA, wrong usage).
+fn certificate_refusal(e: &io::Error) -> Option<String> {
+    let inner = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+    match inner {
+        rustls::Error::InvalidCertificate(c) => Some(format!("client certificate refused: {c:?}")),
+        rustls::Error::NoCertificatesPresented => Some("no client certificate presented".into()),
+        _ => None,
+    }
+}
+
+impl Server {
+    /// Loads the CA and store, binds `cfg.listen`, and starts serving.
+    pub async fn start(cfg: CoordinatorConfig) -> Result<Running, ServeError> {
+        let store = pki_setup::open_store(&cfg)?;
+        let ca = pki_setup::load_ca(&cfg)?;
+        let server_id = pki_setup::server_identity(&cfg, &ca)?;
+        let tls =
+            cutover_common::tls::server_config(&server_id, std::slice::from_ref(ca.cert_der()))?;
+        let hosts = store.with(|c| store::list_hosts(c))?;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let url = cfg.advertised_url(local_addr);
+        let addr_file = cfg.state_dir.join("listen.addr");
+        cutover_common::fsutil::write_atomic(
+            &addr_file,
+            format!("{local_addr}\n").as_bytes(),
+            0o644,
+        )
+        .map_err(|source| ServeError::Write {
+            path: addr_file.clone(),
+            source,
+        })?;
+        let host_count = hosts.len();
+        let app = Arc::new(App {
+            fleet: Fleet::new(hosts, cfg.host_timeout),
+            store,
+            ca,
+            url: url.clone(),
+            cfg,
+        });
+        let shutdown = CancellationToken::new();
+        let (conn_tx, conn_rx) = mpsc::channel::<io::Result<PeerStream>>(128);
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            TlsAcceptor::from(Arc::new(tls)),
+            app.clone(),
+            conn_tx,
+            shutdown.clone(),
+        ));
+        let reaper = tokio::spawn(reap_loop(app.clone(), shutdown.clone()));
+
+        let (health, health_svc) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<pb::agent_service_server::AgentServiceServer<AgentSvc>>()
+            .await;
+        health
+            .set_serving::<pb::control_service_server::ControlServiceServer<ControlSvc>>()
+            .await;
+        health
+            .set_serving::<pb::enroll_service_server::EnrollServiceServer<EnrollSvc>>()
+            .await;
+
+        let limits = app.cfg.limits.clone();
+        let max = limits.max_message_bytes;
+        let agent = pb::agent_service_server::AgentServiceServer::new(AgentSvc {
+            app: app.clone(),
+            shutdown: shutdown.clone(),
+        })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+        let control =
+            pb::control_service_server::ControlServiceServer::new(ControlSvc { app: app.clone() })
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max);
+        let enroll =
+            pb::enroll_service_server::EnrollServiceServer::new(EnrollSvc { app: app.clone() })
+                .max_decoding_message_size(64 * 1024)
+                .max_encoding_message_size(64 * 1024);
+        let stop = shutdown.clone();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .max_concurrent_streams(Some(limits.max_concurrent_streams))
+                .http2_keepalive_interval(Some(limits.keepalive_interval))
+                .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+                .add_service(health_svc)
+                .add_service(agent)
+                .add_service(control)
+                .add_service(enroll)
+                .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), async move {
+                    stop.cancelled().await
+                }),
+        );
+        tracing::info!(listen = %local_addr, url = %url, hosts = host_count, "coordinator listening");
+        Ok(Running {
+            local_addr,
+            url,
+            app,
+            shutdown,
+            tasks: vec![accept, reaper],
+            server,
+        })
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Arc<App>,
+    conns: mpsc::Sender<io::Result<PeerStream>>,
+    shutdown: CancellationToken,
+) {
+    let limit = Arc::new(Semaphore::new(app.cfg.limits.max_connections));
+    let handshake_timeout = app.cfg.limits.handshake_timeout;
+    loop {
+        // Cancel-safe: acquiring a permit or accepting loses nothing when dropped.
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (tcp, addr) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, app, conns) = (acceptor.clone(), app.clone(), conns.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    if let Some(detail) = certificate_refusal(&e) {
+                        tracing::warn!(peer = %addr, reason = %detail, "tls handshake refused");
+                        app.audit(Audit {
+                            actor: format!("anonymous@{}", addr.ip()),
+                            action: "tls.handshake",
+                            target: String::new(),
+                            outcome: Outcome::Denied,
+                            detail,
+                        })
+                        .await;
+                    } else {
+                        tracing::debug!(peer = %addr, error = %e, "tls handshake failed");
+                    }
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(peer = %addr, "tls handshake timed out");
+                    return;
+                }
+            };
+            let cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .cloned();
+            let (identity, not_after) = match cert.map(|c| identity::cert_info(&c)) {
+                Some(Ok(info)) => (Some(info.identity), Some(info.not_after)),
+                Some(Err(e)) => {
+                    tracing::warn!(peer = %addr, error = %e, "client certificate has no usable identity");
+                    return;
+                }
+                None => (None, None),
+            };
+            let info = PeerInfo {
+                addr: Some(addr),
+                identity,
+                cert_not_after: not_after,
+            };
+            let _ = conns
+                .send(Ok(PeerStream {
+                    inner: tls,
+                    info,
+                    _permit: permit,
+                }))
+                .await;
+        });
+    }
+}
+
+async fn reap_loop(app: Arc<App>, shutdown: CancellationToken) {
+    let period =
+        (app.cfg.host_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for rec in app.fleet.reap(now_ms()) {
+            tracing::warn!(host = %rec.id, timeout = ?app.cfg.host_timeout, "host lost: no heartbeat");
+            if let Err(e) = app.store.call(move |c| store::update_host(c, &rec)).await {
+                tracing::error!(error = %cutover_common::error_chain(&e), "persisting lost host failed");
+            }
+        }
+    }
+}

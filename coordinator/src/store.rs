@@ -1,0 +1,657 @@
+//! The coordinator's embedded store: one SQLite file under `state_dir`
+//! holding hosts, join tokens, operators and the audit log, with schema
+//! migrations applied at open.
+//!
+//! SQLite calls block, so async callers go through [`Store::call`], which
+//! runs them on the blocking pool. Every write is its own transaction,
+//! committed with `synchronous=FULL` before the caller acts on it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use cutover_common::labels::Labels;
+use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite_migration::{M, Migrations};
+use serde::{Deserialize, Serialize};
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("opening the store at {path}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("migrating the store at {path}")]
+    Migrate {
+        path: PathBuf,
+        #[source]
+        source: rusqlite_migration::Error,
+    },
+    #[error("store query failed")]
+    Sql(#[from] rusqlite::Error),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
+    #[error("store task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![M::up(
+        r#"
+        CREATE TABLE hosts (
+            id TEXT PRIMARY KEY NOT NULL,
+            token_labels TEXT NOT NULL,
+            agent_labels TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL,
+            enrolled_at INTEGER NOT NULL,
+            token_id TEXT NOT NULL,
+            last_seen INTEGER,
+            agent_version TEXT NOT NULL DEFAULT '',
+            address TEXT NOT NULL DEFAULT '',
+            boot_id TEXT NOT NULL DEFAULT '',
+            facts TEXT NOT NULL DEFAULT '{}',
+            cert_serial TEXT NOT NULL,
+            cert_not_after INTEGER NOT NULL
+        );
+        CREATE TABLE tokens (
+            id TEXT PRIMARY KEY NOT NULL,
+            secret_hash TEXT NOT NULL,
+            labels TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            uses_total INTEGER NOT NULL,
+            uses_left INTEGER NOT NULL,
+            created_by TEXT NOT NULL
+        );
+        CREATE TABLE operators (
+            name TEXT PRIMARY KEY NOT NULL,
+            role TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            cert_serial TEXT NOT NULL,
+            cert_not_after INTEGER NOT NULL,
+            revoked_at INTEGER
+        );
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            at INTEGER NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            target TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE INDEX audit_at ON audit(at);
+        "#,
+    )])
+}
+
+/// Facts a host reports about itself in `Hello`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub os: String,
+    pub kernel: String,
+    pub arch: String,
+}
+
+/// A host as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    pub id: String,
+    /// Labels bound by the join token: they win over the agent's own.
+    pub token_labels: Labels,
+    /// Labels from the agent's config, as last reported in `Hello`.
+    pub agent_labels: Labels,
+    /// `enrolled`, `ready` or `lost` (see [`crate::fleet::HostState`]).
+    pub state: String,
+    pub enrolled_at: i64,
+    pub token_id: String,
+    pub last_seen: Option<i64>,
+    pub agent_version: String,
+    pub address: String,
+    pub boot_id: String,
+    pub facts: HostFacts,
+    pub cert_serial: String,
+    pub cert_not_after: i64,
+}
+
+impl HostRecord {
+    /// Effective labels: the agent's, overridden by the token's.
+    pub fn labels(&self) -> Labels {
+        let mut l = self.agent_labels.clone();
+        l.extend(self.token_labels.clone());
+        l
+    }
+}
+
+/// A join token as stored (the secret only as its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub secret_hash: String,
+    pub labels: Labels,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub uses_total: u32,
+    pub uses_left: u32,
+    pub created_by: String,
+}
+
+/// Why a token did not admit a host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error("join token is not known to this coordinator")]
+    Unknown,
+    #[error("join token {id} has expired")]
+    Expired { id: String },
+    #[error("join token {id} has already been used")]
+    Used { id: String },
+    #[error(
+        "host `{host}` is already enrolled; remove it first with `cutover hosts remove {host}`"
+    )]
+    HostExists { host: String },
+}
+
+/// An operator as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorRecord {
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+    pub cert_serial: String,
+    pub cert_not_after: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// A new audit line.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub actor: String,
+    pub action: &'static str,
+    pub target: String,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+/// How an audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Denied,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("serializable")
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(s: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.into(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        migrations()
+            .to_latest(&mut conn)
+            .map_err(|source| StoreError::Migrate {
+                path: path.into(),
+                source,
+            })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await?
+    }
+
+    /// Runs `f` with the connection on this thread (CLI commands, setup).
+    pub fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
+    }
+}
+
+/// Appends an audit line.
+pub fn audit(conn: &Connection, now: i64, a: &Audit) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![now, a.actor, a.action, a.target, a.outcome.as_str(), a.detail],
+    )?;
+    Ok(())
+}
+
+/// The newest `limit` audit lines, newest first.
+pub fn list_audit(conn: &Connection, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, at, actor, action, target, outcome, detail FROM audit ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit], |r| {
+        Ok(AuditRecord {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            target: r.get(4)?,
+            outcome: r.get(5)?,
+            detail: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Stores a new join token.
+pub fn insert_token(conn: &Connection, t: &TokenRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO tokens (id, secret_hash, labels, created_at, expires_at, uses_total, uses_left, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            t.id,
+            t.secret_hash,
+            json(&t.labels),
+            t.created_at,
+            t.expires_at,
+            t.uses_total,
+            t.uses_left,
+            t.created_by
+        ],
+    )?;
+    Ok(())
+}
+
+/// Uses one use of token `id` (whose secret hashes to `secret_hash`) to
+/// enroll `host`, atomically. Returns the labels the token binds.
+pub fn enroll_with_token(
+    conn: &mut Connection,
+    id: &str,
+    secret_hash: &str,
+    host: &HostRecord,
+    now: i64,
+) -> Result<Result<Labels, TokenRefusal>, StoreError> {
+    let tx = conn.transaction()?;
+    let row: Option<(String, String, i64, u32)> = tx
+        .query_row(
+            "SELECT secret_hash, labels, expires_at, uses_left FROM tokens WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((stored_hash, labels, expires_at, uses_left)) = row else {
+        return Ok(Err(TokenRefusal::Unknown));
+    };
+    if !constant_time_eq(stored_hash.as_bytes(), secret_hash.as_bytes()) {
+        return Ok(Err(TokenRefusal::Unknown));
+    }
+    if expires_at <= now {
+        return Ok(Err(TokenRefusal::Expired { id: id.into() }));
+    }
+    if uses_left == 0 {
+        return Ok(Err(TokenRefusal::Used { id: id.into() }));
+    }
+    let exists: bool = tx
+        .query_row(
+            "SELECT 1 FROM hosts WHERE id = ?1",
+            params![host.id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if exists {
+        return Ok(Err(TokenRefusal::HostExists {
+            host: host.id.clone(),
+        }));
+    }
+    let labels: Labels = from_json(&labels, "token labels")?;
+    tx.execute(
+        "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1",
+        params![id],
+    )?;
+    let mut host = host.clone();
+    host.token_labels = labels.clone();
+    insert_host(&tx, &host)?;
+    tx.commit()?;
+    Ok(Ok(labels))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn insert_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO hosts (id, token_labels, agent_labels, state, enrolled_at, token_id, last_seen,
+                            agent_version, address, boot_id, facts, cert_serial, cert_not_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            h.id,
+            json(&h.token_labels),
+            json(&h.agent_labels),
+            h.state,
+            h.enrolled_at,
+            h.token_id,
+            h.last_seen,
+            h.agent_version,
+            h.address,
+            h.boot_id,
+            json(&h.facts),
+            h.cert_serial,
+            h.cert_not_after
+        ],
+    )?;
+    Ok(())
+}
+
+/// Writes what the coordinator learned about a host (state, last seen,
+/// Hello fields, certificate).
+pub fn update_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE hosts SET agent_labels = ?2, state = ?3, last_seen = ?4, agent_version = ?5,
+                address = ?6, boot_id = ?7, facts = ?8, cert_serial = ?9, cert_not_after = ?10
+         WHERE id = ?1",
+        params![
+            h.id,
+            json(&h.agent_labels),
+            h.state,
+            h.last_seen,
+            h.agent_version,
+            h.address,
+            h.boot_id,
+            json(&h.facts),
+            h.cert_serial,
+            h.cert_not_after
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes a host; returns whether it existed.
+pub fn delete_host(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn.execute("DELETE FROM hosts WHERE id = ?1", params![id])? > 0)
+}
+
+/// Every host, ordered by id.
+pub fn list_hosts(conn: &Connection) -> Result<Vec<HostRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, token_labels, agent_labels, state, enrolled_at, token_id, last_seen, agent_version,
+                address, boot_id, facts, cert_serial, cert_not_after FROM hosts ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, String>(8)?,
+            r.get::<_, String>(9)?,
+            r.get::<_, String>(10)?,
+            r.get::<_, String>(11)?,
+            r.get::<_, i64>(12)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (
+            id,
+            tl,
+            al,
+            state,
+            enrolled_at,
+            token_id,
+            last_seen,
+            agent_version,
+            address,
+            boot_id,
+            facts,
+            cert_serial,
+            cert_not_after,
+        ) = row?;
+        out.push(HostRecord {
+            token_labels: from_json(&tl, "host token labels")?,
+            agent_labels: from_json(&al, "host agent labels")?,
+            facts: from_json(&facts, "host facts")?,
+            id,
+            state,
+            enrolled_at,
+            token_id,
+            last_seen,
+            agent_version,
+            address,
+            boot_id,
+            cert_serial,
+            cert_not_after,
+        });
+    }
+    Ok(out)
+}
+
+/// Adds or replaces an operator (a re-issued certificate replaces the row).
+pub fn upsert_operator(conn: &Connection, o: &OperatorRecord) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO operators (name, role, created_at, cert_serial, cert_not_after, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial,
+             cert_not_after = excluded.cert_not_after, revoked_at = excluded.revoked_at",
+        params![
+            o.name,
+            o.role,
+            o.created_at,
+            o.cert_serial,
+            o.cert_not_after,
+            o.revoked_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// An operator by name.
+pub fn get_operator(conn: &Connection, name: &str) -> Result<Option<OperatorRecord>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT name, role, created_at, cert_serial, cert_not_after, revoked_at FROM operators WHERE name = ?1",
+            params![name],
+            |r| {
+                Ok(OperatorRecord {
+                    name: r.get(0)?,
+                    role: r.get(1)?,
+                    created_at: r.get(2)?,
+                    cert_serial: r.get(3)?,
+                    cert_not_after: r.get(4)?,
+                    revoked_at: r.get(5)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(id: &str) -> HostRecord {
+        HostRecord {
+            id: id.into(),
+            token_labels: Labels::new(),
+            agent_labels: Labels::new(),
+            state: "enrolled".into(),
+            enrolled_at: 1,
+            token_id: "t1".into(),
+            last_seen: None,
+            agent_version: String::new(),
+            address: String::new(),
+            boot_id: String::new(),
+            facts: HostFacts::default(),
+            cert_serial: "01".into(),
+            cert_not_after: 10,
+        }
+    }
+
+    fn token(uses: u32, expires_at: i64) -> TokenRecord {
+        TokenRecord {
+            id: "t1".into(),
+            secret_hash: "h".into(),
+            labels: cutover_common::labels::parse("role=web").unwrap(),
+            created_at: 0,
+            expires_at,
+            uses_total: uses,
+            uses_left: uses,
+            created_by: "operator:admin".into(),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn a_single_use_token_admits_one_host_and_binds_its_labels() {
+        let (_d, s) = store();
+        s.with(|c| {
+            insert_token(c, &token(1, 100))?;
+            let labels = enroll_with_token(c, "t1", "h", &host("a"), 50)?.unwrap();
+            assert_eq!(labels.get("role").map(String::as_str), Some("web"));
+            assert_eq!(
+                enroll_with_token(c, "t1", "h", &host("b"), 50)?,
+                Err(TokenRefusal::Used { id: "t1".into() })
+            );
+            let hosts = list_hosts(c)?;
+            assert_eq!(hosts.len(), 1);
+            assert_eq!(
+                hosts[0].labels().get("role").map(String::as_str),
+                Some("web")
+            );
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn expired_unknown_and_wrong_secret_tokens_change_nothing() {
+        let (_d, s) = store();
+        s.with(|c| {
+            insert_token(c, &token(3, 100))?;
+            assert_eq!(
+                enroll_with_token(c, "t1", "h", &host("a"), 100)?,
+                Err(TokenRefusal::Expired { id: "t1".into() })
+            );
+            assert_eq!(
+                enroll_with_token(c, "nope", "h", &host("a"), 1)?,
+                Err(TokenRefusal::Unknown)
+            );
+            assert_eq!(
+                enroll_with_token(c, "t1", "x", &host("a"), 1)?,
+                Err(TokenRefusal::Unknown)
+            );
+            assert!(list_hosts(c)?.is_empty());
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_host_id_cannot_be_enrolled_twice() {
+        let (_d, s) = store();
+        s.with(|c| {
+            insert_token(c, &token(3, 100))?;
+            enroll_with_token(c, "t1", "h", &host("a"), 1)?.unwrap();
+            assert!(matches!(
+                enroll_with_token(c, "t1", "h", &host("a"), 1)?,
+                Err(TokenRefusal::HostExists { .. })
+            ));
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn the_store_persists_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("db");
+        {
+            let s = Store::open(&p).unwrap();
+            s.with(|c| insert_token(c, &token(1, 100))).unwrap();
+        }
+        let s = Store::open(&p).unwrap();
+        s.with(|c| {
+            enroll_with_token(c, "t1", "h", &host("a"), 1)?.unwrap();
+            Ok(())
+        })
+        .unwrap();
+    }
+}

@@ -1,0 +1,148 @@
+//! Malformed coordinator config files: `cutover serve` and `cutover config
+//! check` name the file, the key and what was expected, and nothing starts.
+
+use std::process::Command;
+
+fn run(args: &[&str], config_text: &str) -> (bool, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("coordinator.toml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &cfg,
+        config_text.replace("STATE", &state.display().to_string()),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(args)
+        .arg("--config")
+        .arg(&cfg)
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into(),
+        dir,
+    )
+}
+
+#[test]
+fn a_wrong_type_is_named_with_file_key_and_expectation_and_nothing_starts() {
+    let (ok, err, dir) = run(
+        &["serve"],
+        "state_dir = \"STATE\"\nlisten = \"not an address\"\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("coordinator.toml"), "{err}");
+    assert!(err.contains("`listen`"), "{err}");
+    assert!(err.contains("socket address"), "{err}");
+    assert!(
+        !dir.path().join("state").exists(),
+        "serve created state despite a bad config"
+    );
+}
+
+#[test]
+fn an_unknown_key_is_refused() {
+    let (ok, err, _d) = run(
+        &["config", "check"],
+        "state_dir = \"STATE\"\nhost_timout = \"5s\"\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("host_timout"), "{err}");
+    assert!(err.contains("coordinator.toml"), "{err}");
+}
+
+#[test]
+fn a_bad_nested_value_names_the_dotted_key() {
+    let (ok, err, _d) = run(
+        &["config", "check"],
+        "[limits]\nmax_message_bytes = \"lots\"\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("`limits.max_message_bytes`"), "{err}");
+    assert!(err.contains("expected"), "{err}");
+}
+
+#[test]
+fn inconsistent_timings_are_refused_with_the_reason() {
+    let (ok, err, _d) = run(
+        &["config", "check"],
+        "host_timeout = \"1s\"\nheartbeat_interval = \"1s\"\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("`host_timeout`"), "{err}");
+    assert!(err.contains("at least twice heartbeat_interval"), "{err}");
+}
+
+#[test]
+fn a_toml_syntax_error_names_the_file_and_line() {
+    let (ok, err, _d) = run(&["config", "check"], "listen = = 1\n");
+    assert!(!ok);
+    assert!(err.contains("coordinator.toml"), "{err}");
+    assert!(err.contains("line 1"), "{err}");
+}
+
+#[test]
+fn a_good_config_checks_and_prints_the_effective_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "host_timeout = \"45s\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["config", "check", "--config"])
+        .arg(&cfg)
+        .env("CUTOVER_HEARTBEAT_INTERVAL", "2s")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("host_timeout = \"45s\""), "{text}");
+    assert!(
+        text.contains("heartbeat_interval = \"2s\""),
+        "environment overrides the file: {text}"
+    );
+}
+
+#[test]
+fn a_missing_explicit_config_file_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["serve", "--config", "/nonexistent/coordinator.toml"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("/nonexistent/coordinator.toml does not exist")
+    );
+}
+
+#[test]
+fn serve_without_a_ca_says_to_run_ca_init() {
+    let (ok, err, _d) = run(
+        &["serve"],
+        "state_dir = \"STATE\"\nlisten = \"127.0.0.1:0\"\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("run `cutover ca init` first"), "{err}");
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/examples/coordinator.toml"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["config", "check", "--config", example])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

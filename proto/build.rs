@@ -1,0 +1,15 @@
+//! Compiles `proto/cutover/v1/*.proto` with protox (pure Rust) so that a
+//! fresh machine needs no `protoc`.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let files = ["cutover/v1/agent.proto", "cutover/v1/control.proto"];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["."])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

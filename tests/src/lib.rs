@@ -1,0 +1,466 @@
+//! The end-to-end harness: starts the real `cutover` and `cutover-agent`
+//! binaries in a temporary directory, talks to them as an operator would,
+//! and removes everything at teardown (also when a test panics).
+//!
+//! Binaries are found next to the test executable's `deps/` directory
+//! (`target/<profile>/`), or in `CUTOVER_BIN_DIR`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// Where the binaries under test are.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CUTOVER_BIN_DIR") {
+        return d.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let deps = exe.parent().expect("deps dir");
+    let dir = if deps.ends_with("deps") {
+        deps.parent().expect("profile dir")
+    } else {
+        deps
+    };
+    dir.to_path_buf()
+}
+
+/// Path of a binary under test; panics with how to build it.
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the binaries first (`cargo build --bins`), or set CUTOVER_BIN_DIR",
+        p.display()
+    );
+    p
+}
+
+/// Polls `f` until it returns `Some` or `timeout` passes.
+pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed at drop.
+#[derive(Debug)]
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait up to 10 s (then SIGKILL).
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.kill();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Proc> {
+    let out = std::fs::File::create(log)?;
+    let err = out.try_clone()?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .env("CUTOVER_LOG", "info")
+        .spawn()
+        .with_context(|| format!("spawning {cmd:?}"))?;
+    Ok(Proc {
+        child,
+        log: log.into(),
+    })
+}
+
+/// The text of a finished command, for assertions.
+#[derive(Debug)]
+pub struct Run {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            ok: o.status.success(),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+}
+
+/// Options for a test coordinator.
+#[derive(Debug, Clone)]
+pub struct CoordinatorOptions {
+    pub host_timeout: &'static str,
+    pub heartbeat_interval: &'static str,
+    pub host_cert_ttl: &'static str,
+}
+
+impl Default for CoordinatorOptions {
+    fn default() -> Self {
+        Self {
+            host_timeout: "3s",
+            heartbeat_interval: "500ms",
+            host_cert_ttl: "1h",
+        }
+    }
+}
+
+/// A coordinator and its agents in one temporary directory.
+#[derive(Debug)]
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub coordinator: Option<Proc>,
+    pub addr: String,
+    pub agents: Vec<Agent>,
+    opts: CoordinatorOptions,
+}
+
+/// One enrolled agent.
+#[derive(Debug)]
+pub struct Agent {
+    pub host_id: String,
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub proc: Option<Proc>,
+}
+
+impl Cluster {
+    /// Creates a CA and starts a coordinator on a free port.
+    pub fn start(opts: CoordinatorOptions) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("cutover-e2e-").tempdir()?;
+        let config = dir.path().join("coordinator.toml");
+        let mut c = Cluster {
+            config,
+            dir,
+            coordinator: None,
+            addr: String::new(),
+            agents: Vec::new(),
+            opts,
+        };
+        c.write_config("127.0.0.1:0")?;
+        let r = c.cutover_local(&["ca", "init", "--config", c.config.to_str().unwrap()])?;
+        if !r.ok {
+            bail!("ca init failed: {}", r.stderr);
+        }
+        c.start_coordinator()?;
+        Ok(c)
+    }
+
+    fn write_config(&self, listen: &str) -> Result<()> {
+        let text = format!(
+            "state_dir = \"{}\"\nlisten = \"{listen}\"\nhost_timeout = \"{}\"\nheartbeat_interval = \"{}\"\nhost_cert_ttl = \"{}\"\n",
+            self.state_dir().display(),
+            self.opts.host_timeout,
+            self.opts.heartbeat_interval,
+            self.opts.host_cert_ttl,
+        );
+        std::fs::write(&self.config, text)?;
+        Ok(())
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("coordinator")
+    }
+
+    pub fn pki_dir(&self) -> PathBuf {
+        self.state_dir().join("pki")
+    }
+
+    /// The coordinator's URL.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Starts (or restarts) `cutover serve`, keeping the port it had.
+    pub fn start_coordinator(&mut self) -> Result<()> {
+        let addr_file = self.state_dir().join("listen.addr");
+        if !self.addr.is_empty() {
+            self.write_config(&self.addr.clone())?;
+        }
+        let _ = std::fs::remove_file(&addr_file);
+        let log = self.dir.path().join(format!(
+            "coordinator-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let mut p = spawn_logged(
+            Command::new(bin("cutover"))
+                .args(["serve", "--config"])
+                .arg(&self.config),
+            &log,
+        )?;
+        let addr = poll("coordinator to listen", Duration::from_secs(20), || {
+            if !p.is_running() {
+                panic!("coordinator exited: {}", p.log_text());
+            }
+            std::fs::read_to_string(&addr_file)
+                .ok()
+                .map(|s| s.trim().to_string())
+        });
+        self.addr = addr;
+        self.coordinator = Some(p);
+        Ok(())
+    }
+
+    /// Environment that makes the CLI act as operator `name`.
+    pub fn operator_env(&self, name: &str) -> Vec<(String, String)> {
+        vec![
+            (
+                "CUTOVER_CLI_CONFIG".into(),
+                self.pki_dir()
+                    .join("operators")
+                    .join(format!("{name}.toml"))
+                    .display()
+                    .to_string(),
+            ),
+            ("CUTOVER_COORDINATOR".into(), self.url()),
+        ]
+    }
+
+    fn cutover_local(&self, args: &[&str]) -> Result<Run> {
+        Ok(Command::new(bin("cutover"))
+            .args(args)
+            .env("HOME", self.dir.path())
+            .output()?
+            .into())
+    }
+
+    /// Runs `cutover ARGS` as operator `admin`.
+    pub fn cutover(&self, args: &[&str]) -> Run {
+        self.cutover_as("admin", args)
+    }
+
+    /// Runs `cutover ARGS` as operator `name`.
+    pub fn cutover_as(&self, name: &str, args: &[&str]) -> Run {
+        Command::new(bin("cutover"))
+            .args(args)
+            .env("HOME", self.dir.path())
+            .envs(self.operator_env(name))
+            .output()
+            .expect("running cutover")
+            .into()
+    }
+
+    /// Issues an operator certificate.
+    pub fn issue_operator(&self, name: &str, role: &str) -> Result<()> {
+        let r = self.cutover_local(&[
+            "ca",
+            "issue-operator",
+            "--config",
+            self.config.to_str().unwrap(),
+            "--name",
+            name,
+            "--role",
+            role,
+        ])?;
+        if !r.ok {
+            bail!("issue-operator failed: {}", r.stderr);
+        }
+        Ok(())
+    }
+
+    /// Creates a join token; returns (token, CA fingerprint).
+    pub fn token(&self, labels: &str, ttl: &str, uses: u32) -> Result<(String, String)> {
+        let r = self.cutover(&[
+            "token",
+            "create",
+            "--labels",
+            labels,
+            "--ttl",
+            ttl,
+            "--uses",
+            &uses.to_string(),
+            "-o",
+            "json",
+        ]);
+        if !r.ok {
+            bail!("token create failed: {}", r.stderr);
+        }
+        let v: Value = serde_json::from_str(&r.stdout)?;
+        Ok((
+            v["token"].as_str().context("token")?.to_string(),
+            v["ca_fingerprint"]
+                .as_str()
+                .context("fingerprint")?
+                .to_string(),
+        ))
+    }
+
+    /// Writes an agent config and enrolls it; does not start it.
+    pub fn enroll(
+        &mut self,
+        host_id: &str,
+        token: &str,
+        fingerprint: &str,
+        agent_labels: &str,
+    ) -> Result<Run> {
+        let state_dir = self.dir.path().join("agents").join(host_id);
+        std::fs::create_dir_all(&state_dir)?;
+        let config = self.dir.path().join(format!("agent-{host_id}.toml"));
+        let labels: Vec<String> = agent_labels
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("k=v");
+                format!("\"{k}\" = \"{v}\"")
+            })
+            .collect();
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{}\"\nreconnect_initial = \"100ms\"\nreconnect_max = \"1s\"\nlabels = {{ {} }}\n",
+                state_dir.display(),
+                labels.join(", ")
+            ),
+        )?;
+        let token_file = self.dir.path().join(format!("token-{host_id}"));
+        std::fs::write(&token_file, token)?;
+        let r: Run = Command::new(bin("cutover-agent"))
+            .args(["enroll", "--config"])
+            .arg(&config)
+            .args(["--coordinator", &self.url(), "--token-file"])
+            .arg(&token_file)
+            .args(["--ca-fingerprint", fingerprint, "--host-id", host_id])
+            .output()?
+            .into();
+        if r.ok {
+            self.agents.push(Agent {
+                host_id: host_id.into(),
+                config,
+                state_dir,
+                proc: None,
+            });
+        }
+        Ok(r)
+    }
+
+    /// Starts (or restarts) the agent of `host_id`.
+    pub fn start_agent(&mut self, host_id: &str) -> Result<()> {
+        let dir = self.dir.path().to_path_buf();
+        let a = self
+            .agents
+            .iter_mut()
+            .find(|a| a.host_id == host_id)
+            .context("no such agent")?;
+        let log = dir.join(format!(
+            "agent-{host_id}-{}.log",
+            cutover_common::time::now_ms()
+        ));
+        a.proc = Some(spawn_logged(
+            Command::new(bin("cutover-agent"))
+                .args(["run", "--config"])
+                .arg(&a.config),
+            &log,
+        )?);
+        Ok(())
+    }
+
+    /// The agent of `host_id`.
+    pub fn agent(&mut self, host_id: &str) -> &mut Agent {
+        self.agents
+            .iter_mut()
+            .find(|a| a.host_id == host_id)
+            .expect("no such agent")
+    }
+
+    /// Enrolls and starts `host_id` with a fresh single-use token.
+    pub fn add_agent(
+        &mut self,
+        host_id: &str,
+        token_labels: &str,
+        agent_labels: &str,
+    ) -> Result<()> {
+        let (token, fp) = self.token(token_labels, "10m", 1)?;
+        let r = self.enroll(host_id, &token, &fp, agent_labels)?;
+        if !r.ok {
+            bail!("enroll {host_id} failed: {}", r.stderr);
+        }
+        self.start_agent(host_id)
+    }
+
+    /// `cutover hosts -o json`.
+    pub fn hosts(&self) -> Vec<Value> {
+        let r = self.cutover(&["hosts", "-o", "json"]);
+        assert!(r.ok, "cutover hosts failed: {}", r.stderr);
+        serde_json::from_str::<Value>(&r.stdout)
+            .expect("hosts JSON")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The host entry of `host_id` from `cutover hosts -o json`.
+    pub fn host(&self, host_id: &str) -> Option<Value> {
+        self.hosts().into_iter().find(|h| h["host"] == host_id)
+    }
+
+    /// Waits until `host_id` is in `state`.
+    pub fn wait_state(&self, host_id: &str, state: &str, timeout: Duration) -> Value {
+        poll(&format!("{host_id} to be {state}"), timeout, || {
+            self.host(host_id).filter(|h| h["state"] == state)
+        })
+    }
+
+    /// `cutover audit -o json`.
+    pub fn audit(&self) -> Vec<Value> {
+        let r = self.cutover(&["audit", "--limit", "500", "-o", "json"]);
+        assert!(r.ok, "cutover audit failed: {}", r.stderr);
+        serde_json::from_str::<Value>(&r.stdout)
+            .expect("audit JSON")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Whether the audit log has an entry with this action and outcome
+    /// whose detail contains `needle`.
+    pub fn audited(&self, action: &str, outcome: &str, needle: &str) -> bool {
+        self.audit().iter().any(|e| {
+            e["action"] == action
+                && e["outcome"] == outcome
+                && e["detail"].as_str().unwrap_or("").contains(needle)
+        })
+    }
+}

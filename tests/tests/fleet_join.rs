@@ -1,0 +1,434 @@
+//! The foundation end to end: a CA, a coordinator, agents enrolled with
+//! join tokens, and `cutover hosts` showing the fleet, with every
+//! connection mutually authenticated and every identity checked. Real
+//! binaries, real mTLS, free ports.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use cutover_common::identity::Identity;
+use cutover_common::pki::{self, Ca, Issue, TlsIdentity, Usage};
+use cutover_common::tls::{self, ChannelOptions};
+use cutover_proto::v1 as pb;
+use cutover_tests::{Cluster, CoordinatorOptions, poll};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn three_enrolled_agents_are_listed_ready_with_their_labels() {
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    c.add_agent("web-1", "role=web", "zone=a").unwrap();
+    c.add_agent("web-2", "role=web", "zone=b").unwrap();
+    // Token labels win over the agent's own.
+    c.add_agent("db-1", "role=db", "zone=a,role=web").unwrap();
+    for h in ["web-1", "web-2", "db-1"] {
+        c.wait_state(h, "ready", Duration::from_secs(20));
+    }
+    let hosts = c.hosts();
+    assert_eq!(hosts.len(), 3, "{hosts:#?}");
+    let web1 = c.host("web-1").unwrap();
+    assert_eq!(web1["labels"]["role"], "web");
+    assert_eq!(web1["labels"]["zone"], "a");
+    assert_eq!(web1["address"], "127.0.0.1");
+    assert_eq!(web1["agent_version"], env!("CARGO_PKG_VERSION"));
+    assert!(web1["cpus"].as_u64().unwrap() >= 1);
+    assert!(web1["memory_bytes"].as_u64().unwrap() > 0);
+    assert!(!web1["boot_id"].as_str().unwrap().is_empty());
+    let db1 = c.host("db-1").unwrap();
+    assert_eq!(
+        db1["labels"]["role"], "db",
+        "token label must override the agent's"
+    );
+
+    // A selector narrows the list; the table names every host.
+    let r = c.cutover(&["hosts", "--selector", "role=web", "-o", "json"]);
+    assert!(r.ok, "{}", r.stderr);
+    let web: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(web.as_array().unwrap().len(), 2);
+    let table = c.cutover(&["hosts"]);
+    assert!(table.ok);
+    assert!(table.stdout.starts_with("HOST"), "{}", table.stdout);
+    for h in ["web-1", "web-2", "db-1"] {
+        assert!(table.stdout.contains(h));
+    }
+    // The private key never left the host and is private there.
+    use std::os::unix::fs::PermissionsExt;
+    let bundle = c.agent("web-1").state_dir.join("identity/host.pem");
+    assert_eq!(
+        std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(c.audited("host.enroll", "ok", "role=web"));
+}
+
+#[test]
+fn tokens_are_single_use_expire_and_need_the_right_ca_fingerprint() {
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    let (token, fp) = c.token("role=web", "10m", 1).unwrap();
+
+    // Wrong fingerprint: refused before anything is sent, nothing written.
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    let r = c.enroll("h-wrong", &token, &wrong, "").unwrap();
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("does not match the pinned fingerprint"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !c.dir
+            .path()
+            .join("agents/h-wrong/identity/enrollment.json")
+            .exists()
+    );
+
+    // First use works, reuse is refused and audited.
+    assert!(c.enroll("h1", &token, &fp, "").unwrap().ok);
+    let r = c.enroll("h2", &token, &fp, "").unwrap();
+    assert!(!r.ok);
+    assert!(r.stderr.contains("has already been used"), "{}", r.stderr);
+    assert!(c.audited("host.enroll", "denied", "has already been used"));
+    assert!(!c.dir.path().join("agents/h2/identity/host.pem").exists());
+
+    // An expired token is refused and audited.
+    let (short, _) = c.token("", "1s", 1).unwrap();
+    let start = Instant::now();
+    poll("the token to expire", Duration::from_secs(5), || {
+        (start.elapsed() > Duration::from_millis(1100)).then_some(())
+    });
+    let r = c.enroll("h3", &short, &fp, "").unwrap();
+    assert!(!r.ok);
+    assert!(r.stderr.contains("has expired"), "{}", r.stderr);
+    assert!(c.audited("host.enroll", "denied", "has expired"));
+
+    // A token with several uses admits that many hosts.
+    let (multi, _) = c.token("role=batch", "10m", 2).unwrap();
+    assert!(c.enroll("b1", &multi, &fp, "").unwrap().ok);
+    assert!(c.enroll("b2", &multi, &fp, "").unwrap().ok);
+    assert!(!c.enroll("b3", &multi, &fp, "").unwrap().ok);
+    let hosts = c.hosts();
+    let ids: Vec<&str> = hosts.iter().map(|h| h["host"].as_str().unwrap()).collect();
+    assert_eq!(ids, vec!["b1", "b2", "h1"]);
+    assert!(hosts.iter().all(|h| h["state"] == "enrolled"));
+}
+
+#[test]
+fn a_viewer_reads_but_cannot_change_anything_and_the_refusal_is_audited() {
+    let c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    c.issue_operator("vic", "viewer").unwrap();
+    let r = c.cutover_as("vic", &["whoami"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("operator vic (role viewer)"),
+        "{}",
+        r.stdout
+    );
+    assert!(c.cutover_as("vic", &["hosts"]).ok);
+    let r = c.cutover_as("vic", &["token", "create"]);
+    assert!(!r.ok);
+    assert!(r.stderr.contains("permission denied"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("has role viewer but this needs admin"),
+        "{}",
+        r.stderr
+    );
+    let r = c.cutover_as("vic", &["hosts", "remove", "anything"]);
+    assert!(!r.ok);
+    let audit = c.audit();
+    let denied: Vec<_> = audit
+        .iter()
+        .filter(|e| e["actor"] == "operator:vic" && e["outcome"] == "denied")
+        .map(|e| e["action"].as_str().unwrap().to_string())
+        .collect();
+    assert!(denied.contains(&"token.create".to_string()), "{audit:#?}");
+    assert!(denied.contains(&"host.remove".to_string()), "{audit:#?}");
+}
+
+/// A raw control client with the given TLS identity (or none).
+async fn control(
+    url: &str,
+    ca: &[pki::CertificateDer<'static>],
+    id: Option<&TlsIdentity>,
+) -> Result<pb::control_service_client::ControlServiceClient<tonic::transport::Channel>, String> {
+    let cfg = tls::client_config(ca, id).map_err(|e| e.to_string())?;
+    let ch = tls::connect(url, cfg, ChannelOptions::default())
+        .await
+        .map_err(|e| cutover_common::error_chain(&e))?;
+    Ok(pb::control_service_client::ControlServiceClient::new(ch))
+}
+
+fn operator_identity(
+    ca: &Ca,
+    name: &str,
+    not_before: Option<SystemTime>,
+    life: Duration,
+) -> TlsIdentity {
+    let mut req = Issue::new(Identity::Operator(name.into()), Usage::Client, life);
+    req.not_before = not_before;
+    let (cert, key) = ca.issue(&req).unwrap();
+    let pem = pki::bundle_pem(&cert, &key);
+    TlsIdentity::from_pem(pem.as_bytes(), std::path::Path::new("test")).unwrap()
+}
+
+#[test]
+fn connections_without_a_valid_certificate_are_refused_and_audited() {
+    let c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    let ca_certs = pki::load_certs(&c.pki_dir().join("ca.crt")).unwrap();
+    let cluster_ca = Ca::load(&c.pki_dir()).unwrap();
+    let url = c.url();
+    rt().block_on(async {
+        // No client certificate: the handshake works (hosts must be able to
+        // enroll) but control calls are refused.
+        let mut anon = control(&url, &ca_certs, None).await.unwrap();
+        let e = anon
+            .list_hosts(pb::ListHostsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert!(
+            e.message().contains("no client certificate"),
+            "{}",
+            e.message()
+        );
+        let e = anon
+            .create_token(pb::CreateTokenRequest {
+                ttl_ms: 1000,
+                uses: 1,
+                labels: Default::default(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+
+        // A certificate from another CA fails the handshake.
+        let other = Ca::generate("other").unwrap();
+        let foreign = operator_identity(&other, "admin", None, Duration::from_secs(3600));
+        let err = match control(&url, &ca_certs, Some(&foreign)).await {
+            Ok(mut cl) => cl
+                .who_am_i(pb::WhoAmIRequest {})
+                .await
+                .unwrap_err()
+                .to_string(),
+            Err(e) => e,
+        };
+        assert!(
+            err.to_lowercase().contains("unknownca") || err.contains("UnknownCA"),
+            "{err}"
+        );
+
+        // An expired certificate from the right CA fails the handshake.
+        let past = SystemTime::now() - Duration::from_secs(7200);
+        let expired =
+            operator_identity(&cluster_ca, "admin", Some(past), Duration::from_secs(3600));
+        let err = match control(&url, &ca_certs, Some(&expired)).await {
+            Ok(mut cl) => cl
+                .who_am_i(pb::WhoAmIRequest {})
+                .await
+                .unwrap_err()
+                .to_string(),
+            Err(e) => e,
+        };
+        assert!(err.to_lowercase().contains("expired"), "{err}");
+
+        // A valid certificate for an operator the coordinator never issued.
+        let ghost = operator_identity(&cluster_ca, "ghost", None, Duration::from_secs(3600));
+        let mut g = control(&url, &ca_certs, Some(&ghost)).await.unwrap();
+        let e = g.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(e.message().contains("not known"), "{}", e.message());
+    });
+    assert!(c.audited("token.create", "denied", "no client certificate"));
+    assert!(
+        c.audited("tls.handshake", "denied", "UnknownIssuer"),
+        "{:#?}",
+        c.audit()
+    );
+    assert!(
+        c.audited("tls.handshake", "denied", "Expired"),
+        "{:#?}",
+        c.audit()
+    );
+
+    // The CLI says plainly what is wrong with an expired certificate.
+    let bundle = c.dir.path().join("expired.pem");
+    let past = SystemTime::now() - Duration::from_secs(7200);
+    let mut req = Issue::new(
+        Identity::Operator("admin".into()),
+        Usage::Client,
+        Duration::from_secs(3600),
+    );
+    req.not_before = Some(past);
+    let (cert, key) = cluster_ca.issue(&req).unwrap();
+    pki::write_bundle(&bundle, &cert, &key).unwrap();
+    let r = c.cutover(&["hosts", "--identity", bundle.to_str().unwrap()]);
+    assert!(!r.ok);
+    assert!(r.stderr.contains("expired"), "{}", r.stderr);
+}
+
+#[test]
+fn a_host_certificate_cannot_speak_for_another_host_or_act_as_an_operator() {
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    c.add_agent("a", "", "").unwrap();
+    let (token, fp) = c.token("", "10m", 1).unwrap();
+    assert!(c.enroll("b", &token, &fp, "").unwrap().ok);
+    let ident = c.agent("a").state_dir.join("identity");
+    let host_a = TlsIdentity::load_bundle(&ident.join("host.pem")).unwrap();
+    let ca_certs = pki::load_certs(&ident.join("ca.crt")).unwrap();
+    let url = c.url();
+    rt().block_on(async {
+        let cfg = tls::client_config(&ca_certs, Some(&host_a)).unwrap();
+        let ch = tls::connect(&url, cfg, ChannelOptions::default())
+            .await
+            .unwrap();
+        let mut agent = pb::agent_service_client::AgentServiceClient::new(ch.clone());
+        let hello = pb::AgentMessage {
+            body: Some(pb::agent_message::Body::Hello(pb::Hello {
+                host_id: "b".into(),
+                ..Default::default()
+            })),
+        };
+        let e = agent.session(tokio_stream_once(hello)).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(
+            e.message()
+                .contains("certificate of host `a` cannot speak for host `b`"),
+            "{}",
+            e.message()
+        );
+
+        let mut ctl = pb::control_service_client::ControlServiceClient::new(ch);
+        let e = ctl
+            .list_hosts(pb::ListHostsRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::PermissionDenied);
+        assert!(
+            e.message().contains("host:a is not an operator"),
+            "{}",
+            e.message()
+        );
+    });
+    assert!(c.audited("session.open", "denied", "cannot speak for host `b`"));
+    // b never connected; a did.
+    assert_eq!(c.host("b").unwrap()["state"], "enrolled");
+}
+
+fn tokio_stream_once(
+    m: pb::AgentMessage,
+) -> impl tokio_stream_like::Stream<Item = pb::AgentMessage> {
+    tokio_stream_like::iter(vec![m])
+}
+
+mod tokio_stream_like {
+    pub use futures_lite_like::*;
+    mod futures_lite_like {
+        pub use tokio_stream::{Stream, iter};
+    }
+}
+
+#[test]
+fn the_coordinator_restarted_on_its_state_dir_keeps_hosts_and_tokens_and_agents_come_back() {
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    c.add_agent("web-1", "role=web", "").unwrap();
+    c.add_agent("web-2", "role=web", "").unwrap();
+    let (spare, fp) = c.token("role=spare", "10m", 1).unwrap();
+    let before: Vec<String> = ["web-1", "web-2"]
+        .iter()
+        .map(|h| {
+            c.wait_state(h, "ready", Duration::from_secs(20))["session"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+
+    c.coordinator.as_mut().unwrap().kill();
+    c.start_coordinator().unwrap();
+
+    // Agents reconnect by themselves, with new sessions.
+    for (h, old) in ["web-1", "web-2"].iter().zip(&before) {
+        poll(
+            &format!("{h} to reconnect"),
+            Duration::from_secs(20),
+            || {
+                c.host(h).filter(|v| {
+                    v["state"] == "ready" && v["session"].as_str().is_some_and(|s| s != old)
+                })
+            },
+        );
+    }
+    assert_eq!(c.host("web-1").unwrap()["labels"]["role"], "web");
+    // The token created before the restart still works, once.
+    let r = c.enroll("spare-1", &spare, &fp, "").unwrap();
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(c.host("spare-1").unwrap()["labels"]["role"], "spare");
+}
+
+#[test]
+fn a_stopped_agent_is_lost_after_host_timeout_and_ready_when_it_returns() {
+    let opts = CoordinatorOptions {
+        host_timeout: "1500ms",
+        heartbeat_interval: "300ms",
+        ..Default::default()
+    };
+    let mut c = Cluster::start(opts).unwrap();
+    c.add_agent("web-1", "", "").unwrap();
+    c.add_agent("web-2", "", "").unwrap();
+    c.wait_state("web-1", "ready", Duration::from_secs(20));
+    c.wait_state("web-2", "ready", Duration::from_secs(20));
+
+    let killed = Instant::now();
+    c.agent("web-1").proc.as_mut().unwrap().kill();
+    c.wait_state("web-1", "lost", Duration::from_secs(20));
+    assert!(
+        killed.elapsed() >= Duration::from_millis(1500),
+        "lost before host_timeout passed"
+    );
+    assert_eq!(
+        c.host("web-2").unwrap()["state"],
+        "ready",
+        "the other host is unaffected"
+    );
+
+    c.start_agent("web-1").unwrap();
+    c.wait_state("web-1", "ready", Duration::from_secs(20));
+}
+
+#[test]
+fn host_certificates_renew_over_the_live_session_without_dropping_it() {
+    let opts = CoordinatorOptions {
+        host_cert_ttl: "4s",
+        ..Default::default()
+    };
+    let mut c = Cluster::start(opts).unwrap();
+    c.add_agent("web-1", "", "").unwrap();
+    let first = c.wait_state("web-1", "ready", Duration::from_secs(20));
+    let session = first["session"].as_str().unwrap().to_string();
+    let mut expiries = vec![first["certificate_expires"].as_str().unwrap().to_string()];
+    poll("two renewals", Duration::from_secs(30), || {
+        let h = c.host("web-1")?;
+        assert_eq!(
+            h["session"].as_str(),
+            Some(session.as_str()),
+            "the session was dropped during renewal"
+        );
+        let e = h["certificate_expires"].as_str()?.to_string();
+        if !expiries.contains(&e) {
+            expiries.push(e);
+        }
+        (expiries.len() >= 3).then_some(())
+    });
+    // Past the first certificate's lifetime the same session is still up.
+    let agent = c.agent("web-1");
+    assert!(agent.proc.as_mut().unwrap().is_running());
+    let log = agent.proc.as_ref().unwrap().log_text();
+    assert!(
+        log.matches("host certificate renewed").count() >= 2,
+        "{log}"
+    );
+    assert_eq!(log.matches("session established").count(), 1, "{log}");
+}
