@@ -284,3 +284,22 @@ pub fn explain(chain: &str) -> Option<&'static str> {
         None
     }
 }
+
+/// Checks locally that a client certificate chains to `ca` and is valid
+/// now, the way the coordinator will check it, so a bad certificate is
+/// reported plainly before connecting (in TLS 1.3 the server's refusal
+/// arrives after the client believes the handshake is done).
+pub fn check_client_cert(
+    ca: &[CertificateDer<'static>],
+    identity: &TlsIdentity,
+) -> Result<(), rustls::Error> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(
+        roots(ca).map_err(|e| rustls::Error::General(e.to_string()))?,
+        provider(),
+    )
+    .build()
+    .map_err(|e| rustls::Error::General(e.to_string()))?;
+    verifier
+        .verify_client_cert(&identity.chain[0], &identity.chain[1..], UnixTime::now())
+        .map(|_| ())
+}

@@ -54,6 +54,12 @@ pub enum ClientError {
         "operator certificate {path} expired at {at}; ask an admin for a new one (`cutover ca issue-operator`)"
     )]
     Expired { path: PathBuf, at: String },
+    #[error("operator certificate {path} is not usable with the CA in {ca}: {reason}")]
+    Rejected {
+        path: PathBuf,
+        ca: PathBuf,
+        reason: String,
+    },
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
     #[error(transparent)]
@@ -137,6 +143,11 @@ pub async fn connect(r: &Resolved) -> Result<ControlServiceClient<Channel>, Clie
             at: humantime::format_rfc3339_seconds(info.not_after).to_string(),
         });
     }
+    tls::check_client_cert(&ca, &id).map_err(|e| ClientError::Rejected {
+        path: r.identity.clone(),
+        ca: r.ca.clone(),
+        reason: e.to_string(),
+    })?;
     let cfg = tls::client_config(&ca, Some(&id))?;
     let channel: Channel = tls::connect(&r.url, cfg, ChannelOptions::default()).await?;
     Ok(ControlServiceClient::new(channel).max_decoding_message_size(64 << 20))
