@@ -13,6 +13,7 @@ pub mod identity;
 pub mod labels;
 pub mod logging;
 pub mod pki;
+pub mod service;
 pub mod time;
 pub mod tls;
 

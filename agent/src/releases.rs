@@ -1,0 +1,350 @@
+//! Releases of one service on disk, and staging new ones:
+//!
+//! ```text
+//! services/<service>/
+//!   downloads/<sha256>.artifact     fetched artifacts (and .partial while fetching)
+//!   staging/<release-id>/           unpacking happens here
+//!   releases/<release-id>/          unpacked artifact, never modified after staging
+//!   releases/<release-id>.json      completion marker with the service spec, written last
+//!   current -> releases/<id>        switched with an atomic rename(2)
+//!   previous -> releases/<id>
+//!   state.json                      see `state`
+//! ```
+//!
+//! A release counts only when its marker exists; anything else under
+//! `releases/` or `staging/` is leftover from a crash and is removed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use cutover_common::fsutil;
+use cutover_common::service::ServiceSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::fetch::{self, Artifact, FetchError};
+use crate::unpack::{self, Limits, UnpackError};
+
+/// Why staging failed. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error(
+        "release id `{0}` is invalid: expected 1-100 characters of a-z, A-Z, 0-9, `.`, `_`, `-`"
+    )]
+    BadId(String),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("unpacking the artifact: {0}")]
+    Unpack(#[from] UnpackError),
+    #[error("{path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl StageError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StageError::Fetch(f) if f.is_retryable())
+    }
+}
+
+/// What the completion marker records.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseMeta {
+    pub release_id: String,
+    pub version: String,
+    pub sha256: String,
+    pub spec: ServiceSpec,
+    pub staged_at_ms: i64,
+}
+
+/// The directory of one service.
+#[derive(Debug, Clone)]
+pub struct ServiceDir {
+    pub root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StageError + '_ {
+    move |source| StageError::Io {
+        path: path.into(),
+        source,
+    }
+}
+
+/// Checks a release id.
+pub fn check_id(id: &str) -> Result<(), StageError> {
+    let ok = !id.is_empty()
+        && id.len() <= 100
+        && !id.starts_with('.')
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StageError::BadId(id.into()))
+    }
+}
+
+impl ServiceDir {
+    pub fn new(state_dir: &Path, service: &str) -> Self {
+        Self {
+            root: state_dir.join("services").join(service),
+        }
+    }
+
+    pub fn release_dir(&self, id: &str) -> PathBuf {
+        self.root.join("releases").join(id)
+    }
+
+    fn marker(&self, id: &str) -> PathBuf {
+        self.root.join("releases").join(format!("{id}.json"))
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// The metadata of a complete release.
+    pub fn meta(&self, id: &str) -> Option<ReleaseMeta> {
+        let text = fs::read(self.marker(id)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+
+    /// Whether `id` is staged and complete.
+    pub fn is_staged(&self, id: &str) -> bool {
+        self.meta(id).is_some() && self.release_dir(id).is_dir()
+    }
+
+    /// Complete releases, oldest first.
+    pub fn releases(&self) -> Vec<ReleaseMeta> {
+        let mut out: Vec<ReleaseMeta> = fs::read_dir(self.root.join("releases"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                let id = name.strip_suffix(".json")?;
+                self.meta(id).filter(|_| self.release_dir(id).is_dir())
+            })
+            .collect();
+        out.sort_by_key(|m| m.staged_at_ms);
+        out
+    }
+
+    /// Stages a release: fetch, verify, unpack into `staging/`, rename into
+    /// `releases/`, write the marker last. Staging an already staged
+    /// release is a no-op.
+    pub async fn stage(
+        &self,
+        id: &str,
+        version: &str,
+        artifact: &Artifact,
+        spec: &ServiceSpec,
+    ) -> Result<ReleaseMeta, StageError> {
+        check_id(id)?;
+        if let Some(m) = self.meta(id)
+            && self.release_dir(id).is_dir()
+        {
+            return Ok(m);
+        }
+        let sha = fetch::parse_sha256(&artifact.sha256)?;
+        for d in ["downloads", "staging", "releases"] {
+            let p = self.root.join(d);
+            fsutil::create_dir_with_mode(&p, 0o755).map_err(io(&p))?;
+        }
+        let download = self.root.join("downloads").join(format!("{sha}.artifact"));
+        if !download.exists() {
+            fetch::fetch(artifact, &download).await?;
+        }
+        let staging = self.root.join("staging").join(id);
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir(&staging).map_err(io(&staging))?;
+        let limits = Limits {
+            max_bytes: artifact.max_bytes.saturating_mul(8).max(64 << 20),
+            max_entries: 100_000,
+        };
+        let (dl, st) = (download.clone(), staging.clone());
+        let unpacked = tokio::task::spawn_blocking(move || {
+            let reader = unpack::open(&dl).map_err(|e| UnpackError::Corrupt(e))?;
+            unpack::unpack(reader, &st, limits)
+        })
+        .await
+        .map_err(|e| StageError::Io {
+            path: staging.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        if let Err(e) = unpacked {
+            let _ = fs::remove_dir_all(&staging);
+            // A corrupt download must not be reused.
+            let _ = fs::remove_file(&download);
+            return Err(e.into());
+        }
+        let dest = self.release_dir(id);
+        let _ = fs::remove_dir_all(&dest);
+        fs::rename(&staging, &dest).map_err(io(&dest))?;
+        let meta = ReleaseMeta {
+            release_id: id.into(),
+            version: version.into(),
+            sha256: sha,
+            spec: spec.clone(),
+            staged_at_ms: cutover_common::time::now_ms(),
+        };
+        let marker = self.marker(id);
+        fsutil::write_atomic(
+            &marker,
+            &serde_json::to_vec_pretty(&meta).expect("serializable"),
+            0o644,
+        )
+        .map_err(io(&marker))?;
+        let _ = fs::remove_file(&download);
+        Ok(meta)
+    }
+
+    /// The release a link (`current`, `previous`) points at.
+    pub fn link(&self, name: &str) -> Option<String> {
+        let target = fs::read_link(self.root.join(name)).ok()?;
+        Some(target.file_name()?.to_string_lossy().into_owned())
+    }
+
+    /// Points `name` at release `id` with an atomic rename, or removes it.
+    pub fn set_link(&self, name: &str, id: Option<&str>) -> std::io::Result<()> {
+        let link = self.root.join(name);
+        match id {
+            Some(id) => {
+                let tmp = self.root.join(format!(".{name}.tmp"));
+                let _ = fs::remove_file(&tmp);
+                std::os::unix::fs::symlink(Path::new("releases").join(id), &tmp)?;
+                fs::rename(&tmp, &link)?;
+            }
+            None => {
+                let _ = fs::remove_file(&link);
+            }
+        }
+        fsutil::sync_dir(&self.root)
+    }
+
+    /// Removes leftovers of interrupted staging.
+    pub fn clean_leftovers(&self) {
+        let _ = fs::remove_dir_all(self.root.join("staging"));
+        for e in fs::read_dir(self.root.join("releases"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            if e.path().is_dir() && !self.marker(&name).exists() {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    /// Keeps the newest `keep` releases, never deleting those in `protect`.
+    pub fn prune(&self, keep: usize, protect: &[&str]) -> Vec<String> {
+        let all = self.releases();
+        let excess = all.len().saturating_sub(keep);
+        let mut removed = Vec::new();
+        for m in all.into_iter().take(excess) {
+            if protect.contains(&m.release_id.as_str()) {
+                continue;
+            }
+            let _ = fs::remove_file(self.marker(&m.release_id));
+            let _ = fs::remove_dir_all(self.release_dir(&m.release_id));
+            removed.push(m.release_id);
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    fn spec() -> ServiceSpec {
+        toml::from_str("service = \"web\"\n[run]\ncommand = [\"bin/app\"]\n").unwrap()
+    }
+
+    fn tarball(dir: &Path, name: &str, files: &[(&str, &[u8])]) -> Artifact {
+        let mut b = tar::Builder::new(Vec::new());
+        for (p, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o755);
+            h.set_cksum();
+            b.append_data(&mut h, p, *data).unwrap();
+        }
+        let bytes = b.into_inner().unwrap();
+        let path = dir.join(name);
+        fs::write(&path, &bytes).unwrap();
+        Artifact {
+            url: format!("file://{}", path.display()),
+            sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+            max_bytes: 1 << 20,
+        }
+    }
+
+    #[tokio::test]
+    async fn staging_writes_the_release_then_its_marker_and_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = ServiceDir::new(dir.path(), "web");
+        let a = tarball(dir.path(), "a.tar", &[("bin/app", b"x")]);
+        let m = sd.stage("r1", "1.0", &a, &spec()).await.unwrap();
+        assert_eq!(m.version, "1.0");
+        assert!(sd.is_staged("r1"));
+        assert_eq!(
+            fs::read(sd.release_dir("r1").join("bin/app")).unwrap(),
+            b"x"
+        );
+        // Again: no-op, even though the artifact is gone.
+        fs::remove_file(a.url.strip_prefix("file://").unwrap()).unwrap();
+        sd.stage("r1", "1.0", &a, &spec()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_bad_artifact_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = ServiceDir::new(dir.path(), "web");
+        let good = tarball(dir.path(), "a.tar", &[("bin/app", b"x")]);
+        sd.stage("r1", "1", &good, &spec()).await.unwrap();
+        sd.set_link("current", Some("r1")).unwrap();
+        let mut bad = tarball(dir.path(), "b.tar", &[("bin/app", b"y")]);
+        bad.sha256 = "0".repeat(64);
+        assert!(sd.stage("r2", "2", &bad, &spec()).await.is_err());
+        assert!(!sd.release_dir("r2").exists());
+        assert_eq!(sd.link("current").as_deref(), Some("r1"));
+        assert_eq!(sd.releases().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn pruning_keeps_the_newest_and_never_current_or_previous() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = ServiceDir::new(dir.path(), "web");
+        for i in 0..6 {
+            let a = tarball(
+                dir.path(),
+                &format!("{i}.tar"),
+                &[("f", format!("{i}").as_bytes())],
+            );
+            sd.stage(&format!("r{i}"), "v", &a, &spec()).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        let removed = sd.prune(3, &["r0"]);
+        assert_eq!(removed, vec!["r1", "r2"]);
+        let left: Vec<String> = sd.releases().into_iter().map(|m| m.release_id).collect();
+        assert_eq!(left, vec!["r0", "r3", "r4", "r5"]);
+    }
+
+    #[test]
+    fn release_ids_cannot_escape_the_releases_directory() {
+        assert!(check_id("1.4.2-9f2c").is_ok());
+        assert!(check_id("../x").is_err());
+        assert!(check_id(".hidden").is_err());
+        assert!(check_id("a/b").is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! Linux process and socket primitives the agent needs beyond std and tokio:
+//! pidfds (to hold on to a process without racing pid reuse, and to take a
+//! listening socket back from a running app), process-group signals, and
+//! listening-socket checks. All through rustix, so no `unsafe` here.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags, Signal};
+
+/// A signal by its conventional name (`SIGTERM`, `TERM`).
+pub fn signal_by_name(name: &str) -> Option<Signal> {
+    let n = name.strip_prefix("SIG").unwrap_or(name);
+    Some(match n {
+        "TERM" => Signal::TERM,
+        "INT" => Signal::INT,
+        "QUIT" => Signal::QUIT,
+        "HUP" => Signal::HUP,
+        "USR1" => Signal::USR1,
+        "USR2" => Signal::USR2,
+        "WINCH" => Signal::WINCH,
+        "KILL" => Signal::KILL,
+        _ => return None,
+    })
+}
+
+fn pid(raw: u32) -> io::Result<Pid> {
+    Pid::from_raw(raw as i32).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "pid 0"))
+}
+
+/// Opens a pidfd for `pid`.
+pub fn pidfd_open(raw: u32) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_open(pid(raw)?, PidfdFlags::empty())?)
+}
+
+/// Signals the process behind a pidfd (no pid-reuse race).
+pub fn pidfd_signal(pidfd: impl AsFd, sig: Signal) -> io::Result<()> {
+    Ok(rustix::process::pidfd_send_signal(pidfd, sig)?)
+}
+
+/// Duplicates file descriptor `fd` of the process behind `pidfd` into this
+/// process (needs ptrace rights over it: root, or the same user).
+pub fn pidfd_getfd(pidfd: impl AsFd, fd: i32) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_getfd(
+        pidfd,
+        fd,
+        PidfdGetfdFlags::empty(),
+    )?)
+}
+
+/// Signals every process in process group `pgid`. A group that no longer
+/// exists is not an error.
+pub fn signal_group(pgid: u32, sig: Signal) -> io::Result<()> {
+    match rustix::process::kill_process_group(pid(pgid)?, sig) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether any process of group `pgid` is still alive.
+pub fn group_alive(pgid: u32) -> bool {
+    matches!(
+        rustix::process::test_kill_process_group(Pid::from_raw(pgid as i32).expect("nonzero")),
+        Ok(())
+    )
+}
+
+/// Start time of a process (field 22 of /proc/PID/stat, in clock ticks
+/// since boot): with the pid, it identifies one process across pid reuse.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: skip
+    // past its last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether a socket is in the listening state.
+pub fn is_listening(fd: impl AsFd) -> bool {
+    rustix::net::sockopt::socket_acceptconn(fd).unwrap_or(false)
+}
+
+/// Puts a socket (back) into the listening state.
+pub fn listen(fd: impl AsFd, backlog: i32) -> io::Result<()> {
+    Ok(rustix::net::listen(fd, backlog)?)
+}
+
+/// The local address of a socket.
+pub fn local_addr(fd: impl AsFd) -> Option<std::net::SocketAddr> {
+    let addr = rustix::net::getsockname(fd).ok()?;
+    std::net::SocketAddr::try_from(addr).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_a_start_time_and_a_pidfd() {
+        let me = std::process::id();
+        assert!(process_start_time(me).is_some());
+        assert!(pidfd_open(me).is_ok());
+    }
+
+    #[test]
+    fn a_listener_taken_back_through_a_pidfd_is_the_same_socket() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let me = pidfd_open(std::process::id()).unwrap();
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&l);
+        let copy = pidfd_getfd(&me, raw).unwrap();
+        assert_eq!(local_addr(&copy), Some(l.local_addr().unwrap()));
+        assert!(is_listening(&copy));
+    }
+
+    #[test]
+    fn signal_names_parse_with_or_without_the_prefix() {
+        assert_eq!(signal_by_name("SIGTERM"), Some(Signal::TERM));
+        assert_eq!(signal_by_name("QUIT"), Some(Signal::QUIT));
+        assert_eq!(signal_by_name("SIGNOPE"), None);
+    }
+}

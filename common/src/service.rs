@@ -1,0 +1,584 @@
+//! What an agent needs to know to run one service: the host part of a
+//! deployment spec. The coordinator sends it with `Stage` (as JSON inside
+//! the protobuf message, so this type is the one definition) and the agent
+//! keeps it with the staged release.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a new version replaces the running one on a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SwapMode {
+    /// New and old share the agent's listening sockets (systemd socket
+    /// activation); the old stops only once the new is healthy.
+    #[default]
+    Handover,
+    /// Each instance binds its own `SO_REUSEPORT` socket.
+    Reuseport,
+    /// Drain, stop, start: a gap on this host.
+    Restart,
+}
+
+/// The whole host-side description of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub service: String,
+    pub run: RunSpec,
+    #[serde(default)]
+    pub listen: Vec<ListenSpec>,
+    #[serde(default)]
+    pub swap: SwapSpec,
+    #[serde(default)]
+    pub probes: Probes,
+    #[serde(default)]
+    pub hooks: Hooks,
+    #[serde(default)]
+    pub drain: DrainSpec,
+    #[serde(default)]
+    pub restart: RestartSpec,
+    #[serde(default)]
+    pub logs: LogSpec,
+}
+
+/// How to start the service's process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    /// Program and arguments; a relative program is inside the release.
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Files of KEY=VALUE lines read on the host at start (secrets stay there).
+    #[serde(default)]
+    pub env_files: Vec<PathBuf>,
+    /// User to run as (name or uid); default: the agent's user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Working directory relative to the release (default: the release).
+    #[serde(default)]
+    pub working_dir: Option<String>,
+}
+
+/// A listening socket the agent holds for the service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSpec {
+    /// Name passed in `LISTEN_FDNAMES`.
+    pub name: String,
+    pub address: SocketAddr,
+}
+
+/// Swap parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapSpec {
+    #[serde(default)]
+    pub mode: SwapMode,
+    /// How long the new instance must stay healthy (from its first passing
+    /// readiness) before the old one is stopped.
+    #[serde(with = "humantime_serde", default = "d_min_ready")]
+    pub min_ready: Duration,
+    /// Time the old instance gets to drain after its stop signal.
+    #[serde(with = "humantime_serde", default = "d_grace")]
+    pub grace: Duration,
+    /// Signal that asks an instance to stop.
+    #[serde(default = "d_signal")]
+    pub stop_signal: String,
+    /// A new instance not ready within this is a failed swap.
+    #[serde(with = "humantime_serde", default = "d_ready_timeout")]
+    pub ready_timeout: Duration,
+}
+
+fn d_min_ready() -> Duration {
+    Duration::from_secs(1)
+}
+fn d_grace() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_signal() -> String {
+    "SIGTERM".into()
+}
+fn d_ready_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for SwapSpec {
+    fn default() -> Self {
+        Self {
+            mode: SwapMode::default(),
+            min_ready: d_min_ready(),
+            grace: d_grace(),
+            stop_signal: d_signal(),
+            ready_timeout: d_ready_timeout(),
+        }
+    }
+}
+
+/// Probes by role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Probes {
+    /// Must pass once before readiness and liveness start.
+    #[serde(default)]
+    pub startup: Option<Probe>,
+    /// Decides when an instance may take traffic.
+    #[serde(default)]
+    pub readiness: Option<Probe>,
+    /// Failing it restarts the instance (replacement first).
+    #[serde(default)]
+    pub liveness: Option<Probe>,
+}
+
+/// One probe: what to check and how often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Probe {
+    #[serde(flatten)]
+    pub check: Check,
+    #[serde(with = "humantime_serde", default)]
+    pub initial_delay: Duration,
+    #[serde(with = "humantime_serde", default = "d_interval")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde", default = "d_timeout")]
+    pub timeout: Duration,
+    #[serde(default = "d_one")]
+    pub success_threshold: u32,
+    #[serde(default = "d_three")]
+    pub failure_threshold: u32,
+}
+
+fn d_interval() -> Duration {
+    Duration::from_secs(1)
+}
+fn d_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+fn d_one() -> u32 {
+    1
+}
+fn d_three() -> u32 {
+    3
+}
+
+/// Where a network probe connects. A probe aimed at a shared listener may
+/// reach any instance; aim readiness at `port` of an instance-only address
+/// or use `notify` to judge one instance during a handover.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// A listener by name (its address, with 0.0.0.0 probed as 127.0.0.1).
+    #[serde(default)]
+    pub listener: Option<String>,
+    /// Or an explicit port on 127.0.0.1.
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// What a probe checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// The instance sent `READY=1` on its notify socket.
+    Notify {},
+    /// An HTTP GET answered with a status in `[status_min, status_max]`
+    /// (and containing `body` when given).
+    Http {
+        #[serde(flatten)]
+        target: Target,
+        #[serde(default = "d_path")]
+        path: String,
+        #[serde(default = "d_status_min")]
+        status_min: u16,
+        #[serde(default = "d_status_max")]
+        status_max: u16,
+        #[serde(default)]
+        body: Option<String>,
+    },
+    /// A TCP connection opens.
+    Tcp {
+        #[serde(flatten)]
+        target: Target,
+    },
+    /// A command exits 0 (run in the release directory).
+    Exec { command: Vec<String> },
+    /// grpc.health.v1 answers SERVING.
+    Grpc {
+        #[serde(flatten)]
+        target: Target,
+        #[serde(default)]
+        service: String,
+    },
+}
+
+fn d_path() -> String {
+    "/".into()
+}
+fn d_status_min() -> u16 {
+    200
+}
+fn d_status_max() -> u16 {
+    399
+}
+
+/// Lifecycle hooks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Hooks {
+    #[serde(default)]
+    pub before_start: Option<Hook>,
+    #[serde(default)]
+    pub after_start: Option<Hook>,
+    #[serde(default)]
+    pub validate: Option<Hook>,
+    #[serde(default)]
+    pub pre_drain: Option<Hook>,
+    #[serde(default)]
+    pub post_drain: Option<Hook>,
+}
+
+/// A hook: a command run in the release directory with a timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    pub command: Vec<String>,
+    #[serde(with = "humantime_serde", default = "d_hook_timeout")]
+    pub timeout: Duration,
+}
+
+fn d_hook_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Hooks {
+    /// A hook by its name.
+    pub fn get(&self, name: &str) -> Option<&Hook> {
+        match name {
+            "before_start" => self.before_start.as_ref(),
+            "after_start" => self.after_start.as_ref(),
+            "validate" => self.validate.as_ref(),
+            "pre_drain" => self.pre_drain.as_ref(),
+            "post_drain" => self.post_drain.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Drain parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainSpec {
+    /// Time between failing the readiness endpoint and stopping.
+    #[serde(with = "humantime_serde", default = "d_dereg")]
+    pub deregistration_delay: Duration,
+}
+
+fn d_dereg() -> Duration {
+    Duration::from_secs(5)
+}
+
+impl Default for DrainSpec {
+    fn default() -> Self {
+        Self {
+            deregistration_delay: d_dereg(),
+        }
+    }
+}
+
+/// What to do when an instance exits by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartSpec {
+    #[serde(default = "d_true")]
+    pub on_failure: bool,
+    #[serde(with = "humantime_serde", default = "d_backoff_initial")]
+    pub backoff_initial: Duration,
+    #[serde(with = "humantime_serde", default = "d_backoff_max")]
+    pub backoff_max: Duration,
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_backoff_initial() -> Duration {
+    Duration::from_secs(1)
+}
+fn d_backoff_max() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for RestartSpec {
+    fn default() -> Self {
+        Self {
+            on_failure: true,
+            backoff_initial: d_backoff_initial(),
+            backoff_max: d_backoff_max(),
+        }
+    }
+}
+
+/// Per-instance log files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpec {
+    /// Rotate an instance's log when it passes this size.
+    #[serde(default = "d_log_bytes")]
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    #[serde(default = "d_log_keep")]
+    pub keep: u32,
+}
+
+fn d_log_bytes() -> u64 {
+    10 << 20
+}
+fn d_log_keep() -> u32 {
+    3
+}
+
+impl Default for LogSpec {
+    fn default() -> Self {
+        Self {
+            max_bytes: d_log_bytes(),
+            keep: d_log_keep(),
+        }
+    }
+}
+
+/// A spec that cannot be run, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{field}`: {expected}")]
+pub struct SpecError {
+    pub field: String,
+    pub expected: String,
+}
+
+fn err(field: &str, expected: impl Into<String>) -> SpecError {
+    SpecError {
+        field: field.into(),
+        expected: expected.into(),
+    }
+}
+
+/// Signal names the agent accepts for `stop_signal`.
+pub const SIGNALS: &[&str] = &[
+    "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH",
+];
+
+impl ServiceSpec {
+    /// Checks what serde cannot.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        crate::identity::check_name(&self.service).map_err(|e| err("service", e.to_string()))?;
+        if self.run.command.is_empty() || self.run.command[0].is_empty() {
+            return Err(err("run.command", "expected a program and its arguments"));
+        }
+        for k in self.run.env.keys() {
+            if k.is_empty() || k.contains('=') || k.starts_with("LISTEN_") || k == "NOTIFY_SOCKET" {
+                return Err(err(
+                    &format!("run.env.{k}"),
+                    "expected a variable name (LISTEN_*, NOTIFY_SOCKET are set by the agent)",
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, l) in self.listen.iter().enumerate() {
+            if l.name.is_empty() || l.name.contains(':') || !names.insert(&l.name) {
+                return Err(err(
+                    &format!("listen[{i}].name"),
+                    "expected a unique name without `:`",
+                ));
+            }
+        }
+        if !SIGNALS.contains(&self.swap.stop_signal.as_str()) {
+            return Err(err(
+                "swap.stop_signal",
+                format!("expected one of {}", SIGNALS.join(", ")),
+            ));
+        }
+        if self.swap.mode != SwapMode::Restart
+            && self.listen.is_empty()
+            && self.swap.mode == SwapMode::Reuseport
+        {
+            return Err(err("listen", "reuseport mode needs at least one listener"));
+        }
+        for (role, p) in [
+            ("startup", &self.probes.startup),
+            ("readiness", &self.probes.readiness),
+            ("liveness", &self.probes.liveness),
+        ] {
+            let Some(p) = p else { continue };
+            let f = |k: &str| format!("probes.{role}.{k}");
+            if p.interval.is_zero() {
+                return Err(err(&f("interval"), "expected a duration above zero"));
+            }
+            if p.timeout.is_zero() {
+                return Err(err(&f("timeout"), "expected a duration above zero"));
+            }
+            if p.success_threshold == 0 || p.failure_threshold == 0 {
+                return Err(err(
+                    &f("failure_threshold"),
+                    "expected thresholds of at least 1",
+                ));
+            }
+            match &p.check {
+                Check::Http {
+                    target,
+                    status_min,
+                    status_max,
+                    path,
+                    ..
+                } => {
+                    self.check_target(target, &f("listener"))?;
+                    if status_min > status_max || *status_min < 100 || *status_max > 599 {
+                        return Err(err(
+                            &f("status_min"),
+                            "expected 100 <= status_min <= status_max <= 599",
+                        ));
+                    }
+                    if !path.starts_with('/') {
+                        return Err(err(&f("path"), "expected a path starting with /"));
+                    }
+                }
+                Check::Tcp { target } | Check::Grpc { target, .. } => {
+                    self.check_target(target, &f("listener"))?
+                }
+                Check::Exec { command } if command.is_empty() => {
+                    return Err(err(&f("command"), "expected a program and its arguments"));
+                }
+                Check::Exec { .. } | Check::Notify {} => {}
+            }
+        }
+        for name in [
+            "before_start",
+            "after_start",
+            "validate",
+            "pre_drain",
+            "post_drain",
+        ] {
+            if let Some(h) = self.hooks.get(name)
+                && h.command.is_empty()
+            {
+                return Err(err(
+                    &format!("hooks.{name}.command"),
+                    "expected a program and its arguments",
+                ));
+            }
+        }
+        if self.restart.backoff_initial.is_zero()
+            || self.restart.backoff_max < self.restart.backoff_initial
+        {
+            return Err(err(
+                "restart.backoff_max",
+                "expected backoff_initial > 0 and backoff_max >= backoff_initial",
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_target(&self, t: &Target, field: &str) -> Result<(), SpecError> {
+        match (&t.listener, t.port) {
+            (Some(name), None) => {
+                if self.listen.iter().any(|l| &l.name == name) {
+                    Ok(())
+                } else {
+                    Err(err(field, format!("no listener named `{name}`")))
+                }
+            }
+            (None, Some(_)) => Ok(()),
+            _ => Err(err(field, "expected exactly one of `listener` or `port`")),
+        }
+    }
+
+    /// The address a probe target reaches.
+    pub fn target_addr(&self, t: &Target) -> Option<SocketAddr> {
+        if let Some(p) = t.port {
+            return Some(SocketAddr::from(([127, 0, 0, 1], p)));
+        }
+        let l = self
+            .listen
+            .iter()
+            .find(|l| Some(&l.name) == t.listener.as_ref())?;
+        let mut a = l.address;
+        if a.ip().is_unspecified() {
+            a.set_ip(if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        Some(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(toml_text: &str) -> ServiceSpec {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    const BASE: &str = r#"
+service = "web"
+[run]
+command = ["bin/web"]
+[[listen]]
+name = "http"
+address = "0.0.0.0:8080"
+"#;
+
+    #[test]
+    fn a_minimal_spec_gets_sensible_defaults() {
+        let s = spec(BASE);
+        s.validate().unwrap();
+        assert_eq!(s.swap.mode, SwapMode::Handover);
+        assert_eq!(s.swap.stop_signal, "SIGTERM");
+        assert_eq!(s.drain.deregistration_delay, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn probes_parse_with_kubernetes_style_parameters() {
+        let s = spec(&format!(
+            "{BASE}\n[probes.readiness]\nhttp = {{ listener = \"http\", path = \"/healthz\" }}\ninterval = \"200ms\"\nfailure_threshold = 2\n"
+        ));
+        s.validate().unwrap();
+        let p = s.probes.readiness.clone().unwrap();
+        assert_eq!(p.interval, Duration::from_millis(200));
+        assert!(matches!(p.check, Check::Http { ref path, .. } if path == "/healthz"));
+        assert_eq!(
+            s.target_addr(&Target {
+                listener: Some("http".into()),
+                port: None
+            }),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn a_probe_aimed_at_an_unknown_listener_is_refused_by_field() {
+        let s = spec(&format!(
+            "{BASE}\n[probes.liveness]\ntcp = {{ listener = \"admin\" }}\n"
+        ));
+        let e = s.validate().unwrap_err();
+        assert_eq!(e.field, "probes.liveness.listener");
+    }
+
+    #[test]
+    fn reserved_environment_names_are_refused() {
+        let mut s = spec(BASE);
+        s.run.env.insert("LISTEN_FDS".into(), "9".into());
+        assert_eq!(s.validate().unwrap_err().field, "run.env.LISTEN_FDS");
+    }
+
+    #[test]
+    fn an_unknown_stop_signal_is_refused() {
+        let mut s = spec(BASE);
+        s.swap.stop_signal = "SIGNOPE".into();
+        assert_eq!(s.validate().unwrap_err().field, "swap.stop_signal");
+    }
+}
