@@ -76,7 +76,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 tracing::info!("shutting down");
                 stop.cancel();
             });
-            crate::session::run(cfg, shutdown).await?;
+            let shim = std::env::current_exe().context("locating this executable")?;
+            let (rt, outputs) = crate::runtime::Runtime::start(cfg.state_dir.clone(), shim)
+                .await
+                .with_context(|| format!("starting the runtime in {}", cfg.state_dir.display()))?;
+            crate::session::run(cfg, rt, outputs, shutdown).await?;
             Ok(())
         }
         Command::Enroll {

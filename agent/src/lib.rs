@@ -2,16 +2,26 @@
 //! keeps a session to the coordinator, and (in later modules) stages
 //! releases, holds listening sockets and swaps processes.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod backoff;
+pub mod command;
 pub mod cli;
 pub mod config;
 pub mod enroll;
 pub mod facts;
 pub mod fetch;
+pub mod hooks;
 pub mod identity;
+pub mod instance;
+pub mod journal;
+pub mod notify;
+pub mod probe;
 pub mod releases;
+pub mod runtime;
+pub mod service;
 pub mod session;
+pub mod shim;
+pub mod state;
 pub mod sys;
 pub mod unpack;

@@ -20,6 +20,9 @@ use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::facts;
 use crate::identity::{IdentityError, IdentityFiles};
+use crate::runtime::{Outputs, Runtime};
+use crate::service::Health;
+use std::sync::Arc;
 
 /// A session attempt that failed.
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +55,12 @@ enum Ended {
 
 /// Runs sessions until `shutdown`, reconnecting as needed. Returns an
 /// error only for local problems (not enrolled, unreadable identity).
-pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), SessionError> {
+pub async fn run(
+    cfg: AgentConfig,
+    rt: Arc<Runtime>,
+    mut outputs: Outputs,
+    shutdown: CancellationToken,
+) -> Result<(), SessionError> {
     let files = IdentityFiles::new(&cfg.identity_dir());
     let enrollment = files.enrollment_record()?;
     let url = cfg
@@ -67,7 +75,7 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Se
     tracing::info!(host = %enrollment.host_id, coordinator = %url, "agent starting");
     loop {
         let started = Instant::now();
-        match session(&cfg, &files, &enrollment.host_id, &url, &shutdown).await {
+        match session(&cfg, &files, &enrollment.host_id, &url, &rt, &mut outputs, &shutdown).await {
             Ok(Ended::Shutdown) => return Ok(()),
             Ok(Ended::Lost(reason)) => {
                 tracing::warn!(reason = %reason, "session to the coordinator ended");
@@ -93,8 +101,22 @@ pub async fn run(cfg: AgentConfig, shutdown: CancellationToken) -> Result<(), Se
     }
 }
 
-fn hello(cfg: &AgentConfig, host_id: &str) -> pb::AgentMessage {
+async fn hello(cfg: &AgentConfig, host_id: &str, rt: &Runtime) -> pb::AgentMessage {
     let f = facts::collect();
+    let services = rt
+        .summaries()
+        .await
+        .into_iter()
+        .map(|s| pb::ServiceState {
+            service: s.service,
+            active_release: s.active_release.unwrap_or_default(),
+            previous_release: s.previous_release.unwrap_or_default(),
+            drained: s.drained,
+            stopped: s.stopped,
+            staged_releases: s.staged,
+        })
+        .collect();
+    let unacked_results = rt.unacked().iter().map(pb::CommandResult::from).collect();
     pb::AgentMessage {
         body: Some(pb::agent_message::Body::Hello(pb::Hello {
             host_id: host_id.into(),
@@ -109,7 +131,43 @@ fn hello(cfg: &AgentConfig, host_id: &str) -> pb::AgentMessage {
                 kernel: f.kernel,
                 arch: f.arch,
             }),
+            services,
+            unacked_results,
         })),
+    }
+}
+
+fn health_message(h: &Health) -> pb::AgentMessage {
+    pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Health(pb::HealthReport {
+            service: h.service.clone(),
+            release: h.release.clone(),
+            status: h.status.clone(),
+            pid: h.pid,
+            drained: h.drained,
+            restarts: h.restarts,
+            probes: h
+                .probes
+                .iter()
+                .map(|(role, p)| pb::ProbeReport {
+                    role: role.clone(),
+                    passing: p.passing,
+                    last_detail: p.last.as_ref().map(|o| o.detail.clone()).unwrap_or_default(),
+                    checks: p.checks,
+                    failed_checks: p.failed_checks,
+                    recent_latency_ms: p.recent_latency_ms.clone(),
+                })
+                .collect(),
+            cpu_percent: 0.0,
+            memory_bytes: 0,
+            at_ms: now_ms(),
+        })),
+    }
+}
+
+fn result_message(r: &crate::command::CommandResult) -> pb::AgentMessage {
+    pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Result(pb::CommandResult::from(r))),
     }
 }
 
@@ -133,11 +191,14 @@ struct PendingRenewal {
     sent: Instant,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
     cfg: &AgentConfig,
     files: &IdentityFiles,
     host_id: &str,
     url: &str,
+    rt: &Arc<Runtime>,
+    outputs: &mut Outputs,
     shutdown: &CancellationToken,
 ) -> Result<Ended, SessionError> {
     let identity = files.tls_identity()?;
@@ -156,7 +217,7 @@ async fn session(
     let channel = tls::connect(url, tls_cfg, opts).await?;
     let mut client = pb::agent_service_client::AgentServiceClient::new(channel);
     let (tx, rx) = mpsc::channel::<pb::AgentMessage>(64);
-    tx.try_send(hello(cfg, host_id))
+    tx.try_send(hello(cfg, host_id, rt).await)
         .expect("fresh channel has room");
     let mut inbound = client
         .session(ReceiverStream::new(rx))
@@ -189,6 +250,10 @@ async fn session(
     let mut cert_window = (info.not_before, info.not_after);
     let mut renew_at = instant_of(renew_time(cert_window.0, cert_window.1, cfg.renew_at));
     let mut pending: Option<PendingRenewal> = None;
+    let mut health_tick = tokio::time::interval(Duration::from_secs(2));
+    health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_health: Vec<(String, String)> = Vec::new();
+    let mut health_ticks: u32 = 0;
 
     loop {
         let silence_deadline = last_heard + silence_limit;
@@ -201,6 +266,33 @@ async fn session(
                 if tx.send(hb).await.is_err() {
                     return Ok(Ended::Lost("outbound stream closed".into()));
                 }
+            }
+            // Cancel-safe: mpsc receive loses nothing when dropped.
+            Some(r) = outputs.results.recv() => {
+                if tx.send(result_message(&r)).await.is_err() {
+                    return Ok(Ended::Lost("outbound stream closed".into()));
+                }
+            }
+            // Cancel-safe: mpsc receive loses nothing when dropped.
+            Some(p) = outputs.progress.recv() => {
+                let m = pb::AgentMessage { body: Some(pb::agent_message::Body::Progress(pb::Progress {
+                    command_id: p.command_id, service: p.service, phase: p.phase, message: p.message, at_ms: now_ms(),
+                })) };
+                // Progress is best-effort: never block the session on it.
+                let _ = tx.try_send(m);
+            }
+            // Cancel-safe: interval ticks are not lost by being dropped.
+            _ = health_tick.tick() => {
+                let now: Vec<Health> = rt.health_now();
+                let sig: Vec<(String, String)> = now.iter().map(|h| (h.service.clone(), h.status.clone())).collect();
+                // On every change, and every 10 s regardless.
+                health_ticks = health_ticks.wrapping_add(1);
+                if sig != last_health || health_ticks % 5 == 1 {
+                    for h in &now {
+                        let _ = tx.try_send(health_message(h));
+                    }
+                }
+                last_health = sig;
             }
             // Cancel-safe: sleeping holds no data.
             _ = tokio::time::sleep_until(silence_deadline) => {
@@ -253,6 +345,34 @@ async fn session(
                             renew_at = Instant::now() + Duration::from_secs(5);
                         }
                     }
+                    Some(Body::Command(c)) => {
+                        let id = c.command_id.clone();
+                        match crate::command::Command::try_from(c) {
+                            Ok(cmd) => {
+                                let (rt, tx) = (rt.clone(), tx.clone());
+                                tokio::spawn(async move {
+                                    let r = rt.submit(cmd).await;
+                                    let _ = tx.send(result_message(&r)).await;
+                                });
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "refusing an invalid command");
+                                let r = crate::command::CommandResult {
+                                    command_id: id,
+                                    deployment_id: String::new(),
+                                    ok: false,
+                                    message: e.to_string(),
+                                    service: String::new(),
+                                    active_release: String::new(),
+                                    previous_release: String::new(),
+                                    hooks: vec![],
+                                    finished_at_ms: now_ms(),
+                                };
+                                let _ = tx.send(result_message(&r)).await;
+                            }
+                        }
+                    }
+                    Some(Body::Ack(a)) => rt.ack(&a.command_id),
                     Some(Body::Heartbeat(_)) | Some(Body::Welcome(_)) | None => {}
                 }
             }

@@ -1,7 +1,10 @@
 //! Linux process and socket primitives the agent needs beyond std and tokio:
 //! pidfds (to hold on to a process without racing pid reuse, and to take a
 //! listening socket back from a running app), process-group signals, and
-//! listening-socket checks. All through rustix, so no `unsafe` here.
+//! listening-socket checks. Through rustix; the one `unsafe` call (tokio's
+//! fd registration) lives here, the only module of the agent allowed it.
+
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -64,6 +67,16 @@ pub fn group_alive(pgid: u32) -> bool {
         rustix::process::test_kill_process_group(Pid::from_raw(pgid as i32).expect("nonzero")),
         Ok(())
     )
+}
+
+/// Resolves when the process behind `pidfd` exits (a pidfd becomes
+/// readable then).
+pub async fn pidfd_exited(pidfd: OwnedFd) -> io::Result<()> {
+    // SAFETY: `pidfd` is owned by the AsyncFd for its whole registration and
+    // is not used or closed elsewhere while registered.
+    let afd = unsafe { tokio::io::unix::AsyncFd::register(pidfd) }.map_err(|e| e.into_parts().1)?;
+    let _guard = afd.readable().await?;
+    Ok(())
 }
 
 /// Start time of a process (field 22 of /proc/PID/stat, in clock ticks

@@ -156,14 +156,8 @@ pub fn unpack(reader: impl Read, root: &Path, limits: Limits) -> Result<u64, Unp
                 fs::set_permissions(&dest, fs::Permissions::from_mode(mode | 0o700))
                     .map_err(write_err(&dest))?;
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.header().size().unwrap_or(0);
-                total = total.saturating_add(size);
-                if total > limits.max_bytes {
-                    return Err(UnpackError::TooLarge {
-                        limit: limits.max_bytes,
-                    });
-                }
+            // GNU sparse entries read back as their full contents.
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 if fs::symlink_metadata(&dest).is_ok() {
                     return Err(refuse("entry appears twice"));
                 }
@@ -173,13 +167,11 @@ pub fn unpack(reader: impl Read, root: &Path, limits: Limits) -> Result<u64, Unp
                     .mode(mode)
                     .open(&dest)
                     .map_err(write_err(&dest))?;
-                let copied =
-                    io::copy(&mut (&mut entry).take(size), &mut f).map_err(UnpackError::Corrupt)?;
-                if copied != size {
-                    return Err(UnpackError::Corrupt(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "truncated entry",
-                    )));
+                let budget = limits.max_bytes.saturating_sub(total);
+                let copied = io::copy(&mut (&mut entry).take(budget + 1), &mut f).map_err(UnpackError::Corrupt)?;
+                total += copied;
+                if total > limits.max_bytes {
+                    return Err(UnpackError::TooLarge { limit: limits.max_bytes });
                 }
                 f.sync_all().map_err(write_err(&dest))?;
             }

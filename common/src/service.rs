@@ -365,6 +365,11 @@ fn err(field: &str, expected: impl Into<String>) -> SpecError {
     }
 }
 
+/// Parses a service spec from TOML text (the format operators write).
+pub fn parse_toml(text: &str) -> Result<ServiceSpec, String> {
+    toml::from_str(text).map_err(|e| e.to_string())
+}
+
 /// Signal names the agent accepts for `stop_signal`.
 pub const SIGNALS: &[&str] = &[
     "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH",

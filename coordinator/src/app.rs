@@ -23,6 +23,8 @@ pub struct App {
     pub ca: Ca,
     /// URL agents and operators reach this coordinator at.
     pub url: String,
+    /// Commands in flight and who waits for them.
+    pub commands: crate::commands::CommandHub,
 }
 
 /// A join token as handed to a person: `cutover1.<id>.<secret>`.

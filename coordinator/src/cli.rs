@@ -363,6 +363,19 @@ struct HostOut {
     boot_id: String,
     certificate_expires: String,
     session: Option<String>,
+    services: Vec<ServiceOut>,
+}
+
+#[derive(Serialize)]
+struct ServiceOut {
+    service: String,
+    active_release: String,
+    previous_release: String,
+    staged_releases: Vec<String>,
+    drained: bool,
+    status: String,
+    pid: u32,
+    restarts: u32,
 }
 
 async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
@@ -401,6 +414,23 @@ async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()
                         boot_id: h.boot_id,
                         certificate_expires: fmt_ts(h.certificate_not_after_ms),
                         session: (!h.session_id.is_empty()).then_some(h.session_id),
+                        services: h
+                            .services
+                            .into_iter()
+                            .map(|s| {
+                                let health = s.health.unwrap_or_default();
+                                ServiceOut {
+                                    service: s.service,
+                                    active_release: s.active_release,
+                                    previous_release: s.previous_release,
+                                    staged_releases: s.staged_releases,
+                                    drained: s.drained,
+                                    status: if s.stopped { "stopped".into() } else { health.status },
+                                    pid: health.pid,
+                                    restarts: health.restarts,
+                                }
+                            })
+                            .collect(),
                     }
                 })
                 .collect();

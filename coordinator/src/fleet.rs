@@ -6,7 +6,7 @@
 //! them. The store is the durable copy; this is the working copy, rebuilt
 //! from the store at start.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -89,6 +89,8 @@ struct Entry {
     /// Monotonic time of the last message (or of load, for restored hosts).
     last_heard: tokio::time::Instant,
     session: Option<SessionHandle>,
+    /// Services as the agent last described them, with their latest health.
+    services: BTreeMap<String, pb::HostService>,
 }
 
 /// What a session learned from `Hello`.
@@ -107,6 +109,7 @@ pub struct HostView {
     pub record: HostRecord,
     pub state: HostState,
     pub session_id: Option<String>,
+    pub services: Vec<pb::HostService>,
 }
 
 /// The registry. Methods return the records to persist; the caller writes
@@ -133,6 +136,7 @@ impl Fleet {
                         state,
                         last_heard: now,
                         session: None,
+                        services: BTreeMap::new(),
                     },
                 )
             })
@@ -157,6 +161,7 @@ impl Fleet {
                 record,
                 last_heard: now,
                 session: None,
+                services: BTreeMap::new(),
             },
         );
     }
@@ -278,10 +283,69 @@ impl Fleet {
                 record: e.record.clone(),
                 state: e.state,
                 session_id: e.session.as_ref().map(|s| s.id.clone()),
+                services: e.services.values().cloned().collect(),
             })
             .collect();
         out.sort_by(|a, b| a.record.id.cmp(&b.record.id));
         out
+    }
+
+    /// Replaces what the agent said about its services (from `Hello`).
+    pub fn set_services(&self, host: &str, services: Vec<pb::ServiceState>) {
+        if let Some(e) = self.lock().get_mut(host) {
+            let old = std::mem::take(&mut e.services);
+            for s in services {
+                let health = old.get(&s.service).and_then(|o| o.health.clone());
+                e.services.insert(
+                    s.service.clone(),
+                    pb::HostService {
+                        service: s.service,
+                        active_release: s.active_release,
+                        previous_release: s.previous_release,
+                        drained: s.drained,
+                        stopped: s.stopped,
+                        staged_releases: s.staged_releases,
+                        health,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Records a health report.
+    pub fn set_health(&self, host: &str, h: pb::HealthReport) {
+        if let Some(e) = self.lock().get_mut(host) {
+            let s = e.services.entry(h.service.clone()).or_insert_with(|| pb::HostService {
+                service: h.service.clone(),
+                ..Default::default()
+            });
+            s.drained = h.drained;
+            s.stopped = h.status == "stopped";
+            if !h.release.is_empty() {
+                s.active_release = h.release.clone();
+            }
+            s.health = Some(h);
+        }
+    }
+
+    /// Records what a command result says about a service.
+    pub fn apply_result(&self, host: &str, r: &pb::CommandResult) {
+        if r.service.is_empty() {
+            return;
+        }
+        if let Some(e) = self.lock().get_mut(host) {
+            let s = e.services.entry(r.service.clone()).or_insert_with(|| pb::HostService {
+                service: r.service.clone(),
+                ..Default::default()
+            });
+            s.active_release = r.active_release.clone();
+            s.previous_release = r.previous_release.clone();
+        }
+    }
+
+    /// The sending half of a host's live session.
+    pub fn sender(&self, host: &str) -> Option<mpsc::Sender<pb::CoordinatorMessage>> {
+        self.lock().get(host)?.session.as_ref().map(|s| s.tx.clone())
     }
 
     /// Number of live sessions.

@@ -208,6 +208,7 @@ impl Server {
             ca,
             url: url.clone(),
             cfg,
+            commands: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let (conn_tx, conn_rx) = mpsc::channel::<io::Result<PeerStream>>(128);

@@ -38,8 +38,9 @@ pub enum StoreError {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(
-        r#"
+    Migrations::new(vec![
+        M::up(
+            r#"
         CREATE TABLE hosts (
             id TEXT PRIMARY KEY NOT NULL,
             token_labels TEXT NOT NULL,
@@ -84,7 +85,25 @@ fn migrations() -> Migrations<'static> {
         );
         CREATE INDEX audit_at ON audit(at);
         "#,
-    )])
+        ),
+        M::up(
+            r#"
+        CREATE TABLE commands (
+            id TEXT PRIMARY KEY NOT NULL,
+            host TEXT NOT NULL,
+            deployment_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            sent_at INTEGER NOT NULL,
+            sent_by TEXT NOT NULL,
+            ok INTEGER,
+            message TEXT,
+            result TEXT,
+            finished_at INTEGER
+        );
+        CREATE INDEX commands_host ON commands(host, sent_at);
+        "#,
+        ),
+    ])
 }
 
 /// Facts a host reports about itself in `Hello`.
@@ -281,6 +300,37 @@ impl Store {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
     }
+}
+
+/// Records that a command was sent (idempotent per id).
+pub fn command_sent(
+    conn: &Connection,
+    id: &str,
+    host: &str,
+    deployment_id: &str,
+    kind: &str,
+    sent_by: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO commands (id, host, deployment_id, kind, sent_at, sent_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(id) DO NOTHING",
+        params![id, host, deployment_id, kind, now, sent_by],
+    )?;
+    Ok(())
+}
+
+/// Records a command's result as reported by its host. A result for a
+/// command this coordinator did not send is recorded too (sent_by `unknown`).
+pub fn command_result(conn: &Connection, host: &str, id: &str, ok: bool, message: &str, result_json: &str, finished_at: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO commands (id, host, deployment_id, kind, sent_at, sent_by, ok, message, result, finished_at)
+         VALUES (?1, ?2, '', '', ?6, 'unknown', ?3, ?4, ?5, ?6)
+         ON CONFLICT(id) DO UPDATE SET ok = excluded.ok, message = excluded.message,
+             result = excluded.result, finished_at = excluded.finished_at",
+        params![id, host, ok, message, result_json, finished_at],
+    )?;
+    Ok(())
 }
 
 /// Appends an audit line.

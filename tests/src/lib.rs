@@ -10,6 +10,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+pub mod load;
+pub mod release;
 use serde_json::Value;
 
 /// Where the binaries under test are.

@@ -146,6 +146,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             return Err(self.refuse(&peer, &cert_host, s).await);
         };
         persist(&self.app, record.clone()).await;
+        self.app.fleet.set_services(&cert_host, hello.services.clone());
         tracing::info!(
             host = %cert_host, session = %session_id, agent_version = %record.agent_version,
             address = %record.address, "host session opened"
@@ -161,6 +162,11 @@ impl pb::agent_service_server::AgentService for AgentSvc {
         };
         // The channel is new and empty: this cannot fail for lack of room.
         let _ = tx.try_send(welcome);
+        for r in hello.unacked_results {
+            if let Some(ack) = record_result(&self.app, &cert_host, r).await {
+                let _ = tx.try_send(ack);
+            }
+        }
         tokio::spawn(run_session(
             self.app.clone(),
             cert_host,
@@ -226,6 +232,33 @@ async fn run_session(
     tracing::info!(host = %host, session = %session_id, reason, "host session closed");
 }
 
+/// Stores a command result, hands it to whoever waits, and acks it.
+async fn record_result(app: &App, host: &str, r: pb::CommandResult) -> Option<pb::CoordinatorMessage> {
+    let (h, id, ok, message) = (host.to_string(), r.command_id.clone(), r.ok, r.message.clone());
+    let json = serde_json::json!({
+        "service": r.service, "active_release": r.active_release, "previous_release": r.previous_release,
+        "hooks": r.hooks.iter().map(|x| serde_json::json!({"name": x.name, "ok": x.ok, "status": x.status})).collect::<Vec<_>>(),
+    })
+    .to_string();
+    let finished = r.finished_at_ms;
+    if let Err(e) = app
+        .store
+        .call(move |c| store::command_result(c, &h, &id, ok, &message, &json, finished))
+        .await
+    {
+        // Not acked: the agent will send it again.
+        tracing::error!(error = %cutover_common::error_chain(&e), "storing a command result failed");
+        return None;
+    }
+    tracing::info!(host, command = %r.command_id, ok = r.ok, "{}", r.message);
+    app.fleet.apply_result(host, &r);
+    let ack = pb::Ack {
+        command_id: r.command_id.clone(),
+    };
+    app.commands.result(r);
+    Some(msg(pb::coordinator_message::Body::Ack(ack)))
+}
+
 async fn handle(app: &App, host: &str, m: pb::AgentMessage) -> Option<pb::CoordinatorMessage> {
     use pb::agent_message::Body;
     match m.body? {
@@ -233,6 +266,15 @@ async fn handle(app: &App, host: &str, m: pb::AgentMessage) -> Option<pb::Coordi
         Body::Hello(_) => Some(msg(pb::coordinator_message::Body::Refusal(pb::Refusal {
             reason: "Hello is only valid as the first message of a session".into(),
         }))),
+        Body::Result(r) => record_result(app, host, r).await,
+        Body::Progress(p) => {
+            app.commands.progress(p);
+            None
+        }
+        Body::Health(h) => {
+            app.fleet.set_health(host, h);
+            None
+        }
         Body::Renew(r) => match app.sign_host_csr(host, &r.csr_der) {
             Ok((pem, info)) => {
                 if let Some(rec) = app

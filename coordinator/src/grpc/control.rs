@@ -41,11 +41,117 @@ fn host_info(v: HostView) -> pb::HostInfo {
         certificate_not_after_ms: r.cert_not_after,
         boot_id: r.boot_id,
         session_id: v.session_id.unwrap_or_default(),
+        services: v.services,
     }
+}
+
+fn command_kind(c: &pb::Command) -> &'static str {
+    use pb::command::Kind as K;
+    match &c.kind {
+        Some(K::Stage(_)) => "stage",
+        Some(K::Activate(_)) => "activate",
+        Some(K::Rollback(_)) => "rollback",
+        Some(K::Drain(_)) => "drain",
+        Some(K::Undrain(_)) => "undrain",
+        Some(K::Stop(_)) => "stop",
+        Some(K::RunHook(_)) => "run_hook",
+        None => "none",
+    }
+}
+
+type EventStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::CommandEvent, Status>> + Send>>;
+
+/// Follows a command's events until its result, or `timeout`.
+fn async_stream_events(
+    app: Arc<App>,
+    id: String,
+    timeout: Duration,
+    mut rx: tokio::sync::mpsc::Receiver<pb::command_event::Event>,
+) -> EventStream {
+    let (tx, out) = tokio::sync::mpsc::channel::<Result<pb::CommandEvent, Status>>(64);
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Some(ev) => {
+                        let done = matches!(ev, pb::command_event::Event::Result(_));
+                        if tx.send(Ok(pb::CommandEvent { event: Some(ev) })).await.is_err() || done {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    let _ = tx
+                        .send(Err(Status::deadline_exceeded(format!(
+                            "no result for command {id} within {}; it may still finish on the host",
+                            humantime::format_duration(timeout)
+                        ))))
+                        .await;
+                    break;
+                }
+            }
+        }
+        app.commands.forget(&id);
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))
 }
 
 #[tonic::async_trait]
 impl pb::control_service_server::ControlService for ControlSvc {
+    type SendCommandStream = EventStream;
+
+    async fn send_command(&self, req: Request<pb::SendCommandRequest>) -> Result<Response<EventStream>, Status> {
+        let op = authorize(&self.app, &req, Role::Deployer, Some("host.command")).await?;
+        let r = req.into_inner();
+        let mut cmd = r.command.ok_or_else(|| Status::invalid_argument("command: expected a command"))?;
+        if cmd.kind.is_none() {
+            return Err(Status::invalid_argument("command.kind: expected one of stage, activate, rollback, drain, undrain, stop, run_hook"));
+        }
+        if cmd.command_id.is_empty() {
+            cmd.command_id = format!("op-{}", hex::encode(rand::random::<[u8; 8]>()));
+        }
+        let kind = command_kind(&cmd);
+        let Some(tx) = self.app.fleet.sender(&r.host_id) else {
+            return Err(Status::failed_precondition(format!("host `{}` has no live session", r.host_id)));
+        };
+        let (id, host, dep, actor) = (cmd.command_id.clone(), r.host_id.clone(), cmd.deployment_id.clone(), op.peer.actor());
+        self.app
+            .store
+            .call(move |c| store::command_sent(c, &id, &host, &dep, kind, &actor, cutover_common::time::now_ms()))
+            .await
+            .map_err(|e| Status::internal(format!("store: {e}")))?;
+        let events = self.app.commands.watch(&cmd.command_id);
+        self.app
+            .audit(Audit {
+                actor: op.peer.actor(),
+                action: "host.command",
+                target: r.host_id.clone(),
+                outcome: Outcome::Ok,
+                detail: format!("{kind} {}", cmd.command_id),
+            })
+            .await;
+        let id = cmd.command_id.clone();
+        if tx
+            .send(pb::CoordinatorMessage {
+                body: Some(pb::coordinator_message::Body::Command(cmd)),
+            })
+            .await
+            .is_err()
+        {
+            self.app.commands.forget(&id);
+            return Err(Status::unavailable(format!("the session of host `{}` closed", r.host_id)));
+        }
+        let timeout = match r.timeout_ms {
+            0 => Duration::from_secs(300),
+            ms => Duration::from_millis(ms),
+        };
+        let app = self.app.clone();
+        let stream = async_stream_events(app, id, timeout, events);
+        Ok(Response::new(stream))
+    }
+
     async fn who_am_i(
         &self,
         req: Request<pb::WhoAmIRequest>,

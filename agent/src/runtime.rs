@@ -1,0 +1,288 @@
+//! Everything the agent runs on this host: its services, the command
+//! journal, supervision, and what the session reports. The session hands
+//! commands to [`Runtime::submit`]; results come back on a channel and stay
+//! in the journal until the coordinator acknowledges them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::command::{Command, CommandResult, Kind};
+use crate::journal::Journal;
+use crate::releases::ServiceDir;
+use crate::service::{Health, OpResult, ProgressEvent, Report, Service, Shared};
+
+type ServiceHandle = Arc<tokio::sync::Mutex<Service>>;
+
+/// The host runtime.
+#[derive(Debug)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+    services: Mutex<HashMap<String, ServiceHandle>>,
+    journal: Journal,
+    inflight: Mutex<HashMap<String, watch::Receiver<Option<CommandResult>>>>,
+    results: mpsc::UnboundedSender<CommandResult>,
+    /// Highest fencing epoch seen per service.
+    epochs: Mutex<HashMap<String, u64>>,
+}
+
+/// Channels the session reads: progress of running commands, and results
+/// of commands nobody is waiting for (those finished after a restart).
+#[derive(Debug)]
+pub struct Outputs {
+    pub progress: mpsc::UnboundedReceiver<ProgressEvent>,
+    pub results: mpsc::UnboundedReceiver<CommandResult>,
+}
+
+/// What `Hello` reports per service.
+#[derive(Debug, Clone)]
+pub struct ServiceSummary {
+    pub service: String,
+    pub active_release: Option<String>,
+    pub previous_release: Option<String>,
+    pub drained: bool,
+    pub stopped: bool,
+    pub staged: Vec<String>,
+}
+
+impl Runtime {
+    /// Loads every service under `state_dir/services`, re-attaching to
+    /// running instances, then re-runs commands the agent died in the
+    /// middle of and starts supervision.
+    pub async fn start(state_dir: PathBuf, shim: PathBuf) -> std::io::Result<(Arc<Runtime>, Outputs)> {
+        let (ptx, prx) = mpsc::unbounded_channel();
+        let (rtx, rrx) = mpsc::unbounded_channel();
+        let journal = Journal::open(state_dir.join("journal"))?;
+        let shared = Arc::new(Shared {
+            state_dir: state_dir.clone(),
+            shim,
+            progress: ptx,
+        });
+        let mut services = HashMap::new();
+        for e in std::fs::read_dir(state_dir.join("services")).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if cutover_common::identity::check_name(&name).is_ok() {
+                let svc = Service::load(&name, shared.clone()).await;
+                services.insert(name, Arc::new(tokio::sync::Mutex::new(svc)));
+            }
+        }
+        let rt = Arc::new(Runtime {
+            shared,
+            services: Mutex::new(services),
+            journal,
+            inflight: Mutex::new(HashMap::new()),
+            results: rtx,
+            epochs: Mutex::new(HashMap::new()),
+        });
+        for cmd in rt.journal.unfinished() {
+            tracing::warn!(command = %cmd.id, kind = cmd.kind.name(), "finishing a command interrupted by an agent restart");
+            let rt2 = rt.clone();
+            tokio::spawn(async move {
+                let r = rt2.run(cmd).await;
+                let _ = rt2.results.send(r);
+            });
+        }
+        tokio::spawn(supervise(Arc::downgrade(&rt)));
+        Ok((rt, Outputs { progress: prx, results: rrx }))
+    }
+
+    fn service(&self, name: &str) -> ServiceHandle {
+        let mut map = self.services.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = map.get(name) {
+            return s.clone();
+        }
+        let svc = Service::empty(name, self.shared.clone());
+        let h = Arc::new(tokio::sync::Mutex::new(svc));
+        map.insert(name.into(), h.clone());
+        h
+    }
+
+    fn handles(&self) -> Vec<ServiceHandle> {
+        self.services.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Runs a command once: a repeated `command_id` gets the recorded (or
+    /// in-flight) result.
+    pub async fn submit(self: &Arc<Self>, cmd: Command) -> CommandResult {
+        if let Some(e) = self.journal.get(&cmd.id)
+            && let Some(r) = e.result
+        {
+            return r;
+        }
+        let waiting = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).get(&cmd.id).cloned();
+        if let Some(mut rx) = waiting
+            && let Ok(r) = rx.wait_for(|r| r.is_some()).await
+        {
+            return r.clone().expect("checked");
+        }
+        if let Err(e) = self.journal.received(&cmd) {
+            return self.result(&cmd, Err(Report {
+                message: format!("cannot journal the command: {e}"),
+                hooks: vec![],
+            }))
+            .await;
+        }
+        self.run(cmd).await
+    }
+
+    async fn run(self: &Arc<Self>, cmd: Command) -> CommandResult {
+        let (tx, rx) = watch::channel(None);
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(cmd.id.clone(), rx);
+        let outcome = self.execute(&cmd).await;
+        let result = self.result(&cmd, outcome).await;
+        if let Err(e) = self.journal.done(&result) {
+            tracing::error!(command = %cmd.id, error = %e, "journaling the result failed");
+        }
+        let _ = tx.send(Some(result.clone()));
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&cmd.id);
+        result
+    }
+
+    async fn result(&self, cmd: &Command, outcome: OpResult) -> CommandResult {
+        let service = cmd.kind.service().to_string();
+        let (active, previous) = {
+            let h = self.service(&service);
+            let s = h.lock().await;
+            (
+                s.state().active_release.clone().unwrap_or_default(),
+                s.state().previous_release.clone().unwrap_or_default(),
+            )
+        };
+        let (ok, report) = match outcome {
+            Ok(r) => (true, r),
+            Err(r) => (false, r),
+        };
+        tracing::info!(command = %cmd.id, kind = cmd.kind.name(), service = %service, ok, "{}", report.message);
+        CommandResult {
+            command_id: cmd.id.clone(),
+            deployment_id: cmd.deployment_id.clone(),
+            ok,
+            message: report.message,
+            service,
+            active_release: active,
+            previous_release: previous,
+            hooks: report.hooks,
+            finished_at_ms: cutover_common::time::now_ms(),
+        }
+    }
+
+    fn check_epoch(&self, cmd: &Command) -> Result<(), Report> {
+        let mut epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = epochs.entry(cmd.kind.service().to_string()).or_insert(0);
+        if cmd.epoch < *seen {
+            return Err(Report {
+                message: format!(
+                    "refused: command epoch {} is older than epoch {} already seen for this service",
+                    cmd.epoch, seen
+                ),
+                hooks: vec![],
+            });
+        }
+        *seen = cmd.epoch;
+        Ok(())
+    }
+
+    async fn execute(&self, cmd: &Command) -> OpResult {
+        self.check_epoch(cmd)?;
+        let handle = self.service(cmd.kind.service());
+        match &cmd.kind {
+            Kind::Stage {
+                service,
+                release_id,
+                version,
+                spec,
+                ..
+            } => {
+                let dir = ServiceDir::new(&self.shared.state_dir, service);
+                let artifact = cmd.kind.artifact().expect("stage has an artifact");
+                let _ = self.shared.progress.send(ProgressEvent {
+                    command_id: cmd.id.clone(),
+                    service: service.clone(),
+                    phase: "staging".into(),
+                    message: format!("fetching {}", artifact.url),
+                });
+                match dir.stage(release_id, version, &artifact, spec).await {
+                    Ok(m) => Ok(Report {
+                        message: format!("staged release {} (version {})", m.release_id, m.version),
+                        hooks: vec![],
+                    }),
+                    Err(e) => Err(Report {
+                        message: format!("staging {release_id} failed: {}", cutover_common::error_chain(&e)),
+                        hooks: vec![],
+                    }),
+                }
+            }
+            Kind::Activate { release_id, .. } => handle.lock().await.activate(&cmd.id, release_id, false).await,
+            Kind::Rollback { .. } => handle.lock().await.rollback(&cmd.id).await,
+            Kind::Drain { stop, .. } => handle.lock().await.drain(&cmd.id, *stop).await,
+            Kind::Undrain { .. } => handle.lock().await.undrain(&cmd.id).await,
+            Kind::Stop { .. } => handle.lock().await.stop(&cmd.id).await,
+            Kind::RunHook { hook, .. } => handle.lock().await.run_hook(hook).await,
+        }
+    }
+
+    /// The coordinator stored this result.
+    pub fn ack(&self, command_id: &str) {
+        self.journal.ack(command_id);
+    }
+
+    /// Results to (re)send.
+    pub fn unacked(&self) -> Vec<CommandResult> {
+        self.journal.unacked()
+    }
+
+    /// Health of every service (skipping those locked by a running command
+    /// would hide a swap; wait for them instead).
+    pub async fn health(&self) -> Vec<Health> {
+        let mut out = Vec::new();
+        for h in self.handles() {
+            out.push(h.lock().await.health());
+        }
+        out.sort_by(|a, b| a.service.cmp(&b.service));
+        out
+    }
+
+    /// Health without waiting for a service busy with a command.
+    pub fn health_now(&self) -> Vec<Health> {
+        let mut out: Vec<Health> = self.handles().iter().filter_map(|h| h.try_lock().ok().map(|s| s.health())).collect();
+        out.sort_by(|a, b| a.service.cmp(&b.service));
+        out
+    }
+
+    /// What `Hello` reports.
+    pub async fn summaries(&self) -> Vec<ServiceSummary> {
+        let mut out = Vec::new();
+        for h in self.handles() {
+            let s = h.lock().await;
+            let st = s.state();
+            out.push(ServiceSummary {
+                service: s.name.clone(),
+                active_release: st.active_release.clone(),
+                previous_release: st.previous_release.clone(),
+                drained: st.drained,
+                stopped: st.stopped,
+                staged: s.dir().releases().into_iter().map(|m| m.release_id).collect(),
+            });
+        }
+        out.sort_by(|a, b| a.service.cmp(&b.service));
+        out
+    }
+}
+
+async fn supervise(rt: std::sync::Weak<Runtime>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        let Some(rt) = rt.upgrade() else { return };
+        rt.journal.prune(1000);
+        for h in rt.handles() {
+            // A service busy with a command is supervised by that command.
+            if let Ok(mut s) = h.try_lock() {
+                s.supervise().await;
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! `state.json` per service: what the agent must know after a restart to
+//! re-attach to running instances and finish or undo a half-done swap.
+//! Written atomically (fsync + rename) at every phase change.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::instance::InstanceRecord;
+
+/// The phases of a swap that are recorded before they are entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SwapPhase {
+    /// The new instance is being started (or waits to become ready, or
+    /// bakes). The old one still serves alone or alongside.
+    Starting,
+    /// The new instance was judged healthy; the old one is being stopped.
+    StoppingOld,
+}
+
+/// A swap in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapRecord {
+    pub command_id: String,
+    pub target: String,
+    pub phase: SwapPhase,
+    pub new_instance: Option<String>,
+    pub old_instance: Option<String>,
+}
+
+/// Everything durable about one service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub service: String,
+    pub active_release: Option<String>,
+    pub previous_release: Option<String>,
+    /// Live instances as last recorded.
+    pub instances: Vec<InstanceRecord>,
+    pub swap: Option<SwapRecord>,
+    pub drained: bool,
+    /// Stopped on purpose (`Stop`, or `Drain` with stop).
+    pub stopped: bool,
+}
+
+impl ServiceState {
+    pub fn load(path: &Path) -> Option<ServiceState> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+        cutover_common::fsutil::write_atomic(path, &serde_json::to_vec_pretty(self).expect("serializable"), 0o644)
+    }
+}
+
+/// What to do, after an agent restart, with a swap that was in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// No swap was in progress.
+    Nothing,
+    /// The new instance was not yet judged healthy: stop it gracefully and
+    /// let the old one keep serving; the command is then re-run.
+    Undo { stop: Option<String> },
+    /// The new instance was judged healthy: stop the old one and record the
+    /// new release as active.
+    Finish { stop_old: Option<String>, new_instance: String, target: String },
+    /// The new instance is gone: forget it; the command is re-run.
+    Forget,
+}
+
+/// Decides what to do with a recorded swap, given which recorded instances
+/// are still alive (pure).
+pub fn recover(swap: Option<&SwapRecord>, alive: &[String]) -> Recovery {
+    let Some(s) = swap else { return Recovery::Nothing };
+    let new_alive = s.new_instance.as_ref().filter(|n| alive.contains(n));
+    let old_alive = s.old_instance.clone().filter(|o| alive.contains(o));
+    match (s.phase, new_alive) {
+        (SwapPhase::Starting, Some(n)) => Recovery::Undo { stop: Some(n.clone()) },
+        (SwapPhase::Starting, None) => Recovery::Forget,
+        (SwapPhase::StoppingOld, Some(n)) => Recovery::Finish {
+            stop_old: old_alive,
+            new_instance: n.clone(),
+            target: s.target.clone(),
+        },
+        (SwapPhase::StoppingOld, None) => Recovery::Forget,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn swap(phase: SwapPhase) -> SwapRecord {
+        SwapRecord {
+            command_id: "c".into(),
+            target: "r2".into(),
+            phase,
+            new_instance: Some("new".into()),
+            old_instance: Some("old".into()),
+        }
+    }
+
+    #[test]
+    fn a_swap_killed_before_the_new_instance_was_judged_is_undone() {
+        assert_eq!(
+            recover(Some(&swap(SwapPhase::Starting)), &["old".into(), "new".into()]),
+            Recovery::Undo { stop: Some("new".into()) }
+        );
+        assert_eq!(recover(Some(&swap(SwapPhase::Starting)), &["old".into()]), Recovery::Forget);
+    }
+
+    #[test]
+    fn a_swap_killed_while_stopping_the_old_instance_is_finished() {
+        assert_eq!(
+            recover(Some(&swap(SwapPhase::StoppingOld)), &["old".into(), "new".into()]),
+            Recovery::Finish {
+                stop_old: Some("old".into()),
+                new_instance: "new".into(),
+                target: "r2".into()
+            }
+        );
+        assert_eq!(
+            recover(Some(&swap(SwapPhase::StoppingOld)), &["new".into()]),
+            Recovery::Finish {
+                stop_old: None,
+                new_instance: "new".into(),
+                target: "r2".into()
+            }
+        );
+    }
+
+    #[test]
+    fn no_swap_means_nothing_to_recover() {
+        assert_eq!(recover(None, &[]), Recovery::Nothing);
+    }
+}

@@ -1,0 +1,278 @@
+//! The host runtime end to end: a real agent swaps the demo service from
+//! version to version under continuous load, through commands sent by an
+//! operator via the coordinator, with no refused connection and no failed
+//! request; broken versions never take over; rollback needs no download.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cutover_tests::load::{self, Load, Outcome};
+use cutover_tests::release::{self, Control, activate, demo_spec, demo_tarball, free_port, rollback, stage};
+use cutover_tests::{Cluster, CoordinatorOptions, poll};
+
+struct Host {
+    cluster: Cluster,
+    control: Control,
+    port: u16,
+    artifact: release::Artifact,
+}
+
+fn host() -> Host {
+    let mut cluster = Cluster::start(CoordinatorOptions::default()).unwrap();
+    cluster.add_agent("web-1", "role=web", "").unwrap();
+    cluster.wait_state("web-1", "ready", Duration::from_secs(20));
+    let control = Control::connect(&cluster);
+    let artifact = demo_tarball(cluster.dir.path(), "demo.tar");
+    Host {
+        cluster,
+        control,
+        port: free_port(),
+        artifact,
+    }
+}
+
+impl Host {
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Stages and activates version `v` with extra demo-service flags.
+    fn deploy(&mut self, v: u32, extra: &[&str]) -> cutover_proto::v1::CommandResult {
+        let spec = demo_spec("web", self.port, &v.to_string(), extra);
+        let rel = format!("v{v}");
+        let r = self.control.send("web-1", stage(&format!("stage-{v}"), &rel, &v.to_string(), &self.artifact, &spec));
+        assert!(r.ok, "staging v{v} failed: {}", r.message);
+        self.control.send("web-1", activate(&format!("activate-{v}"), "web", &rel))
+    }
+}
+
+/// Asserts no request failed and prints the tally.
+fn assert_clean(records: &[load::Record], what: &str) {
+    let c = load::counts(records);
+    eprintln!("{what}: {c:?}");
+    let bad: Vec<_> = records.iter().filter(|r| !matches!(r.outcome, Outcome::Ok { .. })).take(5).collect();
+    assert_eq!(c.failed(), 0, "{what}: failed requests, first ones: {bad:#?}");
+    assert!(c.ok > 100, "{what}: too little load to mean anything: {c:?}");
+}
+
+#[test]
+fn twenty_handover_swaps_under_load_fail_no_request() {
+    let mut h = host();
+    let r = h.deploy(1, &[]);
+    assert!(r.ok, "{}", r.message);
+    let load = Load::start(h.addr(), 4, 2);
+    poll("load to flow", Duration::from_secs(10), || (load.count() > 50).then_some(()));
+
+    // After each activation returns, only that version may answer.
+    let mut swapped_at = vec![(Instant::now(), 1u32)];
+    for v in 2..=21 {
+        let r = h.deploy(v, &[]);
+        assert!(r.ok, "swap to v{v} failed: {}", r.message);
+        assert_eq!(r.active_release, format!("v{v}"));
+        swapped_at.push((Instant::now(), v));
+    }
+    let before = load.count();
+    poll("more load after the last swap", Duration::from_secs(10), || (load.count() > before + 50).then_some(()));
+    let records = load.stop();
+    assert_clean(&records, "20 handover swaps");
+
+    // Every response came from a version that should serve it: never one
+    // older than the version whose activation had finished when the
+    // request started.
+    for rec in &records {
+        let Outcome::Ok { version } = &rec.outcome else { continue };
+        let v: u32 = version.parse().expect("numeric version");
+        let floor = swapped_at.iter().filter(|(t, _)| *t <= rec.started).map(|(_, v)| *v).max().unwrap_or(1);
+        assert!(v >= floor, "v{v} answered a request started after v{floor} was active");
+    }
+    let versions: std::collections::BTreeSet<String> = records
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Ok { version } => Some(version.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(versions.contains("21"));
+
+    // The host reports what runs, and `current`/`previous` say the same.
+    let hostv = h.cluster.host("web-1").unwrap();
+    let svc = &hostv["services"][0];
+    assert_eq!(svc["active_release"], "v21");
+    assert_eq!(svc["previous_release"], "v20");
+    let svc_dir = h.cluster.agent("web-1").state_dir.join("services/web");
+    assert_eq!(std::fs::read_link(svc_dir.join("current")).unwrap(), std::path::Path::new("releases/v21"));
+    assert_eq!(std::fs::read_link(svc_dir.join("previous")).unwrap(), std::path::Path::new("releases/v20"));
+    // Only the newest releases are kept.
+    let kept = std::fs::read_dir(svc_dir.join("releases")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    assert_eq!(kept, 5);
+}
+
+#[test]
+fn negative_control_restart_mode_without_a_load_balancer_does_fail_requests() {
+    // The same load against an app that binds its own socket and is
+    // restarted (stop, then start): the counter must see the gap.
+    let mut h = host();
+    let port = h.port;
+    let listen = format!("127.0.0.1:{port}");
+    let spec_for = |v: u32| {
+        let mut s = demo_spec("web", port, &v.to_string(), &["--listen", &listen]);
+        s.swap.mode = cutover_common::service::SwapMode::Restart;
+        s.listen.clear();
+        s.probes.readiness = None;
+        s
+    };
+    let deploy = |h: &mut Host, v: u32| {
+        let spec = spec_for(v);
+        let rel = format!("v{v}");
+        assert!(h.control.send("web-1", stage(&format!("s{v}"), &rel, "x", &h.artifact, &spec)).ok);
+        h.control.send("web-1", activate(&format!("a{v}"), "web", &rel))
+    };
+    assert!(deploy(&mut h, 1).ok);
+    let load = Load::start(h.addr(), 2, 2);
+    poll("load to flow", Duration::from_secs(10), || (load.count() > 50).then_some(()));
+    for v in 2..=4 {
+        let r = deploy(&mut h, v);
+        assert!(r.ok, "{}", r.message);
+    }
+    let records = load.stop();
+    let c = load::counts(&records);
+    eprintln!("restart mode: {c:?}");
+    assert!(c.refused + c.reset > 0, "restart mode must show failures, or the counter is broken: {c:?}");
+}
+
+#[test]
+fn a_version_that_crashes_never_gets_ready_or_fails_liveness_never_takes_over() {
+    let mut h = host();
+    assert!(h.deploy(1, &[]).ok);
+    let load = Load::start(h.addr(), 3, 1);
+    poll("load to flow", Duration::from_secs(10), || (load.count() > 50).then_some(()));
+
+    let r = h.deploy(2, &["--crash-on-start"]);
+    assert!(!r.ok);
+    assert!(r.message.contains("exited with status 3"), "{}", r.message);
+    assert_eq!(r.active_release, "v1");
+
+    let r = h.deploy(3, &["--never-ready"]);
+    assert!(!r.ok);
+    assert!(r.message.contains("not ready within"), "{}", r.message);
+    assert_eq!(r.active_release, "v1");
+
+    // Liveness: /healthz turns bad 200 ms after start, during the bake.
+    let spec = {
+        let mut s = demo_spec("web", h.port, "4", &["--unhealthy-after-ms", "200"]);
+        s.swap.min_ready = Duration::from_secs(2);
+        s.probes.liveness = Some(
+            cutover_common::service::parse_toml(&format!(
+                "service = \"web\"\n[run]\ncommand = [\"x\"]\n[probes.liveness]\nhttp = {{ port = {}, path = \"/healthz\" }}\ninterval = \"100ms\"\nfailure_threshold = 2\n",
+                h.port
+            ))
+            .unwrap()
+            .probes
+            .liveness
+            .unwrap(),
+        );
+        s
+    };
+    assert!(h.control.send("web-1", stage("stage-4", "v4", "4", &h.artifact, &spec)).ok);
+    let r = h.control.send("web-1", activate("activate-4", "web", "v4"));
+    assert!(!r.ok);
+    assert!(r.message.contains("liveness"), "{}", r.message);
+    assert_eq!(r.active_release, "v1");
+
+    let records = load.stop();
+    assert_clean(&records, "three bad versions");
+    assert!(
+        records.iter().all(|r| matches!(&r.outcome, Outcome::Ok { version } if version == "1" || version == "3" || version == "4")),
+        "only v1 (and the briefly started v3/v4, which serve correctly while being judged) may answer"
+    );
+    // The same command delivered again is answered from the journal, not re-run.
+    let again = h.control.send("web-1", activate("activate-4", "web", "v4"));
+    assert_eq!(again.message, r.message);
+    assert_eq!(again.finished_at_ms, r.finished_at_ms);
+}
+
+#[test]
+fn rollback_activates_the_previous_release_without_downloading_it() {
+    let mut h = host();
+    assert!(h.deploy(1, &[]).ok);
+    assert!(h.deploy(2, &[]).ok);
+    // The artifact is gone: a rollback that downloaded would fail.
+    std::fs::remove_file(&h.artifact.path).unwrap();
+    let load = Load::start(h.addr(), 2, 1);
+    poll("load to flow", Duration::from_secs(10), || (load.count() > 50).then_some(()));
+    let r = h.control.send("web-1", rollback("rb-1", "web"));
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(r.active_release, "v1");
+    assert_eq!(r.previous_release, "v2");
+    let before = load.count();
+    poll("load after rollback", Duration::from_secs(10), || (load.count() > before + 50).then_some(()));
+    let records = load.stop();
+    assert_clean(&records, "rollback");
+    let last = records.iter().rev().find_map(|r| match &r.outcome {
+        Outcome::Ok { version } => Some(version.clone()),
+        _ => None,
+    });
+    assert_eq!(last.as_deref(), Some("1"));
+}
+
+#[test]
+fn the_same_command_delivered_twice_is_applied_once() {
+    let mut h = host();
+    assert!(h.deploy(1, &[]).ok);
+    let spec = demo_spec("web", h.port, "2", &[]);
+    assert!(h.control.send("web-1", stage("st-2", "v2", "2", &h.artifact, &spec)).ok);
+    let first = h.control.send("web-1", activate("dup-1", "web", "v2"));
+    assert!(first.ok, "{}", first.message);
+    let pid = |h: &Host| -> u64 {
+        poll("health report with a pid", Duration::from_secs(10), || {
+            let v = h.cluster.host("web-1")?;
+            let s = v["services"][0].clone();
+            (s["active_release"] == "v2" && s["pid"].as_u64().unwrap_or(0) > 0).then(|| s["pid"].as_u64().unwrap())
+        })
+    };
+    let pid_before = pid(&h);
+    let second = h.control.send("web-1", activate("dup-1", "web", "v2"));
+    assert_eq!(second, first, "a repeated command_id gets the recorded result");
+    assert_eq!(pid(&h), pid_before, "no second swap happened");
+}
+
+#[test]
+fn malicious_or_corrupt_artifacts_are_refused_and_change_nothing() {
+    let mut h = host();
+    assert!(h.deploy(1, &[]).ok);
+    let spec = demo_spec("web", h.port, "2", &[]);
+    // A checksum mismatch.
+    let mut wrong = h.artifact.clone();
+    wrong.sha256 = "0".repeat(64);
+    let r = h.control.send("web-1", stage("bad-sum", "v2", "2", &wrong, &spec));
+    assert!(!r.ok);
+    assert!(r.message.contains("checksum mismatch"), "{}", r.message);
+    // A tarball escaping with `..`.
+    let evil = h.cluster.dir.path().join("evil.tar");
+    {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut hd = tar::Header::new_gnu();
+        let name = b"../../../../escaped";
+        hd.as_old_mut().name[..name.len()].copy_from_slice(name);
+        hd.set_size(1);
+        hd.set_mode(0o644);
+        hd.set_cksum();
+        b.append(&hd, &b"x"[..]).unwrap();
+        std::fs::write(&evil, b.into_inner().unwrap()).unwrap();
+    }
+    let bytes = std::fs::read(&evil).unwrap();
+    let a = release::Artifact {
+        url: format!("file://{}", evil.display()),
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+        path: evil.clone(),
+    };
+    let r = h.control.send("web-1", stage("bad-tar", "v3", "3", &a, &spec));
+    assert!(!r.ok);
+    assert!(r.message.contains("`..`"), "{}", r.message);
+    let agent_dir = h.cluster.agent("web-1").state_dir.clone();
+    assert!(!agent_dir.join("services/web/releases/v3").exists());
+    assert!(!agent_dir.join("services/escaped").exists() && !agent_dir.join("escaped").exists());
+    // The active release is untouched and serves.
+    let r = h.control.send("web-1", activate("act-1-again", "web", "v1"));
+    assert!(r.ok && r.message.contains("already active"), "{}", r.message);
+}
