@@ -12,7 +12,7 @@
 //!   answers 200 when healthy.
 //!
 //! Failure switches: `--crash-on-start`, `--never-ready`, `--error-ratio`,
-//! `--latency-ms`, `--ignore-sigterm`, `--unhealthy-after-ms`.
+//! `--latency-ms`, `--ignore-sigterm`, `--unhealthy-after-ms`, `--stop-delay-ms`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -63,6 +63,10 @@ struct Args {
     /// /healthz turns 503 this long after start (a hung app, for liveness).
     #[arg(long)]
     unhealthy_after_ms: Option<u64>,
+    /// Keep serving normally this long after SIGTERM before draining (an
+    /// app finishing work).
+    #[arg(long, default_value_t = 0)]
+    stop_delay_ms: u64,
     /// Longest time to wait for open connections after SIGTERM.
     #[arg(long, default_value_t = 10_000)]
     drain_timeout_ms: u64,
@@ -246,6 +250,7 @@ async fn main() {
         break;
     }
     notify("STOPPING=1");
+    tokio::time::sleep(Duration::from_millis(args.stop_delay_ms)).await;
     state.draining.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);
     let deadline = Instant::now() + Duration::from_millis(args.drain_timeout_ms);
