@@ -80,6 +80,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             let (rt, outputs) = crate::runtime::Runtime::start(cfg.state_dir.clone(), shim)
                 .await
                 .with_context(|| format!("starting the runtime in {}", cfg.state_dir.display()))?;
+            if let Some(addr) = cfg.readiness_listen {
+                let (rt, stop) = (rt.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = crate::lb::serve(addr, rt, stop).await {
+                        tracing::error!(%addr, error = %e, "readiness endpoint failed");
+                    }
+                });
+            }
             crate::session::run(cfg, rt, outputs, shutdown).await?;
             Ok(())
         }

@@ -84,7 +84,12 @@ impl Kind {
 
     pub fn artifact(&self) -> Option<Artifact> {
         match self {
-            Kind::Stage { url, sha256, max_bytes, .. } => Some(Artifact {
+            Kind::Stage {
+                url,
+                sha256,
+                max_bytes,
+                ..
+            } => Some(Artifact {
                 url: url.clone(),
                 sha256: sha256.clone(),
                 max_bytes: *max_bytes,
@@ -118,12 +123,20 @@ pub enum InvalidCommand {
     #[error("command {id}: service spec: {why}")]
     Spec { id: String, why: String },
     #[error("command {id}: service `{service}`: {why}")]
-    Service { id: String, service: String, why: String },
+    Service {
+        id: String,
+        service: String,
+        why: String,
+    },
 }
 
 /// Checks a command id (it names a journal file).
 pub fn check_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 impl TryFrom<pb::Command> for Command {
@@ -137,10 +150,13 @@ impl TryFrom<pb::Command> for Command {
         let id = c.command_id.clone();
         let kind = match c.kind.ok_or_else(|| InvalidCommand::NoKind(id.clone()))? {
             K::Stage(s) => {
-                let spec: ServiceSpec = serde_json::from_slice(&s.service_spec_json).map_err(|e| InvalidCommand::Spec {
-                    id: id.clone(),
-                    why: e.to_string(),
-                })?;
+                let spec: ServiceSpec =
+                    serde_json::from_slice(&s.service_spec_json).map_err(|e| {
+                        InvalidCommand::Spec {
+                            id: id.clone(),
+                            why: e.to_string(),
+                        }
+                    })?;
                 spec.validate().map_err(|e| InvalidCommand::Spec {
                     id: id.clone(),
                     why: e.to_string(),
@@ -148,7 +164,10 @@ impl TryFrom<pb::Command> for Command {
                 if spec.service != s.service {
                     return Err(InvalidCommand::Spec {
                         id,
-                        why: format!("spec is for `{}`, command for `{}`", spec.service, s.service),
+                        why: format!(
+                            "spec is for `{}`, command for `{}`",
+                            spec.service, s.service
+                        ),
                     });
                 }
                 Kind::Stage {
@@ -157,7 +176,11 @@ impl TryFrom<pb::Command> for Command {
                     version: s.version,
                     url: s.artifact_url,
                     sha256: s.artifact_sha256,
-                    max_bytes: if s.max_bytes == 0 { DEFAULT_MAX_ARTIFACT_BYTES } else { s.max_bytes },
+                    max_bytes: if s.max_bytes == 0 {
+                        DEFAULT_MAX_ARTIFACT_BYTES
+                    } else {
+                        s.max_bytes
+                    },
                     spec,
                 }
             }

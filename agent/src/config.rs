@@ -33,6 +33,9 @@ pub struct AgentConfig {
     pub connect_timeout: Duration,
     /// Renew the host certificate at this fraction of its lifetime.
     pub renew_at: f64,
+    /// Where the readiness endpoint for load balancers listens
+    /// (`GET /ready/<service>`); none when unset.
+    pub readiness_listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for AgentConfig {
@@ -46,6 +49,7 @@ impl Default for AgentConfig {
             reconnect_jitter: 0.2,
             connect_timeout: Duration::from_secs(5),
             renew_at: 2.0 / 3.0,
+            readiness_listen: None,
         }
     }
 }
@@ -59,6 +63,7 @@ const ENV_KEYS: &[&str] = &[
     "reconnect_jitter",
     "connect_timeout",
     "renew_at",
+    "readiness_listen",
 ];
 
 impl AgentConfig {

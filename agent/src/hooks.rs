@@ -33,7 +33,10 @@ pub async fn run(name: &str, hook: &Hook, dir: &Path, env: &[(String, String)]) 
         .args(&hook.command[1..])
         .current_dir(dir)
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .envs(env.iter().cloned())
         .env("CUTOVER_HOOK", name)
         .stdin(std::process::Stdio::null())
@@ -62,7 +65,9 @@ pub async fn run(name: &str, hook: &Hook, dir: &Path, env: &[(String, String)]) 
             text.push_str(&String::from_utf8_lossy(&out.stderr));
             if text.len() > MAX_OUTPUT {
                 let cut = text.len() - MAX_OUTPUT;
-                let cut = (cut..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(text.len());
+                let cut = (cut..text.len())
+                    .find(|i| text.is_char_boundary(*i))
+                    .unwrap_or(text.len());
                 text = text[cut..].to_string();
             }
             HookOutput {
@@ -90,7 +95,10 @@ pub async fn run(name: &str, hook: &Hook, dir: &Path, env: &[(String, String)]) 
             HookOutput {
                 name: name.into(),
                 ok: false,
-                status: format!("timed out after {}", humantime::format_duration(hook.timeout)),
+                status: format!(
+                    "timed out after {}",
+                    humantime::format_duration(hook.timeout)
+                ),
                 output: String::new(),
                 duration_ms: elapsed(start),
             }
@@ -112,7 +120,13 @@ mod tests {
 
     #[tokio::test]
     async fn output_and_exit_status_are_captured() {
-        let out = run("validate", &hook(&["sh", "-c", "echo hi; echo oops >&2; exit 3"], 5000), Path::new("/"), &[]).await;
+        let out = run(
+            "validate",
+            &hook(&["sh", "-c", "echo hi; echo oops >&2; exit 3"], 5000),
+            Path::new("/"),
+            &[],
+        )
+        .await;
         assert!(!out.ok);
         assert_eq!(out.status, "exit 3");
         assert!(out.output.contains("hi") && out.output.contains("oops"));
@@ -120,7 +134,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_hook_past_its_timeout_is_killed() {
-        let out = run("pre_drain", &hook(&["sleep", "30"], 200), Path::new("/"), &[]).await;
+        let out = run(
+            "pre_drain",
+            &hook(&["sleep", "30"], 200),
+            Path::new("/"),
+            &[],
+        )
+        .await;
         assert!(!out.ok);
         assert!(out.status.contains("timed out"), "{}", out.status);
         assert!(out.duration_ms < 5000);

@@ -126,7 +126,10 @@ fn lookup_user(name: &str) -> Result<(u32, u32), InstanceError> {
 }
 
 /// The environment an instance starts with: nothing of the agent's own.
-pub fn environment(l: &Launch<'_>, notify: &Path) -> Result<BTreeMap<String, String>, InstanceError> {
+pub fn environment(
+    l: &Launch<'_>,
+    notify: &Path,
+) -> Result<BTreeMap<String, String>, InstanceError> {
     let mut env = BTreeMap::new();
     env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
     env.insert("LANG".into(), "C.UTF-8".into());
@@ -150,8 +153,10 @@ impl Instance {
     /// Starts an instance.
     pub fn spawn(l: Launch<'_>) -> Result<Instance, InstanceError> {
         let io = |what: String| move |source| InstanceError::Io { what, source };
-        std::fs::create_dir_all(&l.run_dir).map_err(io(format!("creating {}", l.run_dir.display())))?;
-        std::fs::create_dir_all(&l.log_dir).map_err(io(format!("creating {}", l.log_dir.display())))?;
+        std::fs::create_dir_all(&l.run_dir)
+            .map_err(io(format!("creating {}", l.run_dir.display())))?;
+        std::fs::create_dir_all(&l.log_dir)
+            .map_err(io(format!("creating {}", l.log_dir.display())))?;
         let notify_path = l.run_dir.join(format!("{}.sock", l.id));
         let notify = NotifySocket::bind(&notify_path, NotifyState::default())
             .map_err(io(format!("binding {}", notify_path.display())))?;
@@ -162,7 +167,9 @@ impl Instance {
             .append(true)
             .open(&log_path)
             .map_err(io(format!("opening {}", log_path.display())))?;
-        let log2 = log.try_clone().map_err(io("duplicating the log file".into()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(io("duplicating the log file".into()))?;
 
         let run = &l.spec.run;
         let program = {
@@ -196,7 +203,9 @@ impl Instance {
         }
         let mut mappings = Vec::new();
         for (i, (_, fd)) in l.listeners.iter().enumerate() {
-            let dup = fd.try_clone().map_err(io("duplicating a listener".into()))?;
+            let dup = fd
+                .try_clone()
+                .map_err(io("duplicating a listener".into()))?;
             mappings.push(FdMapping {
                 parent_fd: dup,
                 child_fd: 3 + i as i32,
@@ -219,7 +228,10 @@ impl Instance {
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
             let desc = match child.wait().await {
-                Ok(st) => match (st.code(), std::os::unix::process::ExitStatusExt::signal(&st)) {
+                Ok(st) => match (
+                    st.code(),
+                    std::os::unix::process::ExitStatusExt::signal(&st),
+                ) {
                     (Some(c), _) => format!("exited with status {c}"),
                     (None, Some(s)) => format!("killed by signal {s}"),
                     _ => "exited".into(),
@@ -302,7 +314,9 @@ impl Instance {
     /// Waits for the exit, up to `timeout`. Returns whether it exited.
     pub async fn wait_exit(&self, timeout: Duration) -> bool {
         let mut rx = self.exited.clone();
-        tokio::time::timeout(timeout, rx.wait_for(|e| e.is_some())).await.is_ok()
+        tokio::time::timeout(timeout, rx.wait_for(|e| e.is_some()))
+            .await
+            .is_ok()
     }
 
     /// Stops the instance: `sig`, up to `grace` for it to exit, then SIGKILL
@@ -338,12 +352,21 @@ mod tests {
         let p = dir.path().join("env");
         std::fs::write(&p, "# secret\nDB_PASSWORD=\"hunter2\"\nexport A=1\n\n").unwrap();
         let v = read_env_file(&p).unwrap();
-        assert_eq!(v, vec![("DB_PASSWORD".into(), "hunter2".into()), ("A".into(), "1".into())]);
+        assert_eq!(
+            v,
+            vec![
+                ("DB_PASSWORD".into(), "hunter2".into()),
+                ("A".into(), "1".into())
+            ]
+        );
     }
 
     #[test]
     fn root_is_found_in_passwd() {
         assert_eq!(lookup_user("root").unwrap(), (0, 0));
-        assert!(matches!(lookup_user("no-such-user-here"), Err(InstanceError::NoUser(_))));
+        assert!(matches!(
+            lookup_user("no-such-user-here"),
+            Err(InstanceError::NoUser(_))
+        ));
     }
 }

@@ -40,8 +40,14 @@ impl Journal {
     }
 
     fn put(&self, e: &Entry) -> std::io::Result<()> {
-        let p = self.path(&e.command.id).ok_or_else(|| std::io::Error::other("invalid command id"))?;
-        cutover_common::fsutil::write_atomic(&p, &serde_json::to_vec(e).expect("serializable"), 0o600)
+        let p = self
+            .path(&e.command.id)
+            .ok_or_else(|| std::io::Error::other("invalid command id"))?;
+        cutover_common::fsutil::write_atomic(
+            &p,
+            &serde_json::to_vec(e).expect("serializable"),
+            0o600,
+        )
     }
 
     /// Records a command before acting on it.
@@ -56,7 +62,9 @@ impl Journal {
 
     /// Records the result of a command.
     pub fn done(&self, r: &CommandResult) -> std::io::Result<()> {
-        let mut e = self.get(&r.command_id).ok_or_else(|| std::io::Error::other("command not journaled"))?;
+        let mut e = self
+            .get(&r.command_id)
+            .ok_or_else(|| std::io::Error::other("command not journaled"))?;
         e.result = Some(r.clone());
         self.put(&e)
     }
@@ -84,12 +92,20 @@ impl Journal {
 
     /// Commands received but not finished (the agent died while acting).
     pub fn unfinished(&self) -> Vec<Command> {
-        self.entries().into_iter().filter(|e| e.result.is_none()).map(|e| e.command).collect()
+        self.entries()
+            .into_iter()
+            .filter(|e| e.result.is_none())
+            .map(|e| e.command)
+            .collect()
     }
 
     /// Results not yet acknowledged, oldest first.
     pub fn unacked(&self) -> Vec<CommandResult> {
-        self.entries().into_iter().filter(|e| !e.acked).filter_map(|e| e.result).collect()
+        self.entries()
+            .into_iter()
+            .filter(|e| !e.acked)
+            .filter_map(|e| e.result)
+            .collect()
     }
 
     /// Forgets acknowledged entries beyond the newest `keep`.
@@ -114,7 +130,9 @@ mod tests {
             deployment_id: "d".into(),
             step: 0,
             epoch: 0,
-            kind: Kind::Stop { service: "web".into() },
+            kind: Kind::Stop {
+                service: "web".into(),
+            },
         }
     }
 

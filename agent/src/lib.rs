@@ -5,8 +5,8 @@
 #![deny(unsafe_code)]
 
 pub mod backoff;
-pub mod command;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod enroll;
 pub mod facts;
@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod identity;
 pub mod instance;
 pub mod journal;
+pub mod lb;
 pub mod notify;
 pub mod probe;
 pub mod releases;

@@ -45,7 +45,9 @@ impl NotifySocket {
             let mut buf = vec![0u8; 4096];
             loop {
                 // Cancel-safe: the task is aborted as a whole on drop.
-                let Ok(n) = sock.recv(&mut buf).await else { return };
+                let Ok(n) = sock.recv(&mut buf).await else {
+                    return;
+                };
                 let text = String::from_utf8_lossy(&buf[..n]).to_string();
                 tx.send_modify(|s| apply(s, &text));
             }

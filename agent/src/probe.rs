@@ -40,7 +40,13 @@ pub struct ProbeStatus {
 
 impl ProbeStatus {
     /// Applies one outcome with the probe's thresholds (pure).
-    pub fn record(&mut self, o: Outcome, success_threshold: u32, failure_threshold: u32, now: Instant) {
+    pub fn record(
+        &mut self,
+        o: Outcome,
+        success_threshold: u32,
+        failure_threshold: u32,
+        now: Instant,
+    ) {
         self.checks += 1;
         if o.ok {
             self.consecutive_successes += 1;
@@ -57,7 +63,8 @@ impl ProbeStatus {
                 self.passing = false;
             }
         }
-        self.recent_latency_ms.push(o.latency.as_millis().min(u32::MAX as u128) as u32);
+        self.recent_latency_ms
+            .push(o.latency.as_millis().min(u32::MAX as u128) as u32);
         if self.recent_latency_ms.len() > 64 {
             self.recent_latency_ms.remove(0);
         }
@@ -85,8 +92,16 @@ pub async fn check(c: &Check, ctx: &Context, timeout: Duration) -> Outcome {
     let r = tokio::time::timeout(timeout, run(c, ctx)).await;
     let latency = start.elapsed();
     match r {
-        Ok(Ok(detail)) => Outcome { ok: true, latency, detail },
-        Ok(Err(detail)) => Outcome { ok: false, latency, detail },
+        Ok(Ok(detail)) => Outcome {
+            ok: true,
+            latency,
+            detail,
+        },
+        Ok(Err(detail)) => Outcome {
+            ok: false,
+            latency,
+            detail,
+        },
         Err(_) => Outcome {
             ok: false,
             latency,
@@ -99,11 +114,17 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
     match c {
         Check::Notify {} => {
             let s = ctx.notify.borrow().clone();
-            if s.ready { Ok("READY=1 received".into()) } else { Err("no READY=1 yet".into()) }
+            if s.ready {
+                Ok("READY=1 received".into())
+            } else {
+                Err("no READY=1 yet".into())
+            }
         }
         Check::Tcp { target } => {
             let addr = ctx.spec.target_addr(target).ok_or("no such target")?;
-            TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
+            TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("connect {addr}: {e}"))?;
             Ok(format!("connected to {addr}"))
         }
         Check::Http {
@@ -121,7 +142,9 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
             if let Some(b) = body
                 && !text.contains(b.as_str())
             {
-                return Err(format!("GET {path} answered {status} without `{b}` in the body"));
+                return Err(format!(
+                    "GET {path} answered {status} without `{b}` in the body"
+                ));
             }
             Ok(format!("GET {path} answered {status}"))
         }
@@ -139,7 +162,10 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
             if out.status.success() {
                 Ok("exit 0".into())
             } else {
-                let err: String = String::from_utf8_lossy(&out.stderr).chars().take(200).collect();
+                let err: String = String::from_utf8_lossy(&out.stderr)
+                    .chars()
+                    .take(200)
+                    .collect();
                 Err(format!("{}: {}", out.status, err.trim()))
             }
         }
@@ -152,7 +178,9 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
                 .map_err(|e| format!("connect {addr}: {e}"))?;
             let mut client = tonic_health::pb::health_client::HealthClient::new(ch);
             let r = client
-                .check(tonic_health::pb::HealthCheckRequest { service: service.clone() })
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: service.clone(),
+                })
                 .await
                 .map_err(|s| format!("health check: {}", s.message()))?
                 .into_inner();
@@ -168,9 +196,15 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
 /// A minimal HTTP/1.1 GET with `Connection: close`; returns the status and
 /// up to 64 KiB of the response.
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: cutover-probe\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.map_err(|e| format!("send: {e}"))?;
+    let mut s = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: cutover-probe\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send: {e}"))?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
@@ -218,7 +252,11 @@ pub fn start(probe: Probe, ctx: Context) -> Running {
             tx.send_modify(|s| s.record(o, p.success_threshold, p.failure_threshold, now));
         }
     });
-    Running { status: rx, probe, task }
+    Running {
+        status: rx,
+        probe,
+        task,
+    }
 }
 
 #[cfg(test)]
@@ -248,7 +286,11 @@ mod tests {
         s.record(o(false), 2, 3, t0);
         assert!(!s.passing);
         assert!(s.failing(3));
-        assert_eq!(s.first_pass, Some(t0 + Duration::from_secs(1)), "first pass is kept");
+        assert_eq!(
+            s.first_pass,
+            Some(t0 + Duration::from_secs(1)),
+            "first pass is kept"
+        );
         assert_eq!((s.checks, s.failed_checks), (5, 3));
     }
 
@@ -270,17 +312,23 @@ mod tests {
                 let (mut s, _) = l.accept().await.unwrap();
                 let mut b = [0u8; 1024];
                 let _ = s.read(&mut b).await;
-                let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown").await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\ndown")
+                    .await;
             }
         });
-        let spec: ServiceSpec = toml::from_str("service = \"s\"\n[run]\ncommand = [\"x\"]\n").unwrap();
+        let spec: ServiceSpec =
+            toml::from_str("service = \"s\"\n[run]\ncommand = [\"x\"]\n").unwrap();
         let (_tx, notify) = watch::channel(NotifyState::default());
         let ctx = Context {
             spec,
             release_dir: PathBuf::from("/"),
             notify,
         };
-        let target = cutover_common::service::Target { listener: None, port: Some(port) };
+        let target = cutover_common::service::Target {
+            listener: None,
+            port: Some(port),
+        };
         let c = Check::Http {
             target,
             path: "/healthz".into(),

@@ -171,7 +171,7 @@ impl ServiceDir {
         };
         let (dl, st) = (download.clone(), staging.clone());
         let unpacked = tokio::task::spawn_blocking(move || {
-            let reader = unpack::open(&dl).map_err(|e| UnpackError::Corrupt(e))?;
+            let reader = unpack::open(&dl).map_err(UnpackError::Corrupt)?;
             unpack::unpack(reader, &st, limits)
         })
         .await

@@ -27,6 +27,9 @@ pub struct Runtime {
     results: mpsc::UnboundedSender<CommandResult>,
     /// Highest fencing epoch seen per service.
     epochs: Mutex<HashMap<String, u64>>,
+    /// Published health per service, readable while a command holds the
+    /// service.
+    published: Mutex<HashMap<String, Arc<Mutex<Health>>>>,
 }
 
 /// Channels the session reads: progress of running commands, and results
@@ -52,7 +55,10 @@ impl Runtime {
     /// Loads every service under `state_dir/services`, re-attaching to
     /// running instances, then re-runs commands the agent died in the
     /// middle of and starts supervision.
-    pub async fn start(state_dir: PathBuf, shim: PathBuf) -> std::io::Result<(Arc<Runtime>, Outputs)> {
+    pub async fn start(
+        state_dir: PathBuf,
+        shim: PathBuf,
+    ) -> std::io::Result<(Arc<Runtime>, Outputs)> {
         let (ptx, prx) = mpsc::unbounded_channel();
         let (rtx, rrx) = mpsc::unbounded_channel();
         let journal = Journal::open(state_dir.join("journal"))?;
@@ -62,10 +68,16 @@ impl Runtime {
             progress: ptx,
         });
         let mut services = HashMap::new();
-        for e in std::fs::read_dir(state_dir.join("services")).into_iter().flatten().flatten() {
+        let mut published = HashMap::new();
+        for e in std::fs::read_dir(state_dir.join("services"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = e.file_name().to_string_lossy().to_string();
             if cutover_common::identity::check_name(&name).is_ok() {
                 let svc = Service::load(&name, shared.clone()).await;
+                published.insert(name.clone(), svc.published());
                 services.insert(name, Arc::new(tokio::sync::Mutex::new(svc)));
             }
         }
@@ -76,6 +88,7 @@ impl Runtime {
             inflight: Mutex::new(HashMap::new()),
             results: rtx,
             epochs: Mutex::new(HashMap::new()),
+            published: Mutex::new(published),
         });
         for cmd in rt.journal.unfinished() {
             tracing::warn!(command = %cmd.id, kind = cmd.kind.name(), "finishing a command interrupted by an agent restart");
@@ -86,7 +99,13 @@ impl Runtime {
             });
         }
         tokio::spawn(supervise(Arc::downgrade(&rt)));
-        Ok((rt, Outputs { progress: prx, results: rrx }))
+        Ok((
+            rt,
+            Outputs {
+                progress: prx,
+                results: rrx,
+            },
+        ))
     }
 
     fn service(&self, name: &str) -> ServiceHandle {
@@ -95,13 +114,22 @@ impl Runtime {
             return s.clone();
         }
         let svc = Service::empty(name, self.shared.clone());
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.into(), svc.published());
         let h = Arc::new(tokio::sync::Mutex::new(svc));
         map.insert(name.into(), h.clone());
         h
     }
 
     fn handles(&self) -> Vec<ServiceHandle> {
-        self.services.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Runs a command once: a repeated `command_id` gets the recorded (or
@@ -112,32 +140,47 @@ impl Runtime {
         {
             return r;
         }
-        let waiting = self.inflight.lock().unwrap_or_else(|p| p.into_inner()).get(&cmd.id).cloned();
+        let waiting = self
+            .inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cmd.id)
+            .cloned();
         if let Some(mut rx) = waiting
             && let Ok(r) = rx.wait_for(|r| r.is_some()).await
         {
             return r.clone().expect("checked");
         }
         if let Err(e) = self.journal.received(&cmd) {
-            return self.result(&cmd, Err(Report {
-                message: format!("cannot journal the command: {e}"),
-                hooks: vec![],
-            }))
-            .await;
+            return self
+                .result(
+                    &cmd,
+                    Err(Report {
+                        message: format!("cannot journal the command: {e}"),
+                        hooks: vec![],
+                    }),
+                )
+                .await;
         }
         self.run(cmd).await
     }
 
     async fn run(self: &Arc<Self>, cmd: Command) -> CommandResult {
         let (tx, rx) = watch::channel(None);
-        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(cmd.id.clone(), rx);
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cmd.id.clone(), rx);
         let outcome = self.execute(&cmd).await;
         let result = self.result(&cmd, outcome).await;
         if let Err(e) = self.journal.done(&result) {
             tracing::error!(command = %cmd.id, error = %e, "journaling the result failed");
         }
         let _ = tx.send(Some(result.clone()));
-        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&cmd.id);
+        self.inflight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&cmd.id);
         result
     }
 
@@ -210,12 +253,21 @@ impl Runtime {
                         hooks: vec![],
                     }),
                     Err(e) => Err(Report {
-                        message: format!("staging {release_id} failed: {}", cutover_common::error_chain(&e)),
+                        message: format!(
+                            "staging {release_id} failed: {}",
+                            cutover_common::error_chain(&e)
+                        ),
                         hooks: vec![],
                     }),
                 }
             }
-            Kind::Activate { release_id, .. } => handle.lock().await.activate(&cmd.id, release_id, false).await,
+            Kind::Activate { release_id, .. } => {
+                handle
+                    .lock()
+                    .await
+                    .activate(&cmd.id, release_id, false)
+                    .await
+            }
             Kind::Rollback { .. } => handle.lock().await.rollback(&cmd.id).await,
             Kind::Drain { stop, .. } => handle.lock().await.drain(&cmd.id, *stop).await,
             Kind::Undrain { .. } => handle.lock().await.undrain(&cmd.id).await,
@@ -245,9 +297,17 @@ impl Runtime {
         out
     }
 
-    /// Health without waiting for a service busy with a command.
+    /// Health without waiting for a service busy with a command: the
+    /// latest published snapshot of each.
     pub fn health_now(&self) -> Vec<Health> {
-        let mut out: Vec<Health> = self.handles().iter().filter_map(|h| h.try_lock().ok().map(|s| s.health())).collect();
+        let mut out: Vec<Health> = self
+            .published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .filter(|h| !h.service.is_empty())
+            .collect();
         out.sort_by(|a, b| a.service.cmp(&b.service));
         out
     }
@@ -264,7 +324,12 @@ impl Runtime {
                 previous_release: st.previous_release.clone(),
                 drained: st.drained,
                 stopped: st.stopped,
-                staged: s.dir().releases().into_iter().map(|m| m.release_id).collect(),
+                staged: s
+                    .dir()
+                    .releases()
+                    .into_iter()
+                    .map(|m| m.release_id)
+                    .collect(),
             });
         }
         out.sort_by(|a, b| a.service.cmp(&b.service));
@@ -282,6 +347,7 @@ async fn supervise(rt: std::sync::Weak<Runtime>) {
             // A service busy with a command is supervised by that command.
             if let Ok(mut s) = h.try_lock() {
                 s.supervise().await;
+                s.publish();
             }
         }
     }

@@ -87,11 +87,17 @@ pub struct Service {
     backoff: Backoff,
     restart_after: Option<Instant>,
     pub restarts: u32,
+    /// The latest health snapshot, readable without this service's lock
+    /// (the readiness endpoint must answer during a swap or a drain).
+    published: Arc<std::sync::Mutex<Health>>,
 }
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("name", &self.name).field("state", &self.state).finish()
+        f.debug_struct("Service")
+            .field("name", &self.name)
+            .field("state", &self.state)
+            .finish()
     }
 }
 
@@ -132,13 +138,18 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<OwnedFd> {
 pub fn established_connections(ports: &[u16]) -> usize {
     let mut n = 0;
     for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let cols: Vec<&str> = line.split_whitespace().collect();
             if cols.len() < 4 || cols[3] != "01" {
                 continue;
             }
-            let port = cols[1].rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok());
+            let port = cols[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
             if port.is_some_and(|p| ports.contains(&p)) {
                 n += 1;
             }
@@ -163,7 +174,19 @@ impl Service {
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60), 0.2),
             restart_after: None,
             restarts: 0,
+            published: Default::default(),
         }
+    }
+
+    /// The published health, shared with the runtime.
+    pub fn published(&self) -> Arc<std::sync::Mutex<Health>> {
+        self.published.clone()
+    }
+
+    /// Updates the published health snapshot.
+    pub fn publish(&self) {
+        let h = self.health();
+        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = h;
     }
 
     /// Loads a service from disk after an agent (re)start: re-attaches to
@@ -176,17 +199,8 @@ impl Service {
             service: name.into(),
             ..Default::default()
         });
-        let mut svc = Service {
-            name: name.into(),
-            dir,
-            shared,
-            state: ServiceState::default(),
-            listeners: Vec::new(),
-            active: None,
-            backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60), 0.2),
-            restart_after: None,
-            restarts: 0,
-        };
+        let mut svc = Service::empty(name, shared);
+        svc.dir = dir;
         let mut alive: Vec<Instance> = state
             .instances
             .iter()
@@ -195,7 +209,11 @@ impl Service {
         let alive_ids: Vec<String> = alive.iter().map(|i| i.record.id.clone()).collect();
         tracing::info!(service = name, alive = ?alive_ids, swap = ?state.swap, "re-attaching");
         // Sockets first: take them back from whichever instance holds them.
-        if let Some(spec) = state.active_release.as_ref().and_then(|r| svc.dir.meta(r)).map(|m| m.spec)
+        if let Some(spec) = state
+            .active_release
+            .as_ref()
+            .and_then(|r| svc.dir.meta(r))
+            .map(|m| m.spec)
             && spec.swap.mode == SwapMode::Handover
         {
             svc.recover_listeners(&spec, &alive);
@@ -215,7 +233,11 @@ impl Service {
                     let inst = alive.remove(pos);
                     let (sig, grace) = grace_of(&svc, &inst);
                     tracing::warn!(service = name, instance = %id, "undoing a half-done swap: stopping the new instance");
-                    inst.stop(sys::signal_by_name(&sig).unwrap_or(rustix::process::Signal::TERM), grace).await;
+                    inst.stop(
+                        sys::signal_by_name(&sig).unwrap_or(rustix::process::Signal::TERM),
+                        grace,
+                    )
+                    .await;
                 }
                 state.swap = None;
             }
@@ -230,7 +252,11 @@ impl Service {
                     let inst = alive.remove(pos);
                     let (sig, grace) = grace_of(&svc, &inst);
                     tracing::warn!(service = name, instance = %id, "finishing a half-done swap: stopping the old instance");
-                    inst.stop(sys::signal_by_name(&sig).unwrap_or(rustix::process::Signal::TERM), grace).await;
+                    inst.stop(
+                        sys::signal_by_name(&sig).unwrap_or(rustix::process::Signal::TERM),
+                        grace,
+                    )
+                    .await;
                 }
                 if state.active_release.as_deref() != Some(target.as_str()) {
                     state.previous_release = state.active_release.take();
@@ -250,7 +276,11 @@ impl Service {
                 serving = Some(inst);
             } else {
                 let (sig, grace) = grace_of(&svc, &inst);
-                inst.stop(sys::signal_by_name(&sig).unwrap_or(rustix::process::Signal::TERM), grace).await;
+                inst.stop(
+                    sys::signal_by_name(&sig).unwrap_or(rustix::process::Signal::TERM),
+                    grace,
+                )
+                .await;
             }
         }
         state.instances = serving.iter().map(|i| i.record.clone()).collect();
@@ -271,7 +301,9 @@ impl Service {
             let from_app = alive.iter().find_map(|inst| {
                 let fd = inst.take_fd(3 + i as i32).ok()?;
                 let got = sys::local_addr(&fd)?;
-                (got == l.address || (l.address.port() == got.port() && l.address.ip().is_unspecified())).then_some(fd)
+                (got == l.address
+                    || (l.address.port() == got.port() && l.address.ip().is_unspecified()))
+                .then_some(fd)
             });
             let fd = match from_app {
                 Some(fd) => {
@@ -295,7 +327,10 @@ impl Service {
     }
 
     fn save(&self) {
-        if let Err(e) = std::fs::create_dir_all(&self.dir.root).and_then(|_| self.state.save(&self.dir.state_file())) {
+        self.publish();
+        if let Err(e) = std::fs::create_dir_all(&self.dir.root)
+            .and_then(|_| self.state.save(&self.dir.state_file()))
+        {
             tracing::error!(service = %self.name, error = %e, "writing state.json failed");
         }
     }
@@ -304,7 +339,10 @@ impl Service {
         if !self.dir.root.exists() {
             return;
         }
-        for (link, rel) in [("current", &self.state.active_release), ("previous", &self.state.previous_release)] {
+        for (link, rel) in [
+            ("current", &self.state.active_release),
+            ("previous", &self.state.previous_release),
+        ] {
             if self.dir.link(link).as_ref() != rel.as_ref()
                 && let Err(e) = self.dir.set_link(link, rel.as_deref())
             {
@@ -336,10 +374,15 @@ impl Service {
 
     fn ensure_listeners(&mut self, spec: &ServiceSpec) -> Result<(), String> {
         for l in &spec.listen {
-            if self.listeners.iter().any(|x| x.name == l.name && x.addr == l.address) {
+            if self
+                .listeners
+                .iter()
+                .any(|x| x.name == l.name && x.addr == l.address)
+            {
                 continue;
             }
-            let fd = bind_listener(l.address).map_err(|e| format!("binding listener `{}` on {}: {e}", l.name, l.address))?;
+            let fd = bind_listener(l.address)
+                .map_err(|e| format!("binding listener `{}` on {}: {e}", l.name, l.address))?;
             self.listeners.retain(|x| x.name != l.name);
             self.listeners.push(Listener {
                 name: l.name.clone(),
@@ -369,7 +412,10 @@ impl Service {
             release_dir: self.dir.release_dir(&release),
             notify: instance.notify.clone(),
         };
-        let readiness = probe::start(spec.probes.readiness.clone().unwrap_or_else(notify_probe), ctx.clone());
+        let readiness = probe::start(
+            spec.probes.readiness.clone().unwrap_or_else(notify_probe),
+            ctx.clone(),
+        );
         let liveness = spec.probes.liveness.clone().map(|p| probe::start(p, ctx));
         Active {
             instance,
@@ -381,11 +427,16 @@ impl Service {
     }
 
     fn launch(&self, release: &str, spec: &ServiceSpec) -> Result<Active, String> {
-        let id = format!("{}", hex::encode(rand::random::<[u8; 6]>()));
+        let id = hex::encode(rand::random::<[u8; 6]>());
         let listeners: Vec<(&str, &OwnedFd)> = if spec.swap.mode == SwapMode::Handover {
             spec.listen
                 .iter()
-                .filter_map(|l| self.listeners.iter().find(|x| x.name == l.name).map(|x| (x.name.as_str(), &x.fd)))
+                .filter_map(|l| {
+                    self.listeners
+                        .iter()
+                        .find(|x| x.name == l.name)
+                        .map(|x| (x.name.as_str(), &x.fd))
+                })
                 .collect()
         } else {
             Vec::new()
@@ -420,7 +471,10 @@ impl Service {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
-                let last = st.last.map(|o| o.detail).unwrap_or_else(|| "no probe result".into());
+                let last = st
+                    .last
+                    .map(|o| o.detail)
+                    .unwrap_or_else(|| "no probe result".into());
                 return Err(format!(
                     "new instance not ready within {} (last readiness check: {last})",
                     humantime::format_duration(spec.swap.ready_timeout)
@@ -435,7 +489,10 @@ impl Service {
         // Bake: min_ready counts from the first passing check.
         let first = ready.borrow().first_pass.unwrap_or_else(Instant::now);
         let bake_end = tokio::time::Instant::from_std(first + spec.swap.min_ready);
-        let mut live = a.liveness.as_ref().map(|l| (l.status.clone(), l.probe.failure_threshold));
+        let mut live = a
+            .liveness
+            .as_ref()
+            .map(|l| (l.status.clone(), l.probe.failure_threshold));
         loop {
             if let Some(e) = exited.borrow().clone() {
                 return Err(exit_msg(&e.description));
@@ -443,13 +500,17 @@ impl Service {
             let st = ready.borrow().clone();
             if !st.passing {
                 let last = st.last.map(|o| o.detail).unwrap_or_default();
-                return Err(format!("new instance became unhealthy while baking: {last}"));
+                return Err(format!(
+                    "new instance became unhealthy while baking: {last}"
+                ));
             }
             if let Some((l, ft)) = &live {
                 let ls = l.borrow().clone();
                 if ls.failing(*ft) {
                     let last = ls.last.map(|o| o.detail).unwrap_or_default();
-                    return Err(format!("new instance failed its liveness probe while baking: {last}"));
+                    return Err(format!(
+                        "new instance failed its liveness probe while baking: {last}"
+                    ));
                 }
             }
             if tokio::time::Instant::now() >= bake_end {
@@ -487,13 +548,30 @@ impl Service {
         vec![
             ("CUTOVER_SERVICE".into(), self.name.clone()),
             ("CUTOVER_RELEASE".into(), release.into()),
-            ("CUTOVER_RELEASE_DIR".into(), self.dir.release_dir(release).display().to_string()),
+            (
+                "CUTOVER_RELEASE_DIR".into(),
+                self.dir.release_dir(release).display().to_string(),
+            ),
         ]
     }
 
-    async fn hook(&self, name: &str, spec: &ServiceSpec, release: &str, out: &mut Vec<HookOutput>) -> bool {
-        let Some(h) = spec.hooks.get(name) else { return true };
-        let o = hooks::run(name, h, &self.dir.release_dir(release), &self.hook_env(release)).await;
+    async fn hook(
+        &self,
+        name: &str,
+        spec: &ServiceSpec,
+        release: &str,
+        out: &mut Vec<HookOutput>,
+    ) -> bool {
+        let Some(h) = spec.hooks.get(name) else {
+            return true;
+        };
+        let o = hooks::run(
+            name,
+            h,
+            &self.dir.release_dir(release),
+            &self.hook_env(release),
+        )
+        .await;
         let ok = o.ok;
         out.push(o);
         ok
@@ -502,11 +580,21 @@ impl Service {
     /// Makes `target` the active release (a swap by the release's mode).
     pub async fn activate(&mut self, command_id: &str, target: &str, force: bool) -> OpResult {
         let Some(meta) = self.dir.meta(target) else {
-            return Err(fail(format!("release {target} is not staged on this host"), vec![]));
+            return Err(fail(
+                format!("release {target} is not staged on this host"),
+                vec![],
+            ));
         };
         let spec = meta.spec;
-        let running = self.active.as_ref().is_some_and(|a| !a.instance.has_exited());
-        if !force && self.state.active_release.as_deref() == Some(target) && running && !self.state.stopped {
+        let running = self
+            .active
+            .as_ref()
+            .is_some_and(|a| !a.instance.has_exited());
+        if !force
+            && self.state.active_release.as_deref() == Some(target)
+            && running
+            && !self.state.stopped
+        {
             return Ok(fail(format!("release {target} is already active"), vec![]));
         }
         let mut hooks = Vec::new();
@@ -523,14 +611,21 @@ impl Service {
         if spec.swap.mode == SwapMode::Restart
             && let Some(o) = old
         {
-            self.progress(command_id, "stopping", format!("restart mode: stopping pid {}", o.instance.pid()));
+            self.progress(
+                command_id,
+                "stopping",
+                format!("restart mode: stopping pid {}", o.instance.pid()),
+            );
             let how = Self::stop_active(o).await;
             self.state.instances.clear();
             self.save();
             self.progress(command_id, "stopped", how);
-            return self.start_new(command_id, target, spec, None, old_release, hooks).await;
+            return self
+                .start_new(command_id, target, spec, None, old_release, hooks)
+                .await;
         }
-        self.start_new(command_id, target, spec, old, old_release, hooks).await
+        self.start_new(command_id, target, spec, old, old_release, hooks)
+            .await
     }
 
     async fn start_new(
@@ -564,7 +659,14 @@ impl Service {
             s.new_instance = Some(new.instance.record.id.clone());
         }
         self.save();
-        self.progress(command_id, "starting", format!("started {target} as pid {}; waiting until healthy", new.instance.pid()));
+        self.progress(
+            command_id,
+            "starting",
+            format!(
+                "started {target} as pid {}; waiting until healthy",
+                new.instance.pid()
+            ),
+        );
 
         let judged = match Self::wait_healthy(&new).await {
             Ok(()) => {
@@ -577,7 +679,11 @@ impl Service {
             Err(e) => Err(e),
         };
         if let Err(why) = judged {
-            self.progress(command_id, "failed", format!("{why}; stopping the new instance, the old one keeps serving"));
+            self.progress(
+                command_id,
+                "failed",
+                format!("{why}; stopping the new instance, the old one keeps serving"),
+            );
             let new_id = new.instance.record.id.clone();
             Self::stop_active(new).await;
             self.state.instances.retain(|r| r.id != new_id);
@@ -592,7 +698,11 @@ impl Service {
         self.save();
         if let Some(o) = old {
             let pid = o.instance.pid();
-            self.progress(command_id, "stopping_old", format!("new instance healthy; stopping old pid {pid}"));
+            self.progress(
+                command_id,
+                "stopping_old",
+                format!("new instance healthy; stopping old pid {pid}"),
+            );
             let how = Self::stop_active(o).await;
             self.progress(command_id, "stopped_old", format!("old pid {pid} {how}"));
         }
@@ -606,17 +716,32 @@ impl Service {
         self.save();
         self.sync_links();
         let pid = new.instance.pid();
+        if command_id != "supervisor" {
+            self.backoff =
+                Backoff::new(spec.restart.backoff_initial, spec.restart.backoff_max, 0.2);
+        }
         self.active = Some(new);
         self.restart_after = None;
         if !self.hook("after_start", &spec, target, &mut hooks).await {
-            self.progress(command_id, "after_start", "after_start hook failed (the swap stands)");
+            self.progress(
+                command_id,
+                "after_start",
+                "after_start hook failed (the swap stands)",
+            );
         }
         self.check_listeners();
-        self.listeners.retain(|l| spec.listen.iter().any(|s| s.name == l.name && s.address == l.addr));
-        let keep: Vec<&str> = [self.state.active_release.as_deref(), self.state.previous_release.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect();
+        self.listeners.retain(|l| {
+            spec.listen
+                .iter()
+                .any(|s| s.name == l.name && s.address == l.addr)
+        });
+        let keep: Vec<&str> = [
+            self.state.active_release.as_deref(),
+            self.state.previous_release.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         self.dir.prune(5, &keep);
         Ok(fail(format!("release {target} active (pid {pid})"), hooks))
     }
@@ -677,13 +802,16 @@ impl Service {
                 if waited >= delay || (open == 0 && waited >= floor) {
                     break;
                 }
-                tokio::time::sleep(Duration::from_millis(250).min(delay.saturating_sub(waited))).await;
+                tokio::time::sleep(Duration::from_millis(250).min(delay.saturating_sub(waited)))
+                    .await;
             }
         }
         if stop && let Some(a) = self.active.take() {
             let how = Self::stop_active(a).await;
             self.state.instances.clear();
             self.state.stopped = true;
+            // Refuse rather than queue while stopped: clients fail fast.
+            self.listeners.clear();
             self.save();
             self.progress(command_id, "stopped", how);
         }
@@ -699,9 +827,7 @@ impl Service {
         if self.state.stopped
             && let Some(rel) = self.state.active_release.clone()
         {
-            if let Err(r) = self.activate(command_id, &rel, true).await {
-                return Err(r);
-            }
+            self.activate(command_id, &rel, true).await?;
         }
         self.state.drained = false;
         self.save();
@@ -715,7 +841,10 @@ impl Service {
         };
         let (spec, release) = (a.spec.clone(), a.release.clone());
         if spec.hooks.get(name).is_none() {
-            return Err(fail(format!("the active release has no `{name}` hook"), vec![]));
+            return Err(fail(
+                format!("the active release has no `{name}` hook"),
+                vec![],
+            ));
         }
         let mut hooks = Vec::new();
         if self.hook(name, &spec, &release, &mut hooks).await {
@@ -731,7 +860,9 @@ impl Service {
         if self.state.stopped || self.state.swap.is_some() {
             return;
         }
-        let Some(release) = self.state.active_release.clone() else { return };
+        let Some(release) = self.state.active_release.clone() else {
+            return;
+        };
         let (exited, live_failing) = match &self.active {
             Some(a) => (
                 a.instance.exited.borrow().clone(),
@@ -747,7 +878,11 @@ impl Service {
             ),
         };
         if let Some(e) = exited {
-            let on_failure = self.dir.meta(&release).map(|m| m.spec.restart.on_failure).unwrap_or(true);
+            let on_failure = self
+                .dir
+                .meta(&release)
+                .map(|m| m.spec.restart.on_failure)
+                .unwrap_or(true);
             if !on_failure {
                 return;
             }
@@ -776,7 +911,11 @@ impl Service {
             if let Err(r) = self.activate("supervisor", &release, true).await {
                 tracing::error!(service = %self.name, "liveness replacement failed: {}", r.message);
             }
-        } else if self.active.as_ref().is_some_and(|a| a.readiness.status.borrow().passing) {
+        } else if self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.readiness.status.borrow().passing)
+        {
             self.backoff.reset();
         }
     }
@@ -792,11 +931,20 @@ impl Service {
         };
         match &self.active {
             _ if self.state.stopped => h.status = "stopped".into(),
-            None => h.status = if self.state.active_release.is_some() { "down".into() } else { "empty".into() },
+            None => {
+                h.status = if self.state.active_release.is_some() {
+                    "down".into()
+                } else {
+                    "empty".into()
+                }
+            }
             Some(a) => {
                 h.pid = a.instance.pid();
                 let ready = a.readiness.status.borrow().clone();
-                let live = a.liveness.as_ref().map(|l| (l.status.borrow().clone(), l.probe.failure_threshold));
+                let live = a
+                    .liveness
+                    .as_ref()
+                    .map(|l| (l.status.borrow().clone(), l.probe.failure_threshold));
                 let live_ok = live.as_ref().is_none_or(|(s, ft)| !s.failing(*ft));
                 h.status = if a.instance.has_exited() {
                     "down".into()

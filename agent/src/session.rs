@@ -75,7 +75,17 @@ pub async fn run(
     tracing::info!(host = %enrollment.host_id, coordinator = %url, "agent starting");
     loop {
         let started = Instant::now();
-        match session(&cfg, &files, &enrollment.host_id, &url, &rt, &mut outputs, &shutdown).await {
+        match session(
+            &cfg,
+            &files,
+            &enrollment.host_id,
+            &url,
+            &rt,
+            &mut outputs,
+            &shutdown,
+        )
+        .await
+        {
             Ok(Ended::Shutdown) => return Ok(()),
             Ok(Ended::Lost(reason)) => {
                 tracing::warn!(reason = %reason, "session to the coordinator ended");
@@ -152,7 +162,11 @@ fn health_message(h: &Health) -> pb::AgentMessage {
                 .map(|(role, p)| pb::ProbeReport {
                     role: role.clone(),
                     passing: p.passing,
-                    last_detail: p.last.as_ref().map(|o| o.detail.clone()).unwrap_or_default(),
+                    last_detail: p
+                        .last
+                        .as_ref()
+                        .map(|o| o.detail.clone())
+                        .unwrap_or_default(),
                     checks: p.checks,
                     failed_checks: p.failed_checks,
                     recent_latency_ms: p.recent_latency_ms.clone(),

@@ -49,7 +49,11 @@ impl ServiceState {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        cutover_common::fsutil::write_atomic(path, &serde_json::to_vec_pretty(self).expect("serializable"), 0o644)
+        cutover_common::fsutil::write_atomic(
+            path,
+            &serde_json::to_vec_pretty(self).expect("serializable"),
+            0o644,
+        )
     }
 }
 
@@ -63,7 +67,11 @@ pub enum Recovery {
     Undo { stop: Option<String> },
     /// The new instance was judged healthy: stop the old one and record the
     /// new release as active.
-    Finish { stop_old: Option<String>, new_instance: String, target: String },
+    Finish {
+        stop_old: Option<String>,
+        new_instance: String,
+        target: String,
+    },
     /// The new instance is gone: forget it; the command is re-run.
     Forget,
 }
@@ -71,11 +79,15 @@ pub enum Recovery {
 /// Decides what to do with a recorded swap, given which recorded instances
 /// are still alive (pure).
 pub fn recover(swap: Option<&SwapRecord>, alive: &[String]) -> Recovery {
-    let Some(s) = swap else { return Recovery::Nothing };
+    let Some(s) = swap else {
+        return Recovery::Nothing;
+    };
     let new_alive = s.new_instance.as_ref().filter(|n| alive.contains(n));
     let old_alive = s.old_instance.clone().filter(|o| alive.contains(o));
     match (s.phase, new_alive) {
-        (SwapPhase::Starting, Some(n)) => Recovery::Undo { stop: Some(n.clone()) },
+        (SwapPhase::Starting, Some(n)) => Recovery::Undo {
+            stop: Some(n.clone()),
+        },
         (SwapPhase::Starting, None) => Recovery::Forget,
         (SwapPhase::StoppingOld, Some(n)) => Recovery::Finish {
             stop_old: old_alive,
@@ -103,16 +115,27 @@ mod tests {
     #[test]
     fn a_swap_killed_before_the_new_instance_was_judged_is_undone() {
         assert_eq!(
-            recover(Some(&swap(SwapPhase::Starting)), &["old".into(), "new".into()]),
-            Recovery::Undo { stop: Some("new".into()) }
+            recover(
+                Some(&swap(SwapPhase::Starting)),
+                &["old".into(), "new".into()]
+            ),
+            Recovery::Undo {
+                stop: Some("new".into())
+            }
         );
-        assert_eq!(recover(Some(&swap(SwapPhase::Starting)), &["old".into()]), Recovery::Forget);
+        assert_eq!(
+            recover(Some(&swap(SwapPhase::Starting)), &["old".into()]),
+            Recovery::Forget
+        );
     }
 
     #[test]
     fn a_swap_killed_while_stopping_the_old_instance_is_finished() {
         assert_eq!(
-            recover(Some(&swap(SwapPhase::StoppingOld)), &["old".into(), "new".into()]),
+            recover(
+                Some(&swap(SwapPhase::StoppingOld)),
+                &["old".into(), "new".into()]
+            ),
             Recovery::Finish {
                 stop_old: Some("old".into()),
                 new_instance: "new".into(),

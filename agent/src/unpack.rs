@@ -168,10 +168,13 @@ pub fn unpack(reader: impl Read, root: &Path, limits: Limits) -> Result<u64, Unp
                     .open(&dest)
                     .map_err(write_err(&dest))?;
                 let budget = limits.max_bytes.saturating_sub(total);
-                let copied = io::copy(&mut (&mut entry).take(budget + 1), &mut f).map_err(UnpackError::Corrupt)?;
+                let copied = io::copy(&mut (&mut entry).take(budget + 1), &mut f)
+                    .map_err(UnpackError::Corrupt)?;
                 total += copied;
                 if total > limits.max_bytes {
-                    return Err(UnpackError::TooLarge { limit: limits.max_bytes });
+                    return Err(UnpackError::TooLarge {
+                        limit: limits.max_bytes,
+                    });
                 }
                 f.sync_all().map_err(write_err(&dest))?;
             }
@@ -236,7 +239,9 @@ mod tests {
         h
     }
 
-    fn archive(entries: &[(&str, tar::EntryType, &[u8], Option<&str>, u32)]) -> Vec<u8> {
+    type Spec<'a> = (&'a str, tar::EntryType, &'a [u8], Option<&'a str>, u32);
+
+    fn archive(entries: &[Spec<'_>]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, kind, data, link, mode) in entries {
             let mut h = header(path, *kind, data.len() as u64, *mode);

@@ -79,6 +79,23 @@ pub enum Command {
     },
     /// Show which operator and role this CLI authenticates as.
     Whoami,
+    /// Take a host out of its load balancers (maintenance): fail its
+    /// readiness endpoint, run pre_drain hooks, wait for connections to go.
+    Drain {
+        host: String,
+        /// Only these services (default: every service on the host).
+        #[arg(long = "service", short = 's')]
+        services: Vec<String>,
+        /// Also stop the services once drained.
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Put a drained host back (starting services the drain stopped).
+    Undrain {
+        host: String,
+        #[arg(long = "service", short = 's')]
+        services: Vec<String>,
+    },
     /// Run a whole fleet on this machine: a coordinator, agents and a sample service.
     Demo(crate::demo::DemoArgs),
 }
@@ -204,8 +221,86 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Drain {
+            host,
+            services,
+            stop,
+        } => drain(&cli.client, &host, services, Some(stop)).await,
+        Command::Undrain { host, services } => drain(&cli.client, &host, services, None).await,
         Command::Demo(args) => crate::demo::run(args).await,
     }
+}
+
+/// `drain` (with `stop` given) or `undrain` (without) of services on a host.
+async fn drain(
+    client: &ClientArgs,
+    host: &str,
+    mut services: Vec<String>,
+    stop: Option<bool>,
+) -> Result<()> {
+    let mut c = client.connect().await?;
+    if services.is_empty() {
+        let hosts = c
+            .list_hosts(pb::ListHostsRequest::default())
+            .await
+            .map_err(status)?
+            .into_inner()
+            .hosts;
+        let h = hosts
+            .into_iter()
+            .find(|h| h.host_id == host)
+            .with_context(|| format!("no host `{host}`"))?;
+        services = h.services.into_iter().map(|s| s.service).collect();
+        if services.is_empty() {
+            bail!("host `{host}` runs no service");
+        }
+    }
+    let mut failed = 0;
+    for service in services {
+        let kind = match stop {
+            Some(stop) => pb::command::Kind::Drain(pb::DrainCommand {
+                service: service.clone(),
+                stop,
+            }),
+            None => pb::command::Kind::Undrain(pb::UndrainCommand {
+                service: service.clone(),
+            }),
+        };
+        let mut events = c
+            .send_command(pb::SendCommandRequest {
+                host_id: host.into(),
+                command: Some(pb::Command {
+                    kind: Some(kind),
+                    ..Default::default()
+                }),
+                timeout_ms: 0,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        while let Some(ev) = events.message().await.map_err(status)? {
+            match ev.event {
+                Some(pb::command_event::Event::Progress(p)) => {
+                    println!("{host}/{service}: {}: {}", p.phase, p.message)
+                }
+                Some(pb::command_event::Event::Result(r)) => {
+                    println!(
+                        "{host}/{service}: {} {}",
+                        if r.ok { "ok:" } else { "FAILED:" },
+                        r.message
+                    );
+                    if !r.ok {
+                        failed += 1;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} service(s) failed");
+    }
+    Ok(())
 }
 
 /// Turns a gRPC status into an error whose message is the coordinator's.
@@ -425,7 +520,11 @@ async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()
                                     previous_release: s.previous_release,
                                     staged_releases: s.staged_releases,
                                     drained: s.drained,
-                                    status: if s.stopped { "stopped".into() } else { health.status },
+                                    status: if s.stopped {
+                                        "stopped".into()
+                                    } else {
+                                        health.status
+                                    },
                                     pid: health.pid,
                                     restarts: health.restarts,
                                 }

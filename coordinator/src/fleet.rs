@@ -315,10 +315,13 @@ impl Fleet {
     /// Records a health report.
     pub fn set_health(&self, host: &str, h: pb::HealthReport) {
         if let Some(e) = self.lock().get_mut(host) {
-            let s = e.services.entry(h.service.clone()).or_insert_with(|| pb::HostService {
-                service: h.service.clone(),
-                ..Default::default()
-            });
+            let s = e
+                .services
+                .entry(h.service.clone())
+                .or_insert_with(|| pb::HostService {
+                    service: h.service.clone(),
+                    ..Default::default()
+                });
             s.drained = h.drained;
             s.stopped = h.status == "stopped";
             if !h.release.is_empty() {
@@ -334,10 +337,13 @@ impl Fleet {
             return;
         }
         if let Some(e) = self.lock().get_mut(host) {
-            let s = e.services.entry(r.service.clone()).or_insert_with(|| pb::HostService {
-                service: r.service.clone(),
-                ..Default::default()
-            });
+            let s = e
+                .services
+                .entry(r.service.clone())
+                .or_insert_with(|| pb::HostService {
+                    service: r.service.clone(),
+                    ..Default::default()
+                });
             s.active_release = r.active_release.clone();
             s.previous_release = r.previous_release.clone();
         }
@@ -345,7 +351,11 @@ impl Fleet {
 
     /// The sending half of a host's live session.
     pub fn sender(&self, host: &str) -> Option<mpsc::Sender<pb::CoordinatorMessage>> {
-        self.lock().get(host)?.session.as_ref().map(|s| s.tx.clone())
+        self.lock()
+            .get(host)?
+            .session
+            .as_ref()
+            .map(|s| s.tx.clone())
     }
 
     /// Number of live sessions.

@@ -322,7 +322,15 @@ pub fn command_sent(
 
 /// Records a command's result as reported by its host. A result for a
 /// command this coordinator did not send is recorded too (sent_by `unknown`).
-pub fn command_result(conn: &Connection, host: &str, id: &str, ok: bool, message: &str, result_json: &str, finished_at: i64) -> Result<(), StoreError> {
+pub fn command_result(
+    conn: &Connection,
+    host: &str,
+    id: &str,
+    ok: bool,
+    message: &str,
+    result_json: &str,
+    finished_at: i64,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO commands (id, host, deployment_id, kind, sent_at, sent_by, ok, message, result, finished_at)
          VALUES (?1, ?2, '', '', ?6, 'unknown', ?3, ?4, ?5, ?6)

@@ -132,6 +132,40 @@ impl From<Output> for Run {
     }
 }
 
+/// Kills every process whose working directory is under `dir`: the app
+/// instances agents started there, which by design outlive their agent.
+pub fn kill_processes_under(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid as u32 == std::process::id() {
+            continue;
+        }
+        if let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd"))
+            && cwd.starts_with(dir)
+        {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for a in &mut self.agents {
+            if let Some(p) = a.proc.as_mut() {
+                p.kill();
+            }
+        }
+        kill_processes_under(self.dir.path());
+    }
+}
+
 /// Options for a test coordinator.
 #[derive(Debug, Clone)]
 pub struct CoordinatorOptions {
@@ -164,6 +198,8 @@ pub struct Cluster {
 /// One enrolled agent.
 #[derive(Debug)]
 pub struct Agent {
+    /// Where its readiness endpoint listens.
+    pub readiness: Option<String>,
     pub host_id: String,
     pub config: PathBuf,
     pub state_dir: PathBuf,
@@ -353,9 +389,10 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nreconnect_initial = \"100ms\"\nreconnect_max = \"1s\"\nlabels = {{ {} }}\n",
+                "state_dir = \"{}\"\nreconnect_initial = \"100ms\"\nreconnect_max = \"1s\"\nlabels = {{ {} }}\nreadiness_listen = \"127.0.0.1:{}\"\n",
                 state_dir.display(),
-                labels.join(", ")
+                labels.join(", "),
+                crate::release::free_port()
             ),
         )?;
         let token_file = self.dir.path().join(format!("token-{host_id}"));
@@ -369,7 +406,13 @@ impl Cluster {
             .output()?
             .into();
         if r.ok {
+            let text = std::fs::read_to_string(&config)?;
+            let readiness = text
+                .lines()
+                .find_map(|l| l.strip_prefix("readiness_listen = "))
+                .map(|v| v.trim_matches('"').to_string());
             self.agents.push(Agent {
+                readiness,
                 host_id: host_id.into(),
                 config,
                 state_dir,
@@ -466,4 +509,24 @@ impl Cluster {
                 && e["detail"].as_str().unwrap_or("").contains(needle)
         })
     }
+}
+
+/// A plain HTTP/1.1 GET to a test address; returns (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
 }

@@ -15,9 +15,14 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// 2xx, with the version from `x-version`.
-    Ok { version: String },
+    Ok {
+        version: String,
+    },
     /// A non-2xx answer.
-    Status { status: u16, version: String },
+    Status {
+        status: u16,
+        version: String,
+    },
     /// The connection was refused.
     Refused,
     /// Reset or closed before a whole response arrived.
@@ -76,7 +81,11 @@ fn request(stream: &mut TcpStream, keepalive: bool) -> Result<(u16, String, bool
     if r.read_line(&mut line).map_err(classify)? == 0 {
         return Err(Outcome::Reset("closed before the status line".into()));
     }
-    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or(Outcome::Reset(format!("bad status line {line:?}")))?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or(Outcome::Reset(format!("bad status line {line:?}")))?;
     let (mut len, mut version, mut close) = (0usize, String::new(), false);
     loop {
         let mut h = String::new();
@@ -100,7 +109,12 @@ fn request(stream: &mut TcpStream, keepalive: bool) -> Result<(u16, String, bool
     Ok((status, version, close))
 }
 
-fn worker(addr: SocketAddr, keepalive: bool, stop: Arc<AtomicBool>, records: Arc<Mutex<Vec<Record>>>) {
+fn worker(
+    addr: SocketAddr,
+    keepalive: bool,
+    stop: Arc<AtomicBool>,
+    records: Arc<Mutex<Vec<Record>>>,
+) {
     let mut conn: Option<TcpStream> = None;
     let mut local = Vec::new();
     while !stop.load(Ordering::Relaxed) {
@@ -120,7 +134,11 @@ fn worker(addr: SocketAddr, keepalive: bool, stop: Arc<AtomicBool>, records: Arc
                     } else {
                         Outcome::Reset(e.to_string())
                     };
-                    local.push(Record { started, keepalive, outcome });
+                    local.push(Record {
+                        started,
+                        keepalive,
+                        outcome,
+                    });
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 }
@@ -143,7 +161,11 @@ fn worker(addr: SocketAddr, keepalive: bool, stop: Arc<AtomicBool>, records: Arc
                 o
             }
         };
-        local.push(Record { started, keepalive, outcome });
+        local.push(Record {
+            started,
+            keepalive,
+            outcome,
+        });
         if local.len() >= 256 {
             records.lock().unwrap().append(&mut local);
         }
@@ -155,7 +177,10 @@ impl Load {
     /// Starts `keepalive` workers reusing connections and `fresh` workers
     /// opening one per request, all aimed at `addr`.
     pub fn start(addr: SocketAddr, keepalive: usize, fresh: usize) -> Load {
-        assert!(addr.ip().is_loopback() || is_test_net(addr.ip()), "load is only for test addresses: {addr}");
+        assert!(
+            addr.ip().is_loopback() || is_test_net(addr.ip()),
+            "load is only for test addresses: {addr}"
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let records = Arc::new(Mutex::new(Vec::new()));
         let workers = (0..keepalive + fresh)
@@ -164,7 +189,11 @@ impl Load {
                 std::thread::spawn(move || worker(addr, i < keepalive, stop, records))
             })
             .collect();
-        Load { stop, records, workers }
+        Load {
+            stop,
+            records,
+            workers,
+        }
     }
 
     /// Stops the workers and returns every record, oldest first.

@@ -26,7 +26,8 @@ pub fn demo_tarball(dir: &Path, name: &str) -> Artifact {
     let file = std::fs::File::create(&path).expect("creating tarball");
     let gz = flate2_free::Writer(file);
     let mut b = tar::Builder::new(gz);
-    b.append_path_with_name(bin("cutover-demo-service"), "bin/demo-service").expect("adding binary");
+    b.append_path_with_name(bin("cutover-demo-service"), "bin/demo-service")
+        .expect("adding binary");
     b.into_inner().expect("finishing tarball");
     let bytes = std::fs::read(&path).expect("reading tarball");
     Artifact {
@@ -52,13 +53,21 @@ mod flate2_free {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A spec for the demo service on `port`, version `version`, with extra
 /// demo-service arguments.
 pub fn demo_spec(service: &str, port: u16, version: &str, extra: &[&str]) -> ServiceSpec {
-    let mut command = vec!["bin/demo-service".to_string(), "--app-version".into(), version.into()];
+    let mut command = vec![
+        "bin/demo-service".to_string(),
+        "--app-version".into(),
+        version.into(),
+    ];
     command.extend(extra.iter().map(|s| s.to_string()));
     let text = format!(
         r#"
@@ -101,7 +110,13 @@ fn cmd(id: &str, kind: pb::command::Kind) -> pb::Command {
 }
 
 /// A `Stage` command.
-pub fn stage(id: &str, release_id: &str, version: &str, a: &Artifact, spec: &ServiceSpec) -> pb::Command {
+pub fn stage(
+    id: &str,
+    release_id: &str,
+    version: &str,
+    a: &Artifact,
+    spec: &ServiceSpec,
+) -> pb::Command {
     cmd(
         id,
         pb::command::Kind::Stage(pb::StageCommand {
@@ -129,17 +144,33 @@ pub fn activate(id: &str, service: &str, release_id: &str) -> pb::Command {
 
 /// A `Rollback` command.
 pub fn rollback(id: &str, service: &str) -> pb::Command {
-    cmd(id, pb::command::Kind::Rollback(pb::RollbackCommand { service: service.into() }))
+    cmd(
+        id,
+        pb::command::Kind::Rollback(pb::RollbackCommand {
+            service: service.into(),
+        }),
+    )
 }
 
 /// A `Drain` command.
 pub fn drain(id: &str, service: &str, stop: bool) -> pb::Command {
-    cmd(id, pb::command::Kind::Drain(pb::DrainCommand { service: service.into(), stop }))
+    cmd(
+        id,
+        pb::command::Kind::Drain(pb::DrainCommand {
+            service: service.into(),
+            stop,
+        }),
+    )
 }
 
 /// An `Undrain` command.
 pub fn undrain(id: &str, service: &str) -> pb::Command {
-    cmd(id, pb::command::Kind::Undrain(pb::UndrainCommand { service: service.into() }))
+    cmd(
+        id,
+        pb::command::Kind::Undrain(pb::UndrainCommand {
+            service: service.into(),
+        }),
+    )
 }
 
 /// An operator's control client (admin).
@@ -151,14 +182,22 @@ pub struct Control {
 
 impl Control {
     pub fn connect(c: &Cluster) -> Control {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
         let ca = pki::load_certs(&c.pki_dir().join("ca.crt")).unwrap();
         let id = TlsIdentity::load_bundle(&c.pki_dir().join("operators/admin.pem")).unwrap();
         let url = c.url();
         let client = rt.block_on(async {
-            let ch = tls::connect(&url, tls::client_config(&ca, Some(&id)).unwrap(), ChannelOptions::default())
-                .await
-                .unwrap();
+            let ch = tls::connect(
+                &url,
+                tls::client_config(&ca, Some(&id)).unwrap(),
+                ChannelOptions::default(),
+            )
+            .await
+            .unwrap();
             pb::control_service_client::ControlServiceClient::new(ch)
         });
         Control { rt, client }
@@ -166,7 +205,12 @@ impl Control {
 
     /// Sends a command and follows it; `on_progress` sees each progress
     /// event as it arrives. Returns the result.
-    pub fn send_with(&mut self, host: &str, command: pb::Command, mut on_progress: impl FnMut(&pb::Progress)) -> pb::CommandResult {
+    pub fn send_with(
+        &mut self,
+        host: &str,
+        command: pb::Command,
+        mut on_progress: impl FnMut(&pb::Progress),
+    ) -> pb::CommandResult {
         let client = &mut self.client;
         self.rt.block_on(async {
             let mut stream = client
@@ -179,7 +223,11 @@ impl Control {
                 .expect("send_command")
                 .into_inner();
             loop {
-                let ev = stream.message().await.expect("command stream").expect("a result before the end");
+                let ev = stream
+                    .message()
+                    .await
+                    .expect("command stream")
+                    .expect("a result before the end");
                 match ev.event {
                     Some(pb::command_event::Event::Progress(p)) => on_progress(&p),
                     Some(pb::command_event::Event::Result(r)) => return r,

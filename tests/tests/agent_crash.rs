@@ -19,15 +19,25 @@ fn kill_during(phase: &str, old_flags: &[&str], new_min_ready: Duration) {
     let artifact = demo_tarball(cluster.dir.path(), "demo.tar");
     let port = free_port();
     let v1 = demo_spec("web", port, "1", old_flags);
-    assert!(control.send("web-1", stage("s1", "v1", "1", &artifact, &v1)).ok);
+    assert!(
+        control
+            .send("web-1", stage("s1", "v1", "1", &artifact, &v1))
+            .ok
+    );
     let r = control.send("web-1", activate("a1", "web", "v1"));
     assert!(r.ok, "{}", r.message);
     let mut v2 = demo_spec("web", port, "2", &[]);
     v2.swap.min_ready = new_min_ready;
-    assert!(control.send("web-1", stage("s2", "v2", "2", &artifact, &v2)).ok);
+    assert!(
+        control
+            .send("web-1", stage("s2", "v2", "2", &artifact, &v2))
+            .ok
+    );
 
     let load = Load::start(SocketAddr::from(([127, 0, 0, 1], port)), 4, 2);
-    poll("load to flow", Duration::from_secs(10), || (load.count() > 50).then_some(()));
+    poll("load to flow", Duration::from_secs(10), || {
+        (load.count() > 50).then_some(())
+    });
 
     let mut killed = false;
     let result = control.send_with("web-1", activate("a2", "web", "v2"), |p| {
@@ -38,15 +48,25 @@ fn kill_during(phase: &str, old_flags: &[&str], new_min_ready: Duration) {
         }
     });
     assert!(killed, "never saw phase {phase}");
-    assert!(result.ok, "the interrupted swap did not finish: {}", result.message);
+    assert!(
+        result.ok,
+        "the interrupted swap did not finish: {}",
+        result.message
+    );
     assert_eq!(result.active_release, "v2");
 
     let before = load.count();
-    poll("load after the swap", Duration::from_secs(10), || (load.count() > before + 100).then_some(()));
+    poll("load after the swap", Duration::from_secs(10), || {
+        (load.count() > before + 100).then_some(())
+    });
     let records = load.stop();
     let c = load::counts(&records);
     eprintln!("agent killed during {phase}: {c:?}");
-    let bad: Vec<_> = records.iter().filter(|r| !matches!(r.outcome, Outcome::Ok { .. })).take(5).collect();
+    let bad: Vec<_> = records
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Ok { .. }))
+        .take(5)
+        .collect();
     assert_eq!(c.failed(), 0, "failed requests: {bad:#?}");
     let last = records.iter().rev().find_map(|r| match &r.outcome {
         Outcome::Ok { version } => Some(version.clone()),
@@ -55,11 +75,15 @@ fn kill_during(phase: &str, old_flags: &[&str], new_min_ready: Duration) {
     assert_eq!(last.as_deref(), Some("2"));
 
     // The restarted agent reports the truth, and only v2 runs.
-    let host = poll("the host to report v2 serving", Duration::from_secs(15), || {
-        let h = cluster.host("web-1")?;
-        let s = h["services"][0].clone();
-        (s["active_release"] == "v2" && s["status"] == "serving").then_some(h)
-    });
+    let host = poll(
+        "the host to report v2 serving",
+        Duration::from_secs(15),
+        || {
+            let h = cluster.host("web-1")?;
+            let s = h["services"][0].clone();
+            (s["active_release"] == "v2" && s["status"] == "serving").then_some(h)
+        },
+    );
     let pid = host["services"][0]["pid"].as_u64().unwrap();
     let log = cluster.agent("web-1").proc.as_ref().unwrap().log_text();
     assert!(log.contains("took the listening socket back"), "{log}");
@@ -69,12 +93,21 @@ fn kill_during(phase: &str, old_flags: &[&str], new_min_ready: Duration) {
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|p| {
             std::fs::read_to_string(format!("/proc/{p}/environ"))
-                .map(|env| env.contains(&format!("CUTOVER_SERVICE=web\0")) && env.contains(cluster.dir.path().to_str().unwrap()))
+                .map(|env| {
+                    env.contains("CUTOVER_SERVICE=web\0")
+                        && env.contains(cluster.dir.path().to_str().unwrap())
+                })
                 .unwrap_or(false)
-                && std::fs::read_to_string(format!("/proc/{p}/stat")).map(|s| !s.contains(") Z ")).unwrap_or(false)
+                && std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .map(|s| !s.contains(") Z "))
+                    .unwrap_or(false)
         })
         .collect();
-    assert_eq!(running, vec![pid as u32], "exactly the reported instance runs");
+    assert_eq!(
+        running,
+        vec![pid as u32],
+        "exactly the reported instance runs"
+    );
 }
 
 #[test]
@@ -84,5 +117,9 @@ fn agent_killed_while_the_new_instance_bakes_undoes_and_finishes_the_swap() {
 
 #[test]
 fn agent_killed_while_stopping_the_old_instance_finishes_the_swap() {
-    kill_during("stopping_old", &["--stop-delay-ms", "1500"], Duration::from_millis(300));
+    kill_during(
+        "stopping_old",
+        &["--stop-delay-ms", "1500"],
+        Duration::from_millis(300),
+    );
 }

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cutover_tests::load::{self, Load, Outcome};
-use cutover_tests::release::{self, Control, activate, demo_spec, demo_tarball, free_port, rollback, stage};
+use cutover_tests::release::{
+    self, Control, activate, demo_spec, demo_tarball, free_port, rollback, stage,
+};
 use cutover_tests::{Cluster, CoordinatorOptions, poll};
 
 struct Host {
@@ -40,9 +42,19 @@ impl Host {
     fn deploy(&mut self, v: u32, extra: &[&str]) -> cutover_proto::v1::CommandResult {
         let spec = demo_spec("web", self.port, &v.to_string(), extra);
         let rel = format!("v{v}");
-        let r = self.control.send("web-1", stage(&format!("stage-{v}"), &rel, &v.to_string(), &self.artifact, &spec));
+        let r = self.control.send(
+            "web-1",
+            stage(
+                &format!("stage-{v}"),
+                &rel,
+                &v.to_string(),
+                &self.artifact,
+                &spec,
+            ),
+        );
         assert!(r.ok, "staging v{v} failed: {}", r.message);
-        self.control.send("web-1", activate(&format!("activate-{v}"), "web", &rel))
+        self.control
+            .send("web-1", activate(&format!("activate-{v}"), "web", &rel))
     }
 }
 
@@ -50,9 +62,20 @@ impl Host {
 fn assert_clean(records: &[load::Record], what: &str) {
     let c = load::counts(records);
     eprintln!("{what}: {c:?}");
-    let bad: Vec<_> = records.iter().filter(|r| !matches!(r.outcome, Outcome::Ok { .. })).take(5).collect();
-    assert_eq!(c.failed(), 0, "{what}: failed requests, first ones: {bad:#?}");
-    assert!(c.ok > 100, "{what}: too little load to mean anything: {c:?}");
+    let bad: Vec<_> = records
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Ok { .. }))
+        .take(5)
+        .collect();
+    assert_eq!(
+        c.failed(),
+        0,
+        "{what}: failed requests, first ones: {bad:#?}"
+    );
+    assert!(
+        c.ok > 100,
+        "{what}: too little load to mean anything: {c:?}"
+    );
 }
 
 #[test]
@@ -61,7 +84,9 @@ fn twenty_handover_swaps_under_load_fail_no_request() {
     let r = h.deploy(1, &[]);
     assert!(r.ok, "{}", r.message);
     let load = Load::start(h.addr(), 4, 2);
-    poll("load to flow", Duration::from_secs(10), || (load.count() > 50).then_some(()));
+    poll("load to flow", Duration::from_secs(10), || {
+        (load.count() > 50).then_some(())
+    });
 
     // After each activation returns, only that version may answer.
     let mut swapped_at = vec![(Instant::now(), 1u32)];
@@ -72,7 +97,11 @@ fn twenty_handover_swaps_under_load_fail_no_request() {
         swapped_at.push((Instant::now(), v));
     }
     let before = load.count();
-    poll("more load after the last swap", Duration::from_secs(10), || (load.count() > before + 50).then_some(()));
+    poll(
+        "more load after the last swap",
+        Duration::from_secs(10),
+        || (load.count() > before + 50).then_some(()),
+    );
     let records = load.stop();
     assert_clean(&records, "20 handover swaps");
 
@@ -80,10 +109,20 @@ fn twenty_handover_swaps_under_load_fail_no_request() {
     // older than the version whose activation had finished when the
     // request started.
     for rec in &records {
-        let Outcome::Ok { version } = &rec.outcome else { continue };
+        let Outcome::Ok { version } = &rec.outcome else {
+            continue;
+        };
         let v: u32 = version.parse().expect("numeric version");
-        let floor = swapped_at.iter().filter(|(t, _)| *t <= rec.started).map(|(_, v)| *v).max().unwrap_or(1);
-        assert!(v >= floor, "v{v} answered a request started after v{floor} was active");
+        let floor = swapped_at
+            .iter()
+            .filter(|(t, _)| *t <= rec.started)
+            .map(|(_, v)| *v)
+            .max()
+            .unwrap_or(1);
+        assert!(
+            v >= floor,
+            "v{v} answered a request started after v{floor} was active"
+        );
     }
     let versions: std::collections::BTreeSet<String> = records
         .iter()
@@ -100,10 +139,19 @@ fn twenty_handover_swaps_under_load_fail_no_request() {
     assert_eq!(svc["active_release"], "v21");
     assert_eq!(svc["previous_release"], "v20");
     let svc_dir = h.cluster.agent("web-1").state_dir.join("services/web");
-    assert_eq!(std::fs::read_link(svc_dir.join("current")).unwrap(), std::path::Path::new("releases/v21"));
-    assert_eq!(std::fs::read_link(svc_dir.join("previous")).unwrap(), std::path::Path::new("releases/v20"));
+    assert_eq!(
+        std::fs::read_link(svc_dir.join("current")).unwrap(),
+        std::path::Path::new("releases/v21")
+    );
+    assert_eq!(
+        std::fs::read_link(svc_dir.join("previous")).unwrap(),
+        std::path::Path::new("releases/v20")
+    );
     // Only the newest releases are kept.
-    let kept = std::fs::read_dir(svc_dir.join("releases")).unwrap().filter(|e| e.as_ref().unwrap().path().is_dir()).count();
+    let kept = std::fs::read_dir(svc_dir.join("releases"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
     assert_eq!(kept, 5);
 }
 
@@ -124,12 +172,22 @@ fn negative_control_restart_mode_without_a_load_balancer_does_fail_requests() {
     let deploy = |h: &mut Host, v: u32| {
         let spec = spec_for(v);
         let rel = format!("v{v}");
-        assert!(h.control.send("web-1", stage(&format!("s{v}"), &rel, "x", &h.artifact, &spec)).ok);
-        h.control.send("web-1", activate(&format!("a{v}"), "web", &rel))
+        assert!(
+            h.control
+                .send(
+                    "web-1",
+                    stage(&format!("s{v}"), &rel, "x", &h.artifact, &spec)
+                )
+                .ok
+        );
+        h.control
+            .send("web-1", activate(&format!("a{v}"), "web", &rel))
     };
     assert!(deploy(&mut h, 1).ok);
     let load = Load::start(h.addr(), 2, 2);
-    poll("load to flow", Duration::from_secs(10), || (load.count() > 50).then_some(()));
+    poll("load to flow", Duration::from_secs(10), || {
+        (load.count() > 50).then_some(())
+    });
     for v in 2..=4 {
         let r = deploy(&mut h, v);
         assert!(r.ok, "{}", r.message);
@@ -137,7 +195,10 @@ fn negative_control_restart_mode_without_a_load_balancer_does_fail_requests() {
     let records = load.stop();
     let c = load::counts(&records);
     eprintln!("restart mode: {c:?}");
-    assert!(c.refused + c.reset > 0, "restart mode must show failures, or the counter is broken: {c:?}");
+    assert!(
+        c.refused + c.reset > 0,
+        "restart mode must show failures, or the counter is broken: {c:?}"
+    );
 }
 
 #[test]
@@ -145,7 +206,9 @@ fn a_version_that_crashes_never_gets_ready_or_fails_liveness_never_takes_over() 
     let mut h = host();
     assert!(h.deploy(1, &[]).ok);
     let load = Load::start(h.addr(), 3, 1);
-    poll("load to flow", Duration::from_secs(10), || (load.count() > 50).then_some(()));
+    poll("load to flow", Duration::from_secs(10), || {
+        (load.count() > 50).then_some(())
+    });
 
     let r = h.deploy(2, &["--crash-on-start"]);
     assert!(!r.ok);
@@ -173,7 +236,11 @@ fn a_version_that_crashes_never_gets_ready_or_fails_liveness_never_takes_over() 
         );
         s
     };
-    assert!(h.control.send("web-1", stage("stage-4", "v4", "4", &h.artifact, &spec)).ok);
+    assert!(
+        h.control
+            .send("web-1", stage("stage-4", "v4", "4", &h.artifact, &spec))
+            .ok
+    );
     let r = h.control.send("web-1", activate("activate-4", "web", "v4"));
     assert!(!r.ok);
     assert!(r.message.contains("liveness"), "{}", r.message);
@@ -199,13 +266,17 @@ fn rollback_activates_the_previous_release_without_downloading_it() {
     // The artifact is gone: a rollback that downloaded would fail.
     std::fs::remove_file(&h.artifact.path).unwrap();
     let load = Load::start(h.addr(), 2, 1);
-    poll("load to flow", Duration::from_secs(10), || (load.count() > 50).then_some(()));
+    poll("load to flow", Duration::from_secs(10), || {
+        (load.count() > 50).then_some(())
+    });
     let r = h.control.send("web-1", rollback("rb-1", "web"));
     assert!(r.ok, "{}", r.message);
     assert_eq!(r.active_release, "v1");
     assert_eq!(r.previous_release, "v2");
     let before = load.count();
-    poll("load after rollback", Duration::from_secs(10), || (load.count() > before + 50).then_some(()));
+    poll("load after rollback", Duration::from_secs(10), || {
+        (load.count() > before + 50).then_some(())
+    });
     let records = load.stop();
     assert_clean(&records, "rollback");
     let last = records.iter().rev().find_map(|r| match &r.outcome {
@@ -220,19 +291,27 @@ fn the_same_command_delivered_twice_is_applied_once() {
     let mut h = host();
     assert!(h.deploy(1, &[]).ok);
     let spec = demo_spec("web", h.port, "2", &[]);
-    assert!(h.control.send("web-1", stage("st-2", "v2", "2", &h.artifact, &spec)).ok);
+    assert!(
+        h.control
+            .send("web-1", stage("st-2", "v2", "2", &h.artifact, &spec))
+            .ok
+    );
     let first = h.control.send("web-1", activate("dup-1", "web", "v2"));
     assert!(first.ok, "{}", first.message);
     let pid = |h: &Host| -> u64 {
         poll("health report with a pid", Duration::from_secs(10), || {
             let v = h.cluster.host("web-1")?;
             let s = v["services"][0].clone();
-            (s["active_release"] == "v2" && s["pid"].as_u64().unwrap_or(0) > 0).then(|| s["pid"].as_u64().unwrap())
+            (s["active_release"] == "v2" && s["pid"].as_u64().unwrap_or(0) > 0)
+                .then(|| s["pid"].as_u64().unwrap())
         })
     };
     let pid_before = pid(&h);
     let second = h.control.send("web-1", activate("dup-1", "web", "v2"));
-    assert_eq!(second, first, "a repeated command_id gets the recorded result");
+    assert_eq!(
+        second, first,
+        "a repeated command_id gets the recorded result"
+    );
     assert_eq!(pid(&h), pid_before, "no second swap happened");
 }
 
@@ -244,7 +323,9 @@ fn malicious_or_corrupt_artifacts_are_refused_and_change_nothing() {
     // A checksum mismatch.
     let mut wrong = h.artifact.clone();
     wrong.sha256 = "0".repeat(64);
-    let r = h.control.send("web-1", stage("bad-sum", "v2", "2", &wrong, &spec));
+    let r = h
+        .control
+        .send("web-1", stage("bad-sum", "v2", "2", &wrong, &spec));
     assert!(!r.ok);
     assert!(r.message.contains("checksum mismatch"), "{}", r.message);
     // A tarball escaping with `..`.
@@ -266,13 +347,21 @@ fn malicious_or_corrupt_artifacts_are_refused_and_change_nothing() {
         sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
         path: evil.clone(),
     };
-    let r = h.control.send("web-1", stage("bad-tar", "v3", "3", &a, &spec));
+    let r = h
+        .control
+        .send("web-1", stage("bad-tar", "v3", "3", &a, &spec));
     assert!(!r.ok);
     assert!(r.message.contains("`..`"), "{}", r.message);
     let agent_dir = h.cluster.agent("web-1").state_dir.clone();
     assert!(!agent_dir.join("services/web/releases/v3").exists());
     assert!(!agent_dir.join("services/escaped").exists() && !agent_dir.join("escaped").exists());
     // The active release is untouched and serves.
-    let r = h.control.send("web-1", activate("act-1-again", "web", "v1"));
-    assert!(r.ok && r.message.contains("already active"), "{}", r.message);
+    let r = h
+        .control
+        .send("web-1", activate("act-1-again", "web", "v1"));
+    assert!(
+        r.ok && r.message.contains("already active"),
+        "{}",
+        r.message
+    );
 }

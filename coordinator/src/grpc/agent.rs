@@ -146,7 +146,9 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             return Err(self.refuse(&peer, &cert_host, s).await);
         };
         persist(&self.app, record.clone()).await;
-        self.app.fleet.set_services(&cert_host, hello.services.clone());
+        self.app
+            .fleet
+            .set_services(&cert_host, hello.services.clone());
         tracing::info!(
             host = %cert_host, session = %session_id, agent_version = %record.agent_version,
             address = %record.address, "host session opened"
@@ -233,8 +235,17 @@ async fn run_session(
 }
 
 /// Stores a command result, hands it to whoever waits, and acks it.
-async fn record_result(app: &App, host: &str, r: pb::CommandResult) -> Option<pb::CoordinatorMessage> {
-    let (h, id, ok, message) = (host.to_string(), r.command_id.clone(), r.ok, r.message.clone());
+async fn record_result(
+    app: &App,
+    host: &str,
+    r: pb::CommandResult,
+) -> Option<pb::CoordinatorMessage> {
+    let (h, id, ok, message) = (
+        host.to_string(),
+        r.command_id.clone(),
+        r.ok,
+        r.message.clone(),
+    );
     let json = serde_json::json!({
         "service": r.service, "active_release": r.active_release, "previous_release": r.previous_release,
         "hooks": r.hooks.iter().map(|x| serde_json::json!({"name": x.name, "ok": x.ok, "status": x.status})).collect::<Vec<_>>(),

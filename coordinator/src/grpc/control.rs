@@ -59,7 +59,8 @@ fn command_kind(c: &pb::Command) -> &'static str {
     }
 }
 
-type EventStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::CommandEvent, Status>> + Send>>;
+type EventStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::CommandEvent, Status>> + Send>>;
 
 /// Follows a command's events until its result, or `timeout`.
 fn async_stream_events(
@@ -102,24 +103,49 @@ fn async_stream_events(
 impl pb::control_service_server::ControlService for ControlSvc {
     type SendCommandStream = EventStream;
 
-    async fn send_command(&self, req: Request<pb::SendCommandRequest>) -> Result<Response<EventStream>, Status> {
+    async fn send_command(
+        &self,
+        req: Request<pb::SendCommandRequest>,
+    ) -> Result<Response<EventStream>, Status> {
         let op = authorize(&self.app, &req, Role::Deployer, Some("host.command")).await?;
         let r = req.into_inner();
-        let mut cmd = r.command.ok_or_else(|| Status::invalid_argument("command: expected a command"))?;
+        let mut cmd = r
+            .command
+            .ok_or_else(|| Status::invalid_argument("command: expected a command"))?;
         if cmd.kind.is_none() {
-            return Err(Status::invalid_argument("command.kind: expected one of stage, activate, rollback, drain, undrain, stop, run_hook"));
+            return Err(Status::invalid_argument(
+                "command.kind: expected one of stage, activate, rollback, drain, undrain, stop, run_hook",
+            ));
         }
         if cmd.command_id.is_empty() {
             cmd.command_id = format!("op-{}", hex::encode(rand::random::<[u8; 8]>()));
         }
         let kind = command_kind(&cmd);
         let Some(tx) = self.app.fleet.sender(&r.host_id) else {
-            return Err(Status::failed_precondition(format!("host `{}` has no live session", r.host_id)));
+            return Err(Status::failed_precondition(format!(
+                "host `{}` has no live session",
+                r.host_id
+            )));
         };
-        let (id, host, dep, actor) = (cmd.command_id.clone(), r.host_id.clone(), cmd.deployment_id.clone(), op.peer.actor());
+        let (id, host, dep, actor) = (
+            cmd.command_id.clone(),
+            r.host_id.clone(),
+            cmd.deployment_id.clone(),
+            op.peer.actor(),
+        );
         self.app
             .store
-            .call(move |c| store::command_sent(c, &id, &host, &dep, kind, &actor, cutover_common::time::now_ms()))
+            .call(move |c| {
+                store::command_sent(
+                    c,
+                    &id,
+                    &host,
+                    &dep,
+                    kind,
+                    &actor,
+                    cutover_common::time::now_ms(),
+                )
+            })
             .await
             .map_err(|e| Status::internal(format!("store: {e}")))?;
         let events = self.app.commands.watch(&cmd.command_id);
@@ -141,7 +167,10 @@ impl pb::control_service_server::ControlService for ControlSvc {
             .is_err()
         {
             self.app.commands.forget(&id);
-            return Err(Status::unavailable(format!("the session of host `{}` closed", r.host_id)));
+            return Err(Status::unavailable(format!(
+                "the session of host `{}` closed",
+                r.host_id
+            )));
         }
         let timeout = match r.timeout_ms {
             0 => Duration::from_secs(300),
