@@ -51,6 +51,18 @@ pub enum Command {
         #[arg(long)]
         host_id: Option<String>,
     },
+    /// Run a release once and say which swap modes it supports.
+    Doctor {
+        /// The unpacked release directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// How long the app may take to exit on SIGTERM.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+        /// The command, relative to the release directory.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
     /// Check the agent config and exit (for ExecStartPre=).
     Config {
         #[command(subcommand)]
@@ -140,6 +152,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                 cutover_common::labels::format(&rec.labels),
                 files.dir.display()
             );
+            Ok(())
+        }
+        Command::Doctor {
+            dir,
+            grace,
+            command,
+        } => {
+            let work = crate::doctor::work_dir();
+            let found = crate::doctor::examine(&dir, command, grace, &work).await;
+            let _ = std::fs::remove_dir_all(&work);
+            let found = found.map_err(anyhow::Error::msg)?;
+            print!("{}", found.render(grace));
             Ok(())
         }
         Command::Config {

@@ -38,8 +38,14 @@ pub enum Kind {
         service: String,
         release_id: String,
     },
+    /// Back to the previous release. `to` is filled in when the command
+    /// is received (before it is journaled), so a command re-run after an
+    /// agent restart goes to the same release, not to whatever is
+    /// "previous" by then.
     Rollback {
         service: String,
+        #[serde(default)]
+        to: Option<String>,
     },
     Drain {
         service: String,
@@ -62,7 +68,7 @@ impl Kind {
         match self {
             Kind::Stage { service, .. }
             | Kind::Activate { service, .. }
-            | Kind::Rollback { service }
+            | Kind::Rollback { service, .. }
             | Kind::Drain { service, .. }
             | Kind::Undrain { service }
             | Kind::Stop { service }
@@ -188,7 +194,10 @@ impl TryFrom<pb::Command> for Command {
                 service: a.service,
                 release_id: a.release_id,
             },
-            K::Rollback(r) => Kind::Rollback { service: r.service },
+            K::Rollback(r) => Kind::Rollback {
+                service: r.service,
+                to: None,
+            },
             K::Drain(d) => Kind::Drain {
                 service: d.service,
                 stop: d.stop,

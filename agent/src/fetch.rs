@@ -104,7 +104,15 @@ pub async fn fetch(a: &Artifact, dest: &Path) -> Result<u64, FetchError> {
     if !(a.url.starts_with("http://") || a.url.starts_with("https://")) {
         return Err(FetchError::BadUrl { url: a.url.clone() });
     }
-    let (size, actual) = download(a, &partial).await?;
+    let (size, actual) = match download(a, &partial).await {
+        // The server refused the range: the partial file is stale or
+        // already complete. Start over once.
+        Err(FetchError::Status { status: 416, .. }) => {
+            let _ = fs::remove_file(&partial);
+            download(a, &partial).await?
+        }
+        other => other?,
+    };
     finish(a, &partial, dest, &expected, actual, size)
 }
 
@@ -164,6 +172,7 @@ fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .connect_timeout(std::time::Duration::from_secs(10))
+        .read_timeout(std::time::Duration::from_secs(60))
         .build()
         .expect("HTTP client")
 }

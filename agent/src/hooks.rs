@@ -21,15 +21,26 @@ pub struct HookOutput {
 
 const MAX_OUTPUT: usize = 16 * 1024;
 
-/// Runs hook `name` in `dir` with `env`.
-pub async fn run(name: &str, hook: &Hook, dir: &Path, env: &[(String, String)]) -> HookOutput {
+/// Runs hook `name` in `dir` with `env`, as `user` (uid, gid) when given:
+/// hooks come from the release and run with the app's rights, not root's.
+pub async fn run(
+    name: &str,
+    hook: &Hook,
+    dir: &Path,
+    env: &[(String, String)],
+    user: Option<(u32, u32)>,
+) -> HookOutput {
     let start = Instant::now();
     let program = if hook.command[0].contains('/') && !hook.command[0].starts_with('/') {
         dir.join(&hook.command[0]).display().to_string()
     } else {
         hook.command[0].clone()
     };
-    let child = tokio::process::Command::new(&program)
+    let mut cmd = tokio::process::Command::new(&program);
+    if let Some((uid, gid)) = user {
+        cmd.gid(gid).uid(uid);
+    }
+    let child = cmd
         .args(&hook.command[1..])
         .current_dir(dir)
         .env_clear()
@@ -125,6 +136,7 @@ mod tests {
             &hook(&["sh", "-c", "echo hi; echo oops >&2; exit 3"], 5000),
             Path::new("/"),
             &[],
+            None,
         )
         .await;
         assert!(!out.ok);
@@ -139,6 +151,7 @@ mod tests {
             &hook(&["sleep", "30"], 200),
             Path::new("/"),
             &[],
+            None,
         )
         .await;
         assert!(!out.ok);

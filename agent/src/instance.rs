@@ -111,7 +111,8 @@ fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, InstanceError> {
         .collect())
 }
 
-fn lookup_user(name: &str) -> Result<(u32, u32), InstanceError> {
+/// Resolves a user name (or numeric uid) to (uid, gid) from /etc/passwd.
+pub fn lookup_user(name: &str) -> Result<(u32, u32), InstanceError> {
     if let Ok(uid) = name.parse::<u32>() {
         return Ok((uid, uid));
     }
@@ -160,6 +161,12 @@ impl Instance {
         let notify_path = l.run_dir.join(format!("{}.sock", l.id));
         let notify = NotifySocket::bind(&notify_path, NotifyState::default())
             .map_err(io(format!("binding {}", notify_path.display())))?;
+        let user = l.spec.run.user.as_deref().map(lookup_user).transpose()?;
+        if let Some((uid, gid)) = user {
+            // The app must be able to send to its notify socket.
+            std::os::unix::fs::chown(&notify_path, Some(uid), Some(gid))
+                .map_err(io(format!("chown {}", notify_path.display())))?;
+        }
         let env = environment(&l, &notify_path)?;
         let log_path = l.log_dir.join(format!("{}.log", l.id));
         let log = OpenOptions::new()
@@ -196,8 +203,7 @@ impl Instance {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        if let Some(user) = &run.user {
-            let (uid, gid) = lookup_user(user)?;
+        if let Some((uid, gid)) = user {
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);
             std::os::unix::process::CommandExt::uid(&mut cmd, uid);
         }

@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod doctor;
 pub mod enroll;
 pub mod facts;
 pub mod fetch;

@@ -149,7 +149,12 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
             Ok(format!("GET {path} answered {status}"))
         }
         Check::Exec { command } => {
-            let out = tokio::process::Command::new(&command[0])
+            let mut cmd = tokio::process::Command::new(&command[0]);
+            if let Some(user) = &ctx.spec.run.user {
+                let (uid, gid) = crate::instance::lookup_user(user).map_err(|e| e.to_string())?;
+                cmd.gid(gid).uid(uid);
+            }
+            let out = cmd
                 .args(&command[1..])
                 .current_dir(&ctx.release_dir)
                 .env_clear()

@@ -30,6 +30,9 @@ pub struct Runtime {
     /// Published health per service, readable while a command holds the
     /// service.
     published: Mutex<HashMap<String, Arc<Mutex<Health>>>>,
+    /// One staging at a time per service (staging does not take the
+    /// service itself, so it can run during a swap).
+    staging: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Channels the session reads: progress of running commands, and results
@@ -89,6 +92,7 @@ impl Runtime {
             results: rtx,
             epochs: Mutex::new(HashMap::new()),
             published: Mutex::new(published),
+            staging: Mutex::new(HashMap::new()),
         });
         for cmd in rt.journal.unfinished() {
             tracing::warn!(command = %cmd.id, kind = cmd.kind.name(), "finishing a command interrupted by an agent restart");
@@ -150,6 +154,15 @@ impl Runtime {
             && let Ok(r) = rx.wait_for(|r| r.is_some()).await
         {
             return r.clone().expect("checked");
+        }
+        let mut cmd = cmd;
+        if let Kind::Rollback {
+            service,
+            to: to @ None,
+        } = &mut cmd.kind
+        {
+            let h = self.service(service);
+            *to = h.lock().await.state().previous_release.clone();
         }
         if let Err(e) = self.journal.received(&cmd) {
             return self
@@ -239,6 +252,14 @@ impl Runtime {
                 spec,
                 ..
             } => {
+                let lock = self
+                    .staging
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .entry(service.clone())
+                    .or_default()
+                    .clone();
+                let _staging = lock.lock().await;
                 let dir = ServiceDir::new(&self.shared.state_dir, service);
                 let artifact = cmd.kind.artifact().expect("stage has an artifact");
                 let _ = self.shared.progress.send(ProgressEvent {
@@ -268,7 +289,7 @@ impl Runtime {
                     .activate(&cmd.id, release_id, false)
                     .await
             }
-            Kind::Rollback { .. } => handle.lock().await.rollback(&cmd.id).await,
+            Kind::Rollback { to, .. } => handle.lock().await.rollback(&cmd.id, to.as_deref()).await,
             Kind::Drain { stop, .. } => handle.lock().await.drain(&cmd.id, *stop).await,
             Kind::Undrain { .. } => handle.lock().await.undrain(&cmd.id).await,
             Kind::Stop { .. } => handle.lock().await.stop(&cmd.id).await,
@@ -337,18 +358,59 @@ impl Runtime {
     }
 }
 
+/// Measures CPU and memory of every serving instance (sysinfo needs two
+/// samples for CPU use, so the system view lives across ticks).
+fn measure(rt: &Runtime, sys: &mut sysinfo::System) {
+    let published: Vec<Arc<Mutex<Health>>> = rt
+        .published
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    let pids: Vec<sysinfo::Pid> = published
+        .iter()
+        .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).pid)
+        .filter(|p| *p > 0)
+        .map(sysinfo::Pid::from_u32)
+        .collect();
+    if pids.is_empty() {
+        return;
+    }
+    sys.refresh_processes(sysinfo::ProcessesToUpdate::Some(&pids), true);
+    for h in published {
+        let mut h = h.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = sys.process(sysinfo::Pid::from_u32(h.pid)) {
+            h.cpu_percent = p.cpu_usage();
+            h.memory_bytes = p.memory();
+        }
+    }
+}
+
 async fn supervise(rt: std::sync::Weak<Runtime>) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut sys = sysinfo::System::new();
+    let mut n: u64 = 0;
     loop {
         tick.tick().await;
+        n += 1;
         let Some(rt) = rt.upgrade() else { return };
-        rt.journal.prune(1000);
+        if n.is_multiple_of(8) {
+            measure(&rt, &mut sys);
+        }
+        if n.is_multiple_of(1200) {
+            rt.journal.prune(1000);
+        }
         for h in rt.handles() {
-            // A service busy with a command is supervised by that command.
-            if let Ok(mut s) = h.try_lock() {
-                s.supervise().await;
-                s.publish();
-            }
+            // Each service on its own: a slow restart of one must not hold
+            // up the others. A service busy with a command (or with a
+            // previous pass) is skipped.
+            tokio::spawn(async move {
+                if let Ok(mut s) = h.try_lock() {
+                    s.supervise().await;
+                    s.publish();
+                }
+            });
         }
     }
 }

@@ -90,6 +90,8 @@ pub struct Service {
     /// The latest health snapshot, readable without this service's lock
     /// (the readiness endpoint must answer during a swap or a drain).
     published: Arc<std::sync::Mutex<Health>>,
+    /// A repaired socket: replace the serving instance.
+    replace_soon: bool,
 }
 
 impl std::fmt::Debug for Service {
@@ -134,6 +136,45 @@ fn bind_listener(addr: SocketAddr) -> std::io::Result<OwnedFd> {
     Ok(OwnedFd::from(l))
 }
 
+/// With `SO_REUSEPORT`, connections queued on a closing socket are reset
+/// unless the kernel migrates them (`net.ipv4.tcp_migrate_req`, Linux 5.14):
+/// turn it on where this agent may.
+fn enable_tcp_migrate_req() {
+    const P: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+    if std::fs::read_to_string(P)
+        .map(|v| v.trim() == "1")
+        .unwrap_or(true)
+    {
+        return;
+    }
+    match std::fs::write(P, "1") {
+        Ok(()) => tracing::info!("enabled net.ipv4.tcp_migrate_req for reuseport swaps"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot enable net.ipv4.tcp_migrate_req: reuseport swaps may reset queued connections")
+        }
+    }
+}
+
+/// Rotates `log` when it is larger than `max`: copy to `.1` (shifting older
+/// ones up to `keep`), then truncate in place (the app keeps its O_APPEND
+/// descriptor and writes on at the start).
+pub fn rotate_log(log: &std::path::Path, max: u64, keep: u32) -> std::io::Result<bool> {
+    let size = std::fs::metadata(log)?.len();
+    if size <= max || keep == 0 {
+        return Ok(false);
+    }
+    let name = |i: u32| PathBuf::from(format!("{}.{i}", log.display()));
+    for i in (1..keep).rev() {
+        let _ = std::fs::rename(name(i), name(i + 1));
+    }
+    std::fs::copy(log, name(1))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(log)?
+        .set_len(0)?;
+    Ok(true)
+}
+
 /// Open established TCP connections on any of `ports` (from /proc/net).
 pub fn established_connections(ports: &[u16]) -> usize {
     let mut n = 0;
@@ -175,6 +216,7 @@ impl Service {
             restart_after: None,
             restarts: 0,
             published: Default::default(),
+            replace_soon: false,
         }
     }
 
@@ -185,8 +227,13 @@ impl Service {
 
     /// Updates the published health snapshot.
     pub fn publish(&self) {
-        let h = self.health();
-        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = h;
+        let mut h = self.health();
+        let mut p = self.published.lock().unwrap_or_else(|p| p.into_inner());
+        if p.pid == h.pid {
+            h.cpu_percent = p.cpu_percent;
+            h.memory_bytes = p.memory_bytes;
+        }
+        *p = h;
     }
 
     /// Loads a service from disk after an agent (re)start: re-attaches to
@@ -265,7 +312,22 @@ impl Service {
                 alive.retain(|i| i.record.id == new_instance);
                 state.swap = None;
             }
-            Recovery::Forget => state.swap = None,
+            Recovery::Forget => {
+                // A new instance may have started without its pid being
+                // recorded: find it by the id in its environment.
+                if let Some(id) = state.swap.as_ref().and_then(|s| s.new_instance.clone()) {
+                    for pid in sys::pids_with_env(&format!("CUTOVER_INSTANCE={id}")) {
+                        tracing::warn!(service = name, instance = %id, pid, "stopping an untracked new instance");
+                        let _ = sys::signal_group(pid, rustix::process::Signal::TERM);
+                        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                        while sys::group_alive(pid) && std::time::Instant::now() < deadline {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        let _ = sys::signal_group(pid, rustix::process::Signal::KILL);
+                    }
+                }
+                state.swap = None;
+            }
         }
         // Whatever else is alive and is not the active release's serving
         // instance is a leftover: keep only one serving instance.
@@ -393,13 +455,19 @@ impl Service {
         Ok(())
     }
 
-    /// Re-`listen()`s a socket an app broke with `shutdown()`.
-    fn check_listeners(&self) {
+    /// Re-`listen()`s a socket an app broke with `shutdown()`. The running
+    /// instance saw its socket fail and may not recover by itself (an event
+    /// loop that dropped the socket), so it is replaced, new first, on the
+    /// next supervision pass.
+    fn check_listeners(&mut self) {
         for l in &self.listeners {
             if !sys::is_listening(&l.fd) {
                 tracing::warn!(service = %self.name, listener = %l.name, "socket no longer listens; repairing");
-                if let Err(e) = sys::listen(&l.fd, 4096) {
-                    tracing::error!(service = %self.name, listener = %l.name, error = %e, "repairing the socket failed");
+                match sys::relisten(&l.fd, l.addr, 4096) {
+                    Ok(()) => self.replace_soon = self.active.is_some(),
+                    Err(e) => {
+                        tracing::error!(service = %self.name, listener = %l.name, error = %e, "repairing the socket failed")
+                    }
                 }
             }
         }
@@ -426,8 +494,7 @@ impl Service {
         }
     }
 
-    fn launch(&self, release: &str, spec: &ServiceSpec) -> Result<Active, String> {
-        let id = hex::encode(rand::random::<[u8; 6]>());
+    fn launch(&self, id: String, release: &str, spec: &ServiceSpec) -> Result<Active, String> {
         let listeners: Vec<(&str, &OwnedFd)> = if spec.swap.mode == SwapMode::Handover {
             spec.listen
                 .iter()
@@ -565,11 +632,31 @@ impl Service {
         let Some(h) = spec.hooks.get(name) else {
             return true;
         };
+        let user = match spec
+            .run
+            .user
+            .as_deref()
+            .map(crate::instance::lookup_user)
+            .transpose()
+        {
+            Ok(u) => u,
+            Err(e) => {
+                out.push(HookOutput {
+                    name: name.into(),
+                    ok: false,
+                    status: e.to_string(),
+                    output: String::new(),
+                    duration_ms: 0,
+                });
+                return false;
+            }
+        };
         let o = hooks::run(
             name,
             h,
             &self.dir.release_dir(release),
             &self.hook_env(release),
+            user,
         )
         .await;
         let ok = o.ok;
@@ -606,6 +693,9 @@ impl Service {
         {
             return Err(fail(e, hooks));
         }
+        if spec.swap.mode == SwapMode::Reuseport {
+            enable_tcp_migrate_req();
+        }
         let old = self.active.take();
         let old_release = self.state.active_release.clone();
         if spec.swap.mode == SwapMode::Restart
@@ -637,15 +727,19 @@ impl Service {
         old_release: Option<String>,
         mut hooks: Vec<HookOutput>,
     ) -> OpResult {
+        // The new instance's id is recorded before it exists, so a restarted
+        // agent can find it (by CUTOVER_INSTANCE) even if it died before
+        // recording the pid.
+        let new_id = hex::encode(rand::random::<[u8; 6]>());
         self.state.swap = Some(SwapRecord {
             command_id: command_id.into(),
             target: target.into(),
             phase: SwapPhase::Starting,
-            new_instance: None,
+            new_instance: Some(new_id.clone()),
             old_instance: old.as_ref().map(|o| o.instance.record.id.clone()),
         });
         self.save();
-        let new = match self.launch(target, &spec) {
+        let new = match self.launch(new_id, target, &spec) {
             Ok(n) => n,
             Err(e) => {
                 self.active = old;
@@ -747,13 +841,13 @@ impl Service {
     }
 
     /// Activates the previous release (already staged: no download).
-    pub async fn rollback(&mut self, command_id: &str) -> OpResult {
-        let Some(prev) = self.state.previous_release.clone() else {
+    pub async fn rollback(&mut self, command_id: &str, to: Option<&str>) -> OpResult {
+        let Some(prev) = to.map(str::to_string) else {
             return Err(fail("no previous release to roll back to", vec![]));
         };
         let from = self.state.active_release.clone();
         let r = self.activate(command_id, &prev, false).await;
-        if r.is_ok() {
+        if r.is_ok() && from.as_deref() != Some(prev.as_str()) {
             self.state.previous_release = from;
             self.save();
             self.sync_links();
@@ -854,12 +948,49 @@ impl Service {
         }
     }
 
+    /// Keeps the newest `keep` log files of past instances.
+    fn prune_logs(&self, keep: usize) {
+        let current: Vec<PathBuf> = self.state.instances.iter().map(|i| i.log.clone()).collect();
+        let mut logs: Vec<(std::time::SystemTime, PathBuf)> =
+            std::fs::read_dir(self.dir.logs_dir())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| {
+                    !current.iter().any(|c| {
+                        e.path()
+                            .to_string_lossy()
+                            .starts_with(&*c.to_string_lossy())
+                    })
+                })
+                .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+                .collect();
+        if logs.len() <= keep {
+            return;
+        }
+        logs.sort();
+        for (_, p) in logs.iter().take(logs.len() - keep) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
     /// One supervision pass: restart an instance that exited (with
     /// backoff), replace one that fails liveness (replacement first).
     pub async fn supervise(&mut self) {
+        if let Some(a) = &self.active
+            && let Ok(true) = rotate_log(
+                &a.instance.record.log,
+                a.spec.logs.max_bytes,
+                a.spec.logs.keep,
+            )
+        {
+            tracing::info!(service = %self.name, log = %a.instance.record.log.display(), "rotated instance log");
+        }
+        self.prune_logs(20);
         if self.state.stopped || self.state.swap.is_some() {
             return;
         }
+        self.check_listeners();
         let Some(release) = self.state.active_release.clone() else {
             return;
         };
@@ -898,12 +1029,21 @@ impl Service {
                 Some(_) => {}
             }
             self.restarts += 1;
-            self.active = None;
+            if let Some(a) = self.active.take() {
+                // Children of a crashed process still hold the socket: they
+                // must not serve next to the replacement.
+                let _ = sys::signal_group(a.instance.pid(), rustix::process::Signal::KILL);
+            }
             self.state.instances.clear();
             let r = self.activate("supervisor", &release, true).await;
             self.restart_after = None;
             if let Err(r) = r {
                 tracing::error!(service = %self.name, "restart failed: {}", r.message);
+            }
+        } else if std::mem::take(&mut self.replace_soon) {
+            tracing::warn!(service = %self.name, release = %release, "replacing the instance after a socket repair");
+            if let Err(r) = self.activate("supervisor", &release, true).await {
+                tracing::error!(service = %self.name, "replacement after a socket repair failed: {}", r.message);
             }
         } else if live_failing {
             tracing::warn!(service = %self.name, release = %release, "liveness probe failing; starting a replacement before stopping it");
@@ -976,4 +1116,47 @@ pub struct Health {
     pub drained: bool,
     pub restarts: u32,
     pub probes: Vec<(String, ProbeStatus)>,
+    /// CPU use of the instance (percent of one core) and resident memory.
+    pub cpu_percent: f32,
+    pub memory_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_past_its_size_is_rotated_and_older_ones_shift() {
+        let d = tempfile::tempdir().unwrap();
+        let log = d.path().join("i.log");
+        std::fs::write(&log, vec![b'a'; 100]).unwrap();
+        assert!(!rotate_log(&log, 100, 2).unwrap(), "at the limit: kept");
+        std::fs::write(&log, vec![b'b'; 101]).unwrap();
+        assert!(rotate_log(&log, 100, 2).unwrap());
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+        assert_eq!(
+            std::fs::read(d.path().join("i.log.1")).unwrap(),
+            vec![b'b'; 101]
+        );
+        std::fs::write(&log, vec![b'c'; 101]).unwrap();
+        rotate_log(&log, 100, 2).unwrap();
+        assert_eq!(
+            std::fs::read(d.path().join("i.log.2")).unwrap(),
+            vec![b'b'; 101]
+        );
+        assert_eq!(
+            std::fs::read(d.path().join("i.log.1")).unwrap(),
+            vec![b'c'; 101]
+        );
+    }
+
+    #[test]
+    fn established_connections_are_counted_by_port() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_eq!(established_connections(&[port]), 0);
+        let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _s = l.accept().unwrap();
+        assert_eq!(established_connections(&[port]), 1);
+    }
 }

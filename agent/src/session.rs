@@ -172,8 +172,8 @@ fn health_message(h: &Health) -> pb::AgentMessage {
                     recent_latency_ms: p.recent_latency_ms.clone(),
                 })
                 .collect(),
-            cpu_percent: 0.0,
-            memory_bytes: 0,
+            cpu_percent: h.cpu_percent,
+            memory_bytes: h.memory_bytes,
             at_ms: now_ms(),
         })),
     }

@@ -89,13 +89,40 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Pids of processes whose environment contains the entry `needle`
+/// (`KEY=value`), e.g. an instance by its `CUTOVER_INSTANCE`.
+pub fn pids_with_env(needle: &str) -> Vec<u32> {
+    let want = needle.as_bytes();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|b| *b == 0).any(|entry| entry == want))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 /// Whether a socket is in the listening state.
 pub fn is_listening(fd: impl AsFd) -> bool {
     rustix::net::sockopt::socket_acceptconn(fd).unwrap_or(false)
 }
 
-/// Puts a socket (back) into the listening state.
-pub fn listen(fd: impl AsFd, backlog: i32) -> io::Result<()> {
+/// Puts a socket (back) into the listening state on `addr`. After an app
+/// calls `shutdown()` on a shared listening socket, the kernel has released
+/// its port: a bare `listen()` would pick a random one. Binding the very
+/// same socket again first makes every process that shares it accept
+/// again on the right address.
+pub fn relisten(fd: impl AsFd, addr: std::net::SocketAddr, backlog: i32) -> io::Result<()> {
+    // getsockname() still reports the old address: bind regardless; EINVAL
+    // means the socket is still bound.
+    match rustix::net::bind(&fd, &addr) {
+        Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+        Err(e) => return Err(e.into()),
+    }
     Ok(rustix::net::listen(fd, backlog)?)
 }
 
@@ -124,6 +151,20 @@ mod tests {
         let copy = pidfd_getfd(&me, raw).unwrap();
         assert_eq!(local_addr(&copy), Some(l.local_addr().unwrap()));
         assert!(is_listening(&copy));
+    }
+
+    #[test]
+    fn a_listener_shut_down_by_one_holder_is_repaired_for_all() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let other = l.try_clone().unwrap();
+        rustix::net::shutdown(&other, rustix::net::Shutdown::Read).unwrap();
+        assert!(!is_listening(&l));
+        relisten(&l, addr, 16).unwrap();
+        assert!(is_listening(&l));
+        let _c = std::net::TcpStream::connect(addr).unwrap();
+        other.set_nonblocking(false).unwrap();
+        assert!(other.accept().is_ok(), "the other holder accepts again");
     }
 
     #[test]

@@ -79,6 +79,28 @@ fn resolve_link(link_rel: &Path, target: &Path) -> Option<PathBuf> {
     Some(stack.iter().collect())
 }
 
+/// Whether resolving `target` from the link's directory walks through a
+/// path that is already a symlink in the release: chained links could
+/// otherwise climb out one lexically harmless step at a time.
+fn passes_through_link(root: &Path, link_rel: &Path, target: &Path) -> bool {
+    let mut cur: PathBuf = link_rel.parent().map(Path::to_path_buf).unwrap_or_default();
+    for c in target.components() {
+        match c {
+            Component::Normal(p) => {
+                cur.push(p);
+                if fs::symlink_metadata(root.join(&cur)).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return true;
+                }
+            }
+            Component::ParentDir => {
+                cur.pop();
+            }
+            _ => {}
+        }
+    }
+    false
+}
+
 /// Fails if any existing ancestor of `rel` under `root` is a symlink, so a
 /// link unpacked earlier cannot redirect a later write.
 fn no_symlink_parents(root: &Path, rel: &Path) -> Result<(), &'static str> {
@@ -141,7 +163,9 @@ pub fn unpack(reader: impl Read, root: &Path, limits: Limits) -> Result<u64, Unp
         }
         no_symlink_parents(root, &rel).map_err(refuse)?;
         let dest = root.join(&rel);
-        let mode = entry.header().mode().unwrap_or(0o644) & 0o777; // no setuid/setgid/sticky
+        // No setuid, setgid, sticky, or group/other write: a release is not
+        // writable by anyone but the agent, whatever the archive says.
+        let mode = entry.header().mode().unwrap_or(0o644) & 0o755;
         let kind = entry.header().entry_type();
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent).map_err(write_err(parent))?;
@@ -153,7 +177,7 @@ pub fn unpack(reader: impl Read, root: &Path, limits: Limits) -> Result<u64, Unp
                     Ok(_) => return Err(refuse("directory replaces another entry")),
                     Err(_) => fs::create_dir(&dest).map_err(write_err(&dest))?,
                 }
-                fs::set_permissions(&dest, fs::Permissions::from_mode(mode | 0o700))
+                fs::set_permissions(&dest, fs::Permissions::from_mode((mode | 0o700) & 0o755))
                     .map_err(write_err(&dest))?;
             }
             // GNU sparse entries read back as their full contents.
@@ -186,6 +210,11 @@ pub fn unpack(reader: impl Read, root: &Path, limits: Limits) -> Result<u64, Unp
                     .into_owned();
                 if resolve_link(&rel, &target).is_none() {
                     return Err(refuse("symbolic link points outside the release"));
+                }
+                if passes_through_link(root, &rel, &target) {
+                    return Err(refuse(
+                        "symbolic link target passes through another symbolic link",
+                    ));
                 }
                 std::os::unix::fs::symlink(&target, &dest).map_err(write_err(&dest))?;
             }
@@ -346,6 +375,36 @@ mod tests {
                 ("dir/file", E::Regular, b"x", None, 0o644),
             ]),
             "through a symbolic link",
+        );
+    }
+
+    #[test]
+    fn chained_symlinks_cannot_climb_out_one_step_at_a_time() {
+        refused(
+            &archive(&[
+                ("d/", E::Directory, b"", None, 0o755),
+                ("d/up", E::Symlink, b"", Some(".."), 0o777),
+                ("a1", E::Symlink, b"", Some("d/up/.."), 0o777),
+            ]),
+            "passes through another symbolic link",
+        );
+    }
+
+    #[test]
+    fn world_writable_modes_are_not_kept() {
+        let (dir, r) = unpack_bytes(&archive(&[
+            ("w/", E::Directory, b"", None, 0o777),
+            ("w/f", E::Regular, b"x", None, 0o666),
+        ]));
+        r.unwrap();
+        let root = dir.path().join("release");
+        assert_eq!(
+            fs::metadata(root.join("w")).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        assert_eq!(
+            fs::metadata(root.join("w/f")).unwrap().permissions().mode() & 0o777,
+            0o644
         );
     }
 

@@ -1,7 +1,8 @@
 //! Commands in flight to hosts: who is waiting for their progress and
 //! results. The session that receives a result hands it here; the caller
 //! that sent the command (an operator's `SendCommand`, later the rollout
-//! engine) receives it.
+//! engine) receives it. Waiters are keyed by (host, command id): a host can
+//! only answer for commands sent to it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,52 +10,86 @@ use std::sync::Mutex;
 use cutover_proto::v1 as pb;
 use tokio::sync::mpsc;
 
-/// Waiters by command id.
+fn key(host: &str, id: &str) -> (String, String) {
+    (host.to_string(), id.to_string())
+}
+
+/// Waiters by (host, command id).
 #[derive(Debug, Default)]
 pub struct CommandHub {
-    waiters: Mutex<HashMap<String, mpsc::Sender<pb::command_event::Event>>>,
+    waiters: Mutex<HashMap<(String, String), mpsc::Sender<pb::command_event::Event>>>,
 }
 
 impl CommandHub {
-    /// Registers interest in `id` (before sending it).
-    pub fn watch(&self, id: &str) -> mpsc::Receiver<pb::command_event::Event> {
+    /// Registers interest in `id` on `host` (before sending it).
+    pub fn watch(&self, host: &str, id: &str) -> mpsc::Receiver<pb::command_event::Event> {
         let (tx, rx) = mpsc::channel(256);
         self.waiters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(id.into(), tx);
+            .insert(key(host, id), tx);
         rx
     }
 
-    /// Stops waiting for `id`.
-    pub fn forget(&self, id: &str) {
+    /// Stops waiting for `id` on `host`.
+    pub fn forget(&self, host: &str, id: &str) {
         self.waiters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
+            .remove(&key(host, id));
     }
 
-    /// A progress event arrived (dropped if nobody listens or they lag).
-    pub fn progress(&self, p: pb::Progress) {
+    /// A progress event arrived from `host` (dropped if nobody listens or
+    /// they lag).
+    pub fn progress(&self, host: &str, p: pb::Progress) {
         if let Some(tx) = self
             .waiters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&p.command_id)
+            .get(&key(host, &p.command_id))
         {
             let _ = tx.try_send(pb::command_event::Event::Progress(p));
         }
     }
 
-    /// A result arrived: hand it to the waiter, which is then forgotten.
-    pub fn result(&self, r: pb::CommandResult) {
+    /// A result arrived from `host`: hand it to the waiter, which is then
+    /// forgotten.
+    pub fn result(&self, host: &str, r: pb::CommandResult) {
         let tx = self
             .waiters
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&r.command_id);
+            .remove(&key(host, &r.command_id));
         if let Some(tx) = tx {
             let _ = tx.try_send(pb::command_event::Event::Result(r));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_cannot_answer_for_a_command_sent_to_another() {
+        let hub = CommandHub::default();
+        let mut rx = hub.watch("a", "c1");
+        hub.result(
+            "b",
+            pb::CommandResult {
+                command_id: "c1".into(),
+                ..Default::default()
+            },
+        );
+        assert!(rx.try_recv().is_err());
+        hub.result(
+            "a",
+            pb::CommandResult {
+                command_id: "c1".into(),
+                ok: true,
+                ..Default::default()
+            },
+        );
+        assert!(matches!(rx.try_recv(), Ok(pb::command_event::Event::Result(r)) if r.ok));
     }
 }

@@ -115,6 +115,7 @@ struct PeerStream {
     inner: TlsStream<TcpStream>,
     info: PeerInfo,
     _permit: OwnedSemaphorePermit,
+    _anon_permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Connected for PeerStream {
@@ -282,6 +283,9 @@ async fn accept_loop(
     shutdown: CancellationToken,
 ) {
     let limit = Arc::new(Semaphore::new(app.cfg.limits.max_connections));
+    // Connections without a client certificate (hosts enrolling) get a small
+    // pool of their own, so anonymous clients cannot take every slot.
+    let anonymous = Arc::new(Semaphore::new(64));
     let handshake_timeout = app.cfg.limits.handshake_timeout;
     loop {
         // Cancel-safe: acquiring a permit or accepting loses nothing when dropped.
@@ -301,7 +305,12 @@ async fn accept_loop(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, app, conns) = (acceptor.clone(), app.clone(), conns.clone());
+        let (acceptor, app, conns, anonymous) = (
+            acceptor.clone(),
+            app.clone(),
+            conns.clone(),
+            anonymous.clone(),
+        );
         tokio::spawn(async move {
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -340,6 +349,17 @@ async fn accept_loop(
                 }
                 None => (None, None),
             };
+            let anon_permit = if identity.is_none() {
+                match anonymous.try_acquire_owned() {
+                    Ok(p) => Some(p),
+                    Err(_) => {
+                        tracing::warn!(peer = %addr, "too many connections without a certificate; closing");
+                        return;
+                    }
+                }
+            } else {
+                None
+            };
             let info = PeerInfo {
                 addr: Some(addr),
                 identity,
@@ -350,6 +370,7 @@ async fn accept_loop(
                     inner: tls,
                     info,
                     _permit: permit,
+                    _anon_permit: anon_permit,
                 }))
                 .await;
         });

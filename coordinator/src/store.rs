@@ -335,7 +335,8 @@ pub fn command_result(
         "INSERT INTO commands (id, host, deployment_id, kind, sent_at, sent_by, ok, message, result, finished_at)
          VALUES (?1, ?2, '', '', ?6, 'unknown', ?3, ?4, ?5, ?6)
          ON CONFLICT(id) DO UPDATE SET ok = excluded.ok, message = excluded.message,
-             result = excluded.result, finished_at = excluded.finished_at",
+             result = excluded.result, finished_at = excluded.finished_at
+         WHERE commands.host = excluded.host",
         params![id, host, ok, message, result_json, finished_at],
     )?;
     Ok(())

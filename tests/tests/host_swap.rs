@@ -365,3 +365,109 @@ fn malicious_or_corrupt_artifacts_are_refused_and_change_nothing() {
         r.message
     );
 }
+
+#[test]
+fn reuseport_mode_swaps_apps_that_bind_their_own_socket() {
+    let mut h = host();
+    let listen = format!("127.0.0.1:{}", h.port);
+    let spec_for = |port: u16, v: u32| {
+        let mut s = demo_spec(
+            "web",
+            port,
+            &v.to_string(),
+            &["--listen", &listen, "--reuseport"],
+        );
+        s.swap.mode = cutover_common::service::SwapMode::Reuseport;
+        s
+    };
+    let deploy = |h: &mut Host, v: u32| {
+        let spec = spec_for(h.port, v);
+        let rel = format!("v{v}");
+        assert!(
+            h.control
+                .send(
+                    "web-1",
+                    stage(&format!("s{v}"), &rel, "x", &h.artifact, &spec)
+                )
+                .ok
+        );
+        h.control
+            .send("web-1", activate(&format!("a{v}"), "web", &rel))
+    };
+    assert!(deploy(&mut h, 1).ok);
+    let load = Load::start(h.addr(), 3, 2);
+    poll("load to flow", Duration::from_secs(10), || {
+        (load.count() > 50).then_some(())
+    });
+    for v in 2..=6 {
+        let r = deploy(&mut h, v);
+        assert!(r.ok, "{}", r.message);
+    }
+    let before = load.count();
+    poll("load after the swaps", Duration::from_secs(10), || {
+        (load.count() > before + 50).then_some(())
+    });
+    let records = load.stop();
+    let c = load::counts(&records);
+    eprintln!("reuseport swaps: {c:?}");
+    assert_eq!(
+        c.refused, 0,
+        "reuseport keeps a socket bound throughout: {c:?}"
+    );
+    let last = records.iter().rev().find_map(|r| match &r.outcome {
+        Outcome::Ok { version } => Some(version.clone()),
+        _ => None,
+    });
+    assert_eq!(last.as_deref(), Some("6"));
+}
+
+#[test]
+fn a_socket_an_old_app_shut_down_is_repaired_after_the_swap() {
+    let mut h = host();
+    assert!(h.deploy(1, &["--shutdown-listener"]).ok);
+    let r = h.deploy(2, &[]);
+    assert!(r.ok, "{}", r.message);
+    // The old app called shutdown() on the shared socket on its way out;
+    // the agent noticed and listens again, so the new version serves.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        if let Some(r) = cutover_tests::http_get(&format!("127.0.0.1:{}", h.port), "/")
+            .filter(|(s, _)| *s == 200)
+        {
+            break r;
+        }
+        if std::time::Instant::now() > deadline {
+            let log = h.cluster.agent("web-1").proc.as_ref().unwrap().log_text();
+            let ss = std::process::Command::new("ss")
+                .args(["-ltnp"])
+                .output()
+                .unwrap();
+            let curl = std::process::Command::new("curl")
+                .args(["-sv", "-m", "3", &format!("http://127.0.0.1:{}/", h.port)])
+                .output()
+                .unwrap();
+            let logs: Vec<String> =
+                std::fs::read_dir(h.cluster.agent("web-1").state_dir.join("services/web/logs"))
+                    .unwrap()
+                    .flatten()
+                    .map(|e| {
+                        format!(
+                            "{}: {}",
+                            e.path().display(),
+                            std::fs::read_to_string(e.path()).unwrap_or_default()
+                        )
+                    })
+                    .collect();
+            panic!(
+                "v2 never answered on the repaired socket (port {})\n{logs:#?}\n{log}\n{}\n{}",
+                h.port,
+                String::from_utf8_lossy(&ss.stdout),
+                String::from_utf8_lossy(&curl.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(got.1.contains("version=2"), "{}", got.1);
+    let log = h.cluster.agent("web-1").proc.as_ref().unwrap().log_text();
+    assert!(log.contains("socket no longer listens; repairing"), "{log}");
+}

@@ -164,11 +164,6 @@ impl pb::agent_service_server::AgentService for AgentSvc {
         };
         // The channel is new and empty: this cannot fail for lack of room.
         let _ = tx.try_send(welcome);
-        for r in hello.unacked_results {
-            if let Some(ack) = record_result(&self.app, &cert_host, r).await {
-                let _ = tx.try_send(ack);
-            }
-        }
         tokio::spawn(run_session(
             self.app.clone(),
             cert_host,
@@ -176,6 +171,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             inbound,
             tx,
             cancel,
+            hello.unacked_results,
         ));
         let out: OutStream = Box::pin(ReceiverStream::new(rx).map(Ok));
         Ok(Response::new(out))
@@ -195,7 +191,17 @@ async fn run_session(
     mut inbound: Streaming<pb::AgentMessage>,
     tx: mpsc::Sender<pb::CoordinatorMessage>,
     cancel: CancellationToken,
+    unacked: Vec<pb::CommandResult>,
 ) {
+    // Results the agent kept while disconnected: store and ack each (the
+    // response stream is being read by now, so sends cannot deadlock).
+    for r in unacked {
+        if let Some(ack) = record_result(&app, &host, r).await
+            && tx.send(ack).await.is_err()
+        {
+            return;
+        }
+    }
     let mut heartbeat = tokio::time::interval(app.cfg.heartbeat_interval);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     heartbeat.tick().await;
@@ -266,7 +272,7 @@ async fn record_result(
     let ack = pb::Ack {
         command_id: r.command_id.clone(),
     };
-    app.commands.result(r);
+    app.commands.result(host, r);
     Some(msg(pb::coordinator_message::Body::Ack(ack)))
 }
 
@@ -279,7 +285,7 @@ async fn handle(app: &App, host: &str, m: pb::AgentMessage) -> Option<pb::Coordi
         }))),
         Body::Result(r) => record_result(app, host, r).await,
         Body::Progress(p) => {
-            app.commands.progress(p);
+            app.commands.progress(host, p);
             None
         }
         Body::Health(h) => {

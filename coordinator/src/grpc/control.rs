@@ -65,6 +65,7 @@ type EventStream =
 /// Follows a command's events until its result, or `timeout`.
 fn async_stream_events(
     app: Arc<App>,
+    host: String,
     id: String,
     timeout: Duration,
     mut rx: tokio::sync::mpsc::Receiver<pb::command_event::Event>,
@@ -94,7 +95,7 @@ fn async_stream_events(
                 }
             }
         }
-        app.commands.forget(&id);
+        app.commands.forget(&host, &id);
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))
 }
@@ -148,7 +149,7 @@ impl pb::control_service_server::ControlService for ControlSvc {
             })
             .await
             .map_err(|e| Status::internal(format!("store: {e}")))?;
-        let events = self.app.commands.watch(&cmd.command_id);
+        let events = self.app.commands.watch(&r.host_id, &cmd.command_id);
         self.app
             .audit(Audit {
                 actor: op.peer.actor(),
@@ -166,7 +167,7 @@ impl pb::control_service_server::ControlService for ControlSvc {
             .await
             .is_err()
         {
-            self.app.commands.forget(&id);
+            self.app.commands.forget(&r.host_id, &id);
             return Err(Status::unavailable(format!(
                 "the session of host `{}` closed",
                 r.host_id
@@ -177,7 +178,7 @@ impl pb::control_service_server::ControlService for ControlSvc {
             ms => Duration::from_millis(ms),
         };
         let app = self.app.clone();
-        let stream = async_stream_events(app, id, timeout, events);
+        let stream = async_stream_events(app, r.host_id.clone(), id, timeout, events);
         Ok(Response::new(stream))
     }
 

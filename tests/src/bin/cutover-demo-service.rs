@@ -67,6 +67,10 @@ struct Args {
     /// app finishing work).
     #[arg(long, default_value_t = 0)]
     stop_delay_ms: u64,
+    /// Misbehave on SIGTERM: call shutdown() on the inherited listening
+    /// sockets (which breaks them for every process sharing them).
+    #[arg(long)]
+    shutdown_listener: bool,
     /// Longest time to wait for open connections after SIGTERM.
     #[arg(long, default_value_t = 10_000)]
     drain_timeout_ms: u64,
@@ -225,6 +229,14 @@ async fn main() {
     });
     tokio::time::sleep(Duration::from_millis(args.ready_delay_ms)).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let raw: Vec<std::os::fd::OwnedFd> = if args.shutdown_listener {
+        listeners
+            .iter()
+            .filter_map(|l| l.try_clone().ok().map(std::os::fd::OwnedFd::from))
+            .collect()
+    } else {
+        Vec::new()
+    };
     for l in listeners {
         l.set_nonblocking(true).expect("nonblocking");
         let l = TcpListener::from_std(l).expect("tokio listener");
@@ -250,6 +262,9 @@ async fn main() {
         break;
     }
     notify("STOPPING=1");
+    for fd in &raw {
+        let _ = rustix::net::shutdown(fd, rustix::net::Shutdown::Read);
+    }
     tokio::time::sleep(Duration::from_millis(args.stop_delay_ms)).await;
     state.draining.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);

@@ -1,0 +1,73 @@
+//! `cutover-agent doctor` tells an operator which swap modes an app supports.
+
+use std::process::Command;
+
+use cutover_tests::bin;
+
+fn doctor(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("bin")).unwrap();
+    std::fs::copy(
+        bin("cutover-demo-service"),
+        dir.path().join("bin/demo-service"),
+    )
+    .unwrap();
+    let out = Command::new(bin("cutover-agent"))
+        .args(["doctor", "--grace", "2s", "--dir"])
+        .arg(dir.path())
+        .arg("--")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into()
+}
+
+#[test]
+fn an_app_following_the_contract_supports_handover() {
+    let out = doctor(&["bin/demo-service"]);
+    assert!(
+        out.contains("takes its socket from LISTEN_FDS:  yes"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sends READY=1:                     yes"),
+        "{out}"
+    );
+    assert!(out.contains("mode = \"handover\": supported\n"), "{out}");
+}
+
+#[test]
+fn an_app_ignoring_sigterm_is_told_so() {
+    let out = doctor(&["bin/demo-service", "--ignore-sigterm"]);
+    assert!(
+        out.contains("exits on its stop signal in grace: no"),
+        "{out}"
+    );
+    assert!(
+        out.contains("handover\": not supported: the app does not stop on its signal"),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_app_binding_its_own_port_does_not_take_listen_fds() {
+    let port = cutover_tests::release::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    // With LISTEN_FDS given, the demo service prefers them: force its own
+    // socket by asking for a separate one it binds itself.
+    let out = doctor(&[
+        "/bin/sh",
+        "-c",
+        &format!("unset LISTEN_FDS LISTEN_PID; exec bin/demo-service --listen {listen}"),
+    ]);
+    assert!(
+        out.contains("takes its socket from LISTEN_FDS:  no"),
+        "{out}"
+    );
+    assert!(out.contains("ignores LISTEN_FDS"), "{out}");
+}
