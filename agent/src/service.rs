@@ -72,6 +72,8 @@ struct Active {
     instance: Instance,
     release: String,
     spec: ServiceSpec,
+    /// Must pass once before readiness and liveness count.
+    startup: Option<probe::Running>,
     readiness: probe::Running,
     liveness: Option<probe::Running>,
 }
@@ -484,11 +486,17 @@ impl Service {
             spec.probes.readiness.clone().unwrap_or_else(notify_probe),
             ctx.clone(),
         );
+        let startup = spec
+            .probes
+            .startup
+            .clone()
+            .map(|p| probe::start(p, ctx.clone()));
         let liveness = spec.probes.liveness.clone().map(|p| probe::start(p, ctx));
         Active {
             instance,
             release,
             spec,
+            startup,
             readiness,
             liveness,
         }
@@ -522,11 +530,21 @@ impl Service {
         Ok(self.with_probes(inst, spec.clone()))
     }
 
+    /// When the startup probe first passed (now, if there is none);
+    /// `None` while it has not.
+    fn started_at(a: &Active) -> Option<Instant> {
+        match &a.startup {
+            None => Some(Instant::now() - Duration::from_secs(3600)),
+            Some(s) => s.status.borrow().first_pass,
+        }
+    }
+
     /// Waits until `a` is ready and has stayed healthy for `min_ready`.
     async fn wait_healthy(a: &Active) -> Result<(), String> {
         let spec = &a.spec;
         let mut exited = a.instance.exited.clone();
         let mut ready = a.readiness.status.clone();
+        let mut startup = a.startup.as_ref().map(|s| s.status.clone());
         let deadline = tokio::time::Instant::now() + spec.swap.ready_timeout;
         let exit_msg = |e: &str| format!("new instance {e} before it was healthy");
         loop {
@@ -534,7 +552,7 @@ impl Service {
                 return Err(exit_msg(&e.description));
             }
             let st: ProbeStatus = ready.borrow().clone();
-            if st.passing {
+            if st.passing && Self::started_at(a).is_some() {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
@@ -547,14 +565,28 @@ impl Service {
                     humantime::format_duration(spec.swap.ready_timeout)
                 ));
             }
+            let startup_changed = async {
+                match &mut startup {
+                    Some(s) => {
+                        let _ = s.changed().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 _ = exited.changed() => {}
                 _ = ready.changed() => {}
+                _ = startup_changed => {}
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         }
-        // Bake: min_ready counts from the first passing check.
-        let first = ready.borrow().first_pass.unwrap_or_else(Instant::now);
+        // Bake: min_ready counts from the first passing check (after the
+        // startup probe passed).
+        let first = ready
+            .borrow()
+            .first_pass
+            .unwrap_or_else(Instant::now)
+            .max(Self::started_at(a).unwrap_or_else(Instant::now));
         let bake_end = tokio::time::Instant::from_std(first + spec.swap.min_ready);
         let mut live = a
             .liveness
@@ -606,6 +638,7 @@ impl Service {
 
     async fn stop_active(a: Active) -> String {
         let (sig, grace) = (Self::signal_of(&a.spec), a.spec.swap.grace);
+        drop(a.startup);
         drop(a.readiness);
         drop(a.liveness);
         a.instance.stop(sig, grace).await
@@ -997,9 +1030,10 @@ impl Service {
         let (exited, live_failing) = match &self.active {
             Some(a) => (
                 a.instance.exited.borrow().clone(),
-                a.liveness
-                    .as_ref()
-                    .is_some_and(|l| l.status.borrow().failing(l.probe.failure_threshold)),
+                Self::started_at(a).is_some()
+                    && a.liveness
+                        .as_ref()
+                        .is_some_and(|l| l.status.borrow().failing(l.probe.failure_threshold)),
             ),
             None => (
                 Some(crate::instance::Exit {

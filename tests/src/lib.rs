@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod artifacts;
 pub mod load;
 pub mod release;
 use serde_json::Value;

@@ -471,3 +471,104 @@ fn a_socket_an_old_app_shut_down_is_repaired_after_the_swap() {
     let log = h.cluster.agent("web-1").proc.as_ref().unwrap().log_text();
     assert!(log.contains("socket no longer listens; repairing"), "{log}");
 }
+
+#[test]
+fn artifacts_download_over_http_and_an_interrupted_download_resumes() {
+    let mut h = host();
+    let server =
+        cutover_tests::artifacts::ArtifactServer::start(h.cluster.dir.path().to_path_buf());
+    let mut artifact = h.artifact.clone();
+    artifact.url = server.url("demo.tar");
+    let spec = demo_spec("web", h.port, "1", &[]);
+    // The first download is cut off halfway: staging fails, keeps the part.
+    let size = std::fs::metadata(&h.artifact.path).unwrap().len();
+    server
+        .cut_next_after
+        .store(size / 2, std::sync::atomic::Ordering::SeqCst);
+    let r = h
+        .control
+        .send("web-1", stage("http-1", "v1", "1", &artifact, &spec));
+    assert!(!r.ok, "a truncated download must not stage");
+    // The second asks only for the rest, and the checksum of the whole holds.
+    let r = h
+        .control
+        .send("web-1", stage("http-2", "v1", "1", &artifact, &spec));
+    assert!(r.ok, "{}", r.message);
+    let reqs = server.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 2, "{reqs:?}");
+    assert!(
+        reqs[1].contains(&format!("range=Some({})", size / 2)),
+        "{reqs:?}"
+    );
+    assert!(h.control.send("web-1", activate("http-a", "web", "v1")).ok);
+    assert_eq!(
+        cutover_tests::http_get(&format!("127.0.0.1:{}", h.port), "/")
+            .unwrap()
+            .0,
+        200
+    );
+}
+
+#[test]
+fn hooks_run_in_order_and_their_output_comes_back_in_the_result() {
+    let mut h = host();
+    let mut spec = demo_spec("web", h.port, "1", &[]);
+    let hook = |cmd: &str| {
+        Some(cutover_common::service::Hook {
+            command: vec!["/bin/sh".into(), "-c".into(), cmd.into()],
+            timeout: Duration::from_secs(5),
+        })
+    };
+    spec.hooks.before_start = hook("echo before $CUTOVER_RELEASE");
+    spec.hooks.validate = hook("echo validating; test -x bin/demo-service");
+    spec.hooks.after_start = hook("echo after");
+    assert!(
+        h.control
+            .send("web-1", stage("st", "v1", "1", &h.artifact, &spec))
+            .ok
+    );
+    let r = h.control.send("web-1", activate("ac", "web", "v1"));
+    assert!(r.ok, "{}", r.message);
+    let names: Vec<&str> = r.hooks.iter().map(|x| x.name.as_str()).collect();
+    assert_eq!(names, vec!["before_start", "validate", "after_start"]);
+    assert!(r.hooks[0].output.contains("before v1"), "{:?}", r.hooks[0]);
+    assert!(r.hooks.iter().all(|x| x.ok));
+    // A failing validate hook keeps the old version.
+    let mut bad = demo_spec("web", h.port, "2", &[]);
+    bad.hooks.validate = hook("echo nope >&2; exit 4");
+    assert!(
+        h.control
+            .send("web-1", stage("st2", "v2", "2", &h.artifact, &bad))
+            .ok
+    );
+    let r = h.control.send("web-1", activate("ac2", "web", "v2"));
+    assert!(!r.ok);
+    assert_eq!(r.message, "validate hook failed");
+    assert_eq!(r.hooks[0].status, "exit 4");
+    assert!(r.hooks[0].output.contains("nope"));
+    assert_eq!(r.active_release, "v1");
+}
+
+#[test]
+fn a_startup_probe_must_pass_before_readiness_counts() {
+    let mut h = host();
+    assert!(h.deploy(1, &[]).ok);
+    let mut spec = demo_spec("web", h.port, "2", &[]);
+    spec.swap.ready_timeout = Duration::from_secs(2);
+    spec.probes.startup = cutover_common::service::parse_toml(
+        "service = \"web\"\n[run]\ncommand = [\"x\"]\n[probes.startup]\nexec = { command = [\"/bin/sh\", \"-c\", \"test -e started\"] }\ninterval = \"100ms\"\n",
+    )
+    .unwrap()
+    .probes
+    .startup;
+    assert!(
+        h.control
+            .send("web-1", stage("st2", "v2", "2", &h.artifact, &spec))
+            .ok
+    );
+    // The app says READY=1, but the startup check never passes.
+    let r = h.control.send("web-1", activate("ac2", "web", "v2"));
+    assert!(!r.ok);
+    assert!(r.message.contains("not ready within"), "{}", r.message);
+    assert_eq!(r.active_release, "v1");
+}
