@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod deploy;
 pub mod fsutil;
 pub mod identity;
 pub mod labels;

@@ -13,6 +13,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod engine;
 pub mod fleet;
 pub mod grpc;
 pub mod output;

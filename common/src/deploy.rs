@@ -1,0 +1,562 @@
+//! The deployment spec operators write (TOML): what to deploy, how to run
+//! it on each host, and how to roll it out across the fleet. `cutover
+//! validate` checks it; every error names the file, the line, the field
+//! path and what was expected.
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::labels::Selector;
+use crate::service::{
+    DrainSpec, Hooks, ListenSpec, LogSpec, Probes, RestartSpec, RunSpec, ServiceSpec, SwapSpec,
+};
+
+/// A count of hosts or a percentage of the targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amount {
+    Count(u32),
+    Percent(u32),
+}
+
+impl Amount {
+    /// The number of hosts out of `total` (a percentage rounds down, but a
+    /// non-zero percentage of a non-empty fleet is at least one host).
+    pub fn of(self, total: usize) -> usize {
+        match self {
+            Amount::Count(n) => (n as usize).min(total),
+            Amount::Percent(p) => {
+                let n = total * p as usize / 100;
+                if n == 0 && p > 0 && total > 0 { 1 } else { n }
+            }
+        }
+    }
+
+    /// Like [`Amount::of`] but rounding a percentage down to possibly zero
+    /// (for failure budgets: "10%" of 5 hosts tolerates no failure).
+    pub fn floor_of(self, total: usize) -> usize {
+        match self {
+            Amount::Count(n) => n as usize,
+            Amount::Percent(p) => total * p as usize / 100,
+        }
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Amount::Count(n) => write!(f, "{n}"),
+            Amount::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for Amount {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Amount::Count(n) => s.serialize_u32(*n),
+            Amount::Percent(_) => s.serialize_str(&self.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Amount;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a host count like 2 or a percentage like \"25%\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Amount, E> {
+                u32::try_from(v).map(Amount::Count).map_err(|_| {
+                    E::custom(format!("expected a host count of 0 or more, found {v}"))
+                })
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Amount, E> {
+                u32::try_from(v)
+                    .map(Amount::Count)
+                    .map_err(|_| E::custom("host count too large"))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Amount, E> {
+                let t = v.trim();
+                if let Some(p) = t.strip_suffix('%') {
+                    let p: u32 = p.trim().parse().map_err(|_| {
+                        E::custom(format!("expected a percentage like \"25%\", found \"{v}\""))
+                    })?;
+                    if p > 100 {
+                        return Err(E::custom(format!(
+                            "expected a percentage between 0% and 100%, found \"{v}\""
+                        )));
+                    }
+                    Ok(Amount::Percent(p))
+                } else {
+                    t.parse()
+                        .map(Amount::Count)
+                        .map_err(|_| E::custom(format!("expected a host count like 2 or a percentage like \"25%\", found \"{v}\"")))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// How to roll out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StrategyKind {
+    /// Drain and stop everywhere, then start the new version everywhere.
+    Recreate,
+    /// Stage everywhere, then activate in batches.
+    #[default]
+    Rolling,
+    /// Ordered steps judged against baseline hosts.
+    Canary,
+    /// Bring up the idle group, switch, keep the old group.
+    BlueGreen,
+}
+
+/// A canary step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryStep {
+    pub hosts: Amount,
+    /// A duration, or "manual" to wait for `cutover promote`.
+    #[serde(default)]
+    pub pause: Option<String>,
+    #[serde(default)]
+    pub analysis: bool,
+}
+
+/// The `[strategy]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Strategy {
+    #[serde(default)]
+    pub kind: StrategyKind,
+    /// Hosts out of service at once.
+    #[serde(default = "d_max_unavailable")]
+    pub max_unavailable: Amount,
+    /// Cap on hosts changed at once (default: no cap beyond max_unavailable).
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+    /// A host not healthy within this after its swap started has failed.
+    #[serde(with = "humantime_serde", default = "d_healthy_deadline")]
+    pub healthy_deadline: Duration,
+    /// The whole rollout must finish within this, or it rolls back.
+    #[serde(with = "humantime_serde", default = "d_progress_deadline")]
+    pub progress_deadline: Duration,
+    #[serde(default)]
+    pub steps: Vec<CanaryStep>,
+}
+
+fn d_max_unavailable() -> Amount {
+    Amount::Percent(25)
+}
+fn d_healthy_deadline() -> Duration {
+    Duration::from_secs(120)
+}
+fn d_progress_deadline() -> Duration {
+    Duration::from_secs(900)
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Self {
+            kind: StrategyKind::default(),
+            max_unavailable: d_max_unavailable(),
+            max_parallel: None,
+            healthy_deadline: d_healthy_deadline(),
+            progress_deadline: d_progress_deadline(),
+            steps: Vec::new(),
+        }
+    }
+}
+
+/// The `[rollback]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackPolicy {
+    #[serde(default = "d_true")]
+    pub auto: bool,
+    /// Failed hosts tolerated before rolling back (count or percent).
+    #[serde(default = "d_max_failed")]
+    pub max_failed: Amount,
+}
+
+fn d_true() -> bool {
+    true
+}
+fn d_max_failed() -> Amount {
+    Amount::Count(0)
+}
+
+impl Default for RollbackPolicy {
+    fn default() -> Self {
+        Self {
+            auto: true,
+            max_failed: d_max_failed(),
+        }
+    }
+}
+
+/// The `[artifact]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactSpec {
+    pub url: String,
+    pub sha256: String,
+    /// Largest artifact accepted, in bytes.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+}
+
+/// The `[targets]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Targets {
+    /// Label selector, e.g. "role=web,zone!=b".
+    pub selector: String,
+    /// Only hosts labelled `environment=<this>`.
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+/// A whole deployment spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySpec {
+    pub service: String,
+    /// Usually given on the command line (`--version`).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Usually given on the command line (`--artifact`, `--sha256`).
+    #[serde(default)]
+    pub artifact: Option<ArtifactSpec>,
+    pub run: RunSpec,
+    #[serde(default)]
+    pub listen: Vec<ListenSpec>,
+    #[serde(default)]
+    pub swap: SwapSpec,
+    #[serde(default)]
+    pub probes: Probes,
+    #[serde(default)]
+    pub hooks: Hooks,
+    #[serde(default)]
+    pub drain: DrainSpec,
+    #[serde(default)]
+    pub restart: RestartSpec,
+    #[serde(default)]
+    pub logs: LogSpec,
+    #[serde(default)]
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub rollback: RollbackPolicy,
+    pub targets: Targets,
+}
+
+/// A spec error: where, which field, what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct SpecError {
+    pub file: String,
+    /// 1-based; 0 when unknown.
+    pub line: usize,
+    pub column: usize,
+    pub field: String,
+    pub expected: String,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.field.is_empty()) {
+            (0, true) => write!(f, "{}: {}", self.file, self.expected),
+            (0, false) => write!(f, "{}: `{}`: {}", self.file, self.field, self.expected),
+            (l, true) => write!(f, "{}:{}:{}: {}", self.file, l, self.column, self.expected),
+            (l, false) => write!(
+                f,
+                "{}:{}:{}: `{}`: {}",
+                self.file, l, self.column, self.field, self.expected
+            ),
+        }
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rfind('\n').map(|i| offset - i).unwrap_or(offset + 1);
+    (line, col)
+}
+
+/// The span of a dotted key path in the document (for cross-field errors).
+fn span_of(text: &str, path: &str) -> Option<std::ops::Range<usize>> {
+    let doc = toml::de::DeTable::parse(text).ok()?;
+    let mut table = doc.get_ref();
+    let parts: Vec<&str> = path.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let name = part.split('[').next().unwrap_or(part);
+        let (k, v) = table.iter().find(|(k, _)| k.get_ref().as_ref() == name)?;
+        if i + 1 == parts.len() {
+            return Some(k.span());
+        }
+        match v.get_ref() {
+            toml::de::DeValue::Table(t) => table = t,
+            _ => return Some(k.span()),
+        }
+    }
+    None
+}
+
+const SECRET_HINTS: &[&str] = &[
+    "PASSWORD",
+    "PASSWD",
+    "SECRET",
+    "TOKEN",
+    "PRIVATE_KEY",
+    "API_KEY",
+    "CREDENTIAL",
+];
+
+impl DeploySpec {
+    /// Parses and validates a spec; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<DeploySpec, SpecError> {
+        let err = |span: Option<std::ops::Range<usize>>, field: String, expected: String| {
+            let (line, column) = span.map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+            SpecError {
+                file: file.into(),
+                line,
+                column,
+                field,
+                expected,
+            }
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| err(e.span(), String::new(), e.message().to_string()))?;
+        let spec: DeploySpec = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            let field = if path == "." { String::new() } else { path };
+            err(inner.span(), field, inner.message().to_string())
+        })?;
+        if let Err((field, expected)) = spec.check() {
+            return Err(err(span_of(text, &field), field, expected));
+        }
+        Ok(spec)
+    }
+
+    /// Reads and parses a spec file.
+    pub fn load(path: &Path) -> Result<DeploySpec, SpecError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| SpecError {
+            file: name.clone(),
+            line: 0,
+            column: 0,
+            field: String::new(),
+            expected: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, &name)
+    }
+
+    /// The host part, as agents receive it.
+    pub fn service_spec(&self) -> ServiceSpec {
+        ServiceSpec {
+            service: self.service.clone(),
+            run: self.run.clone(),
+            listen: self.listen.clone(),
+            swap: self.swap.clone(),
+            probes: self.probes.clone(),
+            hooks: self.hooks.clone(),
+            drain: self.drain.clone(),
+            restart: self.restart.clone(),
+            logs: self.logs.clone(),
+        }
+    }
+
+    /// Cross-field checks: (field path, what was expected).
+    fn check(&self) -> Result<(), (String, String)> {
+        let e = |f: &str, m: String| Err((f.to_string(), m));
+        self.service_spec()
+            .validate()
+            .map_err(|se| (se.field, se.expected))?;
+        for k in self.run.env.keys() {
+            let up = k.to_ascii_uppercase();
+            if SECRET_HINTS.iter().any(|h| up.contains(h)) {
+                return e(
+                    &format!("run.env.{k}"),
+                    "looks like a secret: put it in a file on the hosts and list the file in `run.env_files` (secrets never go in a spec)".into(),
+                );
+            }
+        }
+        if let Err(le) = Selector::parse(&self.targets.selector) {
+            return e("targets.selector", le.to_string());
+        }
+        if self.targets.selector.trim().is_empty() {
+            return e("targets.selector", "expected a label selector such as \"role=web\" (an empty one would target every host)".into());
+        }
+        if let Some(a) = &self.artifact {
+            if !(a.url.starts_with("https://")
+                || a.url.starts_with("http://")
+                || a.url.starts_with("file://"))
+            {
+                return e(
+                    "artifact.url",
+                    format!(
+                        "expected an http://, https:// or file:// URL, found \"{}\"",
+                        a.url
+                    ),
+                );
+            }
+            let h = a
+                .sha256
+                .trim()
+                .strip_prefix("sha256:")
+                .unwrap_or(a.sha256.trim());
+            if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+                return e("artifact.sha256", "expected 64 hex digits".into());
+            }
+        }
+        let s = &self.strategy;
+        if s.max_unavailable == Amount::Count(0) || s.max_unavailable == Amount::Percent(0) {
+            return e(
+                "strategy.max_unavailable",
+                "expected at least one host (or 1%): with 0 nothing could be replaced".into(),
+            );
+        }
+        if s.max_parallel == Some(0) {
+            return e("strategy.max_parallel", "expected at least 1".into());
+        }
+        if s.healthy_deadline < self.swap.min_ready {
+            return e(
+                "strategy.healthy_deadline",
+                format!(
+                    "expected at least swap.min_ready ({}), found {}",
+                    humantime::format_duration(self.swap.min_ready),
+                    humantime::format_duration(s.healthy_deadline)
+                ),
+            );
+        }
+        if s.progress_deadline < s.healthy_deadline {
+            return e(
+                "strategy.progress_deadline",
+                format!(
+                    "expected at least strategy.healthy_deadline ({}), found {}",
+                    humantime::format_duration(s.healthy_deadline),
+                    humantime::format_duration(s.progress_deadline)
+                ),
+            );
+        }
+        match s.kind {
+            StrategyKind::Canary => {
+                if s.steps.is_empty() {
+                    return e("strategy.steps", "a canary needs at least one step".into());
+                }
+                let mut last: Option<Amount> = None;
+                for (i, step) in s.steps.iter().enumerate() {
+                    if let Some(p) = &step.pause
+                        && p != "manual"
+                        && humantime::parse_duration(p).is_err()
+                    {
+                        return e(
+                            &format!("strategy.steps[{i}].pause"),
+                            format!("expected a duration like \"2m\" or \"manual\", found \"{p}\""),
+                        );
+                    }
+                    if let Some(prev) = last {
+                        let increasing = match (prev, step.hosts) {
+                            (Amount::Count(a), Amount::Count(b))
+                            | (Amount::Percent(a), Amount::Percent(b)) => b > a,
+                            _ => true,
+                        };
+                        if !increasing {
+                            return e(
+                                &format!("strategy.steps[{i}].hosts"),
+                                format!(
+                                    "expected more hosts than the step before ({prev}), found {}",
+                                    step.hosts
+                                ),
+                            );
+                        }
+                    }
+                    last = Some(step.hosts);
+                }
+            }
+            _ if !s.steps.is_empty() => {
+                return e(
+                    "strategy.steps",
+                    "steps are only for kind = \"canary\"".into(),
+                );
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+service = "web"
+
+[run]
+command = ["bin/web"]
+
+[[listen]]
+name = "http"
+address = "0.0.0.0:8080"
+
+[strategy]
+kind = "rolling"
+max_unavailable = "25%"
+
+[targets]
+selector = "role=web"
+"#;
+
+    #[test]
+    fn a_good_spec_parses_with_defaults() {
+        let s = DeploySpec::parse(GOOD, "app.toml").unwrap();
+        assert_eq!(s.strategy.max_unavailable, Amount::Percent(25));
+        assert!(s.rollback.auto);
+        assert_eq!(s.service_spec().service, "web");
+    }
+
+    #[test]
+    fn amounts_take_counts_and_percentages_of_the_fleet() {
+        assert_eq!(Amount::Percent(25).of(6), 1);
+        assert_eq!(Amount::Percent(50).of(6), 3);
+        assert_eq!(
+            Amount::Percent(10).of(3),
+            1,
+            "a non-zero share is at least one host"
+        );
+        assert_eq!(Amount::Percent(10).floor_of(5), 0);
+        assert_eq!(Amount::Count(9).of(4), 4);
+    }
+
+    fn error_of(text: &str) -> SpecError {
+        DeploySpec::parse(text, "app.toml").unwrap_err()
+    }
+
+    #[test]
+    fn a_wrong_value_names_line_field_and_expectation() {
+        let e = error_of(&GOOD.replace("max_unavailable = \"25%\"", "max_unavailable = \"lots\""));
+        assert_eq!(e.field, "strategy.max_unavailable");
+        assert_eq!(e.line, 13);
+        assert!(e.expected.contains("percentage"), "{e}");
+        assert!(e.to_string().starts_with("app.toml:13:"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_errors_point_at_the_field() {
+        let e = error_of(&GOOD.replace(
+            "max_unavailable = \"25%\"",
+            "max_unavailable = \"25%\"\nprogress_deadline = \"1s\"",
+        ));
+        assert_eq!(e.field, "strategy.progress_deadline");
+        assert_eq!(e.line, 14);
+    }
+}

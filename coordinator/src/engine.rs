@@ -1,0 +1,1116 @@
+//! The rollout engine: a pure state machine. [`Rollout::step`] takes an
+//! event and the time and returns the effects (commands to hosts) for a
+//! runner to carry out; it does no I/O, so it is tested with simulated
+//! agents and made-up clocks, and the same events always give the same
+//! commands. [`plan`] computes the batches a spec makes against the fleet.
+//!
+//! Strategies here: `rolling` (stage everywhere in parallel, then activate
+//! batch by batch) and `recreate` (one batch of everything). Automatic
+//! rollback on: more failed hosts than `max_failed`, a host not healthy
+//! within `healthy_deadline`, a done host whose health degrades during the
+//! rollout, `progress_deadline` passed. Rollback re-activates, in parallel,
+//! the release each changed host ran before (already staged: no download).
+
+use std::collections::BTreeMap;
+
+use cutover_common::deploy::{DeploySpec, StrategyKind};
+use cutover_common::labels::{self, Labels, Selector};
+use serde::{Deserialize, Serialize};
+
+/// A host as the planner sees it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub host: String,
+    pub labels: Labels,
+    pub ready: bool,
+    /// The release of this service the host runs now, if any.
+    pub active_release: Option<String>,
+}
+
+/// The batches a spec makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub batches: Vec<Vec<String>>,
+    /// Matching hosts left out, with why.
+    pub skipped: Vec<(String, String)>,
+    /// The release each target runs now.
+    pub from: BTreeMap<String, Option<String>>,
+    pub max_failed: usize,
+}
+
+/// Why a spec cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("targets.selector `{selector}` matches no ready host{}", if .not_ready.is_empty() { String::new() } else { format!(" ({} matching but not ready: {})", .not_ready.len(), .not_ready.join(", ")) })]
+    NoHosts {
+        selector: String,
+        not_ready: Vec<String>,
+    },
+    #[error(
+        "strategy.kind `{0}` is not available yet on this coordinator (use rolling or recreate)"
+    )]
+    Unsupported(String),
+}
+
+/// Computes the batches of a rollout of `spec` over `fleet`.
+pub fn plan(spec: &DeploySpec, fleet: &[Candidate]) -> Result<Plan, PlanError> {
+    let selector = Selector::parse(&spec.targets.selector).unwrap_or_default();
+    let mut targets = Vec::new();
+    let mut skipped = Vec::new();
+    for c in fleet {
+        if !selector.matches(&c.labels) {
+            continue;
+        }
+        if let Some(env) = &spec.targets.environment
+            && c.labels.get("environment") != Some(env)
+        {
+            continue;
+        }
+        if c.ready {
+            targets.push(c.clone());
+        } else {
+            skipped.push((c.host.clone(), "not ready".to_string()));
+        }
+    }
+    targets.sort_by(|a, b| a.host.cmp(&b.host));
+    if targets.is_empty() {
+        return Err(PlanError::NoHosts {
+            selector: spec.targets.selector.clone(),
+            not_ready: skipped.into_iter().map(|(h, _)| h).collect(),
+        });
+    }
+    let n = targets.len();
+    let size = match spec.strategy.kind {
+        StrategyKind::Rolling => {
+            let mut s = spec.strategy.max_unavailable.of(n).max(1);
+            if let Some(p) = spec.strategy.max_parallel {
+                s = s.min(p as usize).max(1);
+            }
+            s
+        }
+        StrategyKind::Recreate => n,
+        StrategyKind::Canary => return Err(PlanError::Unsupported("canary".into())),
+        StrategyKind::BlueGreen => return Err(PlanError::Unsupported("blue_green".into())),
+    };
+    let hosts: Vec<String> = targets.iter().map(|t| t.host.clone()).collect();
+    Ok(Plan {
+        batches: hosts.chunks(size).map(|c| c.to_vec()).collect(),
+        skipped,
+        from: targets
+            .into_iter()
+            .map(|t| (t.host, t.active_release))
+            .collect(),
+        max_failed: spec.rollback.max_failed.floor_of(n),
+    })
+}
+
+/// Where one host is in a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum HostPhase {
+    /// Not touched yet.
+    Pending,
+    /// `Stage` sent.
+    Staging,
+    /// Staged; waits for its batch.
+    Staged,
+    /// `Activate` sent at `since_ms`.
+    Activating { since_ms: i64 },
+    /// Runs the new release.
+    Done { at_ms: i64 },
+    /// Could not stage or activate: still runs what it ran before.
+    Failed { reason: String },
+    /// Sent back to the release it ran before.
+    RollingBack,
+    /// Back on the release it ran before.
+    RolledBack,
+    /// The rollback itself failed.
+    RollbackFailed { reason: String },
+}
+
+impl HostPhase {
+    fn is_failed(&self) -> bool {
+        matches!(self, HostPhase::Failed { .. })
+    }
+}
+
+/// Where the rollout is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum Phase {
+    /// Staging on every target in parallel.
+    Staging,
+    /// Activating batch `batch` (0-based).
+    Activating { batch: usize },
+    /// Sending changed hosts back to their previous release.
+    RollingBack { reason: String, aborted: bool },
+    /// Every target runs the new release.
+    Succeeded,
+    /// Rolled back by policy or by an operator.
+    RolledBack { reason: String },
+    /// Aborted by an operator (and rolled back).
+    Aborted { reason: String },
+    /// Stopped without finishing (a rollback failed, or auto-rollback is off).
+    Failed { reason: String },
+}
+
+impl Phase {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Phase::Succeeded
+                | Phase::RolledBack { .. }
+                | Phase::Aborted { .. }
+                | Phase::Failed { .. }
+        )
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Staging => "staging",
+            Phase::Activating { .. } => "activating",
+            Phase::RollingBack { .. } => "rolling_back",
+            Phase::Succeeded => "succeeded",
+            Phase::RolledBack { .. } => "rolled_back",
+            Phase::Aborted { .. } => "aborted",
+            Phase::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Something that happens to a rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Start,
+    /// A host answered a command.
+    Result {
+        host: String,
+        command_id: String,
+        ok: bool,
+        message: String,
+    },
+    /// A host that runs the new release reports it unhealthy.
+    Unhealthy {
+        host: String,
+        status: String,
+    },
+    /// Time passes (deadlines).
+    Tick,
+    Pause,
+    Resume,
+    /// Operator abort: roll back and end as aborted.
+    Abort,
+    /// Operator rollback of the running rollout.
+    Rollback,
+}
+
+/// A command for a runner to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Stage {
+        host: String,
+        command_id: String,
+    },
+    Activate {
+        host: String,
+        command_id: String,
+    },
+    /// Back to `to` (a staged release), or stop the service when the host
+    /// ran none before.
+    Revert {
+        host: String,
+        command_id: String,
+        to: Option<String>,
+    },
+}
+
+impl Effect {
+    pub fn host(&self) -> &str {
+        match self {
+            Effect::Stage { host, .. }
+            | Effect::Activate { host, .. }
+            | Effect::Revert { host, .. } => host,
+        }
+    }
+    pub fn command_id(&self) -> &str {
+        match self {
+            Effect::Stage { command_id, .. }
+            | Effect::Activate { command_id, .. }
+            | Effect::Revert { command_id, .. } => command_id,
+        }
+    }
+}
+
+/// One line of a rollout's story.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub at_ms: i64,
+    pub message: String,
+}
+
+/// A rollout in progress (or finished), with everything needed to resume
+/// it after a coordinator crash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: String,
+    pub service: String,
+    pub version: String,
+    pub release_id: String,
+    pub strategy: StrategyKind,
+    pub batches: Vec<Vec<String>>,
+    pub hosts: BTreeMap<String, HostPhase>,
+    pub from: BTreeMap<String, Option<String>>,
+    pub phase: Phase,
+    pub paused: bool,
+    pub max_failed: usize,
+    pub auto_rollback: bool,
+    pub healthy_deadline_ms: i64,
+    pub progress_deadline_ms: i64,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// Fencing epoch carried by every command.
+    pub epoch: u64,
+    pub notes: Vec<Note>,
+    /// Failed hosts that may run the new release (health degraded after
+    /// their swap, or late to answer): a rollback reverts them too.
+    #[serde(default)]
+    pub degraded: Vec<String>,
+}
+
+impl Rollout {
+    /// A rollout of `plan`, not started.
+    pub fn new(
+        id: &str,
+        spec: &DeploySpec,
+        version: &str,
+        release_id: &str,
+        plan: Plan,
+        epoch: u64,
+        now_ms: i64,
+    ) -> Rollout {
+        let hosts = plan
+            .batches
+            .iter()
+            .flatten()
+            .map(|h| (h.clone(), HostPhase::Pending))
+            .collect();
+        Rollout {
+            id: id.into(),
+            service: spec.service.clone(),
+            version: version.into(),
+            release_id: release_id.into(),
+            strategy: spec.strategy.kind,
+            batches: plan.batches,
+            hosts,
+            from: plan.from,
+            phase: Phase::Staging,
+            paused: false,
+            max_failed: plan.max_failed,
+            auto_rollback: spec.rollback.auto,
+            healthy_deadline_ms: spec.strategy.healthy_deadline.as_millis() as i64,
+            progress_deadline_ms: spec.strategy.progress_deadline.as_millis() as i64,
+            started_ms: now_ms,
+            finished_ms: None,
+            epoch,
+            notes: Vec::new(),
+            degraded: Vec::new(),
+        }
+    }
+
+    fn index(&self, host: &str) -> usize {
+        self.hosts
+            .keys()
+            .position(|h| h == host)
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The command id of `kind` for `host`: deterministic, so a resumed
+    /// rollout re-sends the very same commands and agents answer from their
+    /// journal instead of acting twice.
+    pub fn command_id(&self, kind: &str, host: &str) -> String {
+        format!("{}-{kind}-{}", self.id, self.index(host))
+    }
+
+    fn host_of(&self, command_id: &str) -> Option<(&'static str, String)> {
+        let rest = command_id.strip_prefix(&format!("{}-", self.id))?;
+        let (kind, idx) = rest.rsplit_once('-')?;
+        let idx: usize = idx.parse().ok()?;
+        let host = self.hosts.keys().nth(idx)?.clone();
+        let kind = match kind {
+            "stage" => "stage",
+            "activate" => "activate",
+            "revert" => "revert",
+            _ => return None,
+        };
+        Some((kind, host))
+    }
+
+    fn note(&mut self, now: i64, m: impl Into<String>) {
+        self.notes.push(Note {
+            at_ms: now,
+            message: m.into(),
+        });
+    }
+
+    fn failed_count(&self) -> usize {
+        self.hosts.values().filter(|p| p.is_failed()).count()
+    }
+
+    /// The batch currently being activated, if any.
+    pub fn current_batch(&self) -> Option<usize> {
+        match self.phase {
+            Phase::Activating { batch } => Some(batch),
+            _ => None,
+        }
+    }
+
+    /// Why the rollout is not moving, for `cutover status`.
+    pub fn blocked_on(&self, now: i64) -> Option<String> {
+        match &self.phase {
+            Phase::Staging => {
+                let staged = self
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, HostPhase::Staged))
+                    .count();
+                Some(format!("{staged}/{} hosts staged", self.hosts.len()))
+            }
+            Phase::Activating { batch } => {
+                let hosts = &self.batches[*batch];
+                let done = hosts
+                    .iter()
+                    .filter(|h| matches!(self.hosts[*h], HostPhase::Done { .. }))
+                    .count();
+                if self.paused && done == hosts.len() {
+                    return Some("paused by an operator: `cutover resume` to go on".into());
+                }
+                let oldest = hosts
+                    .iter()
+                    .filter_map(|h| match self.hosts[h] {
+                        HostPhase::Activating { since_ms } => Some(since_ms),
+                        _ => None,
+                    })
+                    .min();
+                let wait = oldest
+                    .map(|s| {
+                        format!(
+                            ", healthy deadline in {}s",
+                            ((s + self.healthy_deadline_ms - now) / 1000).max(0)
+                        )
+                    })
+                    .unwrap_or_default();
+                Some(format!(
+                    "batch {}/{}: {done}/{} hosts healthy{wait}",
+                    batch + 1,
+                    self.batches.len(),
+                    hosts.len()
+                ))
+            }
+            Phase::RollingBack { .. } => {
+                let left = self
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, HostPhase::RollingBack))
+                    .count();
+                Some(format!("rolling back: {left} host(s) still going back"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Applies an event at `now` (Unix ms). Pure: returns the commands to send.
+    pub fn step(&mut self, ev: Event, now: i64) -> Vec<Effect> {
+        if self.phase.is_terminal() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        match ev {
+            Event::Start => {
+                self.note(
+                    now,
+                    format!(
+                        "staging {} on {} host(s)",
+                        self.release_id,
+                        self.hosts.len()
+                    ),
+                );
+                let hosts: Vec<String> = self.hosts.keys().cloned().collect();
+                for h in hosts {
+                    self.hosts.insert(h.clone(), HostPhase::Staging);
+                    out.push(Effect::Stage {
+                        command_id: self.command_id("stage", &h),
+                        host: h,
+                    });
+                }
+            }
+            Event::Result {
+                host,
+                command_id,
+                ok,
+                message,
+            } => {
+                let Some((kind, h)) = self.host_of(&command_id) else {
+                    return out;
+                };
+                if h != host {
+                    return out; // a host answering for another host's command
+                }
+                let cur = self.hosts.get(&host).cloned();
+                match (kind, cur) {
+                    ("stage", Some(HostPhase::Staging)) => {
+                        let p = if ok {
+                            HostPhase::Staged
+                        } else {
+                            self.note(now, format!("{host}: staging failed: {message}"));
+                            HostPhase::Failed { reason: message }
+                        };
+                        self.hosts.insert(host, p);
+                    }
+                    ("activate", Some(HostPhase::Activating { .. })) => {
+                        let p = if ok {
+                            self.note(now, format!("{host}: runs {}", self.release_id));
+                            HostPhase::Done { at_ms: now }
+                        } else {
+                            self.note(
+                                now,
+                                format!("{host}: swap failed, still on its old release: {message}"),
+                            );
+                            HostPhase::Failed { reason: message }
+                        };
+                        self.hosts.insert(host, p);
+                    }
+                    ("activate", Some(HostPhase::RollingBack)) if !ok => {
+                        // The swap failed on its own: the host never left
+                        // its old release. The revert (queued behind it)
+                        // will answer too.
+                    }
+                    ("revert", Some(HostPhase::RollingBack)) => {
+                        let p = if ok {
+                            self.note(
+                                now,
+                                format!(
+                                    "{host}: back on {}",
+                                    self.from
+                                        .get(&host)
+                                        .cloned()
+                                        .flatten()
+                                        .unwrap_or_else(|| "nothing (stopped)".into())
+                                ),
+                            );
+                            HostPhase::RolledBack
+                        } else {
+                            self.note(now, format!("{host}: rollback failed: {message}"));
+                            HostPhase::RollbackFailed { reason: message }
+                        };
+                        self.hosts.insert(host, p);
+                    }
+                    _ => {}
+                }
+            }
+            Event::Unhealthy { host, status } => {
+                if matches!(self.hosts.get(&host), Some(HostPhase::Done { .. }))
+                    && !matches!(self.phase, Phase::RollingBack { .. })
+                {
+                    self.note(
+                        now,
+                        format!("{host}: health degraded ({status}) after its swap"),
+                    );
+                    self.hosts.insert(
+                        host.clone(),
+                        HostPhase::Failed {
+                            reason: format!("health degraded: {status}"),
+                        },
+                    );
+                    // It runs the new release: a rollback reverts it too.
+                    self.degraded.push(host);
+                }
+            }
+            Event::Tick => {
+                if !matches!(self.phase, Phase::RollingBack { .. }) {
+                    let late: Vec<String> = self
+                        .hosts
+                        .iter()
+                        .filter_map(|(h, p)| match p {
+                            HostPhase::Activating { since_ms }
+                                if now - since_ms > self.healthy_deadline_ms =>
+                            {
+                                Some(h.clone())
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    for h in late {
+                        self.note(now, format!("{h}: not healthy within the healthy deadline"));
+                        self.degraded.push(h.clone());
+                        self.hosts.insert(
+                            h,
+                            HostPhase::Failed {
+                                reason: "not healthy within healthy_deadline".into(),
+                            },
+                        );
+                    }
+                    if now - self.started_ms > self.progress_deadline_ms {
+                        return self.begin_rollback(now, "progress deadline passed".into(), false);
+                    }
+                }
+            }
+            Event::Pause => {
+                if !self.paused {
+                    self.paused = true;
+                    self.note(now, "paused: no new batch will start");
+                }
+            }
+            Event::Resume => {
+                if self.paused {
+                    self.paused = false;
+                    self.note(now, "resumed");
+                }
+            }
+            Event::Abort => return self.begin_rollback(now, "aborted by an operator".into(), true),
+            Event::Rollback => {
+                return self.begin_rollback(now, "rolled back by an operator".into(), false);
+            }
+        }
+        out.extend(self.advance(now));
+        out
+    }
+
+    /// Moves to the next phase when the current one is complete.
+    fn advance(&mut self, now: i64) -> Vec<Effect> {
+        if self.failed_count() > self.max_failed && !matches!(self.phase, Phase::RollingBack { .. })
+        {
+            let reason = format!(
+                "{} host(s) failed, more than max_failed ({})",
+                self.failed_count(),
+                self.max_failed
+            );
+            if self.auto_rollback {
+                return self.begin_rollback(now, reason, false);
+            }
+            self.finish(
+                now,
+                Phase::Failed {
+                    reason: format!("{reason}; automatic rollback is off"),
+                },
+            );
+            return Vec::new();
+        }
+        match self.phase.clone() {
+            Phase::Staging => {
+                if self.hosts.values().any(|p| matches!(p, HostPhase::Staging)) {
+                    return Vec::new();
+                }
+                self.note(now, "staged everywhere");
+                self.start_batch(0, now)
+            }
+            Phase::Activating { batch } => {
+                let in_flight = self.batches[batch]
+                    .iter()
+                    .any(|h| matches!(self.hosts[h], HostPhase::Activating { .. }));
+                if in_flight || self.paused {
+                    return Vec::new();
+                }
+                self.start_batch(batch + 1, now)
+            }
+            Phase::RollingBack { reason, aborted } => {
+                if self
+                    .hosts
+                    .values()
+                    .any(|p| matches!(p, HostPhase::RollingBack))
+                {
+                    return Vec::new();
+                }
+                let failed: Vec<String> = self
+                    .hosts
+                    .iter()
+                    .filter(|(_, p)| matches!(p, HostPhase::RollbackFailed { .. }))
+                    .map(|(h, _)| h.clone())
+                    .collect();
+                let end = if !failed.is_empty() {
+                    Phase::Failed {
+                        reason: format!("{reason}; rollback failed on {}", failed.join(", ")),
+                    }
+                } else if aborted {
+                    Phase::Aborted { reason }
+                } else {
+                    Phase::RolledBack { reason }
+                };
+                self.finish(now, end);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn start_batch(&mut self, batch: usize, now: i64) -> Vec<Effect> {
+        let mut b = batch;
+        while b < self.batches.len() {
+            let staged: Vec<String> = self.batches[b]
+                .iter()
+                .filter(|h| matches!(self.hosts[*h], HostPhase::Staged))
+                .cloned()
+                .collect();
+            if staged.is_empty() {
+                b += 1;
+                continue;
+            }
+            self.phase = Phase::Activating { batch: b };
+            self.note(
+                now,
+                format!(
+                    "batch {}/{}: activating {}",
+                    b + 1,
+                    self.batches.len(),
+                    staged.join(", ")
+                ),
+            );
+            return staged
+                .into_iter()
+                .map(|h| {
+                    self.hosts
+                        .insert(h.clone(), HostPhase::Activating { since_ms: now });
+                    Effect::Activate {
+                        command_id: self.command_id("activate", &h),
+                        host: h,
+                    }
+                })
+                .collect();
+        }
+        self.finish(now, Phase::Succeeded);
+        Vec::new()
+    }
+
+    fn begin_rollback(&mut self, now: i64, reason: String, aborted: bool) -> Vec<Effect> {
+        if matches!(self.phase, Phase::RollingBack { .. }) || self.phase.is_terminal() {
+            return Vec::new();
+        }
+        self.note(now, format!("rolling back: {reason}"));
+        self.phase = Phase::RollingBack { reason, aborted };
+        let changed: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(h, p)| {
+                matches!(p, HostPhase::Done { .. } | HostPhase::Activating { .. })
+                    || self.degraded.contains(h)
+            })
+            .map(|(h, _)| h.clone())
+            .collect();
+        let mut out = Vec::new();
+        for h in changed {
+            self.hosts.insert(h.clone(), HostPhase::RollingBack);
+            out.push(Effect::Revert {
+                command_id: self.command_id("revert", &h),
+                to: self.from.get(&h).cloned().flatten(),
+                host: h,
+            });
+        }
+        out.extend(self.advance(now));
+        out
+    }
+
+    fn finish(&mut self, now: i64, end: Phase) {
+        self.note(now, format!("finished: {}", end.name()));
+        self.phase = end;
+        self.finished_ms = Some(now);
+    }
+
+    /// Commands in flight, to re-send after a coordinator restart or a
+    /// lost session (agents answer repeated commands from their journal).
+    pub fn in_flight(&self) -> Vec<Effect> {
+        self.hosts
+            .iter()
+            .filter_map(|(h, p)| match p {
+                HostPhase::Staging => Some(Effect::Stage {
+                    host: h.clone(),
+                    command_id: self.command_id("stage", h),
+                }),
+                HostPhase::Activating { .. } => Some(Effect::Activate {
+                    host: h.clone(),
+                    command_id: self.command_id("activate", h),
+                }),
+                HostPhase::RollingBack => Some(Effect::Revert {
+                    host: h.clone(),
+                    command_id: self.command_id("revert", h),
+                    to: self.from.get(h).cloned().flatten(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// "3/6 hosts on v2" and the like.
+    pub fn summary(&self) -> String {
+        let done = self
+            .hosts
+            .values()
+            .filter(|p| matches!(p, HostPhase::Done { .. }))
+            .count();
+        let failed = self.failed_count();
+        let back = self
+            .hosts
+            .values()
+            .filter(|p| matches!(p, HostPhase::RolledBack))
+            .count();
+        let mut s = format!("{done}/{} on {}", self.hosts.len(), self.version);
+        if failed > 0 {
+            s.push_str(&format!(", {failed} failed"));
+        }
+        if back > 0 {
+            s.push_str(&format!(", {back} rolled back"));
+        }
+        s
+    }
+}
+
+/// Labels to a display string (re-exported for the CLI).
+pub fn fmt_labels(l: &Labels) -> String {
+    labels::format(l)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(extra: &str) -> DeploySpec {
+        DeploySpec::parse(
+            &format!(
+                "service = \"web\"\n[run]\ncommand = [\"bin/web\"]\n[targets]\nselector = \"role=web\"\n{extra}"
+            ),
+            "t.toml",
+        )
+        .unwrap()
+    }
+
+    fn fleet(n: usize) -> Vec<Candidate> {
+        (1..=n)
+            .map(|i| Candidate {
+                host: format!("web-{i}"),
+                labels: labels::parse("role=web").unwrap(),
+                ready: true,
+                active_release: Some("v1".into()),
+            })
+            .collect()
+    }
+
+    fn rollout(extra: &str, n: usize) -> Rollout {
+        let s = spec(extra);
+        let p = plan(&s, &fleet(n)).unwrap();
+        Rollout::new("d1", &s, "2", "v2", p, 1, 0)
+    }
+
+    /// Drives a rollout with simulated agents: `answer` decides each
+    /// command's outcome. Returns every effect in order and the most hosts
+    /// activating at once.
+    fn drive(r: &mut Rollout, mut answer: impl FnMut(&Effect) -> bool) -> (Vec<Effect>, usize) {
+        let mut now = 0;
+        let mut queue: Vec<Effect> = r.step(Event::Start, now);
+        let mut all = queue.clone();
+        let mut max_active = 0;
+        while !queue.is_empty() {
+            let e = queue.remove(0);
+            now += 10;
+            let active = r
+                .hosts
+                .values()
+                .filter(|p| matches!(p, HostPhase::Activating { .. }))
+                .count();
+            max_active = max_active.max(active);
+            let ok = answer(&e);
+            let more = r.step(
+                Event::Result {
+                    host: e.host().into(),
+                    command_id: e.command_id().into(),
+                    ok,
+                    message: if ok { "ok".into() } else { "boom".into() },
+                },
+                now,
+            );
+            all.extend(more.clone());
+            queue.extend(more);
+        }
+        (all, max_active)
+    }
+
+    #[test]
+    fn rolling_six_hosts_two_at_a_time_makes_three_batches_and_succeeds() {
+        let mut r = rollout("[strategy]\nmax_unavailable = 2\n", 6);
+        assert_eq!(r.batches.len(), 3);
+        let (effects, max_active) = drive(&mut r, |_| true);
+        assert_eq!(r.phase, Phase::Succeeded);
+        assert!(
+            max_active <= 2,
+            "never more than max_unavailable out of service"
+        );
+        let stages = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Stage { .. }))
+            .count();
+        let activates = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::Activate { .. }))
+            .count();
+        assert_eq!((stages, activates), (6, 6));
+        // Staging everywhere comes before any activation.
+        let first_activate = effects
+            .iter()
+            .position(|e| matches!(e, Effect::Activate { .. }))
+            .unwrap();
+        assert!(
+            effects[..first_activate]
+                .iter()
+                .all(|e| matches!(e, Effect::Stage { .. }))
+        );
+    }
+
+    #[test]
+    fn a_failed_swap_over_max_failed_rolls_back_every_changed_host_to_its_previous_release() {
+        let mut r = rollout("[strategy]\nmax_unavailable = 2\n", 6);
+        // web-3 (second batch) fails its swap.
+        let (effects, _) = drive(&mut r, |e| {
+            !(matches!(e, Effect::Activate { .. }) && e.host() == "web-3")
+        });
+        assert!(matches!(r.phase, Phase::RolledBack { .. }), "{:?}", r.phase);
+        let reverted: Vec<&str> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Revert { host, to, .. } => {
+                    assert_eq!(to.as_deref(), Some("v1"), "back to what it ran before");
+                    Some(host.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        // web-1 and web-2 changed; web-4 was in flight with web-3.
+        assert_eq!(reverted, vec!["web-1", "web-2", "web-4"]);
+        assert!(
+            !effects
+                .iter()
+                .any(|e| matches!(e, Effect::Activate { host, .. } if host == "web-5")),
+            "no batch after the failure"
+        );
+        assert_eq!(
+            r.hosts["web-3"],
+            HostPhase::Failed {
+                reason: "boom".into()
+            }
+        );
+    }
+
+    #[test]
+    fn failures_within_max_failed_let_the_rollout_finish() {
+        let mut r = rollout(
+            "[strategy]\nmax_unavailable = 2\n[rollback]\nmax_failed = 1\n",
+            6,
+        );
+        drive(&mut r, |e| {
+            !(matches!(e, Effect::Activate { .. }) && e.host() == "web-3")
+        });
+        assert_eq!(r.phase, Phase::Succeeded);
+        assert_eq!(r.summary(), "5/6 on 2, 1 failed");
+    }
+
+    #[test]
+    fn a_host_not_healthy_within_the_deadline_fails_and_triggers_rollback() {
+        let mut r = rollout(
+            "[swap]\nmin_ready = \"1s\"\n[strategy]\nmax_unavailable = 1\nhealthy_deadline = \"30s\"\n",
+            2,
+        );
+        let mut q = r.step(Event::Start, 0);
+        for e in q.drain(..).collect::<Vec<_>>() {
+            q.extend(r.step(
+                Event::Result {
+                    host: e.host().into(),
+                    command_id: e.command_id().into(),
+                    ok: true,
+                    message: String::new(),
+                },
+                1,
+            ));
+        }
+        assert!(matches!(q.as_slice(), [Effect::Activate { .. }]));
+        assert!(r.step(Event::Tick, 20_000).is_empty());
+        let out = r.step(Event::Tick, 40_000);
+        assert!(
+            matches!(out.as_slice(), [Effect::Revert { host, .. }] if host == "web-1"),
+            "{out:?}"
+        );
+        assert!(matches!(r.phase, Phase::RollingBack { .. }));
+    }
+
+    #[test]
+    fn the_progress_deadline_rolls_back() {
+        let mut r = rollout("[strategy]\nprogress_deadline = \"5m\"\n", 1);
+        r.step(Event::Start, 0);
+        let out = r.step(Event::Tick, 301_000);
+        assert!(out.is_empty(), "nothing had changed yet: nothing to revert");
+        assert!(
+            matches!(r.phase, Phase::RolledBack { ref reason } if reason.contains("progress deadline")),
+            "{:?}",
+            r.phase
+        );
+    }
+
+    #[test]
+    fn pause_holds_the_next_batch_and_resume_releases_it() {
+        let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);
+        let mut q = r.step(Event::Start, 0);
+        for e in q.drain(..).collect::<Vec<_>>() {
+            q.extend(r.step(
+                Event::Result {
+                    host: e.host().into(),
+                    command_id: e.command_id().into(),
+                    ok: true,
+                    message: String::new(),
+                },
+                1,
+            ));
+        }
+        r.step(Event::Pause, 2);
+        let a = q.remove(0);
+        let out = r.step(
+            Event::Result {
+                host: a.host().into(),
+                command_id: a.command_id().into(),
+                ok: true,
+                message: String::new(),
+            },
+            3,
+        );
+        assert!(out.is_empty(), "paused: no new batch");
+        assert!(r.blocked_on(3).unwrap().contains("paused"));
+        let out = r.step(Event::Resume, 4);
+        assert!(matches!(out.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
+    }
+
+    #[test]
+    fn abort_reverts_and_ends_as_aborted() {
+        let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);
+        let mut q = r.step(Event::Start, 0);
+        for e in q.drain(..).collect::<Vec<_>>() {
+            q.extend(r.step(
+                Event::Result {
+                    host: e.host().into(),
+                    command_id: e.command_id().into(),
+                    ok: true,
+                    message: String::new(),
+                },
+                1,
+            ));
+        }
+        let a = q.remove(0);
+        r.step(
+            Event::Result {
+                host: a.host().into(),
+                command_id: a.command_id().into(),
+                ok: true,
+                message: String::new(),
+            },
+            2,
+        );
+        let out = r.step(Event::Abort, 3);
+        for e in out {
+            r.step(
+                Event::Result {
+                    host: e.host().into(),
+                    command_id: e.command_id().into(),
+                    ok: true,
+                    message: String::new(),
+                },
+                4,
+            );
+        }
+        assert!(matches!(r.phase, Phase::Aborted { .. }), "{:?}", r.phase);
+    }
+
+    #[test]
+    fn a_host_cannot_answer_for_another_and_unknown_commands_are_ignored() {
+        let mut r = rollout("", 2);
+        let q = r.step(Event::Start, 0);
+        let before = r.clone();
+        r.step(
+            Event::Result {
+                host: "web-2".into(),
+                command_id: q[0].command_id().into(),
+                ok: true,
+                message: String::new(),
+            },
+            1,
+        );
+        r.step(
+            Event::Result {
+                host: "web-1".into(),
+                command_id: "other-stage-0".into(),
+                ok: true,
+                message: String::new(),
+            },
+            1,
+        );
+        assert_eq!(r.hosts, before.hosts);
+    }
+
+    #[test]
+    fn a_selector_matching_no_ready_host_is_a_plan_error_naming_them() {
+        let s = spec("");
+        let mut f = fleet(2);
+        f.iter_mut().for_each(|c| c.ready = false);
+        let e = plan(&s, &f).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("matches no ready host (2 matching but not ready: web-1, web-2)"),
+            "{e}"
+        );
+    }
+
+    /// A small deterministic generator for the property checks below.
+    fn xorshift(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[test]
+    fn property_every_rollout_ends_terminal_within_max_unavailable_and_rollbacks_restore_every_changed_host()
+     {
+        for seed0 in 1..300u64 {
+            let mut seed = seed0 * 7919;
+            let n = 1 + (xorshift(&mut seed) % 9) as usize;
+            let mu = 1 + (xorshift(&mut seed) % 4) as u32;
+            let mf = (xorshift(&mut seed) % 3) as u32;
+            let fail_rate = xorshift(&mut seed) % 4; // 0..3 in 10
+            let mut r = rollout(
+                &format!("[strategy]\nmax_unavailable = {mu}\n[rollback]\nmax_failed = {mf}\n"),
+                n,
+            );
+            let mut s2 = seed;
+            let (effects, max_active) = drive(&mut r, |e| match e {
+                Effect::Revert { .. } => true,
+                _ => xorshift(&mut s2) % 10 >= fail_rate,
+            });
+            assert!(r.phase.is_terminal(), "seed {seed0}: {:?}", r.phase);
+            assert!(
+                max_active <= mu as usize,
+                "seed {seed0}: {max_active} > {mu}"
+            );
+            if matches!(r.phase, Phase::RolledBack { .. }) {
+                for (h, p) in &r.hosts {
+                    assert!(
+                        !matches!(p, HostPhase::Done { .. } | HostPhase::Activating { .. }),
+                        "seed {seed0}: {h} left on the new release"
+                    );
+                }
+            }
+            // Same events give the same commands.
+            let mut again = rollout(
+                &format!("[strategy]\nmax_unavailable = {mu}\n[rollback]\nmax_failed = {mf}\n"),
+                n,
+            );
+            let mut s3 = seed;
+            let (effects2, _) = drive(&mut again, |e| match e {
+                Effect::Revert { .. } => true,
+                _ => xorshift(&mut s3) % 10 >= fail_rate,
+            });
+            assert_eq!(effects, effects2, "seed {seed0}");
+        }
+    }
+}
