@@ -25,6 +25,8 @@ pub struct App {
     pub url: String,
     /// Commands in flight and who waits for them.
     pub commands: crate::commands::CommandHub,
+    /// Running rollouts.
+    pub rollouts: crate::rollout::Rollouts,
 }
 
 /// A join token as handed to a person: `cutover1.<id>.<secret>`.

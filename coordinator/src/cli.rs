@@ -20,7 +20,7 @@ use crate::pki_setup;
 
 /// Cutover: boring deploys for fleets of Linux hosts.
 #[derive(Debug, Parser)]
-#[command(name = "cutover", version, about, propagate_version = true)]
+#[command(name = "cutover", version, about)]
 pub struct Cli {
     #[command(flatten)]
     pub client: ClientArgs,
@@ -95,6 +95,66 @@ pub enum Command {
         host: String,
         #[arg(long = "service", short = 's')]
         services: Vec<String>,
+    },
+    /// Check a deployment spec (locally; no coordinator needed).
+    Validate { file: PathBuf },
+    /// Show the batches a spec would make against today's fleet.
+    Plan {
+        file: PathBuf,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Deploy a spec. Exit codes with --watch: 0 succeeded, 2 failed,
+    /// 3 rolled back, 4 aborted (1: could not start).
+    Deploy {
+        file: PathBuf,
+        /// The version being deployed (or `version` in the spec).
+        #[arg(long)]
+        version: Option<String>,
+        /// Artifact URL (or [artifact] in the spec).
+        #[arg(long, requires = "sha256")]
+        artifact: Option<String>,
+        #[arg(long)]
+        sha256: Option<String>,
+        /// When the change was committed (RFC 3339), for lead-time stats.
+        #[arg(long)]
+        commit_time: Option<String>,
+        /// Follow the rollout until it ends; the exit code tells how.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// A deployment's state (default: the newest).
+    Status {
+        id: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Follow a deployment until it ends (same exit codes as deploy --watch).
+    Watch { id: String },
+    /// Deployments of a service, newest first.
+    History {
+        service: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Stop starting new batches of a deployment.
+    Pause { id: String },
+    /// Go on with a paused deployment.
+    Resume { id: String },
+    /// Stop a deployment and roll back the hosts it changed.
+    Abort { id: String },
+    /// Promote a canary step.
+    Promote { id: String },
+    /// Deploy an earlier successful version of a service again.
+    Rollback {
+        service: String,
+        /// Default: the newest successful version before the current one.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        watch: bool,
     },
     /// Run a whole fleet on this machine: a coordinator, agents and a sample service.
     Demo(crate::demo::DemoArgs),
@@ -227,8 +287,383 @@ pub async fn run(cli: Cli) -> Result<()> {
             stop,
         } => drain(&cli.client, &host, services, Some(stop)).await,
         Command::Undrain { host, services } => drain(&cli.client, &host, services, None).await,
+        Command::Validate { file } => {
+            let spec = cutover_common::deploy::DeploySpec::load(&file)?;
+            println!(
+                "{}: ok (service {}, {:?} strategy, targets {})",
+                file.display(),
+                spec.service,
+                spec.strategy.kind,
+                spec.targets.selector
+            );
+            Ok(())
+        }
+        Command::Plan { file, output } => plan(&cli.client, &file, output).await,
+        Command::Deploy {
+            file,
+            version,
+            artifact,
+            sha256,
+            commit_time,
+            watch,
+        } => {
+            deploy(
+                &cli.client,
+                &file,
+                version,
+                artifact,
+                sha256,
+                commit_time,
+                watch,
+            )
+            .await
+        }
+        Command::Status { id, output } => {
+            status_cmd(&cli.client, id.unwrap_or_default(), output).await
+        }
+        Command::Watch { id } => {
+            let mut c = cli.client.connect().await?;
+            follow(&mut c, &id).await
+        }
+        Command::History {
+            service,
+            limit,
+            output,
+        } => history(&cli.client, &service, limit, output).await,
+        Command::Pause { id } => control(&cli.client, &id, "pause").await,
+        Command::Resume { id } => control(&cli.client, &id, "resume").await,
+        Command::Abort { id } => control(&cli.client, &id, "abort").await,
+        Command::Promote { id } => control(&cli.client, &id, "promote").await,
+        Command::Rollback { service, to, watch } => {
+            let mut c = cli.client.connect().await?;
+            let d = c
+                .rollback_service(pb::RollbackServiceRequest {
+                    service,
+                    to_version: to.unwrap_or_default(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!(
+                "deployment {} rolls {} back to version {}",
+                d.id, d.service, d.version
+            );
+            if watch {
+                follow(&mut c, &d.id).await
+            } else {
+                Ok(())
+            }
+        }
         Command::Demo(args) => crate::demo::run(args).await,
     }
+}
+
+/// How a followed deployment ended, as a process exit code.
+#[derive(Debug)]
+pub struct DeployOutcome {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for DeployOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DeployOutcome {}
+
+fn spec_request(file: &std::path::Path) -> Result<pb::SpecRequest> {
+    // Check locally first: the same errors, without a round trip.
+    cutover_common::deploy::DeploySpec::load(file)?;
+    Ok(pb::SpecRequest {
+        spec_toml: std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?,
+        file_name: file.display().to_string(),
+        ..Default::default()
+    })
+}
+
+async fn plan(client: &ClientArgs, file: &std::path::Path, output: Format) -> Result<()> {
+    let req = spec_request(file)?;
+    let mut c = client.connect().await?;
+    let p = c.plan_deployment(req).await.map_err(status)?.into_inner();
+    let plan: crate::engine::Plan =
+        serde_json::from_str(&p.plan_json).context("reading the plan")?;
+    match output {
+        Format::Json => print!("{}", output::json(&plan)),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = plan
+                .batches
+                .iter()
+                .enumerate()
+                .flat_map(|(i, b)| {
+                    let plan = &plan;
+                    b.iter().map(move |h| {
+                        vec![
+                            format!("{}", i + 1),
+                            h.clone(),
+                            plan.from
+                                .get(h)
+                                .cloned()
+                                .flatten()
+                                .unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                })
+                .collect();
+            print!("{}", output::table(&["BATCH", "HOST", "RUNS NOW"], &rows));
+            for (h, why) in &plan.skipped {
+                println!("skipped {h}: {why}");
+            }
+            println!(
+                "{} batch(es), {} host(s); rolls back after more than {} failed host(s)",
+                plan.batches.len(),
+                plan.batches.iter().map(Vec::len).sum::<usize>(),
+                plan.max_failed
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn deploy(
+    client: &ClientArgs,
+    file: &std::path::Path,
+    version: Option<String>,
+    artifact: Option<String>,
+    sha256: Option<String>,
+    commit_time: Option<String>,
+    watch: bool,
+) -> Result<()> {
+    let mut spec = spec_request(file)?;
+    spec.version = version.unwrap_or_default();
+    spec.artifact_url = artifact.unwrap_or_default();
+    spec.artifact_sha256 = sha256.unwrap_or_default();
+    let commit_time_ms = match commit_time {
+        Some(t) => cutover_common::time::to_unix_ms(
+            humantime::parse_rfc3339_weak(&t)
+                .context("--commit-time: expected RFC 3339, e.g. 2026-11-22T10:00:00Z")?,
+        ),
+        None => 0,
+    };
+    let mut c = client.connect().await?;
+    let d = c
+        .submit_deployment(pb::SubmitDeploymentRequest {
+            spec: Some(spec),
+            commit_time_ms,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!(
+        "deployment {} of {} version {} started",
+        d.id, d.service, d.version
+    );
+    if watch {
+        follow(&mut c, &d.id).await
+    } else {
+        Ok(())
+    }
+}
+
+fn rollout_of(d: &pb::DeploymentInfo) -> Option<crate::engine::Rollout> {
+    serde_json::from_str(&d.rollout_json).ok()
+}
+
+/// Prints a deployment's story as it happens; fails with the outcome's
+/// exit code unless it succeeded.
+async fn follow(c: &mut crate::client::Control, id: &str) -> Result<()> {
+    let mut stream = c
+        .watch_deployment(pb::GetDeploymentRequest { id: id.into() })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let mut printed = 0;
+    let mut last: Option<pb::DeploymentInfo> = None;
+    while let Some(d) = stream.message().await.map_err(status)? {
+        if let Some(r) = rollout_of(&d) {
+            for n in r.notes.iter().skip(printed) {
+                let t =
+                    humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(n.at_ms))
+                        .to_string();
+                println!("{}  {}  {}", &t[11..19], d.id, n.message);
+            }
+            printed = r.notes.len();
+        }
+        last = Some(d);
+    }
+    let d = last.context("the coordinator sent nothing")?;
+    let r = rollout_of(&d);
+    let summary = r.as_ref().map(|r| r.summary()).unwrap_or_default();
+    let (code, what) = match d.phase.as_str() {
+        "succeeded" => (0, "succeeded"),
+        "rolled_back" => (3, "rolled back"),
+        "aborted" => (4, "aborted"),
+        "failed" => (2, "failed"),
+        _ => (2, "ended without a result"),
+    };
+    let reason = match r.map(|r| r.phase) {
+        Some(crate::engine::Phase::RolledBack { reason })
+        | Some(crate::engine::Phase::Aborted { reason })
+        | Some(crate::engine::Phase::Failed { reason }) => {
+            format!(": {reason}")
+        }
+        _ => String::new(),
+    };
+    let message = format!("deployment {} {what}{reason} ({summary})", d.id);
+    if code == 0 {
+        println!("{message}");
+        Ok(())
+    } else {
+        Err(DeployOutcome { code, message }.into())
+    }
+}
+
+async fn status_cmd(client: &ClientArgs, id: String, output: Format) -> Result<()> {
+    let mut c = client.connect().await?;
+    let d = c
+        .get_deployment(pb::GetDeploymentRequest { id })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let r = rollout_of(&d);
+    match output {
+        Format::Json => {
+            let v = serde_json::json!({
+                "id": d.id, "service": d.service, "version": d.version, "phase": d.phase,
+                "created_by": d.created_by, "blocked_on": d.blocked_on, "rollout": r,
+            });
+            print!("{}", output::json(&v));
+        }
+        Format::Table => {
+            println!(
+                "deployment {}: {} version {} — {}",
+                d.id, d.service, d.version, d.phase
+            );
+            if let Some(r) = &r {
+                println!(
+                    "release {}, {} batch(es), started by {}",
+                    r.release_id,
+                    r.batches.len(),
+                    d.created_by
+                );
+                if !d.blocked_on.is_empty() {
+                    println!("now: {}", d.blocked_on);
+                }
+                let rows: Vec<Vec<String>> = r
+                    .hosts
+                    .iter()
+                    .map(|(h, p)| {
+                        let batch = r
+                            .batches
+                            .iter()
+                            .position(|b| b.contains(h))
+                            .map(|b| (b + 1).to_string())
+                            .unwrap_or_default();
+                        let v = serde_json::to_value(p).unwrap_or_default();
+                        let detail = v
+                            .get("reason")
+                            .and_then(|x| x.as_str())
+                            .unwrap_or_default()
+                            .to_string();
+                        vec![
+                            h.clone(),
+                            batch,
+                            v["state"].as_str().unwrap_or_default().to_string(),
+                            detail,
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    output::table(&["HOST", "BATCH", "STATE", "DETAIL"], &rows)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn history(client: &ClientArgs, service: &str, limit: u32, output: Format) -> Result<()> {
+    let mut c = client.connect().await?;
+    let list = c
+        .list_deployments(pb::ListDeploymentsRequest {
+            service: service.into(),
+            limit,
+        })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .deployments;
+    let fmt_ts = |ms: i64| {
+        if ms == 0 {
+            "-".to_string()
+        } else {
+            humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(ms)).to_string()
+        }
+    };
+    match output {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = list
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "id": d.id, "service": d.service, "version": d.version, "outcome": d.phase,
+                        "by": d.created_by, "started": fmt_ts(d.created_at_ms), "finished": fmt_ts(d.finished_at_ms),
+                        "summary": rollout_of(d).map(|r| r.summary()),
+                    })
+                })
+                .collect();
+            print!("{}", output::json(&v));
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.id.clone(),
+                        d.version.clone(),
+                        d.phase.clone(),
+                        d.created_by.clone(),
+                        fmt_ts(d.created_at_ms),
+                        rollout_of(d).map(|r| r.summary()).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(
+                    &["ID", "VERSION", "OUTCOME", "BY", "STARTED", "HOSTS"],
+                    &rows
+                )
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn control(client: &ClientArgs, id: &str, action: &str) -> Result<()> {
+    let mut c = client.connect().await?;
+    let d = c
+        .control_deployment(pb::ControlDeploymentRequest {
+            id: id.into(),
+            action: action.into(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!(
+        "deployment {}: {} ({})",
+        d.id,
+        d.phase,
+        if d.blocked_on.is_empty() {
+            action
+        } else {
+            &d.blocked_on
+        }
+    );
+    Ok(())
 }
 
 /// `drain` (with `stop` given) or `undrain` (without) of services on a host.
@@ -615,4 +1050,13 @@ async fn audit(client: &ClientArgs, limit: u32, output: Format) -> Result<()> {
         bail!("--limit must be at least 1");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

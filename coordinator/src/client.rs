@@ -66,6 +66,9 @@ pub enum ClientError {
     Tls(#[from] tls::TlsError),
 }
 
+/// The control client type.
+pub type Control = ControlServiceClient<Channel>;
+
 /// Resolved settings.
 #[derive(Debug, Clone)]
 pub struct Resolved {

@@ -18,6 +18,8 @@ fn key(host: &str, id: &str) -> (String, String) {
 #[derive(Debug, Default)]
 pub struct CommandHub {
     waiters: Mutex<HashMap<(String, String), mpsc::Sender<pb::command_event::Event>>>,
+    /// Rollout runners, by deployment id: every result of their commands.
+    deployments: Mutex<HashMap<String, mpsc::UnboundedSender<(String, pb::CommandResult)>>>,
 }
 
 impl CommandHub {
@@ -52,9 +54,39 @@ impl CommandHub {
         }
     }
 
+    /// Subscribes a rollout runner to the results of its deployment.
+    pub fn subscribe_deployment(
+        &self,
+        id: &str,
+    ) -> mpsc::UnboundedReceiver<(String, pb::CommandResult)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.deployments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.into(), tx);
+        rx
+    }
+
+    /// Ends a runner's subscription.
+    pub fn unsubscribe_deployment(&self, id: &str) {
+        self.deployments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
     /// A result arrived from `host`: hand it to the waiter, which is then
-    /// forgotten.
+    /// forgotten, and to the rollout it belongs to.
     pub fn result(&self, host: &str, r: pb::CommandResult) {
+        if !r.deployment_id.is_empty()
+            && let Some(tx) = self
+                .deployments
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&r.deployment_id)
+        {
+            let _ = tx.send((host.to_string(), r.clone()));
+        }
         let tx = self
             .waiters
             .lock()

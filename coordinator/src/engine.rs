@@ -916,7 +916,7 @@ mod tests {
             2,
         );
         let mut q = r.step(Event::Start, 0);
-        for e in q.drain(..).collect::<Vec<_>>() {
+        for e in std::mem::take(&mut q) {
             q.extend(r.step(
                 Event::Result {
                     host: e.host().into(),
@@ -954,7 +954,7 @@ mod tests {
     fn pause_holds_the_next_batch_and_resume_releases_it() {
         let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);
         let mut q = r.step(Event::Start, 0);
-        for e in q.drain(..).collect::<Vec<_>>() {
+        for e in std::mem::take(&mut q) {
             q.extend(r.step(
                 Event::Result {
                     host: e.host().into(),
@@ -986,7 +986,7 @@ mod tests {
     fn abort_reverts_and_ends_as_aborted() {
         let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);
         let mut q = r.step(Event::Start, 0);
-        for e in q.drain(..).collect::<Vec<_>>() {
+        for e in std::mem::take(&mut q) {
             q.extend(r.step(
                 Event::Result {
                     host: e.host().into(),

@@ -18,5 +18,6 @@ pub mod fleet;
 pub mod grpc;
 pub mod output;
 pub mod pki_setup;
+pub mod rollout;
 pub mod server;
 pub mod store;

@@ -22,6 +22,11 @@ fn main() -> std::process::ExitCode {
     };
     match rt.block_on(cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<cli::DeployOutcome>().is_some() => {
+            let o = e.downcast_ref::<cli::DeployOutcome>().expect("checked");
+            eprintln!("{}", o.message);
+            std::process::ExitCode::from(o.code)
+        }
         Err(e) => {
             let chain = cutover_common::join_chain(e.chain().map(|c| c.to_string()));
             eprintln!("error: {chain}");

@@ -210,7 +210,15 @@ impl Server {
             url: url.clone(),
             cfg,
             commands: Default::default(),
+            rollouts: Default::default(),
         });
+        match crate::rollout::resume_all(&app).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(rollouts = n, "resumed unfinished rollouts"),
+            Err(e) => {
+                tracing::error!(error = %cutover_common::error_chain(&e), "loading unfinished rollouts failed")
+            }
+        }
         let shutdown = CancellationToken::new();
         let (conn_tx, conn_rx) = mpsc::channel::<io::Result<PeerStream>>(128);
         let accept = tokio::spawn(accept_loop(

@@ -79,7 +79,7 @@ name = "http"
 address = "127.0.0.1:{port}"
 [swap]
 min_ready = "300ms"
-grace = "5s"
+grace = "10s"
 ready_timeout = "5s"
 [drain]
 deregistration_delay = "1s"

@@ -103,6 +103,56 @@ fn async_stream_events(
 #[tonic::async_trait]
 impl pb::control_service_server::ControlService for ControlSvc {
     type SendCommandStream = EventStream;
+    type WatchDeploymentStream = crate::grpc::deploy::InfoStream;
+
+    async fn validate_spec(
+        &self,
+        req: Request<pb::SpecRequest>,
+    ) -> Result<Response<pb::ValidateResponse>, Status> {
+        crate::grpc::deploy::validate(&self.app, req).await
+    }
+    async fn plan_deployment(
+        &self,
+        req: Request<pb::SpecRequest>,
+    ) -> Result<Response<pb::PlanResponse>, Status> {
+        crate::grpc::deploy::plan(&self.app, req).await
+    }
+    async fn submit_deployment(
+        &self,
+        req: Request<pb::SubmitDeploymentRequest>,
+    ) -> Result<Response<pb::DeploymentInfo>, Status> {
+        crate::grpc::deploy::submit(&self.app, req).await
+    }
+    async fn get_deployment(
+        &self,
+        req: Request<pb::GetDeploymentRequest>,
+    ) -> Result<Response<pb::DeploymentInfo>, Status> {
+        crate::grpc::deploy::get(&self.app, req).await
+    }
+    async fn watch_deployment(
+        &self,
+        req: Request<pb::GetDeploymentRequest>,
+    ) -> Result<Response<Self::WatchDeploymentStream>, Status> {
+        crate::grpc::deploy::watch(&self.app, req).await
+    }
+    async fn list_deployments(
+        &self,
+        req: Request<pb::ListDeploymentsRequest>,
+    ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+        crate::grpc::deploy::list(&self.app, req).await
+    }
+    async fn control_deployment(
+        &self,
+        req: Request<pb::ControlDeploymentRequest>,
+    ) -> Result<Response<pb::DeploymentInfo>, Status> {
+        crate::grpc::deploy::control(&self.app, req).await
+    }
+    async fn rollback_service(
+        &self,
+        req: Request<pb::RollbackServiceRequest>,
+    ) -> Result<Response<pb::DeploymentInfo>, Status> {
+        crate::grpc::deploy::rollback_service(&self.app, req).await
+    }
 
     async fn send_command(
         &self,

@@ -5,4 +5,5 @@
 pub mod agent;
 pub mod auth;
 pub mod control;
+pub mod deploy;
 pub mod enroll;

@@ -1,0 +1,381 @@
+//! The deployment calls of `ControlService`: validate, plan, submit, get,
+//! watch, list, control, roll back. Thin: convert, hand to
+//! [`crate::rollout`], convert back.
+
+use std::sync::Arc;
+
+use cutover_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::app::App;
+use crate::engine::{Event, Rollout};
+use crate::grpc::auth::{Operator, Role, authorize};
+use crate::rollout::{self, Job, SubmitError};
+use crate::store::{self, Audit, DeploymentRecord, Outcome};
+
+impl From<SubmitError> for Status {
+    fn from(e: SubmitError) -> Status {
+        match e {
+            SubmitError::Busy { .. } => Status::failed_precondition(e.to_string()),
+            SubmitError::Plan(_) => Status::failed_precondition(e.to_string()),
+            SubmitError::Store(_) => Status::internal(e.to_string()),
+            _ => Status::invalid_argument(e.to_string()),
+        }
+    }
+}
+
+fn job(s: &pb::SpecRequest) -> Result<Job, SubmitError> {
+    let file = if s.file_name.is_empty() {
+        "spec"
+    } else {
+        &s.file_name
+    };
+    Job::new(
+        &s.spec_toml,
+        file,
+        &s.version,
+        &s.artifact_url,
+        &s.artifact_sha256,
+    )
+}
+
+/// The wire view of a deployment.
+pub fn info(d: &DeploymentRecord, live: Option<&Rollout>) -> pb::DeploymentInfo {
+    let rollout: Option<Rollout> = live
+        .cloned()
+        .or_else(|| serde_json::from_str(&d.rollout_json).ok());
+    let now = cutover_common::time::now_ms();
+    pb::DeploymentInfo {
+        id: d.id.clone(),
+        service: d.service.clone(),
+        version: d.version.clone(),
+        phase: rollout
+            .as_ref()
+            .map(|r| r.phase.name().to_string())
+            .unwrap_or_else(|| d.phase.clone()),
+        rollout_json: rollout
+            .as_ref()
+            .map(|r| serde_json::to_string(r).expect("serializable"))
+            .unwrap_or_default(),
+        created_by: d.created_by.clone(),
+        created_at_ms: d.created_at,
+        finished_at_ms: rollout
+            .as_ref()
+            .and_then(|r| r.finished_ms)
+            .or(d.finished_at)
+            .unwrap_or(0),
+        blocked_on: rollout
+            .as_ref()
+            .and_then(|r| r.blocked_on(now))
+            .unwrap_or_default(),
+    }
+}
+
+async fn record(app: &App, id: &str) -> Result<DeploymentRecord, Status> {
+    let i = id.to_string();
+    app.store
+        .call(move |c| store::get_deployment(c, &i))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .ok_or_else(|| {
+            Status::not_found(if id.is_empty() {
+                "no deployment yet".to_string()
+            } else {
+                format!("no deployment `{id}`")
+            })
+        })
+}
+
+async fn audit(
+    app: &App,
+    op: &Operator,
+    action: &'static str,
+    target: &str,
+    outcome: Outcome,
+    detail: String,
+) {
+    app.audit(Audit {
+        actor: op.peer.actor(),
+        action,
+        target: target.into(),
+        outcome,
+        detail,
+    })
+    .await;
+}
+
+pub async fn validate(
+    app: &Arc<App>,
+    req: Request<pb::SpecRequest>,
+) -> Result<Response<pb::ValidateResponse>, Status> {
+    authorize(app, &req, Role::Viewer, None).await?;
+    let s = req.into_inner();
+    let file = if s.file_name.is_empty() {
+        "spec"
+    } else {
+        &s.file_name
+    };
+    let spec = cutover_common::deploy::DeploySpec::parse(&s.spec_toml, file)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(Response::new(pb::ValidateResponse {
+        summary: format!(
+            "service {} ({:?}, targets {})",
+            spec.service, spec.strategy.kind, spec.targets.selector
+        ),
+    }))
+}
+
+pub async fn plan(
+    app: &Arc<App>,
+    req: Request<pb::SpecRequest>,
+) -> Result<Response<pb::PlanResponse>, Status> {
+    authorize(app, &req, Role::Viewer, None).await?;
+    let s = req.into_inner();
+    let file = if s.file_name.is_empty() {
+        "spec"
+    } else {
+        &s.file_name
+    };
+    let spec = cutover_common::deploy::DeploySpec::parse(&s.spec_toml, file)
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let plan = crate::engine::plan(&spec, &rollout::candidates(app, &spec.service))
+        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+    Ok(Response::new(pb::PlanResponse {
+        plan_json: serde_json::to_string(&plan).expect("serializable"),
+    }))
+}
+
+pub async fn submit(
+    app: &Arc<App>,
+    req: Request<pb::SubmitDeploymentRequest>,
+) -> Result<Response<pb::DeploymentInfo>, Status> {
+    let op = authorize(app, &req, Role::Deployer, Some("deployment.submit")).await?;
+    let r = req.into_inner();
+    let spec = r
+        .spec
+        .ok_or_else(|| Status::invalid_argument("spec: expected a spec"))?;
+    let commit = (r.commit_time_ms > 0).then_some(r.commit_time_ms);
+    let result = async { rollout::submit(app, job(&spec)?, op.peer.actor(), commit).await }.await;
+    match result {
+        Ok((d, live)) => {
+            audit(
+                app,
+                &op,
+                "deployment.submit",
+                &d.id,
+                Outcome::Ok,
+                format!("{} version {} ({})", d.service, d.version, live.release_id),
+            )
+            .await;
+            Ok(Response::new(info(&d, Some(&live))))
+        }
+        Err(e) => {
+            audit(
+                app,
+                &op,
+                "deployment.submit",
+                "",
+                Outcome::Error,
+                e.to_string(),
+            )
+            .await;
+            Err(e.into())
+        }
+    }
+}
+
+pub async fn get(
+    app: &Arc<App>,
+    req: Request<pb::GetDeploymentRequest>,
+) -> Result<Response<pb::DeploymentInfo>, Status> {
+    authorize(app, &req, Role::Viewer, None).await?;
+    let d = record(app, &req.get_ref().id).await?;
+    let live = app.rollouts.watch(&d.id).map(|w| w.borrow().clone());
+    Ok(Response::new(info(&d, live.as_ref())))
+}
+
+pub type InfoStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::DeploymentInfo, Status>> + Send>>;
+
+pub async fn watch(
+    app: &Arc<App>,
+    req: Request<pb::GetDeploymentRequest>,
+) -> Result<Response<InfoStream>, Status> {
+    authorize(app, &req, Role::Viewer, None).await?;
+    let d = record(app, &req.get_ref().id).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let first = info(
+        &d,
+        app.rollouts
+            .watch(&d.id)
+            .map(|w| w.borrow().clone())
+            .as_ref(),
+    );
+    let w = app.rollouts.watch(&d.id);
+    tokio::spawn(async move {
+        if tx.send(Ok(first)).await.is_err() {
+            return;
+        }
+        let Some(mut w) = w else { return };
+        while w.changed().await.is_ok() {
+            let r = w.borrow_and_update().clone();
+            let done = r.phase.is_terminal();
+            if tx.send(Ok(info(&d, Some(&r)))).await.is_err() || done {
+                return;
+            }
+        }
+    });
+    Ok(Response::new(Box::pin(
+        tokio_stream::wrappers::ReceiverStream::new(rx),
+    )))
+}
+
+pub async fn list(
+    app: &Arc<App>,
+    req: Request<pb::ListDeploymentsRequest>,
+) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
+    authorize(app, &req, Role::Viewer, None).await?;
+    let r = req.into_inner();
+    let limit = if r.limit == 0 { 50 } else { r.limit.min(1000) };
+    let rows = app
+        .store
+        .call(move |c| store::list_deployments(c, &r.service, limit))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+    Ok(Response::new(pb::ListDeploymentsResponse {
+        deployments: rows
+            .iter()
+            .map(|d| {
+                info(
+                    d,
+                    app.rollouts
+                        .watch(&d.id)
+                        .map(|w| w.borrow().clone())
+                        .as_ref(),
+                )
+            })
+            .collect(),
+    }))
+}
+
+pub async fn control(
+    app: &Arc<App>,
+    req: Request<pb::ControlDeploymentRequest>,
+) -> Result<Response<pb::DeploymentInfo>, Status> {
+    let op = authorize(app, &req, Role::Deployer, Some("deployment.control")).await?;
+    let r = req.into_inner();
+    let ev = match r.action.as_str() {
+        "pause" => Event::Pause,
+        "resume" => Event::Resume,
+        "abort" => Event::Abort,
+        "rollback" => Event::Rollback,
+        "promote" => {
+            return Err(Status::failed_precondition(
+                "promote applies to canary steps, and canary rollouts are not available yet",
+            ));
+        }
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "action `{other}`: expected pause, resume, abort or rollback"
+            )));
+        }
+    };
+    let d = record(app, &r.id).await?;
+    if !app.rollouts.send(&d.id, ev) {
+        audit(
+            app,
+            &op,
+            "deployment.control",
+            &d.id,
+            Outcome::Error,
+            format!("{} on a finished deployment", r.action),
+        )
+        .await;
+        return Err(Status::failed_precondition(format!(
+            "deployment {} is not running (it is {})",
+            d.id, d.phase
+        )));
+    }
+    audit(
+        app,
+        &op,
+        "deployment.control",
+        &d.id,
+        Outcome::Ok,
+        r.action.clone(),
+    )
+    .await;
+    // Let the runner apply it before answering.
+    if let Some(mut w) = app.rollouts.watch(&d.id) {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), w.changed()).await;
+    }
+    let live = app.rollouts.watch(&d.id).map(|w| w.borrow().clone());
+    let d = record(app, &d.id).await?;
+    Ok(Response::new(info(&d, live.as_ref())))
+}
+
+pub async fn rollback_service(
+    app: &Arc<App>,
+    req: Request<pb::RollbackServiceRequest>,
+) -> Result<Response<pb::DeploymentInfo>, Status> {
+    let op = authorize(app, &req, Role::Deployer, Some("deployment.rollback")).await?;
+    let r = req.into_inner();
+    let svc = r.service.clone();
+    let all = app
+        .store
+        .call(move |c| store::list_deployments(c, &svc, 200))
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+    if all.is_empty() {
+        return Err(Status::not_found(format!(
+            "no deployment of `{}`",
+            r.service
+        )));
+    }
+    let current = all
+        .iter()
+        .find(|d| d.phase == "succeeded")
+        .map(|d| d.version.clone());
+    let target = all.iter().find(|d| {
+        d.phase == "succeeded"
+            && if r.to_version.is_empty() {
+                Some(&d.version) != current.as_ref()
+            } else {
+                d.version == r.to_version
+            }
+    });
+    let Some(t) = target else {
+        return Err(Status::failed_precondition(if r.to_version.is_empty() {
+            format!(
+                "`{}` has no earlier successful version to roll back to",
+                r.service
+            )
+        } else {
+            format!(
+                "`{}` never deployed version {} successfully",
+                r.service, r.to_version
+            )
+        }));
+    };
+    let j = Job::new(
+        &t.spec_toml,
+        &format!("deployment {}", t.id),
+        &t.version,
+        &t.artifact_url,
+        &t.artifact_sha256,
+    )?;
+    let (d, live) = rollout::submit(app, j, op.peer.actor(), None).await?;
+    audit(
+        app,
+        &op,
+        "deployment.rollback",
+        &d.id,
+        Outcome::Ok,
+        format!(
+            "{} back to version {} (from deployment {})",
+            d.service, d.version, t.id
+        ),
+    )
+    .await;
+    Ok(Response::new(info(&d, Some(&live))))
+}

@@ -1,0 +1,428 @@
+//! Runs rollouts: turns a submitted spec into a planned [`Rollout`], and
+//! drives each with a runner task that feeds it events (command results,
+//! health, time, operator actions), stores every transition before sending
+//! the commands it produced, and re-sends in-flight commands after a lost
+//! session or a coordinator restart (agents answer repeated command ids
+//! from their journal, so no host acts twice for one step).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cutover_common::deploy::{ArtifactSpec, DeploySpec};
+use cutover_common::labels::Selector;
+use cutover_common::time::now_ms;
+use cutover_proto::v1 as pb;
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, watch};
+
+use crate::app::App;
+use crate::engine::{self, Candidate, Effect, Event, HostPhase, Plan, PlanError, Rollout};
+use crate::store::{self, DeploymentRecord, StoreError};
+
+/// Why a deployment could not be submitted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Spec(#[from] cutover_common::deploy::SpecError),
+    #[error("no version: pass --version or set `version` in the spec")]
+    NoVersion,
+    #[error("no artifact: pass --artifact and --sha256 or set [artifact] in the spec")]
+    NoArtifact,
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(
+        "deployment {id} of `{service}` is still {phase} (started by {by}); wait for it, or `cutover abort {id}`"
+    )]
+    Busy {
+        id: String,
+        service: String,
+        phase: String,
+        by: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A spec with its command-line overrides applied.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub spec: DeploySpec,
+    pub spec_toml: String,
+    pub version: String,
+    pub artifact: ArtifactSpec,
+}
+
+impl Job {
+    /// Parses and completes a spec.
+    pub fn new(
+        text: &str,
+        file: &str,
+        version: &str,
+        url: &str,
+        sha256: &str,
+    ) -> Result<Job, SubmitError> {
+        let spec = DeploySpec::parse(text, file)?;
+        let version = if version.is_empty() {
+            spec.version.clone().ok_or(SubmitError::NoVersion)?
+        } else {
+            version.to_string()
+        };
+        let artifact = if url.is_empty() {
+            spec.artifact.clone().ok_or(SubmitError::NoArtifact)?
+        } else {
+            ArtifactSpec {
+                url: url.into(),
+                sha256: sha256.into(),
+                max_bytes: spec.artifact.as_ref().and_then(|a| a.max_bytes),
+            }
+        };
+        Ok(Job {
+            spec,
+            spec_toml: text.into(),
+            version,
+            artifact,
+        })
+    }
+
+    /// The release id on hosts: the version plus a hash of the artifact and
+    /// the host spec, so a changed spec is a new release.
+    pub fn release_id(&self) -> String {
+        let safe: String = self
+            .version
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(60)
+            .collect();
+        let mut h = Sha256::new();
+        h.update(self.artifact.sha256.as_bytes());
+        h.update(serde_json::to_vec(&self.spec.service_spec()).expect("serializable"));
+        format!("{safe}-{}", &hex::encode(h.finalize())[..8])
+    }
+}
+
+/// The fleet as the planner sees it.
+pub fn candidates(app: &App, service: &str) -> Vec<Candidate> {
+    app.fleet
+        .list(&Selector::default())
+        .into_iter()
+        .map(|v| Candidate {
+            labels: v.record.labels(),
+            ready: v.state.as_str() == "ready" && v.session_id.is_some(),
+            active_release: v
+                .services
+                .iter()
+                .find(|s| s.service == service && !s.active_release.is_empty())
+                .map(|s| s.active_release.clone()),
+            host: v.record.id,
+        })
+        .collect()
+}
+
+/// Plans a job against today's fleet.
+pub fn plan(app: &App, job: &Job) -> Result<Plan, PlanError> {
+    engine::plan(&job.spec, &candidates(app, &job.spec.service))
+}
+
+struct Runner {
+    events: mpsc::UnboundedSender<Event>,
+    view: watch::Receiver<Rollout>,
+}
+
+/// Running rollouts, by deployment id.
+#[derive(Default)]
+pub struct Rollouts {
+    running: Mutex<HashMap<String, Runner>>,
+}
+
+impl std::fmt::Debug for Rollouts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Rollouts")
+    }
+}
+
+impl Rollouts {
+    /// Sends an operator event to a running rollout.
+    pub fn send(&self, id: &str, ev: Event) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .is_some_and(|r| r.events.send(ev).is_ok())
+    }
+
+    /// Follows a running rollout.
+    pub fn watch(&self, id: &str) -> Option<watch::Receiver<Rollout>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|r| r.view.clone())
+    }
+}
+
+/// Submits a deployment: at most one running per service.
+pub async fn submit(
+    app: &Arc<App>,
+    job: Job,
+    actor: String,
+    commit_time: Option<i64>,
+) -> Result<(DeploymentRecord, Rollout), SubmitError> {
+    let service = job.spec.service.clone();
+    let svc = service.clone();
+    let busy = app
+        .store
+        .call(move |c| {
+            Ok(store::list_deployments(c, &svc, 20)?
+                .into_iter()
+                .find(|d| store::ACTIVE_PHASES.contains(&d.phase.as_str())))
+        })
+        .await?;
+    if let Some(d) = busy {
+        return Err(SubmitError::Busy {
+            id: d.id,
+            service,
+            phase: d.phase,
+            by: d.created_by,
+        });
+    }
+    let plan = plan(app, &job)?;
+    let release_id = job.release_id();
+    let (j, a) = (job.clone(), actor.clone());
+    let (record, rollout) = app
+        .store
+        .call(move |c| {
+            let tx = c.transaction()?;
+            let seq = store::next_deployment_seq(&tx)?;
+            let id = format!("d{seq}");
+            let now = now_ms();
+            let rollout =
+                Rollout::new(&id, &j.spec, &j.version, &release_id, plan, seq as u64, now);
+            let record = DeploymentRecord {
+                seq,
+                id,
+                service: j.spec.service.clone(),
+                version: j.version.clone(),
+                spec_toml: j.spec_toml.clone(),
+                artifact_url: j.artifact.url.clone(),
+                artifact_sha256: j.artifact.sha256.clone(),
+                rollout_json: serde_json::to_string(&rollout).expect("serializable"),
+                phase: rollout.phase.name().into(),
+                created_by: a,
+                created_at: now,
+                finished_at: None,
+                commit_time,
+            };
+            store::insert_deployment(&tx, &record)?;
+            tx.commit()?;
+            Ok((record, rollout))
+        })
+        .await?;
+    spawn(app, job, rollout.clone(), true);
+    Ok((record, rollout))
+}
+
+/// Resumes the rollouts a previous coordinator process left running.
+pub async fn resume_all(app: &Arc<App>) -> Result<usize, StoreError> {
+    let active = app.store.call(|c| store::active_deployments(c)).await?;
+    let n = active.len();
+    for d in active {
+        let Ok(rollout) = serde_json::from_str::<Rollout>(&d.rollout_json) else {
+            tracing::error!(deployment = %d.id, "stored rollout is unreadable; leaving it");
+            continue;
+        };
+        match Job::new(
+            &d.spec_toml,
+            &format!("deployment {}", d.id),
+            &d.version,
+            &d.artifact_url,
+            &d.artifact_sha256,
+        ) {
+            Ok(job) => {
+                tracing::info!(deployment = %d.id, phase = %d.phase, "resuming a rollout after a restart");
+                spawn(app, job, rollout, false);
+            }
+            Err(e) => {
+                tracing::error!(deployment = %d.id, error = %e, "stored spec no longer parses; leaving it")
+            }
+        }
+    }
+    Ok(n)
+}
+
+fn spawn(app: &Arc<App>, job: Job, rollout: Rollout, fresh: bool) {
+    let (etx, erx) = mpsc::unbounded_channel();
+    let (vtx, vrx) = watch::channel(rollout.clone());
+    app.rollouts
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(
+            rollout.id.clone(),
+            Runner {
+                events: etx,
+                view: vrx,
+            },
+        );
+    let results = app.commands.subscribe_deployment(&rollout.id);
+    tokio::spawn(run(app.clone(), job, rollout, fresh, erx, results, vtx));
+}
+
+fn command(job: &Job, r: &Rollout, e: &Effect) -> pb::Command {
+    use pb::command::Kind;
+    let service = r.service.clone();
+    let kind = match e {
+        Effect::Stage { .. } => Kind::Stage(pb::StageCommand {
+            service,
+            release_id: r.release_id.clone(),
+            version: r.version.clone(),
+            artifact_url: job.artifact.url.clone(),
+            artifact_sha256: job.artifact.sha256.clone(),
+            max_bytes: job.artifact.max_bytes.unwrap_or(0),
+            service_spec_json: serde_json::to_vec(&job.spec.service_spec()).expect("serializable"),
+        }),
+        Effect::Activate { .. } => Kind::Activate(pb::ActivateCommand {
+            service,
+            release_id: r.release_id.clone(),
+        }),
+        Effect::Revert { to: Some(rel), .. } => Kind::Activate(pb::ActivateCommand {
+            service,
+            release_id: rel.clone(),
+        }),
+        Effect::Revert { to: None, .. } => Kind::Stop(pb::StopCommand { service }),
+    };
+    pb::Command {
+        command_id: e.command_id().into(),
+        deployment_id: r.id.clone(),
+        step: r.current_batch().unwrap_or(0) as u32,
+        epoch: r.epoch,
+        kind: Some(kind),
+    }
+}
+
+async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect]) {
+    for e in effects {
+        let Some(tx) = app.fleet.sender(e.host()) else {
+            tracing::warn!(deployment = %r.id, host = e.host(), "host has no session; will re-send");
+            continue;
+        };
+        let msg = pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Command(command(job, r, e))),
+        };
+        let _ = tx.send(msg).await;
+    }
+}
+
+async fn persist(app: &App, r: &Rollout) {
+    let (id, json, phase, fin) = (
+        r.id.clone(),
+        serde_json::to_string(r).expect("serializable"),
+        r.phase.name().to_string(),
+        r.finished_ms,
+    );
+    if let Err(e) = app
+        .store
+        .call(move |c| store::update_deployment(c, &id, &json, &phase, fin))
+        .await
+    {
+        tracing::error!(error = %cutover_common::error_chain(&e), "storing a rollout transition failed");
+    }
+}
+
+/// Health reports that say a host that took the new release degraded.
+fn degraded(app: &App, r: &Rollout) -> Vec<(String, String)> {
+    let views = app.fleet.list(&Selector::default());
+    r.hosts
+        .iter()
+        .filter_map(|(h, p)| {
+            let HostPhase::Done { at_ms } = p else {
+                return None;
+            };
+            let v = views.iter().find(|v| &v.record.id == h)?;
+            let s = v.services.iter().find(|s| s.service == r.service)?;
+            let health = s.health.as_ref()?;
+            (health.release == r.release_id
+                && health.at_ms > at_ms + 1000
+                && matches!(health.status.as_str(), "unhealthy" | "down"))
+            .then(|| (h.clone(), health.status.clone()))
+        })
+        .collect()
+}
+
+async fn run(
+    app: Arc<App>,
+    job: Job,
+    mut r: Rollout,
+    fresh: bool,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    mut results: mpsc::UnboundedReceiver<(String, pb::CommandResult)>,
+    view: watch::Sender<Rollout>,
+) {
+    let apply = |r: &mut Rollout, ev: Event| {
+        let before = r.phase.name();
+        let effects = r.step(ev, now_ms());
+        if r.phase.name() != before {
+            tracing::info!(deployment = %r.id, service = %r.service, phase = r.phase.name(), "rollout transition");
+        }
+        effects
+    };
+    if fresh {
+        let effects = apply(&mut r, Event::Start);
+        persist(&app, &r).await;
+        let _ = view.send(r.clone());
+        send(&app, &job, &r, &effects).await;
+    } else {
+        let effects = r.in_flight();
+        send(&app, &job, &r, &effects).await;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut resend = tokio::time::interval(Duration::from_secs(3));
+    resend.tick().await;
+    while !r.phase.is_terminal() {
+        let effects = tokio::select! {
+            // Cancel-safe: channel receives lose nothing when dropped.
+            Some(ev) = events.recv() => apply(&mut r, ev),
+            Some((host, res)) = results.recv() => apply(&mut r, Event::Result {
+                host,
+                command_id: res.command_id,
+                ok: res.ok,
+                message: res.message,
+            }),
+            // Cancel-safe: interval ticks are not lost by being dropped.
+            _ = tick.tick() => {
+                let mut out = Vec::new();
+                for (host, status) in degraded(&app, &r) {
+                    out.extend(apply(&mut r, Event::Unhealthy { host, status }));
+                }
+                out.extend(apply(&mut r, Event::Tick));
+                out
+            }
+            _ = resend.tick() => {
+                let again = r.in_flight();
+                send(&app, &job, &r, &again).await;
+                continue;
+            }
+        };
+        // Each transition is stored before its commands are sent.
+        if *view.borrow() != r {
+            persist(&app, &r).await;
+            let _ = view.send(r.clone());
+        }
+        send(&app, &job, &r, &effects).await;
+    }
+    persist(&app, &r).await;
+    let _ = view.send(r.clone());
+    app.commands.unsubscribe_deployment(&r.id);
+    app.rollouts
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&r.id);
+    tracing::info!(deployment = %r.id, service = %r.service, outcome = r.phase.name(), summary = %r.summary(), "rollout finished");
+}

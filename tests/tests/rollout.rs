@@ -1,0 +1,263 @@
+//! Rollouts across real agents through the CLI: deploy with --watch,
+//! status, history, an automatic rollback of a bad version, an operator
+//! rollback, one deployment at a time per service, and a coordinator killed
+//! mid-rollout that finishes after its restart without any host swapping
+//! twice for one step.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cutover_tests::release::demo_tarball;
+use cutover_tests::{Cluster, CoordinatorOptions, Run, poll};
+
+fn fleet(n: usize) -> (Cluster, cutover_tests::release::Artifact) {
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    for i in 1..=n {
+        c.add_agent(&format!("web-{i}"), "role=web", "").unwrap();
+    }
+    for i in 1..=n {
+        c.wait_state(&format!("web-{i}"), "ready", Duration::from_secs(20));
+    }
+    let a = demo_tarball(c.dir.path(), "demo.tar");
+    (c, a)
+}
+
+/// A spec file for demo-service `version` with extra flags.
+fn spec_file(c: &Cluster, version: &str, extra: &[&str], strategy: &str) -> PathBuf {
+    let mut cmd = vec![
+        "bin/demo-service".to_string(),
+        "--app-version".into(),
+        version.into(),
+    ];
+    cmd.extend(extra.iter().map(|s| s.to_string()));
+    let text = format!(
+        r#"service = "web"
+
+[run]
+command = {cmd:?}
+
+# Agents share this machine's loopback here: each binds its own port.
+[[listen]]
+name = "http"
+address = "127.0.0.1:0"
+
+[swap]
+min_ready = "300ms"
+grace = "5s"
+ready_timeout = "3s"
+
+[strategy]
+{strategy}
+healthy_deadline = "20s"
+
+[targets]
+selector = "role=web"
+"#
+    );
+    let p = c.dir.path().join(format!("web-{version}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn deploy(
+    c: &Cluster,
+    spec: &std::path::Path,
+    version: &str,
+    a: &cutover_tests::release::Artifact,
+    watch: bool,
+) -> (Run, i32) {
+    let mut args = vec![
+        "deploy",
+        spec.to_str().unwrap(),
+        "--version",
+        version,
+        "--artifact",
+        &a.url,
+        "--sha256",
+        &a.sha256,
+    ];
+    if watch {
+        args.push("--watch");
+    }
+    let out = std::process::Command::new(cutover_tests::bin("cutover"))
+        .args(&args)
+        .env("HOME", c.dir.path())
+        .envs(c.operator_env("admin"))
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    (out.into(), code)
+}
+
+fn releases(c: &Cluster) -> Vec<String> {
+    c.hosts()
+        .iter()
+        .map(|h| {
+            h["services"][0]["active_release"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn deploy_watch_status_history_auto_rollback_and_operator_rollback() {
+    let (c, a) = fleet(3);
+    let v1 = spec_file(&c, "1", &[], "kind = \"rolling\"\nmax_unavailable = 1");
+    let (r, code) = deploy(&c, &v1, "1", &a, true);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("deployment d1 succeeded"), "{}", r.stdout);
+    assert!(r.stdout.contains("batch 3/3"), "{}", r.stdout);
+    poll("every host to report v1", Duration::from_secs(10), || {
+        releases(&c)
+            .iter()
+            .all(|r| r.starts_with("1-"))
+            .then_some(())
+    });
+
+    let v2 = spec_file(&c, "2", &[], "kind = \"rolling\"\nmax_unavailable = 2");
+    let (r, code) = deploy(&c, &v2, "2", &a, true);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("batch 2/2"), "{}", r.stdout);
+
+    // A version that crashes on start: rolled back by itself, exit code 3.
+    let v3 = spec_file(
+        &c,
+        "3",
+        &["--crash-on-start"],
+        "kind = \"rolling\"\nmax_unavailable = 1",
+    );
+    let (r, code) = deploy(&c, &v3, "3", &a, true);
+    assert_eq!(code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("rolled back"), "{}", r.stderr);
+    poll("every host back on v2", Duration::from_secs(10), || {
+        releases(&c)
+            .iter()
+            .all(|r| r.starts_with("2-"))
+            .then_some(())
+    });
+
+    let st = c.cutover(&["status", "d3", "-o", "json"]);
+    assert!(st.ok, "{}", st.stderr);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["phase"], "rolled_back");
+    assert!(
+        v["rollout"]["phase"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("more than max_failed"),
+        "{v:#}"
+    );
+
+    let h = c.cutover(&["history", "web", "-o", "json"]);
+    let list: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let outcomes: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["rolled_back", "succeeded", "succeeded"]);
+    assert_eq!(list[0]["by"], "operator:admin");
+
+    // The operator goes back one version: a new deployment of v1.
+    let r = c.cutover(&["rollback", "web", "--watch"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("rolls web back to version 1"),
+        "{}",
+        r.stdout
+    );
+    poll("every host back on v1", Duration::from_secs(10), || {
+        releases(&c)
+            .iter()
+            .all(|r| r.starts_with("1-"))
+            .then_some(())
+    });
+
+    // Bad specs never reach the coordinator, and the error says where.
+    let bad = c.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&v1)
+            .unwrap()
+            .replace("max_unavailable = 1", "max_unavailable = \"lots\""),
+    )
+    .unwrap();
+    let r = c.cutover(&["validate", bad.to_str().unwrap()]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr
+            .contains("bad.toml:18:19: `strategy.max_unavailable`: expected a host count"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn one_deployment_at_a_time_per_service_and_the_refusal_names_the_active_one() {
+    let (c, a) = fleet(2);
+    let slow = spec_file(
+        &c,
+        "1",
+        &["--ready-delay-ms", "1500"],
+        "kind = \"rolling\"\nmax_unavailable = 1",
+    );
+    let (r, code) = deploy(&c, &slow, "1", &a, false);
+    assert_eq!(code, 0, "{}", r.stderr);
+    let (r, code) = deploy(&c, &slow, "1b", &a, false);
+    assert_ne!(code, 0);
+    assert!(
+        r.stderr.contains("deployment d1 of `web` is still"),
+        "{}",
+        r.stderr
+    );
+    let w = c.cutover(&["watch", "d1"]);
+    assert!(w.ok, "{}", w.stderr);
+}
+
+#[test]
+fn the_coordinator_killed_mid_rollout_resumes_and_no_host_swaps_twice() {
+    let (mut c, a) = fleet(3);
+    let v1 = spec_file(&c, "1", &[], "kind = \"rolling\"\nmax_unavailable = 3");
+    assert_eq!(deploy(&c, &v1, "1", &a, true).1, 0);
+    let v2 = spec_file(
+        &c,
+        "2",
+        &["--ready-delay-ms", "700"],
+        "kind = \"rolling\"\nmax_unavailable = 1",
+    );
+    let (r, code) = deploy(&c, &v2, "2", &a, false);
+    assert_eq!(code, 0, "{}", r.stderr);
+    poll("the second batch to start", Duration::from_secs(20), || {
+        let s = c.cutover(&["status", "d2", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&s.stdout).ok()?;
+        (v["rollout"]["phase"]["batch"].as_u64() == Some(1)).then_some(())
+    });
+    c.coordinator.as_mut().unwrap().kill();
+    c.start_coordinator().unwrap();
+    let w = c.cutover(&["watch", "d2"]);
+    assert!(w.ok, "{}\n{}", w.stdout, w.stderr);
+    assert!(w.stdout.contains("succeeded"), "{}", w.stdout);
+    poll("every host on v2", Duration::from_secs(10), || {
+        releases(&c)
+            .iter()
+            .all(|r| r.starts_with("2-"))
+            .then_some(())
+    });
+    // Each agent started the v2 release exactly once.
+    for i in 1..=3 {
+        let log = c
+            .agent(&format!("web-{i}"))
+            .proc
+            .as_ref()
+            .unwrap()
+            .log_text();
+        let starts = log
+            .lines()
+            .filter(|l| l.contains("started 2-") && l.contains("waiting until healthy"))
+            .count();
+        assert_eq!(starts, 1, "web-{i} started v2 {starts} times:\n{log}");
+    }
+}
