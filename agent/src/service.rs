@@ -729,10 +729,9 @@ impl Service {
         if spec.swap.mode == SwapMode::Reuseport {
             enable_tcp_migrate_req();
         }
-        let old = self.active.take();
         let old_release = self.state.active_release.clone();
         if spec.swap.mode == SwapMode::Restart
-            && let Some(o) = old
+            && let Some(o) = self.active.take()
         {
             self.progress(
                 command_id,
@@ -744,10 +743,12 @@ impl Service {
             self.save();
             self.progress(command_id, "stopped", how);
             return self
-                .start_new(command_id, target, spec, None, old_release, hooks)
+                .start_new(command_id, target, spec, old_release, hooks)
                 .await;
         }
-        self.start_new(command_id, target, spec, old, old_release, hooks)
+        // Handover: the old instance stays `active` (and reported serving)
+        // until the new one has proved itself.
+        self.start_new(command_id, target, spec, old_release, hooks)
             .await
     }
 
@@ -756,7 +757,6 @@ impl Service {
         command_id: &str,
         target: &str,
         spec: ServiceSpec,
-        old: Option<Active>,
         old_release: Option<String>,
         mut hooks: Vec<HookOutput>,
     ) -> OpResult {
@@ -769,13 +769,12 @@ impl Service {
             target: target.into(),
             phase: SwapPhase::Starting,
             new_instance: Some(new_id.clone()),
-            old_instance: old.as_ref().map(|o| o.instance.record.id.clone()),
+            old_instance: self.active.as_ref().map(|o| o.instance.record.id.clone()),
         });
         self.save();
         let new = match self.launch(new_id, target, &spec) {
             Ok(n) => n,
             Err(e) => {
-                self.active = old;
                 self.state.swap = None;
                 self.save();
                 return Err(fail(format!("cannot start the new instance: {e}"), hooks));
@@ -815,7 +814,6 @@ impl Service {
             Self::stop_active(new).await;
             self.state.instances.retain(|r| r.id != new_id);
             self.state.swap = None;
-            self.active = old;
             self.save();
             return Err(fail(why, hooks));
         }
@@ -823,7 +821,7 @@ impl Service {
             s.phase = SwapPhase::StoppingOld;
         }
         self.save();
-        if let Some(o) = old {
+        if let Some(o) = self.active.take() {
             let pid = o.instance.pid();
             self.progress(
                 command_id,

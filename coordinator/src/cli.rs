@@ -473,7 +473,7 @@ fn rollout_of(d: &pb::DeploymentInfo) -> Option<crate::engine::Rollout> {
 
 /// Prints a deployment's story as it happens; fails with the outcome's
 /// exit code unless it succeeded.
-async fn follow(c: &mut crate::client::Control, id: &str) -> Result<()> {
+pub async fn follow(c: &mut crate::client::Control, id: &str) -> Result<()> {
     let mut stream = c
         .watch_deployment(pb::GetDeploymentRequest { id: id.into() })
         .await

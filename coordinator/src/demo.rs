@@ -1,7 +1,9 @@
 //! `cutover demo`: a whole fleet on this machine. A fresh CA, a coordinator
 //! (in this process), and agents (real `cutover-agent` processes) that
-//! enroll with join tokens and join the fleet; then it shows the fleet and
-//! stops cleanly on Ctrl-C or after `--for`.
+//! enroll with join tokens and join the fleet. Then real deployments of the
+//! demo service: v1, v2 by rolling update with live progress, and a bad v3
+//! that crashes on start, which Cutover rolls back by itself. A summary,
+//! and a clean stop (or the fleet kept running with `--keep`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -215,6 +217,96 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     println!();
 
+    let mut outcomes = Vec::new();
+    if let Some(service_bin) = demo_service_binary() {
+        let artifact = release_tarball(&dir, &service_bin)?;
+        let steps: [(&str, &[&str], &str); 3] = [
+            (
+                "1",
+                &[],
+                "5. deploying demo-service v1 (recreate: every host at once)",
+            ),
+            ("2", &[], "6. rolling update to v2, one host at a time"),
+            (
+                "3",
+                &["--crash-on-start"],
+                "7. a bad v3 that crashes on start: Cutover rolls it back by itself",
+            ),
+        ];
+        for (version, flags, title) in steps {
+            println!("{title}");
+            let strategy = if version == "1" {
+                "kind = \"recreate\""
+            } else {
+                "kind = \"rolling\"\nmax_unavailable = 1"
+            };
+            let d = control
+                .submit_deployment(pb::SubmitDeploymentRequest {
+                    spec: Some(pb::SpecRequest {
+                        spec_toml: spec_text(version, flags, strategy),
+                        file_name: format!("demo-v{version}.toml"),
+                        version: version.into(),
+                        artifact_url: artifact.0.clone(),
+                        artifact_sha256: artifact.1.clone(),
+                    }),
+                    commit_time_ms: 0,
+                })
+                .await
+                .map_err(crate::cli::status)?
+                .into_inner();
+            let outcome = match crate::cli::follow(&mut control, &d.id).await {
+                Ok(()) => "succeeded".to_string(),
+                Err(e) => match e.downcast_ref::<crate::cli::DeployOutcome>() {
+                    Some(o) => {
+                        println!("{}", o.message);
+                        o.message.clone()
+                    }
+                    None => return Err(e),
+                },
+            };
+            outcomes.push((d.id, version, outcome));
+            println!();
+        }
+        println!("8. summary");
+        let hosts = control
+            .list_hosts(pb::ListHostsRequest::default())
+            .await
+            .map_err(crate::cli::status)?
+            .into_inner()
+            .hosts;
+        let rows: Vec<Vec<String>> = hosts
+            .into_iter()
+            .map(|h| {
+                let s = h
+                    .services
+                    .into_iter()
+                    .find(|s| s.service == "web")
+                    .unwrap_or_default();
+                let status = s.health.map(|x| x.status).unwrap_or_default();
+                vec![h.host_id, s.active_release, s.previous_release, status]
+            })
+            .collect();
+        print!(
+            "{}",
+            output::table(&["HOST", "RUNS", "PREVIOUS", "STATUS"], &rows)
+        );
+        for (id, v, o) in &outcomes {
+            println!("  {id}: v{v} {o}");
+        }
+        let expected = outcomes.len() == 3
+            && outcomes[0].2 == "succeeded"
+            && outcomes[1].2 == "succeeded"
+            && outcomes[2].2.contains("rolled back");
+        if !expected {
+            bail!("the demo did not go as expected: {outcomes:?}");
+        }
+        println!("every host runs v2: the bad v3 never took over.\n");
+    } else {
+        println!(
+            "(cutover-demo-service not found next to this binary: skipping the deployments; build it with `cargo build --release --bins`)\n"
+        );
+    }
+
     if args.keep {
         print_keep_instructions(&dir, &running.url, &init.admin.cli_config);
         crate::cli::shutdown_signal().await;
@@ -229,7 +321,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
     }
 
-    println!("5. stopping agents and coordinator");
+    println!("stopping agents and coordinator");
     for a in &mut agents {
         stop_child(&mut a.child).await;
     }
@@ -240,6 +332,58 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
     println!("demo finished");
     Ok(())
+}
+
+/// The demo service binary, next to this one.
+fn demo_service_binary() -> Option<PathBuf> {
+    let p = std::env::current_exe()
+        .ok()?
+        .with_file_name("cutover-demo-service");
+    p.exists().then_some(p)
+}
+
+/// Packs the demo service into a release tarball; returns (file URL, sha256).
+fn release_tarball(dir: &Path, bin: &Path) -> Result<(String, String)> {
+    use sha2::Digest;
+    let path = dir.join("demo-service.tar");
+    let mut b = tar::Builder::new(std::fs::File::create(&path)?);
+    b.append_path_with_name(bin, "bin/demo-service")?;
+    b.into_inner()?.sync_all()?;
+    let sha = hex::encode(sha2::Sha256::digest(std::fs::read(&path)?));
+    Ok((format!("file://{}", path.display()), sha))
+}
+
+fn spec_text(version: &str, flags: &[&str], strategy: &str) -> String {
+    let mut cmd = vec![
+        "bin/demo-service".to_string(),
+        "--app-version".into(),
+        version.into(),
+    ];
+    cmd.extend(flags.iter().map(|s| s.to_string()));
+    format!(
+        r#"service = "web"
+
+[run]
+command = {cmd:?}
+
+# All demo hosts share this machine, so each binds a port of its own.
+[[listen]]
+name = "http"
+address = "127.0.0.1:0"
+
+[swap]
+min_ready = "1s"
+grace = "5s"
+ready_timeout = "3s"
+
+[strategy]
+{strategy}
+healthy_deadline = "20s"
+
+[targets]
+selector = "role=web"
+"#
+    )
 }
 
 fn spawn_agent(bin: &Path, cfg: &Path, log: &Path) -> Result<Child> {

@@ -147,7 +147,7 @@ fn a_hung_instance_failing_liveness_is_replaced_new_first_with_no_failed_request
     let (c, mut control, port, artifact) = one_host();
     // Healthy for 3 s, then /healthz fails (a hung app); the replacement is
     // the same release, healthy again for 3 s: enough to see one swap.
-    let mut spec = demo_spec("web", port, "1", &["--unhealthy-after-ms", "3000"]);
+    let mut spec = demo_spec("web", port, "1", &["--unhealthy-after-ms", "4000"]);
     spec.probes.liveness = cutover_common::service::parse_toml(&format!(
         "service = \"web\"\n[run]\ncommand = [\"x\"]\n[probes.liveness]\nhttp = {{ port = {port}, path = \"/healthz\" }}\ninterval = \"200ms\"\nfailure_threshold = 2\n"
     ))
