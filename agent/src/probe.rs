@@ -84,6 +84,25 @@ pub struct Context {
     pub spec: ServiceSpec,
     pub release_dir: PathBuf,
     pub notify: watch::Receiver<NotifyState>,
+    /// Where the agent's listeners are actually bound (a spec may say port
+    /// 0), by listener name.
+    pub bound: Vec<(String, std::net::SocketAddr)>,
+}
+
+impl Context {
+    /// The address a probe target reaches.
+    fn addr(&self, t: &cutover_common::service::Target) -> Option<std::net::SocketAddr> {
+        if let Some(name) = &t.listener
+            && let Some((_, a)) = self.bound.iter().find(|(n, _)| n == name)
+        {
+            let mut a = *a;
+            if a.ip().is_unspecified() {
+                a.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            return Some(a);
+        }
+        self.spec.target_addr(t)
+    }
 }
 
 /// Runs one check once.
@@ -121,7 +140,7 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
             }
         }
         Check::Tcp { target } => {
-            let addr = ctx.spec.target_addr(target).ok_or("no such target")?;
+            let addr = ctx.addr(target).ok_or("no such target")?;
             TcpStream::connect(addr)
                 .await
                 .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -134,7 +153,7 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
             status_max,
             body,
         } => {
-            let addr = ctx.spec.target_addr(target).ok_or("no such target")?;
+            let addr = ctx.addr(target).ok_or("no such target")?;
             let (status, text) = http_get(addr, path).await?;
             if status < *status_min || status > *status_max {
                 return Err(format!("GET {path} answered {status}"));
@@ -175,7 +194,7 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
             }
         }
         Check::Grpc { target, service } => {
-            let addr = ctx.spec.target_addr(target).ok_or("no such target")?;
+            let addr = ctx.addr(target).ok_or("no such target")?;
             let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(|e| e.to_string())?
                 .connect()
@@ -329,6 +348,7 @@ mod tests {
             spec,
             release_dir: PathBuf::from("/"),
             notify,
+            bound: vec![],
         };
         let target = cutover_common::service::Target {
             listener: None,

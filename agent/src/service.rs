@@ -481,6 +481,11 @@ impl Service {
             spec: spec.clone(),
             release_dir: self.dir.release_dir(&release),
             notify: instance.notify.clone(),
+            bound: self
+                .listeners
+                .iter()
+                .filter_map(|l| Some((l.name.clone(), sys::local_addr(&l.fd)?)))
+                .collect(),
         };
         let readiness = probe::start(
             spec.probes.readiness.clone().unwrap_or_else(notify_probe),

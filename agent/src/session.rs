@@ -266,8 +266,6 @@ async fn session(
     let mut pending: Option<PendingRenewal> = None;
     let mut health_tick = tokio::time::interval(Duration::from_secs(2));
     health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_health: Vec<(String, String)> = Vec::new();
-    let mut health_ticks: u32 = 0;
 
     loop {
         let silence_deadline = last_heard + silence_limit;
@@ -296,17 +294,13 @@ async fn session(
                 let _ = tx.try_send(m);
             }
             // Cancel-safe: interval ticks are not lost by being dropped.
+            // Every 2 s: reports carry the probe samples the canary analysis
+            // compares, which change with every check.
             _ = health_tick.tick() => {
                 let now: Vec<Health> = rt.health_now();
-                let sig: Vec<(String, String)> = now.iter().map(|h| (h.service.clone(), h.status.clone())).collect();
-                // On every change, and every 10 s regardless.
-                health_ticks = health_ticks.wrapping_add(1);
-                if sig != last_health || health_ticks % 5 == 1 {
-                    for h in &now {
-                        let _ = tx.try_send(health_message(h));
-                    }
+                for h in &now {
+                    let _ = tx.try_send(health_message(h));
                 }
-                last_health = sig;
             }
             // Cancel-safe: sleeping holds no data.
             _ = tokio::time::sleep_until(silence_deadline) => {

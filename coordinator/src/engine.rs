@@ -27,10 +27,24 @@ pub struct Candidate {
     pub active_release: Option<String>,
 }
 
+/// What happens after a batch (canary steps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StepPolicy {
+    /// Wait this long after the batch is healthy (None: no pause).
+    pub pause_ms: Option<i64>,
+    /// Wait for `cutover promote`.
+    pub manual: bool,
+    /// Compare the canaries with the baseline before going on.
+    pub analysis: bool,
+}
+
 /// The batches a spec makes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub batches: Vec<Vec<String>>,
+    /// One per batch.
+    #[serde(default)]
+    pub steps: Vec<StepPolicy>,
     /// Matching hosts left out, with why.
     pub skipped: Vec<(String, String)>,
     /// The release each target runs now.
@@ -80,21 +94,57 @@ pub fn plan(spec: &DeploySpec, fleet: &[Candidate]) -> Result<Plan, PlanError> {
         });
     }
     let n = targets.len();
-    let size = match spec.strategy.kind {
-        StrategyKind::Rolling => {
-            let mut s = spec.strategy.max_unavailable.of(n).max(1);
-            if let Some(p) = spec.strategy.max_parallel {
-                s = s.min(p as usize).max(1);
-            }
-            s
+    let hosts: Vec<String> = targets.iter().map(|t| t.host.clone()).collect();
+    let (batches, steps): (Vec<Vec<String>>, Vec<StepPolicy>) = match spec.strategy.kind {
+        StrategyKind::Rolling | StrategyKind::Recreate => {
+            let size = if spec.strategy.kind == StrategyKind::Recreate {
+                n
+            } else {
+                let mut s = spec.strategy.max_unavailable.of(n).max(1);
+                if let Some(p) = spec.strategy.max_parallel {
+                    s = s.min(p as usize).max(1);
+                }
+                s
+            };
+            let b: Vec<Vec<String>> = hosts.chunks(size).map(|c| c.to_vec()).collect();
+            let st = vec![StepPolicy::default(); b.len()];
+            (b, st)
         }
-        StrategyKind::Recreate => n,
-        StrategyKind::Canary => return Err(PlanError::Unsupported("canary".into())),
+        StrategyKind::Canary => {
+            // Steps are cumulative shares of the targets; each batch is what
+            // a step adds. A last step short of 100% gets the rest added.
+            let mut batches = Vec::new();
+            let mut steps = Vec::new();
+            let mut done = 0;
+            for step in &spec.strategy.steps {
+                let upto = step.hosts.of(n).max(done + 1).min(n);
+                if upto <= done {
+                    continue;
+                }
+                batches.push(hosts[done..upto].to_vec());
+                steps.push(StepPolicy {
+                    pause_ms: step
+                        .pause
+                        .as_deref()
+                        .filter(|p| *p != "manual")
+                        .and_then(|p| humantime::parse_duration(p).ok())
+                        .map(|d| d.as_millis() as i64),
+                    manual: step.pause.as_deref() == Some("manual"),
+                    analysis: step.analysis,
+                });
+                done = upto;
+            }
+            if done < n {
+                batches.push(hosts[done..].to_vec());
+                steps.push(StepPolicy::default());
+            }
+            (batches, steps)
+        }
         StrategyKind::BlueGreen => return Err(PlanError::Unsupported("blue_green".into())),
     };
-    let hosts: Vec<String> = targets.iter().map(|t| t.host.clone()).collect();
     Ok(Plan {
-        batches: hosts.chunks(size).map(|c| c.to_vec()).collect(),
+        batches,
+        steps,
         skipped,
         from: targets
             .into_iter()
@@ -142,6 +192,15 @@ pub enum Phase {
     Staging,
     /// Activating batch `batch` (0-based).
     Activating { batch: usize },
+    /// Canary: batch `batch` is healthy; waiting out its pause, its
+    /// analysis, or an operator's promote.
+    Waiting {
+        batch: usize,
+        /// When the pause ends; `None` waits for `cutover promote`.
+        until_ms: Option<i64>,
+        /// Inconclusive analyses so far.
+        retries: u32,
+    },
     /// Sending changed hosts back to their previous release.
     RollingBack { reason: String, aborted: bool },
     /// Every target runs the new release.
@@ -169,6 +228,7 @@ impl Phase {
         match self {
             Phase::Staging => "staging",
             Phase::Activating { .. } => "activating",
+            Phase::Waiting { .. } => "waiting",
             Phase::RollingBack { .. } => "rolling_back",
             Phase::Succeeded => "succeeded",
             Phase::RolledBack { .. } => "rolled_back",
@@ -179,7 +239,7 @@ impl Phase {
 }
 
 /// Something that happens to a rollout.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     Start,
     /// A host answered a command.
@@ -202,6 +262,13 @@ pub enum Event {
     Abort,
     /// Operator rollback of the running rollout.
     Rollback,
+    /// Operator: go on to the next canary step now.
+    Promote,
+    /// The verdict of the analysis the rollout asked for.
+    Analysis {
+        batch: usize,
+        report: crate::analysis::Report,
+    },
 }
 
 /// A command for a runner to send.
@@ -250,7 +317,7 @@ pub struct Note {
 
 /// A rollout in progress (or finished), with everything needed to resume
 /// it after a coordinator crash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rollout {
     pub id: String,
     pub service: String,
@@ -275,6 +342,15 @@ pub struct Rollout {
     /// their swap, or late to answer): a rollback reverts them too.
     #[serde(default)]
     pub degraded: Vec<String>,
+    /// What to do after each batch (canary steps).
+    #[serde(default)]
+    pub steps: Vec<StepPolicy>,
+    /// The batch whose analysis the runner should compute now.
+    #[serde(default)]
+    pub analysis_wanted: Option<usize>,
+    /// Every analysis verdict with its numbers.
+    #[serde(default)]
+    pub verdicts: Vec<(usize, crate::analysis::Report)>,
 }
 
 impl Rollout {
@@ -294,6 +370,7 @@ impl Rollout {
             .flatten()
             .map(|h| (h.clone(), HostPhase::Pending))
             .collect();
+        let steps = plan.steps.clone();
         Rollout {
             id: id.into(),
             service: spec.service.clone(),
@@ -314,6 +391,9 @@ impl Rollout {
             epoch,
             notes: Vec::new(),
             degraded: Vec::new(),
+            steps,
+            analysis_wanted: None,
+            verdicts: Vec::new(),
         }
     }
 
@@ -356,12 +436,29 @@ impl Rollout {
         self.hosts.values().filter(|p| p.is_failed()).count()
     }
 
-    /// The batch currently being activated, if any.
+    /// The batch currently being activated or waited on, if any.
     pub fn current_batch(&self) -> Option<usize> {
         match self.phase {
-            Phase::Activating { batch } => Some(batch),
+            Phase::Activating { batch } | Phase::Waiting { batch, .. } => Some(batch),
             _ => None,
         }
+    }
+
+    /// Canary hosts (on the new release) and baseline hosts (not yet
+    /// changed) for the analysis of `batch`.
+    pub fn analysis_groups(&self, batch: usize) -> (Vec<String>, Vec<String>) {
+        let canary = self
+            .hosts
+            .iter()
+            .filter(|(_, p)| matches!(p, HostPhase::Done { .. }))
+            .map(|(h, _)| h.clone())
+            .collect();
+        let baseline = self.batches[batch + 1..]
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        (canary, baseline)
     }
 
     /// Why the rollout is not moving, for `cutover status`.
@@ -405,6 +502,33 @@ impl Rollout {
                     self.batches.len(),
                     hosts.len()
                 ))
+            }
+            Phase::Waiting {
+                batch,
+                until_ms,
+                retries,
+            } => {
+                let step = format!("step {}/{}", batch + 1, self.batches.len());
+                let healthy = self
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, HostPhase::Done { .. }))
+                    .count();
+                Some(match until_ms {
+                    None => format!("{step}: waiting for `cutover promote {}`", self.id),
+                    Some(_) if self.analysis_wanted.is_some() => {
+                        format!("{step}: analysing canaries against the baseline")
+                    }
+                    Some(t) => format!(
+                        "{step}: {healthy} canary host(s) healthy, waiting {}s more{}",
+                        ((t - now) / 1000).max(0),
+                        if *retries > 0 {
+                            format!(" (analysis inconclusive {retries} time(s))")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                })
             }
             Phase::RollingBack { .. } => {
                 let left = self
@@ -549,8 +673,26 @@ impl Rollout {
                             },
                         );
                     }
-                    if now - self.started_ms > self.progress_deadline_ms {
+                    // A rollout waiting for an operator is not stuck.
+                    let manual_wait = matches!(self.phase, Phase::Waiting { until_ms: None, .. });
+                    if now - self.started_ms > self.progress_deadline_ms && !manual_wait {
                         return self.begin_rollback(now, "progress deadline passed".into(), false);
+                    }
+                    if let Phase::Waiting {
+                        batch,
+                        until_ms: Some(t),
+                        ..
+                    } = self.phase
+                        && now >= t
+                        && self.analysis_wanted.is_none()
+                    {
+                        let analysis = self.steps.get(batch).is_some_and(|s| s.analysis);
+                        let has_baseline = batch + 1 < self.batches.len();
+                        if analysis && has_baseline {
+                            self.analysis_wanted = Some(batch);
+                        } else {
+                            return self.start_batch(batch + 1, now);
+                        }
                     }
                 }
             }
@@ -564,6 +706,71 @@ impl Rollout {
                 if self.paused {
                     self.paused = false;
                     self.note(now, "resumed");
+                }
+            }
+            Event::Promote => {
+                if let Phase::Waiting { batch, .. } = self.phase {
+                    self.note(now, format!("step {} promoted by an operator", batch + 1));
+                    self.analysis_wanted = None;
+                    return self.start_batch(batch + 1, now);
+                }
+                self.note(now, "promote ignored: no canary step is waiting");
+            }
+            Event::Analysis { batch, report } => {
+                if self.analysis_wanted != Some(batch) {
+                    return out;
+                }
+                self.analysis_wanted = None;
+                let numbers: Vec<String> = report
+                    .metrics
+                    .iter()
+                    .map(|m| format!("{} {:?}: {}", m.metric, m.verdict, m.why))
+                    .collect();
+                self.note(
+                    now,
+                    format!(
+                        "step {} analysis: {:?} ({})",
+                        batch + 1,
+                        report.verdict,
+                        numbers.join("; ")
+                    ),
+                );
+                let verdict = report.verdict.clone();
+                self.verdicts.push((batch, report));
+                match verdict {
+                    crate::analysis::Verdict::Pass => return self.start_batch(batch + 1, now),
+                    crate::analysis::Verdict::Fail => {
+                        return self.begin_rollback(
+                            now,
+                            format!("canary analysis failed at step {}", batch + 1),
+                            false,
+                        );
+                    }
+                    crate::analysis::Verdict::Inconclusive => {
+                        let Phase::Waiting { retries, .. } = self.phase else {
+                            return out;
+                        };
+                        let pause = self
+                            .steps
+                            .get(batch)
+                            .and_then(|s| s.pause_ms)
+                            .unwrap_or(10_000)
+                            .max(5_000);
+                        self.phase = if retries + 1 >= 3 {
+                            self.note(now, "analysis still inconclusive: waiting for `cutover promote` or `cutover abort`");
+                            Phase::Waiting {
+                                batch,
+                                until_ms: None,
+                                retries: retries + 1,
+                            }
+                        } else {
+                            Phase::Waiting {
+                                batch,
+                                until_ms: Some(now + pause),
+                                retries: retries + 1,
+                            }
+                        };
+                    }
                 }
             }
             Event::Abort => return self.begin_rollback(now, "aborted by an operator".into(), true),
@@ -608,6 +815,30 @@ impl Rollout {
                     .iter()
                     .any(|h| matches!(self.hosts[h], HostPhase::Activating { .. }));
                 if in_flight || self.paused {
+                    return Vec::new();
+                }
+                let step = self.steps.get(batch).cloned().unwrap_or_default();
+                let last = batch + 1 >= self.batches.len();
+                if !last && (step.manual || step.pause_ms.is_some() || step.analysis) {
+                    let until_ms = if step.manual {
+                        None
+                    } else {
+                        Some(now + step.pause_ms.unwrap_or(0))
+                    };
+                    let msg = match until_ms {
+                        None => format!("step {} healthy: waiting for promote", batch + 1),
+                        Some(t) => format!(
+                            "step {} healthy: baking for {}s",
+                            batch + 1,
+                            (t - now) / 1000
+                        ),
+                    };
+                    self.note(now, msg);
+                    self.phase = Phase::Waiting {
+                        batch,
+                        until_ms,
+                        retries: 0,
+                    };
                     return Vec::new();
                 }
                 self.start_batch(batch + 1, now)
@@ -1058,6 +1289,155 @@ mod tests {
             e.to_string()
                 .contains("matches no ready host (2 matching but not ready: web-1, web-2)"),
             "{e}"
+        );
+    }
+
+    fn answer_all(r: &mut Rollout, effects: Vec<Effect>, now: i64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let mut q = effects;
+        while !q.is_empty() {
+            let e = q.remove(0);
+            let more = r.step(
+                Event::Result {
+                    host: e.host().into(),
+                    command_id: e.command_id().into(),
+                    ok: true,
+                    message: String::new(),
+                },
+                now,
+            );
+            out.extend(more.clone());
+            q.extend(more);
+        }
+        out
+    }
+
+    fn report(v: crate::analysis::Verdict) -> crate::analysis::Report {
+        crate::analysis::Report {
+            verdict: v,
+            metrics: vec![],
+        }
+    }
+
+    const CANARY: &str = "[strategy]\nkind = \"canary\"\nsteps = [ { hosts = \"25%\", pause = \"1m\", analysis = true }, { hosts = \"50%\", pause = \"manual\" }, { hosts = \"100%\" } ]\n";
+
+    #[test]
+    fn a_canary_bakes_is_analysed_waits_for_promote_and_finishes() {
+        let mut r = rollout(CANARY, 4);
+        assert_eq!(
+            r.batches,
+            vec![
+                vec!["web-1".to_string()],
+                vec!["web-2".into()],
+                vec!["web-3".into(), "web-4".into()]
+            ]
+        );
+        let e = r.step(Event::Start, 0);
+        answer_all(&mut r, e, 1);
+        assert!(
+            matches!(
+                r.phase,
+                Phase::Waiting {
+                    batch: 0,
+                    until_ms: Some(60_001),
+                    ..
+                }
+            ),
+            "{:?}",
+            r.phase
+        );
+        assert!(r.step(Event::Tick, 30_000).is_empty());
+        assert!(r.blocked_on(30_000).unwrap().contains("waiting 30s more"));
+        r.step(Event::Tick, 61_000);
+        assert_eq!(r.analysis_wanted, Some(0));
+        let (canary, baseline) = r.analysis_groups(0);
+        assert_eq!((canary, baseline.len()), (vec!["web-1".to_string()], 3));
+        let e = r.step(
+            Event::Analysis {
+                batch: 0,
+                report: report(crate::analysis::Verdict::Pass),
+            },
+            61_001,
+        );
+        assert!(matches!(e.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
+        answer_all(&mut r, e, 62_000);
+        assert!(matches!(
+            r.phase,
+            Phase::Waiting {
+                batch: 1,
+                until_ms: None,
+                ..
+            }
+        ));
+        // Waiting for an operator is not "stuck": no progress-deadline rollback.
+        assert!(r.step(Event::Tick, 10_000_000).is_empty());
+        assert!(matches!(r.phase, Phase::Waiting { .. }));
+        let e = r.step(Event::Promote, 10_000_001);
+        assert_eq!(e.len(), 2);
+        answer_all(&mut r, e, 10_000_002);
+        assert_eq!(r.phase, Phase::Succeeded);
+        assert_eq!(r.verdicts.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_canary_analysis_rolls_the_canaries_back() {
+        let mut r = rollout(CANARY, 4);
+        let e = r.step(Event::Start, 0);
+        answer_all(&mut r, e, 1);
+        r.step(Event::Tick, 61_000);
+        let e = r.step(
+            Event::Analysis {
+                batch: 0,
+                report: report(crate::analysis::Verdict::Fail),
+            },
+            61_001,
+        );
+        assert!(matches!(e.as_slice(), [Effect::Revert { host, .. }] if host == "web-1"));
+        answer_all(&mut r, e, 61_002);
+        assert!(
+            matches!(r.phase, Phase::RolledBack { ref reason } if reason.contains("canary analysis failed")),
+            "{:?}",
+            r.phase
+        );
+    }
+
+    #[test]
+    fn inconclusive_analysis_waits_then_asks_an_operator_and_never_passes_or_fails() {
+        let mut r = rollout(CANARY, 4);
+        let e = r.step(Event::Start, 0);
+        answer_all(&mut r, e, 1);
+        let mut now = 61_000;
+        for _ in 0..3 {
+            r.step(Event::Tick, now);
+            assert_eq!(r.analysis_wanted, Some(0));
+            let e = r.step(
+                Event::Analysis {
+                    batch: 0,
+                    report: report(crate::analysis::Verdict::Inconclusive),
+                },
+                now + 1,
+            );
+            assert!(e.is_empty(), "inconclusive never moves on");
+            now += 120_000;
+        }
+        assert!(
+            matches!(
+                r.phase,
+                Phase::Waiting {
+                    batch: 0,
+                    until_ms: None,
+                    retries: 3
+                }
+            ),
+            "{:?}",
+            r.phase
+        );
+        assert!(
+            r.hosts
+                .values()
+                .filter(|p| matches!(p, HostPhase::Done { .. }))
+                .count()
+                == 1
         );
     }
 

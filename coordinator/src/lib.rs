@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod app;
 pub mod cli;
 pub mod client;

@@ -335,6 +335,41 @@ async fn persist(app: &App, r: &Rollout) {
     }
 }
 
+/// The samples of a group of hosts, from their latest health reports.
+fn samples(app: &App, service: &str, hosts: &[String]) -> crate::analysis::Samples {
+    let views = app.fleet.list(&Selector::default());
+    let mut out = crate::analysis::Samples::default();
+    for v in views.iter().filter(|v| hosts.contains(&v.record.id)) {
+        let Some(h) = v
+            .services
+            .iter()
+            .find(|s| s.service == service)
+            .and_then(|s| s.health.as_ref())
+        else {
+            continue;
+        };
+        for p in &h.probes {
+            let failed = p.failed_checks.min(1000) as usize;
+            let good = p.checks.saturating_sub(p.failed_checks).min(1000) as usize;
+            out.errors.extend(std::iter::repeat_n(1.0, failed));
+            out.errors.extend(std::iter::repeat_n(0.0, good));
+            out.latency_ms
+                .extend(p.recent_latency_ms.iter().map(|l| f64::from(*l)));
+        }
+    }
+    out
+}
+
+/// Compares the canaries of `batch` with the hosts still on the old release.
+fn analyse(app: &App, r: &Rollout, batch: usize) -> crate::analysis::Report {
+    let (canary, baseline) = r.analysis_groups(batch);
+    crate::analysis::analyze(
+        &samples(app, &r.service, &canary),
+        &samples(app, &r.service, &baseline),
+        crate::analysis::Config::default(),
+    )
+}
+
 /// Health reports that say a host that took the new release degraded.
 fn degraded(app: &App, r: &Rollout) -> Vec<(String, String)> {
     let views = app.fleet.list(&Selector::default());
@@ -401,6 +436,10 @@ async fn run(
                     out.extend(apply(&mut r, Event::Unhealthy { host, status }));
                 }
                 out.extend(apply(&mut r, Event::Tick));
+                if let Some(batch) = r.analysis_wanted {
+                    let report = analyse(&app, &r, batch);
+                    out.extend(apply(&mut r, Event::Analysis { batch, report }));
+                }
                 out
             }
             _ = resend.tick() => {

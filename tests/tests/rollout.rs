@@ -79,7 +79,10 @@ fn deploy(
     if watch {
         args.push("--watch");
     }
-    let out = std::process::Command::new(cutover_tests::bin("cutover"))
+    // Bounded: a rollout that hangs fails the test instead of the run.
+    let out = std::process::Command::new("timeout")
+        .arg("90")
+        .arg(cutover_tests::bin("cutover"))
         .args(&args)
         .env("HOME", c.dir.path())
         .envs(c.operator_env("admin"))
@@ -260,4 +263,93 @@ fn the_coordinator_killed_mid_rollout_resumes_and_no_host_swaps_twice() {
             .count();
         assert_eq!(starts, 1, "web-{i} started v2 {starts} times:\n{log}");
     }
+}
+
+fn canary_spec(c: &Cluster, version: &str, extra: &[&str], strategy: &str) -> PathBuf {
+    let mut cmd = vec![
+        "bin/demo-service".to_string(),
+        "--app-version".into(),
+        version.into(),
+    ];
+    cmd.extend(extra.iter().map(|s| s.to_string()));
+    let text = format!(
+        r#"service = "web"
+
+[run]
+command = {cmd:?}
+
+[[listen]]
+name = "http"
+address = "127.0.0.1:0"
+
+[swap]
+min_ready = "200ms"
+ready_timeout = "3s"
+
+# Sampled for the canary analysis: the main page, every 50 ms. A high
+# threshold keeps a flaky page from restarting the instance.
+[probes.liveness]
+http = {{ listener = "http", path = "/" }}
+interval = "50ms"
+failure_threshold = 100000
+
+[strategy]
+{strategy}
+healthy_deadline = "20s"
+
+[targets]
+selector = "role=web"
+"#
+    );
+    let p = c.dir.path().join(format!("canary-{version}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_canary_with_a_raised_error_ratio_fails_its_analysis_and_is_rolled_back() {
+    let (c, a) = fleet(4);
+    // The first version goes out rolling: a canary needs a baseline.
+    assert_eq!(
+        deploy(
+            &c,
+            &canary_spec(&c, "1", &[], "kind = \"rolling\"\nmax_unavailable = 4"),
+            "1",
+            &a,
+            true
+        )
+        .1,
+        0
+    );
+    let canary = "kind = \"canary\"\nsteps = [ { hosts = 1, pause = \"3s\", analysis = true }, { hosts = \"100%\" } ]";
+    // A healthy v2 canary passes its analysis and goes everywhere.
+    let (r, code) = deploy(&c, &canary_spec(&c, "2", &[], canary), "2", &a, true);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("step 1 analysis: Pass"), "{}", r.stdout);
+    // v3 answers half its requests with 500: the canary fails, and only it
+    // is sent back.
+    let (r, code) = deploy(
+        &c,
+        &canary_spec(&c, "3", &["--error-ratio", "0.5"], canary),
+        "3",
+        &a,
+        true,
+    );
+    assert_eq!(code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("step 1 analysis: Fail"), "{}", r.stdout);
+    assert!(r.stdout.contains("error_ratio Fail"), "{}", r.stdout);
+    poll("every host back on v2", Duration::from_secs(10), || {
+        releases(&c)
+            .iter()
+            .all(|r| r.starts_with("2-"))
+            .then_some(())
+    });
+    let st = c.cutover(&["status", "d3", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    let verdict = &v["rollout"]["verdicts"][0][1];
+    assert_eq!(verdict["verdict"], "fail", "{v:#}");
+    assert!(
+        verdict["metrics"][0]["canary"].as_f64().unwrap() > 0.2,
+        "the numbers are stored with the verdict: {verdict:#}"
+    );
 }

@@ -276,7 +276,7 @@ pub async fn control(
         }
         other => {
             return Err(Status::invalid_argument(format!(
-                "action `{other}`: expected pause, resume, abort or rollback"
+                "action `{other}`: expected pause, resume, promote, abort or rollback"
             )));
         }
     };

@@ -1,0 +1,327 @@
+//! Canary analysis: are the canary hosts worse than the baseline hosts?
+//!
+//! For each metric (error ratio, latency) the samples of the two groups are
+//! compared with a one-sided Mann-Whitney U test (normal approximation with
+//! tie correction), and a difference counts only when it is both
+//! significant and larger than an effect-size floor: a tiny but "certain"
+//! difference is not a reason to roll back. Too few samples is
+//! `inconclusive`, never pass and never fail.
+
+use serde::{Deserialize, Serialize};
+
+/// Samples of one group of hosts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Samples {
+    /// 1.0 for a failed check or request, 0.0 for a good one.
+    pub errors: Vec<f64>,
+    pub latency_ms: Vec<f64>,
+}
+
+/// Thresholds of the analysis.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    pub min_samples: usize,
+    /// One-sided significance level.
+    pub alpha: f64,
+    /// Error ratios must differ by at least this (absolute).
+    pub error_ratio_floor: f64,
+    /// Median latency must grow by at least this fraction...
+    pub latency_relative_floor: f64,
+    /// ...and at least this many milliseconds.
+    pub latency_absolute_floor_ms: f64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            min_samples: 20,
+            alpha: 0.01,
+            error_ratio_floor: 0.02,
+            latency_relative_floor: 0.2,
+            latency_absolute_floor_ms: 5.0,
+        }
+    }
+}
+
+/// The verdict of one comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    Inconclusive,
+}
+
+/// One metric's numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricResult {
+    pub metric: String,
+    pub canary: f64,
+    pub baseline: f64,
+    pub canary_n: usize,
+    pub baseline_n: usize,
+    pub p_value: Option<f64>,
+    pub verdict: Verdict,
+    pub why: String,
+}
+
+/// The whole analysis, stored with the rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub verdict: Verdict,
+    pub metrics: Vec<MetricResult>,
+}
+
+/// One-sided Mann-Whitney U: the probability of seeing `a` this much
+/// larger than `b` by chance (normal approximation, tie-corrected).
+pub fn mann_whitney_greater(a: &[f64], b: &[f64]) -> f64 {
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let mut all: Vec<(f64, usize)> = a
+        .iter()
+        .map(|x| (*x, 0))
+        .chain(b.iter().map(|x| (*x, 1)))
+        .collect();
+    all.sort_by(|x, y| x.0.total_cmp(&y.0));
+    let n = all.len();
+    let mut ranks = vec![0.0; n];
+    let mut tie_term = 0.0;
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && all[j + 1].0 == all[i].0 {
+            j += 1;
+        }
+        let r = (i + j) as f64 / 2.0 + 1.0;
+        for k in ranks.iter_mut().take(j + 1).skip(i) {
+            *k = r;
+        }
+        let t = (j - i + 1) as f64;
+        tie_term += t * t * t - t;
+        i = j + 1;
+    }
+    let r1: f64 = all
+        .iter()
+        .zip(&ranks)
+        .filter(|((_, g), _)| *g == 0)
+        .map(|(_, r)| r)
+        .sum();
+    let u1 = r1 - n1 * (n1 + 1.0) / 2.0;
+    let mean = n1 * n2 / 2.0;
+    let nn = n1 + n2;
+    let var = n1 * n2 / 12.0 * ((nn + 1.0) - tie_term / (nn * (nn - 1.0)));
+    if var <= 0.0 {
+        return 1.0; // every value equal: no evidence of a difference
+    }
+    let z = (u1 - mean - 0.5) / var.sqrt(); // continuity correction
+    1.0 - normal_cdf(z)
+}
+
+/// Standard normal CDF (Abramowitz-Stegun 7.1.26 via erf).
+fn normal_cdf(z: f64) -> f64 {
+    0.5 * (1.0 + erf(z / std::f64::consts::SQRT_2))
+}
+
+fn erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
+    let y = 1.0
+        - (((((1.061_405_429 * t - 1.453_152_027) * t) + 1.421_413_741) * t - 0.284_496_736) * t
+            + 0.254_829_592)
+            * t
+            * (-x * x).exp();
+    if x >= 0.0 { y } else { -y }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+/// Compares canary with baseline.
+pub fn analyze(canary: &Samples, baseline: &Samples, cfg: Config) -> Report {
+    let mut metrics = Vec::new();
+    // Error ratio.
+    let (ce, be) = (mean(&canary.errors), mean(&baseline.errors));
+    let m = if canary.errors.len() < cfg.min_samples || baseline.errors.len() < cfg.min_samples {
+        MetricResult {
+            metric: "error_ratio".into(),
+            canary: ce,
+            baseline: be,
+            canary_n: canary.errors.len(),
+            baseline_n: baseline.errors.len(),
+            p_value: None,
+            verdict: Verdict::Inconclusive,
+            why: format!("too few samples (need {} per group)", cfg.min_samples),
+        }
+    } else {
+        let p = mann_whitney_greater(&canary.errors, &baseline.errors);
+        let worse = p < cfg.alpha && ce - be >= cfg.error_ratio_floor;
+        MetricResult {
+            metric: "error_ratio".into(),
+            canary: ce,
+            baseline: be,
+            canary_n: canary.errors.len(),
+            baseline_n: baseline.errors.len(),
+            p_value: Some(p),
+            verdict: if worse { Verdict::Fail } else { Verdict::Pass },
+            why: if worse {
+                format!(
+                    "canary errors {:.1}% vs baseline {:.1}% (p={p:.4})",
+                    ce * 100.0,
+                    be * 100.0
+                )
+            } else {
+                "no significant increase above the floor".into()
+            },
+        }
+    };
+    metrics.push(m);
+    // Latency.
+    let (cl, bl) = (median(&canary.latency_ms), median(&baseline.latency_ms));
+    let m = if canary.latency_ms.len() < cfg.min_samples
+        || baseline.latency_ms.len() < cfg.min_samples
+    {
+        MetricResult {
+            metric: "latency_p50_ms".into(),
+            canary: cl,
+            baseline: bl,
+            canary_n: canary.latency_ms.len(),
+            baseline_n: baseline.latency_ms.len(),
+            p_value: None,
+            verdict: Verdict::Inconclusive,
+            why: format!("too few samples (need {} per group)", cfg.min_samples),
+        }
+    } else {
+        let p = mann_whitney_greater(&canary.latency_ms, &baseline.latency_ms);
+        let floor = (bl * cfg.latency_relative_floor).max(cfg.latency_absolute_floor_ms);
+        let worse = p < cfg.alpha && cl - bl >= floor;
+        MetricResult {
+            metric: "latency_p50_ms".into(),
+            canary: cl,
+            baseline: bl,
+            canary_n: canary.latency_ms.len(),
+            baseline_n: baseline.latency_ms.len(),
+            p_value: Some(p),
+            verdict: if worse { Verdict::Fail } else { Verdict::Pass },
+            why: if worse {
+                format!("canary median {cl:.1} ms vs baseline {bl:.1} ms (p={p:.4})")
+            } else {
+                "no significant increase above the floor".into()
+            },
+        }
+    };
+    metrics.push(m);
+    let verdict = if metrics.iter().any(|m| m.verdict == Verdict::Fail) {
+        Verdict::Fail
+    } else if metrics.iter().any(|m| m.verdict == Verdict::Inconclusive) {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Pass
+    };
+    Report { verdict, metrics }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic sample generator.
+    fn lcg(seed: &mut u64) -> f64 {
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (*seed >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn group(seed: u64, n: usize, error_ratio: f64, latency: f64) -> Samples {
+        let mut s = seed;
+        Samples {
+            errors: (0..n)
+                .map(|_| if lcg(&mut s) < error_ratio { 1.0 } else { 0.0 })
+                .collect(),
+            latency_ms: (0..n)
+                .map(|_| latency * (0.8 + 0.4 * lcg(&mut s)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn identical_groups_pass() {
+        let r = analyze(
+            &group(1, 200, 0.01, 10.0),
+            &group(2, 200, 0.01, 10.0),
+            Config::default(),
+        );
+        assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");
+    }
+
+    #[test]
+    fn an_injected_error_ratio_fails() {
+        let r = analyze(
+            &group(1, 200, 0.3, 10.0),
+            &group(2, 200, 0.01, 10.0),
+            Config::default(),
+        );
+        assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
+        assert_eq!(r.metrics[0].verdict, Verdict::Fail);
+        assert!(r.metrics[0].p_value.unwrap() < 0.001);
+    }
+
+    #[test]
+    fn a_latency_shift_fails() {
+        let r = analyze(
+            &group(1, 200, 0.0, 30.0),
+            &group(2, 200, 0.0, 10.0),
+            Config::default(),
+        );
+        assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
+        assert_eq!(r.metrics[1].verdict, Verdict::Fail);
+    }
+
+    #[test]
+    fn a_significant_but_tiny_latency_shift_passes_the_effect_floor() {
+        let r = analyze(
+            &group(1, 2000, 0.0, 10.5),
+            &group(2, 2000, 0.0, 10.0),
+            Config::default(),
+        );
+        assert_eq!(r.metrics[1].verdict, Verdict::Pass, "{r:#?}");
+    }
+
+    #[test]
+    fn no_data_or_too_little_is_inconclusive_never_pass_or_fail() {
+        let r = analyze(&Samples::default(), &Samples::default(), Config::default());
+        assert_eq!(r.verdict, Verdict::Inconclusive);
+        let r = analyze(
+            &group(1, 5, 1.0, 100.0),
+            &group(2, 5, 0.0, 1.0),
+            Config::default(),
+        );
+        assert_eq!(
+            r.verdict,
+            Verdict::Inconclusive,
+            "five samples prove nothing: {r:#?}"
+        );
+    }
+
+    #[test]
+    fn the_u_test_agrees_with_a_known_case() {
+        // All of a above all of b: the one-sided p is tiny; reversed, ~1.
+        let a: Vec<f64> = (10..30).map(f64::from).collect();
+        let b: Vec<f64> = (0..20).map(f64::from).collect();
+        assert!(mann_whitney_greater(&a, &b) < 0.001);
+        assert!(mann_whitney_greater(&b, &a) > 0.99);
+        assert!((mann_whitney_greater(&b, &b) - 0.5).abs() < 0.1);
+    }
+}
