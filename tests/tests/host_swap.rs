@@ -220,14 +220,26 @@ fn a_version_that_crashes_never_gets_ready_or_fails_liveness_never_takes_over() 
     assert!(r.message.contains("not ready within"), "{}", r.message);
     assert_eq!(r.active_release, "v1");
 
-    // Liveness: /healthz turns bad 200 ms after start, during the bake.
+    // Liveness: /healthz turns bad 200 ms after start, during the bake. The
+    // probe is aimed at this instance's own port, not the shared socket.
+    let own = free_port();
+    let own_addr = format!("127.0.0.1:{own}");
     let spec = {
-        let mut s = demo_spec("web", h.port, "4", &["--unhealthy-after-ms", "200"]);
+        let mut s = demo_spec(
+            "web",
+            h.port,
+            "4",
+            &[
+                "--unhealthy-after-ms",
+                "200",
+                "--instance-listen",
+                &own_addr,
+            ],
+        );
         s.swap.min_ready = Duration::from_secs(2);
         s.probes.liveness = Some(
             cutover_common::service::parse_toml(&format!(
-                "service = \"web\"\n[run]\ncommand = [\"x\"]\n[probes.liveness]\nhttp = {{ port = {}, path = \"/healthz\" }}\ninterval = \"100ms\"\nfailure_threshold = 2\n",
-                h.port
+                "service = \"web\"\n[run]\ncommand = [\"x\"]\n[probes.liveness]\nhttp = {{ port = {own}, path = \"/healthz\" }}\ninterval = \"100ms\"\nfailure_threshold = 2\n"
             ))
             .unwrap()
             .probes
@@ -429,7 +441,9 @@ fn a_socket_an_old_app_shut_down_is_repaired_after_the_swap() {
     assert!(r.ok, "{}", r.message);
     // The old app called shutdown() on the shared socket on its way out;
     // the agent noticed and listens again, so the new version serves.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    // The instance that shared the broken socket is replaced; it gets its
+    // grace to leave, and may hold connections until then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(25);
     let got = loop {
         if let Some(r) = cutover_tests::http_get(&format!("127.0.0.1:{}", h.port), "/")
             .filter(|(s, _)| *s == 200)

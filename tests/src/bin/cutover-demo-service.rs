@@ -39,6 +39,10 @@ struct Args {
     /// Addresses to bind when not socket-activated.
     #[arg(long)]
     listen: Vec<SocketAddr>,
+    /// An extra address this instance alone listens on (for probes aimed
+    /// at one instance rather than at the shared socket).
+    #[arg(long)]
+    instance_listen: Option<SocketAddr>,
     /// Bind with SO_REUSEPORT (for `mode = "reuseport"`).
     #[arg(long)]
     reuseport: bool,
@@ -216,6 +220,9 @@ async fn main() {
     if listeners.is_empty() {
         eprintln!("demo-service: no listeners (neither LISTEN_FDS nor --listen)");
         std::process::exit(2);
+    }
+    if let Some(a) = args.instance_listen {
+        listeners.push(bind(a, false).expect("binding --instance-listen"));
     }
     let state = Arc::new(State {
         version: args.version.clone(),
