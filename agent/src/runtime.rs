@@ -90,7 +90,12 @@ impl Runtime {
             journal,
             inflight: Mutex::new(HashMap::new()),
             results: rtx,
-            epochs: Mutex::new(HashMap::new()),
+            epochs: Mutex::new(
+                std::fs::read(state_dir.join("journal").join("epochs.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default(),
+            ),
             published: Mutex::new(published),
             staging: Mutex::new(HashMap::new()),
         });
@@ -225,7 +230,15 @@ impl Runtime {
         }
     }
 
+    /// Fencing: a rollout's commands carry its epoch (the deployment's
+    /// sequence number); once a service saw epoch N, commands of older
+    /// rollouts are refused, so a stale coordinator cannot undo a newer
+    /// rollout. Epoch 0 marks an operator's one-off command (drain, hooks),
+    /// which is not fenced. Seen epochs survive agent restarts.
     fn check_epoch(&self, cmd: &Command) -> Result<(), Report> {
+        if cmd.epoch == 0 {
+            return Ok(());
+        }
         let mut epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
         let seen = epochs.entry(cmd.kind.service().to_string()).or_insert(0);
         if cmd.epoch < *seen {
@@ -237,7 +250,17 @@ impl Runtime {
                 hooks: vec![],
             });
         }
-        *seen = cmd.epoch;
+        if cmd.epoch > *seen {
+            *seen = cmd.epoch;
+            let path = self.shared.state_dir.join("journal").join("epochs.json");
+            if let Err(e) = cutover_common::fsutil::write_atomic(
+                &path,
+                &serde_json::to_vec(&*epochs).expect("serializable"),
+                0o600,
+            ) {
+                tracing::error!(error = %e, "recording the fencing epoch failed");
+            }
+        }
         Ok(())
     }
 
@@ -412,5 +435,50 @@ async fn supervise(rt: std::sync::Weak<Runtime>) {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stop(id: &str, epoch: u64) -> Command {
+        Command {
+            id: id.into(),
+            deployment_id: "d".into(),
+            step: 0,
+            epoch,
+            kind: Kind::Stop {
+                service: "web".into(),
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_from_an_older_epoch_are_refused_even_after_an_agent_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let shim = std::env::current_exe().unwrap();
+        let (rt, _o) = Runtime::start(dir.path().into(), shim.clone())
+            .await
+            .unwrap();
+        assert!(rt.submit(stop("c1", 5)).await.ok);
+        let r = rt.submit(stop("c2", 3)).await;
+        assert!(!r.ok);
+        assert!(
+            r.message.contains("epoch 3 is older than epoch 5"),
+            "{}",
+            r.message
+        );
+        assert!(
+            rt.submit(stop("c3", 0)).await.ok,
+            "operator one-off commands are not fenced"
+        );
+        drop(rt);
+        let (rt, _o) = Runtime::start(dir.path().into(), shim).await.unwrap();
+        assert!(
+            !rt.submit(stop("c4", 4)).await.ok,
+            "the epoch seen survives a restart"
+        );
+        assert!(rt.submit(stop("c5", 6)).await.ok);
     }
 }

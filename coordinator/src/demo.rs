@@ -321,7 +321,26 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
     }
 
-    println!("stopping agents and coordinator");
+    println!("stopping the demo service, the agents and the coordinator");
+    // Apps outlive their agent by design: stop the service first.
+    for a in &agents {
+        let events = control
+            .send_command(pb::SendCommandRequest {
+                host_id: a.host.clone(),
+                command: Some(pb::Command {
+                    kind: Some(pb::command::Kind::Stop(pb::StopCommand {
+                        service: "web".into(),
+                    })),
+                    ..Default::default()
+                }),
+                timeout_ms: 30_000,
+            })
+            .await;
+        if let Ok(events) = events {
+            let mut events = events.into_inner();
+            while let Ok(Some(_)) = events.message().await {}
+        }
+    }
     for a in &mut agents {
         stop_child(&mut a.child).await;
     }
