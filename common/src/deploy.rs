@@ -150,6 +150,30 @@ pub struct Strategy {
     pub progress_deadline: Duration,
     #[serde(default)]
     pub steps: Vec<CanaryStep>,
+    /// Blue/green: the host label that says which group a host is in.
+    #[serde(default = "d_group_label")]
+    pub group_label: String,
+    /// Blue/green: the two groups, by label value.
+    #[serde(default = "d_groups")]
+    pub groups: Vec<String>,
+    /// Blue/green: how long switching back to the old group stays possible.
+    #[serde(with = "humantime_serde", default = "d_keep_old")]
+    pub keep_old: Duration,
+    /// Blue/green: the command that moves traffic to the new group, run on
+    /// the coordinator with CUTOVER_LIVE_GROUP, CUTOVER_OLD_GROUP,
+    /// CUTOVER_HOSTS, CUTOVER_SERVICE and CUTOVER_VERSION set.
+    #[serde(default)]
+    pub switch: Option<crate::service::Hook>,
+}
+
+fn d_group_label() -> String {
+    "color".into()
+}
+fn d_groups() -> Vec<String> {
+    vec!["blue".into(), "green".into()]
+}
+fn d_keep_old() -> Duration {
+    Duration::from_secs(3600)
 }
 
 fn d_max_unavailable() -> Amount {
@@ -171,6 +195,10 @@ impl Default for Strategy {
             healthy_deadline: d_healthy_deadline(),
             progress_deadline: d_progress_deadline(),
             steps: Vec::new(),
+            group_label: d_group_label(),
+            groups: d_groups(),
+            keep_old: d_keep_old(),
+            switch: None,
         }
     }
 }
@@ -480,6 +508,27 @@ impl DeploySpec {
                         }
                     }
                     last = Some(step.hosts);
+                }
+            }
+            StrategyKind::BlueGreen => {
+                if s.groups.len() != 2 || s.groups[0] == s.groups[1] {
+                    return e(
+                        "strategy.groups",
+                        "expected two different group names, e.g. [\"blue\", \"green\"]".into(),
+                    );
+                }
+                if s.switch.as_ref().is_none_or(|h| h.command.is_empty()) {
+                    return e(
+                        "strategy.switch",
+                        "blue/green needs a `switch` command that moves traffic to the new group"
+                            .into(),
+                    );
+                }
+                if !s.steps.is_empty() {
+                    return e(
+                        "strategy.steps",
+                        "steps are only for kind = \"canary\"".into(),
+                    );
                 }
             }
             _ if !s.steps.is_empty() => {

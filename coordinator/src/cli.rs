@@ -344,6 +344,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
+            if d.phase == "rolled_back" {
+                // Blue/green: traffic went back to the old group at once.
+                let note = rollout_of(&d).and_then(|r| r.notes.last().map(|n| n.message.clone()));
+                println!("{}: {}", d.service, note.unwrap_or_default());
+                return Ok(());
+            }
             println!(
                 "deployment {} rolls {} back to version {}",
                 d.id, d.service, d.version

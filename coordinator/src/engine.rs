@@ -36,6 +36,9 @@ pub struct StepPolicy {
     pub manual: bool,
     /// Compare the canaries with the baseline before going on.
     pub analysis: bool,
+    /// Blue/green: run the switch command once this batch is healthy.
+    #[serde(default)]
+    pub switch: bool,
 }
 
 /// The batches a spec makes.
@@ -50,6 +53,11 @@ pub struct Plan {
     /// The release each target runs now.
     pub from: BTreeMap<String, Option<String>>,
     pub max_failed: usize,
+    /// Blue/green: the group deployed to, and the group serving now.
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub old_group: Option<String>,
 }
 
 /// Why a spec cannot be planned.
@@ -60,14 +68,23 @@ pub enum PlanError {
         selector: String,
         not_ready: Vec<String>,
     },
-    #[error(
-        "strategy.kind `{0}` is not available yet on this coordinator (use rolling or recreate)"
-    )]
+    #[error("strategy.kind `{0}` is not available on this coordinator")]
     Unsupported(String),
+    #[error("no ready host of group `{group}` (label {label}={group}) among the targets")]
+    EmptyGroup { label: String, group: String },
 }
 
 /// Computes the batches of a rollout of `spec` over `fleet`.
 pub fn plan(spec: &DeploySpec, fleet: &[Candidate]) -> Result<Plan, PlanError> {
+    plan_with(spec, fleet, None)
+}
+
+/// [`plan`], knowing which blue/green group serves now.
+pub fn plan_with(
+    spec: &DeploySpec,
+    fleet: &[Candidate],
+    live_group: Option<&str>,
+) -> Result<Plan, PlanError> {
     let selector = Selector::parse(&spec.targets.selector).unwrap_or_default();
     let mut targets = Vec::new();
     let mut skipped = Vec::new();
@@ -131,6 +148,7 @@ pub fn plan(spec: &DeploySpec, fleet: &[Candidate]) -> Result<Plan, PlanError> {
                         .map(|d| d.as_millis() as i64),
                     manual: step.pause.as_deref() == Some("manual"),
                     analysis: step.analysis,
+                    switch: false,
                 });
                 done = upto;
             }
@@ -140,7 +158,43 @@ pub fn plan(spec: &DeploySpec, fleet: &[Candidate]) -> Result<Plan, PlanError> {
             }
             (batches, steps)
         }
-        StrategyKind::BlueGreen => return Err(PlanError::Unsupported("blue_green".into())),
+        StrategyKind::BlueGreen => {
+            let g = &spec.strategy.groups;
+            let idle = if live_group == Some(g[0].as_str()) {
+                g[1].clone()
+            } else {
+                g[0].clone()
+            };
+            let label = &spec.strategy.group_label;
+            let members: Vec<String> = targets
+                .iter()
+                .filter(|t| t.labels.get(label) == Some(&idle))
+                .map(|t| t.host.clone())
+                .collect();
+            if members.is_empty() {
+                return Err(PlanError::EmptyGroup {
+                    label: label.clone(),
+                    group: idle,
+                });
+            }
+            let from = targets
+                .into_iter()
+                .filter(|t| members.contains(&t.host))
+                .map(|t| (t.host, t.active_release))
+                .collect();
+            return Ok(Plan {
+                max_failed: spec.rollback.max_failed.floor_of(members.len()),
+                batches: vec![members],
+                steps: vec![StepPolicy {
+                    switch: true,
+                    ..Default::default()
+                }],
+                skipped,
+                from,
+                group: Some(idle),
+                old_group: live_group.map(str::to_string),
+            });
+        }
     };
     Ok(Plan {
         batches,
@@ -151,6 +205,8 @@ pub fn plan(spec: &DeploySpec, fleet: &[Candidate]) -> Result<Plan, PlanError> {
             .map(|t| (t.host, t.active_release))
             .collect(),
         max_failed: spec.rollback.max_failed.floor_of(n),
+        group: None,
+        old_group: None,
     })
 }
 
@@ -201,6 +257,8 @@ pub enum Phase {
         /// Inconclusive analyses so far.
         retries: u32,
     },
+    /// Blue/green: the new group is healthy; the switch command runs.
+    Switching { batch: usize },
     /// Sending changed hosts back to their previous release.
     RollingBack { reason: String, aborted: bool },
     /// Every target runs the new release.
@@ -229,6 +287,7 @@ impl Phase {
             Phase::Staging => "staging",
             Phase::Activating { .. } => "activating",
             Phase::Waiting { .. } => "waiting",
+            Phase::Switching { .. } => "switching",
             Phase::RollingBack { .. } => "rolling_back",
             Phase::Succeeded => "succeeded",
             Phase::RolledBack { .. } => "rolled_back",
@@ -268,6 +327,11 @@ pub enum Event {
     Analysis {
         batch: usize,
         report: crate::analysis::Report,
+    },
+    /// The blue/green switch command ran.
+    Switched {
+        ok: bool,
+        detail: String,
     },
 }
 
@@ -351,6 +415,14 @@ pub struct Rollout {
     /// Every analysis verdict with its numbers.
     #[serde(default)]
     pub verdicts: Vec<(usize, crate::analysis::Report)>,
+    /// Blue/green: the group deployed to and the group serving before.
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub old_group: Option<String>,
+    /// Blue/green: which group serves once this rollout ended.
+    #[serde(default)]
+    pub live_group_after: Option<String>,
 }
 
 impl Rollout {
@@ -394,6 +466,9 @@ impl Rollout {
             steps,
             analysis_wanted: None,
             verdicts: Vec::new(),
+            group: plan.group.clone(),
+            old_group: plan.old_group.clone(),
+            live_group_after: None,
         }
     }
 
@@ -530,6 +605,7 @@ impl Rollout {
                     ),
                 })
             }
+            Phase::Switching { .. } => Some("running the switch command".into()),
             Phase::RollingBack { .. } => {
                 let left = self
                     .hosts
@@ -773,6 +849,26 @@ impl Rollout {
                     }
                 }
             }
+            Event::Switched { ok, detail } => {
+                if !matches!(self.phase, Phase::Switching { .. }) {
+                    return out;
+                }
+                if ok {
+                    self.note(
+                        now,
+                        format!(
+                            "traffic switched to group {}: {detail}",
+                            self.group.clone().unwrap_or_default()
+                        ),
+                    );
+                    self.live_group_after = self.group.clone();
+                    self.finish(now, Phase::Succeeded);
+                    return out;
+                }
+                self.note(now, format!("switch command failed: {detail}"));
+                self.live_group_after = self.old_group.clone();
+                return self.begin_rollback(now, format!("switch command failed: {detail}"), false);
+            }
             Event::Abort => return self.begin_rollback(now, "aborted by an operator".into(), true),
             Event::Rollback => {
                 return self.begin_rollback(now, "rolled back by an operator".into(), false);
@@ -818,6 +914,17 @@ impl Rollout {
                     return Vec::new();
                 }
                 let step = self.steps.get(batch).cloned().unwrap_or_default();
+                if step.switch {
+                    self.note(
+                        now,
+                        format!(
+                            "group {} healthy: switching traffic to it",
+                            self.group.clone().unwrap_or_default()
+                        ),
+                    );
+                    self.phase = Phase::Switching { batch };
+                    return Vec::new();
+                }
                 let last = batch + 1 >= self.batches.len();
                 if !last && (step.manual || step.pause_ms.is_some() || step.analysis) {
                     let until_ms = if step.manual {
@@ -1439,6 +1546,85 @@ mod tests {
                 .count()
                 == 1
         );
+    }
+
+    fn colored(n: usize) -> Vec<Candidate> {
+        (1..=n)
+            .map(|i| Candidate {
+                host: format!("web-{i}"),
+                labels: labels::parse(&format!(
+                    "role=web,color={}",
+                    if i % 2 == 1 { "blue" } else { "green" }
+                ))
+                .unwrap(),
+                ready: true,
+                active_release: None,
+            })
+            .collect()
+    }
+
+    const BG: &str = "[strategy]\nkind = \"blue_green\"\nswitch = { command = [\"/bin/true\"] }\n";
+
+    #[test]
+    fn blue_green_deploys_to_the_idle_group_then_switches() {
+        let s = spec(BG);
+        let p = plan_with(&s, &colored(4), Some("blue")).unwrap();
+        assert_eq!(p.batches, vec![vec!["web-2".to_string(), "web-4".into()]]);
+        assert_eq!(
+            (p.group.as_deref(), p.old_group.as_deref()),
+            (Some("green"), Some("blue"))
+        );
+        let mut r = Rollout::new("d1", &s, "2", "v2", p, 1, 0);
+        let e = r.step(Event::Start, 0);
+        answer_all(&mut r, e, 1);
+        assert!(
+            matches!(r.phase, Phase::Switching { batch: 0 }),
+            "{:?}",
+            r.phase
+        );
+        r.step(
+            Event::Switched {
+                ok: true,
+                detail: "exit 0".into(),
+            },
+            2,
+        );
+        assert_eq!(r.phase, Phase::Succeeded);
+        assert_eq!(r.live_group_after.as_deref(), Some("green"));
+    }
+
+    #[test]
+    fn a_failed_switch_reverts_the_idle_group_and_keeps_the_live_one() {
+        let s = spec(BG);
+        let mut r = Rollout::new(
+            "d1",
+            &s,
+            "2",
+            "v2",
+            plan_with(&s, &colored(4), None).unwrap(),
+            1,
+            0,
+        );
+        assert_eq!(
+            r.group.as_deref(),
+            Some("blue"),
+            "no live group yet: the first group"
+        );
+        let e = r.step(Event::Start, 0);
+        answer_all(&mut r, e, 1);
+        let e = r.step(
+            Event::Switched {
+                ok: false,
+                detail: "exit 1".into(),
+            },
+            2,
+        );
+        assert_eq!(e.len(), 2, "both blue hosts go back");
+        answer_all(&mut r, e, 3);
+        assert!(
+            matches!(r.phase, Phase::RolledBack { ref reason } if reason.contains("switch command failed"))
+        );
+        assert_eq!(r.live_group_after, None);
     }
 
     /// A small deterministic generator for the property checks below.

@@ -31,6 +31,8 @@ pub enum SubmitError {
     NoArtifact,
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error("switching traffic back failed: {0}")]
+    Switch(String),
     #[error(
         "deployment {id} of `{service}` is still {phase} (started by {by}); wait for it, or `cutover abort {id}`"
     )]
@@ -125,9 +127,86 @@ pub fn candidates(app: &App, service: &str) -> Vec<Candidate> {
         .collect()
 }
 
+/// The blue/green group serving `service` now, from its newest blue/green
+/// deployment that decided it.
+pub async fn live_group(app: &App, service: &str) -> Result<Option<String>, StoreError> {
+    let svc = service.to_string();
+    let rows = app
+        .store
+        .call(move |c| store::list_deployments(c, &svc, 200))
+        .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Rollout>(&d.rollout_json).ok())
+        .find_map(|r| r.live_group_after))
+}
+
 /// Plans a job against today's fleet.
-pub fn plan(app: &App, job: &Job) -> Result<Plan, PlanError> {
-    engine::plan(&job.spec, &candidates(app, &job.spec.service))
+pub async fn plan(app: &App, job: &Job) -> Result<Plan, SubmitError> {
+    let live = live_group(app, &job.spec.service).await?;
+    Ok(engine::plan_with(
+        &job.spec,
+        &candidates(app, &job.spec.service),
+        live.as_deref(),
+    )?)
+}
+
+/// Runs the blue/green switch command on this coordinator: traffic to
+/// `live`. Returns (ok, what happened).
+pub async fn run_switch(
+    app: &App,
+    job: &Job,
+    r: &Rollout,
+    live: &str,
+    old: Option<&str>,
+    hosts: &[String],
+) -> (bool, String) {
+    let Some(hook) = &job.spec.strategy.switch else {
+        return (false, "no switch command in the spec".into());
+    };
+    let mut cmd = tokio::process::Command::new(&hook.command[0]);
+    cmd.args(&hook.command[1..])
+        .current_dir(&app.cfg.state_dir)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("CUTOVER_SERVICE", &r.service)
+        .env("CUTOVER_VERSION", &r.version)
+        .env("CUTOVER_DEPLOYMENT", &r.id)
+        .env("CUTOVER_LIVE_GROUP", live)
+        .env("CUTOVER_OLD_GROUP", old.unwrap_or(""))
+        .env("CUTOVER_HOSTS", hosts.join(","))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    match tokio::time::timeout(hook.timeout, cmd.output()).await {
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).to_string();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            let tail: String = text
+                .trim()
+                .chars()
+                .rev()
+                .take(500)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            (
+                out.status.success(),
+                format!("{} {tail}", out.status).trim().to_string(),
+            )
+        }
+        Ok(Err(e)) => (false, format!("cannot run {}: {e}", hook.command[0])),
+        Err(_) => (
+            false,
+            format!(
+                "timed out after {}",
+                humantime::format_duration(hook.timeout)
+            ),
+        ),
+    }
 }
 
 struct Runner {
@@ -192,7 +271,7 @@ pub async fn submit(
             by: d.created_by,
         });
     }
-    let plan = plan(app, &job)?;
+    let plan = plan(app, &job).await?;
     let release_id = job.release_id();
     let (j, a) = (job.clone(), actor.clone());
     let (record, rollout) = app
@@ -439,6 +518,12 @@ async fn run(
                 if let Some(batch) = r.analysis_wanted {
                     let report = analyse(&app, &r, batch);
                     out.extend(apply(&mut r, Event::Analysis { batch, report }));
+                }
+                if let engine::Phase::Switching { batch } = r.phase {
+                    let live = r.group.clone().unwrap_or_default();
+                    let hosts = r.batches[batch].clone();
+                    let (ok, detail) = run_switch(&app, &job, &r, &live, r.old_group.as_deref(), &hosts).await;
+                    out.extend(apply(&mut r, Event::Switched { ok, detail }));
                 }
                 out
             }

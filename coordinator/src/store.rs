@@ -145,7 +145,13 @@ pub struct DeploymentRecord {
 }
 
 /// Phases in which a deployment is still running.
-pub const ACTIVE_PHASES: &[&str] = &["staging", "activating", "rolling_back"];
+pub const ACTIVE_PHASES: &[&str] = &[
+    "staging",
+    "activating",
+    "waiting",
+    "switching",
+    "rolling_back",
+];
 
 /// The next deployment sequence number (the caller holds the store lock).
 pub fn next_deployment_seq(conn: &Connection) -> Result<i64, StoreError> {
@@ -251,7 +257,7 @@ pub fn list_deployments(
 /// Deployments still running (to resume after a restart).
 pub fn active_deployments(conn: &Connection) -> Result<Vec<DeploymentRecord>, StoreError> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE phase IN ('staging', 'activating', 'rolling_back') ORDER BY seq"
+        "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE phase IN ('staging', 'activating', 'waiting', 'switching', 'rolling_back') ORDER BY seq"
     ))?;
     let rows = stmt.query_map([], deployment_row)?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -353,3 +353,95 @@ fn a_canary_with_a_raised_error_ratio_fails_its_analysis_and_is_rolled_back() {
         "the numbers are stored with the verdict: {verdict:#}"
     );
 }
+
+#[test]
+fn blue_green_switches_to_the_new_group_and_back_instantly() {
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    for (h, color) in [
+        ("web-1", "blue"),
+        ("web-2", "blue"),
+        ("web-3", "green"),
+        ("web-4", "green"),
+    ] {
+        c.add_agent(h, &format!("role=web,color={color}"), "")
+            .unwrap();
+    }
+    for h in ["web-1", "web-2", "web-3", "web-4"] {
+        c.wait_state(h, "ready", Duration::from_secs(20));
+    }
+    let a = demo_tarball(c.dir.path(), "demo.tar");
+    // The switch command a load balancer integration would be: here it
+    // records which group is live.
+    let live = c.dir.path().join("live-group");
+    let script = c.dir.path().join("switch.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$CUTOVER_LIVE_GROUP\" > {}\necho switched to $CUTOVER_LIVE_GROUP\n",
+            live.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let strategy = format!(
+        "kind = \"blue_green\"\nswitch = {{ command = [\"{}\"] }}",
+        script.display()
+    );
+    let v1 = spec_file(&c, "1", &[], &strategy);
+    let (r, code) = deploy(&c, &v1, "1", &a, true);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(std::fs::read_to_string(&live).unwrap().trim(), "blue");
+    let v2 = spec_file(&c, "2", &[], &strategy);
+    let (r, code) = deploy(&c, &v2, "2", &a, true);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("traffic switched to group green"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&live).unwrap().trim(), "green");
+    // Blue still runs v1, untouched: switching back is instant.
+    let by_host = |c: &Cluster| -> Vec<(String, String)> {
+        c.hosts()
+            .iter()
+            .map(|h| {
+                (
+                    h["host"].as_str().unwrap().to_string(),
+                    h["services"][0]["active_release"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
+    poll("green on v2, blue on v1", Duration::from_secs(10), || {
+        let v = by_host(&c);
+        v.iter()
+            .all(|(h, r)| {
+                if h == "web-1" || h == "web-2" {
+                    r.starts_with("1-")
+                } else {
+                    r.starts_with("2-")
+                }
+            })
+            .then_some(())
+    });
+    let r = c.cutover(&["rollback", "web"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("switched back to group blue"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&live).unwrap().trim(), "blue");
+    // The next deployment goes to the idle group again: green.
+    let v3 = spec_file(&c, "3", &[], &strategy);
+    let (r, code) = deploy(&c, &v3, "3", &a, true);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("activating web-3, web-4"), "{}", r.stdout);
+}

@@ -138,8 +138,15 @@ pub async fn plan(
     };
     let spec = cutover_common::deploy::DeploySpec::parse(&s.spec_toml, file)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let plan = crate::engine::plan(&spec, &rollout::candidates(app, &spec.service))
-        .map_err(|e| Status::failed_precondition(e.to_string()))?;
+    let live = rollout::live_group(app, &spec.service)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let plan = crate::engine::plan_with(
+        &spec,
+        &rollout::candidates(app, &spec.service),
+        live.as_deref(),
+    )
+    .map_err(|e| Status::failed_precondition(e.to_string()))?;
     Ok(Response::new(pb::PlanResponse {
         plan_json: serde_json::to_string(&plan).expect("serializable"),
     }))
@@ -331,6 +338,71 @@ pub async fn rollback_service(
             "no deployment of `{}`",
             r.service
         )));
+    }
+    // Blue/green within keep_old: switch traffic back to the old group,
+    // which still runs the previous version. No host changes.
+    if r.to_version.is_empty()
+        && let Some(last) = all.first()
+        && last.phase == "succeeded"
+        && let Ok(mut rollout) = serde_json::from_str::<Rollout>(&last.rollout_json)
+        && let Some(old) = rollout.old_group.clone()
+    {
+        let job = Job::new(
+            &last.spec_toml,
+            &format!("deployment {}", last.id),
+            &last.version,
+            &last.artifact_url,
+            &last.artifact_sha256,
+        )?;
+        let keep = job.spec.strategy.keep_old.as_millis() as i64;
+        let within = rollout
+            .finished_ms
+            .is_some_and(|f| cutover_common::time::now_ms() - f <= keep);
+        if within {
+            let (ok, detail) =
+                rollout::run_switch(app, &job, &rollout, &old, rollout.group.as_deref(), &[]).await;
+            if !ok {
+                audit(
+                    app,
+                    &op,
+                    "deployment.rollback",
+                    &last.id,
+                    Outcome::Error,
+                    detail.clone(),
+                )
+                .await;
+                return Err(SubmitError::Switch(detail).into());
+            }
+            let now = cutover_common::time::now_ms();
+            rollout.notes.push(crate::engine::Note {
+                at_ms: now,
+                message: format!("switched back to group {old} by {}", op.peer.actor()),
+            });
+            rollout.live_group_after = Some(old.clone());
+            rollout.phase = crate::engine::Phase::RolledBack {
+                reason: format!("switched back to group {old}"),
+            };
+            let (id, json, fin) = (
+                last.id.clone(),
+                serde_json::to_string(&rollout).expect("serializable"),
+                rollout.finished_ms,
+            );
+            app.store
+                .call(move |c| store::update_deployment(c, &id, &json, "rolled_back", fin))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+            audit(
+                app,
+                &op,
+                "deployment.rollback",
+                &last.id,
+                Outcome::Ok,
+                format!("switched back to group {old}"),
+            )
+            .await;
+            let d = record(app, &last.id).await?;
+            return Ok(Response::new(info(&d, Some(&rollout))));
+        }
     }
     let current = all
         .iter()
