@@ -487,17 +487,48 @@ pub async fn follow(c: &mut crate::client::Control, id: &str) -> Result<()> {
         .into_inner();
     let mut printed = 0;
     let mut last: Option<pb::DeploymentInfo> = None;
+    // On a terminal: a live bar of hosts on the new release under the
+    // story; otherwise (CI logs) plain timestamped lines only.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} hosts on the new release [{bar:30}] {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    });
     while let Some(d) = stream.message().await.map_err(status)? {
         if let Some(r) = rollout_of(&d) {
             for n in r.notes.iter().skip(printed) {
                 let t =
                     humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(n.at_ms))
                         .to_string();
-                println!("{}  {}  {}", &t[11..19], d.id, n.message);
+                let line = format!("{}  {}  {}", &t[11..19], d.id, n.message);
+                match &bar {
+                    Some(b) => b.println(line),
+                    None => println!("{line}"),
+                }
             }
             printed = r.notes.len();
+            if let Some(b) = &bar {
+                b.set_length(r.hosts.len() as u64);
+                let done = r
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, crate::engine::HostPhase::Done { .. }))
+                    .count();
+                b.set_position(done as u64);
+                b.set_message(d.blocked_on.clone());
+            }
         }
         last = Some(d);
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
     }
     let d = last.context("the coordinator sent nothing")?;
     let r = rollout_of(&d);
