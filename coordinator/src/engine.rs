@@ -1144,9 +1144,15 @@ mod tests {
         let mut queue: Vec<Effect> = r.step(Event::Start, now);
         let mut all = queue.clone();
         let mut max_active = 0;
+        let mut last_batch = 0;
         while !queue.is_empty() {
             let e = queue.remove(0);
             now += 10;
+            // Steps never go backwards.
+            if let Some(b) = r.current_batch() {
+                assert!(b >= last_batch, "went back from batch {last_batch} to {b}");
+                last_batch = b;
+            }
             let active = r
                 .hosts
                 .values()
@@ -1271,6 +1277,52 @@ mod tests {
         assert!(
             matches!(out.as_slice(), [Effect::Revert { host, .. }] if host == "web-1"),
             "{out:?}"
+        );
+        assert!(matches!(r.phase, Phase::RollingBack { .. }));
+    }
+
+    #[test]
+    fn a_done_host_whose_health_degrades_is_reverted_with_the_others() {
+        let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 3);
+        let mut q = r.step(Event::Start, 0);
+        for e in std::mem::take(&mut q) {
+            q.extend(r.step(
+                Event::Result {
+                    host: e.host().into(),
+                    command_id: e.command_id().into(),
+                    ok: true,
+                    message: String::new(),
+                },
+                1,
+            ));
+        }
+        let a = q.remove(0);
+        let next = r.step(
+            Event::Result {
+                host: a.host().into(),
+                command_id: a.command_id().into(),
+                ok: true,
+                message: String::new(),
+            },
+            2,
+        );
+        assert!(matches!(next.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
+        // web-1 took the new release, then reports itself unhealthy.
+        let out = r.step(
+            Event::Unhealthy {
+                host: "web-1".into(),
+                status: "unhealthy".into(),
+            },
+            3,
+        );
+        let reverted: Vec<&str> = out
+            .iter()
+            .filter_map(|e| matches!(e, Effect::Revert { .. }).then(|| e.host()))
+            .collect();
+        assert_eq!(
+            reverted,
+            vec!["web-1", "web-2"],
+            "the degraded host and the one in flight"
         );
         assert!(matches!(r.phase, Phase::RollingBack { .. }));
     }
