@@ -111,7 +111,7 @@ pub enum Command {
         /// The version being deployed (or `version` in the spec).
         #[arg(long)]
         version: Option<String>,
-        /// Artifact URL (or [artifact] in the spec).
+        /// Artifact URL (or `[artifact]` in the spec).
         #[arg(long, requires = "sha256")]
         artifact: Option<String>,
         #[arg(long)]

@@ -423,6 +423,15 @@ pub struct Rollout {
     /// Blue/green: which group serves once this rollout ended.
     #[serde(default)]
     pub live_group_after: Option<String>,
+    /// The progress deadline counts from here: the last batch start.
+    #[serde(default)]
+    pub progress_since_ms: i64,
+    /// When the rollback started (reverts get `healthy_deadline` too).
+    #[serde(default)]
+    pub rollback_since_ms: Option<i64>,
+    /// A batch held back by a pause, started on resume.
+    #[serde(default)]
+    pub held_batch: Option<usize>,
 }
 
 impl Rollout {
@@ -469,6 +478,9 @@ impl Rollout {
             group: plan.group.clone(),
             old_group: plan.old_group.clone(),
             live_group_after: None,
+            progress_since_ms: now_ms,
+            rollback_since_ms: None,
+            held_batch: None,
         }
     }
 
@@ -726,6 +738,29 @@ impl Rollout {
                 }
             }
             Event::Tick => {
+                if let (Phase::RollingBack { .. }, Some(since)) =
+                    (&self.phase, self.rollback_since_ms)
+                    && now - since > self.healthy_deadline_ms
+                {
+                    let stuck: Vec<String> = self
+                        .hosts
+                        .iter()
+                        .filter(|(_, p)| matches!(p, HostPhase::RollingBack))
+                        .map(|(h, _)| h.clone())
+                        .collect();
+                    for h in stuck {
+                        self.note(
+                            now,
+                            format!("{h}: no answer to its rollback within the healthy deadline"),
+                        );
+                        self.hosts.insert(
+                            h,
+                            HostPhase::RollbackFailed {
+                                reason: "no answer within healthy_deadline".into(),
+                            },
+                        );
+                    }
+                }
                 if !matches!(self.phase, Phase::RollingBack { .. }) {
                     let late: Vec<String> = self
                         .hosts
@@ -749,9 +784,11 @@ impl Rollout {
                             },
                         );
                     }
-                    // A rollout waiting for an operator is not stuck.
-                    let manual_wait = matches!(self.phase, Phase::Waiting { until_ms: None, .. });
-                    if now - self.started_ms > self.progress_deadline_ms && !manual_wait {
+                    // The deadline counts from the last batch start; a step
+                    // baking or waiting for an operator is not stuck.
+                    let since = self.progress_since_ms.max(self.started_ms);
+                    let waiting = matches!(self.phase, Phase::Waiting { .. }) || self.paused;
+                    if now - since > self.progress_deadline_ms && !waiting {
                         return self.begin_rollback(now, "progress deadline passed".into(), false);
                     }
                     if let Phase::Waiting {
@@ -782,6 +819,9 @@ impl Rollout {
                 if self.paused {
                     self.paused = false;
                     self.note(now, "resumed");
+                    if let Some(b) = self.held_batch.take() {
+                        return self.start_batch(b, now);
+                    }
                 }
             }
             Event::Promote => {
@@ -865,9 +905,17 @@ impl Rollout {
                     self.finish(now, Phase::Succeeded);
                     return out;
                 }
-                self.note(now, format!("switch command failed: {detail}"));
-                self.live_group_after = self.old_group.clone();
-                return self.begin_rollback(now, format!("switch command failed: {detail}"), false);
+                // Traffic may or may not have moved: stopping either group
+                // could take the service down. Leave both, and say so.
+                self.note(
+                    now,
+                    format!("switch command failed: {detail}; both groups left running"),
+                );
+                self.live_group_after = None;
+                self.finish(now, Phase::Failed {
+                    reason: format!("switch command failed ({detail}): check where traffic goes, then `cutover rollback {}` or deploy again", self.service),
+                });
+                return out;
             }
             Event::Abort => return self.begin_rollback(now, "aborted by an operator".into(), true),
             Event::Rollback => {
@@ -981,6 +1029,15 @@ impl Rollout {
     }
 
     fn start_batch(&mut self, batch: usize, now: i64) -> Vec<Effect> {
+        if self.paused && batch < self.batches.len() {
+            self.held_batch = Some(batch);
+            self.note(
+                now,
+                format!("batch {} held: the rollout is paused", batch + 1),
+            );
+            return Vec::new();
+        }
+        self.progress_since_ms = now;
         let mut b = batch;
         while b < self.batches.len() {
             let staged: Vec<String> = self.batches[b]
@@ -1014,7 +1071,21 @@ impl Rollout {
                 })
                 .collect();
         }
-        self.finish(now, Phase::Succeeded);
+        let done = self
+            .hosts
+            .values()
+            .filter(|p| matches!(p, HostPhase::Done { .. }))
+            .count();
+        if done == 0 {
+            self.finish(
+                now,
+                Phase::Failed {
+                    reason: "no host took the new release".into(),
+                },
+            );
+        } else {
+            self.finish(now, Phase::Succeeded);
+        }
         Vec::new()
     }
 
@@ -1024,6 +1095,7 @@ impl Rollout {
         }
         self.note(now, format!("rolling back: {reason}"));
         self.phase = Phase::RollingBack { reason, aborted };
+        self.rollback_since_ms = Some(now);
         let changed: Vec<String> = self
             .hosts
             .iter()
@@ -1054,6 +1126,17 @@ impl Rollout {
 
     /// Commands in flight, to re-send after a coordinator restart or a
     /// lost session (agents answer repeated commands from their journal).
+    /// A rollout stored before its start took effect is started now.
+    pub fn resume(&mut self, now: i64) -> Vec<Effect> {
+        if matches!(self.phase, Phase::Staging)
+            && self.hosts.values().all(|p| matches!(p, HostPhase::Pending))
+        {
+            return self.step(Event::Start, now);
+        }
+        self.in_flight()
+    }
+
+    /// Commands in flight (see [`Rollout::resume`]).
     pub fn in_flight(&self) -> Vec<Effect> {
         self.hosts
             .iter()
@@ -1317,7 +1400,8 @@ mod tests {
         );
         let reverted: Vec<&str> = out
             .iter()
-            .filter_map(|e| matches!(e, Effect::Revert { .. }).then(|| e.host()))
+            .filter(|&e| matches!(e, Effect::Revert { .. }))
+            .map(|e| e.host())
             .collect();
         assert_eq!(
             reverted,
@@ -1646,7 +1730,7 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_switch_reverts_the_idle_group_and_keeps_the_live_one() {
+    fn a_failed_switch_leaves_both_groups_running_and_fails() {
         let s = spec(BG);
         let mut r = Rollout::new(
             "d1",
@@ -1671,12 +1755,83 @@ mod tests {
             },
             2,
         );
-        assert_eq!(e.len(), 2, "both blue hosts go back");
-        answer_all(&mut r, e, 3);
+        assert!(e.is_empty(), "traffic may have moved: nothing is stopped");
         assert!(
-            matches!(r.phase, Phase::RolledBack { ref reason } if reason.contains("switch command failed"))
+            matches!(r.phase, Phase::Failed { ref reason } if reason.contains("switch command failed"))
         );
         assert_eq!(r.live_group_after, None);
+    }
+
+    #[test]
+    fn a_pause_holds_the_next_canary_step_until_resume() {
+        let mut r = rollout(CANARY, 4);
+        let e = r.step(Event::Start, 0);
+        answer_all(&mut r, e, 1);
+        r.step(Event::Pause, 2);
+        r.step(Event::Tick, 61_000);
+        let e = r.step(
+            Event::Analysis {
+                batch: 0,
+                report: report(crate::analysis::Verdict::Pass),
+            },
+            61_001,
+        );
+        assert!(e.is_empty(), "paused: the next step waits");
+        let e = r.step(Event::Resume, 61_002);
+        assert!(matches!(e.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
+    }
+
+    #[test]
+    fn a_host_that_never_answers_its_rollback_ends_the_rollout_as_failed() {
+        let mut r = rollout(
+            "[strategy]\nmax_unavailable = 1\nhealthy_deadline = \"30s\"\n",
+            2,
+        );
+        let mut q = r.step(Event::Start, 0);
+        for e in std::mem::take(&mut q) {
+            q.extend(r.step(
+                Event::Result {
+                    host: e.host().into(),
+                    command_id: e.command_id().into(),
+                    ok: true,
+                    message: String::new(),
+                },
+                1,
+            ));
+        }
+        // web-1's swap is in flight when the operator aborts.
+        let out = r.step(Event::Abort, 2);
+        assert_eq!(out.len(), 1);
+        r.step(Event::Tick, 20_000);
+        assert!(matches!(r.phase, Phase::RollingBack { .. }));
+        r.step(Event::Tick, 40_000);
+        assert!(
+            matches!(r.phase, Phase::Failed { ref reason } if reason.contains("rollback failed on web-1")),
+            "{:?}",
+            r.phase
+        );
+    }
+
+    #[test]
+    fn a_rollout_stored_before_it_started_starts_on_resume() {
+        let mut r = rollout("", 2);
+        let e = r.resume(5);
+        assert_eq!(e.len(), 2);
+        assert!(e.iter().all(|x| matches!(x, Effect::Stage { .. })));
+    }
+
+    #[test]
+    fn long_canary_pauses_do_not_trip_the_progress_deadline() {
+        let mut r = rollout(
+            "[strategy]\nkind = \"canary\"\nprogress_deadline = \"5m\"\nsteps = [ { hosts = 1, pause = \"1h\" }, { hosts = \"100%\" } ]\n",
+            2,
+        );
+        let e = r.step(Event::Start, 0);
+        answer_all(&mut r, e, 1);
+        assert!(r.step(Event::Tick, 1_800_000).is_empty());
+        assert!(matches!(r.phase, Phase::Waiting { .. }), "{:?}", r.phase);
+        let e = r.step(Event::Tick, 3_600_002);
+        assert!(matches!(e.as_slice(), [Effect::Activate { .. }]), "{e:?}");
     }
 
     /// A small deterministic generator for the property checks below.

@@ -154,7 +154,6 @@ pub async fn plan(app: &App, job: &Job) -> Result<Plan, SubmitError> {
 /// Runs the blue/green switch command on this coordinator: traffic to
 /// `live`. Returns (ok, what happened).
 pub async fn run_switch(
-    app: &App,
     job: &Job,
     r: &Rollout,
     live: &str,
@@ -165,8 +164,10 @@ pub async fn run_switch(
         return (false, "no switch command in the spec".into());
     };
     let mut cmd = tokio::process::Command::new(&hook.command[0]);
+    // Not in the state directory: the switch command has no business with
+    // the CA or the store.
     cmd.args(&hook.command[1..])
-        .current_dir(&app.cfg.state_dir)
+        .current_dir("/")
         .env_clear()
         .env(
             "PATH",
@@ -278,6 +279,19 @@ pub async fn submit(
         .store
         .call(move |c| {
             let tx = c.transaction()?;
+            // Checked again inside the transaction: two submits at once
+            // cannot both pass.
+            let running = store::list_deployments(&tx, &j.spec.service, 20)?
+                .into_iter()
+                .find(|d| store::ACTIVE_PHASES.contains(&d.phase.as_str()));
+            if let Some(d) = running {
+                return Ok(Err(SubmitError::Busy {
+                    id: d.id,
+                    service: d.service,
+                    phase: d.phase,
+                    by: d.created_by,
+                }));
+            }
             let seq = store::next_deployment_seq(&tx)?;
             let id = format!("d{seq}");
             let now = now_ms();
@@ -300,9 +314,9 @@ pub async fn submit(
             };
             store::insert_deployment(&tx, &record)?;
             tx.commit()?;
-            Ok((record, rollout))
+            Ok(Ok((record, rollout)))
         })
-        .await?;
+        .await??;
     spawn(app, job, rollout.clone(), true);
     Ok((record, rollout))
 }
@@ -398,27 +412,39 @@ async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect]) {
     }
 }
 
-async fn persist(app: &App, r: &Rollout) {
+/// Stores a rollout's state; false when that failed (then its commands
+/// must not be sent: a transition is stored before it acts).
+async fn persist(app: &App, r: &Rollout) -> bool {
     let (id, json, phase, fin) = (
         r.id.clone(),
         serde_json::to_string(r).expect("serializable"),
         r.phase.name().to_string(),
         r.finished_ms,
     );
-    if let Err(e) = app
+    match app
         .store
         .call(move |c| store::update_deployment(c, &id, &json, &phase, fin))
         .await
     {
-        tracing::error!(error = %cutover_common::error_chain(&e), "storing a rollout transition failed");
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %cutover_common::error_chain(&e), "storing a rollout transition failed; holding its commands");
+            false
+        }
     }
 }
-
 /// The samples of a group of hosts, from their latest health reports.
-fn samples(app: &App, service: &str, hosts: &[String]) -> crate::analysis::Samples {
+fn samples(
+    app: &App,
+    service: &str,
+    hosts: &[(String, Option<String>)],
+) -> crate::analysis::Samples {
     let views = app.fleet.list(&Selector::default());
     let mut out = crate::analysis::Samples::default();
-    for v in views.iter().filter(|v| hosts.contains(&v.record.id)) {
+    for (host, release) in hosts {
+        let Some(v) = views.iter().find(|v| &v.record.id == host) else {
+            continue;
+        };
         let Some(h) = v
             .services
             .iter()
@@ -427,9 +453,17 @@ fn samples(app: &App, service: &str, hosts: &[String]) -> crate::analysis::Sampl
         else {
             continue;
         };
+        // Only reports of the release this group is meant to run.
+        if release.as_deref().is_some_and(|r| r != h.release) {
+            continue;
+        }
         for p in &h.probes {
-            let failed = p.failed_checks.min(1000) as usize;
-            let good = p.checks.saturating_sub(p.failed_checks).min(1000) as usize;
+            // At most 1000 samples per probe, failures and successes scaled
+            // together so the ratio is kept.
+            let total = p.checks.max(1);
+            let scale = (1000.0 / total as f64).min(1.0);
+            let failed = (p.failed_checks as f64 * scale).round() as usize;
+            let good = ((p.checks - p.failed_checks.min(p.checks)) as f64 * scale).round() as usize;
             out.errors.extend(std::iter::repeat_n(1.0, failed));
             out.errors.extend(std::iter::repeat_n(0.0, good));
             out.latency_ms
@@ -442,6 +476,17 @@ fn samples(app: &App, service: &str, hosts: &[String]) -> crate::analysis::Sampl
 /// Compares the canaries of `batch` with the hosts still on the old release.
 fn analyse(app: &App, r: &Rollout, batch: usize) -> crate::analysis::Report {
     let (canary, baseline) = r.analysis_groups(batch);
+    let canary: Vec<(String, Option<String>)> = canary
+        .into_iter()
+        .map(|h| (h, Some(r.release_id.clone())))
+        .collect();
+    let baseline: Vec<(String, Option<String>)> = baseline
+        .into_iter()
+        .map(|h| {
+            let from = r.from.get(&h).cloned().flatten();
+            (h, from)
+        })
+        .collect();
     crate::analysis::analyze(
         &samples(app, &r.service, &canary),
         &samples(app, &r.service, &baseline),
@@ -492,8 +537,10 @@ async fn run(
         let _ = view.send(r.clone());
         send(&app, &job, &r, &effects).await;
     } else {
-        let effects = r.in_flight();
-        send(&app, &job, &r, &effects).await;
+        let effects = r.resume(now_ms());
+        if persist(&app, &r).await {
+            send(&app, &job, &r, &effects).await;
+        }
     }
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut resend = tokio::time::interval(Duration::from_secs(3));
@@ -522,7 +569,7 @@ async fn run(
                 if let engine::Phase::Switching { batch } = r.phase {
                     let live = r.group.clone().unwrap_or_default();
                     let hosts = r.batches[batch].clone();
-                    let (ok, detail) = run_switch(&app, &job, &r, &live, r.old_group.as_deref(), &hosts).await;
+                    let (ok, detail) = run_switch(&job, &r, &live, r.old_group.as_deref(), &hosts).await;
                     out.extend(apply(&mut r, Event::Switched { ok, detail }));
                 }
                 out
@@ -535,7 +582,11 @@ async fn run(
         };
         // Each transition is stored before its commands are sent.
         if *view.borrow() != r {
-            persist(&app, &r).await;
+            if !persist(&app, &r).await {
+                // Not stored: do not act. The re-send loop retries in-flight
+                // commands once storing works again.
+                continue;
+            }
             let _ = view.send(r.clone());
         }
         send(&app, &job, &r, &effects).await;

@@ -392,6 +392,26 @@ fn blue_green_switches_to_the_new_group_and_back_instantly() {
         script.display()
     );
     let v1 = spec_file(&c, "1", &[], &strategy);
+    // The switch runs on the coordinator: a deployer may not submit one.
+    c.issue_operator("dep", "deployer").unwrap();
+    let r = c.cutover_as(
+        "dep",
+        &[
+            "deploy",
+            v1.to_str().unwrap(),
+            "--version",
+            "1",
+            "--artifact",
+            &a.url,
+            "--sha256",
+            &a.sha256,
+        ],
+    );
+    assert!(
+        !r.ok && r.stderr.contains("needs the admin role"),
+        "{}",
+        r.stderr
+    );
     let (r, code) = deploy(&c, &v1, "1", &a, true);
     assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(std::fs::read_to_string(&live).unwrap().trim(), "blue");

@@ -161,6 +161,26 @@ pub async fn submit(
     let spec = r
         .spec
         .ok_or_else(|| Status::invalid_argument("spec: expected a spec"))?;
+    // A switch command runs on the coordinator itself: only admins (who
+    // hold the CA anyway) may submit one.
+    if op.role < Role::Admin
+        && let Ok(parsed) = cutover_common::deploy::DeploySpec::parse(&spec.spec_toml, "spec")
+        && parsed.strategy.switch.is_some()
+    {
+        let msg =
+            "strategy.switch runs a command on the coordinator: submitting it needs the admin role"
+                .to_string();
+        audit(
+            app,
+            &op,
+            "deployment.submit",
+            "",
+            Outcome::Denied,
+            msg.clone(),
+        )
+        .await;
+        return Err(Status::permission_denied(msg));
+    }
     let commit = (r.commit_time_ms > 0).then_some(r.commit_time_ms);
     let result = async { rollout::submit(app, job(&spec)?, op.peer.actor(), commit).await }.await;
     match result {
@@ -276,11 +296,7 @@ pub async fn control(
         "resume" => Event::Resume,
         "abort" => Event::Abort,
         "rollback" => Event::Rollback,
-        "promote" => {
-            return Err(Status::failed_precondition(
-                "promote applies to canary steps, and canary rollouts are not available yet",
-            ));
-        }
+        "promote" => Event::Promote,
         other => {
             return Err(Status::invalid_argument(format!(
                 "action `{other}`: expected pause, resume, promote, abort or rollback"
@@ -359,8 +375,20 @@ pub async fn rollback_service(
             .finished_ms
             .is_some_and(|f| cutover_common::time::now_ms() - f <= keep);
         if within {
+            // Traffic goes back to the old group: it must still be there.
+            let old_hosts: Vec<String> = rollout::candidates(app, &last.service)
+                .into_iter()
+                .filter(|c| c.ready && c.labels.get(&job.spec.strategy.group_label) == Some(&old))
+                .map(|c| c.host)
+                .collect();
+            if old_hosts.is_empty() {
+                return Err(Status::failed_precondition(format!(
+                    "no ready host in group `{old}`: cannot switch back"
+                )));
+            }
             let (ok, detail) =
-                rollout::run_switch(app, &job, &rollout, &old, rollout.group.as_deref(), &[]).await;
+                rollout::run_switch(&job, &rollout, &old, rollout.group.as_deref(), &old_hosts)
+                    .await;
             if !ok {
                 audit(
                     app,
