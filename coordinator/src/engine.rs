@@ -328,6 +328,11 @@ pub enum Event {
         batch: usize,
         report: crate::analysis::Report,
     },
+    /// The coordinator lost touch with a host (no heartbeat for
+    /// host_timeout).
+    Lost {
+        host: String,
+    },
     /// The blue/green switch command ran.
     Switched {
         ok: bool,
@@ -916,6 +921,25 @@ impl Rollout {
                     reason: format!("switch command failed ({detail}): check where traffic goes, then `cutover rollback {}` or deploy again", self.service),
                 });
                 return out;
+            }
+            Event::Lost { host } => {
+                // A lost host cannot be staged; one already swapping gets its
+                // healthy deadline (it may finish and report when it returns).
+                if matches!(
+                    self.hosts.get(&host),
+                    Some(HostPhase::Pending | HostPhase::Staging | HostPhase::Staged)
+                ) {
+                    self.note(
+                        now,
+                        format!("{host}: lost (no heartbeat): left out of this rollout"),
+                    );
+                    self.hosts.insert(
+                        host,
+                        HostPhase::Failed {
+                            reason: "host lost".into(),
+                        },
+                    );
+                }
             }
             Event::Abort => return self.begin_rollback(now, "aborted by an operator".into(), true),
             Event::Rollback => {

@@ -558,6 +558,16 @@ async fn run(
             // Cancel-safe: interval ticks are not lost by being dropped.
             _ = tick.tick() => {
                 let mut out = Vec::new();
+                let lost: Vec<String> = app
+                    .fleet
+                    .list(&Selector::default())
+                    .into_iter()
+                    .filter(|v| v.state.as_str() == "lost" && r.hosts.contains_key(&v.record.id))
+                    .map(|v| v.record.id)
+                    .collect();
+                for host in lost {
+                    out.extend(apply(&mut r, Event::Lost { host }));
+                }
                 for (host, status) in degraded(&app, &r) {
                     out.extend(apply(&mut r, Event::Unhealthy { host, status }));
                 }

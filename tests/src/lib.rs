@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod artifacts;
 pub mod load;
+pub mod netns;
 pub mod release;
 use serde_json::Value;
 
@@ -133,6 +134,19 @@ impl From<Output> for Run {
     }
 }
 
+/// `cutover-agent`, run inside network namespace `netns` when given
+/// (`ip netns exec` execs it: the child's pid is the agent's).
+pub fn agent_command(netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(bin("cutover-agent"));
+            c
+        }
+        None => Command::new(bin("cutover-agent")),
+    }
+}
+
 /// Kills every process whose working directory is under `dir`: the app
 /// instances agents started there, which by design outlive their agent.
 pub fn kill_processes_under(dir: &Path) {
@@ -173,6 +187,8 @@ pub struct CoordinatorOptions {
     pub host_timeout: &'static str,
     pub heartbeat_interval: &'static str,
     pub host_cert_ttl: &'static str,
+    /// Address to listen on (default 127.0.0.1; a namespaced fleet's gateway).
+    pub listen_ip: Option<String>,
 }
 
 impl Default for CoordinatorOptions {
@@ -181,6 +197,7 @@ impl Default for CoordinatorOptions {
             host_timeout: "3s",
             heartbeat_interval: "500ms",
             host_cert_ttl: "1h",
+            listen_ip: None,
         }
     }
 }
@@ -199,6 +216,8 @@ pub struct Cluster {
 /// One enrolled agent.
 #[derive(Debug)]
 pub struct Agent {
+    /// The network namespace it runs in, if any.
+    pub netns: Option<String>,
     /// Where its readiness endpoint listens.
     pub readiness: Option<String>,
     pub host_id: String,
@@ -220,7 +239,12 @@ impl Cluster {
             agents: Vec::new(),
             opts,
         };
-        c.write_config("127.0.0.1:0")?;
+        let ip = c
+            .opts
+            .listen_ip
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".into());
+        c.write_config(&format!("{ip}:0"))?;
         let r = c.cutover_local(&["ca", "init", "--config", c.config.to_str().unwrap()])?;
         if !r.ok {
             bail!("ca init failed: {}", r.stderr);
@@ -376,6 +400,18 @@ impl Cluster {
         fingerprint: &str,
         agent_labels: &str,
     ) -> Result<Run> {
+        self.enroll_in(host_id, token, fingerprint, agent_labels, None)
+    }
+
+    /// [`Cluster::enroll`], the agent running in network namespace `netns`.
+    pub fn enroll_in(
+        &mut self,
+        host_id: &str,
+        token: &str,
+        fingerprint: &str,
+        agent_labels: &str,
+        netns: Option<&str>,
+    ) -> Result<Run> {
         let state_dir = self.dir.path().join("agents").join(host_id);
         std::fs::create_dir_all(&state_dir)?;
         let config = self.dir.path().join(format!("agent-{host_id}.toml"));
@@ -398,7 +434,7 @@ impl Cluster {
         )?;
         let token_file = self.dir.path().join(format!("token-{host_id}"));
         std::fs::write(&token_file, token)?;
-        let r: Run = Command::new(bin("cutover-agent"))
+        let r: Run = agent_command(netns)
             .args(["enroll", "--config"])
             .arg(&config)
             .args(["--coordinator", &self.url(), "--token-file"])
@@ -413,6 +449,7 @@ impl Cluster {
                 .find_map(|l| l.strip_prefix("readiness_listen = "))
                 .map(|v| v.trim_matches('"').to_string());
             self.agents.push(Agent {
+                netns: netns.map(str::to_string),
                 readiness,
                 host_id: host_id.into(),
                 config,
@@ -436,7 +473,7 @@ impl Cluster {
             cutover_common::time::now_ms()
         ));
         a.proc = Some(spawn_logged(
-            Command::new(bin("cutover-agent"))
+            agent_command(a.netns.as_deref())
                 .args(["run", "--config"])
                 .arg(&a.config),
             &log,
@@ -459,8 +496,19 @@ impl Cluster {
         token_labels: &str,
         agent_labels: &str,
     ) -> Result<()> {
+        self.add_agent_in(host_id, token_labels, agent_labels, None)
+    }
+
+    /// [`Cluster::add_agent`] in network namespace `netns`.
+    pub fn add_agent_in(
+        &mut self,
+        host_id: &str,
+        token_labels: &str,
+        agent_labels: &str,
+        netns: Option<&str>,
+    ) -> Result<()> {
         let (token, fp) = self.token(token_labels, "10m", 1)?;
-        let r = self.enroll(host_id, &token, &fp, agent_labels)?;
+        let r = self.enroll_in(host_id, &token, &fp, agent_labels, netns)?;
         if !r.ok {
             bail!("enroll {host_id} failed: {}", r.stderr);
         }
