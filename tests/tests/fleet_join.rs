@@ -432,10 +432,13 @@ fn host_certificates_renew_over_the_live_session_without_dropping_it() {
     // Past the first certificate's lifetime the same session is still up.
     let agent = c.agent("web-1");
     assert!(agent.proc.as_mut().unwrap().is_running());
-    let log = agent.proc.as_ref().unwrap().log_text();
-    assert!(
-        log.matches("host certificate renewed").count() >= 2,
-        "{log}"
+    let log = poll(
+        "the agent to log two renewals",
+        Duration::from_secs(20),
+        || {
+            let log = agent.proc.as_ref().unwrap().log_text();
+            (log.matches("host certificate renewed").count() >= 2).then_some(log)
+        },
     );
     assert_eq!(log.matches("session established").count(), 1, "{log}");
 }

@@ -22,7 +22,7 @@ fn fleet(n: usize) -> (NetFleet, Cluster, Artifact) {
     );
     let mut c = Cluster::start(CoordinatorOptions {
         listen_ip: Some(net.gateway()),
-        host_timeout: "2s",
+        host_timeout: "3s",
         heartbeat_interval: "500ms",
         ..Default::default()
     })
@@ -155,6 +155,9 @@ fn a_partitioned_host_is_lost_the_rollout_ends_by_policy_and_the_host_rejoins_wi
     let (r, code) = deploy(&c, &spec(&c, "1", "kind = \"recreate\""), "1", &a);
     assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
     // Start a rollout, then cut web-4 (the last batch) off the network.
+    for i in 1..=4 {
+        c.wait_state(&format!("web-{i}"), "ready", Duration::from_secs(20));
+    }
     let v2 = spec(
         &c,
         "2",
@@ -177,7 +180,8 @@ fn a_partitioned_host_is_lost_the_rollout_ends_by_policy_and_the_host_rejoins_wi
     let w = c.cutover(&["watch", "d2"]);
     assert!(w.ok, "{}\n{}", w.stdout, w.stderr);
     // Handled by the policy (one failure tolerated), ended by its deadlines.
-    assert!(w.stdout.contains("3/4 on 2, 1 failed"), "{}", w.stdout);
+    assert!(w.stdout.contains("on 2, 1 failed"), "{}", w.stdout);
+    assert!(w.stdout.contains("succeeded"), "{}", w.stdout);
     assert!(
         w.stdout.contains("web-4: lost") || w.stdout.contains("web-4: not healthy within"),
         "{}",
@@ -206,4 +210,57 @@ fn a_partitioned_host_is_lost_the_rollout_ends_by_policy_and_the_host_rejoins_wi
     // And it answers on its own address.
     let got = cutover_tests::http_get(&format!("{}:8080", net.hosts[3].ip), "/").unwrap();
     assert!(got.1.contains("version=1"), "{got:?}");
+}
+
+#[test]
+fn a_canary_with_a_raised_error_ratio_is_rolled_back_and_only_it_answered_badly() {
+    let (net, c, a) = fleet(4);
+    let with_probe = |version: &str, extra: &str, strategy: &str| {
+        let p = spec(&c, version, strategy);
+        let text = std::fs::read_to_string(&p).unwrap().replace(
+            &format!("\"--app-version\", \"{version}\"]"),
+            &format!("\"--app-version\", \"{version}\"{extra}]\n[probes.liveness]\nhttp = {{ listener = \"http\", path = \"/\" }}\ninterval = \"50ms\"\nfailure_threshold = 100000"),
+        );
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let (r, code) = deploy(&c, &with_probe("2", "", "kind = \"recreate\""), "2", &a);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    let loads: Vec<Load> = net
+        .hosts
+        .iter()
+        .map(|h| Load::start(SocketAddr::new(h.ip.parse().unwrap(), 8080), 1, 1))
+        .collect();
+    poll("load on every host", Duration::from_secs(10), || {
+        loads.iter().all(|l| l.count() > 20).then_some(())
+    });
+    let canary = "kind = \"canary\"\nsteps = [ { hosts = 1, pause = \"3s\", analysis = true }, { hosts = \"100%\" } ]";
+    let (r, code) = deploy(
+        &c,
+        &with_probe("3", ", \"--error-ratio\", \"0.3\"", canary),
+        "3",
+        &a,
+    );
+    assert_eq!(code, 3, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("step 1 analysis: Fail"), "{}", r.stdout);
+    let records: Vec<load::Record> = loads.into_iter().flat_map(|l| l.stop()).collect();
+    let k = load::counts(&records);
+    eprintln!("canary under load: {k:?}");
+    assert_eq!((k.refused, k.reset, k.timeout), (0, 0, 0), "{k:?}");
+    // The only failed requests are those v3 itself answered badly.
+    assert!(
+        k.non_2xx > 0,
+        "the bad canary did answer some requests: {k:?}"
+    );
+    for rec in &records {
+        if let load::Outcome::Status { version, .. } = &rec.outcome {
+            assert_eq!(version, "3", "a non-2xx from another version: {rec:?}");
+        }
+    }
+    poll("every host back on v2", Duration::from_secs(10), || {
+        releases(&c)
+            .iter()
+            .all(|(_, r)| r.starts_with("2-"))
+            .then_some(())
+    });
 }
