@@ -148,80 +148,67 @@ fn median(v: &[f64]) -> f64 {
     s[s.len() / 2]
 }
 
+/// Judges one metric: too few samples is inconclusive; otherwise the
+/// canary fails when it is significantly larger and by at least `floor`.
+fn judge(
+    metric: &str,
+    canary: &[f64],
+    baseline: &[f64],
+    summary: fn(&[f64]) -> f64,
+    floor: f64,
+    unit: &str,
+    cfg: Config,
+) -> MetricResult {
+    let (c, b) = (summary(canary), summary(baseline));
+    let mut m = MetricResult {
+        metric: metric.into(),
+        canary: c,
+        baseline: b,
+        canary_n: canary.len(),
+        baseline_n: baseline.len(),
+        p_value: None,
+        verdict: Verdict::Inconclusive,
+        why: format!("too few samples (need {} per group)", cfg.min_samples),
+    };
+    if canary.len() < cfg.min_samples || baseline.len() < cfg.min_samples {
+        return m;
+    }
+    let p = mann_whitney_greater(canary, baseline);
+    m.p_value = Some(p);
+    if p < cfg.alpha && c - b >= floor {
+        m.verdict = Verdict::Fail;
+        m.why = format!("canary {c:.3}{unit} vs baseline {b:.3}{unit} (p={p:.4})");
+    } else {
+        m.verdict = Verdict::Pass;
+        m.why = "no significant increase above the floor".into();
+    }
+    m
+}
+
 /// Compares canary with baseline.
 pub fn analyze(canary: &Samples, baseline: &Samples, cfg: Config) -> Report {
-    let mut metrics = Vec::new();
-    // Error ratio.
-    let (ce, be) = (mean(&canary.errors), mean(&baseline.errors));
-    let m = if canary.errors.len() < cfg.min_samples || baseline.errors.len() < cfg.min_samples {
-        MetricResult {
-            metric: "error_ratio".into(),
-            canary: ce,
-            baseline: be,
-            canary_n: canary.errors.len(),
-            baseline_n: baseline.errors.len(),
-            p_value: None,
-            verdict: Verdict::Inconclusive,
-            why: format!("too few samples (need {} per group)", cfg.min_samples),
-        }
-    } else {
-        let p = mann_whitney_greater(&canary.errors, &baseline.errors);
-        let worse = p < cfg.alpha && ce - be >= cfg.error_ratio_floor;
-        MetricResult {
-            metric: "error_ratio".into(),
-            canary: ce,
-            baseline: be,
-            canary_n: canary.errors.len(),
-            baseline_n: baseline.errors.len(),
-            p_value: Some(p),
-            verdict: if worse { Verdict::Fail } else { Verdict::Pass },
-            why: if worse {
-                format!(
-                    "canary errors {:.1}% vs baseline {:.1}% (p={p:.4})",
-                    ce * 100.0,
-                    be * 100.0
-                )
-            } else {
-                "no significant increase above the floor".into()
-            },
-        }
-    };
-    metrics.push(m);
-    // Latency.
-    let (cl, bl) = (median(&canary.latency_ms), median(&baseline.latency_ms));
-    let m = if canary.latency_ms.len() < cfg.min_samples
-        || baseline.latency_ms.len() < cfg.min_samples
-    {
-        MetricResult {
-            metric: "latency_p50_ms".into(),
-            canary: cl,
-            baseline: bl,
-            canary_n: canary.latency_ms.len(),
-            baseline_n: baseline.latency_ms.len(),
-            p_value: None,
-            verdict: Verdict::Inconclusive,
-            why: format!("too few samples (need {} per group)", cfg.min_samples),
-        }
-    } else {
-        let p = mann_whitney_greater(&canary.latency_ms, &baseline.latency_ms);
-        let floor = (bl * cfg.latency_relative_floor).max(cfg.latency_absolute_floor_ms);
-        let worse = p < cfg.alpha && cl - bl >= floor;
-        MetricResult {
-            metric: "latency_p50_ms".into(),
-            canary: cl,
-            baseline: bl,
-            canary_n: canary.latency_ms.len(),
-            baseline_n: baseline.latency_ms.len(),
-            p_value: Some(p),
-            verdict: if worse { Verdict::Fail } else { Verdict::Pass },
-            why: if worse {
-                format!("canary median {cl:.1} ms vs baseline {bl:.1} ms (p={p:.4})")
-            } else {
-                "no significant increase above the floor".into()
-            },
-        }
-    };
-    metrics.push(m);
+    let latency_floor = (median(&baseline.latency_ms) * cfg.latency_relative_floor)
+        .max(cfg.latency_absolute_floor_ms);
+    let metrics = vec![
+        judge(
+            "error_ratio",
+            &canary.errors,
+            &baseline.errors,
+            mean,
+            cfg.error_ratio_floor,
+            "",
+            cfg,
+        ),
+        judge(
+            "latency_p50_ms",
+            &canary.latency_ms,
+            &baseline.latency_ms,
+            median,
+            latency_floor,
+            " ms",
+            cfg,
+        ),
+    ];
     let verdict = if metrics.iter().any(|m| m.verdict == Verdict::Fail) {
         Verdict::Fail
     } else if metrics.iter().any(|m| m.verdict == Verdict::Inconclusive) {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use cutover_common::deploy::{DeploySpec, StrategyKind};
-use cutover_common::labels::{self, Labels, Selector};
+use cutover_common::labels::{Labels, Selector};
 use serde::{Deserialize, Serialize};
 
 /// A host as the planner sees it.
@@ -68,8 +68,6 @@ pub enum PlanError {
         selector: String,
         not_ready: Vec<String>,
     },
-    #[error("strategy.kind `{0}` is not available on this coordinator")]
-    Unsupported(String),
     #[error("no ready host of group `{group}` (label {label}={group}) among the targets")]
     EmptyGroup { label: String, group: String },
 }
@@ -1207,14 +1205,20 @@ impl Rollout {
     }
 }
 
-/// Labels to a display string (re-exported for the CLI).
-pub fn fmt_labels(l: &Labels) -> String {
-    labels::format(l)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cutover_common::labels;
+
+    /// The host of `e` answered it successfully.
+    fn ok(e: &Effect) -> Event {
+        Event::Result {
+            host: e.host().into(),
+            command_id: e.command_id().into(),
+            ok: true,
+            message: String::new(),
+        }
+    }
 
     fn spec(extra: &str) -> DeploySpec {
         DeploySpec::parse(
@@ -1368,15 +1372,7 @@ mod tests {
         );
         let mut q = r.step(Event::Start, 0);
         for e in std::mem::take(&mut q) {
-            q.extend(r.step(
-                Event::Result {
-                    host: e.host().into(),
-                    command_id: e.command_id().into(),
-                    ok: true,
-                    message: String::new(),
-                },
-                1,
-            ));
+            q.extend(r.step(ok(&e), 1));
         }
         assert!(matches!(q.as_slice(), [Effect::Activate { .. }]));
         assert!(r.step(Event::Tick, 20_000).is_empty());
@@ -1393,26 +1389,10 @@ mod tests {
         let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 3);
         let mut q = r.step(Event::Start, 0);
         for e in std::mem::take(&mut q) {
-            q.extend(r.step(
-                Event::Result {
-                    host: e.host().into(),
-                    command_id: e.command_id().into(),
-                    ok: true,
-                    message: String::new(),
-                },
-                1,
-            ));
+            q.extend(r.step(ok(&e), 1));
         }
         let a = q.remove(0);
-        let next = r.step(
-            Event::Result {
-                host: a.host().into(),
-                command_id: a.command_id().into(),
-                ok: true,
-                message: String::new(),
-            },
-            2,
-        );
+        let next = r.step(ok(&a), 2);
         assert!(matches!(next.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
         // web-1 took the new release, then reports itself unhealthy.
         let out = r.step(
@@ -1453,27 +1433,11 @@ mod tests {
         let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);
         let mut q = r.step(Event::Start, 0);
         for e in std::mem::take(&mut q) {
-            q.extend(r.step(
-                Event::Result {
-                    host: e.host().into(),
-                    command_id: e.command_id().into(),
-                    ok: true,
-                    message: String::new(),
-                },
-                1,
-            ));
+            q.extend(r.step(ok(&e), 1));
         }
         r.step(Event::Pause, 2);
         let a = q.remove(0);
-        let out = r.step(
-            Event::Result {
-                host: a.host().into(),
-                command_id: a.command_id().into(),
-                ok: true,
-                message: String::new(),
-            },
-            3,
-        );
+        let out = r.step(ok(&a), 3);
         assert!(out.is_empty(), "paused: no new batch");
         assert!(r.blocked_on(3).unwrap().contains("paused"));
         let out = r.step(Event::Resume, 4);
@@ -1485,37 +1449,13 @@ mod tests {
         let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);
         let mut q = r.step(Event::Start, 0);
         for e in std::mem::take(&mut q) {
-            q.extend(r.step(
-                Event::Result {
-                    host: e.host().into(),
-                    command_id: e.command_id().into(),
-                    ok: true,
-                    message: String::new(),
-                },
-                1,
-            ));
+            q.extend(r.step(ok(&e), 1));
         }
         let a = q.remove(0);
-        r.step(
-            Event::Result {
-                host: a.host().into(),
-                command_id: a.command_id().into(),
-                ok: true,
-                message: String::new(),
-            },
-            2,
-        );
+        r.step(ok(&a), 2);
         let out = r.step(Event::Abort, 3);
         for e in out {
-            r.step(
-                Event::Result {
-                    host: e.host().into(),
-                    command_id: e.command_id().into(),
-                    ok: true,
-                    message: String::new(),
-                },
-                4,
-            );
+            r.step(ok(&e), 4);
         }
         assert!(matches!(r.phase, Phase::Aborted { .. }), "{:?}", r.phase);
     }
@@ -1564,15 +1504,7 @@ mod tests {
         let mut q = effects;
         while !q.is_empty() {
             let e = q.remove(0);
-            let more = r.step(
-                Event::Result {
-                    host: e.host().into(),
-                    command_id: e.command_id().into(),
-                    ok: true,
-                    message: String::new(),
-                },
-                now,
-            );
+            let more = r.step(ok(&e), now);
             out.extend(more.clone());
             q.extend(more);
         }
@@ -1813,15 +1745,7 @@ mod tests {
         );
         let mut q = r.step(Event::Start, 0);
         for e in std::mem::take(&mut q) {
-            q.extend(r.step(
-                Event::Result {
-                    host: e.host().into(),
-                    command_id: e.command_id().into(),
-                    ok: true,
-                    message: String::new(),
-                },
-                1,
-            ));
+            q.extend(r.step(ok(&e), 1));
         }
         // web-1's swap is in flight when the operator aborts.
         let out = r.step(Event::Abort, 2);

@@ -2,7 +2,6 @@
 //! control client that sends commands to hosts as an operator would.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use cutover_common::pki::{self, TlsIdentity};
 use cutover_common::service::ServiceSpec;
@@ -23,9 +22,9 @@ pub struct Artifact {
 /// Packs the demo service binary as `bin/demo-service` into `dir/name`.
 pub fn demo_tarball(dir: &Path, name: &str) -> Artifact {
     let path = dir.join(name);
-    let file = std::fs::File::create(&path).expect("creating tarball");
-    let gz = flate2_free::Writer(file);
-    let mut b = tar::Builder::new(gz);
+    // Plain tar: the agent detects gzip by its magic bytes, and the tests
+    // stay fast without compressing a binary.
+    let mut b = tar::Builder::new(std::fs::File::create(&path).expect("creating tarball"));
     b.append_path_with_name(bin("cutover-demo-service"), "bin/demo-service")
         .expect("adding binary");
     b.into_inner().expect("finishing tarball");
@@ -34,20 +33,6 @@ pub fn demo_tarball(dir: &Path, name: &str) -> Artifact {
         url: format!("file://{}", path.display()),
         sha256: hex::encode(sha2::Sha256::digest(&bytes)),
         path,
-    }
-}
-
-mod flate2_free {
-    /// Plain tar: the agent detects gzip by its magic bytes, and the tests
-    /// stay fast without compressing a binary.
-    pub struct Writer(pub std::fs::File);
-    impl std::io::Write for Writer {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.write(b)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            self.0.flush()
-        }
     }
 }
 
@@ -85,18 +70,9 @@ ready_timeout = "5s"
 deregistration_delay = "1s"
 "#
     );
-    let spec: ServiceSpec = toml_like(&text);
+    let spec = cutover_common::service::parse_toml(&text).expect("test spec parses");
     spec.validate().expect("valid test spec");
     spec
-}
-
-fn toml_like(text: &str) -> ServiceSpec {
-    // The spec's own format is TOML; tests build it the same way users do.
-    toml_parse(text)
-}
-
-fn toml_parse(text: &str) -> ServiceSpec {
-    cutover_common::service::parse_toml(text).expect("test spec parses")
 }
 
 fn cmd(id: &str, kind: pb::command::Kind) -> pb::Command {
@@ -240,10 +216,5 @@ impl Control {
     /// Sends a command and waits for its result.
     pub fn send(&mut self, host: &str, command: pb::Command) -> pb::CommandResult {
         self.send_with(host, command, |_| {})
-    }
-
-    /// Waits `d` without blocking the client's runtime.
-    pub fn pause(&self, d: Duration) {
-        std::thread::sleep(d);
     }
 }

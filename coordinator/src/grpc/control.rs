@@ -29,7 +29,7 @@ fn host_info(v: HostView) -> pb::HostInfo {
         last_seen_ms: r.last_seen.unwrap_or(0),
         agent_version: r.agent_version,
         address: r.address,
-        facts: Some(pb::HostFactsInfo {
+        facts: Some(pb::HostFacts {
             hostname: r.facts.hostname,
             cpus: r.facts.cpus,
             memory_bytes: r.facts.memory_bytes,
