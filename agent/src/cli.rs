@@ -89,9 +89,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 stop.cancel();
             });
             let shim = std::env::current_exe().context("locating this executable")?;
-            let (rt, outputs) = crate::runtime::Runtime::start(cfg.state_dir.clone(), shim)
-                .await
-                .with_context(|| format!("starting the runtime in {}", cfg.state_dir.display()))?;
+            let (rt, outputs) =
+                crate::runtime::Runtime::start(cfg.state_dir.clone(), shim, cfg.service_ip)
+                    .await
+                    .with_context(|| {
+                        format!("starting the runtime in {}", cfg.state_dir.display())
+                    })?;
             if let Some(addr) = cfg.readiness_listen {
                 let (rt, stop) = (rt.clone(), shutdown.clone());
                 tokio::spawn(async move {

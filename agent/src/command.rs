@@ -56,6 +56,9 @@ pub enum Kind {
     },
     Stop {
         service: String,
+        /// Keep holding the sockets (recreate): clients queue, not refused.
+        #[serde(default)]
+        keep_listeners: bool,
     },
     RunHook {
         service: String,
@@ -71,7 +74,7 @@ impl Kind {
             | Kind::Rollback { service, .. }
             | Kind::Drain { service, .. }
             | Kind::Undrain { service }
-            | Kind::Stop { service }
+            | Kind::Stop { service, .. }
             | Kind::RunHook { service, .. } => service,
         }
     }
@@ -203,7 +206,10 @@ impl TryFrom<pb::Command> for Command {
                 stop: d.stop,
             },
             K::Undrain(u) => Kind::Undrain { service: u.service },
-            K::Stop(s) => Kind::Stop { service: s.service },
+            K::Stop(s) => Kind::Stop {
+                service: s.service,
+                keep_listeners: s.keep_listeners,
+            },
             K::RunHook(h) => Kind::RunHook {
                 service: h.service,
                 hook: h.hook,

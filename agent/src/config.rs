@@ -36,6 +36,10 @@ pub struct AgentConfig {
     /// Where the readiness endpoint for load balancers listens
     /// (`GET /ready/<service>`); none when unset.
     pub readiness_listen: Option<std::net::SocketAddr>,
+    /// The address services listen on when their spec says `0.0.0.0` (or
+    /// `::`): for hosts with several addresses, and for several test hosts
+    /// sharing one machine. Unset: the spec's address as written.
+    pub service_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for AgentConfig {
@@ -50,6 +54,7 @@ impl Default for AgentConfig {
             connect_timeout: Duration::from_secs(5),
             renew_at: 2.0 / 3.0,
             readiness_listen: None,
+            service_ip: None,
         }
     }
 }
@@ -64,6 +69,7 @@ const ENV_KEYS: &[&str] = &[
     "connect_timeout",
     "renew_at",
     "readiness_listen",
+    "service_ip",
 ];
 
 impl AgentConfig {

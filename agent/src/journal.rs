@@ -131,6 +131,7 @@ mod tests {
             step: 0,
             epoch: 0,
             kind: Kind::Stop {
+                keep_listeners: false,
                 service: "web".into(),
             },
         }

@@ -35,6 +35,13 @@ pub struct Runtime {
     staging: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// Who runs a command (see [`Runtime::claim`]).
+enum Claim {
+    Done(CommandResult),
+    Wait(watch::Receiver<Option<CommandResult>>),
+    Mine(watch::Sender<Option<CommandResult>>),
+}
+
 /// Channels the session reads: progress of running commands, and results
 /// of commands nobody is waiting for (those finished after a restart).
 #[derive(Debug)]
@@ -61,6 +68,7 @@ impl Runtime {
     pub async fn start(
         state_dir: PathBuf,
         shim: PathBuf,
+        service_ip: Option<std::net::IpAddr>,
     ) -> std::io::Result<(Arc<Runtime>, Outputs)> {
         let (ptx, prx) = mpsc::unbounded_channel();
         let (rtx, rrx) = mpsc::unbounded_channel();
@@ -69,6 +77,7 @@ impl Runtime {
             state_dir: state_dir.clone(),
             shim,
             progress: ptx,
+            service_ip,
         });
         let mut services = HashMap::new();
         let mut published = HashMap::new();
@@ -101,9 +110,12 @@ impl Runtime {
         });
         for cmd in rt.journal.unfinished() {
             tracing::warn!(command = %cmd.id, kind = cmd.kind.name(), "finishing a command interrupted by an agent restart");
+            let Claim::Mine(tx) = rt.claim(&cmd.id) else {
+                continue;
+            };
             let rt2 = rt.clone();
             tokio::spawn(async move {
-                let r = rt2.run(cmd).await;
+                let r = rt2.run(cmd, tx).await;
                 let _ = rt2.results.send(r);
             });
         }
@@ -144,22 +156,26 @@ impl Runtime {
     /// Runs a command once: a repeated `command_id` gets the recorded (or
     /// in-flight) result.
     pub async fn submit(self: &Arc<Self>, cmd: Command) -> CommandResult {
-        if let Some(e) = self.journal.get(&cmd.id)
-            && let Some(r) = e.result
-        {
-            return r;
-        }
-        let waiting = self
-            .inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&cmd.id)
-            .cloned();
-        if let Some(mut rx) = waiting
-            && let Ok(r) = rx.wait_for(|r| r.is_some()).await
-        {
-            return r.clone().expect("checked");
-        }
+        let tx = match self.claim(&cmd.id) {
+            Claim::Done(r) => return r,
+            Claim::Wait(mut rx) => {
+                let r = rx.wait_for(|r| r.is_some()).await.map(|r| r.clone());
+                return match r {
+                    Ok(r) => r.expect("checked"),
+                    Err(_) => {
+                        self.result(
+                            &cmd,
+                            Err(Report {
+                                message: "the command's first run ended without a result".into(),
+                                hooks: vec![],
+                            }),
+                        )
+                        .await
+                    }
+                };
+            }
+            Claim::Mine(tx) => tx,
+        };
         let mut cmd = cmd;
         if let Kind::Rollback {
             service,
@@ -170,7 +186,7 @@ impl Runtime {
             *to = h.lock().await.state().previous_release.clone();
         }
         if let Err(e) = self.journal.received(&cmd) {
-            return self
+            let r = self
                 .result(
                     &cmd,
                     Err(Report {
@@ -179,16 +195,42 @@ impl Runtime {
                     }),
                 )
                 .await;
+            let _ = tx.send(Some(r.clone()));
+            self.inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&cmd.id);
+            return r;
         }
-        self.run(cmd).await
+        self.run(cmd, tx).await
     }
 
-    async fn run(self: &Arc<Self>, cmd: Command) -> CommandResult {
+    /// Decides, atomically, who runs command `id`: nobody (it has a
+    /// recorded result), someone else (wait for theirs), or the caller
+    /// (registered as in flight before this returns, so that a repeated
+    /// command arriving meanwhile waits instead of running it twice).
+    fn claim(&self, id: &str) -> Claim {
+        let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(rx) = inflight.get(id) {
+            return Claim::Wait(rx.clone());
+        }
+        // Not in flight: a finished run journaled its result before it
+        // left the map.
+        if let Some(e) = self.journal.get(id)
+            && let Some(r) = e.result
+        {
+            return Claim::Done(r);
+        }
         let (tx, rx) = watch::channel(None);
-        self.inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(cmd.id.clone(), rx);
+        inflight.insert(id.to_string(), rx);
+        Claim::Mine(tx)
+    }
+
+    async fn run(
+        self: &Arc<Self>,
+        cmd: Command,
+        tx: watch::Sender<Option<CommandResult>>,
+    ) -> CommandResult {
         let outcome = self.execute(&cmd).await;
         let result = self.result(&cmd, outcome).await;
         if let Err(e) = self.journal.done(&result) {
@@ -291,7 +333,11 @@ impl Runtime {
                     phase: "staging".into(),
                     message: format!("fetching {}", artifact.url),
                 });
-                match dir.stage(release_id, version, &artifact, spec).await {
+                let mut spec = spec.clone();
+                if let Some(ip) = self.shared.service_ip {
+                    spec.bind_unspecified_to(ip);
+                }
+                match dir.stage(release_id, version, &artifact, &spec).await {
                     Ok(m) => Ok(Report {
                         message: format!("staged release {} (version {})", m.release_id, m.version),
                         hooks: vec![],
@@ -315,7 +361,9 @@ impl Runtime {
             Kind::Rollback { to, .. } => handle.lock().await.rollback(&cmd.id, to.as_deref()).await,
             Kind::Drain { stop, .. } => handle.lock().await.drain(&cmd.id, *stop).await,
             Kind::Undrain { .. } => handle.lock().await.undrain(&cmd.id).await,
-            Kind::Stop { .. } => handle.lock().await.stop(&cmd.id).await,
+            Kind::Stop { keep_listeners, .. } => {
+                handle.lock().await.stop(&cmd.id, *keep_listeners).await
+            }
             Kind::RunHook { hook, .. } => handle.lock().await.run_hook(hook).await,
         }
     }
@@ -450,15 +498,51 @@ mod tests {
             epoch,
             kind: Kind::Stop {
                 service: "web".into(),
+                keep_listeners: false,
             },
         }
+    }
+
+    #[tokio::test]
+    async fn the_same_command_arriving_twice_at_once_runs_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let shim = std::env::current_exe().unwrap();
+        let (rt, _o) = Runtime::start(dir.path().into(), shim, None).await.unwrap();
+        // The claim is atomic: the second arrival waits for the first.
+        let Claim::Mine(tx) = rt.claim("c1") else {
+            panic!("first claim")
+        };
+        assert!(matches!(rt.claim("c1"), Claim::Wait(_)));
+        drop(tx);
+        rt.inflight.lock().unwrap().remove("c1");
+        // Many copies at once (a coordinator re-sending while the first
+        // copy runs): one run, one journal entry, the same answer.
+        let runs = (0..8).map(|_| {
+            let rt = rt.clone();
+            tokio::spawn(async move { rt.submit(stop("c2", 1)).await })
+        });
+        let results: Vec<CommandResult> = futures_join(runs).await;
+        for r in &results {
+            assert!(r.ok, "{}", r.message);
+            assert_eq!(r, &results[0]);
+        }
+    }
+
+    async fn futures_join(
+        handles: impl Iterator<Item = tokio::task::JoinHandle<CommandResult>>,
+    ) -> Vec<CommandResult> {
+        let mut out = Vec::new();
+        for h in handles.collect::<Vec<_>>() {
+            out.push(h.await.unwrap());
+        }
+        out
     }
 
     #[tokio::test]
     async fn commands_from_an_older_epoch_are_refused_even_after_an_agent_restart() {
         let dir = tempfile::tempdir().unwrap();
         let shim = std::env::current_exe().unwrap();
-        let (rt, _o) = Runtime::start(dir.path().into(), shim.clone())
+        let (rt, _o) = Runtime::start(dir.path().into(), shim.clone(), None)
             .await
             .unwrap();
         assert!(rt.submit(stop("c1", 5)).await.ok);
@@ -474,7 +558,7 @@ mod tests {
             "operator one-off commands are not fenced"
         );
         drop(rt);
-        let (rt, _o) = Runtime::start(dir.path().into(), shim).await.unwrap();
+        let (rt, _o) = Runtime::start(dir.path().into(), shim, None).await.unwrap();
         assert!(
             !rt.submit(stop("c4", 4)).await.ok,
             "the epoch seen survives a restart"

@@ -50,6 +50,8 @@ pub struct Shared {
     /// The exec shim (this agent's executable).
     pub shim: PathBuf,
     pub progress: mpsc::UnboundedSender<ProgressEvent>,
+    /// Where listeners declared on the unspecified address bind.
+    pub service_ip: Option<std::net::IpAddr>,
 }
 
 /// How an operation ended.
@@ -892,7 +894,11 @@ impl Service {
     }
 
     /// Stops the service: its instance and its listeners.
-    pub async fn stop(&mut self, command_id: &str) -> OpResult {
+    /// Stops the service. With `keep_listeners` the agent goes on holding
+    /// the sockets, so that clients queue until a release starts again (a
+    /// recreate deployment); otherwise they are closed and clients are
+    /// refused.
+    pub async fn stop(&mut self, command_id: &str, keep_listeners: bool) -> OpResult {
         if let Some(a) = self.active.take() {
             let pid = a.instance.pid();
             let how = Self::stop_active(a).await;
@@ -900,9 +906,18 @@ impl Service {
         }
         self.state.instances.clear();
         self.state.stopped = true;
-        self.listeners.clear();
+        if !keep_listeners {
+            self.listeners.clear();
+        }
         self.save();
-        Ok(fail("service stopped", vec![]))
+        Ok(fail(
+            if keep_listeners {
+                "service stopped; its sockets stay open"
+            } else {
+                "service stopped"
+            },
+            vec![],
+        ))
     }
 
     fn ports(&self) -> Vec<u16> {

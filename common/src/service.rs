@@ -175,7 +175,8 @@ pub struct Target {
     /// A listener by name (its address, with 0.0.0.0 probed as 127.0.0.1).
     #[serde(default)]
     pub listener: Option<String>,
-    /// Or an explicit port on 127.0.0.1.
+    /// Or an explicit port: on the address of the listener declaring it,
+    /// else on 127.0.0.1.
     #[serde(default)]
     pub port: Option<u16>,
 }
@@ -499,10 +500,30 @@ impl ServiceSpec {
         }
     }
 
-    /// The address a probe target reaches.
+    /// Binds listeners declared on the unspecified address (`0.0.0.0` or
+    /// `::`, of the same family) to `ip` instead: for a host whose services
+    /// must listen on one address of several (the agent's `service_ip`).
+    pub fn bind_unspecified_to(&mut self, ip: std::net::IpAddr) {
+        for l in &mut self.listen {
+            if l.address.ip().is_unspecified() && l.address.is_ipv4() == ip.is_ipv4() {
+                l.address.set_ip(ip);
+            }
+        }
+    }
+
+    /// The address a probe target reaches. A `port` that a listener
+    /// declares goes to that listener's address; any other port to
+    /// 127.0.0.1.
     pub fn target_addr(&self, t: &Target) -> Option<SocketAddr> {
         if let Some(p) = t.port {
-            return Some(SocketAddr::from(([127, 0, 0, 1], p)));
+            let own = self
+                .listen
+                .iter()
+                .find(|l| l.address.port() == p && !l.address.ip().is_unspecified());
+            return Some(match own {
+                Some(l) => l.address,
+                None => SocketAddr::from(([127, 0, 0, 1], p)),
+            });
         }
         let l = self
             .listen
@@ -562,6 +583,35 @@ address = "0.0.0.0:8080"
             }),
             Some("127.0.0.1:8080".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn a_host_service_ip_binds_unspecified_listeners_and_probes_follow() {
+        let mut s = spec(BASE);
+        s.listen.push(ListenSpec {
+            name: "admin".into(),
+            address: "127.0.0.1:9000".parse().unwrap(),
+        });
+        s.bind_unspecified_to("198.18.4.12".parse().unwrap());
+        assert_eq!(s.listen[0].address, "198.18.4.12:8080".parse().unwrap());
+        // Already specific: left alone.
+        assert_eq!(s.listen[1].address, "127.0.0.1:9000".parse().unwrap());
+        let port = |p| Target {
+            listener: None,
+            port: Some(p),
+        };
+        assert_eq!(
+            s.target_addr(&port(8080)),
+            Some("198.18.4.12:8080".parse().unwrap())
+        );
+        assert_eq!(
+            s.target_addr(&port(7000)),
+            Some("127.0.0.1:7000".parse().unwrap())
+        );
+        // An IPv6 address leaves IPv4 listeners alone.
+        let mut s = spec(BASE);
+        s.bind_unspecified_to("::1".parse().unwrap());
+        assert_eq!(s.listen[0].address, "0.0.0.0:8080".parse().unwrap());
     }
 
     #[test]

@@ -330,6 +330,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 command: Some(pb::Command {
                     kind: Some(pb::command::Kind::Stop(pb::StopCommand {
                         service: "web".into(),
+                        keep_listeners: false,
                     })),
                     ..Default::default()
                 }),

@@ -5,7 +5,9 @@
 //! commands. [`plan`] computes the batches a spec makes against the fleet.
 //!
 //! Strategies here: `rolling` (stage everywhere in parallel, then activate
-//! batch by batch) and `recreate` (one batch of everything). Automatic
+//! batch by batch) and `recreate` (stage everywhere, stop the old release
+//! everywhere, then start the new one everywhere: two versions never serve
+//! at once; agents keep the listening sockets, so clients queue meanwhile). Automatic
 //! rollback on: more failed hosts than `max_failed`, a host not healthy
 //! within `healthy_deadline`, a done host whose health degrades during the
 //! rollout, `progress_deadline` passed. Rollback re-activates, in parallel,
@@ -218,6 +220,10 @@ pub enum HostPhase {
     Staging,
     /// Staged; waits for its batch.
     Staged,
+    /// Recreate: `Stop` (keeping the sockets) sent at `since_ms`.
+    Stopping { since_ms: i64 },
+    /// Recreate: the old release is stopped; waits for the new one.
+    Stopped,
     /// `Activate` sent at `since_ms`.
     Activating { since_ms: i64 },
     /// Runs the new release.
@@ -244,6 +250,8 @@ impl HostPhase {
 pub enum Phase {
     /// Staging on every target in parallel.
     Staging,
+    /// Recreate: stopping the old release on every target.
+    Stopping,
     /// Activating batch `batch` (0-based).
     Activating { batch: usize },
     /// Canary: batch `batch` is healthy; waiting out its pause, its
@@ -283,6 +291,7 @@ impl Phase {
     pub fn name(&self) -> &'static str {
         match self {
             Phase::Staging => "staging",
+            Phase::Stopping => "stopping",
             Phase::Activating { .. } => "activating",
             Phase::Waiting { .. } => "waiting",
             Phase::Switching { .. } => "switching",
@@ -349,6 +358,11 @@ pub enum Effect {
         host: String,
         command_id: String,
     },
+    /// Stop the old release, keeping its listening sockets (recreate).
+    Stop {
+        host: String,
+        command_id: String,
+    },
     /// Back to `to` (a staged release), or stop the service when the host
     /// ran none before.
     Revert {
@@ -363,6 +377,7 @@ impl Effect {
         match self {
             Effect::Stage { host, .. }
             | Effect::Activate { host, .. }
+            | Effect::Stop { host, .. }
             | Effect::Revert { host, .. } => host,
         }
     }
@@ -370,6 +385,7 @@ impl Effect {
         match self {
             Effect::Stage { command_id, .. }
             | Effect::Activate { command_id, .. }
+            | Effect::Stop { command_id, .. }
             | Effect::Revert { command_id, .. } => command_id,
         }
     }
@@ -509,6 +525,7 @@ impl Rollout {
         let kind = match kind {
             "stage" => "stage",
             "activate" => "activate",
+            "stop" => "stop",
             "revert" => "revert",
             _ => return None,
         };
@@ -620,6 +637,14 @@ impl Rollout {
                     ),
                 })
             }
+            Phase::Stopping => {
+                let left = self
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, HostPhase::Stopping { .. }))
+                    .count();
+                Some(format!("stopping the old release: {left} host(s) left"))
+            }
             Phase::Switching { .. } => Some("running the switch command".into()),
             Phase::RollingBack { .. } => {
                 let left = self
@@ -681,15 +706,43 @@ impl Rollout {
                         };
                         self.hosts.insert(host, p);
                     }
+                    ("stop", Some(HostPhase::Stopping { .. })) => {
+                        let p = if ok {
+                            HostPhase::Stopped
+                        } else {
+                            self.note(
+                                now,
+                                format!("{host}: stopping the old release failed: {message}"),
+                            );
+                            // It may still run the old release: a rollback
+                            // starts it again either way.
+                            self.degraded.push(host.clone());
+                            HostPhase::Failed {
+                                reason: format!("stop failed: {message}"),
+                            }
+                        };
+                        self.hosts.insert(host, p);
+                    }
                     ("activate", Some(HostPhase::Activating { .. })) => {
                         let p = if ok {
                             self.note(now, format!("{host}: runs {}", self.release_id));
                             HostPhase::Done { at_ms: now }
                         } else {
-                            self.note(
-                                now,
-                                format!("{host}: swap failed, still on its old release: {message}"),
-                            );
+                            if self.strategy == StrategyKind::Recreate
+                                && self.from.get(&host).is_some_and(Option::is_some)
+                            {
+                                // Its old release was stopped first: a
+                                // rollback must start it again.
+                                self.note(now, format!("{host}: start failed: {message}"));
+                                self.degraded.push(host.clone());
+                            } else {
+                                self.note(
+                                    now,
+                                    format!(
+                                        "{host}: swap failed, still on its old release: {message}"
+                                    ),
+                                );
+                            }
                             HostPhase::Failed { reason: message }
                         };
                         self.hosts.insert(host, p);
@@ -770,6 +823,7 @@ impl Rollout {
                         .iter()
                         .filter_map(|(h, p)| match p {
                             HostPhase::Activating { since_ms }
+                            | HostPhase::Stopping { since_ms }
                                 if now - since_ms > self.healthy_deadline_ms =>
                             {
                                 Some(h.clone())
@@ -822,6 +876,14 @@ impl Rollout {
                 if self.paused {
                     self.paused = false;
                     self.note(now, "resumed");
+                    if matches!(self.phase, Phase::Stopping)
+                        && !self
+                            .hosts
+                            .values()
+                            .any(|p| matches!(p, HostPhase::Stopping { .. } | HostPhase::Stopped))
+                    {
+                        return self.begin_stop(now);
+                    }
                     if let Some(b) = self.held_batch.take() {
                         return self.start_batch(b, now);
                     }
@@ -974,6 +1036,21 @@ impl Rollout {
                     return Vec::new();
                 }
                 self.note(now, "staged everywhere");
+                if self.strategy == StrategyKind::Recreate {
+                    return self.begin_stop(now);
+                }
+                self.start_batch(0, now)
+            }
+            Phase::Stopping => {
+                if self.stop_held()
+                    || self
+                        .hosts
+                        .values()
+                        .any(|p| matches!(p, HostPhase::Stopping { .. }))
+                {
+                    return Vec::new();
+                }
+                self.note(now, "old release stopped everywhere");
                 self.start_batch(0, now)
             }
             Phase::Activating { batch } => {
@@ -1050,6 +1127,57 @@ impl Rollout {
         }
     }
 
+    /// Recreate, paused before anything was stopped.
+    fn stop_held(&self) -> bool {
+        self.paused
+            && !self
+                .hosts
+                .values()
+                .any(|p| matches!(p, HostPhase::Stopping { .. } | HostPhase::Stopped))
+    }
+
+    /// Recreate: stop the old release on every staged host that runs one.
+    fn begin_stop(&mut self, now: i64) -> Vec<Effect> {
+        self.phase = Phase::Stopping;
+        if self.paused {
+            self.note(
+                now,
+                "paused: the old release keeps running until `cutover resume`",
+            );
+            return Vec::new();
+        }
+        let running: Vec<String> = self
+            .hosts
+            .iter()
+            .filter(|(h, p)| {
+                matches!(p, HostPhase::Staged) && self.from.get(*h).is_some_and(Option::is_some)
+            })
+            .map(|(h, _)| h.clone())
+            .collect();
+        self.progress_since_ms = now;
+        if running.is_empty() {
+            return self.start_batch(0, now);
+        }
+        self.note(
+            now,
+            format!(
+                "stopping the old release on {} (recreate; sockets stay open)",
+                running.join(", ")
+            ),
+        );
+        running
+            .into_iter()
+            .map(|h| {
+                self.hosts
+                    .insert(h.clone(), HostPhase::Stopping { since_ms: now });
+                Effect::Stop {
+                    command_id: self.command_id("stop", &h),
+                    host: h,
+                }
+            })
+            .collect()
+    }
+
     fn start_batch(&mut self, batch: usize, now: i64) -> Vec<Effect> {
         if self.paused && batch < self.batches.len() {
             self.held_batch = Some(batch);
@@ -1064,7 +1192,7 @@ impl Rollout {
         while b < self.batches.len() {
             let staged: Vec<String> = self.batches[b]
                 .iter()
-                .filter(|h| matches!(self.hosts[*h], HostPhase::Staged))
+                .filter(|h| matches!(self.hosts[*h], HostPhase::Staged | HostPhase::Stopped))
                 .cloned()
                 .collect();
             if staged.is_empty() {
@@ -1122,8 +1250,13 @@ impl Rollout {
             .hosts
             .iter()
             .filter(|(h, p)| {
-                matches!(p, HostPhase::Done { .. } | HostPhase::Activating { .. })
-                    || self.degraded.contains(h)
+                matches!(
+                    p,
+                    HostPhase::Done { .. }
+                        | HostPhase::Activating { .. }
+                        | HostPhase::Stopping { .. }
+                        | HostPhase::Stopped
+                ) || self.degraded.contains(h)
             })
             .map(|(h, _)| h.clone())
             .collect();
@@ -1170,6 +1303,10 @@ impl Rollout {
                 HostPhase::Activating { .. } => Some(Effect::Activate {
                     host: h.clone(),
                     command_id: self.command_id("activate", h),
+                }),
+                HostPhase::Stopping { .. } => Some(Effect::Stop {
+                    host: h.clone(),
+                    command_id: self.command_id("stop", h),
                 }),
                 HostPhase::RollingBack => Some(Effect::Revert {
                     host: h.clone(),
@@ -1284,6 +1421,94 @@ mod tests {
             queue.extend(more);
         }
         (all, max_active)
+    }
+
+    #[test]
+    fn every_running_phase_counts_as_active_in_the_store() {
+        let running = [
+            Phase::Staging,
+            Phase::Stopping,
+            Phase::Activating { batch: 0 },
+            Phase::Waiting {
+                batch: 0,
+                until_ms: None,
+                retries: 0,
+            },
+            Phase::Switching { batch: 0 },
+            Phase::RollingBack {
+                reason: String::new(),
+                aborted: false,
+            },
+        ];
+        for p in running {
+            assert!(!p.is_terminal());
+            assert!(
+                crate::store::ACTIVE_PHASES.contains(&p.name()),
+                "{} missing from ACTIVE_PHASES: a restart would not resume it",
+                p.name()
+            );
+        }
+    }
+
+    #[test]
+    fn recreate_stops_the_old_release_everywhere_before_starting_the_new_one() {
+        let mut r = rollout("[strategy]\nkind = \"recreate\"\n", 4);
+        let (effects, max_active) = drive(&mut r, |_| true);
+        assert_eq!(r.phase, Phase::Succeeded);
+        assert_eq!(max_active, 4, "one batch of everything");
+        let first_activate = effects
+            .iter()
+            .position(|e| matches!(e, Effect::Activate { .. }))
+            .unwrap();
+        let stops: Vec<usize> = effects
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e, Effect::Stop { .. }))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(stops.len(), 4, "{effects:?}");
+        assert!(
+            stops.iter().all(|i| *i < first_activate),
+            "every stop before any start: {effects:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_recreate_starts_the_old_release_again_on_every_host() {
+        let mut r = rollout("[strategy]\nkind = \"recreate\"\n", 3);
+        let (effects, _) = drive(&mut r, |e| {
+            !(matches!(e, Effect::Activate { .. }) && e.host() == "web-2")
+        });
+        assert!(matches!(r.phase, Phase::RolledBack { .. }), "{:?}", r.phase);
+        let mut reverted: Vec<&str> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Revert { host, to, .. } => {
+                    assert_eq!(to.as_deref(), Some("v1"));
+                    Some(host.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        reverted.sort();
+        // web-2's failed start left it stopped too: it is started again.
+        assert_eq!(reverted, vec!["web-1", "web-2", "web-3"]);
+    }
+
+    #[test]
+    fn a_paused_recreate_stops_nothing_until_resumed() {
+        let mut r = rollout("[strategy]\nkind = \"recreate\"\n", 2);
+        let stages = r.step(Event::Start, 0);
+        r.step(Event::Pause, 1);
+        let mut out = Vec::new();
+        for e in &stages {
+            out.extend(r.step(ok(e), 2));
+        }
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(r.phase, Phase::Stopping);
+        let stops = r.step(Event::Resume, 3);
+        assert_eq!(stops.len(), 2);
+        assert!(stops.iter().all(|e| matches!(e, Effect::Stop { .. })));
     }
 
     #[test]
@@ -1799,33 +2024,66 @@ mod tests {
             let mu = 1 + (xorshift(&mut seed) % 4) as u32;
             let mf = (xorshift(&mut seed) % 3) as u32;
             let fail_rate = xorshift(&mut seed) % 4; // 0..3 in 10
-            let mut r = rollout(
-                &format!("[strategy]\nmax_unavailable = {mu}\n[rollback]\nmax_failed = {mf}\n"),
-                n,
+            let kind = if seed0 % 3 == 0 {
+                "recreate"
+            } else {
+                "rolling"
+            };
+            let text = format!(
+                "[strategy]\nkind = \"{kind}\"\nmax_unavailable = {mu}\n[rollback]\nmax_failed = {mf}\n"
             );
+            let mut r = rollout(&text, n);
             let mut s2 = seed;
             let (effects, max_active) = drive(&mut r, |e| match e {
                 Effect::Revert { .. } => true,
                 _ => xorshift(&mut s2) % 10 >= fail_rate,
             });
             assert!(r.phase.is_terminal(), "seed {seed0}: {:?}", r.phase);
-            assert!(
-                max_active <= mu as usize,
-                "seed {seed0}: {max_active} > {mu}"
-            );
+            if kind == "rolling" {
+                assert!(
+                    max_active <= mu as usize,
+                    "seed {seed0}: {max_active} > {mu}"
+                );
+            } else {
+                // Recreate: no host starts the new release before every
+                // host that was told to stop the old one was.
+                let first_activate = effects
+                    .iter()
+                    .position(|e| matches!(e, Effect::Activate { .. }));
+                let last_stop = effects
+                    .iter()
+                    .rposition(|e| matches!(e, Effect::Stop { .. }));
+                if let (Some(a), Some(s)) = (first_activate, last_stop) {
+                    assert!(s < a, "seed {seed0}: a stop after a start: {effects:?}");
+                }
+            }
             if matches!(r.phase, Phase::RolledBack { .. }) {
                 for (h, p) in &r.hosts {
                     assert!(
-                        !matches!(p, HostPhase::Done { .. } | HostPhase::Activating { .. }),
-                        "seed {seed0}: {h} left on the new release"
+                        !matches!(
+                            p,
+                            HostPhase::Done { .. }
+                                | HostPhase::Activating { .. }
+                                | HostPhase::Stopping { .. }
+                                | HostPhase::Stopped
+                        ),
+                        "seed {seed0}: {h} left on the new release or stopped: {p:?}"
                     );
+                }
+                // Every host whose old release was stopped is started again.
+                for e in &effects {
+                    if let Effect::Stop { host, .. } = e {
+                        assert!(
+                            effects
+                                .iter()
+                                .any(|x| matches!(x, Effect::Revert { host: h, .. } if h == host)),
+                            "seed {seed0}: {host} stopped and never started again"
+                        );
+                    }
                 }
             }
             // Same events give the same commands.
-            let mut again = rollout(
-                &format!("[strategy]\nmax_unavailable = {mu}\n[rollback]\nmax_failed = {mf}\n"),
-                n,
-            );
+            let mut again = rollout(&text, n);
             let mut s3 = seed;
             let (effects2, _) = drive(&mut again, |e| match e {
                 Effect::Revert { .. } => true,

@@ -388,7 +388,14 @@ fn command(job: &Job, r: &Rollout, e: &Effect) -> pb::Command {
             service,
             release_id: rel.clone(),
         }),
-        Effect::Revert { to: None, .. } => Kind::Stop(pb::StopCommand { service }),
+        Effect::Stop { .. } => Kind::Stop(pb::StopCommand {
+            service,
+            keep_listeners: true,
+        }),
+        Effect::Revert { to: None, .. } => Kind::Stop(pb::StopCommand {
+            service,
+            keep_listeners: false,
+        }),
     };
     pb::Command {
         command_id: e.command_id().into(),

@@ -147,6 +147,7 @@ pub struct DeploymentRecord {
 /// Phases in which a deployment is still running.
 pub const ACTIVE_PHASES: &[&str] = &[
     "staging",
+    "stopping",
     "activating",
     "waiting",
     "switching",

@@ -21,7 +21,13 @@ pub struct ArtifactServer {
 
 impl ArtifactServer {
     pub fn start(dir: PathBuf) -> ArtifactServer {
-        let l = TcpListener::bind("127.0.0.1:0").expect("binding the artifact server");
+        Self::start_on("127.0.0.1".parse().unwrap(), dir)
+    }
+
+    /// [`ArtifactServer::start`] on address `ip` (a namespaced fleet's
+    /// gateway, so that its hosts reach it).
+    pub fn start_on(ip: std::net::IpAddr, dir: PathBuf) -> ArtifactServer {
+        let l = TcpListener::bind((ip, 0)).expect("binding the artifact server");
         let addr = l.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let cut = Arc::new(AtomicU64::new(0));

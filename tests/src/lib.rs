@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod artifacts;
+pub mod fleet;
 pub mod load;
 pub mod netns;
 pub mod release;
@@ -147,26 +148,29 @@ pub fn agent_command(netns: Option<&str>) -> Command {
     }
 }
 
+/// Processes whose working directory is under `dir`: the app instances
+/// agents started there.
+pub fn processes_under(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| *pid as u32 != std::process::id())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(dir))
+        })
+        .collect()
+}
+
 /// Kills every process whose working directory is under `dir`: the app
 /// instances agents started there, which by design outlive their agent.
 pub fn kill_processes_under(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        if pid as u32 == std::process::id() {
-            continue;
-        }
-        if let Ok(cwd) = std::fs::read_link(format!("/proc/{pid}/cwd"))
-            && cwd.starts_with(dir)
-        {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
+    for pid in processes_under(dir) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
     }
 }
 
@@ -412,6 +416,28 @@ impl Cluster {
         agent_labels: &str,
         netns: Option<&str>,
     ) -> Result<Run> {
+        self.enroll_with(host_id, token, fingerprint, agent_labels, netns, "")
+    }
+
+    /// [`Cluster::enroll_in`] with `extra` lines appended to the agent's
+    /// config.
+    pub fn enroll_with(
+        &mut self,
+        host_id: &str,
+        token: &str,
+        fingerprint: &str,
+        agent_labels: &str,
+        netns: Option<&str>,
+        extra: &str,
+    ) -> Result<Run> {
+        let extra = if extra.contains("readiness_listen") {
+            extra.to_string()
+        } else {
+            format!(
+                "readiness_listen = \"127.0.0.1:{}\"\n{extra}",
+                crate::release::free_port()
+            )
+        };
         let state_dir = self.dir.path().join("agents").join(host_id);
         std::fs::create_dir_all(&state_dir)?;
         let config = self.dir.path().join(format!("agent-{host_id}.toml"));
@@ -426,10 +452,9 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nreconnect_initial = \"100ms\"\nreconnect_max = \"1s\"\nlabels = {{ {} }}\nreadiness_listen = \"127.0.0.1:{}\"\n",
+                "state_dir = \"{}\"\nreconnect_initial = \"100ms\"\nreconnect_max = \"1s\"\nlabels = {{ {} }}\n{extra}",
                 state_dir.display(),
                 labels.join(", "),
-                crate::release::free_port()
             ),
         )?;
         let token_file = self.dir.path().join(format!("token-{host_id}"));
@@ -507,8 +532,20 @@ impl Cluster {
         agent_labels: &str,
         netns: Option<&str>,
     ) -> Result<()> {
+        self.add_agent_with(host_id, token_labels, agent_labels, netns, "")
+    }
+
+    /// [`Cluster::add_agent_in`] with `extra` agent config lines.
+    pub fn add_agent_with(
+        &mut self,
+        host_id: &str,
+        token_labels: &str,
+        agent_labels: &str,
+        netns: Option<&str>,
+        extra: &str,
+    ) -> Result<()> {
         let (token, fp) = self.token(token_labels, "10m", 1)?;
-        let r = self.enroll_in(host_id, &token, &fp, agent_labels, netns)?;
+        let r = self.enroll_with(host_id, &token, &fp, agent_labels, netns, extra)?;
         if !r.ok {
             bail!("enroll {host_id} failed: {}", r.stderr);
         }

@@ -34,6 +34,8 @@ pub enum Outcome {
 #[derive(Debug, Clone)]
 pub struct Record {
     pub started: Instant,
+    /// When the answer (or the failure) came.
+    pub ended: Instant,
     pub keepalive: bool,
     pub outcome: Outcome,
 }
@@ -136,6 +138,7 @@ fn worker(
                     };
                     local.push(Record {
                         started,
+                        ended: Instant::now(),
                         keepalive,
                         outcome,
                     });
@@ -163,6 +166,7 @@ fn worker(
         };
         local.push(Record {
             started,
+            ended: Instant::now(),
             keepalive,
             outcome,
         });
