@@ -480,6 +480,15 @@ fn rollout_of(d: &pb::DeploymentInfo) -> Option<crate::engine::Rollout> {
 /// Prints a deployment's story as it happens; fails with the outcome's
 /// exit code unless it succeeded.
 pub async fn follow(c: &mut crate::client::Control, id: &str) -> Result<()> {
+    follow_with(c, id, None).await
+}
+
+/// [`follow`], also showing `traffic()` (live request counts) every second.
+pub async fn follow_with(
+    c: &mut crate::client::Control,
+    id: &str,
+    traffic: Option<&(dyn Fn() -> String + Send + Sync)>,
+) -> Result<()> {
     let mut stream = c
         .watch_deployment(pb::GetDeploymentRequest { id: id.into() })
         .await
@@ -501,7 +510,24 @@ pub async fn follow(c: &mut crate::client::Control, id: &str) -> Result<()> {
         b.enable_steady_tick(std::time::Duration::from_millis(120));
         b
     });
-    while let Some(d) = stream.message().await.map_err(status)? {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut blocked = String::new();
+    loop {
+        let d = tokio::select! {
+            m = stream.message() => match m.map_err(status)? {
+                Some(d) => d,
+                None => break,
+            },
+            _ = tick.tick(), if traffic.is_some() => {
+                let t = traffic.map(|f| f()).unwrap_or_default();
+                match &bar {
+                    Some(b) => b.set_message(format!("{blocked} | {t}")),
+                    None => println!("          clients: {t}"),
+                }
+                continue;
+            }
+        };
         if let Some(r) = rollout_of(&d) {
             for n in r.notes.iter().skip(printed) {
                 let t =
@@ -522,7 +548,11 @@ pub async fn follow(c: &mut crate::client::Control, id: &str) -> Result<()> {
                     .filter(|p| matches!(p, crate::engine::HostPhase::Done { .. }))
                     .count();
                 b.set_position(done as u64);
-                b.set_message(d.blocked_on.clone());
+                blocked = d.blocked_on.clone();
+                match traffic {
+                    Some(f) => b.set_message(format!("{blocked} | {}", f())),
+                    None => b.set_message(blocked.clone()),
+                }
             }
         }
         last = Some(d);

@@ -107,6 +107,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     let mut control = client::connect(&admin).await?;
     let zones = ["a", "b", "c"];
+    // Every demo host serves on its own loopback address (the agent's
+    // `service_ip`), on one port that is free on all of them.
+    let host_ips: Vec<std::net::IpAddr> = (0..args.agents)
+        .map(|i| std::net::IpAddr::from([127, 0, 0, 10 + i as u8]))
+        .collect();
+    let port = free_port_on(&host_ips)?;
     let mut agents = Vec::new();
     println!(
         "3. enrolling {} agents with one-time join tokens",
@@ -131,9 +137,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         std::fs::write(
             &agent_cfg,
             format!(
-                "state_dir = \"{}\"\nlabels = {{ zone = \"{}\" }}\nreconnect_initial = \"200ms\"\nreconnect_max = \"2s\"\n",
+                "state_dir = \"{}\"\nlabels = {{ zone = \"{}\" }}\nreconnect_initial = \"200ms\"\nreconnect_max = \"2s\"\nservice_ip = \"{}\"\n",
                 agent_dir.display(),
-                zones[(i - 1) % zones.len()]
+                zones[(i - 1) % zones.len()],
+                host_ips[i - 1]
             ),
         )?;
         let token_file = agent_dir.join("join-token");
@@ -218,6 +225,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!();
 
     let mut outcomes = Vec::new();
+    let mut traffic: Option<crate::demo_traffic::Traffic> = None;
+    let addrs: Vec<std::net::SocketAddr> = host_ips
+        .iter()
+        .map(|ip| std::net::SocketAddr::new(*ip, port))
+        .collect();
     if let Some(service_bin) = demo_service_binary() {
         let artifact = release_tarball(&dir, &service_bin)?;
         let steps: [(&str, &[&str], &str); 3] = [
@@ -243,7 +255,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             let d = control
                 .submit_deployment(pb::SubmitDeploymentRequest {
                     spec: Some(pb::SpecRequest {
-                        spec_toml: spec_text(version, flags, strategy),
+                        spec_toml: spec_text(version, flags, strategy, port),
                         file_name: format!("demo-v{version}.toml"),
                         version: version.into(),
                         artifact_url: artifact.0.clone(),
@@ -254,7 +266,16 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 .await
                 .map_err(crate::cli::status)?
                 .into_inner();
-            let outcome = match crate::cli::follow(&mut control, &d.id).await {
+            let reader = traffic.as_ref().map(|t| t.reader());
+            let followed = crate::cli::follow_with(
+                &mut control,
+                &d.id,
+                reader
+                    .as_ref()
+                    .map(|f| f as &(dyn Fn() -> String + Send + Sync)),
+            )
+            .await;
+            let outcome = match followed {
                 Ok(()) => "succeeded".to_string(),
                 Err(e) => match e.downcast_ref::<crate::cli::DeployOutcome>() {
                     Some(o) => {
@@ -265,6 +286,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 },
             };
             outcomes.push((d.id, version, outcome));
+            if traffic.is_none() {
+                let urls: Vec<String> = addrs.iter().map(|a| format!("http://{a}/")).collect();
+                println!(
+                    "   clients now send requests to every host, all through the next deployments: {}",
+                    urls.join(" ")
+                );
+                traffic = Some(crate::demo_traffic::Traffic::start(&addrs));
+            }
             println!();
         }
         println!("8. summary");
@@ -293,6 +322,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         for (id, v, o) in &outcomes {
             println!("  {id}: v{v} {o}");
         }
+        if let Some(t) = traffic.take() {
+            let counts = t.stop().await;
+            println!("  clients during v2 and v3: {}", counts.line());
+            if counts.failed_total() > 0 {
+                println!("  (requests failed: see the agents' logs in {}/agents)", dir.display());
+            }
+        }
         let expected = outcomes.len() == 3
             && outcomes[0].2 == "succeeded"
             && outcomes[1].2 == "succeeded"
@@ -308,7 +344,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
 
     if args.keep {
-        print_keep_instructions(&dir, &running.url, &init.admin.cli_config);
+        print_keep_instructions(&dir, &running.url, &init.admin.cli_config, &addrs);
         crate::cli::shutdown_signal().await;
     } else if let Some(d) = args.run_for {
         println!(
@@ -373,7 +409,24 @@ fn release_tarball(dir: &Path, bin: &Path) -> Result<(String, String)> {
     Ok((format!("file://{}", path.display()), sha))
 }
 
-fn spec_text(version: &str, flags: &[&str], strategy: &str) -> String {
+/// A port free on every one of `ips`.
+fn free_port_on(ips: &[std::net::IpAddr]) -> Result<u16> {
+    for _ in 0..50 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let all: Result<Vec<_>, _> = ips
+            .iter()
+            .map(|ip| std::net::TcpListener::bind((*ip, port)))
+            .collect();
+        if all.is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no port is free on all of the demo's loopback addresses")
+}
+
+fn spec_text(version: &str, flags: &[&str], strategy: &str, port: u16) -> String {
     let mut cmd = vec![
         "bin/demo-service".to_string(),
         "--app-version".into(),
@@ -386,10 +439,11 @@ fn spec_text(version: &str, flags: &[&str], strategy: &str) -> String {
 [run]
 command = {cmd:?}
 
-# All demo hosts share this machine, so each binds a port of its own.
+# The demo hosts share this machine: each agent binds 0.0.0.0 to its own
+# address (its `service_ip`), so all serve on the same port.
 [[listen]]
 name = "http"
-address = "127.0.0.1:0"
+address = "0.0.0.0:{port}"
 
 [swap]
 min_ready = "1s"
@@ -437,12 +491,24 @@ async fn stop_child(child: &mut Child) {
     }
 }
 
-fn print_keep_instructions(dir: &Path, url: &str, cli_config: &Path) {
+fn print_keep_instructions(
+    dir: &Path,
+    url: &str,
+    cli_config: &Path,
+    addrs: &[std::net::SocketAddr],
+) {
     println!("The fleet keeps running. In another terminal:");
     println!("  export CUTOVER_CLI_CONFIG={}", cli_config.display());
     println!("  export CUTOVER_COORDINATOR={url}");
-    println!("  cutover hosts");
-    println!("  cutover audit");
+    println!("  cutover hosts                 # the fleet, what each host runs");
+    println!("  cutover history web           # every deployment of the demo service");
+    println!("  cutover status d3             # the rolled-back one, and why");
+    println!("  cutover rollback web          # back to v1, in seconds");
+    println!("  cutover drain demo-1 && cutover undrain demo-1");
+    println!("  cutover audit                 # who did what");
+    if let Some(a) = addrs.first() {
+        println!("  curl -i http://{a}/           # the service itself (x-version header)");
+    }
     println!("Logs: {}/agents/*/agent.log", dir.display());
     println!("Press Ctrl-C to stop.");
 }

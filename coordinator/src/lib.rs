@@ -14,6 +14,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod demo;
+pub mod demo_traffic;
 pub mod engine;
 pub mod fleet;
 pub mod grpc;

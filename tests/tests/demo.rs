@@ -35,6 +35,14 @@ fn the_demo_deploys_rolls_a_bad_version_back_and_exits_cleanly() {
     ] {
         assert!(stdout.contains(want), "missing `{want}` in:\n{stdout}");
     }
+    // Clients kept sending requests through v2's rollout and v3's
+    // rollback, and none failed.
+    let clients = stdout
+        .lines()
+        .find(|l| l.contains("clients during v2 and v3:"))
+        .unwrap_or_else(|| panic!("no request counts in:\n{stdout}"));
+    assert!(clients.contains(" ok, 0 failed (v1 "), "{clients}");
+    assert!(clients.contains(", v2 "), "{clients}");
     // Nothing of the demo is left running (apps outlive their agent by
     // design, so the demo must stop them itself).
     let leftovers: Vec<String> = std::fs::read_dir("/proc")
