@@ -326,7 +326,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             let counts = t.stop().await;
             println!("  clients during v2 and v3: {}", counts.line());
             if counts.failed_total() > 0 {
-                println!("  (requests failed: see the agents' logs in {}/agents)", dir.display());
+                println!(
+                    "  (requests failed: see the agents' logs in {}/agents)",
+                    dir.display()
+                );
             }
         }
         let expected = outcomes.len() == 3

@@ -42,7 +42,11 @@ impl Counts {
             thousands(self.failed_total())
         );
         if !self.failed.is_empty() {
-            let kinds: Vec<String> = self.failed.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            let kinds: Vec<String> = self
+                .failed
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
             s.push_str(&format!(" [{}]", kinds.join(", ")));
         }
         if !versions.is_empty() {
@@ -97,7 +101,10 @@ impl Traffic {
     }
 
     pub fn counts(&self) -> Counts {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A handle that reads the counts (for progress lines).
