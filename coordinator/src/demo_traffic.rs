@@ -60,7 +60,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -218,8 +218,10 @@ mod tests {
 
     #[test]
     fn counts_read_like_a_person_would_write_them() {
-        let mut c = Counts::default();
-        c.ok = 12_345;
+        let mut c = Counts {
+            ok: 12_345,
+            ..Default::default()
+        };
         c.by_version.insert("1".into(), 8_000);
         c.by_version.insert("2".into(), 4_345);
         assert_eq!(
