@@ -80,6 +80,9 @@ pub enum ConfigCmd {
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(c) => {
+            // Before anything else: the sockets systemd handed back.
+            let inherited = std::sync::Arc::new(crate::sd::Inherited::from_env());
+            let notifier = std::sync::Arc::new(crate::sd::Notifier::from_env());
             let cfg = AgentConfig::load(c.config.as_deref())?;
             let shutdown = CancellationToken::new();
             let stop = shutdown.clone();
@@ -89,12 +92,26 @@ pub async fn run(cli: Cli) -> Result<()> {
                 stop.cancel();
             });
             let shim = std::env::current_exe().context("locating this executable")?;
-            let (rt, outputs) =
-                crate::runtime::Runtime::start(cfg.state_dir.clone(), shim, cfg.service_ip)
-                    .await
-                    .with_context(|| {
-                        format!("starting the runtime in {}", cfg.state_dir.display())
-                    })?;
+            let host = crate::runtime::HostIntegration {
+                service_ip: cfg.service_ip,
+                notifier: notifier.clone(),
+                inherited,
+            };
+            let (rt, outputs) = crate::runtime::Runtime::start(cfg.state_dir.clone(), shim, host)
+                .await
+                .with_context(|| format!("starting the runtime in {}", cfg.state_dir.display()))?;
+            if let Some(every) = notifier.watchdog_interval() {
+                let (rt, stop) = (rt.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tick.tick() => rt.watchdog_ping(every * 2),
+                        }
+                    }
+                });
+            }
             if let Some(addr) = cfg.readiness_listen {
                 let (rt, stop) = (rt.clone(), shutdown.clone());
                 tokio::spawn(async move {
@@ -103,7 +120,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                     }
                 });
             }
-            crate::session::run(cfg, rt, outputs, shutdown).await?;
+            let r = crate::session::run(cfg, rt, outputs, shutdown).await;
+            let _ = notifier.notify("STOPPING=1");
+            r?;
             Ok(())
         }
         Command::Enroll {

@@ -21,6 +21,7 @@ pub mod notify;
 pub mod probe;
 pub mod releases;
 pub mod runtime;
+pub mod sd;
 pub mod service;
 pub mod session;
 pub mod shim;

@@ -33,6 +33,18 @@ pub struct Runtime {
     /// One staging at a time per service (staging does not take the
     /// service itself, so it can run during a swap).
     staging: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    ready_sent: std::sync::atomic::AtomicBool,
+    /// When supervision last turned (the watchdog's evidence of life).
+    last_tick_ms: std::sync::atomic::AtomicI64,
+}
+
+/// How the runtime fits on this host: the address services bind, and the
+/// service manager it runs under.
+#[derive(Debug, Default, Clone)]
+pub struct HostIntegration {
+    pub service_ip: Option<std::net::IpAddr>,
+    pub notifier: Arc<crate::sd::Notifier>,
+    pub inherited: Arc<crate::sd::Inherited>,
 }
 
 /// Who runs a command (see [`Runtime::claim`]).
@@ -68,7 +80,7 @@ impl Runtime {
     pub async fn start(
         state_dir: PathBuf,
         shim: PathBuf,
-        service_ip: Option<std::net::IpAddr>,
+        host: HostIntegration,
     ) -> std::io::Result<(Arc<Runtime>, Outputs)> {
         let (ptx, prx) = mpsc::unbounded_channel();
         let (rtx, rrx) = mpsc::unbounded_channel();
@@ -77,7 +89,9 @@ impl Runtime {
             state_dir: state_dir.clone(),
             shim,
             progress: ptx,
-            service_ip,
+            service_ip: host.service_ip,
+            notifier: host.notifier.clone(),
+            inherited: host.inherited.clone(),
         });
         let mut services = HashMap::new();
         let mut published = HashMap::new();
@@ -107,7 +121,13 @@ impl Runtime {
             ),
             published: Mutex::new(published),
             staging: Mutex::new(HashMap::new()),
+            ready_sent: std::sync::atomic::AtomicBool::new(false),
+            last_tick_ms: std::sync::atomic::AtomicI64::new(cutover_common::time::now_ms()),
         });
+        for name in host.inherited.unclaimed() {
+            tracing::warn!(fd_name = %name, "a socket systemd handed back belongs to no service here: closing it");
+            drop(host.inherited.take(&name));
+        }
         for cmd in rt.journal.unfinished() {
             tracing::warn!(command = %cmd.id, kind = cmd.kind.name(), "finishing a command interrupted by an agent restart");
             let Claim::Mine(tx) = rt.claim(&cmd.id) else {
@@ -127,6 +147,37 @@ impl Runtime {
                 results: rrx,
             },
         ))
+    }
+
+    /// Tells the service manager the agent is up (once: `READY=1`), and
+    /// what it is doing (`STATUS=`).
+    pub fn notify_status(&self, status: &str) {
+        let first = !self
+            .ready_sent
+            .swap(true, std::sync::atomic::Ordering::Relaxed);
+        let msg = if first {
+            format!("READY=1\nSTATUS={status}")
+        } else {
+            format!("STATUS={status}")
+        };
+        if let Err(e) = self.shared.notifier.notify(&msg) {
+            tracing::warn!(error = %e, "notifying systemd failed");
+        }
+    }
+
+    /// Sends `WATCHDOG=1` when supervision turned within `within`.
+    pub fn watchdog_ping(&self, within: Duration) {
+        let last = self.last_tick_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if cutover_common::time::now_ms() - last <= within.as_millis() as i64 {
+            let _ = self.shared.notifier.notify("WATCHDOG=1");
+        } else {
+            tracing::error!("supervision is stuck: withholding the systemd watchdog ping");
+        }
+    }
+
+    /// The service manager connection.
+    pub fn notifier(&self) -> Arc<crate::sd::Notifier> {
+        self.shared.notifier.clone()
     }
 
     fn service(&self, name: &str) -> ServiceHandle {
@@ -466,6 +517,10 @@ async fn supervise(rt: std::sync::Weak<Runtime>) {
         tick.tick().await;
         n += 1;
         let Some(rt) = rt.upgrade() else { return };
+        rt.last_tick_ms.store(
+            cutover_common::time::now_ms(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if n.is_multiple_of(8) {
             measure(&rt, &mut sys);
         }
@@ -507,7 +562,9 @@ mod tests {
     async fn the_same_command_arriving_twice_at_once_runs_once() {
         let dir = tempfile::tempdir().unwrap();
         let shim = std::env::current_exe().unwrap();
-        let (rt, _o) = Runtime::start(dir.path().into(), shim, None).await.unwrap();
+        let (rt, _o) = Runtime::start(dir.path().into(), shim, Default::default())
+            .await
+            .unwrap();
         // The claim is atomic: the second arrival waits for the first.
         let Claim::Mine(tx) = rt.claim("c1") else {
             panic!("first claim")
@@ -542,7 +599,7 @@ mod tests {
     async fn commands_from_an_older_epoch_are_refused_even_after_an_agent_restart() {
         let dir = tempfile::tempdir().unwrap();
         let shim = std::env::current_exe().unwrap();
-        let (rt, _o) = Runtime::start(dir.path().into(), shim.clone(), None)
+        let (rt, _o) = Runtime::start(dir.path().into(), shim.clone(), Default::default())
             .await
             .unwrap();
         assert!(rt.submit(stop("c1", 5)).await.ok);
@@ -558,7 +615,9 @@ mod tests {
             "operator one-off commands are not fenced"
         );
         drop(rt);
-        let (rt, _o) = Runtime::start(dir.path().into(), shim, None).await.unwrap();
+        let (rt, _o) = Runtime::start(dir.path().into(), shim, Default::default())
+            .await
+            .unwrap();
         assert!(
             !rt.submit(stop("c4", 4)).await.ok,
             "the epoch seen survives a restart"

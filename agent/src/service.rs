@@ -52,6 +52,10 @@ pub struct Shared {
     pub progress: mpsc::UnboundedSender<ProgressEvent>,
     /// Where listeners declared on the unspecified address bind.
     pub service_ip: Option<std::net::IpAddr>,
+    /// The service manager (systemd), when the agent runs under one.
+    pub notifier: Arc<crate::sd::Notifier>,
+    /// Sockets systemd handed back at start (its fd store).
+    pub inherited: Arc<crate::sd::Inherited>,
 }
 
 /// How an operation ended.
@@ -363,7 +367,28 @@ impl Service {
     }
 
     fn recover_listeners(&mut self, spec: &ServiceSpec, alive: &[Instance]) {
+        let matches = |fd: &OwnedFd, want: SocketAddr| {
+            sys::local_addr(fd).is_some_and(|got| {
+                got == want || (want.port() == got.port() && want.ip().is_unspecified())
+            })
+        };
         for (i, l) in spec.listen.iter().enumerate() {
+            // The systemd fd store first: it holds the agent's own copy,
+            // whatever became of the apps.
+            if let Some(fd) = self
+                .shared
+                .inherited
+                .take(&crate::sd::fd_name(&self.name, &l.name))
+                .filter(|fd| matches(fd, l.address))
+            {
+                tracing::info!(service = %self.name, listener = %l.name, "took the listening socket back from the systemd fd store");
+                self.listeners.push(Listener {
+                    name: l.name.clone(),
+                    addr: l.address,
+                    fd,
+                });
+                continue;
+            }
             let from_app = alive.iter().find_map(|inst| {
                 let fd = inst.take_fd(3 + i as i32).ok()?;
                 let got = sys::local_addr(&fd)?;
@@ -394,6 +419,12 @@ impl Service {
 
     fn save(&self) {
         self.publish();
+        let held: Vec<(String, std::os::fd::BorrowedFd<'_>)> = self
+            .listeners
+            .iter()
+            .map(|l| crate::sd::borrow(&l.name, &l.fd))
+            .collect();
+        self.shared.notifier.store_listeners(&self.name, &held);
         if let Err(e) = std::fs::create_dir_all(&self.dir.root)
             .and_then(|_| self.state.save(&self.dir.state_file()))
         {

@@ -96,6 +96,7 @@ pub async fn run(
             Err(e) if !e.is_retryable() => return Err(e),
             Err(e) => {
                 let chain = error_chain(&e);
+                rt.notify_status(&format!("cannot reach the coordinator: {chain}"));
                 match tls::explain(&chain) {
                     Some(hint) => tracing::warn!(error = %chain, hint, "cannot open a session"),
                     None => tracing::warn!(error = %chain, "cannot open a session"),
@@ -257,6 +258,7 @@ async fn session(
         labels = %cutover_common::labels::format(&welcome.labels.clone().into_iter().collect()),
         "session established"
     );
+    rt.notify_status(&format!("connected to {url} as {host_id}"));
 
     let mut heartbeat = tokio::time::interval(heartbeat_every);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -14,6 +14,7 @@ pub mod identity;
 pub mod labels;
 pub mod logging;
 pub mod pki;
+pub mod sdnotify;
 pub mod service;
 pub mod time;
 pub mod tls;

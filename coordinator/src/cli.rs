@@ -821,10 +821,15 @@ pub fn status(s: tonic::Status) -> anyhow::Error {
 
 async fn serve(cfg: CoordinatorConfig) -> Result<()> {
     let running = crate::server::Server::start(cfg).await?;
+    let status = format!("READY=1\nSTATUS=listening on {}", running.url);
+    if let Err(e) = cutover_common::sdnotify::notify(&status) {
+        tracing::warn!(error = %e, "notifying systemd failed");
+    }
     running
         .run_until(async {
             shutdown_signal().await;
             tracing::info!("shutting down");
+            let _ = cutover_common::sdnotify::notify("STOPPING=1");
         })
         .await?;
     Ok(())

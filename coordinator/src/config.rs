@@ -80,7 +80,7 @@ impl Default for Limits {
 impl Default for CoordinatorConfig {
     fn default() -> Self {
         Self {
-            state_dir: PathBuf::from("/var/lib/cutover/coordinator"),
+            state_dir: PathBuf::from("/var/lib/cutover-coordinator"),
             listen: "0.0.0.0:7443".parse().expect("valid"),
             advertise_url: None,
             pki_dir: None,
