@@ -133,6 +133,29 @@ pub fn local_addr(fd: impl AsFd) -> Option<std::net::SocketAddr> {
     std::net::SocketAddr::try_from(addr).ok()
 }
 
+/// Takes ownership of descriptors 3 .. 3+n that the service manager passed
+/// to this process (`LISTEN_FDS`), marking them close-on-exec so that no
+/// app inherits them by accident. Descriptors that are not open are
+/// skipped.
+pub fn take_inherited_fds(n: i32) -> Vec<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let mut out = Vec::new();
+    for raw in 3..3 + n.clamp(0, 1024) {
+        // SAFETY: `LISTEN_FDS` for this pid says the manager passed these
+        // descriptors; this runs once, at start, before the agent opens
+        // anything, so nothing else owns them. `fcntl(F_GETFD)` on the
+        // borrowed descriptor confirms it is open before we own it.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+        if rustix::io::fcntl_getfd(borrowed).is_err() {
+            continue;
+        }
+        let _ = rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC);
+        // SAFETY: as above; each descriptor is owned exactly once.
+        out.push(unsafe { OwnedFd::from_raw_fd(raw) });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,27 +197,4 @@ mod tests {
         assert_eq!(signal_by_name("QUIT"), Some(Signal::QUIT));
         assert_eq!(signal_by_name("SIGNOPE"), None);
     }
-}
-
-/// Takes ownership of descriptors 3 .. 3+n that the service manager passed
-/// to this process (`LISTEN_FDS`), marking them close-on-exec so that no
-/// app inherits them by accident. Descriptors that are not open are
-/// skipped.
-pub fn take_inherited_fds(n: i32) -> Vec<OwnedFd> {
-    use std::os::fd::FromRawFd;
-    let mut out = Vec::new();
-    for raw in 3..3 + n.clamp(0, 1024) {
-        // SAFETY: `LISTEN_FDS` for this pid says the manager passed these
-        // descriptors; this runs once, at start, before the agent opens
-        // anything, so nothing else owns them. `fcntl(F_GETFD)` on the
-        // borrowed descriptor confirms it is open before we own it.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
-        if rustix::io::fcntl_getfd(borrowed).is_err() {
-            continue;
-        }
-        let _ = rustix::io::fcntl_setfd(borrowed, rustix::io::FdFlags::CLOEXEC);
-        // SAFETY: as above; each descriptor is owned exactly once.
-        out.push(unsafe { OwnedFd::from_raw_fd(raw) });
-    }
-    out
 }
