@@ -250,6 +250,11 @@ pub struct Targets {
     /// Only hosts labelled `environment=<this>`.
     #[serde(default)]
     pub environment: Option<String>,
+    /// The promotion gate: this version, with this very artifact, must
+    /// have succeeded in each of these environments first (e.g.
+    /// `["staging"]` for production).
+    #[serde(default)]
+    pub requires_success_in: Vec<String>,
 }
 
 /// A whole deployment spec.
@@ -422,6 +427,31 @@ impl DeploySpec {
         }
         if self.targets.selector.trim().is_empty() {
             return e("targets.selector", "expected a label selector such as \"role=web\" (an empty one would target every host)".into());
+        }
+        if let Some(env) = &self.targets.environment
+            && let Err(le) = crate::labels::check("environment", env)
+        {
+            return e("targets.environment", le.to_string());
+        }
+        for (i, env) in self.targets.requires_success_in.iter().enumerate() {
+            if let Err(le) = crate::labels::check("environment", env) {
+                return e(&format!("targets.requires_success_in[{i}]"), le.to_string());
+            }
+            if Some(env) == self.targets.environment.as_ref() {
+                return e(
+                    &format!("targets.requires_success_in[{i}]"),
+                    format!(
+                        "`{env}` is this deployment's own environment: expected another one (e.g. staging before production)"
+                    ),
+                );
+            }
+            if self.targets.environment.is_none() {
+                return e(
+                    "targets.environment",
+                    "expected an environment: `requires_success_in` gates promotion into one"
+                        .into(),
+                );
+            }
         }
         if let Some(a) = &self.artifact {
             if !(a.url.starts_with("https://")

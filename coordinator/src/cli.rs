@@ -119,9 +119,29 @@ pub enum Command {
         /// When the change was committed (RFC 3339), for lead-time stats.
         #[arg(long)]
         commit_time: Option<String>,
+        /// The promotion gate: refuse unless this version (same artifact)
+        /// succeeded in ENV first. Repeatable; adds to the spec's
+        /// `targets.requires_success_in`.
+        #[arg(long = "require-success-in", value_name = "ENV")]
+        require_success_in: Vec<String>,
         /// Follow the rollout until it ends; the exit code tells how.
         #[arg(long)]
         watch: bool,
+    },
+    /// Delivery performance (DORA): deployment frequency, lead time for
+    /// changes, change failure rate, time to restore.
+    Stats {
+        /// One service (default: all).
+        #[arg(long)]
+        service: Option<String>,
+        /// One environment (default: all).
+        #[arg(long)]
+        environment: Option<String>,
+        /// The window, back from now.
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// A deployment's state (default: the newest).
     Status {
@@ -305,6 +325,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             artifact,
             sha256,
             commit_time,
+            require_success_in,
             watch,
         } => {
             deploy(
@@ -314,10 +335,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 artifact,
                 sha256,
                 commit_time,
+                require_success_in,
                 watch,
             )
             .await
         }
+        Command::Stats {
+            service,
+            environment,
+            since,
+            output,
+        } => stats(&cli.client, service, environment, since, output).await,
         Command::Status { id, output } => {
             status_cmd(&cli.client, id.unwrap_or_default(), output).await
         }
@@ -440,9 +468,11 @@ async fn deploy(
     artifact: Option<String>,
     sha256: Option<String>,
     commit_time: Option<String>,
+    require_success_in: Vec<String>,
     watch: bool,
 ) -> Result<()> {
     let mut spec = spec_request(file)?;
+    spec.require_success_in = require_success_in;
     spec.version = version.unwrap_or_default();
     spec.artifact_url = artifact.unwrap_or_default();
     spec.artifact_sha256 = sha256.unwrap_or_default();
@@ -677,6 +707,7 @@ async fn history(client: &ClientArgs, service: &str, limit: u32, output: Format)
                 .map(|d| {
                     serde_json::json!({
                         "id": d.id, "service": d.service, "version": d.version, "outcome": d.phase,
+                        "environment": d.environment, "rollback_of": d.rollback_of,
                         "by": d.created_by, "started": fmt_ts(d.created_at_ms), "finished": fmt_ts(d.finished_at_ms),
                         "summary": rollout_of(d).map(|r| r.summary()),
                     })
@@ -691,7 +722,16 @@ async fn history(client: &ClientArgs, service: &str, limit: u32, output: Format)
                     vec![
                         d.id.clone(),
                         d.version.clone(),
-                        d.phase.clone(),
+                        if d.environment.is_empty() {
+                            "-".into()
+                        } else {
+                            d.environment.clone()
+                        },
+                        if d.rollback_of.is_empty() {
+                            d.phase.clone()
+                        } else {
+                            format!("{} (rollback of {})", d.phase, d.rollback_of)
+                        },
                         d.created_by.clone(),
                         fmt_ts(d.created_at_ms),
                         rollout_of(d).map(|r| r.summary()).unwrap_or_default(),
@@ -701,7 +741,7 @@ async fn history(client: &ClientArgs, service: &str, limit: u32, output: Format)
             print!(
                 "{}",
                 output::table(
-                    &["ID", "VERSION", "OUTCOME", "BY", "STARTED", "HOSTS"],
+                    &["ID", "VERSION", "ENV", "OUTCOME", "BY", "STARTED", "HOSTS"],
                     &rows
                 )
             );
@@ -1131,4 +1171,107 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+}
+
+/// "2h 5m" from milliseconds, for people.
+fn human_ms(ms: i64) -> String {
+    let secs = (ms.max(0) as u64).div_ceil(1000);
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+async fn stats(
+    client: &ClientArgs,
+    service: Option<String>,
+    environment: Option<String>,
+    since: std::time::Duration,
+    output: Format,
+) -> Result<()> {
+    let mut c = client.connect().await?;
+    let since_ms = cutover_common::time::now_ms() - since.as_millis() as i64;
+    let s = c
+        .get_stats(pb::StatsRequest {
+            service: service.clone().unwrap_or_default(),
+            environment: environment.clone().unwrap_or_default(),
+            since_ms,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let summary = |d: &Option<pb::DurationSummary>| {
+        d.as_ref()
+            .map(|d| serde_json::json!({"n": d.n, "median_ms": d.median_ms, "p90_ms": d.p90_ms}))
+    };
+    match output {
+        Format::Json => {
+            let v = serde_json::json!({
+                "service": service, "environment": environment,
+                "since_ms": s.since_ms, "until_ms": s.until_ms,
+                "changes": s.changes, "succeeded": s.succeeded, "failed": s.failed,
+                "deployment_frequency_per_day": s.deployments_per_day,
+                "lead_time": summary(&s.lead_time),
+                "change_failure_rate": s.change_failure_rate,
+                "time_to_restore": summary(&s.time_to_restore),
+                "unrestored": s.unrestored,
+                "failed_ids": s.failed_ids,
+            });
+            print!("{}", output::json(&v));
+        }
+        Format::Table => {
+            let scope = format!(
+                "{} in {}, last {}",
+                service.as_deref().unwrap_or("every service"),
+                environment.as_deref().unwrap_or("every environment"),
+                humantime::format_duration(since)
+            );
+            let dist = |d: &Option<pb::DurationSummary>, what: &str| match d {
+                Some(d) => format!(
+                    "median {}, p90 {} ({} {what})",
+                    human_ms(d.median_ms),
+                    human_ms(d.p90_ms),
+                    d.n
+                ),
+                None => "-".into(),
+            };
+            let rows = vec![
+                vec![
+                    "deployment frequency".to_string(),
+                    format!(
+                        "{:.2} per day ({} succeeded of {} changes)",
+                        s.deployments_per_day, s.succeeded, s.changes
+                    ),
+                ],
+                vec![
+                    "lead time for changes".into(),
+                    dist(&s.lead_time, "with a commit time"),
+                ],
+                vec![
+                    "change failure rate".into(),
+                    match s.change_failure_rate {
+                        Some(r) => format!(
+                            "{:.1}% ({} failed: {})",
+                            r * 100.0,
+                            s.failed,
+                            s.failed_ids.join(", ")
+                        ),
+                        None => "-".into(),
+                    },
+                ],
+                vec![
+                    "time to restore".into(),
+                    if s.unrestored > 0 {
+                        format!(
+                            "{}; {} not restored yet",
+                            dist(&s.time_to_restore, "restored"),
+                            s.unrestored
+                        )
+                    } else {
+                        dist(&s.time_to_restore, "restored")
+                    },
+                ],
+            ];
+            println!("{scope}");
+            print!("{}", output::table(&["MEASURE", "VALUE"], &rows));
+        }
+    }
+    Ok(())
 }

@@ -260,6 +260,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                         version: version.into(),
                         artifact_url: artifact.0.clone(),
                         artifact_sha256: artifact.1.clone(),
+                        require_success_in: Vec::new(),
                     }),
                     commit_time_ms: 0,
                 })

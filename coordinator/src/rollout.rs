@@ -43,6 +43,8 @@ pub enum SubmitError {
         by: String,
     },
     #[error(transparent)]
+    Promotion(#[from] crate::promotion::Refused),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -253,6 +255,7 @@ pub async fn submit(
     job: Job,
     actor: String,
     commit_time: Option<i64>,
+    rollback_of: Option<String>,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
     let service = job.spec.service.clone();
     let svc = service.clone();
@@ -292,6 +295,21 @@ pub async fn submit(
                     by: d.created_by,
                 }));
             }
+            // The promotion gate, against the stored history. An
+            // operator's rollback goes back to a version that already ran
+            // here: it is never held up.
+            if rollback_of.is_none() && !j.spec.targets.requires_success_in.is_empty() {
+                let history = store::list_deployments(&tx, &j.spec.service, u32::MAX)?;
+                if let Err(refused) = crate::promotion::check(
+                    &j.spec.targets.requires_success_in,
+                    &j.spec.service,
+                    &j.version,
+                    &j.artifact.sha256,
+                    &history,
+                ) {
+                    return Ok(Err(refused.into()));
+                }
+            }
             let seq = store::next_deployment_seq(&tx)?;
             let id = format!("d{seq}");
             let now = now_ms();
@@ -311,6 +329,8 @@ pub async fn submit(
                 created_at: now,
                 finished_at: None,
                 commit_time,
+                environment: j.spec.targets.environment.clone().unwrap_or_default(),
+                rollback_of,
             };
             store::insert_deployment(&tx, &record)?;
             tx.commit()?;

@@ -123,6 +123,14 @@ fn migrations() -> Migrations<'static> {
         CREATE INDEX deployments_service ON deployments(service, seq);
         "#,
         ),
+        // Environments (promotion gate, stats) and operator rollbacks
+        // (change failure rate).
+        M::up(
+            r#"
+        ALTER TABLE deployments ADD COLUMN environment TEXT NOT NULL DEFAULT '';
+        ALTER TABLE deployments ADD COLUMN rollback_of TEXT;
+        "#,
+        ),
     ])
 }
 
@@ -142,6 +150,10 @@ pub struct DeploymentRecord {
     pub created_at: i64,
     pub finished_at: Option<i64>,
     pub commit_time: Option<i64>,
+    /// The spec's `targets.environment` ("" when none).
+    pub environment: String,
+    /// An operator's rollback: the deployment it undid.
+    pub rollback_of: Option<String>,
 }
 
 /// Phases in which a deployment is still running.
@@ -167,8 +179,8 @@ pub fn next_deployment_seq(conn: &Connection) -> Result<i64, StoreError> {
 pub fn insert_deployment(conn: &Connection, d: &DeploymentRecord) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO deployments (seq, id, service, version, spec_toml, artifact_url, artifact_sha256, rollout, phase,
-                                  created_by, created_at, finished_at, commit_time)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                  created_by, created_at, finished_at, commit_time, environment, rollback_of)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         params![
             d.seq,
             d.id,
@@ -182,7 +194,9 @@ pub fn insert_deployment(conn: &Connection, d: &DeploymentRecord) -> Result<(), 
             d.created_by,
             d.created_at,
             d.finished_at,
-            d.commit_time
+            d.commit_time,
+            d.environment,
+            d.rollback_of
         ],
     )?;
     Ok(())
@@ -218,10 +232,12 @@ fn deployment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeploymentRecord> {
         created_at: r.get(10)?,
         finished_at: r.get(11)?,
         commit_time: r.get(12)?,
+        environment: r.get(13)?,
+        rollback_of: r.get(14)?,
     })
 }
 
-const DEPLOYMENT_COLS: &str = "seq, id, service, version, spec_toml, artifact_url, artifact_sha256, rollout, phase, created_by, created_at, finished_at, commit_time";
+const DEPLOYMENT_COLS: &str = "seq, id, service, version, spec_toml, artifact_url, artifact_sha256, rollout, phase, created_by, created_at, finished_at, commit_time, environment, rollback_of";
 
 /// A deployment by id, or the newest when `id` is empty.
 pub fn get_deployment(conn: &Connection, id: &str) -> Result<Option<DeploymentRecord>, StoreError> {

@@ -153,6 +153,12 @@ impl pb::control_service_server::ControlService for ControlSvc {
     ) -> Result<Response<pb::DeploymentInfo>, Status> {
         crate::grpc::deploy::rollback_service(&self.app, req).await
     }
+    async fn get_stats(
+        &self,
+        req: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        crate::grpc::deploy::stats(&self.app, req).await
+    }
 
     async fn send_command(
         &self,

@@ -18,6 +18,7 @@ impl From<SubmitError> for Status {
         match e {
             SubmitError::Busy { .. } => Status::failed_precondition(e.to_string()),
             SubmitError::Plan(_) => Status::failed_precondition(e.to_string()),
+            SubmitError::Promotion(_) => Status::failed_precondition(e.to_string()),
             SubmitError::Store(_) => Status::internal(e.to_string()),
             _ => Status::invalid_argument(e.to_string()),
         }
@@ -30,13 +31,38 @@ fn job(s: &pb::SpecRequest) -> Result<Job, SubmitError> {
     } else {
         &s.file_name
     };
-    Job::new(
+    let mut j = Job::new(
         &s.spec_toml,
         file,
         &s.version,
         &s.artifact_url,
         &s.artifact_sha256,
-    )
+    )?;
+    for env in &s.require_success_in {
+        if let Err(e) = cutover_common::labels::check("environment", env) {
+            return Err(SubmitError::Spec(cutover_common::deploy::SpecError {
+                file: "--require-success-in".into(),
+                line: 0,
+                column: 0,
+                field: String::new(),
+                expected: e.to_string(),
+            }));
+        }
+        if !j.spec.targets.requires_success_in.contains(env) {
+            j.spec.targets.requires_success_in.push(env.clone());
+        }
+    }
+    if !s.require_success_in.is_empty() && j.spec.targets.environment.is_none() {
+        return Err(SubmitError::Spec(cutover_common::deploy::SpecError {
+            file: file.into(),
+            line: 0,
+            column: 0,
+            field: "targets.environment".into(),
+            expected: "expected an environment: --require-success-in gates promotion into one"
+                .into(),
+        }));
+    }
+    Ok(j)
 }
 
 /// The wire view of a deployment.
@@ -59,6 +85,9 @@ pub fn info(d: &DeploymentRecord, live: Option<&Rollout>) -> pb::DeploymentInfo 
             .unwrap_or_default(),
         created_by: d.created_by.clone(),
         created_at_ms: d.created_at,
+        environment: d.environment.clone(),
+        rollback_of: d.rollback_of.clone().unwrap_or_default(),
+        commit_time_ms: d.commit_time.unwrap_or(0),
         finished_at_ms: rollout
             .as_ref()
             .and_then(|r| r.finished_ms)
@@ -182,7 +211,8 @@ pub async fn submit(
         return Err(Status::permission_denied(msg));
     }
     let commit = (r.commit_time_ms > 0).then_some(r.commit_time_ms);
-    let result = async { rollout::submit(app, job(&spec)?, op.peer.actor(), commit).await }.await;
+    let result =
+        async { rollout::submit(app, job(&spec)?, op.peer.actor(), commit, None).await }.await;
     match result {
         Ok((d, live)) => {
             audit(
@@ -410,6 +440,8 @@ pub async fn rollback_service(
             rollout.phase = crate::engine::Phase::RolledBack {
                 reason: format!("switched back to group {old}"),
             };
+            // Finished now: the moment the service was restored.
+            rollout.finished_ms = Some(now);
             let (id, json, fin) = (
                 last.id.clone(),
                 serde_json::to_string(&rollout).expect("serializable"),
@@ -432,10 +464,9 @@ pub async fn rollback_service(
             return Ok(Response::new(info(&d, Some(&rollout))));
         }
     }
-    let current = all
-        .iter()
-        .find(|d| d.phase == "succeeded")
-        .map(|d| d.version.clone());
+    let current_record = all.iter().find(|d| d.phase == "succeeded");
+    let current = current_record.map(|d| d.version.clone());
+    let undone = current_record.map(|d| d.id.clone());
     let target = all.iter().find(|d| {
         d.phase == "succeeded"
             && if r.to_version.is_empty() {
@@ -464,7 +495,7 @@ pub async fn rollback_service(
         &t.artifact_url,
         &t.artifact_sha256,
     )?;
-    let (d, live) = rollout::submit(app, j, op.peer.actor(), None).await?;
+    let (d, live) = rollout::submit(app, j, op.peer.actor(), None, undone).await?;
     audit(
         app,
         &op,
@@ -478,4 +509,68 @@ pub async fn rollback_service(
     )
     .await;
     Ok(Response::new(info(&d, Some(&live))))
+}
+
+/// The DORA measures over the stored history of `service` (or all) in
+/// `environment` (or all), for changes finished since `since_ms`.
+pub async fn dora(
+    app: &Arc<App>,
+    service: String,
+    environment: String,
+    since_ms: i64,
+) -> Result<crate::dora::Dora, store::StoreError> {
+    let rows = app
+        .store
+        .call(move |c| store::list_deployments(c, &service, u32::MAX))
+        .await?;
+    let changes: Vec<crate::dora::Change> = rows
+        .into_iter()
+        .filter(|d| environment.is_empty() || d.environment == environment)
+        .map(|d| crate::dora::Change {
+            id: d.id,
+            service: d.service,
+            environment: d.environment,
+            phase: d.phase,
+            created_at: d.created_at,
+            finished_at: d.finished_at,
+            commit_time: d.commit_time,
+            rollback_of: d.rollback_of,
+        })
+        .collect();
+    Ok(crate::dora::compute(
+        &changes,
+        since_ms,
+        cutover_common::time::now_ms(),
+    ))
+}
+
+pub async fn stats(
+    app: &Arc<App>,
+    req: Request<pb::StatsRequest>,
+) -> Result<Response<pb::StatsResponse>, Status> {
+    authorize(app, &req, Role::Viewer, None).await?;
+    let r = req.into_inner();
+    let d = dora(app, r.service, r.environment, r.since_ms)
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+    let summary = |s: Option<crate::dora::Summary>| {
+        s.map(|s| pb::DurationSummary {
+            n: s.n as u32,
+            median_ms: s.median_ms,
+            p90_ms: s.p90_ms,
+        })
+    };
+    Ok(Response::new(pb::StatsResponse {
+        since_ms: d.since_ms,
+        until_ms: d.until_ms,
+        changes: d.changes as u32,
+        succeeded: d.succeeded as u32,
+        failed: d.failed as u32,
+        deployments_per_day: d.deployments_per_day,
+        lead_time: summary(d.lead_time),
+        change_failure_rate: d.change_failure_rate,
+        time_to_restore: summary(d.time_to_restore),
+        unrestored: d.unrestored as u32,
+        failed_ids: d.failed_ids,
+    }))
 }

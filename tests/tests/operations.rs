@@ -1,0 +1,156 @@
+//! What an operator runs day to day, end to end: staging before
+//! production (the promotion gate), delivery performance from the stored
+//! history, metrics, drift.
+
+use cutover_tests::fleet::TestFleet;
+
+fn staging_and_production() -> TestFleet {
+    TestFleet::builder()
+        .hosts(4)
+        .labels(0, "role=web,environment=staging")
+        .labels(1, "role=web,environment=staging")
+        .labels(2, "role=web,environment=production")
+        .labels(3, "role=web,environment=production")
+        .start()
+}
+
+fn in_env(env: &str, gate: bool) -> String {
+    let mut s = format!("environment = \"{env}\"\n");
+    if gate {
+        s.push_str("requires_success_in = [\"staging\"]\n");
+    }
+    s
+}
+
+#[test]
+fn production_takes_only_versions_that_succeeded_in_staging() {
+    let f = staging_and_production();
+    let rolling = "kind = \"rolling\"\nmax_unavailable = 2";
+    // v2 straight to production: refused, nothing started.
+    let prod2 = f.spec("2", &[], rolling, &in_env("production", true));
+    let (r, code) = f.deploy(&prod2, "2");
+    assert_ne!(code, 0);
+    assert!(
+        r.stderr
+            .contains("promotion gate: version 2 of `web` was never deployed to staging"),
+        "{}",
+        r.stderr
+    );
+    let h = f.cutover(&["history", "web", "-o", "json"]);
+    assert_eq!(h.stdout.trim(), "[]", "nothing was deployed");
+
+    // Through staging first, then production takes it.
+    let (r, code) = f.deploy(&f.spec("2", &[], rolling, &in_env("staging", false)), "2");
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    let (r, code) = f.deploy(&prod2, "2");
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    for (host, rel) in f.releases() {
+        assert!(rel.starts_with("2-"), "{host} runs {rel}");
+    }
+
+    // v3 fails in staging (rolled back): production refuses it, and says
+    // why.
+    let (_, code) = f.deploy(
+        &f.spec(
+            "3",
+            &["--crash-on-start"],
+            rolling,
+            &in_env("staging", false),
+        ),
+        "3",
+    );
+    assert_eq!(code, 3);
+    let (r, code) = f.deploy(&f.spec("3", &[], rolling, &in_env("production", true)), "3");
+    assert_ne!(code, 0);
+    assert!(
+        r.stderr.contains("has not succeeded in staging") && r.stderr.contains("is rolled_back"),
+        "{}",
+        r.stderr
+    );
+    // The gate also comes from the command line.
+    let plain3 = f.spec("3", &[], rolling, &in_env("production", false));
+    let r = f.cutover(&[
+        "deploy",
+        plain3.to_str().unwrap(),
+        "--version",
+        "3",
+        "--artifact",
+        &f.artifact.url,
+        "--sha256",
+        &f.artifact.sha256,
+        "--require-success-in",
+        "staging",
+    ]);
+    assert!(!r.ok && r.stderr.contains("promotion gate"), "{}", r.stderr);
+
+    // History shows the environments.
+    let h = f.cutover(&["history", "web"]);
+    assert!(h.stdout.contains("production"), "{}", h.stdout);
+    assert!(h.stdout.contains("staging"), "{}", h.stdout);
+}
+
+#[test]
+fn stats_report_delivery_performance_from_the_stored_history() {
+    let f = TestFleet::builder().hosts(2).start();
+    let rolling = "kind = \"rolling\"\nmax_unavailable = 1";
+    let deploy = |version: &str, flags: &[&str], commit: &str| {
+        let spec = f.spec(version, flags, rolling, "");
+        let r = f.cutover(&[
+            "deploy",
+            spec.to_str().unwrap(),
+            "--version",
+            version,
+            "--artifact",
+            &f.artifact.url,
+            "--sha256",
+            &f.artifact.sha256,
+            "--commit-time",
+            commit,
+            "--watch",
+        ]);
+        r.stdout
+    };
+    // Committed an hour ago and two hours ago; then a crashing v3.
+    let ago = |h: u64| {
+        humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() - std::time::Duration::from_secs(h * 3600),
+        )
+        .to_string()
+    };
+    deploy("1", &[], &ago(2));
+    deploy("2", &[], &ago(1));
+    let out = deploy("3", &["--crash-on-start"], &ago(1));
+    assert!(out.contains("rolled_back"), "{out}");
+    // An operator rolls v2 back to v1: v2 counts as a failed change too.
+    let r = f.cutover(&["rollback", "web"]);
+    assert!(r.ok, "{}", r.stderr);
+    let w = f.cutover(&["watch", "d4"]);
+    assert!(w.ok, "{}", w.stdout);
+
+    let s = f.cutover(&["stats", "--service", "web", "-o", "json"]);
+    assert!(s.ok, "{}", s.stderr);
+    let v: serde_json::Value = serde_json::from_str(&s.stdout).unwrap();
+    eprintln!("{v:#}");
+    // Changes: d1, d2, d3 (d4 is the rollback). Failed: d2 (rolled back
+    // by an operator), d3 (rolled back by itself).
+    assert_eq!(v["changes"], 3);
+    assert_eq!(v["succeeded"], 2);
+    assert_eq!(v["failed_ids"], serde_json::json!(["d2", "d3"]));
+    assert!((v["change_failure_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9);
+    // Lead times: about 2 h and 1 h (the deployments take seconds).
+    let lt = &v["lead_time"];
+    assert_eq!(lt["n"], 2);
+    let hour = 3_600_000.0;
+    let p90 = lt["p90_ms"].as_f64().unwrap();
+    assert!((2.0 * hour..2.0 * hour + 120_000.0).contains(&p90), "{lt}");
+    assert_eq!(v["time_to_restore"]["n"], 2);
+    assert_eq!(v["unrestored"], 0);
+    // The table says the same for people.
+    let t = f.cutover(&["stats", "--service", "web"]);
+    assert!(t.stdout.contains("change failure rate"), "{}", t.stdout);
+    assert!(
+        t.stdout.contains("66.7% (2 failed: d2, d3)"),
+        "{}",
+        t.stdout
+    );
+}
