@@ -331,12 +331,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             deploy(
                 &cli.client,
                 &file,
-                version,
-                artifact,
-                sha256,
-                commit_time,
-                require_success_in,
-                watch,
+                DeployOptions {
+                    version,
+                    artifact,
+                    sha256,
+                    commit_time,
+                    require_success_in,
+                    watch,
+                },
             )
             .await
         }
@@ -461,16 +463,25 @@ async fn plan(client: &ClientArgs, file: &std::path::Path, output: Format) -> Re
     Ok(())
 }
 
-async fn deploy(
-    client: &ClientArgs,
-    file: &std::path::Path,
+/// `cutover deploy` flags.
+struct DeployOptions {
     version: Option<String>,
     artifact: Option<String>,
     sha256: Option<String>,
     commit_time: Option<String>,
     require_success_in: Vec<String>,
     watch: bool,
-) -> Result<()> {
+}
+
+async fn deploy(client: &ClientArgs, file: &std::path::Path, o: DeployOptions) -> Result<()> {
+    let DeployOptions {
+        version,
+        artifact,
+        sha256,
+        commit_time,
+        require_success_in,
+        watch,
+    } = o;
     let mut spec = spec_request(file)?;
     spec.require_success_in = require_success_in;
     spec.version = version.unwrap_or_default();
