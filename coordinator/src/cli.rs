@@ -1175,15 +1175,6 @@ async fn audit(client: &ClientArgs, limit: u32, output: Format) -> Result<()> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_command_line_definition_is_consistent() {
-        use clap::CommandFactory;
-        super::Cli::command().debug_assert();
-    }
-}
-
 /// "2h 5m" from milliseconds, for people.
 fn human_ms(ms: i64) -> String {
     let secs = (ms.max(0) as u64).div_ceil(1000);
@@ -1285,4 +1276,13 @@ async fn stats(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
