@@ -27,6 +27,7 @@ pub struct App {
     pub commands: crate::commands::CommandHub,
     /// Running rollouts.
     pub rollouts: crate::rollout::Rollouts,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A join token as handed to a person: `cutover1.<id>.<secret>`.

@@ -23,6 +23,11 @@ pub struct CommandHub {
 }
 
 impl CommandHub {
+    /// Commands waited on now.
+    pub fn in_flight(&self) -> usize {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Registers interest in `id` on `host` (before sending it).
     pub fn watch(&self, host: &str, id: &str) -> mpsc::Receiver<pb::command_event::Event> {
         let (tx, rx) = mpsc::channel(256);

@@ -18,6 +18,9 @@ pub struct CoordinatorConfig {
     pub state_dir: PathBuf,
     /// Address the gRPC server (agents, enrollment, operators) listens on.
     pub listen: SocketAddr,
+    /// Where Prometheus scrapes `GET /metrics` (plain HTTP; none when
+    /// unset). Bind it where only the monitoring reaches it.
+    pub metrics_listen: Option<SocketAddr>,
     /// URL agents and operators use to reach this coordinator, printed in
     /// instructions and written into operator CLI configs.
     pub advertise_url: Option<String>,
@@ -82,6 +85,7 @@ impl Default for CoordinatorConfig {
         Self {
             state_dir: PathBuf::from("/var/lib/cutover-coordinator"),
             listen: "0.0.0.0:7443".parse().expect("valid"),
+            metrics_listen: None,
             advertise_url: None,
             pki_dir: None,
             server_names: Vec::new(),
@@ -98,6 +102,7 @@ impl Default for CoordinatorConfig {
 const ENV_KEYS: &[&str] = &[
     "state_dir",
     "listen",
+    "metrics_listen",
     "advertise_url",
     "pki_dir",
     "server_names",

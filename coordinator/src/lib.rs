@@ -19,6 +19,7 @@ pub mod dora;
 pub mod engine;
 pub mod fleet;
 pub mod grpc;
+pub mod metrics;
 pub mod output;
 pub mod pki_setup;
 pub mod promotion;

@@ -230,6 +230,11 @@ impl std::fmt::Debug for Rollouts {
 }
 
 impl Rollouts {
+    /// How many rollouts run now.
+    pub fn running(&self) -> usize {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     /// Sends an operator event to a running rollout.
     pub fn send(&self, id: &str, ev: Event) -> bool {
         self.running
@@ -432,8 +437,13 @@ async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect]) {
             tracing::warn!(deployment = %r.id, host = e.host(), "host has no session; will re-send");
             continue;
         };
+        let cmd = command(job, r, e);
+        if let Some(kind) = &cmd.kind {
+            app.metrics
+                .command_sent(crate::grpc::command_kind_name(kind));
+        }
         let msg = pb::CoordinatorMessage {
-            body: Some(pb::coordinator_message::Body::Command(command(job, r, e))),
+            body: Some(pb::coordinator_message::Body::Command(cmd)),
         };
         let _ = tx.send(msg).await;
     }
@@ -572,7 +582,22 @@ async fn run(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut resend = tokio::time::interval(Duration::from_secs(3));
     resend.tick().await;
+    // The batch being activated and when it started, for batch_duration.
+    let mut batch: Option<(usize, i64)> = None;
     while !r.phase.is_terminal() {
+        let now_batch = match r.phase {
+            engine::Phase::Activating { batch } => Some(batch),
+            _ => None,
+        };
+        if batch.map(|b| b.0) != now_batch {
+            // A batch that led on (not into a rollback) is done.
+            if let Some((_, since)) = batch
+                && !matches!(r.phase, engine::Phase::RollingBack { .. })
+            {
+                app.metrics.batch_done(now_ms() - since);
+            }
+            batch = now_batch.map(|b| (b, now_ms()));
+        }
         let effects = tokio::select! {
             // Cancel-safe: channel receives lose nothing when dropped.
             Some(ev) = events.recv() => apply(&mut r, ev),
@@ -630,6 +655,10 @@ async fn run(
     }
     persist(&app, &r).await;
     let _ = view.send(r.clone());
+    if let (Some((_, since)), engine::Phase::Succeeded) = (batch, &r.phase) {
+        app.metrics.batch_done(now_ms() - since);
+    }
+    app.metrics.rollout_finished(&r);
     app.commands.unsubscribe_deployment(&r.id);
     app.rollouts
         .running

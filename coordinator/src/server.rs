@@ -211,6 +211,7 @@ impl Server {
             cfg,
             commands: Default::default(),
             rollouts: Default::default(),
+            metrics: Default::default(),
         });
         match crate::rollout::resume_all(&app).await {
             Ok(0) => {}
@@ -229,6 +230,22 @@ impl Server {
             shutdown.clone(),
         ));
         let reaper = tokio::spawn(reap_loop(app.clone(), shutdown.clone()));
+        if let Some(addr) = app.cfg.metrics_listen {
+            let l = crate::metrics::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let bound = l
+                .local_addr()
+                .map_err(|source| ServeError::Bind { addr, source })?;
+            let file = app.cfg.state_dir.join("metrics.addr");
+            cutover_common::fsutil::write_atomic(&file, format!("{bound}\n").as_bytes(), 0o644)
+                .map_err(|source| ServeError::Write {
+                    path: file.clone(),
+                    source,
+                })?;
+            tracing::info!(%bound, "metrics at http://{bound}/metrics");
+            tokio::spawn(crate::metrics::serve(app.clone(), l, shutdown.clone()));
+        }
 
         let (health, health_svc) = tonic_health::server::health_reporter();
         health

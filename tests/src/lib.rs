@@ -259,7 +259,7 @@ impl Cluster {
 
     fn write_config(&self, listen: &str) -> Result<()> {
         let text = format!(
-            "state_dir = \"{}\"\nlisten = \"{listen}\"\nhost_timeout = \"{}\"\nheartbeat_interval = \"{}\"\nhost_cert_ttl = \"{}\"\n",
+            "state_dir = \"{}\"\nlisten = \"{listen}\"\nmetrics_listen = \"127.0.0.1:0\"\nhost_timeout = \"{}\"\nheartbeat_interval = \"{}\"\nhost_cert_ttl = \"{}\"\n",
             self.state_dir().display(),
             self.opts.host_timeout,
             self.opts.heartbeat_interval,
@@ -271,6 +271,16 @@ impl Cluster {
 
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("coordinator")
+    }
+
+    /// A scrape of the coordinator's `/metrics`: every sample as
+    /// (series with labels, value), and the raw text.
+    pub fn metrics(&self) -> (Vec<(String, f64)>, String) {
+        let addr = std::fs::read_to_string(self.state_dir().join("metrics.addr"))
+            .expect("metrics.addr: the coordinator serves metrics");
+        let (status, body) = http_get(addr.trim(), "/metrics").expect("scraping /metrics");
+        assert_eq!(status, 200, "{body}");
+        (parse_openmetrics(&body), body)
     }
 
     pub fn pki_dir(&self) -> PathBuf {
@@ -615,4 +625,24 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((status, body))
+}
+
+/// Samples of an OpenMetrics text: (series, value). Panics on a line that
+/// is neither a comment nor `series value`, or a text without `# EOF`.
+pub fn parse_openmetrics(text: &str) -> Vec<(String, f64)> {
+    assert!(text.ends_with("# EOF\n"), "no # EOF at the end:\n{text}");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("not `series value`: {l:?}"));
+            let v = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().unwrap_or_else(|_| panic!("bad value in {l:?}")),
+            };
+            (series.to_string(), v)
+        })
+        .collect()
 }

@@ -154,3 +154,52 @@ fn stats_report_delivery_performance_from_the_stored_history() {
         t.stdout
     );
 }
+
+#[test]
+fn metrics_scrape_parses_and_moves_when_deployments_run() {
+    let f = TestFleet::builder().hosts(2).start();
+    let get = |samples: &[(String, f64)], series: &str| {
+        samples
+            .iter()
+            .find(|(s, _)| s == series)
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| panic!("no {series} in {samples:?}"))
+    };
+    let (before, text) = f.cluster.metrics();
+    assert!(text.contains("# HELP cutover_hosts "), "{text}");
+    assert_eq!(get(&before, "cutover_hosts{state=\"ready\"}"), 2.0);
+    assert_eq!(get(&before, "cutover_agent_sessions"), 2.0);
+    assert_eq!(get(&before, "cutover_deployments_active"), 0.0);
+    assert!(
+        !text.contains("cutover_deployments_total{"),
+        "no deployment yet: {text}"
+    );
+
+    let rolling = "kind = \"rolling\"\nmax_unavailable = 1";
+    let (_, code) = f.deploy(&f.spec("1", &[], rolling, ""), "1");
+    assert_eq!(code, 0);
+    let (_, code) = f.deploy(&f.spec("2", &["--crash-on-start"], rolling, ""), "2");
+    assert_eq!(code, 3);
+
+    let (after, _) = f.cluster.metrics();
+    let rolling_outcome =
+        |o: &str| format!("cutover_deployments_total{{outcome=\"{o}\",strategy=\"rolling\"}}");
+    assert_eq!(get(&after, &rolling_outcome("succeeded")), 1.0);
+    assert_eq!(get(&after, &rolling_outcome("rolled_back")), 1.0);
+    assert_eq!(get(&after, "cutover_rollbacks_total{kind=\"auto\"}"), 1.0);
+    assert_eq!(
+        get(
+            &after,
+            "cutover_rollout_duration_seconds_count{strategy=\"rolling\"}"
+        ),
+        2.0
+    );
+    // v1: two batches of one, done; v2's first batch never finished.
+    assert_eq!(get(&after, "cutover_batch_duration_seconds_count"), 2.0);
+    assert_eq!(
+        get(&after, "cutover_commands_sent_total{kind=\"stage\"}"),
+        4.0
+    );
+    assert_eq!(get(&after, "cutover_dora_change_failure_ratio"), 0.5);
+    assert_eq!(get(&after, "cutover_hosts{state=\"ready\"}"), 2.0);
+}

@@ -46,17 +46,9 @@ fn host_info(v: HostView) -> pb::HostInfo {
 }
 
 fn command_kind(c: &pb::Command) -> &'static str {
-    use pb::command::Kind as K;
-    match &c.kind {
-        Some(K::Stage(_)) => "stage",
-        Some(K::Activate(_)) => "activate",
-        Some(K::Rollback(_)) => "rollback",
-        Some(K::Drain(_)) => "drain",
-        Some(K::Undrain(_)) => "undrain",
-        Some(K::Stop(_)) => "stop",
-        Some(K::RunHook(_)) => "run_hook",
-        None => "none",
-    }
+    c.kind
+        .as_ref()
+        .map_or("none", crate::grpc::command_kind_name)
 }
 
 type EventStream =

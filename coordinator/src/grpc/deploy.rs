@@ -460,6 +460,7 @@ pub async fn rollback_service(
                 format!("switched back to group {old}"),
             )
             .await;
+            app.metrics.rollback("operator");
             let d = record(app, &last.id).await?;
             return Ok(Response::new(info(&d, Some(&rollout))));
         }
@@ -496,6 +497,7 @@ pub async fn rollback_service(
         &t.artifact_sha256,
     )?;
     let (d, live) = rollout::submit(app, j, op.peer.actor(), None, undone).await?;
+    app.metrics.rollback("operator");
     audit(
         app,
         &op,

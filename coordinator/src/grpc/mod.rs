@@ -7,3 +7,17 @@ pub mod auth;
 pub mod control;
 pub mod deploy;
 pub mod enroll;
+
+/// The name of a command kind, for logs, audit and metrics.
+pub fn command_kind_name(k: &cutover_proto::v1::command::Kind) -> &'static str {
+    use cutover_proto::v1::command::Kind as K;
+    match k {
+        K::Stage(_) => "stage",
+        K::Activate(_) => "activate",
+        K::Rollback(_) => "rollback",
+        K::Drain(_) => "drain",
+        K::Undrain(_) => "undrain",
+        K::Stop(_) => "stop",
+        K::RunHook(_) => "run_hook",
+    }
+}
