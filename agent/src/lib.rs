@@ -9,6 +9,7 @@ pub mod cli;
 pub mod command;
 pub mod config;
 pub mod doctor;
+pub mod drift;
 pub mod enroll;
 pub mod facts;
 pub mod fetch;

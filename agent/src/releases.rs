@@ -102,6 +102,15 @@ impl ServiceDir {
         self.root.join("releases").join(format!("{id}.json"))
     }
 
+    fn manifest_file(&self, id: &str) -> PathBuf {
+        self.root.join("releases").join(format!("{id}.manifest"))
+    }
+
+    /// What the release directory held when it was staged.
+    pub fn manifest(&self, id: &str) -> Option<crate::drift::Manifest> {
+        serde_json::from_slice(&fs::read(self.manifest_file(id)).ok()?).ok()
+    }
+
     pub fn state_file(&self) -> PathBuf {
         self.root.join("state.json")
     }
@@ -188,6 +197,23 @@ impl ServiceDir {
         let dest = self.release_dir(id);
         let _ = fs::remove_dir_all(&dest);
         fs::rename(&staging, &dest).map_err(io(&dest))?;
+        // What it holds, for drift checks: recorded before the marker, so
+        // a complete release always has one.
+        let d2 = dest.clone();
+        let manifest = tokio::task::spawn_blocking(move || crate::drift::scan(&d2, true))
+            .await
+            .map_err(|e| StageError::Io {
+                path: dest.clone(),
+                source: std::io::Error::other(e),
+            })?
+            .map_err(io(&dest))?;
+        let mf = self.manifest_file(id);
+        fsutil::write_atomic(
+            &mf,
+            &serde_json::to_vec(&manifest).expect("serializable"),
+            0o644,
+        )
+        .map_err(io(&mf))?;
         let meta = ReleaseMeta {
             release_id: id.into(),
             version: version.into(),

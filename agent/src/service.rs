@@ -95,6 +95,9 @@ pub struct Service {
     backoff: Backoff,
     restart_after: Option<Instant>,
     pub restarts: u32,
+    /// Drift of the active release, and when it was last checked.
+    drift: Vec<String>,
+    drift_checked: Option<Instant>,
     /// The latest health snapshot, readable without this service's lock
     /// (the readiness endpoint must answer during a swap or a drain).
     published: Arc<std::sync::Mutex<Health>>,
@@ -223,6 +226,8 @@ impl Service {
             backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60), 0.2),
             restart_after: None,
             restarts: 0,
+            drift: Vec::new(),
+            drift_checked: None,
             published: Default::default(),
             replace_soon: false,
         }
@@ -925,6 +930,38 @@ impl Service {
     }
 
     /// Stops the service: its instance and its listeners.
+    /// Compares the active release with its staging manifest, every
+    /// `DRIFT_EVERY` (metadata only: cheap).
+    fn check_drift(&mut self) {
+        const DRIFT_EVERY: Duration = Duration::from_secs(10);
+        if self
+            .drift_checked
+            .is_some_and(|t| t.elapsed() < DRIFT_EVERY)
+        {
+            return;
+        }
+        self.drift_checked = Some(Instant::now());
+        let Some(rel) = self.state.active_release.clone() else {
+            self.drift.clear();
+            return;
+        };
+        let now = match (
+            self.dir.manifest(&rel),
+            crate::drift::scan(&self.dir.release_dir(&rel), false),
+        ) {
+            (Some(recorded), Ok(now)) => crate::drift::compare(&recorded, &now, 8),
+            (Some(_), Err(e)) => vec![format!("release directory unreadable: {e}")],
+            // Staged before manifests were recorded: nothing to compare.
+            (None, _) => Vec::new(),
+        };
+        if now != self.drift {
+            if !now.is_empty() {
+                tracing::warn!(service = %self.name, release = %rel, drift = ?now, "the active release was changed outside Cutover");
+            }
+            self.drift = now;
+        }
+    }
+
     /// Stops the service. With `keep_listeners` the agent goes on holding
     /// the sockets, so that clients queue until a release starts again (a
     /// recreate deployment); otherwise they are closed and clients are
@@ -1059,6 +1096,7 @@ impl Service {
     /// One supervision pass: restart an instance that exited (with
     /// backoff), replace one that fails liveness (replacement first).
     pub async fn supervise(&mut self) {
+        self.check_drift();
         if let Some(a) = &self.active
             && let Ok(true) = rotate_log(
                 &a.instance.record.log,
@@ -1150,6 +1188,7 @@ impl Service {
             release: self.state.active_release.clone().unwrap_or_default(),
             drained: self.state.drained,
             restarts: self.restarts,
+            drift: self.drift.clone(),
             ..Default::default()
         };
         match &self.active {
@@ -1202,6 +1241,9 @@ pub struct Health {
     /// CPU use of the instance (percent of one core) and resident memory.
     pub cpu_percent: f32,
     pub memory_bytes: u64,
+    /// How the active release differs from what was staged (empty: not
+    /// at all).
+    pub drift: Vec<String>,
 }
 
 #[cfg(test)]

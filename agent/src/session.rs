@@ -176,6 +176,7 @@ fn health_message(h: &Health) -> pb::AgentMessage {
             cpu_percent: h.cpu_percent,
             memory_bytes: h.memory_bytes,
             at_ms: now_ms(),
+            drift: h.drift.clone(),
         })),
     }
 }

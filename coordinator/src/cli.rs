@@ -128,6 +128,15 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Hosts whose services differ from what Cutover deployed, and why
+    /// (exit 0 either way; `-o json` for scripts).
+    Drift {
+        /// Only hosts matching this label selector.
+        #[arg(long, short = 'l', default_value = "")]
+        selector: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
     /// Delivery performance (DORA): deployment frequency, lead time for
     /// changes, change failure rate, time to restore.
     Stats {
@@ -342,6 +351,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             )
             .await
         }
+        Command::Drift { selector, output } => drift(&cli.client, &selector, output).await,
         Command::Stats {
             service,
             environment,
@@ -1029,6 +1039,8 @@ struct ServiceOut {
     status: String,
     pid: u32,
     restarts: u32,
+    /// Why it drifted from what Cutover deployed; empty: it did not.
+    drift: Vec<String>,
 }
 
 async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
@@ -1085,6 +1097,7 @@ async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()
                                     },
                                     pid: health.pid,
                                     restarts: health.restarts,
+                                    drift: s.drift,
                                 }
                             })
                             .collect(),
@@ -1099,6 +1112,12 @@ async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()
                 .into_iter()
                 .map(|h| {
                     let labels: BTreeMap<String, String> = h.labels.into_iter().collect();
+                    let drifted: Vec<String> = h
+                        .services
+                        .iter()
+                        .filter(|s| !s.drift.is_empty())
+                        .map(|s| s.service.clone())
+                        .collect();
                     vec![
                         h.host_id,
                         labels::format(&labels),
@@ -1106,13 +1125,26 @@ async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()
                         output::ago(h.last_seen_ms),
                         h.agent_version,
                         h.address,
+                        if drifted.is_empty() {
+                            "-".into()
+                        } else {
+                            format!("yes: {} (cutover drift)", drifted.join(", "))
+                        },
                     ]
                 })
                 .collect();
             print!(
                 "{}",
                 output::table(
-                    &["HOST", "LABELS", "STATE", "LAST SEEN", "AGENT", "ADDRESS"],
+                    &[
+                        "HOST",
+                        "LABELS",
+                        "STATE",
+                        "LAST SEEN",
+                        "AGENT",
+                        "ADDRESS",
+                        "DRIFT"
+                    ],
                     &rows
                 )
             );
@@ -1273,6 +1305,52 @@ async fn stats(
             ];
             println!("{scope}");
             print!("{}", output::table(&["MEASURE", "VALUE"], &rows));
+        }
+    }
+    Ok(())
+}
+
+async fn drift(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
+    labels::Selector::parse(selector).context("--selector")?;
+    let mut c = client.connect().await?;
+    let r = c
+        .list_hosts(pb::ListHostsRequest {
+            selector: selector.into(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let drifted: Vec<(String, String, String, Vec<String>)> = r
+        .hosts
+        .into_iter()
+        .flat_map(|h| {
+            let host = h.host_id.clone();
+            h.services
+                .into_iter()
+                .filter(|s| !s.drift.is_empty())
+                .map(move |s| (host.clone(), s.service, s.active_release, s.drift))
+        })
+        .collect();
+    match output {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = drifted
+                .iter()
+                .map(|(h, s, r, d)| serde_json::json!({"host": h, "service": s, "runs": r, "drift": d}))
+                .collect();
+            print!("{}", output::json(&v));
+        }
+        Format::Table if drifted.is_empty() => {
+            println!("no drift: every host runs what Cutover deployed, untouched");
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = drifted
+                .into_iter()
+                .map(|(h, s, r, d)| vec![h, s, r, d.join("; ")])
+                .collect();
+            print!(
+                "{}",
+                output::table(&["HOST", "SERVICE", "RUNS", "WHY"], &rows)
+            );
         }
     }
     Ok(())

@@ -306,6 +306,7 @@ impl Fleet {
                         stopped: s.stopped,
                         staged_releases: s.staged_releases,
                         health,
+                        drift: Vec::new(),
                     },
                 );
             }

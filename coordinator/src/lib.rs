@@ -16,6 +16,7 @@ pub mod config;
 pub mod demo;
 pub mod demo_traffic;
 pub mod dora;
+pub mod drift;
 pub mod engine;
 pub mod fleet;
 pub mod grpc;

@@ -203,3 +203,78 @@ fn metrics_scrape_parses_and_moves_when_deployments_run() {
     assert_eq!(get(&after, "cutover_dora_change_failure_ratio"), 0.5);
     assert_eq!(get(&after, "cutover_hosts{state=\"ready\"}"), 2.0);
 }
+
+#[test]
+fn a_host_whose_release_was_changed_by_hand_shows_as_drifted() {
+    let f = TestFleet::builder().hosts(2).start();
+    let rolling = "kind = \"rolling\"\nmax_unavailable = 1";
+    let (_, code) = f.deploy(&f.spec("1", &[], rolling, ""), "1");
+    assert_eq!(code, 0);
+    let v1 = f.releases()[0].1.clone();
+    let (_, code) = f.deploy(&f.spec("2", &[], rolling, ""), "2");
+    assert_eq!(code, 0);
+    let v2 = f.releases()[0].1.clone();
+    let r = f.cutover(&["drift"]);
+    assert!(r.stdout.contains("no drift"), "{}", r.stdout);
+
+    // On web-1, someone edits the live release by hand.
+    let rel = f.cluster.agents[0]
+        .state_dir
+        .join("services/web/releases")
+        .join(&v2);
+    std::fs::write(rel.join("hotfix.conf"), "debug = true\n").unwrap();
+    std::fs::set_permissions(
+        rel.join("bin/demo-service"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    // On web-2, v1 is switched back outside any deployment.
+    let mut control = cutover_tests::release::Control::connect(&f.cluster);
+    let back = control.send(
+        "web-2",
+        cutover_tests::release::activate("by-hand", "web", &v1),
+    );
+    assert!(back.ok, "{}", back.message);
+
+    let drift = cutover_tests::poll(
+        "both hosts drifted",
+        std::time::Duration::from_secs(30),
+        || {
+            let r = f.cutover(&["drift", "-o", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
+            let all = v.as_array()?.clone();
+            let text = serde_json::to_string(&all).ok()?;
+            (text.contains("added hotfix.conf") && text.contains("web-2")).then_some(all)
+        },
+    );
+    eprintln!("{drift:#?}");
+    let of = |h: &str| {
+        drift
+            .iter()
+            .find(|d| d["host"] == h)
+            .unwrap_or_else(|| panic!("{h} not drifted: {drift:?}"))["drift"]
+            .to_string()
+    };
+    assert!(of("web-1").contains("mode of bin/demo-service changed from 755 to 700"));
+    assert!(of("web-1").contains("added hotfix.conf"));
+    assert!(
+        of("web-2").contains(&format!("runs {v1}, but Cutover left it on {v2} (d2)")),
+        "{}",
+        of("web-2")
+    );
+    let hosts = f.cutover(&["hosts"]);
+    assert!(
+        hosts.stdout.contains("yes: web (cutover drift)"),
+        "{}",
+        hosts.stdout
+    );
+    // A deployment puts things right again: no drift after it.
+    let (_, code) = f.deploy(&f.spec("3", &[], rolling, ""), "3");
+    assert_eq!(code, 0);
+    cutover_tests::poll("drift gone", std::time::Duration::from_secs(30), || {
+        f.cutover(&["drift"])
+            .stdout
+            .contains("no drift")
+            .then_some(())
+    });
+}

@@ -19,6 +19,65 @@ pub struct ControlSvc {
     pub app: Arc<App>,
 }
 
+/// Fills in each service's drift: what its agent reports (files changed in
+/// the release), and a release other than the one Cutover left there.
+async fn add_drift(app: &App, hosts: &mut [pb::HostInfo]) -> Result<(), store::StoreError> {
+    let services: std::collections::BTreeSet<String> = hosts
+        .iter()
+        .flat_map(|h| h.services.iter().map(|s| s.service.clone()))
+        .collect();
+    for h in hosts.iter_mut() {
+        for s in &mut h.services {
+            s.drift = s
+                .health
+                .as_ref()
+                .map(|x| x.drift.clone())
+                .unwrap_or_default();
+        }
+    }
+    for svc in services {
+        let name = svc.clone();
+        let rows = app
+            .store
+            .call(move |c| store::list_deployments(c, &name, 200))
+            .await?;
+        let rollouts: Vec<crate::engine::Rollout> = rows
+            .iter()
+            .filter_map(|d| serde_json::from_str(&d.rollout_json).ok())
+            .collect();
+        // Only hosts that are here to say what they run.
+        let reported: std::collections::BTreeMap<String, Option<String>> = hosts
+            .iter()
+            .filter(|h| h.state == "ready")
+            .map(|h| {
+                let runs = h
+                    .services
+                    .iter()
+                    .find(|s| s.service == svc)
+                    .map(|s| s.active_release.clone())
+                    .filter(|r| !r.is_empty());
+                (h.host_id.clone(), runs)
+            })
+            .collect();
+        let off = crate::drift::mismatches(&rollouts, &reported);
+        for h in hosts.iter_mut() {
+            let Some(line) = off.get(&h.host_id) else {
+                continue;
+            };
+            if !h.services.iter().any(|s| s.service == svc) {
+                h.services.push(pb::HostService {
+                    service: svc.clone(),
+                    ..Default::default()
+                });
+            }
+            if let Some(s) = h.services.iter_mut().find(|s| s.service == svc) {
+                s.drift.insert(0, line.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn host_info(v: HostView) -> pb::HostInfo {
     let r = v.record;
     let labels = r.labels();
@@ -249,13 +308,16 @@ impl pb::control_service_server::ControlService for ControlSvc {
         authorize(&self.app, &req, Role::Viewer, None).await?;
         let selector = Selector::parse(&req.get_ref().selector)
             .map_err(|e| Status::invalid_argument(format!("selector: {e}")))?;
-        let hosts = self
+        let mut hosts: Vec<pb::HostInfo> = self
             .app
             .fleet
             .list(&selector)
             .into_iter()
             .map(host_info)
             .collect();
+        add_drift(&self.app, &mut hosts)
+            .await
+            .map_err(|e| Status::internal(format!("store: {e}")))?;
         Ok(Response::new(pb::ListHostsResponse { hosts }))
     }
 
