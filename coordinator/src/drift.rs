@@ -33,8 +33,8 @@ pub fn expected<'a>(
 
 /// Drift lines for each host of `hosts` (host -> what it reports active)
 /// against `rollouts` (newest first).
-pub fn mismatches<'a>(
-    rollouts: &'a [Rollout],
+pub fn mismatches(
+    rollouts: &[Rollout],
     hosts: &BTreeMap<String, Option<String>>,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
