@@ -1,0 +1,7 @@
+#!/bin/sh
+# Agent footprint: idle RSS/CPU over 60 s, RSS across 1,000 swaps.
+# Writes bench/results/agent-footprint.json. Options: --idle-secs N --swaps N
+set -eu
+cd "$(dirname "$0")/.."
+cargo build --release --bins -p cutover-agent -p cutover-coordinator -p cutover-tests -p cutover-bench
+exec target/release/bench-agent-footprint "$@"
