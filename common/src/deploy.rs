@@ -323,6 +323,57 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// Probe check tables (`http = { ... }`) are flattened into their probe,
+/// where serde cannot refuse unknown keys: a typo such as `pth` would be
+/// ignored silently. They are checked here, on the raw document.
+fn unknown_check_keys(text: &str) -> Result<(), (String, String)> {
+    const TARGET: &[&str] = &["listener", "port"];
+    let Ok(doc) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let Some(probes) = doc.get("probes").and_then(|p| p.as_table()) else {
+        return Ok(());
+    };
+    for (role, probe) in probes {
+        let Some(probe) = probe.as_table() else {
+            continue;
+        };
+        for (kind, allowed) in [
+            ("http", &["path", "status_min", "status_max", "body"][..]),
+            ("tcp", &[][..]),
+            ("grpc", &["service"][..]),
+            ("exec", &["command"][..]),
+            ("notify", &[][..]),
+        ] {
+            let Some(t) = probe.get(kind).and_then(|t| t.as_table()) else {
+                continue;
+            };
+            for k in t.keys() {
+                let ok = allowed.contains(&k.as_str())
+                    || (kind != "exec" && kind != "notify" && TARGET.contains(&k.as_str()));
+                if !ok {
+                    let mut expected: Vec<&str> = allowed.to_vec();
+                    if kind != "exec" && kind != "notify" {
+                        expected.extend(TARGET);
+                    }
+                    return Err((
+                        format!("probes.{role}.{kind}"),
+                        format!(
+                            "unknown field `{k}`, expected {}",
+                            if expected.is_empty() {
+                                "none".to_string()
+                            } else {
+                                format!("one of `{}`", expected.join("`, `"))
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The span of a dotted key path in the document (for cross-field errors).
 fn span_of(text: &str, path: &str) -> Option<std::ops::Range<usize>> {
     let doc = toml::de::DeTable::parse(text).ok()?;
@@ -373,7 +424,7 @@ impl DeploySpec {
             let field = if path == "." { String::new() } else { path };
             err(inner.span(), field, inner.message().to_string())
         })?;
-        if let Err((field, expected)) = spec.check() {
+        if let Err((field, expected)) = unknown_check_keys(text).and_then(|_| spec.check()) {
             return Err(err(span_of(text, &field), field, expected));
         }
         Ok(spec)

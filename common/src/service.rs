@@ -439,22 +439,24 @@ impl ServiceSpec {
                     path,
                     ..
                 } => {
-                    self.check_target(target, &f("listener"))?;
+                    self.check_target(target, &f("http.listener"))?;
                     if status_min > status_max || *status_min < 100 || *status_max > 599 {
                         return Err(err(
-                            &f("status_min"),
+                            &f("http.status_min"),
                             "expected 100 <= status_min <= status_max <= 599",
                         ));
                     }
                     if !path.starts_with('/') {
-                        return Err(err(&f("path"), "expected a path starting with /"));
+                        return Err(err(&f("http.path"), "expected a path starting with /"));
                     }
                 }
-                Check::Tcp { target } | Check::Grpc { target, .. } => {
-                    self.check_target(target, &f("listener"))?
-                }
+                Check::Tcp { target } => self.check_target(target, &f("tcp.listener"))?,
+                Check::Grpc { target, .. } => self.check_target(target, &f("grpc.listener"))?,
                 Check::Exec { command } if command.is_empty() => {
-                    return Err(err(&f("command"), "expected a program and its arguments"));
+                    return Err(err(
+                        &f("exec.command"),
+                        "expected a program and its arguments",
+                    ));
                 }
                 Check::Exec { .. } | Check::Notify {} => {}
             }
@@ -620,7 +622,7 @@ address = "0.0.0.0:8080"
             "{BASE}\n[probes.liveness]\ntcp = {{ listener = \"admin\" }}\n"
         ));
         let e = s.validate().unwrap_err();
-        assert_eq!(e.field, "probes.liveness.listener");
+        assert_eq!(e.field, "probes.liveness.tcp.listener");
     }
 
     #[test]

@@ -114,9 +114,10 @@ pub enum Command {
         /// Artifact URL (or `[artifact]` in the spec).
         #[arg(long, requires = "sha256")]
         artifact: Option<String>,
-        #[arg(long)]
+        #[arg(long, requires = "artifact")]
         sha256: Option<String>,
-        /// When the change was committed (RFC 3339), for lead-time stats.
+        /// When the change was committed (RFC 3339, any offset, e.g. from
+        /// `git log -1 --format=%cI`), for lead-time stats.
         #[arg(long)]
         commit_time: Option<String>,
         /// The promotion gate: refuse unless this version (same artifact)
@@ -498,10 +499,8 @@ async fn deploy(client: &ClientArgs, file: &std::path::Path, o: DeployOptions) -
     spec.artifact_url = artifact.unwrap_or_default();
     spec.artifact_sha256 = sha256.unwrap_or_default();
     let commit_time_ms = match commit_time {
-        Some(t) => cutover_common::time::to_unix_ms(
-            humantime::parse_rfc3339_weak(&t)
-                .context("--commit-time: expected RFC 3339, e.g. 2026-11-22T10:00:00Z")?,
-        ),
+        Some(t) => parse_commit_time(&t)
+            .context("--commit-time: expected RFC 3339, e.g. 2026-11-22T10:00:00Z or git's %cI")?,
         None => 0,
     };
     let mut c = client.connect().await?;
@@ -1354,6 +1353,25 @@ async fn drift(client: &ClientArgs, selector: &str, output: Format) -> Result<()
         }
     }
     Ok(())
+}
+
+/// An RFC 3339 time with any UTC offset (`Z`, `+02:00`, `-0500`), as Unix
+/// ms.
+fn parse_commit_time(t: &str) -> Result<i64> {
+    let t = t.trim();
+    let (base, offset_s) = match t.char_indices().rev().find(|(_, c)| *c == '+' || *c == '-') {
+        // An offset follows the time (after the `T...` part), not the date.
+        Some((i, c)) if t[..i].contains('T') => {
+            let off = t[i + 1..].replace(':', "");
+            anyhow::ensure!(off.len() == 4, "bad UTC offset in `{t}`");
+            let (h, m): (i64, i64) = (off[..2].parse()?, off[2..].parse()?);
+            let sign = if c == '-' { -1 } else { 1 };
+            (&t[..i], sign * (h * 3600 + m * 60))
+        }
+        _ => (t.trim_end_matches('Z'), 0),
+    };
+    let utc = humantime::parse_rfc3339_weak(&format!("{base}Z"))?;
+    Ok(cutover_common::time::to_unix_ms(utc) - offset_s * 1000)
 }
 
 #[cfg(test)]

@@ -72,8 +72,8 @@ pub struct Metrics {
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
-    // 0.25 s .. about 17 minutes.
-    exponential_buckets(0.25, 2.0, 13)
+    // 0.25 s .. about 68 minutes (past the default 15 min deadline).
+    exponential_buckets(0.25, 2.0, 15)
 }
 
 impl Default for Metrics {
@@ -126,12 +126,12 @@ impl Default for Metrics {
         );
         registry.register(
             "commands_sent",
-            "Commands sent to agents by rollouts, by kind",
+            "Commands sent to agents by rollouts, by kind (re-sends included)",
             m.commands_sent.clone(),
         );
         registry.register(
             "commands_in_flight",
-            "Commands sent and not answered yet",
+            "Commands sent and not answered yet (rollouts' and operators')",
             m.commands_in_flight.clone(),
         );
         registry.register(
@@ -163,7 +163,11 @@ impl Default for Metrics {
 impl Metrics {
     /// A rollout ended.
     pub fn rollout_finished(&self, r: &crate::engine::Rollout) {
-        let strategy = format!("{:?}", r.strategy).to_ascii_lowercase();
+        // The spec's own name (`blue_green`).
+        let strategy = serde_json::to_value(r.strategy)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
         self.deployments
             .get_or_create(&OutcomeLabel {
                 outcome: r.phase.name().into(),
@@ -203,11 +207,10 @@ impl Metrics {
 
     /// Refreshes the gauges from the live state, then encodes everything.
     pub async fn render(&self, app: &Arc<App>) -> String {
-        let mut by_state: std::collections::BTreeMap<&str, i64> =
-            ["pending", "ready", "lost", "removed"]
-                .into_iter()
-                .map(|s| (s, 0))
-                .collect();
+        let mut by_state: std::collections::BTreeMap<&str, i64> = ["enrolled", "ready", "lost"]
+            .into_iter()
+            .map(|s| (s, 0))
+            .collect();
         for v in app.fleet.list(&Selector::default()) {
             *by_state.entry(v.state.as_str()).or_default() += 1;
         }
@@ -220,7 +223,8 @@ impl Metrics {
         }
         self.sessions.set(app.fleet.sessions() as i64);
         self.deployments_active.set(app.rollouts.running() as i64);
-        self.commands_in_flight.set(app.commands.in_flight() as i64);
+        self.commands_in_flight
+            .set((app.commands.in_flight() + app.rollouts.commands_in_flight()) as i64);
         let since = cutover_common::time::now_ms() - 30 * 86_400_000;
         if let Ok(d) = crate::grpc::deploy::dora(app, String::new(), String::new(), since).await {
             self.dora_frequency.set(d.deployments_per_day);

@@ -26,7 +26,7 @@ pub fn check(
             .collect();
         if tried
             .iter()
-            .any(|d| d.phase == "succeeded" && d.artifact_sha256.eq_ignore_ascii_case(sha256))
+            .any(|d| d.phase == "succeeded" && same_sha(&d.artifact_sha256, sha256))
         {
             continue;
         }
@@ -50,6 +50,12 @@ pub fn check(
         return Err(Refused(format!("promotion gate: {why}")));
     }
     Ok(())
+}
+
+/// `sha256:ABC...` and `abc...` are the same checksum.
+fn same_sha(a: &str, b: &str) -> bool {
+    let norm = |s: &str| s.trim().trim_start_matches("sha256:").to_ascii_lowercase();
+    norm(a) == norm(b)
 }
 
 #[cfg(test)]
@@ -94,6 +100,17 @@ mod tests {
         // Succeeding in production does not count for staging.
         let e = check(&staging, "web", "1.4.3", A, &h).unwrap_err();
         assert!(e.0.contains("never deployed to staging"), "{e}");
+        // The same checksum, written another way.
+        assert!(
+            check(
+                &staging,
+                "web",
+                "1.4.1",
+                &format!("sha256:{}", A.to_uppercase()),
+                &h
+            )
+            .is_ok()
+        );
         // Same version, different bits.
         let e = check(&staging, "web", "1.4.1", B, &h).unwrap_err();
         assert!(e.0.contains("with another artifact"), "{e}");

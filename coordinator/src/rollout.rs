@@ -230,6 +230,16 @@ impl std::fmt::Debug for Rollouts {
 }
 
 impl Rollouts {
+    /// Commands the running rollouts wait on.
+    pub fn commands_in_flight(&self) -> usize {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|r| r.view.borrow().in_flight().len())
+            .sum()
+    }
+
     /// How many rollouts run now.
     pub fn running(&self) -> usize {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
