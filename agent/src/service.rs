@@ -945,7 +945,7 @@ impl Service {
             self.drift.clear();
             return;
         };
-        let now = match (
+        let mut now = match (
             self.dir.manifest(&rel),
             crate::drift::scan(&self.dir.release_dir(&rel), false),
         ) {
@@ -954,6 +954,15 @@ impl Service {
             // Staged before manifests were recorded: nothing to compare.
             (None, _) => Vec::new(),
         };
+        // Should run, does not, and no restart is coming: the process is
+        // gone (killed by hand, restarts given up).
+        let running = self
+            .active
+            .as_ref()
+            .is_some_and(|a| !a.instance.has_exited());
+        if !self.state.stopped && !running && self.restart_after.is_none() {
+            now.insert(0, format!("no process runs release {rel}"));
+        }
         if now != self.drift {
             if !now.is_empty() {
                 tracing::warn!(service = %self.name, release = %rel, drift = ?now, "the active release was changed outside Cutover");
