@@ -269,8 +269,21 @@ pub fn start(probe: Probe, ctx: Context) -> Running {
         tokio::time::sleep(p.initial_delay).await;
         let mut tick = tokio::time::interval(p.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A notify check looks at what the app said: it is re-checked the
+        // moment the app says something, and otherwise only on its tick
+        // (no polling an idle app).
+        let mut said = ctx.notify.clone();
+        let on_notify = matches!(p.check, cutover_common::service::Check::Notify {});
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                r = said.changed(), if on_notify => {
+                    if r.is_err() {
+                        // The instance's notify socket is gone: tick only.
+                        tick.tick().await;
+                    }
+                }
+            }
             let o = check(&p.check, &ctx, p.timeout).await;
             let now = Instant::now();
             tx.send_modify(|s| s.record(o, p.success_threshold, p.failure_threshold, now));

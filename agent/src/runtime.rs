@@ -510,7 +510,9 @@ fn measure(rt: &Runtime, sys: &mut sysinfo::System) {
 }
 
 async fn supervise(rt: std::sync::Weak<Runtime>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // Twice a second: crashes are also restarted with a backoff of at least
+    // a second, and a broken socket queues clients meanwhile.
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut sys = sysinfo::System::new();
     let mut n: u64 = 0;
     loop {
@@ -521,10 +523,10 @@ async fn supervise(rt: std::sync::Weak<Runtime>) {
             cutover_common::time::now_ms(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        if n.is_multiple_of(8) {
+        if n.is_multiple_of(4) {
             measure(&rt, &mut sys);
         }
-        if n.is_multiple_of(1200) {
+        if n.is_multiple_of(600) {
             rt.journal.prune(1000);
         }
         for h in rt.handles() {

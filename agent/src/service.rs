@@ -98,6 +98,8 @@ pub struct Service {
     /// Drift of the active release, and when it was last checked.
     drift: Vec<String>,
     drift_checked: Option<Instant>,
+    /// Supervision passes so far.
+    passes: u64,
     /// The latest health snapshot, readable without this service's lock
     /// (the readiness endpoint must answer during a swap or a drain).
     published: Arc<std::sync::Mutex<Health>>,
@@ -126,7 +128,8 @@ fn notify_probe() -> Probe {
     Probe {
         check: Check::Notify {},
         initial_delay: Duration::ZERO,
-        interval: Duration::from_millis(50),
+        // Re-checked at once when the app notifies (see probe::start).
+        interval: Duration::from_secs(1),
         timeout: Duration::from_secs(1),
         success_threshold: 1,
         failure_threshold: 1,
@@ -228,6 +231,7 @@ impl Service {
             restarts: 0,
             drift: Vec::new(),
             drift_checked: None,
+            passes: 0,
             published: Default::default(),
             replace_soon: false,
         }
@@ -1106,7 +1110,11 @@ impl Service {
     /// backoff), replace one that fails liveness (replacement first).
     pub async fn supervise(&mut self) {
         self.check_drift();
-        if let Some(a) = &self.active
+        self.passes = self.passes.wrapping_add(1);
+        // Housekeeping of the log files every 20th pass (about 10 s).
+        let housekeeping = self.passes % 20 == 1;
+        if housekeeping
+            && let Some(a) = &self.active
             && let Ok(true) = rotate_log(
                 &a.instance.record.log,
                 a.spec.logs.max_bytes,
@@ -1115,7 +1123,9 @@ impl Service {
         {
             tracing::info!(service = %self.name, log = %a.instance.record.log.display(), "rotated instance log");
         }
-        self.prune_logs(20);
+        if housekeeping {
+            self.prune_logs(20);
+        }
         if self.state.stopped || self.state.swap.is_some() {
             return;
         }
