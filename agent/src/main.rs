@@ -13,8 +13,10 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     cutover_common::logging::init("info");
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: an agent mostly waits. It wakes less (no hand-offs
+    // between workers), keeps one malloc arena, and lets blocking work
+    // (unpacking, hashing) go to the blocking pool.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -39,58 +39,64 @@ impl ArtifactServer {
                     return;
                 }
                 let Ok(mut conn) = conn else { continue };
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    continue;
-                }
-                let path = line
-                    .split_whitespace()
-                    .nth(1)
-                    .unwrap_or("/")
-                    .trim_start_matches('/')
-                    .to_string();
-                let mut range_start: Option<u64> = None;
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                        break;
+                // One thread per download: a client cut off mid-transfer
+                // (a partitioned host) must not hold up the others.
+                let _ = conn.set_write_timeout(Some(std::time::Duration::from_secs(30)));
+                let (r2, c2, dir) = (r2.clone(), c2.clone(), dir.clone());
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
                     }
-                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                        range_start = v.trim().trim_end_matches('-').parse().ok();
+                    let path = line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("/")
+                        .trim_start_matches('/')
+                        .to_string();
+                    let mut range_start: Option<u64> = None;
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                            range_start = v.trim().trim_end_matches('-').parse().ok();
+                        }
                     }
-                }
-                r2.lock()
-                    .unwrap()
-                    .push(format!("GET /{path} range={range_start:?}"));
-                let Ok(data) = std::fs::read(dir.join(&path)) else {
-                    let _ = conn.write_all(
-                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    r2.lock()
+                        .unwrap()
+                        .push(format!("GET /{path} range={range_start:?}"));
+                    let Ok(data) = std::fs::read(dir.join(&path)) else {
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return;
+                    };
+                    let (status, body) = match range_start {
+                        Some(s) if (s as usize) < data.len() => {
+                            ("206 Partial Content", &data[s as usize..])
+                        }
+                        Some(_) => {
+                            let _ = conn.write_all(b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                            return;
+                        }
+                        None => ("200 OK", &data[..]),
+                    };
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
                     );
-                    continue;
-                };
-                let (status, body) = match range_start {
-                    Some(s) if (s as usize) < data.len() => {
-                        ("206 Partial Content", &data[s as usize..])
-                    }
-                    Some(_) => {
-                        let _ = conn.write_all(b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                        continue;
-                    }
-                    None => ("200 OK", &data[..]),
-                };
-                let _ = write!(
-                    conn,
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let cut = c2.swap(0, Ordering::SeqCst);
-                let send = if cut > 0 {
-                    &body[..(cut as usize).min(body.len())]
-                } else {
-                    body
-                };
-                let _ = conn.write_all(send);
+                    let cut = c2.swap(0, Ordering::SeqCst);
+                    let send = if cut > 0 {
+                        &body[..(cut as usize).min(body.len())]
+                    } else {
+                        body
+                    };
+                    let _ = conn.write_all(send);
+                });
             }
         });
         ArtifactServer {
