@@ -1,0 +1,10 @@
+#!/bin/sh
+# Coordinator scale: 1k, 5k, 10k simulated agents (real mTLS sessions) in
+# worker processes of 2,500; memory per agent, fan-out of one deployment's
+# first command, reconnect after a coordinator SIGKILL.
+# Writes bench/results/fleet-scale.json. Options: --steps 1000,5000,10000
+# --per-worker 2500
+set -eu
+cd "$(dirname "$0")/.."
+cargo build --release --bins -p cutover-agent -p cutover-coordinator -p cutover-tests -p cutover-bench
+exec target/release/bench-fleet-scale "$@"

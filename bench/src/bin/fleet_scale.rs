@@ -1,0 +1,396 @@
+//! Coordinator scale: thousands of simulated agents with real mTLS
+//! sessions (each enrolled with a join token and its own certificate),
+//! real `Hello` and heartbeats, answering commands as an agent would.
+//! Measures the coordinator's memory per connected agent at 1k, 5k and
+//! 10k, the fan-out latency of one deployment's first command to every
+//! agent, and how long all agents take to reconnect after the coordinator
+//! is killed and restarted. Run with `bench/fleet-scale.sh`.
+//!
+//! The driver starts the coordinator and spawns itself as worker
+//! processes (`--worker`), each holding part of the fleet; workers report
+//! on stdout as JSON lines.
+//!
+//! Targets (issue 7): at most 40 KiB per agent at 10k, p99 fan-out at most
+//! 100 ms at 10k, full reconnect within 10 s.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cutover_agent::enroll::{EnrollRequest, enroll};
+use cutover_agent::identity::IdentityFiles;
+use cutover_bench::{machine, rss_kib, write_results};
+use cutover_common::tls::{self, ChannelOptions};
+use cutover_proto::v1 as pb;
+use cutover_tests::{Cluster, CoordinatorOptions, poll};
+use tokio_stream::wrappers::ReceiverStream;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn now_ms() -> i64 {
+    cutover_common::time::now_ms()
+}
+
+fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--worker") {
+        return worker();
+    }
+    driver()
+}
+
+// ---------------------------------------------------------------- worker
+
+fn worker() -> anyhow::Result<()> {
+    let url = arg("--url").expect("--url");
+    let token = arg("--token").expect("--token");
+    let fp = arg("--fingerprint").expect("--fingerprint");
+    let dir = PathBuf::from(arg("--dir").expect("--dir"));
+    let first: usize = arg("--first").expect("--first").parse()?;
+    let count: usize = arg("--count").expect("--count").parse()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        // Enroll, 16 at a time (each is a TLS handshake and a signature).
+        let sem = Arc::new(tokio::sync::Semaphore::new(16));
+        let mut tasks = Vec::new();
+        for i in first..first + count {
+            let (url, token, fp, dir, sem) = (
+                url.clone(),
+                token.clone(),
+                fp.clone(),
+                dir.clone(),
+                sem.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let _p = sem.acquire().await;
+                let host = format!("sim-{i:05}");
+                let files = IdentityFiles::new(&dir.join(&host));
+                if !files.exists() {
+                    enroll(
+                        &files,
+                        EnrollRequest {
+                            coordinator: url,
+                            token,
+                            ca_fingerprint: fp,
+                            host_id: host.clone(),
+                        },
+                        ChannelOptions::default(),
+                    )
+                    .await
+                    .map_err(|e| anyhow::anyhow!("enrolling {host}: {e}"))?;
+                }
+                anyhow::Ok((host, files))
+            }));
+        }
+        let mut hosts = Vec::new();
+        for t in tasks {
+            hosts.push(t.await??);
+        }
+        println!(
+            "{}",
+            serde_json::json!({"event": "enrolled", "n": hosts.len()})
+        );
+        // Sessions, forever (the driver kills the worker).
+        for (host, files) in hosts {
+            let url = url.clone();
+            tokio::spawn(async move { sim_agent(host, files, url).await });
+        }
+        std::future::pending::<()>().await;
+        anyhow::Ok(())
+    })
+}
+
+/// One simulated agent: keeps a session open, reconnecting when it
+/// breaks; answers every command with success.
+async fn sim_agent(host: String, files: IdentityFiles, url: String) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match session(&host, &files, &url).await {
+            Ok(()) => delay = Duration::from_millis(200),
+            Err(_) => {
+                // Spread the reconnects, as real agents do (jitter).
+                let j = rand_ms(delay.as_millis() as u64 / 2);
+                tokio::time::sleep(delay + Duration::from_millis(j)).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+fn rand_ms(max: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ms() as u64);
+    h.finish() % max.max(1)
+}
+
+async fn session(host: &str, files: &IdentityFiles, url: &str) -> anyhow::Result<()> {
+    let identity = files.tls_identity()?;
+    let ca = files.ca_certs()?;
+    let channel = tls::connect(
+        url,
+        tls::client_config(&ca, Some(&identity))?,
+        ChannelOptions::default(),
+    )
+    .await?;
+    let mut client = pb::agent_service_client::AgentServiceClient::new(channel);
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::AgentMessage>(16);
+    tx.send(pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Hello(pb::Hello {
+            host_id: host.into(),
+            agent_version: "sim".into(),
+            ..Default::default()
+        })),
+    })
+    .await?;
+    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    let mut heartbeat_every = Duration::from_secs(5);
+    let mut announced = false;
+    let mut tick = tokio::time::interval(heartbeat_every);
+    loop {
+        tokio::select! {
+            m = inbound.message() => {
+                let Some(m) = m? else { anyhow::bail!("session ended") };
+                match m.body {
+                    Some(pb::coordinator_message::Body::Welcome(w)) => {
+                        heartbeat_every = Duration::from_millis(w.heartbeat_interval_ms.max(100));
+                        tick = tokio::time::interval(heartbeat_every);
+                        if !announced {
+                            announced = true;
+                            println!("{}", serde_json::json!({"event": "connected", "host": host, "at_ms": now_ms()}));
+                        }
+                    }
+                    Some(pb::coordinator_message::Body::Command(c)) => {
+                        let at = now_ms();
+                        let (service, release) = match &c.kind {
+                            Some(pb::command::Kind::Stage(s)) => {
+                                println!("{}", serde_json::json!({"event": "stage", "host": host, "at_ms": at}));
+                                (s.service.clone(), String::new())
+                            }
+                            Some(pb::command::Kind::Activate(a)) => (a.service.clone(), a.release_id.clone()),
+                            _ => (String::new(), String::new()),
+                        };
+                        tx.send(pb::AgentMessage {
+                            body: Some(pb::agent_message::Body::Result(pb::CommandResult {
+                                command_id: c.command_id,
+                                ok: true,
+                                message: "simulated".into(),
+                                service,
+                                active_release: release,
+                                finished_at_ms: now_ms(),
+                                deployment_id: c.deployment_id,
+                                ..Default::default()
+                            })),
+                        })
+                        .await?;
+                    }
+                    _ => {}
+                }
+            }
+            _ = tick.tick() => {
+                tx.send(pb::AgentMessage {
+                    body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat { sent_at_ms: now_ms() })),
+                })
+                .await?;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- driver
+
+/// What the workers said.
+#[derive(Default)]
+struct Events {
+    enrolled: usize,
+    connected: Vec<(String, i64)>,
+    stage: Vec<i64>,
+}
+
+fn spawn_worker(
+    c: &Cluster,
+    token: &str,
+    fp: &str,
+    first: usize,
+    count: usize,
+    events: Arc<Mutex<Events>>,
+) -> Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--worker",
+            "--url",
+            &c.url(),
+            "--token",
+            token,
+            "--fingerprint",
+            fp,
+        ])
+        .arg("--dir")
+        .arg(c.dir.path().join("sim"))
+        .args(["--first", &first.to_string(), "--count", &count.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning a worker");
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            let mut e = events.lock().unwrap();
+            match v["event"].as_str() {
+                Some("enrolled") => e.enrolled += v["n"].as_u64().unwrap_or(0) as usize,
+                Some("connected") => e.connected.push((
+                    v["host"].as_str().unwrap_or_default().into(),
+                    v["at_ms"].as_i64().unwrap_or(0),
+                )),
+                Some("stage") => e.stage.push(v["at_ms"].as_i64().unwrap_or(0)),
+                _ => {}
+            }
+        }
+    });
+    child
+}
+
+fn sessions(c: &Cluster) -> f64 {
+    c.metrics()
+        .0
+        .iter()
+        .find(|(s, _)| s == "cutover_agent_sessions")
+        .map_or(0.0, |(_, v)| *v)
+}
+
+fn pct(v: &mut [i64], q: f64) -> i64 {
+    v.sort_unstable();
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn driver() -> anyhow::Result<()> {
+    let steps: Vec<usize> = arg("--steps")
+        .unwrap_or_else(|| "1000,5000,10000".into())
+        .split(',')
+        .map(|s| s.parse().expect("--steps: numbers"))
+        .collect();
+    let per_worker: usize = arg("--per-worker").map_or(2500, |v| v.parse().unwrap());
+    let total = *steps.last().unwrap();
+    let mut c = Cluster::start(CoordinatorOptions {
+        host_timeout: "60s",
+        heartbeat_interval: "10s",
+        ..Default::default()
+    })?;
+    let coord_pid = || c_pid(&c);
+    let base_rss = rss_kib(coord_pid()).unwrap();
+    println!("coordinator up, RSS {base_rss} KiB with no agent");
+    let (token, fp) = c.token("role=sim", "2h", total as u32)?;
+    let events = Arc::new(Mutex::new(Events::default()));
+    let mut workers = Vec::new();
+    let mut placed = 0;
+    let mut by_step = Vec::new();
+    for &n in &steps {
+        let t = Instant::now();
+        while placed < n {
+            let count = per_worker.min(n - placed);
+            workers.push(spawn_worker(&c, &token, &fp, placed, count, events.clone()));
+            placed += count;
+        }
+        poll(&format!("{n} sessions"), Duration::from_secs(600), || {
+            (sessions(&c) as usize >= n).then_some(())
+        });
+        // Let heartbeats and allocations settle.
+        std::thread::sleep(Duration::from_secs(5));
+        let rss = rss_kib(coord_pid()).unwrap();
+        let per = (rss - base_rss) as f64 / n as f64;
+        println!(
+            "{n} agents connected in {:.1}s (enrolment included): coordinator RSS {rss} KiB, {per:.1} KiB per agent",
+            t.elapsed().as_secs_f64()
+        );
+        by_step.push(serde_json::json!({"agents": n, "rss_kib": rss, "kib_per_agent": per}));
+    }
+
+    // Fan-out: one deployment's Stage to every agent.
+    let spec = c.dir.path().join("sim.toml");
+    std::fs::write(
+        &spec,
+        "service = \"sim\"\n[run]\ncommand = [\"bin/sim\"]\n[strategy]\nkind = \"recreate\"\n[targets]\nselector = \"role=sim\"\n",
+    )?;
+    let sha = "0".repeat(64);
+    let submitted = now_ms();
+    let r = c.cutover(&[
+        "deploy",
+        spec.to_str().unwrap(),
+        "--version",
+        "1",
+        "--artifact",
+        "https://artifacts.invalid/sim.tar",
+        "--sha256",
+        &sha,
+        "--watch",
+    ]);
+    let rollout_ms = now_ms() - submitted;
+    anyhow::ensure!(r.ok, "deployment failed:\n{}\n{}", r.stdout, r.stderr);
+    let mut lat: Vec<i64> = events
+        .lock()
+        .unwrap()
+        .stage
+        .iter()
+        .map(|t| t - submitted)
+        .collect();
+    anyhow::ensure!(
+        lat.len() >= total,
+        "only {} of {total} got Stage",
+        lat.len()
+    );
+    let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
+    println!(
+        "fan-out of Stage to {total} agents (from `cutover deploy`): p50 {p50} ms, p99 {p99} ms, last {max} ms; whole recreate rollout {rollout_ms} ms"
+    );
+
+    // Reconnect: the coordinator is SIGKILLed and restarted.
+    let before = events.lock().unwrap().connected.len();
+    c.coordinator.as_mut().unwrap().kill();
+    let killed = Instant::now();
+    c.start_coordinator()?;
+    let up = killed.elapsed();
+    poll("every agent back", Duration::from_secs(300), || {
+        (sessions(&c) as usize >= total).then_some(())
+    });
+    let reconnect = killed.elapsed();
+    println!(
+        "all {total} agents reconnected {:.2}s after the kill (the coordinator was listening again after {:.2}s)",
+        reconnect.as_secs_f64(),
+        up.as_secs_f64()
+    );
+    let _ = before;
+    for mut w in workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    let v = serde_json::json!({
+        "benchmark": "fleet-scale",
+        "machine": machine(),
+        "coordinator_rss_kib_no_agents": base_rss,
+        "by_agents": by_step,
+        "fanout_ms": {"agents": total, "p50": p50, "p99": p99, "max": max},
+        "recreate_rollout_ms": rollout_ms,
+        "reconnect_after_kill_s": reconnect.as_secs_f64(),
+        "coordinator_restart_s": up.as_secs_f64(),
+        "targets": {"kib_per_agent_max": 40, "fanout_p99_ms_max": 100, "reconnect_s_max": 10},
+    });
+    println!("results: {}", write_results("fleet-scale", &v).display());
+    Ok(())
+}
+
+fn c_pid(c: &Cluster) -> u32 {
+    c.coordinator.as_ref().unwrap().child.id()
+}
