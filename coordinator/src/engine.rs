@@ -398,6 +398,16 @@ pub struct Note {
     pub message: String,
 }
 
+/// A memo of host positions; never part of a rollout's identity.
+#[derive(Debug, Clone, Default)]
+pub struct IndexCache(std::sync::OnceLock<std::collections::HashMap<String, usize>>);
+
+impl PartialEq for IndexCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// A rollout in progress (or finished), with everything needed to resume
 /// it after a coordinator crash.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -451,6 +461,9 @@ pub struct Rollout {
     /// A batch held back by a pause, started on resume.
     #[serde(default)]
     pub held_batch: Option<usize>,
+    /// Host -> position, for command ids (the host set never changes).
+    #[serde(skip)]
+    pub(crate) index_cache: IndexCache,
 }
 
 impl Rollout {
@@ -498,15 +511,24 @@ impl Rollout {
             old_group: plan.old_group.clone(),
             live_group_after: None,
             progress_since_ms: now_ms,
+            index_cache: IndexCache::default(),
             rollback_since_ms: None,
             held_batch: None,
         }
     }
 
     fn index(&self, host: &str) -> usize {
-        self.hosts
-            .keys()
-            .position(|h| h == host)
+        self.index_cache
+            .0
+            .get_or_init(|| {
+                self.hosts
+                    .keys()
+                    .enumerate()
+                    .map(|(i, h)| (h.clone(), i))
+                    .collect()
+            })
+            .get(host)
+            .copied()
             .unwrap_or(usize::MAX)
     }
 

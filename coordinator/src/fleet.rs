@@ -351,6 +351,18 @@ impl Fleet {
     }
 
     /// The sending half of a host's live session.
+    /// The sending half of a host's live session, with the session's id.
+    pub fn session_sender(
+        &self,
+        host: &str,
+    ) -> Option<(String, mpsc::Sender<pb::CoordinatorMessage>)> {
+        self.lock()
+            .get(host)?
+            .session
+            .as_ref()
+            .map(|s| (s.id.clone(), s.tx.clone()))
+    }
+
     pub fn sender(&self, host: &str) -> Option<mpsc::Sender<pb::CoordinatorMessage>> {
         self.lock()
             .get(host)?

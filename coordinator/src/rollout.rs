@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use cutover_common::deploy::{ArtifactSpec, DeploySpec};
 use cutover_common::labels::Selector;
 use cutover_common::time::now_ms;
@@ -441,12 +443,37 @@ fn command(job: &Job, r: &Rollout, e: &Effect) -> pb::Command {
     }
 }
 
-async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect]) {
+/// When each command went out, and on which session of its host.
+type Sent = HashMap<String, (String, Instant)>;
+
+/// A command still unanswered is sent again when its host has a new
+/// session since (the old one may have lost it), or after this long.
+const RESEND_AFTER: Duration = Duration::from_secs(30);
+
+/// The in-flight commands worth sending again now (see [`RESEND_AFTER`]).
+fn due_again(app: &App, r: &Rollout, sent: &Sent) -> Vec<Effect> {
+    r.in_flight()
+        .into_iter()
+        .filter(|e| match sent.get(e.command_id()) {
+            None => true,
+            Some((session, at)) => {
+                at.elapsed() >= RESEND_AFTER
+                    || app
+                        .fleet
+                        .session_sender(e.host())
+                        .is_some_and(|(now, _)| &now != session)
+            }
+        })
+        .collect()
+}
+
+async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect], sent: &mut Sent) {
     for e in effects {
-        let Some(tx) = app.fleet.sender(e.host()) else {
+        let Some((session, tx)) = app.fleet.session_sender(e.host()) else {
             tracing::warn!(deployment = %r.id, host = e.host(), "host has no session; will re-send");
             continue;
         };
+        sent.insert(e.command_id().to_string(), (session, Instant::now()));
         let cmd = command(job, r, e);
         if let Some(kind) = &cmd.kind {
             app.metrics
@@ -578,15 +605,16 @@ async fn run(
         }
         effects
     };
+    let mut sent = Sent::new();
     if fresh {
         let effects = apply(&mut r, Event::Start);
         persist(&app, &r).await;
         let _ = view.send(r.clone());
-        send(&app, &job, &r, &effects).await;
+        send(&app, &job, &r, &effects, &mut sent).await;
     } else {
         let effects = r.resume(now_ms());
         if persist(&app, &r).await {
-            send(&app, &job, &r, &effects).await;
+            send(&app, &job, &r, &effects, &mut sent).await;
         }
     }
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -611,12 +639,30 @@ async fn run(
         let effects = tokio::select! {
             // Cancel-safe: channel receives lose nothing when dropped.
             Some(ev) = events.recv() => apply(&mut r, ev),
-            Some((host, res)) = results.recv() => apply(&mut r, Event::Result {
-                host,
-                command_id: res.command_id,
-                ok: res.ok,
-                message: res.message,
-            }),
+            Some((host, res)) = results.recv() => {
+                // Every result already waiting is applied before the one
+                // store write below: with thousands of hosts answering at
+                // once, one write per batch instead of one per host.
+                let mut out = apply(&mut r, Event::Result {
+                    host,
+                    command_id: res.command_id,
+                    ok: res.ok,
+                    message: res.message,
+                });
+                let mut n = 1;
+                while n < 4096
+                    && let Ok((host, res)) = results.try_recv()
+                {
+                    out.extend(apply(&mut r, Event::Result {
+                        host,
+                        command_id: res.command_id,
+                        ok: res.ok,
+                        message: res.message,
+                    }));
+                    n += 1;
+                }
+                out
+            }
             // Cancel-safe: interval ticks are not lost by being dropped.
             _ = tick.tick() => {
                 let mut out = Vec::new();
@@ -647,8 +693,8 @@ async fn run(
                 out
             }
             _ = resend.tick() => {
-                let again = r.in_flight();
-                send(&app, &job, &r, &again).await;
+                let again = due_again(&app, &r, &sent);
+                send(&app, &job, &r, &again, &mut sent).await;
                 continue;
             }
         };
@@ -661,7 +707,7 @@ async fn run(
             }
             let _ = view.send(r.clone());
         }
-        send(&app, &job, &r, &effects).await;
+        send(&app, &job, &r, &effects, &mut sent).await;
     }
     persist(&app, &r).await;
     let _ = view.send(r.clone());
