@@ -7,4 +7,6 @@
 set -eu
 cd "$(dirname "$0")/.."
 cargo build --release --bins -p cutover-agent -p cutover-coordinator -p cutover-tests -p cutover-bench
+
+
 exec target/release/bench-fleet-scale "$@"

@@ -57,6 +57,8 @@ pub struct Job {
     pub spec_toml: String,
     pub version: String,
     pub artifact: ArtifactSpec,
+    /// The host part of the spec as JSON, made once for every Stage.
+    service_spec_json: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl Job {
@@ -84,6 +86,7 @@ impl Job {
             }
         };
         Ok(Job {
+            service_spec_json: std::sync::OnceLock::new(),
             spec,
             spec_toml: text.into(),
             version,
@@ -415,7 +418,10 @@ fn command(job: &Job, r: &Rollout, e: &Effect) -> pb::Command {
             artifact_url: job.artifact.url.clone(),
             artifact_sha256: job.artifact.sha256.clone(),
             max_bytes: job.artifact.max_bytes.unwrap_or(0),
-            service_spec_json: serde_json::to_vec(&job.spec.service_spec()).expect("serializable"),
+            service_spec_json: job
+                .service_spec_json
+                .get_or_init(|| serde_json::to_vec(&job.spec.service_spec()).expect("serializable"))
+                .clone(),
         }),
         Effect::Activate { .. } => Kind::Activate(pb::ActivateCommand {
             service,

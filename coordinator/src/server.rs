@@ -181,12 +181,10 @@ impl Server {
         let tls =
             cutover_common::tls::server_config(&server_id, std::slice::from_ref(ca.cert_der()))?;
         let hosts = store.with(|c| store::list_hosts(c))?;
-        let listener = TcpListener::bind(cfg.listen)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: cfg.listen,
-                source,
-            })?;
+        let listener = bind_listener(cfg.listen).map_err(|source| ServeError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
             addr: cfg.listen,
             source,
@@ -418,4 +416,18 @@ async fn reap_loop(app: Arc<App>, shutdown: CancellationToken) {
             }
         }
     }
+}
+
+/// The listening socket, with a deep accept queue: after a coordinator
+/// restart the whole fleet reconnects at once (the kernel caps it at
+/// `net.core.somaxconn`).
+fn bind_listener(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.bind(addr)?;
+    sock.listen(8192)
 }

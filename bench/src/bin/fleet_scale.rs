@@ -49,6 +49,11 @@ fn main() -> anyhow::Result<()> {
 // ---------------------------------------------------------------- worker
 
 fn worker() -> anyhow::Result<()> {
+    // The driver holds our stdin: when it goes (killed, panicked), so do we.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
     let url = arg("--url").expect("--url");
     let token = arg("--token").expect("--token");
     let fp = arg("--fingerprint").expect("--fingerprint");
@@ -238,6 +243,7 @@ fn spawn_worker(
         .arg("--dir")
         .arg(c.dir.path().join("sim"))
         .args(["--first", &first.to_string(), "--count", &count.to_string()])
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -263,12 +269,18 @@ fn spawn_worker(
     child
 }
 
+/// Live sessions, from the coordinator's metrics (0 while it is down).
 fn sessions(c: &Cluster) -> f64 {
-    c.metrics()
-        .0
-        .iter()
-        .find(|(s, _)| s == "cutover_agent_sessions")
-        .map_or(0.0, |(_, v)| *v)
+    let Ok(addr) = std::fs::read_to_string(c.state_dir().join("metrics.addr")) else {
+        return 0.0;
+    };
+    let Some((200, body)) = cutover_tests::http_get(addr.trim(), "/metrics") else {
+        return 0.0;
+    };
+    body.lines()
+        .find_map(|l| l.strip_prefix("cutover_agent_sessions "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn pct(v: &mut [i64], q: f64) -> i64 {
