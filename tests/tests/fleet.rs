@@ -371,7 +371,10 @@ fn a_host_drained_for_maintenance_leaves_the_load_balancer_first_and_comes_back(
         &f,
         "1",
         "kind = \"recreate\"",
-        "[drain]\nderegistration_delay = \"2s\"",
+        // Long enough for a slow load balancer (this test, on a loaded
+        // machine) to notice; the drain goes on as soon as the last
+        // connection closes anyway.
+        "[drain]\nderegistration_delay = \"10s\"",
     );
     let lb = f.readiness(1);
     poll(

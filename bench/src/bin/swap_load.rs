@@ -1,0 +1,247 @@
+//! Swap under load: one host, clients sending requests the whole time
+//! (keep-alive and fresh connections), a steady window, then repeated
+//! version swaps. Side by side, in the same run, the same service and load:
+//! Cutover's handover swap, a plain stop-then-start restart (Cutover's
+//! `restart` mode), and `supervisorctl restart` of the service under
+//! supervisord. Run with `bench/swap-load.sh`.
+//!
+//! Targets (issue 7): 0 failed requests, p99 during swaps at most 1.2 times
+//! steady (at least 1,000,000 requests and 30 swaps).
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cutover_bench::{machine, write_results};
+use cutover_tests::load::{self, Load, Outcome, Record};
+use cutover_tests::release::{Control, activate, demo_spec, demo_tarball, free_port, stage};
+use cutover_tests::{Cluster, CoordinatorOptions, bin, poll};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Latency percentiles (ms) of the successful requests.
+fn latency(records: &[&Record], q: f64) -> f64 {
+    let mut v: Vec<f64> = records
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Ok { .. }))
+        .map(|r| (r.ended - r.started).as_secs_f64() * 1000.0)
+        .collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+struct Phase {
+    name: &'static str,
+    records: Vec<Record>,
+    swap_start: Instant,
+    swaps: u64,
+}
+
+impl Phase {
+    fn report(&self, print: bool) -> serde_json::Value {
+        let steady: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| r.started < self.swap_start)
+            .collect();
+        let swapping: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| r.started >= self.swap_start)
+            .collect();
+        let k = load::counts(&self.records);
+        let (s50, s99) = (latency(&steady, 0.5), latency(&steady, 0.99));
+        let (w50, w99) = (latency(&swapping, 0.5), latency(&swapping, 0.99));
+        if print {
+            println!(
+                "{:<28} {:>9} requests, {:>6} failed (refused {}, reset {}, timeout {}, non-2xx {}); steady p50 {s50:.2} ms p99 {s99:.2} ms; during {} swaps p50 {w50:.2} ms p99 {w99:.2} ms ({:.2}x)",
+                self.name,
+                k.total(),
+                k.failed(),
+                k.refused,
+                k.reset,
+                k.timeout,
+                k.non_2xx,
+                self.swaps,
+                w99 / s99
+            );
+        }
+        serde_json::json!({
+            "name": self.name, "requests": k.total(), "failed": k.failed(),
+            "refused": k.refused, "reset": k.reset, "timeout": k.timeout, "non_2xx": k.non_2xx,
+            "swaps": self.swaps,
+            "steady_ms": {"p50": s50, "p99": s99},
+            "during_swaps_ms": {"p50": w50, "p99": w99},
+            "p99_ratio": w99 / s99,
+        })
+    }
+}
+
+/// Runs the load: `steady` first, then `swap()` repeatedly until at least
+/// `swaps` swaps and `requests` requests.
+fn run_phase(
+    name: &'static str,
+    addr: SocketAddr,
+    steady: Duration,
+    swaps: u64,
+    requests: u64,
+    mut swap: impl FnMut(u64),
+) -> Phase {
+    let l = Load::start(addr, 2, 2);
+    std::thread::sleep(steady);
+    let swap_start = Instant::now();
+    let mut n = 0;
+    while n < swaps || (l.count() as u64) < requests {
+        n += 1;
+        swap(n);
+    }
+    Phase {
+        name,
+        records: l.stop(),
+        swap_start,
+        swaps: n,
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let requests = arg("--requests", 1_000_000);
+    let swaps = arg("--swaps", 30);
+    let steady = Duration::from_secs(arg("--steady-secs", 20));
+    let mut phases = Vec::new();
+
+    // Cutover: handover, then restart mode, on one agent.
+    let mut c = Cluster::start(CoordinatorOptions::default())?;
+    c.add_agent("web-1", "role=web", "")?;
+    c.wait_state("web-1", "ready", Duration::from_secs(30));
+    let mut control = Control::connect(&c);
+    let a = demo_tarball(c.dir.path(), "demo.tar");
+    for (mode, name) in [
+        ("handover", "cutover handover swap"),
+        ("restart", "stop-then-start restart"),
+    ] {
+        let port = free_port();
+        let service = format!("web-{mode}");
+        let listen = format!("127.0.0.1:{port}");
+        for v in ["1", "2"] {
+            let mut spec = if mode == "restart" {
+                // A plain restart: the app binds its own socket, the
+                // old one stops, then the new one starts.
+                let mut s = demo_spec(&service, port, v, &["--listen", &listen]);
+                s.listen.clear();
+                s.swap.mode = cutover_common::service::SwapMode::Restart;
+                s
+            } else {
+                demo_spec(&service, port, v, &[])
+            };
+            spec.swap.min_ready = Duration::from_millis(300);
+            let r = control.send(
+                "web-1",
+                stage(
+                    &format!("{mode}-s{v}"),
+                    &format!("{mode}-r{v}"),
+                    v,
+                    &a,
+                    &spec,
+                ),
+            );
+            anyhow::ensure!(r.ok, "staging: {}", r.message);
+        }
+        let r = control.send(
+            "web-1",
+            activate(&format!("{mode}-a0"), &service, &format!("{mode}-r1")),
+        );
+        anyhow::ensure!(r.ok, "activating: {}", r.message);
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let p = run_phase(name, addr, steady, swaps, requests, |i| {
+            let rel = if i % 2 == 1 { "r2" } else { "r1" };
+            let r = control.send(
+                "web-1",
+                activate(&format!("{mode}-sw{i}"), &service, &format!("{mode}-{rel}")),
+            );
+            assert!(r.ok, "swap {i}: {}", r.message);
+        });
+        p.report(true);
+        phases.push(p);
+    }
+
+    // supervisord: the same binary, binding its own port, restarted by
+    // supervisorctl.
+    if Command::new("supervisord")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let dir = c.dir.path().join("supervisor");
+        std::fs::create_dir_all(&dir)?;
+        let port = free_port();
+        let conf = dir.join("supervisord.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[unix_http_server]\nfile={d}/s.sock\n[supervisord]\nlogfile={d}/s.log\npidfile={d}/s.pid\nnodaemon=true\n[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n[supervisorctl]\nserverurl=unix://{d}/s.sock\n[program:demo]\ncommand={bin} --app-version 1 --listen 127.0.0.1:{port}\nstopsignal=TERM\nstopwaitsecs=10\nautorestart=true\n",
+                d = dir.display(),
+                bin = bin("cutover-demo-service").display(),
+            ),
+        )?;
+        let mut sup = Command::new("supervisord")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        poll(
+            "supervisord's demo to answer",
+            Duration::from_secs(20),
+            || cutover_tests::http_get(&addr.to_string(), "/").map(|_| ()),
+        );
+        let p = run_phase(
+            "supervisorctl restart",
+            addr,
+            steady,
+            swaps,
+            requests,
+            |_| {
+                let ok = Command::new("supervisorctl")
+                    .arg("-c")
+                    .arg(&conf)
+                    .args(["restart", "demo"])
+                    .stdout(Stdio::null())
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                assert!(ok, "supervisorctl restart failed");
+                // Wait until it answers again before the next restart.
+                poll("the restarted demo", Duration::from_secs(20), || {
+                    cutover_tests::http_get(&addr.to_string(), "/").map(|_| ())
+                });
+            },
+        );
+        p.report(true);
+        phases.push(p);
+        let _ = sup.kill();
+        let _ = sup.wait();
+    } else {
+        println!("supervisord not installed (apt-get install supervisor): skipped");
+    }
+
+    let v = serde_json::json!({
+        "benchmark": "swap-load",
+        "machine": machine(),
+        "clients": {"keepalive": 2, "fresh_connection": 2},
+        "phases": phases.iter().map(|p| p.report(false)).collect::<Vec<_>>(),
+        "targets": {"failed": 0, "p99_ratio_max": 1.2, "requests_min": 1_000_000, "swaps_min": 30},
+    });
+    println!("results: {}", write_results("swap-load", &v).display());
+    Ok(())
+}

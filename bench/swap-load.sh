@@ -1,0 +1,10 @@
+#!/bin/sh
+# Swap under load on one host: Cutover's handover swap, a stop-then-start
+# restart and `supervisorctl restart`, same service, same clients.
+# Needs supervisord for the third (apt-get install supervisor).
+# Writes bench/results/swap-load.json. Options: --requests 1000000
+# --swaps 30 --steady-secs 20
+set -eu
+cd "$(dirname "$0")/.."
+cargo build --release --bins -p cutover-agent -p cutover-coordinator -p cutover-tests -p cutover-bench
+exec target/release/bench-swap-load "$@"
