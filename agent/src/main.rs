@@ -13,10 +13,11 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     cutover_common::logging::init("info");
-    // One thread: an agent mostly waits. It wakes less (no hand-offs
-    // between workers), keeps one malloc arena, and lets blocking work
-    // (unpacking, hashing) go to the blocking pool.
-    let rt = match tokio::runtime::Builder::new_current_thread()
+    // Two workers: state is written with fsync from async code, and a slow
+    // disk must not hold up heartbeats (with one thread it did: the session
+    // was declared dead during a drain on a busy machine).
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {

@@ -149,6 +149,12 @@ impl Runtime {
         ))
     }
 
+    /// A result whose session ended before it could be sent: the next (or
+    /// current) session sends it, without waiting for a reconnect's Hello.
+    pub fn deliver_later(&self, r: CommandResult) {
+        let _ = self.results.send(r);
+    }
+
     /// Tells the service manager the agent is up (once: `READY=1`), and
     /// what it is doing (`STATUS=`).
     pub fn notify_status(&self, status: &str) {

@@ -363,7 +363,11 @@ async fn session(
                                 let (rt, tx) = (rt.clone(), tx.clone());
                                 tokio::spawn(async move {
                                     let r = rt.submit(cmd).await;
-                                    let _ = tx.send(result_message(&r)).await;
+                                    if tx.send(result_message(&r)).await.is_err() {
+                                        // The session that brought it has
+                                        // ended: the live one sends it.
+                                        rt.deliver_later(r);
+                                    }
                                 });
                             }
                             Err(e) => {

@@ -421,8 +421,16 @@ fn a_host_drained_for_maintenance_leaves_the_load_balancer_first_and_comes_back(
     poll("web-2 stopped", Duration::from_secs(10), || {
         (processes_under(&f.cluster.agents[1].state_dir).is_empty()).then_some(())
     });
-    let h = f.cluster.host("web-2").unwrap();
-    assert_eq!(h["services"][0]["drained"], true, "{h:#}");
+    // The coordinator hears it with the next health report.
+    poll(
+        "cutover hosts to show web-2 drained and stopped",
+        Duration::from_secs(15),
+        || {
+            let h = f.cluster.host("web-2")?;
+            (h["services"][0]["drained"] == true && h["services"][0]["status"] == "stopped")
+                .then_some(())
+        },
+    );
     // Maintenance over: back in the balancer, serving v1.
     let r = f.cutover(&["undrain", "web-2"]);
     assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
