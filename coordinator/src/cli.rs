@@ -1042,16 +1042,20 @@ struct ServiceOut {
     drift: Vec<String>,
 }
 
-async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
+/// The hosts matching `selector` (checked here first, for a local error).
+async fn list_hosts(client: &ClientArgs, selector: &str) -> Result<pb::ListHostsResponse> {
     labels::Selector::parse(selector).context("--selector")?;
     let mut c = client.connect().await?;
-    let r = c
-        .list_hosts(pb::ListHostsRequest {
-            selector: selector.into(),
-        })
-        .await
-        .map_err(status)?
-        .into_inner();
+    Ok(c.list_hosts(pb::ListHostsRequest {
+        selector: selector.into(),
+    })
+    .await
+    .map_err(status)?
+    .into_inner())
+}
+
+async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
+    let r = list_hosts(client, selector).await?;
     let fmt_ts = |ms: i64| {
         humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(ms)).to_string()
     };
@@ -1310,15 +1314,7 @@ async fn stats(
 }
 
 async fn drift(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
-    labels::Selector::parse(selector).context("--selector")?;
-    let mut c = client.connect().await?;
-    let r = c
-        .list_hosts(pb::ListHostsRequest {
-            selector: selector.into(),
-        })
-        .await
-        .map_err(status)?
-        .into_inner();
+    let r = list_hosts(client, selector).await?;
     let drifted: Vec<(String, String, String, Vec<String>)> = r
         .hosts
         .into_iter()

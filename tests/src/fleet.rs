@@ -312,19 +312,7 @@ selector = "role=web"
 
     /// (host, active release) of every host, as `cutover hosts` says.
     pub fn releases(&self) -> Vec<(String, String)> {
-        self.cluster
-            .hosts()
-            .iter()
-            .map(|h| {
-                (
-                    h["host"].as_str().unwrap().to_string(),
-                    h["services"][0]["active_release"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                )
-            })
-            .collect()
+        self.cluster.releases()
     }
 
     /// Waits until every host reports `version` active.

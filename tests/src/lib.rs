@@ -562,6 +562,23 @@ impl Cluster {
         self.start_agent(host_id)
     }
 
+    /// (host, active release of its first service) of every host, as
+    /// `cutover hosts` says.
+    pub fn releases(&self) -> Vec<(String, String)> {
+        self.hosts()
+            .iter()
+            .map(|h| {
+                (
+                    h["host"].as_str().unwrap_or_default().to_string(),
+                    h["services"][0]["active_release"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect()
+    }
+
     /// `cutover hosts -o json`.
     pub fn hosts(&self) -> Vec<Value> {
         let r = self.cutover(&["hosts", "-o", "json"]);

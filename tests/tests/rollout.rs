@@ -93,15 +93,7 @@ fn deploy(
 }
 
 fn releases(c: &Cluster) -> Vec<String> {
-    c.hosts()
-        .iter()
-        .map(|h| {
-            h["services"][0]["active_release"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect()
+    c.releases().into_iter().map(|(_, r)| r).collect()
 }
 
 #[test]
@@ -425,20 +417,7 @@ fn blue_green_switches_to_the_new_group_and_back_instantly() {
     );
     assert_eq!(std::fs::read_to_string(&live).unwrap().trim(), "green");
     // Blue still runs v1, untouched: switching back is instant.
-    let by_host = |c: &Cluster| -> Vec<(String, String)> {
-        c.hosts()
-            .iter()
-            .map(|h| {
-                (
-                    h["host"].as_str().unwrap().to_string(),
-                    h["services"][0]["active_release"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                )
-            })
-            .collect()
-    };
+    let by_host = |c: &Cluster| c.releases();
     poll("green on v2, blue on v1", Duration::from_secs(10), || {
         let v = by_host(&c);
         v.iter()

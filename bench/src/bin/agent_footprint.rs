@@ -6,22 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use cutover_bench::{cpu_seconds, machine, rss_kib, write_results};
+use cutover_bench::{arg_u64, cpu_seconds, machine, rss_kib, write_results};
 use cutover_tests::release::{Control, activate, demo_spec, demo_tarball, free_port, stage};
 use cutover_tests::{Cluster, CoordinatorOptions};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() -> anyhow::Result<()> {
-    let idle_secs = arg("--idle-secs", 60);
-    let swaps = arg("--swaps", 1000);
+    let idle_secs = arg_u64("--idle-secs", 60);
+    let swaps = arg_u64("--swaps", 1000);
     let mut c = Cluster::start(CoordinatorOptions {
         host_timeout: "30s",
         heartbeat_interval: "5s",

@@ -21,19 +21,11 @@ use std::time::{Duration, Instant};
 
 use cutover_agent::enroll::{EnrollRequest, enroll};
 use cutover_agent::identity::IdentityFiles;
-use cutover_bench::{machine, rss_kib, write_results};
+use cutover_bench::{arg, machine, rss_kib, write_results};
 use cutover_common::tls::{self, ChannelOptions};
 use cutover_proto::v1 as pb;
 use cutover_tests::{Cluster, CoordinatorOptions, poll};
 use tokio_stream::wrappers::ReceiverStream;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
 
 fn now_ms() -> i64 {
     cutover_common::time::now_ms()

@@ -12,19 +12,10 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cutover_bench::{machine, write_results};
+use cutover_bench::{arg_u64, machine, write_results};
 use cutover_tests::load::{self, Load, Outcome, Record};
 use cutover_tests::release::{Control, activate, demo_spec, demo_tarball, free_port, stage};
 use cutover_tests::{Cluster, CoordinatorOptions, bin, poll};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Latency percentiles (ms) of the successful requests.
 fn latency(records: &[&Record], q: f64) -> f64 {
@@ -114,9 +105,9 @@ fn run_phase(
 }
 
 fn main() -> anyhow::Result<()> {
-    let requests = arg("--requests", 1_000_000);
-    let swaps = arg("--swaps", 30);
-    let steady = Duration::from_secs(arg("--steady-secs", 20));
+    let requests = arg_u64("--requests", 1_000_000);
+    let swaps = arg_u64("--swaps", 30);
+    let steady = Duration::from_secs(arg_u64("--steady-secs", 20));
     let mut phases = Vec::new();
 
     // Cutover: handover, then restart mode, on one agent.

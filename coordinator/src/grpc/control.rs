@@ -41,10 +41,11 @@ async fn add_drift(app: &App, hosts: &mut [pb::HostInfo]) -> Result<(), store::S
             .store
             .call(move |c| store::list_deployments(c, &name, 200))
             .await?;
-        let rollouts: Vec<crate::engine::Rollout> = rows
+        // Parsed lazily, newest first: most hosts are settled by the
+        // newest deployment.
+        let rollouts = rows
             .iter()
-            .filter_map(|d| serde_json::from_str(&d.rollout_json).ok())
-            .collect();
+            .filter_map(|d| serde_json::from_str::<crate::engine::Rollout>(&d.rollout_json).ok());
         // Only hosts that are here to say what they run.
         let reported: std::collections::BTreeMap<String, Option<String>> = hosts
             .iter()
@@ -59,7 +60,7 @@ async fn add_drift(app: &App, hosts: &mut [pb::HostInfo]) -> Result<(), store::S
                 (h.host_id.clone(), runs)
             })
             .collect();
-        let off = crate::drift::mismatches(&rollouts, &reported);
+        let off = crate::drift::mismatches(rollouts, &reported);
         for h in hosts.iter_mut() {
             let Some(line) = off.get(&h.host_id) else {
                 continue;
