@@ -1070,7 +1070,12 @@ async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()
                         host: h.host_id,
                         labels: h.labels.into_iter().collect(),
                         state: h.state,
-                        last_seen: (h.last_seen_ms > 0).then(|| fmt_ts(h.last_seen_ms)),
+                        last_seen: (h.last_seen_ms > 0).then(|| {
+                            humantime::format_rfc3339_millis(cutover_common::time::from_unix_ms(
+                                h.last_seen_ms,
+                            ))
+                            .to_string()
+                        }),
                         agent_version: h.agent_version,
                         address: h.address,
                         hostname: f.hostname,

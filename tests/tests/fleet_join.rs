@@ -388,12 +388,18 @@ fn a_stopped_agent_is_lost_after_host_timeout_and_ready_when_it_returns() {
     c.wait_state("web-1", "ready", Duration::from_secs(20));
     c.wait_state("web-2", "ready", Duration::from_secs(20));
 
-    let killed = Instant::now();
     c.agent("web-1").proc.as_mut().unwrap().kill();
-    c.wait_state("web-1", "lost", Duration::from_secs(20));
+    let lost = c.wait_state("web-1", "lost", Duration::from_secs(20));
+    // Lost is counted from the last message the coordinator heard (the
+    // heartbeat before the kill), not from the kill: the time at which this
+    // test saw `lost` is at or after the moment it happened.
+    let seen_lost = std::time::SystemTime::now();
+    let last_seen = humantime::parse_rfc3339(lost["last_seen"].as_str().expect("last_seen"))
+        .expect("last_seen is RFC 3339");
+    let silent = seen_lost.duration_since(last_seen).unwrap_or_default();
     assert!(
-        killed.elapsed() >= Duration::from_millis(1500),
-        "lost before host_timeout passed"
+        silent >= Duration::from_millis(1500),
+        "lost after {silent:?} of silence, before host_timeout (1500ms) passed"
     );
     assert_eq!(
         c.host("web-2").unwrap()["state"],
