@@ -92,6 +92,7 @@ impl Runtime {
             service_ip: host.service_ip,
             notifier: host.notifier.clone(),
             inherited: host.inherited.clone(),
+            health_changed: Default::default(),
         });
         let mut services = HashMap::new();
         let mut published = HashMap::new();
@@ -444,6 +445,12 @@ impl Runtime {
         }
         out.sort_by(|a, b| a.service.cmp(&b.service));
         out
+    }
+
+    /// Resolves when a service's published health changed since the last
+    /// call (a change before anyone waits is kept, not lost).
+    pub async fn health_changed(&self) {
+        self.shared.health_changed.notified().await
     }
 
     /// Health without waiting for a service busy with a command: the

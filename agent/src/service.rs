@@ -56,6 +56,11 @@ pub struct Shared {
     pub notifier: Arc<crate::sd::Notifier>,
     /// Sockets systemd handed back at start (its fd store).
     pub inherited: Arc<crate::sd::Inherited>,
+    /// Signalled when a service's published health changes (its status,
+    /// release or drain), so the session reports it at once instead of at
+    /// the next periodic report: the coordinator's rollback decisions wait
+    /// on it.
+    pub health_changed: tokio::sync::Notify,
 }
 
 /// How an operation ended.
@@ -250,7 +255,12 @@ impl Service {
             h.cpu_percent = p.cpu_percent;
             h.memory_bytes = p.memory_bytes;
         }
+        let changed = (&p.status, &p.release, p.drained) != (&h.status, &h.release, h.drained);
         *p = h;
+        drop(p);
+        if changed {
+            self.shared.health_changed.notify_one();
+        }
     }
 
     /// Loads a service from disk after an agent (re)start: re-attaches to
@@ -1169,6 +1179,7 @@ impl Service {
                 Some(_) => {}
             }
             self.restarts += 1;
+            self.publish();
             if let Some(a) = self.active.take() {
                 // Children of a crashed process still hold the socket: they
                 // must not serve next to the replacement.
@@ -1188,6 +1199,9 @@ impl Service {
         } else if live_failing {
             tracing::warn!(service = %self.name, release = %release, "liveness probe failing; starting a replacement before stopping it");
             self.restarts += 1;
+            // Reported before the replacement (which takes its bake time):
+            // the coordinator rolls back a new release that turns unhealthy.
+            self.publish();
             if let Err(r) = self.activate("supervisor", &release, true).await {
                 tracing::error!(service = %self.name, "liveness replacement failed: {}", r.message);
             }

@@ -305,6 +305,15 @@ async fn session(
                     let _ = tx.try_send(health_message(h));
                 }
             }
+            // Cancel-safe: a `Notified` dropped after `notify_one` passes
+            // the permit on. A status change is reported at once: the
+            // coordinator's rollback waits on it.
+            _ = rt.health_changed() => {
+                for h in &rt.health_now() {
+                    let _ = tx.try_send(health_message(h));
+                }
+                health_tick.reset();
+            }
             // Cancel-safe: sleeping holds no data.
             _ = tokio::time::sleep_until(silence_deadline) => {
                 return Ok(Ended::Lost(format!("nothing heard from the coordinator for {silence_limit:?}")));

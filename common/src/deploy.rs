@@ -588,6 +588,14 @@ impl DeploySpec {
                             );
                         }
                     }
+                    if step.analysis && step.hosts == Amount::Percent(100) {
+                        return e(
+                            &format!("strategy.steps[{i}].analysis"),
+                            "a step that moves every host leaves none on the old release to compare with; \
+                             put the analysis on an earlier step (a pause here bakes the whole fleet)"
+                                .into(),
+                        );
+                    }
                     last = Some(step.hosts);
                 }
             }

@@ -1094,8 +1094,12 @@ impl Rollout {
                     self.phase = Phase::Switching { batch };
                     return Vec::new();
                 }
+                // The last batch waits too when its step asks for a pause
+                // or a promote: a final bake of the whole fleet, during which
+                // a host turning unhealthy still rolls everything back.
+                // Analysis needs hosts left on the old release.
                 let last = batch + 1 >= self.batches.len();
-                if !last && (step.manual || step.pause_ms.is_some() || step.analysis) {
+                if step.manual || step.pause_ms.is_some() || (step.analysis && !last) {
                     let until_ms = if step.manual {
                         None
                     } else {
@@ -1659,6 +1663,53 @@ mod tests {
             vec!["web-1", "web-2"],
             "the degraded host and the one in flight"
         );
+        assert!(matches!(r.phase, Phase::RollingBack { .. }));
+    }
+
+    #[test]
+    fn a_pause_on_the_last_step_bakes_the_whole_fleet_and_an_unhealthy_host_reverts_it() {
+        let bake =
+            "[strategy]\nkind = \"canary\"\nsteps = [ { hosts = \"100%\", pause = \"1m\" } ]\n";
+        // Nothing degrades: the rollout succeeds once the bake is over.
+        let mut r = rollout(bake, 3);
+        let e = r.step(Event::Start, 0);
+        answer_all(&mut r, e, 1);
+        assert!(
+            matches!(
+                r.phase,
+                Phase::Waiting {
+                    batch: 0,
+                    until_ms: Some(60_001),
+                    ..
+                }
+            ),
+            "{:?}",
+            r.phase
+        );
+        assert!(r.step(Event::Tick, 30_000).is_empty());
+        assert!(matches!(r.phase, Phase::Waiting { .. }), "still baking");
+        r.step(Event::Tick, 61_000);
+        assert_eq!(r.phase, Phase::Succeeded);
+        assert!(r.verdicts.is_empty(), "no analysis without a baseline");
+
+        // A host turns unhealthy during the bake: every host is reverted.
+        let mut r = rollout(bake, 3);
+        let e = r.step(Event::Start, 0);
+        answer_all(&mut r, e, 1);
+        let out = r.step(
+            Event::Unhealthy {
+                host: "web-2".into(),
+                status: "unhealthy".into(),
+            },
+            20_000,
+        );
+        let mut reverted: Vec<&str> = out
+            .iter()
+            .filter(|&e| matches!(e, Effect::Revert { .. }))
+            .map(|e| e.host())
+            .collect();
+        reverted.sort();
+        assert_eq!(reverted, vec!["web-1", "web-2", "web-3"]);
         assert!(matches!(r.phase, Phase::RollingBack { .. }));
     }
 

@@ -89,6 +89,8 @@ struct State {
     started: Instant,
     unhealthy_after: Option<Duration>,
     open: AtomicUsize,
+    /// Whether the first failing `/healthz` was logged.
+    failed_health: AtomicBool,
 }
 
 /// Listeners passed by socket activation, if they are meant for us.
@@ -154,7 +156,20 @@ async fn handle(
             .is_none_or(|d| state.started.elapsed() < d);
     let (status, body) = match req.uri().path() {
         "/healthz" if healthy => (StatusCode::OK, "ok\n".to_string()),
-        "/healthz" => (StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n".to_string()),
+        "/healthz" => {
+            if !state.failed_health.swap(true, Ordering::Relaxed) {
+                // For the rollback-time benchmark: when the first failing
+                // health check was answered (wall clock, ms since the epoch).
+                let ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
+                eprintln!(
+                    "demo-service {}: first failing /healthz at unix_ms={ms}",
+                    state.version
+                );
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, "unhealthy\n".to_string())
+        }
         _ if state.error_ratio > 0.0 && rand::random::<f64>() < state.error_ratio => (
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("version={} error\n", state.version),
@@ -233,6 +248,7 @@ async fn main() {
         started: Instant::now(),
         unhealthy_after: args.unhealthy_after_ms.map(Duration::from_millis),
         open: AtomicUsize::new(0),
+        failed_health: AtomicBool::new(false),
     });
     tokio::time::sleep(Duration::from_millis(args.ready_delay_ms)).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -1,0 +1,9 @@
+#!/bin/sh
+# Rollback time on 6 hosts: from the first failing probe of a bad version
+# to every host back on the previous release. Writes
+# bench/results/rollback-time.json. Options: --hosts 6 --rounds 3
+# --interval-ms 1000 --failure-threshold 3 --bad-after-ms 3000
+set -eu
+cd "$(dirname "$0")/.."
+cargo build --release --bins -p cutover-agent -p cutover-coordinator -p cutover-tests -p cutover-bench
+exec target/release/bench-rollback-time "$@"
