@@ -303,12 +303,18 @@ impl Cluster {
             "coordinator-{}.log",
             Instant::now().elapsed().as_nanos()
         ));
-        let mut p = spawn_logged(
-            Command::new(bin("cutover"))
-                .args(["serve", "--config"])
-                .arg(&self.config),
-            &log,
-        )?;
+        // For profiling benchmarks: a command to run the coordinator under,
+        // e.g. `valgrind --tool=massif --massif-out-file=/tmp/massif.out`.
+        let mut cmd = match std::env::var("CUTOVER_TEST_COORDINATOR_WRAPPER") {
+            Ok(w) if !w.trim().is_empty() => {
+                let mut parts = w.split_whitespace();
+                let mut c = Command::new(parts.next().unwrap());
+                c.args(parts).arg(bin("cutover"));
+                c
+            }
+            _ => Command::new(bin("cutover")),
+        };
+        let mut p = spawn_logged(cmd.args(["serve", "--config"]).arg(&self.config), &log)?;
         let addr = poll("coordinator to listen", Duration::from_secs(20), || {
             if !p.is_running() {
                 panic!("coordinator exited: {}", p.log_text());

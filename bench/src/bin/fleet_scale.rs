@@ -321,6 +321,12 @@ fn driver() -> anyhow::Result<()> {
         );
         by_step.push(serde_json::json!({"agents": n, "rss_kib": rss, "kib_per_agent": per}));
     }
+    if std::env::args().any(|a| a == "--memory-only") {
+        // For a heap profile (CUTOVER_TEST_COORDINATOR_WRAPPER="valgrind
+        // --tool=massif ..."): a clean exit, so the profiler writes its file.
+        c.coordinator.as_mut().unwrap().stop();
+        return Ok(());
+    }
 
     // Fan-out: one deployment's Stage to every agent.
     let spec = c.dir.path().join("sim.toml");
