@@ -398,9 +398,10 @@ pub struct Note {
     pub message: String,
 }
 
-/// A memo of host positions; never part of a rollout's identity.
+/// A memo of host positions, both ways (the set of hosts never changes
+/// once planned); never part of a rollout's identity.
 #[derive(Debug, Clone, Default)]
-pub struct IndexCache(std::sync::OnceLock<std::collections::HashMap<String, usize>>);
+pub struct IndexCache(std::sync::OnceLock<(std::collections::HashMap<String, usize>, Vec<String>)>);
 
 impl PartialEq for IndexCache {
     fn eq(&self, _: &Self) -> bool {
@@ -517,19 +518,20 @@ impl Rollout {
         }
     }
 
+    fn positions(&self) -> &(std::collections::HashMap<String, usize>, Vec<String>) {
+        self.index_cache.0.get_or_init(|| {
+            let by_index: Vec<String> = self.hosts.keys().cloned().collect();
+            let by_host = by_index
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.clone(), i))
+                .collect();
+            (by_host, by_index)
+        })
+    }
+
     fn index(&self, host: &str) -> usize {
-        self.index_cache
-            .0
-            .get_or_init(|| {
-                self.hosts
-                    .keys()
-                    .enumerate()
-                    .map(|(i, h)| (h.clone(), i))
-                    .collect()
-            })
-            .get(host)
-            .copied()
-            .unwrap_or(usize::MAX)
+        self.positions().0.get(host).copied().unwrap_or(usize::MAX)
     }
 
     /// The command id of `kind` for `host`: deterministic, so a resumed
@@ -543,7 +545,7 @@ impl Rollout {
         let rest = command_id.strip_prefix(&format!("{}-", self.id))?;
         let (kind, idx) = rest.rsplit_once('-')?;
         let idx: usize = idx.parse().ok()?;
-        let host = self.hosts.keys().nth(idx)?.clone();
+        let host = self.positions().1.get(idx)?.clone();
         let kind = match kind {
             "stage" => "stage",
             "activate" => "activate",
@@ -710,93 +712,7 @@ impl Rollout {
                 command_id,
                 ok,
                 message,
-            } => {
-                let Some((kind, h)) = self.host_of(&command_id) else {
-                    return out;
-                };
-                if h != host {
-                    return out; // a host answering for another host's command
-                }
-                let cur = self.hosts.get(&host).cloned();
-                match (kind, cur) {
-                    ("stage", Some(HostPhase::Staging)) => {
-                        let p = if ok {
-                            HostPhase::Staged
-                        } else {
-                            self.note(now, format!("{host}: staging failed: {message}"));
-                            HostPhase::Failed { reason: message }
-                        };
-                        self.hosts.insert(host, p);
-                    }
-                    ("stop", Some(HostPhase::Stopping { .. })) => {
-                        let p = if ok {
-                            HostPhase::Stopped
-                        } else {
-                            self.note(
-                                now,
-                                format!("{host}: stopping the old release failed: {message}"),
-                            );
-                            // It may still run the old release: a rollback
-                            // starts it again either way.
-                            self.degraded.push(host.clone());
-                            HostPhase::Failed {
-                                reason: format!("stop failed: {message}"),
-                            }
-                        };
-                        self.hosts.insert(host, p);
-                    }
-                    ("activate", Some(HostPhase::Activating { .. })) => {
-                        let p = if ok {
-                            self.note(now, format!("{host}: runs {}", self.release_id));
-                            HostPhase::Done { at_ms: now }
-                        } else {
-                            if self.strategy == StrategyKind::Recreate
-                                && self.from.get(&host).is_some_and(Option::is_some)
-                            {
-                                // Its old release was stopped first: a
-                                // rollback must start it again.
-                                self.note(now, format!("{host}: start failed: {message}"));
-                                self.degraded.push(host.clone());
-                            } else {
-                                self.note(
-                                    now,
-                                    format!(
-                                        "{host}: swap failed, still on its old release: {message}"
-                                    ),
-                                );
-                            }
-                            HostPhase::Failed { reason: message }
-                        };
-                        self.hosts.insert(host, p);
-                    }
-                    ("activate", Some(HostPhase::RollingBack)) if !ok => {
-                        // The swap failed on its own: the host never left
-                        // its old release. The revert (queued behind it)
-                        // will answer too.
-                    }
-                    ("revert", Some(HostPhase::RollingBack)) => {
-                        let p = if ok {
-                            self.note(
-                                now,
-                                format!(
-                                    "{host}: back on {}",
-                                    self.from
-                                        .get(&host)
-                                        .cloned()
-                                        .flatten()
-                                        .unwrap_or_else(|| "nothing (stopped)".into())
-                                ),
-                            );
-                            HostPhase::RolledBack
-                        } else {
-                            self.note(now, format!("{host}: rollback failed: {message}"));
-                            HostPhase::RollbackFailed { reason: message }
-                        };
-                        self.hosts.insert(host, p);
-                    }
-                    _ => {}
-                }
-            }
+            } => self.record_result(host, command_id, ok, message, now),
             Event::Unhealthy { host, status } => {
                 if matches!(self.hosts.get(&host), Some(HostPhase::Done { .. }))
                     && !matches!(self.phase, Phase::RollingBack { .. })
@@ -1030,6 +946,135 @@ impl Rollout {
         }
         out.extend(self.advance(now));
         out
+    }
+
+    /// Applies many events in order, like [`Rollout::step`] on each, but
+    /// a run of consecutive results is recorded first and the rollout
+    /// advanced once after it: with thousands of hosts answering at once,
+    /// one pass over the hosts instead of one per answer.
+    pub fn step_all(&mut self, evs: Vec<Event>, now: i64) -> Vec<Effect> {
+        let mut out = Vec::new();
+        let mut pending = false;
+        for ev in evs {
+            if self.phase.is_terminal() {
+                break;
+            }
+            match ev {
+                Event::Result {
+                    host,
+                    command_id,
+                    ok,
+                    message,
+                } => {
+                    self.record_result(host, command_id, ok, message, now);
+                    pending = true;
+                }
+                ev => {
+                    if std::mem::take(&mut pending) {
+                        out.extend(self.advance(now));
+                    }
+                    out.extend(self.step(ev, now));
+                }
+            }
+        }
+        if pending && !self.phase.is_terminal() {
+            out.extend(self.advance(now));
+        }
+        out
+    }
+
+    /// Records one command result on its host (without advancing).
+    fn record_result(
+        &mut self,
+        host: String,
+        command_id: String,
+        ok: bool,
+        message: String,
+        now: i64,
+    ) {
+        let Some((kind, h)) = self.host_of(&command_id) else {
+            return;
+        };
+        if h != host {
+            return; // a host answering for another host's command
+        }
+        let cur = self.hosts.get(&host).cloned();
+        match (kind, cur) {
+            ("stage", Some(HostPhase::Staging)) => {
+                let p = if ok {
+                    HostPhase::Staged
+                } else {
+                    self.note(now, format!("{host}: staging failed: {message}"));
+                    HostPhase::Failed { reason: message }
+                };
+                self.hosts.insert(host, p);
+            }
+            ("stop", Some(HostPhase::Stopping { .. })) => {
+                let p = if ok {
+                    HostPhase::Stopped
+                } else {
+                    self.note(
+                        now,
+                        format!("{host}: stopping the old release failed: {message}"),
+                    );
+                    // It may still run the old release: a rollback
+                    // starts it again either way.
+                    self.degraded.push(host.clone());
+                    HostPhase::Failed {
+                        reason: format!("stop failed: {message}"),
+                    }
+                };
+                self.hosts.insert(host, p);
+            }
+            ("activate", Some(HostPhase::Activating { .. })) => {
+                let p = if ok {
+                    self.note(now, format!("{host}: runs {}", self.release_id));
+                    HostPhase::Done { at_ms: now }
+                } else {
+                    if self.strategy == StrategyKind::Recreate
+                        && self.from.get(&host).is_some_and(Option::is_some)
+                    {
+                        // Its old release was stopped first: a
+                        // rollback must start it again.
+                        self.note(now, format!("{host}: start failed: {message}"));
+                        self.degraded.push(host.clone());
+                    } else {
+                        self.note(
+                            now,
+                            format!("{host}: swap failed, still on its old release: {message}"),
+                        );
+                    }
+                    HostPhase::Failed { reason: message }
+                };
+                self.hosts.insert(host, p);
+            }
+            ("activate", Some(HostPhase::RollingBack)) if !ok => {
+                // The swap failed on its own: the host never left
+                // its old release. The revert (queued behind it)
+                // will answer too.
+            }
+            ("revert", Some(HostPhase::RollingBack)) => {
+                let p = if ok {
+                    self.note(
+                        now,
+                        format!(
+                            "{host}: back on {}",
+                            self.from
+                                .get(&host)
+                                .cloned()
+                                .flatten()
+                                .unwrap_or_else(|| "nothing (stopped)".into())
+                        ),
+                    );
+                    HostPhase::RolledBack
+                } else {
+                    self.note(now, format!("{host}: rollback failed: {message}"));
+                    HostPhase::RollbackFailed { reason: message }
+                };
+                self.hosts.insert(host, p);
+            }
+            _ => {}
+        }
     }
 
     /// Moves to the next phase when the current one is complete.
@@ -1711,6 +1756,52 @@ mod tests {
         reverted.sort();
         assert_eq!(reverted, vec!["web-1", "web-2", "web-3"]);
         assert!(matches!(r.phase, Phase::RollingBack { .. }));
+    }
+
+    #[test]
+    fn results_applied_together_end_where_results_applied_one_by_one_end() {
+        // Some stagings fail (max_failed tolerates one), the rest go on.
+        let extra = "[strategy]\nmax_unavailable = 2\n[rollback]\nmax_failed = 1\n";
+        let (mut one, mut all) = (rollout(extra, 6), rollout(extra, 6));
+        let mut q1 = one.step(Event::Start, 0);
+        let mut q2 = all.step(Event::Start, 0);
+        let mut now = 1;
+        while !q1.is_empty() || !q2.is_empty() {
+            let answer = |e: &Effect| match ok(e) {
+                Event::Result {
+                    host,
+                    command_id,
+                    message,
+                    ..
+                } => Event::Result {
+                    ok: host != "web-4",
+                    host,
+                    command_id,
+                    message,
+                },
+                ev => ev,
+            };
+            let evs1: Vec<Event> = q1.drain(..).map(|e| answer(&e)).collect();
+            let evs2: Vec<Event> = q2.drain(..).map(|e| answer(&e)).collect();
+            for ev in evs1 {
+                q1.extend(one.step(ev, now));
+            }
+            q2 = all.step_all(evs2, now);
+            assert_eq!(
+                q1.iter()
+                    .map(|e| e.command_id().to_string())
+                    .collect::<Vec<_>>(),
+                q2.iter()
+                    .map(|e| e.command_id().to_string())
+                    .collect::<Vec<_>>(),
+                "the same commands next"
+            );
+            assert_eq!(one.phase, all.phase);
+            assert_eq!(one.hosts, all.hosts);
+            now += 1;
+        }
+        assert_eq!(all.phase, Phase::Succeeded);
+        assert!(matches!(all.hosts["web-4"], HostPhase::Failed { .. }));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
-use cutover_common::labels::Selector;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -207,14 +206,7 @@ impl Metrics {
 
     /// Refreshes the gauges from the live state, then encodes everything.
     pub async fn render(&self, app: &Arc<App>) -> String {
-        let mut by_state: std::collections::BTreeMap<&str, i64> = ["enrolled", "ready", "lost"]
-            .into_iter()
-            .map(|s| (s, 0))
-            .collect();
-        for v in app.fleet.list(&Selector::default()) {
-            *by_state.entry(v.state.as_str()).or_default() += 1;
-        }
-        for (state, n) in by_state {
+        for (state, n) in app.fleet.count_by_state() {
             self.hosts
                 .get_or_create(&StateLabel {
                     state: state.into(),

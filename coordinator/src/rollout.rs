@@ -12,7 +12,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use cutover_common::deploy::{ArtifactSpec, DeploySpec};
-use cutover_common::labels::Selector;
 use cutover_common::time::now_ms;
 use cutover_proto::v1 as pb;
 use sha2::{Digest, Sha256};
@@ -118,20 +117,19 @@ impl Job {
 
 /// The fleet as the planner sees it.
 pub fn candidates(app: &App, service: &str) -> Vec<Candidate> {
-    app.fleet
-        .list(&Selector::default())
-        .into_iter()
-        .map(|v| Candidate {
-            labels: v.record.labels(),
-            ready: v.state.as_str() == "ready" && v.session_id.is_some(),
-            active_release: v
-                .services
-                .iter()
-                .find(|s| s.service == service && !s.active_release.is_empty())
+    let mut out = app
+        .fleet
+        .map_hosts(|record, state, session, services| Candidate {
+            labels: record.labels(),
+            ready: state.as_str() == "ready" && session,
+            active_release: services
+                .get(service)
+                .filter(|s| !s.active_release.is_empty())
                 .map(|s| s.active_release.clone()),
-            host: v.record.id,
-        })
-        .collect()
+            host: record.id.clone(),
+        });
+    out.sort_by(|a, b| a.host.cmp(&b.host));
+    out
 }
 
 /// The blue/green group serving `service` now, from its newest blue/green
@@ -142,8 +140,11 @@ pub async fn live_group(app: &App, service: &str) -> Result<Option<String>, Stor
         .store
         .call(move |c| store::list_deployments(c, &svc, 200))
         .await?;
+    // Only rollouts that decided a group are parsed (a stored rollout of
+    // 10,000 hosts is about a megabyte of JSON), newest first.
     Ok(rows
         .iter()
+        .filter(|d| d.rollout_json.contains("\"live_group_after\":\""))
         .filter_map(|d| serde_json::from_str::<Rollout>(&d.rollout_json).ok())
         .find_map(|r| r.live_group_after))
 }
@@ -488,7 +489,7 @@ async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect], sent: &mut 
         let msg = pb::CoordinatorMessage {
             body: Some(pb::coordinator_message::Body::Command(cmd)),
         };
-        let _ = tx.send(msg).await;
+        let _ = tx.send(Box::new(msg)).await;
     }
 }
 
@@ -519,18 +520,16 @@ fn samples(
     service: &str,
     hosts: &[(String, Option<String>)],
 ) -> crate::analysis::Samples {
-    let views = app.fleet.list(&Selector::default());
+    let mut reports: HashMap<&str, pb::HealthReport> = HashMap::new();
+    app.fleet
+        .each_service(hosts.iter().map(|(h, _)| h.as_str()), service, |h, s| {
+            if let Some(r) = &s.health {
+                reports.insert(h, r.clone());
+            }
+        });
     let mut out = crate::analysis::Samples::default();
     for (host, release) in hosts {
-        let Some(v) = views.iter().find(|v| &v.record.id == host) else {
-            continue;
-        };
-        let Some(h) = v
-            .services
-            .iter()
-            .find(|s| s.service == service)
-            .and_then(|s| s.health.as_ref())
-        else {
+        let Some(h) = reports.get(host.as_str()) else {
             continue;
         };
         // Only reports of the release this group is meant to run.
@@ -576,22 +575,24 @@ fn analyse(app: &App, r: &Rollout, batch: usize) -> crate::analysis::Report {
 
 /// Health reports that say a host that took the new release degraded.
 fn degraded(app: &App, r: &Rollout) -> Vec<(String, String)> {
-    let views = app.fleet.list(&Selector::default());
-    r.hosts
-        .iter()
-        .filter_map(|(h, p)| {
-            let HostPhase::Done { at_ms } = p else {
-                return None;
-            };
-            let v = views.iter().find(|v| &v.record.id == h)?;
-            let s = v.services.iter().find(|s| s.service == r.service)?;
-            let health = s.health.as_ref()?;
-            (health.release == r.release_id
-                && health.at_ms > at_ms + 1000
-                && matches!(health.status.as_str(), "unhealthy" | "down"))
-            .then(|| (h.clone(), health.status.clone()))
-        })
-        .collect()
+    let done = r.hosts.iter().filter_map(|(h, p)| match p {
+        HostPhase::Done { at_ms } => Some((h.as_str(), *at_ms)),
+        _ => None,
+    });
+    let done: HashMap<&str, i64> = done.collect();
+    let mut out = Vec::new();
+    app.fleet
+        .each_service(done.keys().copied(), &r.service, |h, s| {
+            if let Some(health) = &s.health
+                && health.release == r.release_id
+                && health.at_ms > done[h] + 1000
+                && matches!(health.status.as_str(), "unhealthy" | "down")
+            {
+                out.push((h.to_string(), health.status.clone()));
+            }
+        });
+    out.sort();
+    out
 }
 
 async fn run(
@@ -649,36 +650,30 @@ async fn run(
                 // Every result already waiting is applied before the one
                 // store write below: with thousands of hosts answering at
                 // once, one write per batch instead of one per host.
-                let mut out = apply(&mut r, Event::Result {
+                let as_event = |host, res: pb::CommandResult| Event::Result {
                     host,
                     command_id: res.command_id,
                     ok: res.ok,
                     message: res.message,
-                });
-                let mut n = 1;
-                while n < 4096
+                };
+                let mut evs = vec![as_event(host, res)];
+                while evs.len() < 4096
                     && let Ok((host, res)) = results.try_recv()
                 {
-                    out.extend(apply(&mut r, Event::Result {
-                        host,
-                        command_id: res.command_id,
-                        ok: res.ok,
-                        message: res.message,
-                    }));
-                    n += 1;
+                    evs.push(as_event(host, res));
+                }
+                // Recorded together, advanced once (see `Rollout::step_all`).
+                let before = r.phase.name();
+                let out = r.step_all(evs, now_ms());
+                if r.phase.name() != before {
+                    tracing::info!(deployment = %r.id, service = %r.service, phase = r.phase.name(), "rollout transition");
                 }
                 out
             }
             // Cancel-safe: interval ticks are not lost by being dropped.
             _ = tick.tick() => {
                 let mut out = Vec::new();
-                let lost: Vec<String> = app
-                    .fleet
-                    .list(&Selector::default())
-                    .into_iter()
-                    .filter(|v| v.state.as_str() == "lost" && r.hosts.contains_key(&v.record.id))
-                    .map(|v| v.record.id)
-                    .collect();
+                let lost = app.fleet.lost_among(r.hosts.keys().map(String::as_str));
                 for host in lost {
                     out.extend(apply(&mut r, Event::Lost { host }));
                 }

@@ -409,11 +409,17 @@ async fn reap_loop(app: Arc<App>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        for rec in app.fleet.reap(now_ms()) {
-            tracing::warn!(host = %rec.id, timeout = ?app.cfg.host_timeout, "host lost: no heartbeat");
-            if let Err(e) = app.store.call(move |c| store::update_host(c, &rec)).await {
-                tracing::error!(error = %cutover_common::error_chain(&e), "persisting lost host failed");
-            }
+        let lost: Vec<store::BatchedWrite> = app
+            .fleet
+            .reap(now_ms())
+            .into_iter()
+            .map(|rec| {
+                tracing::warn!(host = %rec.id, timeout = ?app.cfg.host_timeout, "host lost: no heartbeat");
+                store::BatchedWrite::Host(rec)
+            })
+            .collect();
+        if let Err(e) = app.store.write_all(lost).await {
+            tracing::error!(error = %cutover_common::error_chain(&e), "persisting lost hosts failed");
         }
     }
 }

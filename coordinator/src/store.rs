@@ -35,6 +35,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store task failed")]
     Join(#[from] tokio::task::JoinError),
+    #[error("store write failed: {0}")]
+    Batch(String),
 }
 
 fn migrations() -> Migrations<'static> {
@@ -404,6 +406,84 @@ impl Outcome {
 #[derive(Clone)]
 pub struct Store {
     conn: Arc<Mutex<Connection>>,
+    batched: std::sync::mpsc::Sender<(BatchedWrite, Waiter)>,
+}
+
+/// A frequent small write that may share a transaction (and its fsync)
+/// with others queued at the same moment: group commit. Thousands of agents
+/// answering a rollout at once, or reconnecting after a restart, would
+/// otherwise each pay a commit and a blocking thread of their own.
+#[derive(Debug)]
+pub enum BatchedWrite {
+    /// [`command_result`].
+    CommandResult {
+        host: String,
+        id: String,
+        ok: bool,
+        message: String,
+        result_json: String,
+        finished_at: i64,
+    },
+    /// [`update_host`].
+    Host(HostRecord),
+}
+
+type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Writes queued at most in one transaction.
+const MAX_BATCH: usize = 4096;
+
+/// The group-commit writer: takes what is queued, writes it in one
+/// transaction, then tells every caller. Ends when the store is dropped.
+fn batch_writer(
+    conn: Arc<Mutex<Connection>>,
+    rx: std::sync::mpsc::Receiver<(BatchedWrite, Waiter)>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+        if batch.len() > 1 && write_batch(&mut c, batch.iter().map(|(w, _)| w)).is_ok() {
+            for (_, waiter) in batch {
+                let _ = waiter.send(Ok(()));
+            }
+            continue;
+        }
+        // Alone, or the batch failed: each on its own, so that one bad
+        // write fails only its own caller.
+        for (w, waiter) in batch {
+            let r = write_batch(&mut c, std::iter::once(&w))
+                .map_err(|e| cutover_common::error_chain(&e));
+            let _ = waiter.send(r);
+        }
+    }
+}
+
+fn write_batch<'a>(
+    c: &mut Connection,
+    writes: impl Iterator<Item = &'a BatchedWrite>,
+) -> Result<(), StoreError> {
+    let tx = c.transaction()?;
+    for w in writes {
+        match w {
+            BatchedWrite::CommandResult {
+                host,
+                id,
+                ok,
+                message,
+                result_json,
+                finished_at,
+            } => command_result(&tx, host, id, *ok, message, result_json, *finished_at)?,
+            BatchedWrite::Host(h) => update_host(&tx, h)?,
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 impl std::fmt::Debug for Store {
@@ -447,9 +527,40 @@ impl Store {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
         }
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        let conn = Arc::new(Mutex::new(conn));
+        let (batched, rx) = std::sync::mpsc::channel();
+        let c = conn.clone();
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || batch_writer(c, rx))
+            .map_err(|e| StoreError::Batch(format!("starting the store writer: {e}")))?;
+        Ok(Self { conn, batched })
+    }
+
+    /// Writes `w` durably (committed with `synchronous=FULL`), sharing the
+    /// transaction with whatever else is queued at the same moment.
+    pub async fn write(&self, w: BatchedWrite) -> Result<(), StoreError> {
+        self.write_all(vec![w]).await
+    }
+
+    /// Writes every one of `ws` durably, queued at once so that they share
+    /// transactions; the first error, if any.
+    pub async fn write_all(&self, ws: Vec<BatchedWrite>) -> Result<(), StoreError> {
+        let stopped = || StoreError::Batch("the store writer has stopped".into());
+        let mut waiting = Vec::with_capacity(ws.len());
+        for w in ws {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.batched.send((w, tx)).map_err(|_| stopped())?;
+            waiting.push(rx);
+        }
+        let mut result = Ok(());
+        for rx in waiting {
+            let r = rx.await.map_err(|_| stopped())?.map_err(StoreError::Batch);
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
     }
 
     /// Runs `f` with the connection on the blocking pool.
@@ -870,6 +981,64 @@ mod tests {
             Ok(())
         })
         .unwrap();
+    }
+
+    fn result(id: &str) -> BatchedWrite {
+        BatchedWrite::CommandResult {
+            host: "a".into(),
+            id: id.into(),
+            ok: true,
+            message: "done".into(),
+            result_json: "{}".into(),
+            finished_at: 5,
+        }
+    }
+
+    fn stored_results(s: &Store) -> i64 {
+        s.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0))?))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_queued_together_share_a_commit_and_all_land() {
+        let (_d, s) = store();
+        s.with(|c| {
+            insert_token(c, &token(1, 100))?;
+            enroll_with_token(c, "t1", "h", &host("a"), 1)?.unwrap();
+            Ok(())
+        })
+        .unwrap();
+        let mut writes: Vec<BatchedWrite> = (0..2000).map(|i| result(&format!("c{i}"))).collect();
+        let mut a = host("a");
+        a.state = "ready".into();
+        writes.push(BatchedWrite::Host(a));
+        s.write_all(writes).await.unwrap();
+        assert_eq!(stored_results(&s), 2000);
+        let hosts = s.with(|c| list_hosts(c)).unwrap();
+        assert_eq!(hosts[0].state, "ready");
+    }
+
+    #[tokio::test]
+    async fn one_bad_write_fails_only_its_own_caller() {
+        let (_d, s) = store();
+        s.with(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER refuse BEFORE INSERT ON commands WHEN NEW.id = 'bad'
+                 BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        // Queued at once, so the three land in one batch first.
+        let (x, y, z) = tokio::join!(
+            s.write(result("ok-1")),
+            s.write(result("bad")),
+            s.write(result("ok-2"))
+        );
+        assert!(x.is_ok() && z.is_ok(), "{x:?} {z:?}");
+        let e = y.unwrap_err().to_string();
+        assert!(e.contains("refused by test"), "{e}");
+        assert_eq!(stored_results(&s), 2);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use cutover_agent::enroll::{EnrollRequest, enroll};
 use cutover_agent::identity::IdentityFiles;
-use cutover_bench::{arg, machine, rss_kib, write_results};
+use cutover_bench::{arg, cpu_seconds, machine, rss_kib, write_results};
 use cutover_common::tls::{self, ChannelOptions};
 use cutover_proto::v1 as pb;
 use cutover_tests::{Cluster, CoordinatorOptions, poll};
@@ -72,19 +72,30 @@ fn worker() -> anyhow::Result<()> {
                 let _p = sem.acquire().await;
                 let host = format!("sim-{i:05}");
                 let files = IdentityFiles::new(&dir.join(&host));
-                if !files.exists() {
-                    enroll(
+                // A connection refused while thousands enroll at once is
+                // tried again, as an agent's service manager would restart it.
+                let mut attempt = 0;
+                while !files.exists() {
+                    attempt += 1;
+                    let r = enroll(
                         &files,
                         EnrollRequest {
-                            coordinator: url,
-                            token,
-                            ca_fingerprint: fp,
+                            coordinator: url.clone(),
+                            token: token.clone(),
+                            ca_fingerprint: fp.clone(),
                             host_id: host.clone(),
                         },
                         ChannelOptions::default(),
                     )
-                    .await
-                    .map_err(|e| anyhow::anyhow!("enrolling {host}: {e}"))?;
+                    .await;
+                    match r {
+                        Ok(_) => {}
+                        Err(e) if attempt < 5 && e.to_string().contains("transport error") => {
+                            tokio::time::sleep(std::time::Duration::from_millis(200 * attempt))
+                                .await;
+                        }
+                        Err(e) => anyhow::bail!("enrolling {host}: {e}"),
+                    }
                 }
                 anyhow::Ok((host, files))
             }));
@@ -335,6 +346,13 @@ fn driver() -> anyhow::Result<()> {
         "service = \"sim\"\n[run]\ncommand = [\"bin/sim\"]\n[strategy]\nkind = \"recreate\"\n[targets]\nselector = \"role=sim\"\n",
     )?;
     let sha = "0".repeat(64);
+    // CPU time of the coordinator and of the simulated agents over the
+    // rollout: they share this machine's cores.
+    let worker_cpu = |ws: &[Child]| -> f64 { ws.iter().filter_map(|w| cpu_seconds(w.id())).sum() };
+    let (coord_cpu0, workers_cpu0) = (
+        cpu_seconds(coord_pid()).unwrap_or(0.0),
+        worker_cpu(&workers),
+    );
     let submitted = now_ms();
     let r = c.cutover(&[
         "deploy",
@@ -349,6 +367,12 @@ fn driver() -> anyhow::Result<()> {
     ]);
     let rollout_ms = now_ms() - submitted;
     anyhow::ensure!(r.ok, "deployment failed:\n{}\n{}", r.stdout, r.stderr);
+    let coord_cpu = cpu_seconds(coord_pid()).unwrap_or(0.0) - coord_cpu0;
+    let workers_cpu = worker_cpu(&workers) - workers_cpu0;
+    println!(
+        "CPU over the rollout: coordinator {coord_cpu:.2} s ({:.0} us per agent), simulated agents {workers_cpu:.2} s",
+        coord_cpu * 1e6 / total as f64
+    );
     let mut lat: Vec<i64> = events
         .lock()
         .unwrap()
@@ -393,6 +417,7 @@ fn driver() -> anyhow::Result<()> {
         "by_agents": by_step,
         "fanout_ms": {"agents": total, "p50": p50, "p99": p99, "max": max},
         "recreate_rollout_ms": rollout_ms,
+        "rollout_cpu_s": {"coordinator": coord_cpu, "simulated_agents": workers_cpu},
         "reconnect_after_kill_s": reconnect.as_secs_f64(),
         "coordinator_restart_s": up.as_secs_f64(),
         "targets": {"kib_per_agent_max": 40, "fanout_p99_ms_max": 100, "reconnect_s_max": 10},

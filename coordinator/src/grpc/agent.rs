@@ -72,7 +72,7 @@ fn hello_info(h: &pb::Hello, peer: &PeerInfo) -> Result<HelloInfo, String> {
 }
 
 async fn persist(app: &App, rec: HostRecord) {
-    if let Err(e) = app.store.call(move |c| store::update_host(c, &rec)).await {
+    if let Err(e) = app.store.write(store::BatchedWrite::Host(rec)).await {
         tracing::error!(error = %cutover_common::error_chain(&e), "persisting host state failed");
     }
 }
@@ -128,7 +128,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             }
         };
         let session_id = hex::encode(rand::random::<[u8; 8]>());
-        let (tx, rx) = mpsc::channel::<pb::CoordinatorMessage>(64);
+        let (tx, rx) = mpsc::channel::<Box<pb::CoordinatorMessage>>(64);
         let cancel = self.shutdown.child_token();
         let handle = SessionHandle {
             id: session_id.clone(),
@@ -163,7 +163,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             })),
         };
         // The channel is new and empty: this cannot fail for lack of room.
-        let _ = tx.try_send(welcome);
+        let _ = tx.try_send(Box::new(welcome));
         tokio::spawn(run_session(
             self.app.clone(),
             cert_host,
@@ -173,7 +173,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             cancel,
             hello.unacked_results,
         ));
-        let out: OutStream = Box::pin(ReceiverStream::new(rx).map(Ok));
+        let out: OutStream = Box::pin(ReceiverStream::new(rx).map(|m| Ok(*m)));
         Ok(Response::new(out))
     }
 }
@@ -189,15 +189,15 @@ async fn run_session(
     host: String,
     session_id: String,
     mut inbound: Streaming<pb::AgentMessage>,
-    tx: mpsc::Sender<pb::CoordinatorMessage>,
+    tx: crate::fleet::SessionTx,
     cancel: CancellationToken,
     unacked: Vec<pb::CommandResult>,
 ) {
     // Results the agent kept while disconnected: store and ack each (the
     // response stream is being read by now, so sends cannot deadlock).
     for r in unacked {
-        if let Some(ack) = record_result(&app, &host, r).await
-            && tx.send(ack).await.is_err()
+        if let Some(ack) = Box::pin(record_result(&app, &host, r)).await
+            && tx.send(Box::new(ack)).await.is_err()
         {
             return;
         }
@@ -212,7 +212,7 @@ async fn run_session(
             // Cancel-safe: interval ticks are not lost by being dropped.
             _ = heartbeat.tick() => {
                 let hb = msg(pb::coordinator_message::Body::Heartbeat(pb::Heartbeat { sent_at_ms: now_ms() }));
-                if tx.send(hb).await.is_err() {
+                if tx.send(Box::new(hb)).await.is_err() {
                     break "agent stopped reading";
                 }
             }
@@ -221,10 +221,13 @@ async fn run_session(
                 Ok(Some(m)) => {
                     if let Some(rec) = app.fleet.heard(&host, &session_id, now_ms()) {
                         tracing::info!(host = %host, "host is back");
-                        persist(&app, rec).await;
+                        Box::pin(persist(&app, rec)).await;
                     }
-                    if let Some(reply) = handle(&app, &host, m).await
-                        && tx.send(reply).await.is_err()
+                    // Boxed, like the other awaits here: the task lives as
+                    // long as the session, and an inline future would make
+                    // it as large as the largest one, for every agent.
+                    if let Some(reply) = Box::pin(handle(&app, &host, m)).await
+                        && tx.send(Box::new(reply)).await.is_err()
                     {
                         break "agent stopped reading";
                     }
@@ -235,7 +238,7 @@ async fn run_session(
         }
     };
     if let Some(rec) = app.fleet.session_closed(&host, &session_id) {
-        persist(&app, rec).await;
+        Box::pin(persist(&app, rec)).await;
     }
     tracing::info!(host = %host, session = %session_id, reason, "host session closed");
 }
@@ -258,11 +261,15 @@ async fn record_result(
     })
     .to_string();
     let finished = r.finished_at_ms;
-    if let Err(e) = app
-        .store
-        .call(move |c| store::command_result(c, &h, &id, ok, &message, &json, finished))
-        .await
-    {
+    let w = store::BatchedWrite::CommandResult {
+        host: h,
+        id,
+        ok,
+        message,
+        result_json: json,
+        finished_at: finished,
+    };
+    if let Err(e) = app.store.write(w).await {
         // Not acked: the agent will send it again.
         tracing::error!(error = %cutover_common::error_chain(&e), "storing a command result failed");
         return None;

@@ -269,9 +269,9 @@ impl pb::control_service_server::ControlService for ControlSvc {
             .await;
         let id = cmd.command_id.clone();
         if tx
-            .send(pb::CoordinatorMessage {
+            .send(Box::new(pb::CoordinatorMessage {
                 body: Some(pb::coordinator_message::Body::Command(cmd)),
-            })
+            }))
             .await
             .is_err()
         {
