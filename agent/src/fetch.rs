@@ -164,7 +164,7 @@ fn copy_file(
         hasher.update(&buf[..n]);
         out.write_all(&buf[..n]).map_err(io_err(partial))?;
     }
-    out.sync_all().map_err(io_err(partial))?;
+    crate::sys::blocking(|| out.sync_all()).map_err(io_err(partial))?;
     Ok((total, hex::encode(hasher.finalize())))
 }
 
@@ -242,7 +242,7 @@ async fn download(a: &Artifact, partial: &Path) -> Result<(u64, String), FetchEr
         hasher.update(&chunk);
         out.write_all(&chunk).map_err(io_err(partial))?;
     }
-    out.sync_all().map_err(io_err(partial))?;
+    crate::sys::blocking(|| out.sync_all()).map_err(io_err(partial))?;
     Ok((total, hex::encode(hasher.finalize())))
 }
 

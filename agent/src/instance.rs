@@ -245,6 +245,7 @@ impl Instance {
                 Err(e) => format!("wait failed: {e}"),
             };
             let _ = tx.send(Some(Exit { description: desc }));
+            crate::runtime::wake_supervision();
         });
         Ok(Instance {
             record: InstanceRecord {
@@ -288,6 +289,7 @@ impl Instance {
             let _ = tx.send(Some(Exit {
                 description: "exited".into(),
             }));
+            crate::runtime::wake_supervision();
         });
         Some(Instance {
             record: record.clone(),

@@ -43,11 +43,8 @@ impl Journal {
         let p = self
             .path(&e.command.id)
             .ok_or_else(|| std::io::Error::other("invalid command id"))?;
-        cutover_common::fsutil::write_atomic(
-            &p,
-            &serde_json::to_vec(e).expect("serializable"),
-            0o600,
-        )
+        let bytes = serde_json::to_vec(e).expect("serializable");
+        crate::sys::blocking(|| cutover_common::fsutil::write_atomic(&p, &bytes, 0o600))
     }
 
     /// Records a command before acting on it.

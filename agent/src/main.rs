@@ -13,11 +13,14 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     cutover_common::logging::init("info");
-    // Two workers: state is written with fsync from async code, and a slow
-    // disk must not hold up heartbeats (with one thread it did: the session
-    // was declared dead during a drain on a busy machine).
+    // One worker: an idle agent wakes as rarely as it can. State is written
+    // with fsync from async code, always through `sys::blocking`, which
+    // hands the worker's other tasks (heartbeats) to another thread while
+    // the disk is slow. (A current-thread runtime cannot do that: with it a
+    // drain on a busy machine once stalled heartbeats long enough for the
+    // coordinator to drop the session.)
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
     {
@@ -27,7 +30,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(cli::run(cli)) {
+    // Spawned, not run by `block_on` on this thread: then everything runs
+    // on the one worker, and a timer never has to wake a second thread.
+    let run = rt.block_on(async {
+        tokio::spawn(cli::run(cli))
+            .await
+            .unwrap_or_else(|e| Err(anyhow::anyhow!("the agent task failed: {e}")))
+    });
+    match run {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             let chain = cutover_common::join_chain(e.chain().map(|c| c.to_string()));

@@ -269,24 +269,37 @@ pub fn start(probe: Probe, ctx: Context) -> Running {
         tokio::time::sleep(p.initial_delay).await;
         let mut tick = tokio::time::interval(p.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // A notify check looks at what the app said: it is re-checked the
-        // moment the app says something, and otherwise only on its tick
-        // (no polling an idle app).
+        // A notify check looks only at what the app said: after the first
+        // check it is re-checked the moment the app says something, and
+        // never on a timer (an idle agent must not wake for nothing). If the
+        // instance's notify socket goes away, the tick takes over.
         let mut said = ctx.notify.clone();
-        let on_notify = matches!(p.check, cutover_common::service::Check::Notify {});
+        let mut on_notify = matches!(p.check, cutover_common::service::Check::Notify {});
+        let mut first = true;
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                r = said.changed(), if on_notify => {
-                    if r.is_err() {
-                        // The instance's notify socket is gone: tick only.
-                        tick.tick().await;
-                    }
+            if std::mem::take(&mut first) {
+                tick.tick().await;
+            } else if on_notify {
+                if said.changed().await.is_err() {
+                    on_notify = false;
                 }
+            } else {
+                tick.tick().await;
             }
             let o = check(&p.check, &ctx, p.timeout).await;
             let now = Instant::now();
-            tx.send_modify(|s| s.record(o, p.success_threshold, p.failure_threshold, now));
+            let verdict = |s: &ProbeStatus| (s.passing, s.failing(p.failure_threshold));
+            let mut changed = false;
+            tx.send_modify(|s| {
+                let before = verdict(s);
+                s.record(o, p.success_threshold, p.failure_threshold, now);
+                changed = verdict(s) != before;
+            });
+            if changed {
+                // Supervision acts on it (a liveness replacement) and
+                // publishes it (the coordinator's rollback waits on it).
+                crate::runtime::wake_supervision();
+            }
         }
     });
     Running {

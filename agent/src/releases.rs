@@ -208,12 +208,8 @@ impl ServiceDir {
             })?
             .map_err(io(&dest))?;
         let mf = self.manifest_file(id);
-        fsutil::write_atomic(
-            &mf,
-            &serde_json::to_vec(&manifest).expect("serializable"),
-            0o644,
-        )
-        .map_err(io(&mf))?;
+        let bytes = serde_json::to_vec(&manifest).expect("serializable");
+        crate::sys::blocking(|| fsutil::write_atomic(&mf, &bytes, 0o644)).map_err(io(&mf))?;
         let meta = ReleaseMeta {
             release_id: id.into(),
             version: version.into(),
@@ -222,12 +218,9 @@ impl ServiceDir {
             staged_at_ms: cutover_common::time::now_ms(),
         };
         let marker = self.marker(id);
-        fsutil::write_atomic(
-            &marker,
-            &serde_json::to_vec_pretty(&meta).expect("serializable"),
-            0o644,
-        )
-        .map_err(io(&marker))?;
+        let bytes = serde_json::to_vec_pretty(&meta).expect("serializable");
+        crate::sys::blocking(|| fsutil::write_atomic(&marker, &bytes, 0o644))
+            .map_err(io(&marker))?;
         let _ = fs::remove_file(&download);
         Ok(meta)
     }
@@ -252,7 +245,7 @@ impl ServiceDir {
                 let _ = fs::remove_file(&link);
             }
         }
-        fsutil::sync_dir(&self.root)
+        crate::sys::blocking(|| fsutil::sync_dir(&self.root))
     }
 
     /// Removes leftovers of interrupted staging.

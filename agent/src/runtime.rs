@@ -36,6 +36,8 @@ pub struct Runtime {
     ready_sent: std::sync::atomic::AtomicBool,
     /// When supervision last turned (the watchdog's evidence of life).
     last_tick_ms: std::sync::atomic::AtomicI64,
+    /// When the last command arrived (see [`Runtime::health_period`]).
+    last_command_ms: std::sync::atomic::AtomicI64,
 }
 
 /// How the runtime fits on this host: the address services bind, and the
@@ -124,6 +126,7 @@ impl Runtime {
             staging: Mutex::new(HashMap::new()),
             ready_sent: std::sync::atomic::AtomicBool::new(false),
             last_tick_ms: std::sync::atomic::AtomicI64::new(cutover_common::time::now_ms()),
+            last_command_ms: std::sync::atomic::AtomicI64::new(0),
         });
         for name in host.inherited.unclaimed() {
             tracing::warn!(fd_name = %name, "a socket systemd handed back belongs to no service here: closing it");
@@ -214,6 +217,10 @@ impl Runtime {
     /// Runs a command once: a repeated `command_id` gets the recorded (or
     /// in-flight) result.
     pub async fn submit(self: &Arc<Self>, cmd: Command) -> CommandResult {
+        self.last_command_ms.store(
+            cutover_common::time::now_ms(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let tx = match self.claim(&cmd.id) {
             Claim::Done(r) => return r,
             Claim::Wait(mut rx) => {
@@ -353,11 +360,10 @@ impl Runtime {
         if cmd.epoch > *seen {
             *seen = cmd.epoch;
             let path = self.shared.state_dir.join("journal").join("epochs.json");
-            if let Err(e) = cutover_common::fsutil::write_atomic(
-                &path,
-                &serde_json::to_vec(&*epochs).expect("serializable"),
-                0o600,
-            ) {
+            let bytes = serde_json::to_vec(&*epochs).expect("serializable");
+            if let Err(e) =
+                crate::sys::blocking(|| cutover_common::fsutil::write_atomic(&path, &bytes, 0o600))
+            {
                 tracing::error!(error = %e, "recording the fencing epoch failed");
             }
         }
@@ -447,6 +453,23 @@ impl Runtime {
         out
     }
 
+    /// How often to send health reports: every 2 s for 15 minutes after a
+    /// command (a deployment is on, and canary analysis compares the probe
+    /// samples the reports carry, on canaries and baseline hosts alike:
+    /// every target is staged first), every 5 s otherwise. Changes are
+    /// reported at once either way.
+    pub fn health_period(&self) -> Duration {
+        let since = cutover_common::time::now_ms()
+            - self
+                .last_command_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+        if since < 15 * 60 * 1000 {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(5)
+        }
+    }
+
     /// Resolves when a service's published health changed since the last
     /// call (a change before anyone waits is kept, not lost).
     pub async fn health_changed(&self) {
@@ -522,24 +545,44 @@ fn measure(rt: &Runtime, sys: &mut sysinfo::System) {
     }
 }
 
+/// Wakes supervision now: an instance exited, or a probe changed its
+/// verdict. Spurious wakes are harmless (a pass finds nothing to do).
+pub(crate) fn wake_supervision() {
+    SUPERVISE_NOW.notify_one();
+}
+
+static SUPERVISE_NOW: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
+
 async fn supervise(rt: std::sync::Weak<Runtime>) {
-    // Twice a second: crashes are also restarted with a backoff of at least
-    // a second, and a broken socket queues clients meanwhile.
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    // Once a second, and at once when an instance exits or a probe changes
+    // its verdict: an idle agent wakes rarely, a crash or a failing probe
+    // is handled without waiting for the tick. (Restarts wait out their
+    // backoff, at least a second, either way.)
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sys = sysinfo::System::new();
-    let mut n: u64 = 0;
+    let mut measured = tokio::time::Instant::now();
+    let mut pruned = tokio::time::Instant::now();
     loop {
-        tick.tick().await;
-        n += 1;
+        tokio::select! {
+            // Cancel-safe: interval ticks are not lost by being dropped.
+            _ = tick.tick() => {}
+            // Cancel-safe: a `Notified` dropped after `notify_one` passes
+            // the permit on.
+            _ = SUPERVISE_NOW.notified() => {}
+        }
         let Some(rt) = rt.upgrade() else { return };
         rt.last_tick_ms.store(
             cutover_common::time::now_ms(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        if n.is_multiple_of(4) {
+        if measured.elapsed() >= Duration::from_secs(2) {
+            measured = tokio::time::Instant::now();
             measure(&rt, &mut sys);
         }
-        if n.is_multiple_of(600) {
+        if pruned.elapsed() >= Duration::from_secs(300) {
+            pruned = tokio::time::Instant::now();
             rt.journal.prune(1000);
         }
         for h in rt.handles() {

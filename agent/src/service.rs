@@ -1121,8 +1121,8 @@ impl Service {
     pub async fn supervise(&mut self) {
         self.check_drift();
         self.passes = self.passes.wrapping_add(1);
-        // Housekeeping of the log files every 20th pass (about 10 s).
-        let housekeeping = self.passes % 20 == 1;
+        // Housekeeping of the log files every 10th pass (10 s or less).
+        let housekeeping = self.passes % 10 == 1;
         if housekeeping
             && let Some(a) = &self.active
             && let Ok(true) = rotate_log(

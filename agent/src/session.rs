@@ -267,8 +267,10 @@ async fn session(
     let mut cert_window = (info.not_before, info.not_after);
     let mut renew_at = instant_of(renew_time(cert_window.0, cert_window.1, cfg.renew_at));
     let mut pending: Option<PendingRenewal> = None;
-    let mut health_tick = tokio::time::interval(Duration::from_secs(2));
-    health_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Changes are reported at once (below); the periodic report refreshes
+    // the probe samples canary analysis compares (see
+    // `Runtime::health_period`).
+    let mut next_health = Instant::now();
 
     loop {
         let silence_deadline = last_heard + silence_limit;
@@ -296,14 +298,13 @@ async fn session(
                 // Progress is best-effort: never block the session on it.
                 let _ = tx.try_send(m);
             }
-            // Cancel-safe: interval ticks are not lost by being dropped.
-            // Every 2 s: reports carry the probe samples the canary analysis
-            // compares, which change with every check.
-            _ = health_tick.tick() => {
+            // Cancel-safe: sleeping holds no data.
+            _ = tokio::time::sleep_until(next_health) => {
                 let now: Vec<Health> = rt.health_now();
                 for h in &now {
                     let _ = tx.try_send(health_message(h));
                 }
+                next_health = Instant::now() + rt.health_period();
             }
             // Cancel-safe: a `Notified` dropped after `notify_one` passes
             // the permit on. A status change is reported at once: the
@@ -312,7 +313,7 @@ async fn session(
                 for h in &rt.health_now() {
                     let _ = tx.try_send(health_message(h));
                 }
-                health_tick.reset();
+                next_health = Instant::now() + rt.health_period();
             }
             // Cancel-safe: sleeping holds no data.
             _ = tokio::time::sleep_until(silence_deadline) => {

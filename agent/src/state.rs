@@ -49,11 +49,8 @@ impl ServiceState {
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        cutover_common::fsutil::write_atomic(
-            path,
-            &serde_json::to_vec_pretty(self).expect("serializable"),
-            0o644,
-        )
+        let bytes = serde_json::to_vec_pretty(self).expect("serializable");
+        crate::sys::blocking(|| cutover_common::fsutil::write_atomic(path, &bytes, 0o644))
     }
 }
 

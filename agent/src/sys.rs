@@ -156,6 +156,18 @@ pub fn take_inherited_fds(n: i32) -> Vec<OwnedFd> {
     out
 }
 
+/// Runs blocking file work (an fsync) from async code without stalling the
+/// runtime: on the multi-thread runtime the worker hands its other tasks
+/// (heartbeats, probes) to another thread meanwhile. Elsewhere (unit tests
+/// on a current-thread runtime, plain threads) it simply runs `f`.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,6 @@ fn main() -> anyhow::Result<()> {
     })?;
     c.add_agent("bench-1", "role=web", "")?;
     c.wait_state("bench-1", "ready", Duration::from_secs(30));
-    let pid = c.agent("bench-1").proc.as_ref().unwrap().child.id();
     let mut control = Control::connect(&c);
     let a = demo_tarball(c.dir.path(), "demo.tar");
     let port = free_port();
@@ -38,7 +37,15 @@ fn main() -> anyhow::Result<()> {
     let r = control.send("bench-1", activate("a0", "web", "r1"));
     anyhow::ensure!(r.ok, "activating: {}", r.message);
 
-    // Idle: connected, one service running, health reports flowing.
+    // Idle: connected, one service running, health reports flowing, no
+    // deployment going on. An agent reports health more often for 15
+    // minutes after a command (see `Runtime::health_period`), so it is
+    // restarted first: it takes its running service back, as after an
+    // upgrade, and has had no command since.
+    c.agent("bench-1").proc.as_mut().unwrap().kill();
+    c.start_agent("bench-1")?;
+    c.wait_state("bench-1", "ready", Duration::from_secs(30));
+    let pid = c.agent("bench-1").proc.as_ref().unwrap().child.id();
     std::thread::sleep(Duration::from_secs(5));
     let (rss0, cpu0, t0) = (
         rss_kib(pid).unwrap(),
