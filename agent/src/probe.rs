@@ -275,17 +275,14 @@ pub fn start(probe: Probe, ctx: Context) -> Running {
         // instance's notify socket goes away, the tick takes over.
         let mut said = ctx.notify.clone();
         let mut on_notify = matches!(p.check, cutover_common::service::Check::Notify {});
-        let mut first = true;
+        let mut checked = false;
         loop {
-            if std::mem::take(&mut first) {
+            if !(on_notify && checked) {
                 tick.tick().await;
-            } else if on_notify {
-                if said.changed().await.is_err() {
-                    on_notify = false;
-                }
-            } else {
-                tick.tick().await;
+            } else if said.changed().await.is_err() {
+                on_notify = false;
             }
+            checked = true;
             let o = check(&p.check, &ctx, p.timeout).await;
             let now = Instant::now();
             let verdict = |s: &ProbeStatus| (s.passing, s.failing(p.failure_threshold));

@@ -142,14 +142,7 @@ fn notify_probe() -> Probe {
 }
 
 fn bind_listener(addr: SocketAddr) -> std::io::Result<OwnedFd> {
-    let sock = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    sock.set_reuseaddr(true)?;
-    sock.bind(addr)?;
-    let l = sock.listen(4096)?.into_std()?;
+    let l = cutover_common::net::listen(addr, 4096)?.into_std()?;
     // Passed blocking, as systemd does.
     l.set_nonblocking(false)?;
     Ok(OwnedFd::from(l))

@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod identity;
 pub mod labels;
 pub mod logging;
+pub mod net;
 pub mod pki;
 pub mod sdnotify;
 pub mod service;

@@ -419,15 +419,6 @@ impl Fleet {
             .map(|s| (s.id.clone(), s.tx.clone()))
     }
 
-    /// The sending half of a host's live session.
-    pub fn sender(&self, host: &str) -> Option<SessionTx> {
-        self.lock()
-            .get(host)?
-            .session
-            .as_ref()
-            .map(|s| s.tx.clone())
-    }
-
     /// Number of live sessions.
     pub fn sessions(&self) -> usize {
         self.lock().values().filter(|e| e.session.is_some()).count()

@@ -575,11 +575,14 @@ fn analyse(app: &App, r: &Rollout, batch: usize) -> crate::analysis::Report {
 
 /// Health reports that say a host that took the new release degraded.
 fn degraded(app: &App, r: &Rollout) -> Vec<(String, String)> {
-    let done = r.hosts.iter().filter_map(|(h, p)| match p {
-        HostPhase::Done { at_ms } => Some((h.as_str(), *at_ms)),
-        _ => None,
-    });
-    let done: HashMap<&str, i64> = done.collect();
+    let done: HashMap<&str, i64> = r
+        .hosts
+        .iter()
+        .filter_map(|(h, p)| match p {
+            HostPhase::Done { at_ms } => Some((h.as_str(), *at_ms)),
+            _ => None,
+        })
+        .collect();
     let mut out = Vec::new();
     app.fleet
         .each_service(done.keys().copied(), &r.service, |h, s| {
@@ -604,14 +607,17 @@ async fn run(
     mut results: mpsc::UnboundedReceiver<(String, pb::CommandResult)>,
     view: watch::Sender<Rollout>,
 ) {
-    let apply = |r: &mut Rollout, ev: Event| {
+    // Results that arrive together are recorded together and the rollout
+    // advanced once (see `Rollout::step_all`).
+    let apply_all = |r: &mut Rollout, evs: Vec<Event>| {
         let before = r.phase.name();
-        let effects = r.step(ev, now_ms());
+        let effects = r.step_all(evs, now_ms());
         if r.phase.name() != before {
             tracing::info!(deployment = %r.id, service = %r.service, phase = r.phase.name(), "rollout transition");
         }
         effects
     };
+    let apply = |r: &mut Rollout, ev: Event| apply_all(r, vec![ev]);
     let mut sent = Sent::new();
     if fresh {
         let effects = apply(&mut r, Event::Start);
@@ -662,13 +668,7 @@ async fn run(
                 {
                     evs.push(as_event(host, res));
                 }
-                // Recorded together, advanced once (see `Rollout::step_all`).
-                let before = r.phase.name();
-                let out = r.step_all(evs, now_ms());
-                if r.phase.name() != before {
-                    tracing::info!(deployment = %r.id, service = %r.service, phase = r.phase.name(), "rollout transition");
-                }
-                out
+                apply_all(&mut r, evs)
             }
             // Cancel-safe: interval ticks are not lost by being dropped.
             _ = tick.tick() => {

@@ -181,10 +181,13 @@ impl Server {
         let tls =
             cutover_common::tls::server_config(&server_id, std::slice::from_ref(ca.cert_der()))?;
         let hosts = store.with(|c| store::list_hosts(c))?;
-        let listener = bind_listener(cfg.listen).map_err(|source| ServeError::Bind {
-            addr: cfg.listen,
-            source,
-        })?;
+        // A deep accept queue: after a coordinator restart the whole fleet
+        // reconnects at once.
+        let listener =
+            cutover_common::net::listen(cfg.listen, 8192).map_err(|source| ServeError::Bind {
+                addr: cfg.listen,
+                source,
+            })?;
         let local_addr = listener.local_addr().map_err(|source| ServeError::Bind {
             addr: cfg.listen,
             source,
@@ -422,18 +425,4 @@ async fn reap_loop(app: Arc<App>, shutdown: CancellationToken) {
             tracing::error!(error = %cutover_common::error_chain(&e), "persisting lost hosts failed");
         }
     }
-}
-
-/// The listening socket, with a deep accept queue: after a coordinator
-/// restart the whole fleet reconnects at once (the kernel caps it at
-/// `net.core.somaxconn`).
-fn bind_listener(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
-    let sock = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    sock.set_reuseaddr(true)?;
-    sock.bind(addr)?;
-    sock.listen(8192)
 }

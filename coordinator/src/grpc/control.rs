@@ -230,7 +230,7 @@ impl pb::control_service_server::ControlService for ControlSvc {
             cmd.command_id = format!("op-{}", hex::encode(rand::random::<[u8; 8]>()));
         }
         let kind = command_kind(&cmd);
-        let Some(tx) = self.app.fleet.sender(&r.host_id) else {
+        let Some((_, tx)) = self.app.fleet.session_sender(&r.host_id) else {
             return Err(Status::failed_precondition(format!(
                 "host `{}` has no live session",
                 r.host_id
