@@ -260,10 +260,11 @@ async fn main() {
     } else {
         Vec::new()
     };
+    let mut acceptors = Vec::new();
     for l in listeners {
         l.set_nonblocking(true).expect("nonblocking");
         let l = TcpListener::from_std(l).expect("tokio listener");
-        tokio::spawn(serve(l, state.clone(), stop_rx.clone()));
+        acceptors.push(tokio::spawn(serve(l, state.clone(), stop_rx.clone())));
     }
     if !args.never_ready {
         notify("READY=1");
@@ -291,6 +292,12 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(args.stop_delay_ms)).await;
     state.draining.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);
+    // Every acceptor has stopped before the open connections are counted: a
+    // connection accepted on another thread a moment ago is counted by now
+    // (else it could be cut when the process exits).
+    for a in acceptors {
+        let _ = a.await;
+    }
     let deadline = Instant::now() + Duration::from_millis(args.drain_timeout_ms);
     while state.open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
