@@ -3,5 +3,5 @@
 # Writes bench/results/agent-footprint.json. Options: --idle-secs N --swaps N
 set -eu
 cd "$(dirname "$0")/.."
-cargo build --release --bins -p cutover-agent -p cutover-coordinator -p cutover-tests -p cutover-bench
+. bench/build.sh
 exec target/release/bench-agent-footprint "$@"

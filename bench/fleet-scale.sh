@@ -6,7 +6,5 @@
 # --per-worker 2500
 set -eu
 cd "$(dirname "$0")/.."
-cargo build --release --bins -p cutover-agent -p cutover-coordinator -p cutover-tests -p cutover-bench
-
-
+. bench/build.sh
 exec target/release/bench-fleet-scale "$@"

@@ -5,5 +5,5 @@
 # --interval-ms 1000 --failure-threshold 3 --bad-after-ms 3000
 set -eu
 cd "$(dirname "$0")/.."
-cargo build --release --bins -p cutover-agent -p cutover-coordinator -p cutover-tests -p cutover-bench
+. bench/build.sh
 exec target/release/bench-rollback-time "$@"

@@ -5,5 +5,5 @@
 # Options: --hosts 20 --batch 4 --rounds 3 --ready-delay-ms 0
 set -eu
 cd "$(dirname "$0")/.."
-cargo build --release --bins -p cutover-agent -p cutover-coordinator -p cutover-tests -p cutover-bench
+. bench/build.sh
 exec target/release/bench-rolling-vs-ansible "$@"

@@ -6,5 +6,5 @@
 # --swaps 30 --steady-secs 20
 set -eu
 cd "$(dirname "$0")/.."
-cargo build --release --bins -p cutover-agent -p cutover-coordinator -p cutover-tests -p cutover-bench
+. bench/build.sh
 exec target/release/bench-swap-load "$@"

@@ -11,6 +11,7 @@ fn main() -> std::process::ExitCode {
     if args.get(1).map(String::as_str) == Some("exec-shim") {
         return std::process::ExitCode::from(cutover_agent::shim::run(&args[2..]) as u8);
     }
+    cutover_agent::sys::single_heap_arena();
     let cli = Cli::parse();
     cutover_common::logging::init("info");
     // One worker: an idle agent wakes as rarely as it can. State is written

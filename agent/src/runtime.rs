@@ -302,10 +302,14 @@ impl Runtime {
             tracing::error!(command = %cmd.id, error = %e, "journaling the result failed");
         }
         let _ = tx.send(Some(result.clone()));
-        self.inflight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&cmd.id);
+        let idle = {
+            let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+            inflight.remove(&cmd.id);
+            inflight.is_empty()
+        };
+        if idle {
+            crate::sys::trim_heap();
+        }
         result
     }
 

@@ -1,9 +1,10 @@
 //! Linux process and socket primitives the agent needs beyond std and tokio:
 //! pidfds (to hold on to a process without racing pid reuse, and to take a
 //! listening socket back from a running app), process-group signals, and
-//! listening-socket checks. Through rustix; the two `unsafe` calls (tokio's
-//! fd registration, and owning the descriptors systemd passed at start)
-//! live here, the only module of the agent allowed them.
+//! listening-socket checks. Through rustix; the `unsafe` calls (tokio's
+//! fd registration, owning the descriptors systemd passed at start, and
+//! glibc's `mallopt` and `malloc_trim`) live here, the only module of the agent allowed
+//! them.
 
 #![allow(unsafe_code)]
 
@@ -165,6 +166,37 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
+    }
+}
+
+/// One malloc arena for the whole process (glibc's `M_ARENA_MAX`). glibc
+/// gives each thread that contends for the heap an arena of its own, and
+/// memory freed in one arena is kept there: with the runtime's short-lived
+/// blocking threads (fsyncs, unpacking) an agent ended up with three or
+/// four arenas, each holding its own free pages. The agent has one worker
+/// thread, so there is next to no contention to avoid.
+pub fn single_heap_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called first thing
+    // in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Gives the heap's free pages back to the kernel (glibc's `malloc_trim`),
+/// in every allocator arena. Called when the agent goes idle: a swap
+/// allocates and frees in several threads' arenas, and without this the
+/// freed pages stay resident, so the agent's RSS crept up by a few hundred
+/// KiB over a thousand swaps although its heap in use did not grow
+/// (bench/agent-footprint.sh, BENCHMARKS.md). Takes microseconds on the
+/// agent's heap of a few hundred KiB.
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and shrinks glibc's own arenas under
+    // their locks; it has no preconditions and takes no pointers.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
