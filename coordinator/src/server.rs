@@ -223,13 +223,17 @@ impl Server {
         }
         let shutdown = CancellationToken::new();
         let (conn_tx, conn_rx) = mpsc::channel::<io::Result<PeerStream>>(128);
-        let accept = tokio::spawn(accept_loop(
+        let accept = spawn_acceptor(
             listener,
             TlsAcceptor::from(Arc::new(tls)),
             app.clone(),
             conn_tx,
             shutdown.clone(),
-        ));
+        )
+        .map_err(|source| ServeError::Bind {
+            addr: local_addr,
+            source,
+        })?;
         let reaper = tokio::spawn(reap_loop(app.clone(), shutdown.clone()));
         if let Some(addr) = app.cfg.metrics_listen {
             let l = crate::metrics::bind(addr)
@@ -301,12 +305,51 @@ impl Server {
     }
 }
 
+/// Runs [`accept_loop`] on a thread of its own (a one-thread runtime), and
+/// the TLS handshakes on the main runtime. When the whole fleet reconnects
+/// at once (after a coordinator restart), the main runtime's workers are
+/// busy with thousands of handshakes and sessions, and an accept loop
+/// among them was polled too rarely: the kernel's accept queue overflowed
+/// and dropped connections, which clients only retry after 1, 3, 7 s
+/// (bench/fleet-scale.sh counted 6,180 drops for 10k agents). Accepting
+/// is cheap; on its own thread it keeps the queue empty, and connections
+/// wait their handshake in the process instead.
+fn spawn_acceptor(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Arc<App>,
+    conns: mpsc::Sender<io::Result<PeerStream>>,
+    shutdown: CancellationToken,
+) -> io::Result<JoinHandle<()>> {
+    let listener = listener.into_std()?;
+    let main = tokio::runtime::Handle::current();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("accept".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(l) => accept_loop(l, acceptor, app, conns, shutdown, main).await,
+                    Err(e) => tracing::error!(error = %e, "cannot watch the listening socket"),
+                }
+            });
+            let _ = done_tx.send(());
+        })?;
+    Ok(tokio::spawn(async move {
+        let _ = done_rx.await;
+    }))
+}
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     app: Arc<App>,
     conns: mpsc::Sender<io::Result<PeerStream>>,
     shutdown: CancellationToken,
+    main: tokio::runtime::Handle,
 ) {
     let limit = Arc::new(Semaphore::new(app.cfg.limits.max_connections));
     // Connections without a client certificate (hosts enrolling) get a small
@@ -317,10 +360,12 @@ async fn accept_loop(
         // Cancel-safe: acquiring a permit or accepting loses nothing when dropped.
         let permit = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = conns.closed() => return,
             p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
         let (tcp, addr) = tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = conns.closed() => return,
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
@@ -331,13 +376,28 @@ async fn accept_loop(
             },
         };
         let _ = tcp.set_nodelay(true);
+        // Handed to the main runtime: deregistered here, registered there.
+        let tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(peer = %addr, error = %e, "accepted connection unusable");
+                continue;
+            }
+        };
         let (acceptor, app, conns, anonymous) = (
             acceptor.clone(),
             app.clone(),
             conns.clone(),
             anonymous.clone(),
         );
-        tokio::spawn(async move {
+        main.spawn(async move {
+            let tcp = match tokio::net::TcpStream::from_std(tcp) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(peer = %addr, error = %e, "accepted connection unusable");
+                    return;
+                }
+            };
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
