@@ -19,9 +19,14 @@ pub fn arg_u64(name: &str, default: u64) -> u64 {
 
 /// Resident memory of `pid`, in KiB (VmRSS).
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS")
+}
+
+/// A KiB figure of /proc/PID/status: `VmRSS`, `RssAnon`, `RssFile`...
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

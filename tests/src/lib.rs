@@ -144,7 +144,22 @@ pub fn agent_command(netns: Option<&str>) -> Command {
             c.args(["netns", "exec", ns]).arg(bin("cutover-agent"));
             c
         }
-        None => Command::new(bin("cutover-agent")),
+        None => wrapped("CUTOVER_TEST_AGENT_WRAPPER", "cutover-agent"),
+    }
+}
+
+/// `name`, run under the command in environment variable `var` if set. For
+/// profiling benchmarks: e.g. `valgrind --tool=massif
+/// --massif-out-file=/tmp/massif.out`.
+fn wrapped(var: &str, name: &str) -> Command {
+    match std::env::var(var) {
+        Ok(w) if !w.trim().is_empty() => {
+            let mut parts = w.split_whitespace();
+            let mut c = Command::new(parts.next().unwrap());
+            c.args(parts).arg(bin(name));
+            c
+        }
+        _ => Command::new(bin(name)),
     }
 }
 
@@ -303,17 +318,7 @@ impl Cluster {
             "coordinator-{}.log",
             Instant::now().elapsed().as_nanos()
         ));
-        // For profiling benchmarks: a command to run the coordinator under,
-        // e.g. `valgrind --tool=massif --massif-out-file=/tmp/massif.out`.
-        let mut cmd = match std::env::var("CUTOVER_TEST_COORDINATOR_WRAPPER") {
-            Ok(w) if !w.trim().is_empty() => {
-                let mut parts = w.split_whitespace();
-                let mut c = Command::new(parts.next().unwrap());
-                c.args(parts).arg(bin("cutover"));
-                c
-            }
-            _ => Command::new(bin("cutover")),
-        };
+        let mut cmd = wrapped("CUTOVER_TEST_COORDINATOR_WRAPPER", "cutover");
         let mut p = spawn_logged(cmd.args(["serve", "--config"]).arg(&self.config), &log)?;
         let addr = poll("coordinator to listen", Duration::from_secs(20), || {
             if !p.is_running() {

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use cutover_bench::{arg_u64, cpu_seconds, machine, rss_kib, write_results};
+use cutover_bench::{arg_u64, cpu_seconds, machine, rss_kib, status_kib, write_results};
 use cutover_tests::release::{Control, activate, demo_spec, demo_tarball, free_port, stage};
 use cutover_tests::{Cluster, CoordinatorOptions};
 
@@ -59,12 +59,25 @@ fn main() -> anyhow::Result<()> {
     }
     let idle_cpu_pct = (cpu_seconds(pid).unwrap() - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
     let idle_rss = rss_kib(pid).unwrap();
+    // What the resident memory is: heap and stacks, or pages of the binary
+    // and shared libraries (clean, shared, dropped first under pressure).
+    let (anon, file) = (
+        status_kib(pid, "RssAnon").unwrap_or(0),
+        status_kib(pid, "RssFile").unwrap_or(0),
+    );
     println!(
-        "idle over {idle_secs}s: RSS {idle_rss} KiB (peak {peak} KiB), CPU {idle_cpu_pct:.3}% of a core"
+        "idle over {idle_secs}s: RSS {idle_rss} KiB (peak {peak} KiB; anonymous {anon} KiB, file-backed {file} KiB), CPU {idle_cpu_pct:.3}% of a core"
     );
 
     // Swaps: N handovers, alternating releases; RSS every 100.
+    let anon_file = || {
+        (
+            status_kib(pid, "RssAnon").unwrap_or(0),
+            status_kib(pid, "RssFile").unwrap_or(0),
+        )
+    };
     let mut samples = vec![(0u64, rss_kib(pid).unwrap())];
+    let mut split = vec![anon_file()];
     let t = Instant::now();
     for i in 1..=swaps {
         let rel = if i % 2 == 1 { "r2" } else { "r1" };
@@ -73,28 +86,60 @@ fn main() -> anyhow::Result<()> {
         if i % 100 == 0 {
             let rss = rss_kib(pid).unwrap();
             samples.push((i, rss));
+            let (anon, file) = anon_file();
+            split.push((anon, file));
+            let threads = status_kib(pid, "Threads").unwrap_or(0);
             println!(
-                "after {i} swaps: RSS {rss} KiB ({:.1} swaps/s)",
+                "after {i} swaps: RSS {rss} KiB (anonymous {anon}, file-backed {file}; {threads} threads; {:.1} swaps/s)",
                 i as f64 / t.elapsed().as_secs_f64()
             );
         }
     }
+    // Idle again: the runtime's blocking threads (fsyncs, unpacking) end
+    // after 10 s without work, and the heap was trimmed after the last
+    // command. What is resident now is what a host keeps after a deployment.
+    std::thread::sleep(Duration::from_secs(15));
+    let settled = rss_kib(pid).unwrap();
+    let (settled_anon, settled_file) = anon_file();
+    let settled_threads = status_kib(pid, "Threads").unwrap_or(0);
+    println!(
+        "idle again 15 s after the last swap: RSS {settled} KiB (anonymous {settled_anon}, file-backed {settled_file}; {settled_threads} threads), {:+} KiB against idle before the swaps",
+        settled as i64 - idle_rss as i64
+    );
+    // A clean stop, so that a profiler the agent runs under
+    // (CUTOVER_TEST_AGENT_WRAPPER) writes its output.
+    c.agent("bench-1").proc.as_mut().unwrap().stop();
     let after = samples.last().unwrap().1;
     // Growth between the 100th and the last sample: warm-up excluded.
     let warm = samples.get(1).map_or(samples[0].1, |s| s.1);
     let growth = after as i64 - warm as i64;
-    println!("RSS after {swaps} swaps: {after} KiB ({growth:+} KiB since swap 100)");
+    // The same, split: heap and stacks against pages of the binary mapped
+    // in as code paths are first run.
+    let (warm_split, last_split) = (split.get(1).unwrap_or(&split[0]), split.last().unwrap());
+    let anon_growth = last_split.0 as i64 - warm_split.0 as i64;
+    let file_growth = last_split.1 as i64 - warm_split.1 as i64;
+    println!(
+        "RSS after {swaps} swaps: {after} KiB ({growth:+} KiB since swap 100: anonymous {anon_growth:+}, file-backed {file_growth:+})"
+    );
     let v = serde_json::json!({
         "benchmark": "agent-footprint",
         "machine": machine(),
         "idle_seconds": idle_secs,
         "idle_rss_kib": idle_rss,
         "idle_rss_peak_kib": peak,
+        "idle_rss_anon_kib": anon,
+        "idle_rss_file_kib": file,
+        "binary_bytes": std::fs::metadata(cutover_tests::bin("cutover-agent")).map_or(0, |m| m.len()),
         "idle_cpu_percent_of_core": idle_cpu_pct,
         "swaps": swaps,
         "swap_seconds": t.elapsed().as_secs_f64(),
         "rss_kib_by_swaps": samples,
         "rss_growth_kib_after_warmup": growth,
+        "rss_anon_file_kib_by_swaps": split,
+        "rss_kib_idle_after_swaps": settled,
+        "rss_growth_kib_idle_after_swaps": settled as i64 - idle_rss as i64,
+        "rss_anon_growth_kib_after_warmup": anon_growth,
+        "rss_file_growth_kib_after_warmup": file_growth,
         "targets": {"idle_rss_kib_max": 8192, "idle_cpu_percent_max": 0.05},
     });
     println!(

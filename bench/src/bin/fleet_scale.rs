@@ -233,7 +233,16 @@ fn spawn_worker(
     count: usize,
     events: Arc<Mutex<Events>>,
 ) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    // `--pin`: the simulated agents on the second core, the coordinator on
+    // the first (see `driver`), so that neither takes the other's CPU.
+    let mut cmd = if pinned() {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(std::env::current_exe().unwrap());
+        c
+    } else {
+        Command::new(std::env::current_exe().unwrap())
+    };
+    let mut child = cmd
         .args([
             "--worker",
             "--url",
@@ -272,6 +281,30 @@ fn spawn_worker(
     child
 }
 
+fn pinned() -> bool {
+    std::env::args().any(|a| a == "--pin")
+}
+
+/// TCP connections the kernel dropped because a listener's accept queue
+/// was full (`ListenOverflows`, and `ListenDrops` which includes them), in
+/// this network namespace.
+fn listen_drops() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = s.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return (0, 0);
+    };
+    let get = |name: &str| {
+        names
+            .split_whitespace()
+            .position(|n| n == name)
+            .and_then(|i| values.split_whitespace().nth(i))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (get("ListenOverflows"), get("ListenDrops"))
+}
+
 /// Live sessions, from the coordinator's metrics (0 while it is down).
 fn sessions(c: &Cluster) -> f64 {
     let Ok(addr) = std::fs::read_to_string(c.state_dir().join("metrics.addr")) else {
@@ -299,11 +332,15 @@ fn driver() -> anyhow::Result<()> {
         .collect();
     let per_worker: usize = arg("--per-worker").map_or(2500, |v| v.parse().unwrap());
     let total = *steps.last().unwrap();
+    if pinned() {
+        println!("pinned: the coordinator on CPU 0, the simulated agents on CPU 1");
+    }
     let mut c = Cluster::start(CoordinatorOptions {
         host_timeout: "60s",
         heartbeat_interval: "10s",
         ..Default::default()
     })?;
+    pin_coordinator(&c);
     let coord_pid = || c_pid(&c);
     let base_rss = rss_kib(coord_pid()).unwrap();
     println!("coordinator up, RSS {base_rss} KiB with no agent");
@@ -386,22 +423,32 @@ fn driver() -> anyhow::Result<()> {
         lat.len()
     );
     let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
+    let first = pct(&mut lat, 0.0);
     println!(
-        "fan-out of Stage to {total} agents (from `cutover deploy`): p50 {p50} ms, p99 {p99} ms, last {max} ms; whole recreate rollout {rollout_ms} ms"
+        "fan-out of Stage to {total} agents (from `cutover deploy`): first {first} ms, p50 {p50} ms, p99 {p99} ms, last {max} ms; whole recreate rollout {rollout_ms} ms"
     );
+    // The same from the first agent's Stage: the broadcast itself, without
+    // the CLI's start, the deploy call, planning 10k hosts and storing the
+    // rollout that come before the first send.
+    let (b50, b99, bmax) = (p50 - first, p99 - first, max - first);
+    println!("  from the first Stage received: p50 {b50} ms, p99 {b99} ms, last {bmax} ms");
 
     // Reconnect: the coordinator is SIGKILLed and restarted.
     let before = events.lock().unwrap().connected.len();
+    let drops0 = listen_drops();
     c.coordinator.as_mut().unwrap().kill();
     let killed = Instant::now();
     c.start_coordinator()?;
     let up = killed.elapsed();
+    pin_coordinator(&c);
     poll("every agent back", Duration::from_secs(300), || {
         (sessions(&c) as usize >= total).then_some(())
     });
     let reconnect = killed.elapsed();
+    let drops1 = listen_drops();
+    let (overflows, drops) = (drops1.0 - drops0.0, drops1.1 - drops0.1);
     println!(
-        "all {total} agents reconnected {:.2}s after the kill (the coordinator was listening again after {:.2}s)",
+        "all {total} agents reconnected {:.2}s after the kill (the coordinator was listening again after {:.2}s); accept queue overflows meanwhile: {overflows} (connections dropped: {drops})",
         reconnect.as_secs_f64(),
         up.as_secs_f64()
     );
@@ -415,7 +462,11 @@ fn driver() -> anyhow::Result<()> {
         "machine": machine(),
         "coordinator_rss_kib_no_agents": base_rss,
         "by_agents": by_step,
-        "fanout_ms": {"agents": total, "p50": p50, "p99": p99, "max": max},
+        "pinned": pinned(),
+        "fanout_ms": {"agents": total, "first": first, "p50": p50, "p99": p99, "max": max},
+        "fanout_from_first_receipt_ms": {"p50": b50, "p99": b99, "max": bmax},
+        "reconnect_listen_overflows": overflows,
+        "reconnect_listen_drops": drops,
         "recreate_rollout_ms": rollout_ms,
         "rollout_cpu_s": {"coordinator": coord_cpu, "simulated_agents": workers_cpu},
         "reconnect_after_kill_s": reconnect.as_secs_f64(),
@@ -424,6 +475,19 @@ fn driver() -> anyhow::Result<()> {
     });
     println!("results: {}", write_results("fleet-scale", &v).display());
     Ok(())
+}
+
+/// With `--pin`, moves every thread of the coordinator to CPU 0 (threads
+/// it starts later inherit that).
+fn pin_coordinator(c: &Cluster) {
+    if pinned() {
+        let ok = Command::new("taskset")
+            .args(["-a", "-c", "-p", "0", &c_pid(c).to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "taskset failed: --pin needs util-linux's taskset");
+    }
 }
 
 fn c_pid(c: &Cluster) -> u32 {
