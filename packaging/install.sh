@@ -7,14 +7,18 @@
 #   packaging/install.sh --uninstall [--purge] [--agent] [--coordinator] [--root DIR]
 #
 # Without --agent/--coordinator: both. --bin-dir: where the built binaries
-# are (default: target/release next to this script). --root: install into
-# another root (a chroot, an image, a test). --purge with --uninstall also
-# removes configs and state (the host identity, releases, the CA!).
+# are (default: target/release next to this script, and the agent from
+# target/release-agent if it was built there, the size-optimized build the
+# .deb ships: `cargo build --profile release-agent -p cutover-agent`).
+# --root: install into another root (a chroot, an image, a test). --purge
+# with --uninstall also removes configs and state (the host identity,
+# releases, the CA!).
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=""
 bin_dir="$here/../target/release"
+agent_bin_dir=""
 agent=0
 coordinator=0
 uninstall=0
@@ -23,11 +27,11 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --agent) agent=1 ;;
         --coordinator) coordinator=1 ;;
-        --bin-dir) bin_dir="$2"; shift ;;
+        --bin-dir) bin_dir="$2"; agent_bin_dir="$2"; shift ;;
         --root) root="$2"; shift ;;
         --uninstall) uninstall=1 ;;
         --purge) purge=1 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "install.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -83,16 +87,24 @@ if [ $uninstall = 1 ]; then
     exit 0
 fi
 
+if [ -z "$agent_bin_dir" ]; then
+    if [ -x "$here/../target/release-agent/cutover-agent" ]; then
+        agent_bin_dir="$here/../target/release-agent"
+    else
+        agent_bin_dir="$bin_dir"
+    fi
+fi
+
 need() {
-    if [ ! -x "$bin_dir/$1" ]; then
-        echo "install.sh: $bin_dir/$1 not found: build with \`cargo build --release --bins\` or pass --bin-dir" >&2
+    if [ ! -x "$1/$2" ]; then
+        echo "install.sh: $1/$2 not found: build with \`cargo build --release --bins\` or pass --bin-dir" >&2
         exit 1
     fi
 }
 
 if [ $agent = 1 ]; then
-    need cutover-agent
-    put "$bin_dir/cutover-agent" "$root/usr/bin/cutover-agent" 755
+    need "$agent_bin_dir" cutover-agent
+    put "$agent_bin_dir/cutover-agent" "$root/usr/bin/cutover-agent" 755
     put "$here/systemd/cutover-agent.service" "$root/etc/systemd/system/cutover-agent.service" 644
     put "$here/sysctl/60-cutover-agent.conf" "$root/usr/lib/sysctl.d/60-cutover-agent.conf" 644
     config "$here/examples/agent.toml" "$root/etc/cutover/agent.toml" 640
@@ -101,7 +113,7 @@ if [ $agent = 1 ]; then
 fi
 
 if [ $coordinator = 1 ]; then
-    need cutover
+    need "$bin_dir" cutover
     put "$bin_dir/cutover" "$root/usr/bin/cutover" 755
     put "$here/systemd/cutover-coordinator.service" "$root/etc/systemd/system/cutover-coordinator.service" 644
     config "$here/examples/coordinator.toml" "$root/etc/cutover/coordinator.toml" 640
