@@ -598,6 +598,10 @@ fn degraded(app: &App, r: &Rollout) -> Vec<(String, String)> {
     out
 }
 
+/// How often a rollout's progress that sends no command is stored (and
+/// shown to watchers), at most.
+const PROGRESS_STORE_EVERY: Duration = Duration::from_millis(250);
+
 async fn run(
     app: Arc<App>,
     job: Job,
@@ -635,7 +639,11 @@ async fn run(
     resend.tick().await;
     // The batch being activated and when it started, for batch_duration.
     let mut batch: Option<(usize, i64)> = None;
+    // Changes not stored yet, and when the rollout was last stored.
+    let mut dirty = false;
+    let mut stored_at = Instant::now();
     while !r.phase.is_terminal() {
+        let phase_before = r.phase.clone();
         let now_batch = match r.phase {
             engine::Phase::Activating { batch } => Some(batch),
             _ => None,
@@ -649,9 +657,9 @@ async fn run(
             }
             batch = now_batch.map(|b| (b, now_ms()));
         }
-        let effects = tokio::select! {
+        let (effects, changed) = tokio::select! {
             // Cancel-safe: channel receives lose nothing when dropped.
-            Some(ev) = events.recv() => apply(&mut r, ev),
+            Some(ev) = events.recv() => (apply(&mut r, ev), true),
             Some((host, res)) = results.recv() => {
                 // Every result already waiting is applied before the one
                 // store write below: with thousands of hosts answering at
@@ -668,7 +676,7 @@ async fn run(
                 {
                     evs.push(as_event(host, res));
                 }
-                apply_all(&mut r, evs)
+                (apply_all(&mut r, evs), true)
             }
             // Cancel-safe: interval ticks are not lost by being dropped.
             _ = tick.tick() => {
@@ -691,7 +699,10 @@ async fn run(
                     let (ok, detail) = run_switch(&job, &r, &live, r.old_group.as_deref(), &hosts).await;
                     out.extend(apply(&mut r, Event::Switched { ok, detail }));
                 }
-                out
+                // Most ticks change nothing; this also stores progress
+                // held back below.
+                let changed = *view.borrow() != r;
+                (out, changed)
             }
             _ = resend.tick() => {
                 let again = due_again(&app, &r, &sent);
@@ -699,13 +710,27 @@ async fn run(
                 continue;
             }
         };
-        // Each transition is stored before its commands are sent.
-        if *view.borrow() != r {
+        // Each transition is stored before its commands are sent. Progress
+        // that sends nothing (hosts' answers recorded while a phase goes
+        // on) is stored at most every PROGRESS_STORE_EVERY: with 10k hosts
+        // answering at once, storing (and copying for watchers) the whole
+        // rollout per handful of answers took most of the coordinator's
+        // time (BENCHMARKS.md). Answers not stored yet are not lost: after
+        // a restart their commands are sent again, and agents answer a
+        // repeated command id from their journal without running it again.
+        dirty |= changed;
+        if dirty
+            && (!effects.is_empty()
+                || r.phase != phase_before
+                || stored_at.elapsed() >= PROGRESS_STORE_EVERY)
+        {
             if !persist(&app, &r).await {
                 // Not stored: do not act. The re-send loop retries in-flight
                 // commands once storing works again.
                 continue;
             }
+            dirty = false;
+            stored_at = Instant::now();
             let _ = view.send(r.clone());
         }
         send(&app, &job, &r, &effects, &mut sent).await;

@@ -12,6 +12,11 @@
 //!
 //! Targets (issue 7): at most 40 KiB per agent at 10k, p99 fan-out at most
 //! 100 ms at 10k, full reconnect within 10 s.
+//!
+//! Options: `--steps 1000,5000,10000`, `--per-worker 2500`, `--pin` (the
+//! coordinator on CPU 0, the agents on CPU 1), `--stage-ms N` (the agents
+//! answer `Stage` after N ms, as a real agent does after its download,
+//! instead of at once).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -21,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use cutover_agent::enroll::{EnrollRequest, enroll};
 use cutover_agent::identity::IdentityFiles;
-use cutover_bench::{arg, cpu_seconds, machine, rss_kib, write_results};
+use cutover_bench::{arg, arg_u64, cpu_seconds, machine, rss_kib, write_results};
 use cutover_common::tls::{self, ChannelOptions};
 use cutover_proto::v1 as pb;
 use cutover_tests::{Cluster, CoordinatorOptions, poll};
@@ -52,6 +57,7 @@ fn worker() -> anyhow::Result<()> {
     let dir = PathBuf::from(arg("--dir").expect("--dir"));
     let first: usize = arg("--first").expect("--first").parse()?;
     let count: usize = arg("--count").expect("--count").parse()?;
+    let stage_ms = arg_u64("--stage-ms", 0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -111,7 +117,7 @@ fn worker() -> anyhow::Result<()> {
         // Sessions, forever (the driver kills the worker).
         for (host, files) in hosts {
             let url = url.clone();
-            tokio::spawn(async move { sim_agent(host, files, url).await });
+            tokio::spawn(async move { sim_agent(host, files, url, stage_ms).await });
         }
         std::future::pending::<()>().await;
         anyhow::Ok(())
@@ -119,11 +125,12 @@ fn worker() -> anyhow::Result<()> {
 }
 
 /// One simulated agent: keeps a session open, reconnecting when it
-/// breaks; answers every command with success.
-async fn sim_agent(host: String, files: IdentityFiles, url: String) {
+/// breaks; answers every command with success, `Stage` after `stage_ms`
+/// (a real agent downloads and unpacks first).
+async fn sim_agent(host: String, files: IdentityFiles, url: String, stage_ms: u64) {
     let mut delay = Duration::from_millis(200);
     loop {
-        match session(&host, &files, &url).await {
+        match session(&host, &files, &url, stage_ms).await {
             Ok(()) => delay = Duration::from_millis(200),
             Err(_) => {
                 // Spread the reconnects, as real agents do (jitter).
@@ -142,7 +149,12 @@ fn rand_ms(max: u64) -> u64 {
     h.finish() % max.max(1)
 }
 
-async fn session(host: &str, files: &IdentityFiles, url: &str) -> anyhow::Result<()> {
+async fn session(
+    host: &str,
+    files: &IdentityFiles,
+    url: &str,
+    stage_ms: u64,
+) -> anyhow::Result<()> {
     let identity = files.tls_identity()?;
     let ca = files.ca_certs()?;
     let channel = tls::connect(
@@ -180,15 +192,20 @@ async fn session(host: &str, files: &IdentityFiles, url: &str) -> anyhow::Result
                     }
                     Some(pb::coordinator_message::Body::Command(c)) => {
                         let at = now_ms();
-                        let (service, release) = match &c.kind {
+                        let (service, release, wait) = match &c.kind {
                             Some(pb::command::Kind::Stage(s)) => {
                                 println!("{}", serde_json::json!({"event": "stage", "host": host, "at_ms": at}));
-                                (s.service.clone(), String::new())
+                                (s.service.clone(), String::new(), stage_ms)
                             }
-                            Some(pb::command::Kind::Activate(a)) => (a.service.clone(), a.release_id.clone()),
-                            _ => (String::new(), String::new()),
+                            Some(pb::command::Kind::Activate(a)) => (a.service.clone(), a.release_id.clone(), 0),
+                            _ => (String::new(), String::new(), 0),
                         };
-                        tx.send(pb::AgentMessage {
+                        let tx = tx.clone();
+                        let answer = async move {
+                            if wait > 0 {
+                                tokio::time::sleep(Duration::from_millis(wait)).await;
+                            }
+                            tx.send(pb::AgentMessage {
                             body: Some(pb::agent_message::Body::Result(pb::CommandResult {
                                 command_id: c.command_id,
                                 ok: true,
@@ -200,7 +217,13 @@ async fn session(host: &str, files: &IdentityFiles, url: &str) -> anyhow::Result
                                 ..Default::default()
                             })),
                         })
-                        .await?;
+                        .await
+                        };
+                        if wait > 0 {
+                            tokio::spawn(answer);
+                        } else {
+                            answer.await?;
+                        }
                     }
                     _ => {}
                 }
@@ -255,6 +278,7 @@ fn spawn_worker(
         .arg("--dir")
         .arg(c.dir.path().join("sim"))
         .args(["--first", &first.to_string(), "--count", &count.to_string()])
+        .args(["--stage-ms", &arg_u64("--stage-ms", 0).to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -463,6 +487,7 @@ fn driver() -> anyhow::Result<()> {
         "coordinator_rss_kib_no_agents": base_rss,
         "by_agents": by_step,
         "pinned": pinned(),
+        "sim_stage_ms": arg_u64("--stage-ms", 0),
         "fanout_ms": {"agents": total, "first": first, "p50": p50, "p99": p99, "max": max},
         "fanout_from_first_receipt_ms": {"p50": b50, "p99": b99, "max": bmax},
         "reconnect_listen_overflows": overflows,
