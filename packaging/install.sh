@@ -8,8 +8,8 @@
 #
 # Without --agent/--coordinator: both. --bin-dir: where the built binaries
 # are (default: target/release next to this script, and the agent from
-# target/release-agent if it was built there, the size-optimized build the
-# .deb ships: `cargo build --profile release-agent -p cutover-agent`).
+# target/release-agent if it was built there and is newer, the size-optimized
+# build the .deb ships: `cargo build --profile release-agent -p cutover-agent`).
 # --root: install into another root (a chroot, an image, a test). --purge
 # with --uninstall also removes configs and state (the host identity,
 # releases, the CA!).
@@ -88,7 +88,10 @@ if [ $uninstall = 1 ]; then
 fi
 
 if [ -z "$agent_bin_dir" ]; then
-    if [ -x "$here/../target/release-agent/cutover-agent" ]; then
+    # The size-optimized agent, unless target/release has a newer one (a
+    # later `cargo build --release` must not install a stale agent).
+    small="$here/../target/release-agent/cutover-agent"
+    if [ -x "$small" ] && { [ ! -x "$bin_dir/cutover-agent" ] || [ "$small" -nt "$bin_dir/cutover-agent" ]; }; then
         agent_bin_dir="$here/../target/release-agent"
     else
         agent_bin_dir="$bin_dir"
@@ -104,6 +107,7 @@ need() {
 
 if [ $agent = 1 ]; then
     need "$agent_bin_dir" cutover-agent
+    echo "install.sh: the agent from $agent_bin_dir"
     put "$agent_bin_dir/cutover-agent" "$root/usr/bin/cutover-agent" 755
     put "$here/systemd/cutover-agent.service" "$root/etc/systemd/system/cutover-agent.service" 644
     put "$here/sysctl/60-cutover-agent.conf" "$root/usr/lib/sysctl.d/60-cutover-agent.conf" 644

@@ -657,9 +657,11 @@ async fn run(
             }
             batch = now_batch.map(|b| (b, now_ms()));
         }
-        let (effects, changed) = tokio::select! {
+        // `urgent`: stored and shown at once (an operator's pause, abort or
+        // promote), not with the next batch of progress.
+        let (effects, changed, urgent) = tokio::select! {
             // Cancel-safe: channel receives lose nothing when dropped.
-            Some(ev) = events.recv() => (apply(&mut r, ev), true),
+            Some(ev) = events.recv() => (apply(&mut r, ev), true, true),
             Some((host, res)) = results.recv() => {
                 // Every result already waiting is applied before the one
                 // store write below: with thousands of hosts answering at
@@ -676,7 +678,7 @@ async fn run(
                 {
                     evs.push(as_event(host, res));
                 }
-                (apply_all(&mut r, evs), true)
+                (apply_all(&mut r, evs), true, false)
             }
             // Cancel-safe: interval ticks are not lost by being dropped.
             _ = tick.tick() => {
@@ -702,7 +704,7 @@ async fn run(
                 // Most ticks change nothing; this also stores progress
                 // held back below.
                 let changed = *view.borrow() != r;
-                (out, changed)
+                (out, changed, false)
             }
             _ = resend.tick() => {
                 let again = due_again(&app, &r, &sent);
@@ -720,7 +722,8 @@ async fn run(
         // repeated command id from their journal without running it again.
         dirty |= changed;
         if dirty
-            && (!effects.is_empty()
+            && (urgent
+                || !effects.is_empty()
                 || r.phase != phase_before
                 || stored_at.elapsed() >= PROGRESS_STORE_EVERY)
         {

@@ -43,6 +43,8 @@ use crate::store::{self, Audit, Outcome};
 pub enum ServeError {
     #[error(transparent)]
     Setup(#[from] SetupError),
+    #[error("cannot start the thread that accepts connections")]
+    AcceptThread(#[source] io::Error),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
@@ -230,10 +232,7 @@ impl Server {
             conn_tx,
             shutdown.clone(),
         )
-        .map_err(|source| ServeError::Bind {
-            addr: local_addr,
-            source,
-        })?;
+        .map_err(ServeError::AcceptThread)?;
         let reaper = tokio::spawn(reap_loop(app.clone(), shutdown.clone()));
         if let Some(addr) = app.cfg.metrics_listen {
             let l = crate::metrics::bind(addr)
@@ -323,21 +322,35 @@ fn spawn_acceptor(
 ) -> io::Result<JoinHandle<()>> {
     let listener = listener.into_std()?;
     let main = tokio::runtime::Handle::current();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<io::Result<()>>(1);
     std::thread::Builder::new()
         .name("accept".into())
         .spawn(move || {
-            rt.block_on(async move {
-                match TcpListener::from_std(listener) {
-                    Ok(l) => accept_loop(l, acceptor, app, conns, shutdown, main).await,
-                    Err(e) => tracing::error!(error = %e, "cannot watch the listening socket"),
+            // Built (and dropped) on this thread, outside any runtime; the
+            // caller learns whether it could start.
+            let started = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|rt| {
+                    let l = rt.block_on(async { TcpListener::from_std(listener) })?;
+                    Ok((rt, l))
+                });
+            match started {
+                Ok((rt, l)) => {
+                    let _ = ready_tx.send(Ok(()));
+                    rt.block_on(accept_loop(l, acceptor, app, conns, shutdown, main));
                 }
-            });
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                }
+            }
             let _ = done_tx.send(());
         })?;
+    // Waits for the thread's first step only (building a runtime).
+    ready_rx
+        .recv()
+        .map_err(|_| io::Error::other("the accept thread ended before it started"))??;
     Ok(tokio::spawn(async move {
         let _ = done_rx.await;
     }))

@@ -470,7 +470,10 @@ fn driver() -> anyhow::Result<()> {
     });
     let reconnect = killed.elapsed();
     let drops1 = listen_drops();
-    let (overflows, drops) = (drops1.0 - drops0.0, drops1.1 - drops0.1);
+    let (overflows, drops) = (
+        drops1.0.saturating_sub(drops0.0),
+        drops1.1.saturating_sub(drops0.1),
+    );
     println!(
         "all {total} agents reconnected {:.2}s after the kill (the coordinator was listening again after {:.2}s); accept queue overflows meanwhile: {overflows} (connections dropped: {drops})",
         reconnect.as_secs_f64(),
