@@ -44,7 +44,7 @@ impl Journal {
             .path(&e.command.id)
             .ok_or_else(|| std::io::Error::other("invalid command id"))?;
         let bytes = serde_json::to_vec(e).expect("serializable");
-        crate::sys::blocking(|| cutover_common::fsutil::write_atomic(&p, &bytes, 0o600))
+        crate::sys::write_synced(&p, &bytes, 0o600)
     }
 
     /// Records a command before acting on it.

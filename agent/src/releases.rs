@@ -209,7 +209,7 @@ impl ServiceDir {
             .map_err(io(&dest))?;
         let mf = self.manifest_file(id);
         let bytes = serde_json::to_vec(&manifest).expect("serializable");
-        crate::sys::blocking(|| fsutil::write_atomic(&mf, &bytes, 0o644)).map_err(io(&mf))?;
+        crate::sys::write_synced(&mf, &bytes, 0o644).map_err(io(&mf))?;
         let meta = ReleaseMeta {
             release_id: id.into(),
             version: version.into(),
@@ -219,8 +219,7 @@ impl ServiceDir {
         };
         let marker = self.marker(id);
         let bytes = serde_json::to_vec_pretty(&meta).expect("serializable");
-        crate::sys::blocking(|| fsutil::write_atomic(&marker, &bytes, 0o644))
-            .map_err(io(&marker))?;
+        crate::sys::write_synced(&marker, &bytes, 0o644).map_err(io(&marker))?;
         let _ = fs::remove_file(&download);
         Ok(meta)
     }

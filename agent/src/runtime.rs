@@ -365,9 +365,7 @@ impl Runtime {
             *seen = cmd.epoch;
             let path = self.shared.state_dir.join("journal").join("epochs.json");
             let bytes = serde_json::to_vec(&*epochs).expect("serializable");
-            if let Err(e) =
-                crate::sys::blocking(|| cutover_common::fsutil::write_atomic(&path, &bytes, 0o600))
-            {
+            if let Err(e) = crate::sys::write_synced(&path, &bytes, 0o600) {
                 tracing::error!(error = %e, "recording the fencing epoch failed");
             }
         }

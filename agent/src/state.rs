@@ -50,7 +50,7 @@ impl ServiceState {
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).expect("serializable");
-        crate::sys::blocking(|| cutover_common::fsutil::write_atomic(path, &bytes, 0o644))
+        crate::sys::write_synced(path, &bytes, 0o644)
     }
 }
 

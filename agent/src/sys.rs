@@ -3,8 +3,8 @@
 //! listening socket back from a running app), process-group signals, and
 //! listening-socket checks. Through rustix; the `unsafe` calls (tokio's
 //! fd registration, owning the descriptors systemd passed at start, and
-//! glibc's `mallopt` and `malloc_trim`) live here, the only module of the agent allowed
-//! them.
+//! glibc's `mallopt` and `malloc_trim`) live here, the only module of the
+//! agent allowed them.
 
 #![allow(unsafe_code)]
 
@@ -169,6 +169,13 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
+/// Writes `bytes` to `path` atomically and durably (write, fsync, rename,
+/// fsync of the directory) from async code, through [`blocking`]: how the
+/// agent writes its journal, states and release markers.
+pub fn write_synced(path: &std::path::Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    blocking(|| cutover_common::fsutil::write_atomic(path, bytes, mode))
+}
+
 /// One malloc arena for the whole process (glibc's `M_ARENA_MAX`). glibc
 /// gives each thread that contends for the heap an arena of its own, and
 /// memory freed in one arena is kept there: with the runtime's short-lived
@@ -185,11 +192,10 @@ pub fn single_heap_arena() {
 }
 
 /// Gives the heap's free pages back to the kernel (glibc's `malloc_trim`),
-/// in every allocator arena. Called when the agent goes idle: a swap
-/// allocates and frees in several threads' arenas, and without this the
-/// freed pages stay resident, so the agent's RSS crept up by a few hundred
-/// KiB over a thousand swaps although its heap in use did not grow
-/// (bench/agent-footprint.sh, BENCHMARKS.md). Takes microseconds on the
+/// in every allocator arena. Called when the agent goes idle: without it
+/// pages freed after a swap stay resident, and the agent's RSS crept up by
+/// a few hundred KiB over a thousand swaps although its heap in use did
+/// not grow (bench/agent-footprint.sh, BENCHMARKS.md). Takes microseconds on the
 /// agent's heap of a few hundred KiB.
 pub fn trim_heap() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

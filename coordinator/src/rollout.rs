@@ -702,8 +702,9 @@ async fn run(
                     out.extend(apply(&mut r, Event::Switched { ok, detail }));
                 }
                 // Most ticks change nothing; this also stores progress
-                // held back below.
-                let changed = *view.borrow() != r;
+                // held back below. (Already dirty: no need to compare the
+                // whole rollout.)
+                let changed = dirty || *view.borrow() != r;
                 (out, changed, false)
             }
             _ = resend.tick() => {

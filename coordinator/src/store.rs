@@ -179,7 +179,8 @@ pub fn next_deployment_seq(conn: &Connection) -> Result<i64, StoreError> {
 
 /// Inserts a new deployment.
 pub fn insert_deployment(conn: &Connection, d: &DeploymentRecord) -> Result<(), StoreError> {
-    exec(conn,
+    exec(
+        conn,
         "INSERT INTO deployments (seq, id, service, version, spec_toml, artifact_url, artifact_sha256, rollout, phase,
                                   created_by, created_at, finished_at, commit_time, environment, rollback_of)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
@@ -598,7 +599,8 @@ pub fn command_sent(
     sent_by: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    exec(conn,
+    exec(
+        conn,
         "INSERT INTO commands (id, host, deployment_id, kind, sent_at, sent_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(id) DO NOTHING",
         params![id, host, deployment_id, kind, now, sent_by],
@@ -625,7 +627,8 @@ pub fn command_result(
     result_json: &str,
     finished_at: i64,
 ) -> Result<(), StoreError> {
-    exec(conn,
+    exec(
+        conn,
         "INSERT INTO commands (id, host, deployment_id, kind, sent_at, sent_by, ok, message, result, finished_at)
          VALUES (?1, ?2, '', '', ?6, 'unknown', ?3, ?4, ?5, ?6)
          ON CONFLICT(id) DO UPDATE SET ok = excluded.ok, message = excluded.message,
@@ -674,7 +677,8 @@ pub fn list_audit(conn: &Connection, limit: u32) -> Result<Vec<AuditRecord>, Sto
 
 /// Stores a new join token.
 pub fn insert_token(conn: &Connection, t: &TokenRecord) -> Result<(), StoreError> {
-    exec(conn,
+    exec(
+        conn,
         "INSERT INTO tokens (id, secret_hash, labels, created_at, expires_at, uses_total, uses_left, created_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -750,7 +754,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn insert_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
-    exec(conn,
+    exec(
+        conn,
         "INSERT INTO hosts (id, token_labels, agent_labels, state, enrolled_at, token_id, last_seen,
                             agent_version, address, boot_id, facts, cert_serial, cert_not_after)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
