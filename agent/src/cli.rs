@@ -91,13 +91,12 @@ pub async fn run(cli: Cli) -> Result<()> {
                 tracing::info!("shutting down");
                 stop.cancel();
             });
-            let shim = std::env::current_exe().context("locating this executable")?;
             let host = crate::runtime::HostIntegration {
                 service_ip: cfg.service_ip,
                 notifier: notifier.clone(),
                 inherited,
             };
-            let (rt, outputs) = crate::runtime::Runtime::start(cfg.state_dir.clone(), shim, host)
+            let (rt, outputs) = crate::runtime::Runtime::start(cfg.state_dir.clone(), host)
                 .await
                 .with_context(|| format!("starting the runtime in {}", cfg.state_dir.display()))?;
             if let Some(every) = notifier.watchdog_interval() {

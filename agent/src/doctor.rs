@@ -89,7 +89,6 @@ pub async fn examine(
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let addr = l.local_addr().map_err(|e| e.to_string())?;
     let fd = OwnedFd::from(l);
-    let shim = std::env::current_exe().map_err(|e| e.to_string())?;
     let start = Instant::now();
     let inst = Instance::spawn(Launch {
         id: "doctor".into(),
@@ -99,7 +98,6 @@ pub async fn examine(
         listeners: vec![("http", &fd)],
         run_dir: work.join("run"),
         log_dir: work.join("logs"),
-        shim,
     })
     .map_err(|e| cutover_common::error_chain(&e))?;
     let mut notify = inst.notify.clone();

@@ -1,5 +1,5 @@
-//! One running process of a service ("instance"): started through the exec
-//! shim with the agent's listening sockets (systemd socket activation), a
+//! One running process of a service ("instance"): started by the agent's
+//! own forked child (see [`crate::exec`]) with the agent's listening sockets (systemd socket activation), a
 //! clean environment, a private notify socket, its own process group and
 //! its own log file; or re-attached after an agent restart by pid, start
 //! time and pidfd. Never through the agent's own pipes, so the app outlives
@@ -19,6 +19,7 @@ use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::exec::Exec;
 use crate::notify::{NotifySocket, NotifyState};
 use crate::sys;
 
@@ -33,6 +34,8 @@ pub enum InstanceError {
     },
     #[error("user `{0}` does not exist on this host")]
     NoUser(String),
+    #[error(transparent)]
+    Exec(#[from] crate::exec::ExecError),
     #[error("starting `{program}`")]
     Spawn {
         program: String,
@@ -87,8 +90,6 @@ pub struct Launch<'a> {
     pub listeners: Vec<(&'a str, &'a OwnedFd)>,
     pub run_dir: PathBuf,
     pub log_dir: PathBuf,
-    /// The exec shim: this agent's own executable.
-    pub shim: PathBuf,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -191,14 +192,15 @@ impl Instance {
             Some(w) => l.release_dir.join(w),
             None => l.release_dir.clone(),
         };
-        let mut cmd = std::process::Command::new(&l.shim);
-        cmd.arg("exec-shim")
-            .arg("--")
-            .arg(&program)
-            .args(&run.command[1..])
-            .env_clear()
-            .envs(&env)
-            .current_dir(&workdir)
+        let exec = Exec::new(
+            &program,
+            run.command[1..].iter().map(String::as_str),
+            env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            !l.listeners.is_empty(),
+        )?;
+        // The program, arguments and environment are `exec`'s (see there).
+        let mut cmd = std::process::Command::new(exec.path());
+        cmd.current_dir(&workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log2));
@@ -221,6 +223,7 @@ impl Instance {
             what: "mapping listeners".into(),
             source: std::io::Error::other(e),
         })?;
+        exec.install(&mut cmd);
         let mut child = tokio::process::Command::from(cmd)
             .kill_on_drop(false)
             .spawn()

@@ -6,11 +6,6 @@ use clap::Parser;
 use cutover_agent::cli::{self, Cli};
 
 fn main() -> std::process::ExitCode {
-    // The exec shim runs before anything else: no runtime, no logging.
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("exec-shim") {
-        return std::process::ExitCode::from(cutover_agent::shim::run(&args[2..]) as u8);
-    }
     cutover_agent::sys::single_heap_arena();
     let cli = Cli::parse();
     cutover_common::logging::init("info");

@@ -81,7 +81,6 @@ impl Runtime {
     /// middle of and starts supervision.
     pub async fn start(
         state_dir: PathBuf,
-        shim: PathBuf,
         host: HostIntegration,
     ) -> std::io::Result<(Arc<Runtime>, Outputs)> {
         let (ptx, prx) = mpsc::unbounded_channel();
@@ -89,7 +88,6 @@ impl Runtime {
         let journal = Journal::open(state_dir.join("journal"))?;
         let shared = Arc::new(Shared {
             state_dir: state_dir.clone(),
-            shim,
             progress: ptx,
             service_ip: host.service_ip,
             notifier: host.notifier.clone(),
@@ -621,8 +619,7 @@ mod tests {
     #[tokio::test]
     async fn the_same_command_arriving_twice_at_once_runs_once() {
         let dir = tempfile::tempdir().unwrap();
-        let shim = std::env::current_exe().unwrap();
-        let (rt, _o) = Runtime::start(dir.path().into(), shim, Default::default())
+        let (rt, _o) = Runtime::start(dir.path().into(), Default::default())
             .await
             .unwrap();
         // The claim is atomic: the second arrival waits for the first.
@@ -658,8 +655,7 @@ mod tests {
     #[tokio::test]
     async fn commands_from_an_older_epoch_are_refused_even_after_an_agent_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let shim = std::env::current_exe().unwrap();
-        let (rt, _o) = Runtime::start(dir.path().into(), shim.clone(), Default::default())
+        let (rt, _o) = Runtime::start(dir.path().into(), Default::default())
             .await
             .unwrap();
         assert!(rt.submit(stop("c1", 5)).await.ok);
@@ -675,7 +671,7 @@ mod tests {
             "operator one-off commands are not fenced"
         );
         drop(rt);
-        let (rt, _o) = Runtime::start(dir.path().into(), shim, Default::default())
+        let (rt, _o) = Runtime::start(dir.path().into(), Default::default())
             .await
             .unwrap();
         assert!(

@@ -47,8 +47,6 @@ pub struct ProgressEvent {
 #[derive(Debug)]
 pub struct Shared {
     pub state_dir: PathBuf,
-    /// The exec shim (this agent's executable).
-    pub shim: PathBuf,
     pub progress: mpsc::UnboundedSender<ProgressEvent>,
     /// Where listeners declared on the unspecified address bind.
     pub service_ip: Option<std::net::IpAddr>,
@@ -574,7 +572,6 @@ impl Service {
             listeners,
             run_dir: self.shared.state_dir.join("run"),
             log_dir: self.dir.logs_dir(),
-            shim: self.shared.shim.clone(),
         })
         .map_err(|e| cutover_common::error_chain(&e))?;
         Ok(self.with_probes(inst, spec.clone()))
