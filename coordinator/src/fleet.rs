@@ -6,7 +6,7 @@
 //! them. The store is the durable copy; this is the working copy, rebuilt
 //! from the store at start.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -122,6 +122,15 @@ pub struct HostView {
 #[derive(Debug)]
 pub struct Fleet {
     hosts: Mutex<HashMap<String, Entry>>,
+    /// The hosts in `hosts` whose state is lost, kept in step with it
+    /// (taken only under the `hosts` lock when written): a rollout asks
+    /// for its lost hosts four times a second, and looking each of 10k up
+    /// took 5 ms a time.
+    lost: Mutex<BTreeSet<String>>,
+    /// (service, host) whose latest health report says unhealthy or down,
+    /// kept in step the same way, for the same reason (rollouts watch
+    /// for hosts that degraded after taking a release).
+    unhealthy: Mutex<BTreeSet<(String, String)>>,
     host_timeout: Duration,
 }
 
@@ -130,7 +139,7 @@ impl Fleet {
     /// that state until they reconnect or `host_timeout` passes from now.
     pub fn new(records: Vec<HostRecord>, host_timeout: Duration) -> Self {
         let now = tokio::time::Instant::now();
-        let hosts = records
+        let hosts: HashMap<String, Entry> = records
             .into_iter()
             .map(|r| {
                 let state = HostState::from_stored(&r.state, r.last_seen);
@@ -146,8 +155,15 @@ impl Fleet {
                 )
             })
             .collect();
+        let lost = hosts
+            .iter()
+            .filter(|(_, e)| matches!(e.state, HostState::Lost { .. }))
+            .map(|(h, _)| h.clone())
+            .collect();
         Self {
             hosts: Mutex::new(hosts),
+            lost: Mutex::new(lost),
+            unhealthy: Mutex::default(),
             host_timeout,
         }
     }
@@ -156,13 +172,37 @@ impl Fleet {
         self.hosts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn lost_set(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unhealthy_set(&self) -> std::sync::MutexGuard<'_, BTreeSet<(String, String)>> {
+        self.unhealthy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `lost` in step with `host`'s new state (`None`: removed).
+    /// Called with the `hosts` lock held.
+    fn track(&self, host: &str, state: Option<HostState>) {
+        let mut lost = self.lost_set();
+        if matches!(state, Some(HostState::Lost { .. })) {
+            if !lost.contains(host) {
+                lost.insert(host.to_string());
+            }
+        } else {
+            lost.remove(host);
+        }
+    }
+
     /// Adds a newly enrolled host.
     pub fn add(&self, record: HostRecord) {
         let now = tokio::time::Instant::now();
-        self.lock().insert(
+        let state = HostState::from_stored(&record.state, record.last_seen);
+        let mut hosts = self.lock();
+        self.track(&record.id, Some(state));
+        hosts.insert(
             record.id.clone(),
             Entry {
-                state: HostState::from_stored(&record.state, record.last_seen),
+                state,
                 record,
                 last_heard: now,
                 session: None,
@@ -173,7 +213,10 @@ impl Fleet {
 
     /// Forgets a host and closes its session; returns whether it existed.
     pub fn remove(&self, host: &str) -> bool {
-        match self.lock().remove(host) {
+        let mut hosts = self.lock();
+        self.track(host, None);
+        self.unhealthy_set().retain(|(_, h)| h != host);
+        match hosts.remove(host) {
             Some(e) => {
                 if let Some(s) = e.session {
                     s.cancel.cancel();
@@ -204,7 +247,11 @@ impl Fleet {
         if let Some(old) = e.session.replace(session) {
             old.cancel.cancel();
         }
+        let before = e.state;
         e.state = e.state.step(HostEvent::Heard);
+        if before != e.state {
+            self.track(host, Some(e.state));
+        }
         e.last_heard = tokio::time::Instant::now();
         let r = &mut e.record;
         r.agent_version = hello.agent_version;
@@ -230,6 +277,7 @@ impl Fleet {
         e.last_heard = tokio::time::Instant::now();
         e.record.last_seen = Some(now_ms);
         (before != e.state).then(|| {
+            self.track(host, Some(e.state));
             e.record.state = e.state.as_str().into();
             e.record.clone()
         })
@@ -261,13 +309,14 @@ impl Fleet {
     pub fn reap(&self, now_ms: i64) -> Vec<HostRecord> {
         let now = tokio::time::Instant::now();
         let mut changed = Vec::new();
-        for e in self.lock().values_mut() {
+        for (host, e) in self.lock().iter_mut() {
             if now.duration_since(e.last_heard) < self.host_timeout {
                 continue;
             }
             let before = e.state;
             e.state = e.state.step(HostEvent::Silent { now_ms });
             if before != e.state {
+                self.track(host, Some(e.state));
                 if let Some(s) = e.session.take() {
                     s.cancel.cancel();
                 }
@@ -320,17 +369,29 @@ impl Fleet {
         out
     }
 
-    /// Those of `hosts` marked lost. One pass under the lock, nothing
-    /// copied: rollouts ask four times a second.
-    pub fn lost_among<'a>(&self, hosts: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    /// The hosts marked lost for which `among` holds, sorted. Rollouts
+    /// ask four times a second: this reads only the lost hosts, however
+    /// large the rollout.
+    pub fn lost_among(&self, among: impl Fn(&str) -> bool) -> Vec<String> {
+        self.lost_set()
+            .iter()
+            .filter(|h| among(h))
+            .cloned()
+            .collect()
+    }
+
+    /// The latest health report of each host whose report for `service`
+    /// says unhealthy or down, sorted by host. Reads only those hosts.
+    pub fn unhealthy(&self, service: &str) -> Vec<(String, pb::HealthReport)> {
         let map = self.lock();
-        hosts
-            .into_iter()
-            .filter(|h| {
-                map.get(*h)
-                    .is_some_and(|e| matches!(e.state, HostState::Lost { .. }))
+        let set = self.unhealthy_set();
+        let from = (service.to_string(), String::new());
+        set.range(from..)
+            .take_while(|(s, _)| s == service)
+            .filter_map(|(_, h)| {
+                let report = map.get(h)?.services.get(service)?.health.clone()?;
+                Some((h.clone(), report))
             })
-            .map(str::to_string)
             .collect()
     }
 
@@ -376,6 +437,12 @@ impl Fleet {
     /// Records a health report.
     pub fn set_health(&self, host: &str, h: pb::HealthReport) {
         if let Some(e) = self.lock().get_mut(host) {
+            let key = (h.service.clone(), host.to_string());
+            if matches!(h.status.as_str(), "unhealthy" | "down") {
+                self.unhealthy_set().insert(key);
+            } else {
+                self.unhealthy_set().remove(&key);
+            }
             let s = e
                 .services
                 .entry(h.service.clone())
@@ -498,6 +565,53 @@ mod tests {
         assert_eq!(changed[0].state, "lost");
         assert!(cancel.is_cancelled());
         assert_eq!(fleet.sessions(), 0);
+        // What a rollout asks four times a second.
+        assert_eq!(fleet.lost_among(|_| true), ["a"]);
+        assert!(fleet.lost_among(|h| h != "a").is_empty());
+        fleet
+            .session_opened("a", session("s2"), hello(), 4)
+            .unwrap();
+        assert!(fleet.lost_among(|_| true).is_empty(), "back: not lost");
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(fleet.reap(5).len(), 1);
+        assert_eq!(fleet.lost_among(|_| true), ["a"]);
+        assert!(fleet.remove("a"));
+        assert!(fleet.lost_among(|_| true).is_empty(), "removed: not lost");
+        // A host stored as lost is lost from the start.
+        let mut stored = record("b");
+        stored.state = "lost".into();
+        stored.last_seen = Some(1);
+        let fleet = Fleet::new(vec![stored.clone(), record("c")], Duration::from_secs(10));
+        assert_eq!(fleet.lost_among(|_| true), ["b"]);
+        let fleet = Fleet::new(vec![], Duration::from_secs(10));
+        fleet.add(stored);
+        assert_eq!(fleet.lost_among(|_| true), ["b"]);
+    }
+
+    #[test]
+    fn hosts_whose_latest_report_is_unhealthy_or_down_are_listed_per_service() {
+        let fleet = Fleet::new(vec![record("a"), record("b")], Duration::from_secs(10));
+        let report = |service: &str, status: &str| pb::HealthReport {
+            service: service.into(),
+            status: status.into(),
+            release: "r2".into(),
+            ..Default::default()
+        };
+        fleet.set_health("a", report("web", "unhealthy"));
+        fleet.set_health("b", report("web", "down"));
+        fleet.set_health("b", report("db", "unhealthy"));
+        let hosts =
+            |svc| -> Vec<String> { fleet.unhealthy(svc).into_iter().map(|(h, _)| h).collect() };
+        assert_eq!(hosts("web"), ["a", "b"]);
+        assert_eq!(hosts("db"), ["b"]);
+        assert_eq!(fleet.unhealthy("web")[1].1.status, "down");
+        fleet.set_health("a", report("web", "healthy"));
+        assert_eq!(hosts("web"), ["b"], "a recovered");
+        assert!(fleet.remove("b"));
+        assert!(
+            hosts("web").is_empty() && hosts("db").is_empty(),
+            "b removed"
+        );
     }
 
     #[tokio::test(start_paused = true)]

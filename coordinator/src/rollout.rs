@@ -575,27 +575,17 @@ fn analyse(app: &App, r: &Rollout, batch: usize) -> crate::analysis::Report {
 
 /// Health reports that say a host that took the new release degraded.
 fn degraded(app: &App, r: &Rollout) -> Vec<(String, String)> {
-    let done: HashMap<&str, i64> = r
-        .hosts
-        .iter()
-        .filter_map(|(h, p)| match p {
-            HostPhase::Done { at_ms } => Some((h.as_str(), *at_ms)),
-            _ => None,
-        })
-        .collect();
-    let mut out = Vec::new();
     app.fleet
-        .each_service(done.keys().copied(), &r.service, |h, s| {
-            if let Some(health) = &s.health
-                && health.release == r.release_id
-                && health.at_ms > done[h] + 1000
-                && matches!(health.status.as_str(), "unhealthy" | "down")
-            {
-                out.push((h.to_string(), health.status.clone()));
-            }
-        });
-    out.sort();
-    out
+        .unhealthy(&r.service)
+        .into_iter()
+        .filter_map(|(h, health)| {
+            let Some(HostPhase::Done { at_ms }) = r.hosts.get(&h) else {
+                return None;
+            };
+            (health.release == r.release_id && health.at_ms > at_ms + 1000)
+                .then_some((h, health.status))
+        })
+        .collect()
 }
 
 /// How often a rollout's progress that sends no command is stored (and
@@ -683,7 +673,7 @@ async fn run(
             // Cancel-safe: interval ticks are not lost by being dropped.
             _ = tick.tick() => {
                 let mut out = Vec::new();
-                let lost = app.fleet.lost_among(r.hosts.keys().map(String::as_str));
+                let lost = app.fleet.lost_among(|h| r.hosts.contains_key(h));
                 for host in lost {
                     out.extend(apply(&mut r, Event::Lost { host }));
                 }

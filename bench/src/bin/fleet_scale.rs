@@ -114,6 +114,19 @@ fn worker() -> anyhow::Result<()> {
             "{}",
             serde_json::json!({"event": "enrolled", "n": hosts.len()})
         );
+        // When each agent got `Stage`, reported in batches: a line (a write
+        // and the driver's parse) per agent would be CPU taken from the
+        // fan-out being measured.
+        tokio::spawn(async {
+            let mut every = tokio::time::interval(Duration::from_millis(50));
+            loop {
+                every.tick().await;
+                let at: Vec<i64> = std::mem::take(&mut *STAGES.lock().unwrap());
+                if !at.is_empty() {
+                    println!("{}", serde_json::json!({"event": "stages", "at_ms": at}));
+                }
+            }
+        });
         // Sessions, forever (the driver kills the worker).
         for (host, files) in hosts {
             let url = url.clone();
@@ -123,6 +136,9 @@ fn worker() -> anyhow::Result<()> {
         anyhow::Ok(())
     })
 }
+
+/// When this worker's agents received `Stage`, not reported yet.
+static STAGES: Mutex<Vec<i64>> = Mutex::new(Vec::new());
 
 /// One simulated agent: keeps a session open, reconnecting when it
 /// breaks; answers every command with success, `Stage` after `stage_ms`
@@ -194,7 +210,7 @@ async fn session(
                         let at = now_ms();
                         let (service, release, wait) = match &c.kind {
                             Some(pb::command::Kind::Stage(s)) => {
-                                println!("{}", serde_json::json!({"event": "stage", "host": host, "at_ms": at}));
+                                STAGES.lock().unwrap().push(at);
                                 (s.service.clone(), String::new(), stage_ms)
                             }
                             Some(pb::command::Kind::Activate(a)) => (a.service.clone(), a.release_id.clone(), 0),
@@ -297,7 +313,13 @@ fn spawn_worker(
                     v["host"].as_str().unwrap_or_default().into(),
                     v["at_ms"].as_i64().unwrap_or(0),
                 )),
-                Some("stage") => e.stage.push(v["at_ms"].as_i64().unwrap_or(0)),
+                Some("stages") => e.stage.extend(
+                    v["at_ms"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_i64()),
+                ),
                 _ => {}
             }
         }
@@ -384,6 +406,7 @@ fn driver() -> anyhow::Result<()> {
             (sessions(&c) as usize >= n).then_some(())
         });
         // Let heartbeats and allocations settle.
+        println!("{n} sessions up; settling for 5 s");
         std::thread::sleep(Duration::from_secs(5));
         let rss = rss_kib(coord_pid()).unwrap();
         let per = (rss - base_rss) as f64 / n as f64;
@@ -414,6 +437,27 @@ fn driver() -> anyhow::Result<()> {
         cpu_seconds(coord_pid()).unwrap_or(0.0),
         worker_cpu(&workers),
     );
+    // And over the fan-out alone: until every agent has its Stage (within
+    // the workers' 50 ms reporting; with `--stage-ms` longer than the
+    // fan-out, nothing else happens in that window).
+    let fanout_cpu = {
+        let (events, coord, pids) = (
+            events.clone(),
+            coord_pid(),
+            workers.iter().map(Child::id).collect::<Vec<_>>(),
+        );
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(120) {
+                if events.lock().unwrap().stage.len() >= total {
+                    let w: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+                    return Some((cpu_seconds(coord).unwrap_or(0.0), w));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        })
+    };
     let submitted = now_ms();
     let r = c.cutover(&[
         "deploy",
@@ -434,6 +478,17 @@ fn driver() -> anyhow::Result<()> {
         "CPU over the rollout: coordinator {coord_cpu:.2} s ({:.0} us per agent), simulated agents {workers_cpu:.2} s",
         coord_cpu * 1e6 / total as f64
     );
+    let fanout_cpu = fanout_cpu
+        .join()
+        .unwrap()
+        .map(|(c, w)| (c - coord_cpu0, w - workers_cpu0));
+    if let Some((c, w)) = fanout_cpu {
+        println!(
+            "CPU until every agent had Stage: coordinator {c:.2} s ({:.0} us per agent), simulated agents {w:.2} s ({:.0} us per agent)",
+            c * 1e6 / total as f64,
+            w * 1e6 / total as f64
+        );
+    }
     let mut lat: Vec<i64> = events
         .lock()
         .unwrap()
@@ -497,6 +552,7 @@ fn driver() -> anyhow::Result<()> {
         "reconnect_listen_drops": drops,
         "recreate_rollout_ms": rollout_ms,
         "rollout_cpu_s": {"coordinator": coord_cpu, "simulated_agents": workers_cpu},
+        "fanout_cpu_s": fanout_cpu.map(|(c, w)| serde_json::json!({"coordinator": c, "simulated_agents": w})),
         "reconnect_after_kill_s": reconnect.as_secs_f64(),
         "coordinator_restart_s": up.as_secs_f64(),
         "targets": {"kib_per_agent_max": 40, "fanout_p99_ms_max": 100, "reconnect_s_max": 10},

@@ -36,6 +36,8 @@ struct Phase {
     records: Vec<Record>,
     swap_start: Instant,
     swaps: u64,
+    /// When each swap (or restart) was asked for.
+    swap_times: Vec<Instant>,
 }
 
 impl Phase {
@@ -53,7 +55,45 @@ impl Phase {
         let k = load::counts(&self.records);
         let (s50, s99) = (latency(&steady, 0.5), latency(&steady, 0.99));
         let (w50, w99) = (latency(&swapping, 0.5), latency(&swapping, 0.99));
+        let by_kind = |rs: &[&Record], keepalive: bool| {
+            let v: Vec<&Record> = rs
+                .iter()
+                .copied()
+                .filter(|r| r.keepalive == keepalive)
+                .collect();
+            latency(&v, 0.99)
+        };
+        // Where the slow requests of the swap window are: each request
+        // over the steady p99, by when it started after the swap before it
+        // (100 ms buckets).
+        let mut after_swap = [0usize; 12];
+        for r in &swapping {
+            if !matches!(r.outcome, Outcome::Ok { .. })
+                || (r.ended - r.started).as_secs_f64() * 1000.0 <= s99
+            {
+                continue;
+            }
+            let i = self.swap_times.partition_point(|t| *t <= r.started);
+            if let Some(t) = i.checked_sub(1).map(|i| self.swap_times[i]) {
+                let b = ((r.started - t).as_millis() / 100) as usize;
+                after_swap[b.min(after_swap.len() - 1)] += 1;
+            }
+        }
+        let kinds = serde_json::json!({
+            "keepalive": {"steady_p99_ms": by_kind(&steady, true), "during_swaps_p99_ms": by_kind(&swapping, true)},
+            "fresh_connection": {"steady_p99_ms": by_kind(&steady, false), "during_swaps_p99_ms": by_kind(&swapping, false)},
+        });
         if print {
+            println!(
+                "  p99 by client: keep-alive {:.2} ms steady, {:.2} ms during swaps; fresh connection {:.2} ms steady, {:.2} ms during swaps",
+                by_kind(&steady, true),
+                by_kind(&swapping, true),
+                by_kind(&steady, false),
+                by_kind(&swapping, false)
+            );
+            println!(
+                "  requests over the steady p99 during swaps, by start after the swap before them (100 ms buckets, the last 1.1 s and over): {after_swap:?}"
+            );
             println!(
                 "{:<28} {:>9} requests, {:>6} failed (refused {}, reset {}, timeout {}, non-2xx {}); steady p50 {s50:.2} ms p99 {s99:.2} ms; during {} swaps p50 {w50:.2} ms p99 {w99:.2} ms ({:.2}x)",
                 self.name,
@@ -74,6 +114,8 @@ impl Phase {
             "steady_ms": {"p50": s50, "p99": s99},
             "during_swaps_ms": {"p50": w50, "p99": w99},
             "p99_ratio": w99 / s99,
+            "p99_by_client": kinds,
+            "slow_requests_by_100ms_after_swap": after_swap,
         })
     }
 }
@@ -92,8 +134,10 @@ fn run_phase(
     std::thread::sleep(steady);
     let swap_start = Instant::now();
     let mut n = 0;
+    let mut swap_times = Vec::new();
     while n < swaps || (l.count() as u64) < requests {
         n += 1;
+        swap_times.push(Instant::now());
         swap(n);
     }
     Phase {
@@ -101,6 +145,7 @@ fn run_phase(
         records: l.stop(),
         swap_start,
         swaps: n,
+        swap_times,
     }
 }
 
