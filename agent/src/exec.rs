@@ -2,10 +2,14 @@
 //!
 //! `LISTEN_PID` must be the app's own pid, which does not exist before
 //! fork. systemd writes it after fork; so does this module: everything the
-//! exec needs (the resolved path, argv, the environment with a
-//! `LISTEN_PID=` slot) is built before fork, and [`Exec::exec`], run in
-//! the child just before it becomes the app, writes the child's pid into
-//! the slot and calls `execve`. Nothing allocates after fork.
+//! exec needs (argv, the environment with a `LISTEN_PID=` slot) is built
+//! before fork, and [`Exec::exec`], run in the child just before it
+//! becomes the app, writes the child's pid into the slot, points `environ`
+//! at the new environment and calls `execvp`, exactly as std's own spawn
+//! does after its hooks. So the program is looked up in the app's `PATH`
+//! from its working directory, entries it may not execute are skipped,
+//! and a script without `#!` runs through `/bin/sh`, as before. Nothing
+//! allocates after fork.
 //!
 //! (Until stop 12 a shim did this: the child exec'd the agent itself as
 //! `cutover-agent exec-shim`, which set `LISTEN_PID` and exec'd the app.
@@ -17,23 +21,26 @@
 use std::ffi::{CString, OsStr};
 use std::os::raw::c_char;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const LISTEN_PID: &[u8] = b"LISTEN_PID=";
+
+unsafe extern "C" {
+    /// The process environment that `execvp` passes on (and reads `PATH`
+    /// from).
+    static mut environ: *const *const c_char;
+}
 
 /// A program that cannot be exec'd as given.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("`{program}` is not an executable file in PATH ({path})")]
-    NotInPath { program: String, path: String },
     #[error("`{0}` contains a NUL byte")]
     Nul(String),
 }
 
 /// An exec prepared before fork.
 pub struct Exec {
-    path: CString,
+    program: CString,
     _strings: Vec<CString>,
     argv: Vec<*const c_char>,
     env: Vec<*const c_char>,
@@ -49,14 +56,16 @@ unsafe impl Sync for Exec {}
 
 impl std::fmt::Debug for Exec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exec").field("path", &self.path).finish()
+        f.debug_struct("Exec")
+            .field("program", &self.program)
+            .finish()
     }
 }
 
 impl Exec {
     /// Prepares `program` with `args` and exactly `env` (plus `LISTEN_PID`
-    /// when `listen_pid`). A program without a `/` is looked up in `env`'s
-    /// `PATH`, as the shell would in the app's environment.
+    /// when `listen_pid`; a `LISTEN_PID` in `env` is dropped). A program
+    /// without a `/` is looked up in `env`'s `PATH` by `execvp`.
     pub fn new<'a>(
         program: &Path,
         args: impl IntoIterator<Item = &'a str>,
@@ -70,11 +79,6 @@ impl Exec {
             .into_iter()
             .filter(|(k, _)| *k != "LISTEN_PID")
             .collect();
-        let search = env
-            .iter()
-            .find(|(k, _)| *k == "PATH")
-            .map_or("", |(_, v)| *v);
-        let path = resolve(program, search)?;
         let mut strings = vec![cstring(program.as_os_str().as_bytes())?];
         for a in args {
             strings.push(cstring(a.as_bytes())?);
@@ -94,7 +98,7 @@ impl Exec {
         });
         envp.push(std::ptr::null());
         Ok(Exec {
-            path: cstring(path.as_os_str().as_bytes())?,
+            program: cstring(program.as_os_str().as_bytes())?,
             _strings: strings,
             argv,
             env: envp,
@@ -102,9 +106,9 @@ impl Exec {
         })
     }
 
-    /// The path that will be exec'd.
-    pub fn path(&self) -> &Path {
-        Path::new(OsStr::from_bytes(self.path.as_bytes()))
+    /// The program, as given.
+    pub fn program(&self) -> &Path {
+        Path::new(OsStr::from_bytes(self.program.as_bytes()))
     }
 
     /// Makes `cmd` exec this program from its forked child, after every
@@ -114,9 +118,10 @@ impl Exec {
     /// error.
     pub fn install(mut self, cmd: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;
-        // SAFETY: the hook only writes into memory it owns and calls
-        // getpid and execve, which are async-signal-safe; it allocates
-        // nothing (`last_os_error` is a plain errno).
+        // SAFETY: the hook only writes into memory it owns (and, in the
+        // child, `environ`, as std's spawn does) and calls getpid and
+        // execvp, as std's spawn does; it allocates nothing
+        // (`last_os_error` is a plain errno).
         unsafe { cmd.pre_exec(move || Err(self.exec())) };
     }
 
@@ -124,7 +129,8 @@ impl Exec {
     ///
     /// # Safety
     /// Only in a child just forked from this process: it writes the
-    /// caller's pid into `LISTEN_PID` and calls `execve`.
+    /// caller's pid into `LISTEN_PID`, replaces `environ` and calls
+    /// `execvp`.
     unsafe fn exec(&mut self) -> std::io::Error {
         if let Some((at, slot)) = &mut self.listen_pid {
             // SAFETY: getpid cannot fail and touches no memory.
@@ -133,8 +139,13 @@ impl Exec {
             self.env[*at] = slot.as_ptr().cast();
         }
         // SAFETY: every pointer is to a NUL-terminated string owned by
-        // `self`, and both arrays end with a null pointer.
-        unsafe { libc::execve(self.path.as_ptr(), self.argv.as_ptr(), self.env.as_ptr()) };
+        // `self`, and both arrays end with a null pointer. `environ` is
+        // this forked child's own; std sets it the same way before its
+        // `execvp`, which this call replaces.
+        unsafe {
+            environ = self.env.as_ptr();
+            libc::execvp(self.program.as_ptr(), self.argv.as_ptr());
+        }
         std::io::Error::last_os_error()
     }
 }
@@ -158,25 +169,6 @@ fn write_decimal(out: &mut [u8], mut n: u32) {
     out[len] = 0;
 }
 
-/// A program with a `/` is used as given; one without is the first
-/// executable file of that name in `search` (a `PATH` value).
-fn resolve(program: &Path, search: &str) -> Result<PathBuf, ExecError> {
-    if program.as_os_str().as_bytes().contains(&b'/') {
-        return Ok(program.to_path_buf());
-    }
-    search
-        .split(':')
-        .filter(|d| !d.is_empty())
-        .map(|d| Path::new(d).join(program))
-        .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-        .ok_or_else(|| ExecError::NotInPath {
-            program: program.display().to_string(),
-            path: search.to_string(),
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,17 +189,31 @@ mod tests {
     }
 
     #[test]
-    fn a_bare_name_is_found_in_the_apps_path_and_a_missing_one_is_named() {
-        let found = resolve(Path::new("sh"), "/nonexistent:/bin:/usr/bin").unwrap();
-        assert!(found.ends_with("sh") && found.is_absolute(), "{found:?}");
-        let e = resolve(Path::new("no-such-program-here"), "/bin:/usr/bin").unwrap_err();
+    fn a_bare_name_is_looked_up_in_the_apps_path_from_its_working_directory() {
+        // `bin` in PATH is relative: it means the app's working directory,
+        // where the program is, not the agent's.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("bin")).unwrap();
+        let app = dir.path().join("bin/app");
+        std::fs::write(&app, "echo \"ran $0\"\n").unwrap();
+        std::fs::set_permissions(&app, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let exec = Exec::new(Path::new("app"), [], [("PATH", "/nonexistent:bin")], false).unwrap();
+        let mut cmd = std::process::Command::new(exec.program());
+        cmd.current_dir(dir.path())
+            .stdout(std::process::Stdio::piped());
+        exec.install(&mut cmd);
+        let out = cmd.spawn().unwrap().wait_with_output().unwrap();
+        assert!(out.status.success());
+        // No `#!`: run through /bin/sh, as execvp does.
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ran bin/app");
+        let exec = Exec::new(Path::new("no-such-app"), [], [("PATH", "bin")], false).unwrap();
+        let mut cmd = std::process::Command::new(exec.program());
+        cmd.current_dir(dir.path());
+        exec.install(&mut cmd);
         assert_eq!(
-            e.to_string(),
-            "`no-such-program-here` is not an executable file in PATH (/bin:/usr/bin)"
-        );
-        assert_eq!(
-            resolve(Path::new("./bin/app"), "").unwrap(),
-            Path::new("./bin/app")
+            cmd.spawn().unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
         );
     }
 
@@ -227,7 +233,7 @@ mod tests {
             true,
         )
         .unwrap();
-        let mut cmd = std::process::Command::new(exec.path());
+        let mut cmd = std::process::Command::new(exec.program());
         cmd.stdout(std::process::Stdio::piped());
         exec.install(&mut cmd);
         let child = cmd.spawn().unwrap();
@@ -259,7 +265,7 @@ mod tests {
         let not_exec = dir.path().join("app");
         std::fs::write(&not_exec, "#!/bin/sh\n").unwrap();
         let exec = Exec::new(&not_exec, [], [], false).unwrap();
-        let mut cmd = std::process::Command::new(exec.path());
+        let mut cmd = std::process::Command::new(exec.program());
         exec.install(&mut cmd);
         let e = cmd.spawn().unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::PermissionDenied, "{e}");

@@ -36,6 +36,8 @@ pub enum InstanceError {
     NoUser(String),
     #[error(transparent)]
     Exec(#[from] crate::exec::ExecError),
+    #[error("`{program}` is not in the app's PATH ({path})")]
+    NotInPath { program: String, path: String },
     #[error("starting `{program}`")]
     Spawn {
         program: String,
@@ -199,7 +201,7 @@ impl Instance {
             !l.listeners.is_empty(),
         )?;
         // The program, arguments and environment are `exec`'s (see there).
-        let mut cmd = std::process::Command::new(exec.path());
+        let mut cmd = std::process::Command::new(exec.program());
         cmd.current_dir(&workdir)
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -227,9 +229,20 @@ impl Instance {
         let mut child = tokio::process::Command::from(cmd)
             .kill_on_drop(false)
             .spawn()
-            .map_err(|source| InstanceError::Spawn {
-                program: program.display().to_string(),
-                source,
+            .map_err(|source| {
+                let program = program.display().to_string();
+                match env.get("PATH") {
+                    Some(path)
+                        if source.kind() == std::io::ErrorKind::NotFound
+                            && !program.contains('/') =>
+                    {
+                        InstanceError::NotInPath {
+                            program,
+                            path: path.clone(),
+                        }
+                    }
+                    _ => InstanceError::Spawn { program, source },
+                }
             })?;
         let pid = child.id().expect("a just-spawned child has a pid");
         let pidfd = sys::pidfd_open(pid).map_err(io(format!("pidfd_open({pid})")))?;
@@ -369,6 +382,29 @@ mod tests {
                 ("DB_PASSWORD".into(), "hunter2".into()),
                 ("A".into(), "1".into())
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_program_missing_from_the_apps_path_is_named_with_that_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = cutover_common::service::parse_toml(
+            "service = \"web\"\n[run]\ncommand = [\"no-such-app\", \"--port\", \"1\"]\n",
+        )
+        .unwrap();
+        let e = Instance::spawn(Launch {
+            id: "i1".into(),
+            release: "r1".into(),
+            release_dir: dir.path().into(),
+            spec: &spec,
+            listeners: Vec::new(),
+            run_dir: dir.path().join("run"),
+            log_dir: dir.path().join("logs"),
+        })
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("`no-such-app` is not in the app's PATH ({DEFAULT_PATH})")
         );
     }
 

@@ -380,14 +380,20 @@ impl Fleet {
             .collect()
     }
 
-    /// The latest health report of each host whose report for `service`
-    /// says unhealthy or down, sorted by host. Reads only those hosts.
-    pub fn unhealthy(&self, service: &str) -> Vec<(String, pb::HealthReport)> {
+    /// The latest health report of each host for which `among` holds and
+    /// whose report for `service` says unhealthy or down, sorted by host.
+    /// Reads only the unhealthy hosts.
+    pub fn unhealthy_among(
+        &self,
+        service: &str,
+        among: impl Fn(&str) -> bool,
+    ) -> Vec<(String, pb::HealthReport)> {
         let map = self.lock();
         let set = self.unhealthy_set();
         let from = (service.to_string(), String::new());
         set.range(from..)
             .take_while(|(s, _)| s == service)
+            .filter(|(_, h)| among(h))
             .filter_map(|(_, h)| {
                 let report = map.get(h)?.services.get(service)?.health.clone()?;
                 Some((h.clone(), report))
@@ -415,6 +421,15 @@ impl Fleet {
     pub fn set_services(&self, host: &str, services: Vec<pb::ServiceState>) {
         if let Some(e) = self.lock().get_mut(host) {
             let old = std::mem::take(&mut e.services);
+            // Services no longer reported have no health any more.
+            let mut unhealthy = self.unhealthy_set();
+            for gone in old
+                .keys()
+                .filter(|s| !services.iter().any(|n| &n.service == *s))
+            {
+                unhealthy.remove(&(gone.clone(), host.to_string()));
+            }
+            drop(unhealthy);
             for s in services {
                 let health = old.get(&s.service).and_then(|o| o.health.clone());
                 e.services.insert(
@@ -600,11 +615,17 @@ mod tests {
         fleet.set_health("a", report("web", "unhealthy"));
         fleet.set_health("b", report("web", "down"));
         fleet.set_health("b", report("db", "unhealthy"));
-        let hosts =
-            |svc| -> Vec<String> { fleet.unhealthy(svc).into_iter().map(|(h, _)| h).collect() };
+        let hosts = |svc| -> Vec<String> {
+            fleet
+                .unhealthy_among(svc, |_| true)
+                .into_iter()
+                .map(|(h, _)| h)
+                .collect()
+        };
         assert_eq!(hosts("web"), ["a", "b"]);
         assert_eq!(hosts("db"), ["b"]);
-        assert_eq!(fleet.unhealthy("web")[1].1.status, "down");
+        assert_eq!(fleet.unhealthy_among("web", |_| true)[1].1.status, "down");
+        assert_eq!(fleet.unhealthy_among("web", |h| h == "b")[0].0, "b");
         fleet.set_health("a", report("web", "healthy"));
         assert_eq!(hosts("web"), ["b"], "a recovered");
         assert!(fleet.remove("b"));

@@ -576,7 +576,9 @@ fn analyse(app: &App, r: &Rollout, batch: usize) -> crate::analysis::Report {
 /// Health reports that say a host that took the new release degraded.
 fn degraded(app: &App, r: &Rollout) -> Vec<(String, String)> {
     app.fleet
-        .unhealthy(&r.service)
+        .unhealthy_among(&r.service, |h| {
+            matches!(r.hosts.get(h), Some(HostPhase::Done { .. }))
+        })
         .into_iter()
         .filter_map(|(h, health)| {
             let Some(HostPhase::Done { at_ms }) = r.hosts.get(&h) else {
