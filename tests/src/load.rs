@@ -114,13 +114,32 @@ fn request(stream: &mut TcpStream, keepalive: bool) -> Result<(u16, String, bool
 fn worker(
     addr: SocketAddr,
     keepalive: bool,
+    every: Option<Duration>,
     stop: Arc<AtomicBool>,
     records: Arc<Mutex<Vec<Record>>>,
 ) {
     let mut conn: Option<TcpStream> = None;
     let mut local = Vec::new();
+    let mut due = Instant::now();
     while !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
+        // Paced: a request is due every `every`. One sent on time is timed
+        // from when it went; one that is late, because the requests before
+        // it were slow, from when it was due, so that a stall counts for
+        // every request it held up.
+        let started = match every {
+            None => Instant::now(),
+            Some(every) => {
+                let now = Instant::now();
+                let started = if now < due {
+                    std::thread::sleep(due - now);
+                    Instant::now()
+                } else {
+                    due
+                };
+                due += every;
+                started
+            }
+        };
         if conn.is_none() {
             match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
                 Ok(s) => {
@@ -181,16 +200,30 @@ impl Load {
     /// Starts `keepalive` workers reusing connections and `fresh` workers
     /// opening one per request, all aimed at `addr`.
     pub fn start(addr: SocketAddr, keepalive: usize, fresh: usize) -> Load {
+        Self::start_paced(addr, keepalive, fresh, None)
+    }
+
+    /// The same with `rate` requests a second in all (an open loop, below
+    /// what the host can serve) instead of each worker sending as fast as
+    /// answers come (a closed loop, which keeps every core busy).
+    pub fn start_paced(
+        addr: SocketAddr,
+        keepalive: usize,
+        fresh: usize,
+        rate: Option<u32>,
+    ) -> Load {
+        let workers = keepalive + fresh;
+        let every = rate.map(|r| Duration::from_secs_f64(workers as f64 / f64::from(r.max(1))));
         assert!(
             addr.ip().is_loopback() || is_test_net(addr.ip()),
             "load is only for test addresses: {addr}"
         );
         let stop = Arc::new(AtomicBool::new(false));
         let records = Arc::new(Mutex::new(Vec::new()));
-        let workers = (0..keepalive + fresh)
+        let workers = (0..workers)
             .map(|i| {
                 let (stop, records) = (stop.clone(), records.clone());
-                std::thread::spawn(move || worker(addr, i < keepalive, stop, records))
+                std::thread::spawn(move || worker(addr, i < keepalive, every, stop, records))
             })
             .collect();
         Load {
