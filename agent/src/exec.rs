@@ -3,7 +3,7 @@
 //! `LISTEN_PID` must be the app's own pid, which does not exist before
 //! fork. systemd writes it after fork; so does this module: everything the
 //! exec needs (argv, the environment with a `LISTEN_PID=` slot) is built
-//! before fork, and [`Exec::exec`], run in the child just before it
+//! before fork, and `Exec::exec`, run in the child just before it
 //! becomes the app, writes the child's pid into the slot, points `environ`
 //! at the new environment and calls `execvp`, exactly as std's own spawn
 //! does after its hooks. So the program is looked up in the app's `PATH`
