@@ -231,6 +231,9 @@ impl ServiceDir {
     }
 
     /// Points `name` at release `id` with an atomic rename, or removes it.
+    /// Not synced: the change is durable once this directory is, which the
+    /// service's next state write does (`state.json` lives here too; see
+    /// `Service::update_links`).
     pub fn set_link(&self, name: &str, id: Option<&str>) -> std::io::Result<()> {
         let link = self.root.join(name);
         match id {
@@ -244,7 +247,7 @@ impl ServiceDir {
                 let _ = fs::remove_file(&link);
             }
         }
-        crate::sys::blocking(|| fsutil::sync_dir(&self.root))
+        Ok(())
     }
 
     /// Removes leftovers of interrupted staging.

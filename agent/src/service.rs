@@ -371,7 +371,7 @@ impl Service {
             let active = svc.with_probes(inst, meta.spec);
             svc.active = Some(active);
         }
-        svc.sync_links();
+        svc.update_links();
         svc.save();
         svc
     }
@@ -442,7 +442,12 @@ impl Service {
         }
     }
 
-    fn sync_links(&self) {
+    /// Points `current` and `previous` at the state's releases. Always
+    /// followed by `save`, whose directory fsync makes the links durable
+    /// with the state (one fsync instead of one per link). A crash between
+    /// the two leaves links ahead of `state.json`; the restart's recovery
+    /// points them at the recorded releases again.
+    fn update_links(&self) {
         if !self.dir.root.exists() {
             return;
         }
@@ -831,7 +836,10 @@ impl Service {
         if let Some(s) = &mut self.state.swap {
             s.new_instance = Some(new.instance.record.id.clone());
         }
-        self.save();
+        // Published, not written: a restart before the next write finds
+        // the new instance by the id in its environment (recorded above)
+        // and stops it, as it would from the record (`Recovery::Forget`).
+        self.publish();
         self.progress(
             command_id,
             "starting",
@@ -885,8 +893,8 @@ impl Service {
         self.state.instances = vec![new.instance.record.clone()];
         self.state.swap = None;
         self.state.stopped = false;
+        self.update_links();
         self.save();
-        self.sync_links();
         let pid = new.instance.pid();
         if command_id != "supervisor" {
             self.backoff =
@@ -927,8 +935,8 @@ impl Service {
         let r = self.activate(command_id, &prev, false).await;
         if r.is_ok() && from.as_deref() != Some(prev.as_str()) {
             self.state.previous_release = from;
+            self.update_links();
             self.save();
-            self.sync_links();
         }
         r
     }

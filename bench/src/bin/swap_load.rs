@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cutover_bench::{arg_u64, machine, write_results};
+use cutover_bench::{arg, arg_u64, cpu_seconds, machine, write_results};
 use cutover_tests::load::{self, Load, Outcome, Record};
 use cutover_tests::release::{Control, activate, demo_spec, demo_tarball, free_port, stage};
 use cutover_tests::{Cluster, CoordinatorOptions, bin, poll};
@@ -40,10 +40,19 @@ fn latency(records: &[&Record], q: f64) -> f64 {
 struct Phase {
     name: &'static str,
     records: Vec<Record>,
+    /// Requests started before this are warm-up, in no window: the
+    /// first connections and the service's first requests (a start-up
+    /// transient showed in the first steady window of a run).
+    steady_start: Instant,
     swap_start: Instant,
+
     swaps: u64,
     /// When each swap (or restart) was asked for.
     swap_times: Vec<Instant>,
+    /// CPU used in the swap window, in seconds, by the processes that
+    /// do the swaps: the agent and the coordinator; supervisord (its
+    /// `supervisorctl` runs are not counted).
+    swapper_cpu: Vec<(&'static str, f64)>,
 }
 
 impl Phase {
@@ -51,7 +60,7 @@ impl Phase {
         let steady: Vec<&Record> = self
             .records
             .iter()
-            .filter(|r| r.started < self.swap_start)
+            .filter(|r| r.started >= self.steady_start && r.started < self.swap_start)
             .collect();
         let swapping: Vec<&Record> = self
             .records
@@ -73,6 +82,8 @@ impl Phase {
         // over the steady p99, by when it started after the swap before it
         // (100 ms buckets).
         let mut after_swap = [0usize; 12];
+        // And the first 100 ms of it by 10 ms.
+        let mut first_100ms = [0usize; 10];
         for r in &swapping {
             if !matches!(r.outcome, Outcome::Ok { .. })
                 || (r.ended - r.started).as_secs_f64() * 1000.0 <= s99
@@ -81,10 +92,37 @@ impl Phase {
             }
             let i = self.swap_times.partition_point(|t| *t <= r.started);
             if let Some(t) = i.checked_sub(1).map(|i| self.swap_times[i]) {
-                let b = ((r.started - t).as_millis() / 100) as usize;
-                after_swap[b.min(after_swap.len() - 1)] += 1;
+                let ms = (r.started - t).as_millis() as usize;
+                after_swap[(ms / 100).min(after_swap.len() - 1)] += 1;
+                if let Some(n) = first_100ms.get_mut(ms / 10) {
+                    *n += 1;
+                }
             }
         }
+        // The steady window's p99 in 5 s slices, to show it is steady.
+        let slices: Vec<f64> = {
+            let n = (self.swap_start - self.steady_start).as_secs().div_ceil(5);
+            (0..n)
+                .map(|i| {
+                    let from = self.steady_start + Duration::from_secs(5 * i);
+                    let v: Vec<&Record> = steady
+                        .iter()
+                        .copied()
+                        .filter(|r| r.started >= from && r.started < from + Duration::from_secs(5))
+                        .collect();
+                    latency(&v, 0.99)
+                })
+                .collect()
+        };
+        // CPU per swap of the processes doing it. (Not the machine's busy
+        // time from /proc/stat: on this VM it misses most ticks under this
+        // load, and read 2 % of the machine busy at 8,000 requests a
+        // second.)
+        let cpu_ms_per_swap: serde_json::Map<String, serde_json::Value> = self
+            .swapper_cpu
+            .iter()
+            .map(|(who, s)| (who.to_string(), (s / self.swaps as f64 * 1000.0).into()))
+            .collect();
         let kinds = serde_json::json!({
             "keepalive": {"steady_p99_ms": by_kind(&steady, true), "during_swaps_p99_ms": by_kind(&swapping, true)},
             "fresh_connection": {"steady_p99_ms": by_kind(&steady, false), "during_swaps_p99_ms": by_kind(&swapping, false)},
@@ -97,8 +135,15 @@ impl Phase {
                 by_kind(&steady, false),
                 by_kind(&swapping, false)
             );
+            let slices_ms: Vec<String> = slices.iter().map(|x| format!("{x:.2}")).collect();
+            let cpu: Vec<String> = cpu_ms_per_swap
+                .iter()
+                .map(|(who, ms)| format!("{who} {:.1} ms", ms.as_f64().unwrap_or(0.0)))
+                .collect();
+            println!("  CPU per swap: {}", cpu.join(", "));
+            println!("  steady p99 by 5 s slice: {} ms", slices_ms.join(", "));
             println!(
-                "  requests over the steady p99 during swaps, by start after the swap before them (100 ms buckets, the last 1.1 s and over): {after_swap:?}"
+                "  requests over the steady p99 during swaps, by start after the swap before them (100 ms buckets, the last 1.1 s and over): {after_swap:?}; the first 100 ms by 10 ms: {first_100ms:?}"
             );
             println!(
                 "{:<28} {:>9} requests, {:>6} failed (refused {}, reset {}, timeout {}, non-2xx {}); steady p50 {s50:.2} ms p99 {s99:.2} ms; during {} swaps p50 {w50:.2} ms p99 {w99:.2} ms ({:.2}x)",
@@ -118,28 +163,43 @@ impl Phase {
             "refused": k.refused, "reset": k.reset, "timeout": k.timeout, "non_2xx": k.non_2xx,
             "swaps": self.swaps,
             "steady_ms": {"p50": s50, "p99": s99},
+            "steady_p99_ms_by_5s": slices,
+            "cpu_ms_per_swap": cpu_ms_per_swap,
             "during_swaps_ms": {"p50": w50, "p99": w99},
             "p99_ratio": w99 / s99,
             "p99_by_client": kinds,
             "slow_requests_by_100ms_after_swap": after_swap,
+            "slow_requests_by_10ms_in_first_100ms": first_100ms,
         })
     }
 }
 
-/// Runs the load: `steady` first, then `swap()` repeatedly until at least
-/// `swaps` swaps and `requests` requests.
-fn run_phase(
-    name: &'static str,
-    addr: SocketAddr,
+/// How a phase is run, the same for every phase.
+struct Run {
+    /// Paced at this many requests a second in all, or closed-loop.
+    rate: Option<u32>,
+    warmup: Duration,
     steady: Duration,
     swaps: u64,
     requests: u64,
+}
+
+/// Runs the load: `warmup`, `steady`, then `swap()` repeatedly until at
+/// least `swaps` swaps and `requests` requests.
+fn run_phase(
+    name: &'static str,
+    addr: SocketAddr,
+    run: &Run,
+    swappers: &[(&'static str, u32)],
     mut swap: impl FnMut(u64),
 ) -> Phase {
-    let rate = match arg_u64("--rate", 0) {
-        0 => None,
-        r => Some(r as u32),
-    };
+    let Run {
+        rate,
+        warmup,
+        steady,
+        swaps,
+        requests,
+    } = *run;
     // Paced, twice the workers: a worker opening a fresh connection for
     // each request needs about 0.5 ms a request, so each must be given
     // slots well above that or it falls behind and times its own backlog.
@@ -147,8 +207,18 @@ fn run_phase(
         None => Load::start(addr, 2, 2),
         Some(_) => Load::start_paced(addr, 4, 4, rate),
     };
+    std::thread::sleep(warmup);
+    let steady_start = Instant::now();
+
     std::thread::sleep(steady);
     let swap_start = Instant::now();
+    let cpu = || -> Vec<f64> {
+        swappers
+            .iter()
+            .map(|(_, pid)| cpu_seconds(*pid).unwrap_or(0.0))
+            .collect()
+    };
+    let c1 = cpu();
     let mut n = 0;
     let mut swap_times = Vec::new();
     while n < swaps || (l.count() as u64) < requests {
@@ -156,9 +226,16 @@ fn run_phase(
         swap_times.push(Instant::now());
         swap(n);
     }
+    let c2 = cpu();
     Phase {
         name,
         records: l.stop(),
+        swapper_cpu: swappers
+            .iter()
+            .zip(c2.iter().zip(&c1))
+            .map(|((who, _), (b, a))| (*who, b - a))
+            .collect(),
+        steady_start,
         swap_start,
         swaps: n,
         swap_times,
@@ -166,9 +243,16 @@ fn run_phase(
 }
 
 fn main() -> anyhow::Result<()> {
-    let requests = arg_u64("--requests", 1_000_000);
-    let swaps = arg_u64("--swaps", 30);
-    let steady = Duration::from_secs(arg_u64("--steady-secs", 20));
+    let run = Run {
+        rate: match arg_u64("--rate", 0) {
+            0 => None,
+            r => Some(u32::try_from(r)?),
+        },
+        warmup: Duration::from_secs(arg_u64("--warmup-secs", 3)),
+        steady: Duration::from_secs(arg_u64("--steady-secs", 20)),
+        swaps: arg_u64("--swaps", 30),
+        requests: arg_u64("--requests", 1_000_000),
+    };
     let mut phases = Vec::new();
 
     // Cutover: handover, then restart mode, on one agent.
@@ -176,11 +260,31 @@ fn main() -> anyhow::Result<()> {
     c.add_agent("web-1", "role=web", "")?;
     c.wait_state("web-1", "ready", Duration::from_secs(30));
     let mut control = Control::connect(&c);
+    let swappers = [
+        (
+            "agent",
+            c.agents[0].proc.as_ref().expect("agent running").child.id(),
+        ),
+        (
+            "coordinator",
+            c.coordinator
+                .as_ref()
+                .expect("coordinator running")
+                .child
+                .id(),
+        ),
+    ];
+    // `--only handover|restart|supervisord`: one phase, for experiments.
+    let only = arg("--only");
+    let wanted = |p: &str| only.as_deref().is_none_or(|o| o == p);
     let a = demo_tarball(c.dir.path(), "demo.tar");
     for (mode, name) in [
         ("handover", "cutover handover swap"),
         ("restart", "stop-then-start restart"),
     ] {
+        if !wanted(mode) {
+            continue;
+        }
         let port = free_port();
         let service = format!("web-{mode}");
         let listen = format!("127.0.0.1:{port}");
@@ -214,7 +318,7 @@ fn main() -> anyhow::Result<()> {
         );
         anyhow::ensure!(r.ok, "activating: {}", r.message);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let p = run_phase(name, addr, steady, swaps, requests, |i| {
+        let p = run_phase(name, addr, &run, &swappers, |i| {
             let rel = if i % 2 == 1 { "r2" } else { "r1" };
             let r = control.send(
                 "web-1",
@@ -228,7 +332,8 @@ fn main() -> anyhow::Result<()> {
 
     // supervisord: the same binary, binding its own port, restarted by
     // supervisorctl.
-    if Command::new("supervisord")
+    if !wanted("supervisord") {
+    } else if Command::new("supervisord")
         .arg("--version")
         .output()
         .is_ok()
@@ -260,9 +365,8 @@ fn main() -> anyhow::Result<()> {
         let p = run_phase(
             "supervisorctl restart",
             addr,
-            steady,
-            swaps,
-            requests,
+            &run,
+            &[("supervisord", sup.id())],
             |_| {
                 let ok = Command::new("supervisorctl")
                     .arg("-c")
@@ -303,20 +407,26 @@ fn main() -> anyhow::Result<()> {
     let v = serde_json::json!({
         "benchmark": "swap-load",
         "machine": machine(),
-        "clients": if arg_u64("--rate", 0) == 0 {
-            serde_json::json!({"keepalive": 2, "fresh_connection": 2})
-        } else {
-            serde_json::json!({"keepalive": 4, "fresh_connection": 4})
+        "clients": match run.rate {
+            None => serde_json::json!({"keepalive": 2, "fresh_connection": 2}),
+            Some(_) => serde_json::json!({"keepalive": 4, "fresh_connection": 4}),
         },
-        "rate_per_second": arg_u64("--rate", 0),
+        "rate_per_second": run.rate.unwrap_or(0),
+        "warmup_secs": run.warmup.as_secs(),
+        "steady_secs": run.steady.as_secs(),
         "phases": phases.iter().map(|p| p.report(false)).collect::<Vec<_>>(),
         "targets": {"failed": 0, "p99_ratio_max": 1.2, "requests_min": 1_000_000, "swaps_min": 30},
     });
     // A paced run is a different measurement: its own results file.
-    let name = match arg_u64("--rate", 0) {
-        0 => "swap-load".to_string(),
-        r => format!("swap-load-rate-{r}"),
+    let name = match run.rate {
+        None => "swap-load".to_string(),
+        Some(r) => format!("swap-load-rate-{r}"),
     };
-    println!("results: {}", write_results(&name, &v).display());
+    if only.is_some() {
+        // An experiment on one phase: printed only, no results file.
+        println!("--only: no results file written");
+    } else {
+        println!("results: {}", write_results(&name, &v).display());
+    }
     Ok(())
 }
