@@ -226,24 +226,23 @@ impl Instance {
             source: std::io::Error::other(e),
         })?;
         exec.install(&mut cmd);
-        let mut child = tokio::process::Command::from(cmd)
-            .kill_on_drop(false)
-            .spawn()
-            .map_err(|source| {
-                let program = program.display().to_string();
-                match env.get("PATH") {
-                    Some(path)
-                        if source.kind() == std::io::ErrorKind::NotFound
-                            && !program.contains('/') =>
-                    {
-                        InstanceError::NotInPath {
-                            program,
-                            path: path.clone(),
-                        }
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.kill_on_drop(false);
+        // Forked at the apps' priority, not the agent's lower one.
+        let mut child = crate::sys::at_app_priority(|| cmd.spawn()).map_err(|source| {
+            let program = program.display().to_string();
+            match env.get("PATH") {
+                Some(path)
+                    if source.kind() == std::io::ErrorKind::NotFound && !program.contains('/') =>
+                {
+                    InstanceError::NotInPath {
+                        program,
+                        path: path.clone(),
                     }
-                    _ => InstanceError::Spawn { program, source },
                 }
-            })?;
+                _ => InstanceError::Spawn { program, source },
+            }
+        })?;
         let pid = child.id().expect("a just-spawned child has a pid");
         let pidfd = sys::pidfd_open(pid).map_err(io(format!("pidfd_open({pid})")))?;
         let start_time = sys::process_start_time(pid).unwrap_or(0);

@@ -9,6 +9,18 @@ fn main() -> std::process::ExitCode {
     cutover_agent::sys::single_heap_arena();
     let cli = Cli::parse();
     cutover_common::logging::init("info");
+    if matches!(cli.command, cli::Command::Run(_)) {
+        // Before the runtime's threads exist: they inherit it.
+        match cutover_agent::sys::yield_cpu_to_apps() {
+            cutover_agent::sys::NicePlan::Lowered { agent, apps } => {
+                tracing::info!(agent, apps, "the agent runs below its apps (nice values)")
+            }
+            cutover_agent::sys::NicePlan::Kept { nice } => tracing::info!(
+                nice,
+                "the agent keeps its priority: it could not start apps at theirs (no CAP_SYS_NICE)"
+            ),
+        }
+    }
     // One worker: an idle agent wakes as rarely as it can. State is written
     // with fsync from async code, always through `sys::blocking`, which
     // hands the worker's other tasks (heartbeats) to another thread while

@@ -176,6 +176,87 @@ pub fn write_synced(path: &std::path::Path, bytes: &[u8], mode: u32) -> io::Resu
     blocking(|| cutover_common::fsutil::write_atomic(path, bytes, mode))
 }
 
+/// How far below its apps the agent runs (nice values above theirs): on
+/// a host whose cores are busy serving, the agent's own work (a swap's
+/// journal and state writes, the fork of the new instance, probes) waits
+/// for the apps instead of taking their turn. bench/swap-load.sh showed
+/// the requests slowed by a swap are those in its first 10 ms, answered by
+/// the old instance while the agent did that work (BENCHMARKS.md).
+pub const AGENT_NICE_OFFSET: i32 = 5;
+
+/// The nice values of apps and of the agent, once the agent has lowered
+/// its own priority; unset (apps inherit the agent's) otherwise.
+static NICE: std::sync::OnceLock<(i32, i32)> = std::sync::OnceLock::new();
+
+/// What the agent did with its CPU priority at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NicePlan {
+    /// The agent runs at `agent`; apps are started at `apps`, its nice
+    /// value when it started.
+    Lowered { agent: i32, apps: i32 },
+    /// Unchanged: it could not give apps their priority back (no
+    /// `CAP_SYS_NICE`, and `RLIMIT_NICE` does not reach `nice`), and apps
+    /// must not run below what the agent was started with.
+    Kept { nice: i32 },
+}
+
+/// Decides the agent's priority (pure): lower it by [`AGENT_NICE_OFFSET`]
+/// only when a child may raise itself back to `start`, which needs
+/// `CAP_SYS_NICE` or an `RLIMIT_NICE` of at least `20 - start`.
+pub fn nice_plan(start: i32, cap_sys_nice: bool, rlimit_nice: u64) -> NicePlan {
+    let reachable = cap_sys_nice || 20 - i64::from(start) <= rlimit_nice as i64;
+    let agent = (start + AGENT_NICE_OFFSET).min(19);
+    if reachable && agent > start {
+        NicePlan::Lowered { agent, apps: start }
+    } else {
+        NicePlan::Kept { nice: start }
+    }
+}
+
+/// Lowers this thread's CPU priority below the apps', when they can be
+/// given theirs back (see [`nice_plan`]). Call first in main, before any
+/// other thread exists: threads inherit the nice value of the thread that
+/// creates them.
+pub fn yield_cpu_to_apps() -> NicePlan {
+    use rustix::process::{Resource, getpriority_process, getrlimit, setpriority_process};
+    let Ok(start) = getpriority_process(None) else {
+        return NicePlan::Kept { nice: 0 };
+    };
+    let cap = rustix::thread::capabilities(None).is_ok_and(|c| {
+        c.effective
+            .contains(rustix::thread::CapabilitySet::SYS_NICE)
+    });
+    let rlimit = getrlimit(Resource::Nice).current.unwrap_or(u64::MAX);
+    let plan = nice_plan(start, cap, rlimit);
+    if let NicePlan::Lowered { agent, apps } = plan {
+        if setpriority_process(None, agent).is_err() {
+            return NicePlan::Kept { nice: start };
+        }
+        let _ = NICE.set((apps, agent));
+    }
+    plan
+}
+
+/// Runs `f`, a fork of an app, at the apps' priority (see
+/// [`yield_cpu_to_apps`]). A nice value belongs to a thread on Linux and
+/// a forked child inherits its forking thread's: so this thread goes up
+/// to the apps' value for the fork, which the child keeps through its
+/// `setuid` and exec, and back down after.
+pub fn at_app_priority<R>(f: impl FnOnce() -> R) -> R {
+    match NICE.get() {
+        Some(&(apps, agent)) => with_nice(apps, agent, f),
+        None => f(),
+    }
+}
+
+fn with_nice<R>(during: i32, after: i32, f: impl FnOnce() -> R) -> R {
+    use rustix::process::setpriority_process;
+    let _ = setpriority_process(None, during);
+    let r = f();
+    let _ = setpriority_process(None, after);
+    r
+}
+
 /// One malloc arena for the whole process (glibc's `M_ARENA_MAX`). glibc
 /// gives each thread that contends for the heap an arena of its own, and
 /// memory freed in one arena is kept there: with the runtime's short-lived
@@ -239,6 +320,54 @@ mod tests {
         let _c = std::net::TcpStream::connect(addr).unwrap();
         other.set_nonblocking(false).unwrap();
         assert!(other.accept().is_ok(), "the other holder accepts again");
+    }
+
+    #[test]
+    fn the_agent_runs_below_its_apps_only_when_they_can_be_given_their_priority_back() {
+        // Root, or a unit with CAP_SYS_NICE.
+        assert_eq!(
+            nice_plan(0, true, 0),
+            NicePlan::Lowered { agent: 5, apps: 0 }
+        );
+        // RLIMIT_NICE 20 lets a process go back to nice 0, 15 only to 5.
+        assert_eq!(
+            nice_plan(0, false, 20),
+            NicePlan::Lowered { agent: 5, apps: 0 }
+        );
+        assert_eq!(nice_plan(0, false, 15), NicePlan::Kept { nice: 0 });
+        assert_eq!(
+            nice_plan(5, false, 15),
+            NicePlan::Lowered { agent: 10, apps: 5 }
+        );
+        // Started at the lowest priority already: nothing to give up.
+        assert_eq!(
+            nice_plan(17, true, 0),
+            NicePlan::Lowered {
+                agent: 19,
+                apps: 17
+            }
+        );
+        assert_eq!(nice_plan(19, true, 0), NicePlan::Kept { nice: 19 });
+    }
+
+    #[test]
+    fn a_child_forked_at_another_priority_keeps_it_and_the_thread_goes_back() {
+        use rustix::process::getpriority_process;
+        // On a thread of its own, with values only ever raised, which any
+        // process may do.
+        std::thread::spawn(|| {
+            let mine = getpriority_process(None).unwrap();
+            let (apps, agent) = ((mine + 2).min(19), (mine + 4).min(19));
+            let out =
+                with_nice(apps, agent, || std::process::Command::new("nice").output()).unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                apps.to_string()
+            );
+            assert_eq!(getpriority_process(None).unwrap(), agent);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

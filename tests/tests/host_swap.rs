@@ -325,6 +325,23 @@ fn the_same_command_delivered_twice_is_applied_once() {
         "a repeated command_id gets the recorded result"
     );
     assert_eq!(pid(&h), pid_before, "no second swap happened");
+
+    // The app runs at the priority the agent was started with (this
+    // test's), the agent below it when it may fork apps at theirs.
+    let nice = |pid: u64| -> i32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+    };
+    let started_at = nice(u64::from(std::process::id()));
+    let agent = h.cluster.agent("web-1").proc.as_ref().unwrap();
+    let agent_nice = nice(u64::from(agent.child.id()));
+    assert_eq!(nice(pid_before), started_at, "the app's priority");
+    if agent.log_text().contains("the agent runs below its apps") {
+        assert_eq!(agent_nice, (started_at + 5).min(19));
+    } else {
+        assert_eq!(agent_nice, started_at);
+    }
 }
 
 #[test]
