@@ -836,10 +836,10 @@ impl Service {
         if let Some(s) = &mut self.state.swap {
             s.new_instance = Some(new.instance.record.id.clone());
         }
-        // Published, not written: a restart before the next write finds
-        // the new instance by the id in its environment (recorded above)
-        // and stops it, as it would from the record (`Recovery::Forget`).
-        self.publish();
+        // Written: a restart while the new instance is judged stops it
+        // from its record, with the spec's stop signal and grace
+        // (`Recovery::Undo`), not by a scan for its id.
+        self.save();
         self.progress(
             command_id,
             "starting",

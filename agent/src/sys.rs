@@ -204,7 +204,8 @@ pub enum NicePlan {
 /// only when a child may raise itself back to `start`, which needs
 /// `CAP_SYS_NICE` or an `RLIMIT_NICE` of at least `20 - start`.
 pub fn nice_plan(start: i32, cap_sys_nice: bool, rlimit_nice: u64) -> NicePlan {
-    let reachable = cap_sys_nice || 20 - i64::from(start) <= rlimit_nice as i64;
+    let reachable =
+        cap_sys_nice || 20 - i64::from(start) <= i64::try_from(rlimit_nice).unwrap_or(i64::MAX);
     let agent = (start + AGENT_NICE_OFFSET).min(19);
     if reachable && agent > start {
         NicePlan::Lowered { agent, apps: start }
@@ -227,7 +228,21 @@ pub fn yield_cpu_to_apps() -> NicePlan {
             .contains(rustix::thread::CapabilitySet::SYS_NICE)
     });
     let rlimit = getrlimit(Resource::Nice).current.unwrap_or(u64::MAX);
-    let plan = nice_plan(start, cap, rlimit);
+    let mut plan = nice_plan(start, cap, rlimit);
+    // Tried, not only inferred: in a user namespace CAP_SYS_NICE may be
+    // effective and still not let a thread raise its priority. A thread
+    // of its own goes down and back up; if it cannot, apps could not be
+    // started at `start`, and the agent keeps it.
+    if let NicePlan::Lowered { agent, .. } = plan {
+        let can_go_back = std::thread::spawn(move || {
+            setpriority_process(None, agent).is_ok() && setpriority_process(None, start).is_ok()
+        })
+        .join()
+        .unwrap_or(false);
+        if !can_go_back {
+            plan = NicePlan::Kept { nice: start };
+        }
+    }
     if let NicePlan::Lowered { agent, apps } = plan {
         if setpriority_process(None, agent).is_err() {
             return NicePlan::Kept { nice: start };
@@ -251,10 +266,20 @@ pub fn at_app_priority<R>(f: impl FnOnce() -> R) -> R {
 
 fn with_nice<R>(during: i32, after: i32, f: impl FnOnce() -> R) -> R {
     use rustix::process::setpriority_process;
-    let _ = setpriority_process(None, during);
-    let r = f();
-    let _ = setpriority_process(None, after);
-    r
+    /// Puts the thread back at `after`, also if `f` panics.
+    struct Back(i32);
+    impl Drop for Back {
+        fn drop(&mut self) {
+            if let Err(e) = setpriority_process(None, self.0) {
+                tracing::warn!(nice = self.0, error = %e, "cannot put the agent's thread back to its priority");
+            }
+        }
+    }
+    let _back = Back(after);
+    if let Err(e) = setpriority_process(None, during) {
+        tracing::warn!(nice = during, error = %e, "cannot fork an app at its priority: it starts at the agent's");
+    }
+    f()
 }
 
 /// One malloc arena for the whole process (glibc's `M_ARENA_MAX`). glibc
@@ -348,6 +373,11 @@ mod tests {
             }
         );
         assert_eq!(nice_plan(19, true, 0), NicePlan::Kept { nice: 19 });
+        // An unlimited RLIMIT_NICE reaches every value.
+        assert_eq!(
+            nice_plan(0, false, u64::MAX),
+            NicePlan::Lowered { agent: 5, apps: 0 }
+        );
     }
 
     #[test]
