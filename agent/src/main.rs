@@ -17,7 +17,7 @@ fn main() -> std::process::ExitCode {
             }
             cutover_agent::sys::NicePlan::Kept { nice } => tracing::info!(
                 nice,
-                "the agent keeps its priority: it could not start apps at theirs (no CAP_SYS_NICE)"
+                "the agent keeps its priority: it could not start apps at a higher one (CAP_SYS_NICE or RLIMIT_NICE)"
             ),
         }
     }

@@ -194,62 +194,38 @@ pub enum NicePlan {
     /// The agent runs at `agent`; apps are started at `apps`, its nice
     /// value when it started.
     Lowered { agent: i32, apps: i32 },
-    /// Unchanged: it could not give apps their priority back (no
-    /// `CAP_SYS_NICE`, and `RLIMIT_NICE` does not reach `nice`), and apps
-    /// must not run below what the agent was started with.
+    /// Unchanged: a thread could not raise its priority back to `nice`
+    /// (no `CAP_SYS_NICE` and too low an `RLIMIT_NICE`, or already at the
+    /// lowest priority), and apps must not run below what the agent was
+    /// started with.
     Kept { nice: i32 },
 }
 
-/// Decides the agent's priority (pure): lower it by [`AGENT_NICE_OFFSET`]
-/// only when a child may raise itself back to `start`, which needs
-/// `CAP_SYS_NICE` or an `RLIMIT_NICE` of at least `20 - start`.
-pub fn nice_plan(start: i32, cap_sys_nice: bool, rlimit_nice: u64) -> NicePlan {
-    let reachable =
-        cap_sys_nice || 20 - i64::from(start) <= i64::try_from(rlimit_nice).unwrap_or(i64::MAX);
-    let agent = (start + AGENT_NICE_OFFSET).min(19);
-    if reachable && agent > start {
-        NicePlan::Lowered { agent, apps: start }
-    } else {
-        NicePlan::Kept { nice: start }
-    }
-}
-
-/// Lowers this thread's CPU priority below the apps', when they can be
-/// given theirs back (see [`nice_plan`]). Call first in main, before any
-/// other thread exists: threads inherit the nice value of the thread that
-/// creates them.
+/// Lowers this thread's CPU priority by [`AGENT_NICE_OFFSET`] when apps
+/// can still be forked at its priority now. Call first in main, before
+/// any other thread exists: threads inherit the nice value of the thread
+/// that creates them.
 pub fn yield_cpu_to_apps() -> NicePlan {
-    use rustix::process::{Resource, getpriority_process, getrlimit, setpriority_process};
+    use rustix::process::{getpriority_process, setpriority_process};
     let Ok(start) = getpriority_process(None) else {
         return NicePlan::Kept { nice: 0 };
     };
-    let cap = rustix::thread::capabilities(None).is_ok_and(|c| {
-        c.effective
-            .contains(rustix::thread::CapabilitySet::SYS_NICE)
-    });
-    let rlimit = getrlimit(Resource::Nice).current.unwrap_or(u64::MAX);
-    let mut plan = nice_plan(start, cap, rlimit);
-    // Tried, not only inferred: in a user namespace CAP_SYS_NICE may be
-    // effective and still not let a thread raise its priority. A thread
-    // of its own goes down and back up; if it cannot, apps could not be
-    // started at `start`, and the agent keeps it.
-    if let NicePlan::Lowered { agent, .. } = plan {
-        let can_go_back = std::thread::spawn(move || {
+    let agent = (start + AGENT_NICE_OFFSET).min(19);
+    // Tried on a thread of its own rather than inferred from
+    // `CAP_SYS_NICE` and `RLIMIT_NICE` (in a user namespace the capability
+    // can be effective and still not allow it): down to the agent's value
+    // and back up to the apps'.
+    let can_go_back = agent > start
+        && std::thread::spawn(move || {
             setpriority_process(None, agent).is_ok() && setpriority_process(None, start).is_ok()
         })
         .join()
         .unwrap_or(false);
-        if !can_go_back {
-            plan = NicePlan::Kept { nice: start };
-        }
+    if !can_go_back || setpriority_process(None, agent).is_err() {
+        return NicePlan::Kept { nice: start };
     }
-    if let NicePlan::Lowered { agent, apps } = plan {
-        if setpriority_process(None, agent).is_err() {
-            return NicePlan::Kept { nice: start };
-        }
-        let _ = NICE.set((apps, agent));
-    }
-    plan
+    let _ = NICE.set((start, agent));
+    NicePlan::Lowered { agent, apps: start }
 }
 
 /// Runs `f`, a fork of an app, at the apps' priority (see
@@ -345,39 +321,6 @@ mod tests {
         let _c = std::net::TcpStream::connect(addr).unwrap();
         other.set_nonblocking(false).unwrap();
         assert!(other.accept().is_ok(), "the other holder accepts again");
-    }
-
-    #[test]
-    fn the_agent_runs_below_its_apps_only_when_they_can_be_given_their_priority_back() {
-        // Root, or a unit with CAP_SYS_NICE.
-        assert_eq!(
-            nice_plan(0, true, 0),
-            NicePlan::Lowered { agent: 5, apps: 0 }
-        );
-        // RLIMIT_NICE 20 lets a process go back to nice 0, 15 only to 5.
-        assert_eq!(
-            nice_plan(0, false, 20),
-            NicePlan::Lowered { agent: 5, apps: 0 }
-        );
-        assert_eq!(nice_plan(0, false, 15), NicePlan::Kept { nice: 0 });
-        assert_eq!(
-            nice_plan(5, false, 15),
-            NicePlan::Lowered { agent: 10, apps: 5 }
-        );
-        // Started at the lowest priority already: nothing to give up.
-        assert_eq!(
-            nice_plan(17, true, 0),
-            NicePlan::Lowered {
-                agent: 19,
-                apps: 17
-            }
-        );
-        assert_eq!(nice_plan(19, true, 0), NicePlan::Kept { nice: 19 });
-        // An unlimited RLIMIT_NICE reaches every value.
-        assert_eq!(
-            nice_plan(0, false, u64::MAX),
-            NicePlan::Lowered { agent: 5, apps: 0 }
-        );
     }
 
     #[test]

@@ -45,7 +45,6 @@ struct Phase {
     /// transient showed in the first steady window of a run).
     steady_start: Instant,
     swap_start: Instant,
-
     swaps: u64,
     /// When each swap (or restart) was asked for.
     swap_times: Vec<Instant>,
@@ -118,10 +117,10 @@ impl Phase {
         // time from /proc/stat: on this VM it misses most ticks under this
         // load, and read 2 % of the machine busy at 8,000 requests a
         // second.)
-        let cpu_ms_per_swap: serde_json::Map<String, serde_json::Value> = self
+        let cpu_ms_per_swap: Vec<(&str, f64)> = self
             .swapper_cpu
             .iter()
-            .map(|(who, s)| (who.to_string(), (s / self.swaps as f64 * 1000.0).into()))
+            .map(|(who, s)| (*who, s / self.swaps as f64 * 1000.0))
             .collect();
         let kinds = serde_json::json!({
             "keepalive": {"steady_p99_ms": by_kind(&steady, true), "during_swaps_p99_ms": by_kind(&swapping, true)},
@@ -138,7 +137,7 @@ impl Phase {
             let slices_ms: Vec<String> = slices.iter().map(|x| format!("{x:.2}")).collect();
             let cpu: Vec<String> = cpu_ms_per_swap
                 .iter()
-                .map(|(who, ms)| format!("{who} {:.1} ms", ms.as_f64().unwrap_or(0.0)))
+                .map(|(who, ms)| format!("{who} {ms:.1} ms"))
                 .collect();
             println!("  CPU per swap: {}", cpu.join(", "));
             println!("  steady p99 by 5 s slice: {} ms", slices_ms.join(", "));
@@ -164,7 +163,10 @@ impl Phase {
             "swaps": self.swaps,
             "steady_ms": {"p50": s50, "p99": s99},
             "steady_p99_ms_by_5s": slices,
-            "cpu_ms_per_swap": cpu_ms_per_swap,
+            "cpu_ms_per_swap": cpu_ms_per_swap
+                .iter()
+                .map(|(who, ms)| (who.to_string(), serde_json::Value::from(*ms)))
+                .collect::<serde_json::Map<_, _>>(),
             "during_swaps_ms": {"p50": w50, "p99": w99},
             "p99_ratio": w99 / s99,
             "p99_by_client": kinds,
@@ -209,7 +211,6 @@ fn run_phase(
     };
     std::thread::sleep(warmup);
     let steady_start = Instant::now();
-
     std::thread::sleep(steady);
     let swap_start = Instant::now();
     let cpu = || -> Vec<f64> {
@@ -332,12 +333,17 @@ fn main() -> anyhow::Result<()> {
 
     // supervisord: the same binary, binding its own port, restarted by
     // supervisorctl.
-    if !wanted("supervisord") {
-    } else if Command::new("supervisord")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
+    let supervisord = wanted("supervisord") && {
+        let installed = Command::new("supervisord")
+            .arg("--version")
+            .output()
+            .is_ok();
+        if !installed {
+            println!("supervisord not installed (apt-get install supervisor): skipped");
+        }
+        installed
+    };
+    if supervisord {
         let dir = c.dir.path().join("supervisor");
         std::fs::create_dir_all(&dir)?;
         let port = free_port();
@@ -400,8 +406,6 @@ fn main() -> anyhow::Result<()> {
         }
         let _ = sup.kill();
         let _ = sup.wait();
-    } else {
-        println!("supervisord not installed (apt-get install supervisor): skipped");
     }
 
     let v = serde_json::json!({
