@@ -1,10 +1,10 @@
 //! Coordinator scale: thousands of simulated agents with real mTLS
 //! sessions (each enrolled with a join token and its own certificate),
 //! real `Hello` and heartbeats, answering commands as an agent would.
-//! Measures the coordinator's memory per connected agent at 1k, 5k and
-//! 10k, the fan-out latency of one deployment's first command to every
-//! agent, and how long all agents take to reconnect after the coordinator
-//! is killed and restarted. Run with `bench/fleet-scale.sh`.
+//! Measures, at 1k, 5k and 10k, the coordinator's memory per connected
+//! agent and the fan-out latency of one deployment's first command to
+//! every agent; then how long all agents take to reconnect after the
+//! coordinator is killed and restarted. Run with `bench/fleet-scale.sh`.
 //!
 //! The driver starts the coordinator and spawns itself as worker
 //! processes (`--worker`), each holding part of the fleet; workers report
@@ -395,6 +395,8 @@ fn driver() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     let mut placed = 0;
     let mut by_step = Vec::new();
+    let mut fanouts: Vec<FanOut> = Vec::new();
+    let memory_only = std::env::args().any(|a| a == "--memory-only");
     for &n in &steps {
         let t = Instant::now();
         while placed < n {
@@ -415,102 +417,25 @@ fn driver() -> anyhow::Result<()> {
             t.elapsed().as_secs_f64()
         );
         by_step.push(serde_json::json!({"agents": n, "rss_kib": rss, "kib_per_agent": per}));
+        if memory_only {
+            continue;
+        }
+        // Then one deployment's fan-out to these n. The next step's memory
+        // is measured after it: a coordinator that has run deployments,
+        // as in a real fleet.
+        let f = fanout(&c, &workers, &events, n, fanouts.len() + 1)?;
+        fanouts.push(f);
     }
-    if std::env::args().any(|a| a == "--memory-only") {
+    if memory_only {
         // For a heap profile (CUTOVER_TEST_COORDINATOR_WRAPPER="valgrind
         // --tool=massif ..."): a clean exit, so the profiler writes its file.
         c.coordinator.as_mut().unwrap().stop();
         return Ok(());
     }
 
-    // Fan-out: one deployment's Stage to every agent.
-    let spec = c.dir.path().join("sim.toml");
-    std::fs::write(
-        &spec,
-        "service = \"sim\"\n[run]\ncommand = [\"bin/sim\"]\n[strategy]\nkind = \"recreate\"\n[targets]\nselector = \"role=sim\"\n",
-    )?;
-    let sha = "0".repeat(64);
-    // CPU time of the coordinator and of the simulated agents over the
-    // rollout: they share this machine's cores.
-    let worker_cpu = |ws: &[Child]| -> f64 { ws.iter().filter_map(|w| cpu_seconds(w.id())).sum() };
-    let (coord_cpu0, workers_cpu0) = (
-        cpu_seconds(coord_pid()).unwrap_or(0.0),
-        worker_cpu(&workers),
-    );
-    // And over the fan-out alone: until every agent has its Stage (within
-    // the workers' 50 ms reporting; with `--stage-ms` longer than the
-    // fan-out, nothing else happens in that window).
-    let fanout_cpu = {
-        let (events, coord, pids) = (
-            events.clone(),
-            coord_pid(),
-            workers.iter().map(Child::id).collect::<Vec<_>>(),
-        );
-        std::thread::spawn(move || {
-            let t = Instant::now();
-            while t.elapsed() < Duration::from_secs(120) {
-                if events.lock().unwrap().stage.len() >= total {
-                    let w: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
-                    return Some((cpu_seconds(coord).unwrap_or(0.0), w));
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            None
-        })
-    };
-    let submitted = now_ms();
-    let r = c.cutover(&[
-        "deploy",
-        spec.to_str().unwrap(),
-        "--version",
-        "1",
-        "--artifact",
-        "https://artifacts.invalid/sim.tar",
-        "--sha256",
-        &sha,
-        "--watch",
-    ]);
-    let rollout_ms = now_ms() - submitted;
-    anyhow::ensure!(r.ok, "deployment failed:\n{}\n{}", r.stdout, r.stderr);
-    let coord_cpu = cpu_seconds(coord_pid()).unwrap_or(0.0) - coord_cpu0;
-    let workers_cpu = worker_cpu(&workers) - workers_cpu0;
-    println!(
-        "CPU over the rollout: coordinator {coord_cpu:.2} s ({:.0} us per agent), simulated agents {workers_cpu:.2} s",
-        coord_cpu * 1e6 / total as f64
-    );
-    let fanout_cpu = fanout_cpu
-        .join()
-        .unwrap()
-        .map(|(c, w)| (c - coord_cpu0, w - workers_cpu0));
-    if let Some((c, w)) = fanout_cpu {
-        println!(
-            "CPU until every agent had Stage: coordinator {c:.2} s ({:.0} us per agent), simulated agents {w:.2} s ({:.0} us per agent)",
-            c * 1e6 / total as f64,
-            w * 1e6 / total as f64
-        );
-    }
-    let mut lat: Vec<i64> = events
-        .lock()
-        .unwrap()
-        .stage
-        .iter()
-        .map(|t| t - submitted)
-        .collect();
-    anyhow::ensure!(
-        lat.len() >= total,
-        "only {} of {total} got Stage",
-        lat.len()
-    );
-    let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
-    let first = pct(&mut lat, 0.0);
-    println!(
-        "fan-out of Stage to {total} agents (from `cutover deploy`): first {first} ms, p50 {p50} ms, p99 {p99} ms, last {max} ms; whole recreate rollout {rollout_ms} ms"
-    );
-    // The same from the first agent's Stage: the broadcast itself, without
-    // the CLI's start, the deploy call, planning 10k hosts and storing the
-    // rollout that come before the first send.
+    let last = fanouts.last().expect("at least one step");
+    let (first, p50, p99, max) = (last.first, last.p50, last.p99, last.max);
     let (b50, b99, bmax) = (p50 - first, p99 - first, max - first);
-    println!("  from the first Stage received: p50 {b50} ms, p99 {b99} ms, last {bmax} ms");
 
     // Reconnect: the coordinator is SIGKILLed and restarted.
     let before = events.lock().unwrap().connected.len();
@@ -548,17 +473,162 @@ fn driver() -> anyhow::Result<()> {
         "sim_stage_ms": arg_u64("--stage-ms", 0),
         "fanout_ms": {"agents": total, "first": first, "p50": p50, "p99": p99, "max": max},
         "fanout_from_first_receipt_ms": {"p50": b50, "p99": b99, "max": bmax},
+        "fanout_by_agents": fanouts.iter().map(FanOut::json).collect::<Vec<_>>(),
         "reconnect_listen_overflows": overflows,
         "reconnect_listen_drops": drops,
-        "recreate_rollout_ms": rollout_ms,
-        "rollout_cpu_s": {"coordinator": coord_cpu, "simulated_agents": workers_cpu},
-        "fanout_cpu_s": fanout_cpu.map(|(c, w)| serde_json::json!({"coordinator": c, "simulated_agents": w})),
+        "recreate_rollout_ms": last.rollout_ms,
+        "rollout_cpu_s": {"coordinator": last.rollout_cpu.0, "simulated_agents": last.rollout_cpu.1},
+        "fanout_cpu_s": last.fanout_cpu.map(|(c, w)| serde_json::json!({"coordinator": c, "simulated_agents": w})),
         "reconnect_after_kill_s": reconnect.as_secs_f64(),
         "coordinator_restart_s": up.as_secs_f64(),
         "targets": {"kib_per_agent_max": 40, "fanout_p99_ms_max": 100, "reconnect_s_max": 10},
     });
     println!("results: {}", write_results("fleet-scale", &v).display());
     Ok(())
+}
+
+/// One deployment's fan-out: when each agent got its `Stage`, and the CPU
+/// it took.
+struct FanOut {
+    agents: usize,
+    /// From `cutover deploy`, in ms.
+    first: i64,
+    p50: i64,
+    p99: i64,
+    max: i64,
+    /// The whole recreate rollout, from `cutover deploy --watch` to its end.
+    rollout_ms: i64,
+    /// CPU seconds over the rollout: coordinator, simulated agents.
+    rollout_cpu: (f64, f64),
+    /// The same until every agent had its `Stage`.
+    fanout_cpu: Option<(f64, f64)>,
+    /// The coordinator's RSS (KiB) 5 s after the rollout ended.
+    rss_after: u64,
+}
+
+impl FanOut {
+    fn json(&self) -> serde_json::Value {
+        let us = |s: f64| s * 1e6 / self.agents as f64;
+        serde_json::json!({
+            "agents": self.agents,
+            "coordinator_rss_kib_after": self.rss_after,
+            "from_deploy_ms": {"first": self.first, "p50": self.p50, "p99": self.p99, "max": self.max},
+            "from_first_receipt_ms": {"p50": self.p50 - self.first, "p99": self.p99 - self.first, "max": self.max - self.first},
+            "fanout_cpu_us_per_agent": self.fanout_cpu.map(|(c, w)| serde_json::json!({"coordinator": us(c), "simulated_agents": us(w)})),
+        })
+    }
+}
+
+/// Deploys `version` with a `recreate` of every agent (the `total`
+/// connected) and measures its `Stage` fan-out.
+fn fanout(
+    c: &Cluster,
+    workers: &[Child],
+    events: &Arc<Mutex<Events>>,
+    total: usize,
+    version: usize,
+) -> anyhow::Result<FanOut> {
+    let spec = c.dir.path().join("sim.toml");
+    std::fs::write(
+        &spec,
+        "service = \"sim\"\n[run]\ncommand = [\"bin/sim\"]\n[strategy]\nkind = \"recreate\"\n[targets]\nselector = \"role=sim\"\n",
+    )?;
+    let sha = "0".repeat(64);
+    // CPU time of the coordinator and of the simulated agents over the
+    // rollout: they share this machine's cores.
+    let worker_cpu = |ws: &[Child]| -> f64 { ws.iter().filter_map(|w| cpu_seconds(w.id())).sum() };
+    let (coord_cpu0, workers_cpu0) = (cpu_seconds(c_pid(c)).unwrap_or(0.0), worker_cpu(workers));
+    // And over the fan-out alone: until every agent has its Stage (within
+    // the workers' 50 ms reporting; with `--stage-ms` longer than the
+    // fan-out, nothing else happens in that window).
+    let fanout_cpu = {
+        let (events, coord, pids) = (
+            Arc::clone(events),
+            c_pid(c),
+            workers.iter().map(Child::id).collect::<Vec<_>>(),
+        );
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            while t.elapsed() < Duration::from_secs(120) {
+                if events.lock().unwrap().stage.len() >= total {
+                    let w: f64 = pids.iter().filter_map(|p| cpu_seconds(*p)).sum();
+                    return Some((cpu_seconds(coord).unwrap_or(0.0), w));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            None
+        })
+    };
+    let submitted = now_ms();
+    let r = c.cutover(&[
+        "deploy",
+        spec.to_str().unwrap(),
+        "--version",
+        &version.to_string(),
+        "--artifact",
+        "https://artifacts.invalid/sim.tar",
+        "--sha256",
+        &sha,
+        "--watch",
+    ]);
+    let rollout_ms = now_ms() - submitted;
+    anyhow::ensure!(r.ok, "deployment failed:\n{}\n{}", r.stdout, r.stderr);
+    let coord_cpu = cpu_seconds(c_pid(c)).unwrap_or(0.0) - coord_cpu0;
+    let workers_cpu = worker_cpu(workers) - workers_cpu0;
+    // What the deployment left in the coordinator, once settled as each
+    // step's memory is (for the per-agent figure, the next step's RSS).
+    std::thread::sleep(Duration::from_secs(5));
+    let rss_after = rss_kib(c_pid(c)).unwrap_or(0);
+    println!("coordinator RSS 5 s after the rollout: {rss_after} KiB");
+    println!(
+        "CPU over the rollout: coordinator {coord_cpu:.2} s ({:.0} us per agent), simulated agents {workers_cpu:.2} s",
+        coord_cpu * 1e6 / total as f64
+    );
+    let fanout_cpu = fanout_cpu
+        .join()
+        .unwrap()
+        .map(|(c, w)| (c - coord_cpu0, w - workers_cpu0));
+    if let Some((c, w)) = fanout_cpu {
+        println!(
+            "CPU until every agent had Stage: coordinator {c:.2} s ({:.0} us per agent), simulated agents {w:.2} s ({:.0} us per agent)",
+            c * 1e6 / total as f64,
+            w * 1e6 / total as f64
+        );
+    }
+    let mut lat: Vec<i64> = std::mem::take(&mut events.lock().unwrap().stage)
+        .iter()
+        .map(|t| t - submitted)
+        .collect();
+    anyhow::ensure!(
+        lat.len() >= total,
+        "only {} of {total} got Stage",
+        lat.len()
+    );
+    let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
+    let first = pct(&mut lat, 0.0);
+    println!(
+        "fan-out of Stage to {total} agents (from `cutover deploy`): first {first} ms, p50 {p50} ms, p99 {p99} ms, last {max} ms; whole recreate rollout {rollout_ms} ms"
+    );
+    // The same from the first agent's Stage: the broadcast itself, without
+    // the CLI's start, the deploy call, planning 10k hosts and storing the
+    // rollout that come before the first send.
+    println!(
+        "  from the first Stage received: p50 {} ms, p99 {} ms, last {} ms",
+        p50 - first,
+        p99 - first,
+        max - first
+    );
+    Ok(FanOut {
+        agents: total,
+        first,
+        p50,
+        p99,
+        max,
+        rollout_ms,
+        rollout_cpu: (coord_cpu, workers_cpu),
+        fanout_cpu,
+        rss_after,
+    })
 }
 
 /// With `--pin`, moves every thread of the coordinator to CPU 0 (threads
