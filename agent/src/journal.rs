@@ -6,9 +6,9 @@
 //!
 //! An ack is an empty marker beside the entry (`<command_id>.acked`),
 //! created without an fsync: losing one in a crash only means the result
-//! is sent again (the same result, which the coordinator applies once). The entry
-//! itself, which holds the result, is never rewritten for an ack (an
-//! unsynced rewrite could leave it empty after a crash on some
+//! is sent again (the same result, which the coordinator applies once).
+//! The entry itself, which holds the result, is never rewritten for an
+//! ack (an unsynced rewrite could leave it empty after a crash on some
 //! filesystems, losing the result).
 
 use std::os::unix::fs::OpenOptionsExt;
