@@ -13,10 +13,12 @@
 //! Targets (issue 7): at most 40 KiB per agent at 10k, p99 fan-out at most
 //! 100 ms at 10k, full reconnect within 10 s.
 //!
-//! Options: `--steps 1000,5000,10000`, `--per-worker 2500`, `--pin` (the
-//! coordinator on CPU 0, the agents on CPU 1), `--stage-ms N` (the agents
-//! answer `Stage` after N ms, as a real agent does after its download,
-//! instead of at once).
+//! Options: `--steps 1000,5000,10000` (a step repeated, `5000,5000`, runs
+//! another deployment on the same agents), `--per-worker 2500`, `--pin`
+//! (the coordinator on CPU 0, the agents on CPU 1), `--stage-ms N` (the
+//! agents answer `Stage` after N ms, as a real agent does after its
+//! download, instead of at once), `--memory-only` (memory at each step,
+//! no deployment, then a clean exit for a heap profiler).
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -434,11 +436,8 @@ fn driver() -> anyhow::Result<()> {
     }
 
     let last = fanouts.last().expect("at least one step");
-    let (first, p50, p99, max) = (last.first, last.p50, last.p99, last.max);
-    let (b50, b99, bmax) = (p50 - first, p99 - first, max - first);
 
     // Reconnect: the coordinator is SIGKILLed and restarted.
-    let before = events.lock().unwrap().connected.len();
     let drops0 = listen_drops();
     c.coordinator.as_mut().unwrap().kill();
     let killed = Instant::now();
@@ -459,7 +458,6 @@ fn driver() -> anyhow::Result<()> {
         reconnect.as_secs_f64(),
         up.as_secs_f64()
     );
-    let _ = before;
     for mut w in workers {
         let _ = w.kill();
         let _ = w.wait();
@@ -471,8 +469,8 @@ fn driver() -> anyhow::Result<()> {
         "by_agents": by_step,
         "pinned": pinned(),
         "sim_stage_ms": arg_u64("--stage-ms", 0),
-        "fanout_ms": {"agents": total, "first": first, "p50": p50, "p99": p99, "max": max},
-        "fanout_from_first_receipt_ms": {"p50": b50, "p99": b99, "max": bmax},
+        "fanout_ms": {"agents": total, "first": last.first, "p50": last.p50, "p99": last.p99, "max": last.max},
+        "fanout_from_first_receipt_ms": last.since_first_receipt(),
         "fanout_by_agents": fanouts.iter().map(FanOut::json).collect::<Vec<_>>(),
         "reconnect_listen_overflows": overflows,
         "reconnect_listen_drops": drops,
@@ -507,19 +505,26 @@ struct FanOut {
 }
 
 impl FanOut {
+    /// p50, p99 and last from the first `Stage` received: the broadcast
+    /// itself, without the CLI's start, the deploy call, planning and
+    /// storing the rollout that come before the first send.
+    fn since_first_receipt(&self) -> serde_json::Value {
+        serde_json::json!({"p50": self.p50 - self.first, "p99": self.p99 - self.first, "max": self.max - self.first})
+    }
+
     fn json(&self) -> serde_json::Value {
         let us = |s: f64| s * 1e6 / self.agents as f64;
         serde_json::json!({
             "agents": self.agents,
             "coordinator_rss_kib_after": self.rss_after,
             "from_deploy_ms": {"first": self.first, "p50": self.p50, "p99": self.p99, "max": self.max},
-            "from_first_receipt_ms": {"p50": self.p50 - self.first, "p99": self.p99 - self.first, "max": self.max - self.first},
+            "from_first_receipt_ms": self.since_first_receipt(),
             "fanout_cpu_us_per_agent": self.fanout_cpu.map(|(c, w)| serde_json::json!({"coordinator": us(c), "simulated_agents": us(w)})),
         })
     }
 }
 
-/// Deploys `version` with a `recreate` of every agent (the `total`
+/// Deploys `version` with a `recreate` of every agent (`total`, all
 /// connected) and measures its `Stage` fan-out.
 fn fanout(
     c: &Cluster,
@@ -609,9 +614,7 @@ fn fanout(
     println!(
         "fan-out of Stage to {total} agents (from `cutover deploy`): first {first} ms, p50 {p50} ms, p99 {p99} ms, last {max} ms; whole recreate rollout {rollout_ms} ms"
     );
-    // The same from the first agent's Stage: the broadcast itself, without
-    // the CLI's start, the deploy call, planning 10k hosts and storing the
-    // rollout that come before the first send.
+    // The same from the first agent's Stage (`FanOut::since_first_receipt`).
     println!(
         "  from the first Stage received: p50 {} ms, p99 {} ms, last {} ms",
         p50 - first,
