@@ -141,7 +141,14 @@ impl Runtime {
                 let _ = rt2.results.send(r);
             });
         }
-        tokio::spawn(supervise(Arc::downgrade(&rt)));
+        // At least as often as the systemd watchdog is pinged: the ping
+        // is withheld when supervision has not turned since.
+        let every = rt
+            .shared
+            .notifier
+            .watchdog_interval()
+            .map_or(SUPERVISE_EVERY, |w| w.min(SUPERVISE_EVERY));
+        tokio::spawn(supervise(Arc::downgrade(&rt), every));
         Ok((
             rt,
             Outputs {
@@ -416,19 +423,24 @@ impl Runtime {
                 }
             }
             Kind::Activate { release_id, .. } => {
-                handle
-                    .lock()
-                    .await
-                    .activate(&cmd.id, release_id, false)
-                    .await
+                on_service(&handle, async |s| {
+                    s.activate(&cmd.id, release_id, false).await
+                })
+                .await
             }
-            Kind::Rollback { to, .. } => handle.lock().await.rollback(&cmd.id, to.as_deref()).await,
-            Kind::Drain { stop, .. } => handle.lock().await.drain(&cmd.id, *stop).await,
-            Kind::Undrain { .. } => handle.lock().await.undrain(&cmd.id).await,
+            Kind::Rollback { to, .. } => {
+                on_service(&handle, async |s| s.rollback(&cmd.id, to.as_deref()).await).await
+            }
+            Kind::Drain { stop, .. } => {
+                on_service(&handle, async |s| s.drain(&cmd.id, *stop).await).await
+            }
+            Kind::Undrain { .. } => on_service(&handle, async |s| s.undrain(&cmd.id).await).await,
             Kind::Stop { keep_listeners, .. } => {
-                handle.lock().await.stop(&cmd.id, *keep_listeners).await
+                on_service(&handle, async |s| s.stop(&cmd.id, *keep_listeners).await).await
             }
-            Kind::RunHook { hook, .. } => handle.lock().await.run_hook(hook).await,
+            Kind::RunHook { hook, .. } => {
+                on_service(&handle, async |s| s.run_hook(hook).await).await
+            }
         }
     }
 
@@ -484,7 +496,11 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .map(|h| {
+                h.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .with_fresh_probes()
+            })
             .filter(|h| !h.service.is_empty())
             .collect();
         out.sort_by(|a, b| a.service.cmp(&b.service));
@@ -514,6 +530,20 @@ impl Runtime {
         out.sort_by(|a, b| a.service.cmp(&b.service));
         out
     }
+}
+
+/// Runs a command's operation on a service, then publishes its health: the
+/// snapshot that health reports and the readiness endpoint read is the
+/// state the command left, from the moment its result is known, whatever
+/// the operation saved on its way.
+async fn on_service(
+    handle: &ServiceHandle,
+    op: impl AsyncFnOnce(&mut Service) -> OpResult,
+) -> OpResult {
+    let mut s = handle.lock().await;
+    let r = op(&mut s).await;
+    s.publish();
+    r
 }
 
 /// Measures CPU and memory of every serving instance (sysinfo needs two
@@ -567,12 +597,19 @@ pub(crate) fn wake_supervision() {
 static SUPERVISE_NOW: std::sync::LazyLock<tokio::sync::Notify> =
     std::sync::LazyLock::new(tokio::sync::Notify::new);
 
-async fn supervise(rt: std::sync::Weak<Runtime>) {
-    // Once a second, and at once when an instance exits or a probe changes
-    // its verdict: an idle agent wakes rarely, a crash or a failing probe
-    // is handled without waiting for the tick. (Restarts wait out their
-    // backoff, at least a second, either way.)
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// How often supervision looks at every service when nothing wakes it
+/// (or as often as the systemd watchdog is pinged, if that is more often):
+/// listeners that stopped listening, drift, log files, the instances' CPU
+/// and memory. What needs acting on at once wakes it instead (see
+/// `wake_supervision`), and so does a restart's backoff deadline.
+pub(crate) const SUPERVISE_EVERY: Duration = Duration::from_secs(5);
+
+async fn supervise(rt: std::sync::Weak<Runtime>, every: Duration) {
+    // Every `SUPERVISE_EVERY`, and at once when an instance exits, a probe
+    // changes its verdict or a restart is due: an idle agent wakes rarely
+    // (each wake-up of an idle agent is most of its CPU), a crash or a
+    // failing probe is handled without waiting for the tick.
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sys = sysinfo::System::new();
     let mut measured = tokio::time::Instant::now();

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cutover_common::service::{Check, Probe, ServiceSpec, SwapMode};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::backoff::Backoff;
 use crate::hooks::{self, HookOutput};
@@ -101,8 +101,8 @@ pub struct Service {
     /// Drift of the active release, and when it was last checked.
     drift: Vec<String>,
     drift_checked: Option<Instant>,
-    /// Supervision passes so far.
-    passes: u64,
+    /// When log files were last rotated and pruned.
+    housekept: Option<Instant>,
     /// The latest health snapshot, readable without this service's lock
     /// (the readiness endpoint must answer during a swap or a drain).
     published: Arc<std::sync::Mutex<Health>>,
@@ -227,7 +227,7 @@ impl Service {
             restarts: 0,
             drift: Vec::new(),
             drift_checked: None,
-            passes: 0,
+            housekept: None,
             published: Default::default(),
             replace_soon: false,
         }
@@ -893,15 +893,17 @@ impl Service {
         self.state.instances = vec![new.instance.record.clone()];
         self.state.swap = None;
         self.state.stopped = false;
+        let pid = new.instance.pid();
+        // Active before the save, which publishes: the health it reports
+        // is the new instance serving, not "down" with no instance.
+        self.active = Some(new);
+        self.restart_after = None;
         self.update_links();
         self.save();
-        let pid = new.instance.pid();
         if command_id != "supervisor" {
             self.backoff =
                 Backoff::new(spec.restart.backoff_initial, spec.restart.backoff_max, 0.2);
         }
-        self.active = Some(new);
-        self.restart_after = None;
         if !self.hook("after_start", &spec, target, &mut hooks).await {
             self.progress(
                 command_id,
@@ -1118,9 +1120,13 @@ impl Service {
     /// backoff), replace one that fails liveness (replacement first).
     pub async fn supervise(&mut self) {
         self.check_drift();
-        self.passes = self.passes.wrapping_add(1);
-        // Housekeeping of the log files every 10th pass (10 s or less).
-        let housekeeping = self.passes % 10 == 1;
+        // Housekeeping of the log files every 10 s.
+        let housekeeping = self
+            .housekept
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(10));
+        if housekeeping {
+            self.housekept = Some(Instant::now());
+        }
         if housekeeping
             && let Some(a) = &self.active
             && let Ok(true) = rotate_log(
@@ -1171,6 +1177,12 @@ impl Service {
                     let delay = self.backoff.next_delay();
                     tracing::warn!(service = %self.name, release = %release, "instance {}; restarting in {delay:?}", e.description);
                     self.restart_after = Some(now + delay);
+                    // Supervision sleeps between its periodic passes: the
+                    // restart is due at its deadline, not at the next one.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        crate::runtime::wake_supervision();
+                    });
                     return;
                 }
                 Some(t) if now < t => return,
@@ -1249,8 +1261,12 @@ impl Service {
                     "serving".into()
                 };
                 h.probes.push(("readiness".into(), ready));
+                h.feeds.push(a.readiness.status.clone());
                 if let Some((s, _)) = live {
                     h.probes.push(("liveness".into(), s));
+                }
+                if let Some(l) = &a.liveness {
+                    h.feeds.push(l.status.clone());
                 }
             }
         }
@@ -1275,6 +1291,22 @@ pub struct Health {
     /// How the active release differs from what was staged (empty: not
     /// at all).
     pub drift: Vec<String>,
+    /// Where `probes` come from, in the same order: a report between two
+    /// publications carries the probes' counts and latencies as they are
+    /// now (canary analysis compares them), not as they were when the
+    /// status was last published.
+    feeds: Vec<watch::Receiver<ProbeStatus>>,
+}
+
+impl Health {
+    /// This snapshot with its probes read again from their feeds.
+    pub fn with_fresh_probes(&self) -> Health {
+        let mut h = self.clone();
+        for ((_, p), feed) in h.probes.iter_mut().zip(&self.feeds) {
+            *p = feed.borrow().clone();
+        }
+        h
+    }
 }
 
 #[cfg(test)]

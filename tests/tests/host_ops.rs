@@ -95,6 +95,62 @@ fn a_host_drained_for_maintenance_leaves_its_load_balancer_and_comes_back() {
 }
 
 #[test]
+fn the_readiness_endpoint_says_serving_throughout_a_swap_and_at_once_after_it() {
+    let (mut c, mut control, port, artifact) = one_host();
+    for v in ["1", "2"] {
+        let spec = demo_spec("web", port, v, &[]);
+        let r = control.send(
+            "web-1",
+            stage(&format!("s{v}"), &format!("v{v}"), v, &artifact, &spec),
+        );
+        assert!(r.ok, "staging v{v}: {}", r.message);
+    }
+    assert!(control.send("web-1", activate("a1", "web", "v1")).ok);
+    let lb = c.agent("web-1").readiness.clone().unwrap();
+    poll(
+        "the readiness endpoint to say serving",
+        Duration::from_secs(10),
+        || http_get(&lb, "/ready/web").filter(|(s, _)| *s == 200),
+    );
+    // A load balancer checking the host while it swaps: the old instance
+    // serves until the new one has proved itself, so the host never
+    // leaves the pool.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = {
+        let (lb, stop) = (lb.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                answers.push(http_get(&lb, "/ready/web"));
+            }
+            answers
+        })
+    };
+    let r = control.send("web-1", activate("a2", "web", "v2"));
+    assert!(r.ok, "{}", r.message);
+    // The moment the swap is done, the endpoint names the new release.
+    let after = http_get(&lb, "/ready/web");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let answers = checker.join().unwrap();
+    assert_eq!(
+        after,
+        Some((200, "serving v2\n".into())),
+        "right after the swap"
+    );
+    let bad: Vec<_> = answers
+        .iter()
+        .filter(|a| !matches!(a, Some((200, _))))
+        .collect();
+    assert!(
+        bad.is_empty() && answers.len() > 10,
+        "{} of {} checks during the swap did not say serving: {:?}",
+        bad.len(),
+        answers.len(),
+        &bad[..bad.len().min(5)]
+    );
+}
+
+#[test]
 fn a_crashed_instance_is_restarted_and_queued_connections_wait_for_it() {
     let (c, mut control, port, artifact) = one_host();
     let mut spec = demo_spec("web", port, "1", &[]);
