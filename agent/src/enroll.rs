@@ -26,8 +26,37 @@ pub enum EnrollError {
     Tls(#[from] TlsError),
     #[error("the coordinator refused enrollment: {0}")]
     Refused(String),
+    #[error(
+        "the enrollment call ended before the coordinator answered ({0}); nothing was recorded here, try again"
+    )]
+    Interrupted(String),
     #[error("the coordinator's answer is not acceptable: {0}")]
     BadAnswer(String),
+}
+
+impl EnrollError {
+    /// Whether trying again later may succeed: the connection or the call
+    /// failed (a coordinator restarting, or busy with thousands of hosts
+    /// enrolling at once), not the token, the CA or the host's name.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EnrollError::Tls(e) => e.is_retryable(),
+            EnrollError::Interrupted(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The coordinator's answer to the call, or the transport's when there
+    /// was none: only a decision of the coordinator is a refusal.
+    fn from_status(s: tonic::Status) -> EnrollError {
+        use tonic::Code;
+        match s.code() {
+            Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded => {
+                EnrollError::Interrupted(s.message().to_string())
+            }
+            _ => EnrollError::Refused(s.message().to_string()),
+        }
+    }
 }
 
 /// What the caller asks for.
@@ -67,7 +96,7 @@ pub async fn enroll(
             agent_version: cutover_common::VERSION.into(),
         })
         .await
-        .map_err(|s| EnrollError::Refused(s.message().to_string()))?
+        .map_err(EnrollError::from_status)?
         .into_inner();
 
     // Trust nothing in the answer that the handshake did not establish.
@@ -107,4 +136,26 @@ pub async fn enroll(
         &record,
     )?;
     Ok(record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_cut_off_is_worth_retrying_and_a_refusal_is_not() {
+        let cut = EnrollError::from_status(tonic::Status::cancelled("operation was canceled"));
+        assert!(cut.is_retryable());
+        assert!(cut.to_string().contains("try again"), "{cut}");
+        let gone = EnrollError::from_status(tonic::Status::unavailable("transport error"));
+        assert!(gone.is_retryable());
+        let refused = EnrollError::from_status(tonic::Status::permission_denied(
+            "the join token has no uses left",
+        ));
+        assert!(!refused.is_retryable());
+        assert_eq!(
+            refused.to_string(),
+            "the coordinator refused enrollment: the join token has no uses left"
+        );
+    }
 }

@@ -65,17 +65,23 @@ impl Manager {
 
     /// Waits for a message containing `needle`; returns it.
     fn expect(&self, needle: &str, timeout: Duration) -> Message {
+        self.wait_for(needle, timeout)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The same, with what was seen instead if it does not come.
+    fn wait_for(&self, needle: &str, timeout: Duration) -> Result<Message, String> {
         let start = Instant::now();
         let mut seen = Vec::new();
         while start.elapsed() < timeout {
             if let Some(m) = self.recv() {
                 if m.text.contains(needle) {
-                    return m;
+                    return Ok(m);
                 }
                 seen.push(m.text);
             }
         }
-        panic!("no `{needle}` within {timeout:?}; got: {seen:?}")
+        Err(format!("no `{needle}` within {timeout:?}; got: {seen:?}"))
     }
 }
 
@@ -231,16 +237,30 @@ fn the_coordinator_says_ready_once_it_listens() {
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
+    let log = dir.path().join("coordinator.log");
     let child = Command::new(bin("cutover"))
         .args(["serve", "--config"])
         .arg(&config)
         .env("NOTIFY_SOCKET", &m.path)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let mut child = Agent(child);
-    let ready = m.expect("READY=1", Duration::from_secs(30));
+    let pid = child.0.id();
+    // If it does not come, what the coordinator said and whether it still
+    // runs are what tell why.
+    let mut expect = |needle: &str| {
+        m.wait_for(needle, Duration::from_secs(30))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e}\ncoordinator {:?}, its log:\n{}",
+                    child.0.try_wait(),
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })
+    };
+    let ready = expect("READY=1");
     assert!(
         ready
             .text
@@ -249,10 +269,10 @@ fn the_coordinator_says_ready_once_it_listens() {
         ready.text
     );
     Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
+        .args(["-TERM", &pid.to_string()])
         .status()
         .unwrap();
-    m.expect("STOPPING=1", Duration::from_secs(30));
+    expect("STOPPING=1");
     let _ = child.0.wait();
 }
 

@@ -80,8 +80,9 @@ fn worker() -> anyhow::Result<()> {
                 let _p = sem.acquire().await;
                 let host = format!("sim-{i:05}");
                 let files = IdentityFiles::new(&dir.join(&host));
-                // A connection refused while thousands enroll at once is
-                // tried again, as an agent's service manager would restart it.
+                // A connection refused or a call cut off while thousands
+                // enroll at once is tried again, as a provisioning script
+                // would; a refusal is not.
                 let mut attempt = 0;
                 while !files.exists() {
                     attempt += 1;
@@ -98,7 +99,7 @@ fn worker() -> anyhow::Result<()> {
                     .await;
                     match r {
                         Ok(_) => {}
-                        Err(e) if attempt < 5 && e.to_string().contains("transport error") => {
+                        Err(e) if attempt < 5 && e.is_retryable() => {
                             tokio::time::sleep(std::time::Duration::from_millis(200 * attempt))
                                 .await;
                         }
