@@ -49,12 +49,10 @@ impl EnrollError {
     /// The coordinator's answer to the call, or the transport's when there
     /// was none: only a decision of the coordinator is a refusal.
     fn from_status(s: tonic::Status) -> EnrollError {
-        use tonic::Code;
-        match s.code() {
-            Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded => {
-                EnrollError::Interrupted(s.message().to_string())
-            }
-            _ => EnrollError::Refused(s.message().to_string()),
+        if tls::status_is_interrupted(&s) {
+            EnrollError::Interrupted(s.message().to_string())
+        } else {
+            EnrollError::Refused(s.message().to_string())
         }
     }
 }

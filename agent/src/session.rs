@@ -44,6 +44,20 @@ impl SessionError {
     pub fn is_retryable(&self) -> bool {
         !matches!(self, SessionError::Identity(_))
     }
+
+    /// The coordinator's answer to opening a session, or the transport's
+    /// when there was none: a call cut off in transit (the coordinator
+    /// restarting, say) is a broken session, not a refusal.
+    fn from_status(s: tonic::Status) -> SessionError {
+        if tls::status_is_interrupted(&s) {
+            SessionError::Broken(format!(
+                "the call ended before the coordinator answered ({})",
+                s.message()
+            ))
+        } else {
+            SessionError::Refused(s.message().to_string())
+        }
+    }
 }
 
 /// How a session that was established ended.
@@ -238,7 +252,7 @@ async fn session(
     let mut inbound = client
         .session(ReceiverStream::new(rx))
         .await
-        .map_err(|s| SessionError::Refused(s.message().to_string()))?
+        .map_err(SessionError::from_status)?
         .into_inner();
     let welcome = match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
         Ok(Ok(Some(pb::CoordinatorMessage {
@@ -249,7 +263,7 @@ async fn session(
                 "expected Welcome as the first message".into(),
             ));
         }
-        Ok(Err(s)) => return Err(SessionError::Refused(s.message().to_string())),
+        Ok(Err(s)) => return Err(SessionError::from_status(s)),
         Err(_) => return Err(SessionError::Broken("no Welcome within 10s".into())),
     };
     let heartbeat_every = Duration::from_millis(welcome.heartbeat_interval_ms.max(100));
@@ -448,6 +462,23 @@ mod tests {
         assert_eq!(
             renew_time(start, end, 2.0 / 3.0),
             start + Duration::from_secs(2000)
+        );
+    }
+
+    #[test]
+    fn a_session_call_cut_off_is_broken_and_a_refusal_says_so() {
+        let cut = SessionError::from_status(tonic::Status::unavailable("transport error"));
+        assert!(matches!(cut, SessionError::Broken(_)), "{cut:?}");
+        assert_eq!(
+            cut.to_string(),
+            "the session broke: the call ended before the coordinator answered (transport error)"
+        );
+        let refused = SessionError::from_status(tonic::Status::permission_denied(
+            "host `web-1` is not enrolled with this coordinator (was it removed?)",
+        ));
+        assert_eq!(
+            refused.to_string(),
+            "the coordinator refused the session: host `web-1` is not enrolled with this coordinator (was it removed?)"
         );
     }
 }

@@ -53,6 +53,17 @@ impl TlsError {
     }
 }
 
+/// Whether a call's status means it ended in transit (connection lost,
+/// cancelled, timed out, server going away) rather than by the peer's
+/// decision: worth trying again, and not to be reported as a refusal.
+pub fn status_is_interrupted(s: &tonic::Status) -> bool {
+    use tonic::Code;
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded
+    )
+}
+
 /// The crypto provider every config uses.
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
