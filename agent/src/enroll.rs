@@ -50,7 +50,7 @@ impl EnrollError {
     /// was none: only a decision of the coordinator is a refusal.
     fn from_status(s: tonic::Status) -> EnrollError {
         if tls::status_is_interrupted(&s) {
-            EnrollError::Interrupted(s.message().to_string())
+            EnrollError::Interrupted(tls::status_detail(&s))
         } else {
             EnrollError::Refused(s.message().to_string())
         }
@@ -140,6 +140,11 @@ pub async fn enroll(
 mod tests {
     use super::*;
 
+    /// Like tonic's transport error: a bare message over its cause.
+    #[derive(Debug, thiserror::Error)]
+    #[error("transport error")]
+    struct Transport(#[source] std::io::Error);
+
     #[test]
     fn a_call_cut_off_is_worth_retrying_and_a_refusal_is_not() {
         let cut = EnrollError::from_status(tonic::Status::cancelled("operation was canceled"));
@@ -147,6 +152,20 @@ mod tests {
         assert!(cut.to_string().contains("try again"), "{cut}");
         let gone = EnrollError::from_status(tonic::Status::unavailable("transport error"));
         assert!(gone.is_retryable());
+        // What tonic makes of a connection reset mid-call: `Unknown`, with
+        // the transport's error beneath a bare "transport error".
+        let reset = EnrollError::from_status(tonic::Status::from_error(Box::new(Transport(
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset by peer",
+            ),
+        ))));
+        assert!(reset.is_retryable(), "{reset:?}");
+        assert_eq!(
+            reset.to_string(),
+            "the enrollment call ended before the coordinator answered (transport error: \
+             connection reset by peer); nothing was recorded here, try again"
+        );
         let refused = EnrollError::from_status(tonic::Status::permission_denied(
             "the join token has no uses left",
         ));

@@ -52,7 +52,7 @@ impl SessionError {
         if tls::status_is_interrupted(&s) {
             SessionError::Broken(format!(
                 "the call ended before the coordinator answered ({})",
-                s.message()
+                tls::status_detail(&s)
             ))
         } else {
             SessionError::Refused(s.message().to_string())
@@ -349,7 +349,7 @@ async fn session(
                 let m = match m {
                     Ok(Some(m)) => m,
                     Ok(None) => return Ok(Ended::Lost("the coordinator closed the session".into())),
-                    Err(s) => return Ok(Ended::Lost(format!("{}: {}", s.code(), s.message()))),
+                    Err(s) => return Ok(Ended::Lost(format!("{}: {}", s.code(), tls::status_detail(&s)))),
                 };
                 last_heard = Instant::now();
                 use pb::coordinator_message::Body;

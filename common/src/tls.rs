@@ -56,12 +56,31 @@ impl TlsError {
 /// Whether a call's status means it ended in transit (connection lost,
 /// cancelled, timed out, server going away) rather than by the peer's
 /// decision: worth trying again, and not to be reported as a refusal.
+///
+/// A status the peer sent is decoded from its trailers and has no source.
+/// One tonic made here from a failed transport (a connection reset or
+/// closed mid-call) carries that error, often as `Unknown` with the message
+/// "transport error": under load at 10,000 enrolments such a reset was
+/// reported as the coordinator refusing (BENCHMARKS.md, ninth round).
 pub fn status_is_interrupted(s: &tonic::Status) -> bool {
     use tonic::Code;
     matches!(
         s.code(),
         Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded
-    )
+    ) || std::error::Error::source(s).is_some()
+}
+
+/// A status's message with the errors beneath it, for logs: "transport
+/// error: connection error: Connection reset by peer" rather than the bare
+/// "transport error" of its message.
+pub fn status_detail(s: &tonic::Status) -> String {
+    let mut parts = vec![s.message().to_string()];
+    let mut cur = std::error::Error::source(s);
+    while let Some(e) = cur {
+        parts.push(e.to_string());
+        cur = e.source();
+    }
+    crate::join_chain(parts)
 }
 
 /// The crypto provider every config uses.

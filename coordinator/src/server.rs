@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -304,6 +305,10 @@ impl Server {
     }
 }
 
+/// Connections without a client certificate (hosts enrolling) open at
+/// once: a pool of their own, so anonymous clients cannot take every slot.
+const ANONYMOUS_CONNECTIONS: usize = 64;
+
 /// Runs [`accept_loop`] on a thread of its own (a one-thread runtime), and
 /// the TLS handshakes on the main runtime. When the whole fleet reconnects
 /// at once (after a coordinator restart), the main runtime's workers are
@@ -365,9 +370,8 @@ async fn accept_loop(
     main: tokio::runtime::Handle,
 ) {
     let limit = Arc::new(Semaphore::new(app.cfg.limits.max_connections));
-    // Connections without a client certificate (hosts enrolling) get a small
-    // pool of their own, so anonymous clients cannot take every slot.
-    let anonymous = Arc::new(Semaphore::new(64));
+    let anonymous = Arc::new(Semaphore::new(ANONYMOUS_CONNECTIONS));
+    let anonymous_waiting = Arc::new(AtomicUsize::new(0));
     let handshake_timeout = app.cfg.limits.handshake_timeout;
     loop {
         // Cancel-safe: acquiring a permit or accepting loses nothing when dropped.
@@ -397,11 +401,12 @@ async fn accept_loop(
                 continue;
             }
         };
-        let (acceptor, app, conns, anonymous) = (
+        let (acceptor, app, conns, anonymous, anonymous_waiting) = (
             acceptor.clone(),
             app.clone(),
             conns.clone(),
             anonymous.clone(),
+            anonymous_waiting.clone(),
         );
         main.spawn(async move {
             let tcp = match tokio::net::TcpStream::from_std(tcp) {
@@ -449,10 +454,29 @@ async fn accept_loop(
                 None => (None, None),
             };
             let anon_permit = if identity.is_none() {
-                match anonymous.try_acquire_owned() {
-                    Ok(p) => Some(p),
+                // When the pool is full (a fleet enrolling at once), wait
+                // for a slot as long as a handshake may take, rather than
+                // closing: a connection closed unanswered reads as a bare
+                // "transport error" to the enrolling host. Waiting holds
+                // no more than a slow handshake would.
+                let p = match anonymous.clone().try_acquire_owned() {
+                    Ok(p) => Ok(p),
                     Err(_) => {
-                        tracing::warn!(peer = %addr, "too many connections without a certificate; closing");
+                        if anonymous_waiting.fetch_add(1, Ordering::Relaxed) == 0 {
+                            tracing::info!(
+                                slots = ANONYMOUS_CONNECTIONS, wait = ?handshake_timeout,
+                                "every slot for connections without a certificate is in use (hosts enrolling); new ones wait"
+                            );
+                        }
+                        let p = tokio::time::timeout(handshake_timeout, anonymous.acquire_owned()).await;
+                        anonymous_waiting.fetch_sub(1, Ordering::Relaxed);
+                        p.map_err(drop).and_then(|p| p.map_err(drop))
+                    }
+                };
+                match p {
+                    Ok(p) => Some(p),
+                    Err(()) => {
+                        tracing::warn!(peer = %addr, wait = ?handshake_timeout, "no free slot for a connection without a certificate; closing");
                         return;
                     }
                 }

@@ -66,6 +66,56 @@ fn three_enrolled_agents_are_listed_ready_with_their_labels() {
 }
 
 #[test]
+fn a_host_enrolling_while_every_anonymous_slot_is_taken_waits_for_one() {
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    let (token, fp) = c.token("role=web", "10m", 1).unwrap();
+    let url = c.url();
+    let log = c.coordinator.as_ref().unwrap().log.clone();
+    let rt = rt();
+    // 64 connections without a certificate, each answered once (so the
+    // coordinator holds a slot for it), then kept open.
+    let held: Vec<_> = rt.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..64 {
+            let cfg = tls::enroll_client_config(tls::PinnedCaVerifier::new(
+                pki::parse_fingerprint(&fp).unwrap(),
+            ))
+            .unwrap();
+            let ch = tls::connect(&url, cfg, ChannelOptions::default())
+                .await
+                .unwrap();
+            let mut cl = pb::control_service_client::ControlServiceClient::new(ch);
+            let e = cl.who_am_i(pb::WhoAmIRequest {}).await.unwrap_err();
+            assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+            held.push(cl);
+        }
+        held
+    });
+    std::thread::scope(|s| {
+        let late = s.spawn(|| c.enroll("late-1", &token, &fp, "").unwrap());
+        poll(
+            "the coordinator to hold the 65th connection",
+            Duration::from_secs(30),
+            || {
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .contains("connections without a certificate is in use")
+                    .then_some(())
+            },
+        );
+        assert!(
+            !late.is_finished(),
+            "the enrolment ended instead of waiting"
+        );
+        // A slot frees up: the waiting host enrolls.
+        drop(held);
+        let r = late.join().unwrap();
+        assert!(r.ok, "{}", r.stderr);
+    });
+    assert!(c.host("late-1").is_some(), "{:#?}", c.hosts());
+}
+
+#[test]
 fn tokens_are_single_use_expire_and_need_the_right_ca_fingerprint() {
     let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
     let (token, fp) = c.token("role=web", "10m", 1).unwrap();

@@ -408,6 +408,11 @@ fn driver() -> anyhow::Result<()> {
             placed += count;
         }
         poll(&format!("{n} sessions"), Duration::from_secs(600), || {
+            // A worker that gave up (its error is on stderr above) never
+            // brings its agents: stop now rather than at the timeout.
+            if let Some(status) = workers.iter_mut().find_map(|w| w.try_wait().ok().flatten()) {
+                panic!("a simulated-agent worker exited ({status}) before its agents connected");
+            }
             (sessions(&c) as usize >= n).then_some(())
         });
         // Let heartbeats and allocations settle.

@@ -127,6 +127,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
                     .await);
             }
         };
+        let peer_address = info.address.clone();
         let session_id = hex::encode(rand::random::<[u8; 8]>());
         let (tx, rx) = mpsc::channel::<Box<pb::CoordinatorMessage>>(64);
         let cancel = self.shutdown.child_token();
@@ -145,13 +146,15 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             ));
             return Err(self.refuse(&peer, &cert_host, s).await);
         };
-        persist(&self.app, record.clone()).await;
+        if let Some(record) = record {
+            persist(&self.app, record).await;
+        }
         self.app
             .fleet
             .set_services(&cert_host, hello.services.clone());
         tracing::info!(
-            host = %cert_host, session = %session_id, agent_version = %record.agent_version,
-            address = %record.address, "host session opened"
+            host = %cert_host, session = %session_id, agent_version = %hello.agent_version,
+            address = %peer_address, "host session opened"
         );
         let welcome = pb::CoordinatorMessage {
             body: Some(pb::coordinator_message::Body::Welcome(pb::Welcome {
