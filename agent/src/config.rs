@@ -28,7 +28,8 @@ pub struct AgentConfig {
     pub reconnect_max: Duration,
     /// Random spread of reconnect delays, as a fraction (0 to 1).
     pub reconnect_jitter: f64,
-    /// Time allowed to open a connection.
+    /// Time allowed for the TCP connection to the coordinator (the TLS
+    /// handshake after it has 30 s: see `tls::ChannelOptions`).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Renew the host certificate at this fraction of its lifetime.

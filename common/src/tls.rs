@@ -231,7 +231,14 @@ pub fn enroll_client_config(verifier: Arc<PinnedCaVerifier>) -> Result<ClientCon
 /// Timeouts for a client channel.
 #[derive(Debug, Clone, Copy)]
 pub struct ChannelOptions {
+    /// For the TCP connection: a coordinator that is down or unreachable
+    /// shows here.
     pub connect_timeout: Duration,
+    /// For the TLS handshake after it. Longer: a coordinator restarted
+    /// under a whole fleet takes every host's handshake in turn, and a
+    /// host that gave up after a few seconds and dialled again made it do
+    /// its work twice (a quarter of 10,000 reconnects, BENCHMARKS.md).
+    pub handshake_timeout: Duration,
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
 }
@@ -240,6 +247,7 @@ impl Default for ChannelOptions {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
         }
@@ -258,8 +266,8 @@ pub async fn connect(
     if uri.scheme_str() != Some("https") || uri.host().is_none() {
         return Err(bad());
     }
+    // The connector below times its two steps itself.
     let endpoint = Endpoint::from(uri)
-        .connect_timeout(opts.connect_timeout)
         .http2_keep_alive_interval(opts.keepalive_interval)
         .keep_alive_timeout(opts.keepalive_timeout)
         .keep_alive_while_idle(true)
@@ -276,9 +284,22 @@ pub async fn connect(
                 .trim_matches(|c| c == '[' || c == ']')
                 .to_string();
             let port = uri.port_u16().unwrap_or(443);
-            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            let timed_out = |what: &str, limit: Duration| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no {what} within {limit:?}"),
+                )
+            };
+            let tcp = tokio::time::timeout(
+                opts.connect_timeout,
+                TcpStream::connect((host.as_str(), port)),
+            )
+            .await
+            .map_err(|_| timed_out("TCP connection", opts.connect_timeout))??;
             tcp.set_nodelay(true)?;
-            let tls = connector.connect(name, tcp).await?;
+            let tls = tokio::time::timeout(opts.handshake_timeout, connector.connect(name, tcp))
+                .await
+                .map_err(|_| timed_out("TLS handshake", opts.handshake_timeout))??;
             Ok::<_, std::io::Error>(TokioIo::new(tls))
         }
     });

@@ -20,6 +20,7 @@
 //! download, instead of at once), `--memory-only` (memory at each step,
 //! no deployment, then a clean exit for a heap profiler).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -128,6 +129,13 @@ fn worker() -> anyhow::Result<()> {
                 if !at.is_empty() {
                     println!("{}", serde_json::json!({"event": "stages", "at_ms": at}));
                 }
+                let failed = std::mem::take(&mut *FAILED.lock().unwrap());
+                if !failed.is_empty() {
+                    println!(
+                        "{}",
+                        serde_json::json!({"event": "failed", "by_error": failed})
+                    );
+                }
             }
         });
         // Sessions, forever (the driver kills the worker).
@@ -143,6 +151,10 @@ fn worker() -> anyhow::Result<()> {
 /// When this worker's agents received `Stage`, not reported yet.
 static STAGES: Mutex<Vec<i64>> = Mutex::new(Vec::new());
 
+/// Session attempts that failed, by error, not reported yet: each is a
+/// handshake (or part of one) done again.
+static FAILED: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
 /// One simulated agent: keeps a session open, reconnecting when it
 /// breaks; answers every command with success, `Stage` after `stage_ms`
 /// (a real agent downloads and unpacks first).
@@ -151,7 +163,10 @@ async fn sim_agent(host: String, files: IdentityFiles, url: String, stage_ms: u6
     loop {
         match session(&host, &files, &url, stage_ms).await {
             Ok(()) => delay = Duration::from_millis(200),
-            Err(_) => {
+            Err(e) => {
+                let mut why = format!("{e:#}");
+                why.truncate(120);
+                *FAILED.lock().unwrap().entry(why).or_default() += 1;
                 // Spread the reconnects, as real agents do (jitter).
                 let j = rand_ms(delay.as_millis() as u64 / 2);
                 tokio::time::sleep(delay + Duration::from_millis(j)).await;
@@ -265,6 +280,7 @@ struct Events {
     enrolled: usize,
     connected: Vec<(String, i64)>,
     stage: Vec<i64>,
+    failed: BTreeMap<String, u64>,
 }
 
 fn spawn_worker(
@@ -323,6 +339,11 @@ fn spawn_worker(
                         .flatten()
                         .filter_map(|t| t.as_i64()),
                 ),
+                Some("failed") => {
+                    for (why, n) in v["by_error"].as_object().into_iter().flatten() {
+                        *e.failed.entry(why.clone()).or_default() += n.as_u64().unwrap_or(0);
+                    }
+                }
                 _ => {}
             }
         }
@@ -445,6 +466,9 @@ fn driver() -> anyhow::Result<()> {
 
     // Reconnect: the coordinator is SIGKILLed and restarted.
     let drops0 = listen_drops();
+    let workers_cpu = |ws: &[Child]| -> f64 { ws.iter().filter_map(|w| cpu_seconds(w.id())).sum() };
+    let workers_cpu0 = workers_cpu(&workers);
+    let failed0 = events.lock().unwrap().failed.clone();
     c.coordinator.as_mut().unwrap().kill();
     let killed = Instant::now();
     c.start_coordinator()?;
@@ -454,6 +478,13 @@ fn driver() -> anyhow::Result<()> {
         (sessions(&c) as usize >= total).then_some(())
     });
     let reconnect = killed.elapsed();
+    // CPU of the reconnect: the new coordinator's whole life so far, and
+    // the simulated agents' since the kill. On shared cores the wall time
+    // follows their sum.
+    let reconnect_cpu = (
+        cpu_seconds(c_pid(&c)).unwrap_or(0.0),
+        workers_cpu(&workers) - workers_cpu0,
+    );
     let drops1 = listen_drops();
     let (overflows, drops) = (
         drops1.0.saturating_sub(drops0.0),
@@ -463,6 +494,26 @@ fn driver() -> anyhow::Result<()> {
         "all {total} agents reconnected {:.2}s after the kill (the coordinator was listening again after {:.2}s); accept queue overflows meanwhile: {overflows} (connections dropped: {drops})",
         reconnect.as_secs_f64(),
         up.as_secs_f64()
+    );
+    // Reported within 50 ms by each worker.
+    std::thread::sleep(Duration::from_millis(200));
+    let failed: BTreeMap<String, u64> = events
+        .lock()
+        .unwrap()
+        .failed
+        .iter()
+        .map(|(why, n)| (why.clone(), n - failed0.get(why).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    println!(
+        "session attempts that failed during the reconnect: {} {failed:?}",
+        failed.values().sum::<u64>()
+    );
+    println!(
+        "CPU over the reconnect: coordinator {:.2} s ({:.0} us per agent), simulated agents {:.2} s",
+        reconnect_cpu.0,
+        reconnect_cpu.0 * 1e6 / total as f64,
+        reconnect_cpu.1
     );
     for mut w in workers {
         let _ = w.kill();
@@ -484,6 +535,8 @@ fn driver() -> anyhow::Result<()> {
         "rollout_cpu_s": {"coordinator": last.rollout_cpu.0, "simulated_agents": last.rollout_cpu.1},
         "fanout_cpu_s": last.fanout_cpu.map(|(c, w)| serde_json::json!({"coordinator": c, "simulated_agents": w})),
         "reconnect_after_kill_s": reconnect.as_secs_f64(),
+        "reconnect_failed_attempts": failed,
+        "reconnect_cpu_s": {"coordinator": reconnect_cpu.0, "simulated_agents": reconnect_cpu.1},
         "coordinator_restart_s": up.as_secs_f64(),
         "targets": {"kib_per_agent_max": 40, "fanout_p99_ms_max": 100, "reconnect_s_max": 10},
     });
