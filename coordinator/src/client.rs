@@ -152,6 +152,12 @@ pub async fn connect(r: &Resolved) -> Result<ControlServiceClient<Channel>, Clie
         reason: e.to_string(),
     })?;
     let cfg = tls::client_config(&ca, Some(&id))?;
-    let channel: Channel = tls::connect(&r.url, cfg, ChannelOptions::default()).await?;
+    // An operator waits for an answer: a coordinator that has not finished
+    // the handshake in 10 s is reported rather than waited for.
+    let opts = ChannelOptions {
+        handshake_timeout: std::time::Duration::from_secs(10),
+        ..ChannelOptions::default()
+    };
+    let channel: Channel = tls::connect(&r.url, cfg, opts).await?;
     Ok(ControlServiceClient::new(channel).max_decoding_message_size(64 << 20))
 }

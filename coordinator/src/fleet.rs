@@ -243,9 +243,9 @@ impl Fleet {
     /// and the record to persist when the session changed more than
     /// `last_seen`: after a coordinator restart every host reconnects with
     /// the same Hello, and rewriting 10,000 unchanged rows cost a tenth of
-    /// the reconnect's CPU. The stored `last_seen` is refreshed whenever
-    /// the record is next written, at the latest when the session closes;
-    /// heartbeats never wrote it.
+    /// the reconnect's CPU. The stored `last_seen` catches up every
+    /// [`crate::server::LAST_SEEN_STORE_EVERY`] (see [`Fleet::seen_since`]),
+    /// and whenever the record is written for another reason.
     pub fn session_opened(
         &self,
         host: &str,
@@ -299,6 +299,18 @@ impl Fleet {
             e.record.state = e.state.as_str().into();
             e.record.clone()
         })
+    }
+
+    /// Hosts heard after `since_ms`, with when they were last heard: what
+    /// the stored `last_seen` should catch up with.
+    pub fn seen_since(&self, since_ms: i64) -> Vec<(String, i64)> {
+        self.lock()
+            .iter()
+            .filter_map(|(h, e)| {
+                let at = e.record.last_seen?;
+                (at > since_ms).then(|| (h.clone(), at))
+            })
+            .collect()
     }
 
     /// Records a renewed certificate.
@@ -688,5 +700,8 @@ mod tests {
             to_store.expect("a changed host is stored").agent_version,
             "2"
         );
+        // What the periodic store of last_seen picks up.
+        assert_eq!(fleet.seen_since(3), [("a".to_string(), 4)]);
+        assert!(fleet.seen_since(4).is_empty());
     }
 }

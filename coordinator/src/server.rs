@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -371,7 +370,7 @@ async fn accept_loop(
 ) {
     let limit = Arc::new(Semaphore::new(app.cfg.limits.max_connections));
     let anonymous = Arc::new(Semaphore::new(ANONYMOUS_CONNECTIONS));
-    let anonymous_waiting = Arc::new(AtomicUsize::new(0));
+    let anonymous_queue = Arc::new(Semaphore::new(ANONYMOUS_CONNECTIONS));
     let handshake_timeout = app.cfg.limits.handshake_timeout;
     loop {
         // Cancel-safe: acquiring a permit or accepting loses nothing when dropped.
@@ -401,12 +400,12 @@ async fn accept_loop(
                 continue;
             }
         };
-        let (acceptor, app, conns, anonymous, anonymous_waiting) = (
+        let (acceptor, app, conns, anonymous, anonymous_queue) = (
             acceptor.clone(),
             app.clone(),
             conns.clone(),
             anonymous.clone(),
-            anonymous_waiting.clone(),
+            anonymous_queue.clone(),
         );
         main.spawn(async move {
             let tcp = match tokio::net::TcpStream::from_std(tcp) {
@@ -457,26 +456,29 @@ async fn accept_loop(
                 // When the pool is full (a fleet enrolling at once), wait
                 // for a slot as long as a handshake may take, rather than
                 // closing: a connection closed unanswered reads as a bare
-                // "transport error" to the enrolling host. Waiting holds
-                // no more than a slow handshake would.
+                // "transport error" to the enrolling host. As many may wait
+                // as may be served; beyond that they are closed at once.
                 let p = match anonymous.clone().try_acquire_owned() {
                     Ok(p) => Ok(p),
-                    Err(_) => {
-                        if anonymous_waiting.fetch_add(1, Ordering::Relaxed) == 0 {
-                            tracing::info!(
-                                slots = ANONYMOUS_CONNECTIONS, wait = ?handshake_timeout,
-                                "every slot for connections without a certificate is in use (hosts enrolling); new ones wait"
-                            );
+                    Err(_) => match anonymous_queue.clone().try_acquire_owned() {
+                        Err(_) => Err(()),
+                        Ok(place) => {
+                            if anonymous_queue.available_permits() == ANONYMOUS_CONNECTIONS - 1 {
+                                tracing::info!(
+                                    slots = ANONYMOUS_CONNECTIONS, wait = ?handshake_timeout,
+                                    "every slot for connections without a certificate is in use (hosts enrolling); new ones wait"
+                                );
+                            }
+                            let p = tokio::time::timeout(handshake_timeout, anonymous.acquire_owned()).await;
+                            drop(place);
+                            p.map_err(drop).and_then(|p| p.map_err(drop))
                         }
-                        let p = tokio::time::timeout(handshake_timeout, anonymous.acquire_owned()).await;
-                        anonymous_waiting.fetch_sub(1, Ordering::Relaxed);
-                        p.map_err(drop).and_then(|p| p.map_err(drop))
-                    }
+                    },
                 };
                 match p {
                     Ok(p) => Some(p),
                     Err(()) => {
-                        tracing::warn!(peer = %addr, wait = ?handshake_timeout, "no free slot for a connection without a certificate; closing");
+                        tracing::warn!(peer = %addr, wait = ?handshake_timeout, "no free slot for a connection without a certificate (all taken, or too many waiting); closing");
                         return;
                     }
                 }
@@ -500,13 +502,36 @@ async fn accept_loop(
     }
 }
 
+/// How often hosts' stored `last_seen` catches up with their heartbeats,
+/// in one batch: what `cutover hosts` shows for a host not back after a
+/// coordinator restart, and a lost host's "since".
+pub const LAST_SEEN_STORE_EVERY: Duration = Duration::from_secs(60);
+
 async fn reap_loop(app: Arc<App>, shutdown: CancellationToken) {
     let period =
         (app.cfg.host_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut tick = tokio::time::interval(period);
+    let mut seen = tokio::time::interval(LAST_SEEN_STORE_EVERY);
+    seen.tick().await;
+    // Stored up to here (a restart loaded the stored values).
+    let mut seen_stored_ms = now_ms();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = seen.tick() => {
+                let now = now_ms();
+                let writes: Vec<store::BatchedWrite> = app
+                    .fleet
+                    .seen_since(seen_stored_ms)
+                    .into_iter()
+                    .map(|(host, at_ms)| store::BatchedWrite::Seen { host, at_ms })
+                    .collect();
+                match app.store.write_all(writes).await {
+                    Ok(()) => seen_stored_ms = now,
+                    Err(e) => tracing::error!(error = %cutover_common::error_chain(&e), "storing when hosts were last seen failed"),
+                }
+                continue;
+            }
             _ = tick.tick() => {}
         }
         let lost: Vec<store::BatchedWrite> = app

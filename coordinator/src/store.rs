@@ -428,6 +428,8 @@ pub enum BatchedWrite {
     },
     /// [`update_host`].
     Host(HostRecord),
+    /// [`host_seen`].
+    Seen { host: String, at_ms: i64 },
 }
 
 type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
@@ -482,6 +484,7 @@ fn write_batch<'a>(
                 finished_at,
             } => command_result(&tx, host, id, *ok, message, result_json, *finished_at)?,
             BatchedWrite::Host(h) => update_host(&tx, h)?,
+            BatchedWrite::Seen { host, at_ms } => host_seen(&tx, host, *at_ms)?,
         }
     }
     tx.commit()?;
@@ -780,6 +783,16 @@ fn insert_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
 
 /// Writes what the coordinator learned about a host (state, last seen,
 /// Hello fields, certificate).
+/// Moves a host's stored `last_seen` forward to `at_ms` (never back).
+pub fn host_seen(conn: &Connection, host: &str, at_ms: i64) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE hosts SET last_seen = ?2 WHERE id = ?1 AND (last_seen IS NULL OR last_seen < ?2)",
+        params![host, at_ms],
+    )?;
+    Ok(())
+}
+
 pub fn update_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
     exec(
         conn,
@@ -1040,6 +1053,29 @@ mod tests {
         assert_eq!(stored_results(&s), 2000);
         let hosts = s.with(|c| list_hosts(c)).unwrap();
         assert_eq!(hosts[0].state, "ready");
+    }
+
+    #[tokio::test]
+    async fn a_host_seen_moves_its_stored_last_seen_forward_only() {
+        let (_d, s) = store();
+        s.with(|c| {
+            insert_token(c, &token(1, 100))?;
+            enroll_with_token(c, "t1", "h", &host("a"), 1)?.unwrap();
+            Ok(())
+        })
+        .unwrap();
+        let seen = |at_ms| BatchedWrite::Seen {
+            host: "a".into(),
+            at_ms,
+        };
+        let stored = || s.with(|c| list_hosts(c)).unwrap()[0].last_seen;
+        s.write_all(vec![seen(50)]).await.unwrap();
+        assert_eq!(stored(), Some(50));
+        // An older time (a session record written meanwhile) is kept.
+        s.write_all(vec![seen(40)]).await.unwrap();
+        assert_eq!(stored(), Some(50));
+        s.write_all(vec![seen(60)]).await.unwrap();
+        assert_eq!(stored(), Some(60));
     }
 
     #[tokio::test]

@@ -161,12 +161,18 @@ static FAILED: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 async fn sim_agent(host: String, files: IdentityFiles, url: String, stage_ms: u64) {
     let mut delay = Duration::from_millis(200);
     loop {
-        match session(&host, &files, &url, stage_ms).await {
+        let mut welcomed = false;
+        match session(&host, &files, &url, stage_ms, &mut welcomed).await {
             Ok(()) => delay = Duration::from_millis(200),
             Err(e) => {
-                let mut why = format!("{e:#}");
-                why.truncate(120);
-                *FAILED.lock().unwrap().entry(why).or_default() += 1;
+                // A session that was up and broke (at the kill) is not a
+                // failed attempt; one that ended before `Welcome` is.
+                if !welcomed {
+                    let why: String = format!("{e:#}").chars().take(120).collect();
+                    *FAILED.lock().unwrap().entry(why).or_default() += 1;
+                } else {
+                    delay = Duration::from_millis(200);
+                }
                 // Spread the reconnects, as real agents do (jitter).
                 let j = rand_ms(delay.as_millis() as u64 / 2);
                 tokio::time::sleep(delay + Duration::from_millis(j)).await;
@@ -188,6 +194,7 @@ async fn session(
     files: &IdentityFiles,
     url: &str,
     stage_ms: u64,
+    welcomed: &mut bool,
 ) -> anyhow::Result<()> {
     let identity = files.tls_identity()?;
     let ca = files.ca_certs()?;
@@ -217,6 +224,7 @@ async fn session(
                 let Some(m) = m? else { anyhow::bail!("session ended") };
                 match m.body {
                     Some(pb::coordinator_message::Body::Welcome(w)) => {
+                        *welcomed = true;
                         heartbeat_every = Duration::from_millis(w.heartbeat_interval_ms.max(100));
                         tick = tokio::time::interval(heartbeat_every);
                         if !announced {
