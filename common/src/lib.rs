@@ -26,13 +26,12 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Formats an error with its whole `source()` chain, for logs and for the
 /// last line a user sees.
 pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        parts.push(e.to_string());
-        cur = e.source();
-    }
-    join_chain(parts)
+    join_chain(std::iter::once(err.to_string()).chain(source_messages(err)))
+}
+
+/// The messages of `err`'s sources, outermost first (not `err`'s own).
+pub fn source_messages(err: &(dyn std::error::Error + 'static)) -> impl Iterator<Item = String> {
+    std::iter::successors(err.source(), |e| e.source()).map(|e| e.to_string())
 }
 
 /// Joins the messages of an error chain with `: `, leaving out a message

@@ -74,13 +74,7 @@ pub fn status_is_interrupted(s: &tonic::Status) -> bool {
 /// error: connection error: Connection reset by peer" rather than the bare
 /// "transport error" of its message.
 pub fn status_detail(s: &tonic::Status) -> String {
-    let mut parts = vec![s.message().to_string()];
-    let mut cur = std::error::Error::source(s);
-    while let Some(e) = cur {
-        parts.push(e.to_string());
-        cur = e.source();
-    }
-    crate::join_chain(parts)
+    crate::join_chain(std::iter::once(s.message().to_string()).chain(crate::source_messages(s)))
 }
 
 /// The crypto provider every config uses.

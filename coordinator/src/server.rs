@@ -453,31 +453,9 @@ async fn accept_loop(
                 None => (None, None),
             };
             let anon_permit = if identity.is_none() {
-                // When the pool is full (a fleet enrolling at once), wait
-                // for a slot as long as a handshake may take, rather than
-                // closing: a connection closed unanswered reads as a bare
-                // "transport error" to the enrolling host. As many may wait
-                // as may be served; beyond that they are closed at once.
-                let p = match anonymous.clone().try_acquire_owned() {
-                    Ok(p) => Ok(p),
-                    Err(_) => match anonymous_queue.clone().try_acquire_owned() {
-                        Err(_) => Err(()),
-                        Ok(place) => {
-                            if anonymous_queue.available_permits() == ANONYMOUS_CONNECTIONS - 1 {
-                                tracing::info!(
-                                    slots = ANONYMOUS_CONNECTIONS, wait = ?handshake_timeout,
-                                    "every slot for connections without a certificate is in use (hosts enrolling); new ones wait"
-                                );
-                            }
-                            let p = tokio::time::timeout(handshake_timeout, anonymous.acquire_owned()).await;
-                            drop(place);
-                            p.map_err(drop).and_then(|p| p.map_err(drop))
-                        }
-                    },
-                };
-                match p {
-                    Ok(p) => Some(p),
-                    Err(()) => {
+                match anonymous_slot(&anonymous, &anonymous_queue, handshake_timeout).await {
+                    Some(p) => Some(p),
+                    None => {
                         tracing::warn!(peer = %addr, wait = ?handshake_timeout, "no free slot for a connection without a certificate (all taken, or too many waiting); closing");
                         return;
                     }
@@ -500,6 +478,32 @@ async fn accept_loop(
                 .await;
         });
     }
+}
+
+/// A slot in `pool` for a connection without a certificate. When the pool
+/// is full (a fleet enrolling at once), it waits up to `wait`, rather than
+/// closing: a connection closed unanswered reads as a bare "transport
+/// error" to the enrolling host. As many may wait (`queue`) as may be
+/// served; beyond that, and after `wait`, none.
+async fn anonymous_slot(
+    pool: &Arc<Semaphore>,
+    queue: &Arc<Semaphore>,
+    wait: Duration,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = pool.clone().try_acquire_owned() {
+        return Some(p);
+    }
+    let _place = queue.clone().try_acquire_owned().ok()?;
+    if queue.available_permits() == ANONYMOUS_CONNECTIONS - 1 {
+        tracing::info!(
+            slots = ANONYMOUS_CONNECTIONS, wait = ?wait,
+            "every slot for connections without a certificate is in use (hosts enrolling); new ones wait"
+        );
+    }
+    tokio::time::timeout(wait, pool.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
 }
 
 /// How often hosts' stored `last_seen` catches up with their heartbeats,

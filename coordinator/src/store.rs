@@ -960,6 +960,18 @@ mod tests {
         (dir, s)
     }
 
+    /// A store with host `a` enrolled.
+    fn store_with_host_a() -> (tempfile::TempDir, Store) {
+        let (d, s) = store();
+        s.with(|c| {
+            insert_token(c, &token(1, 100))?;
+            enroll_with_token(c, "t1", "h", &host("a"), 1)?.unwrap();
+            Ok(())
+        })
+        .unwrap();
+        (d, s)
+    }
+
     #[test]
     fn a_single_use_token_admits_one_host_and_binds_its_labels() {
         let (_d, s) = store();
@@ -1038,13 +1050,7 @@ mod tests {
 
     #[tokio::test]
     async fn writes_queued_together_share_a_commit_and_all_land() {
-        let (_d, s) = store();
-        s.with(|c| {
-            insert_token(c, &token(1, 100))?;
-            enroll_with_token(c, "t1", "h", &host("a"), 1)?.unwrap();
-            Ok(())
-        })
-        .unwrap();
+        let (_d, s) = store_with_host_a();
         let mut writes: Vec<BatchedWrite> = (0..2000).map(|i| result(&format!("c{i}"))).collect();
         let mut a = host("a");
         a.state = "ready".into();
@@ -1057,13 +1063,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_host_seen_moves_its_stored_last_seen_forward_only() {
-        let (_d, s) = store();
-        s.with(|c| {
-            insert_token(c, &token(1, 100))?;
-            enroll_with_token(c, "t1", "h", &host("a"), 1)?.unwrap();
-            Ok(())
-        })
-        .unwrap();
+        let (_d, s) = store_with_host_a();
         let seen = |at_ms| BatchedWrite::Seen {
             host: "a".into(),
             at_ms,

@@ -474,7 +474,6 @@ fn driver() -> anyhow::Result<()> {
 
     // Reconnect: the coordinator is SIGKILLed and restarted.
     let drops0 = listen_drops();
-    let workers_cpu = |ws: &[Child]| -> f64 { ws.iter().filter_map(|w| cpu_seconds(w.id())).sum() };
     let workers_cpu0 = workers_cpu(&workers);
     let failed0 = events.lock().unwrap().failed.clone();
     c.coordinator.as_mut().unwrap().kill();
@@ -608,8 +607,7 @@ fn fanout(
     let sha = "0".repeat(64);
     // CPU time of the coordinator and of the simulated agents over the
     // rollout: they share this machine's cores.
-    let worker_cpu = |ws: &[Child]| -> f64 { ws.iter().filter_map(|w| cpu_seconds(w.id())).sum() };
-    let (coord_cpu0, workers_cpu0) = (cpu_seconds(c_pid(c)).unwrap_or(0.0), worker_cpu(workers));
+    let (coord_cpu0, workers_cpu0) = (cpu_seconds(c_pid(c)).unwrap_or(0.0), workers_cpu(workers));
     // And over the fan-out alone: until every agent has its Stage (within
     // the workers' 50 ms reporting; with `--stage-ms` longer than the
     // fan-out, nothing else happens in that window).
@@ -646,14 +644,14 @@ fn fanout(
     let rollout_ms = now_ms() - submitted;
     anyhow::ensure!(r.ok, "deployment failed:\n{}\n{}", r.stdout, r.stderr);
     let coord_cpu = cpu_seconds(c_pid(c)).unwrap_or(0.0) - coord_cpu0;
-    let workers_cpu = worker_cpu(workers) - workers_cpu0;
+    let workers_used = workers_cpu(workers) - workers_cpu0;
     // What the deployment left in the coordinator, once settled as each
     // step's memory is (for the per-agent figure, the next step's RSS).
     std::thread::sleep(Duration::from_secs(5));
     let rss_after = rss_kib(c_pid(c)).unwrap_or(0);
     println!("coordinator RSS 5 s after the rollout: {rss_after} KiB");
     println!(
-        "CPU over the rollout: coordinator {coord_cpu:.2} s ({:.0} us per agent), simulated agents {workers_cpu:.2} s",
+        "CPU over the rollout: coordinator {coord_cpu:.2} s ({:.0} us per agent), simulated agents {workers_used:.2} s",
         coord_cpu * 1e6 / total as f64
     );
     let fanout_cpu = fanout_cpu
@@ -695,7 +693,7 @@ fn fanout(
         p99,
         max,
         rollout_ms,
-        rollout_cpu: (coord_cpu, workers_cpu),
+        rollout_cpu: (coord_cpu, workers_used),
         fanout_cpu,
         rss_after,
     })
@@ -712,6 +710,11 @@ fn pin_coordinator(c: &Cluster) {
             .is_ok_and(|s| s.success());
         assert!(ok, "taskset failed: --pin needs util-linux's taskset");
     }
+}
+
+/// CPU seconds the simulated-agent workers have used so far.
+fn workers_cpu(ws: &[Child]) -> f64 {
+    ws.iter().filter_map(|w| cpu_seconds(w.id())).sum()
 }
 
 fn c_pid(c: &Cluster) -> u32 {
