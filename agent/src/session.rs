@@ -87,11 +87,13 @@ pub async fn run(
         cfg.reconnect_jitter,
     );
     tracing::info!(host = %enrollment.host_id, coordinator = %url, "agent starting");
+    let tickets = tls::SessionTickets::default();
     loop {
         let started = Instant::now();
         match session(
             &cfg,
             &files,
+            &tickets,
             &enrollment.host_id,
             &url,
             &rt,
@@ -225,6 +227,7 @@ struct PendingRenewal {
 async fn session(
     cfg: &AgentConfig,
     files: &IdentityFiles,
+    tickets: &tls::SessionTickets,
     host_id: &str,
     url: &str,
     rt: &Arc<Runtime>,
@@ -239,7 +242,10 @@ async fn session(
         });
     }
     let ca = files.ca_certs()?;
-    let tls_cfg = tls::client_config(&ca, Some(&identity))?;
+    // Read afresh each time, so a renewed certificate is used at once; the
+    // tickets kept for it let a reconnect after a coordinator restart
+    // resume rather than make a full handshake.
+    let tls_cfg = tls::resuming_client_config(&ca, &identity, tickets)?;
     let opts = ChannelOptions {
         connect_timeout: cfg.connect_timeout,
         ..ChannelOptions::default()

@@ -19,9 +19,10 @@ use std::time::Duration;
 use http::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ClientSessionMemoryCache, Resumption};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ProducesTickets, WebPkiClientVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
@@ -92,9 +93,13 @@ fn roots(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsError>
 
 /// The coordinator's server config: its certificate chain, and client
 /// certificates from `ca` verified when presented.
+/// With `tickets`, clients get TLS 1.3 session tickets sealed by it and
+/// may resume with them (no certificates or signatures, a fresh key
+/// exchange); without, every handshake is a full one.
 pub fn server_config(
     identity: &TlsIdentity,
     ca: &[CertificateDer<'static>],
+    tickets: Option<Arc<dyn ProducesTickets>>,
 ) -> Result<ServerConfig, TlsError> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca)?, provider())
         .allow_unauthenticated()
@@ -104,6 +109,9 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
+    if let Some(t) = tickets {
+        cfg.ticketer = t;
+    }
     Ok(cfg)
 }
 
@@ -120,6 +128,58 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(cfg)
+}
+
+/// The TLS 1.3 session tickets a client keeps between its connections to
+/// the coordinator, so that after a coordinator restart it resumes rather
+/// than making a full handshake.
+///
+/// rustls resumes a session only with the very config (verifier and
+/// client credentials, compared by pointer) that made it, and a resumed
+/// session carries the certificate of the handshake that issued its
+/// ticket. So this keeps the whole config for one set of credentials: the
+/// same while the CA and certificate files are unchanged, a new one (with
+/// no tickets) once a certificate is renewed, which the next connection
+/// then shows.
+#[derive(Default)]
+pub struct SessionTickets {
+    current: Mutex<Option<([u8; 32], Arc<ClientConfig>)>>,
+}
+
+impl std::fmt::Debug for SessionTickets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionTickets").finish_non_exhaustive()
+    }
+}
+
+/// [`client_config`] presenting `identity`, kept in `tickets` with the
+/// session tickets it holds while `ca` and `identity` are unchanged.
+pub fn resuming_client_config(
+    ca: &[CertificateDer<'static>],
+    identity: &TlsIdentity,
+    tickets: &SessionTickets,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for c in ca.iter().chain(&identity.chain) {
+        h.update((c.len() as u64).to_be_bytes());
+        h.update(c.as_ref());
+    }
+    h.update(identity.key.secret_der());
+    let key: [u8; 32] = h.finalize().into();
+    let mut cur = tickets.current.lock().expect("not poisoned");
+    if let Some((k, cfg)) = &*cur
+        && *k == key
+    {
+        return Ok(cfg.clone());
+    }
+    let mut cfg = client_config(ca, Some(identity))?;
+    // One server name; the coordinator sends two tickets a handshake, and
+    // each is used once.
+    cfg.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(8)));
+    let cfg = Arc::new(cfg);
+    *cur = Some((key, cfg.clone()));
     Ok(cfg)
 }
 
@@ -252,7 +312,7 @@ impl Default for ChannelOptions {
 /// verifying the server as [`COORDINATOR_SERVER_NAME`].
 pub async fn connect(
     url: &str,
-    tls: ClientConfig,
+    tls: impl Into<Arc<ClientConfig>>,
     opts: ChannelOptions,
 ) -> Result<Channel, TlsError> {
     let bad = || TlsError::BadUrl { url: url.into() };
@@ -266,7 +326,7 @@ pub async fn connect(
         .keep_alive_timeout(opts.keepalive_timeout)
         .keep_alive_while_idle(true)
         .tcp_nodelay(true);
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let connector = tokio_rustls::TlsConnector::from(tls.into());
     let name = ServerName::try_from(COORDINATOR_SERVER_NAME).expect("valid DNS name");
     let svc = tower::service_fn(move |uri: Uri| {
         let connector = connector.clone();
@@ -347,4 +407,98 @@ pub fn check_client_cert(
     verifier
         .verify_client_cert(&identity.chain[0], &identity.chain[1..], UnixTime::now())
         .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::pki::{Ca, Issue, Usage};
+    use std::path::Path;
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    fn issue(ca: &Ca, who: Identity, usage: Usage, names: &[&str]) -> TlsIdentity {
+        let mut req = Issue::new(who, usage, Duration::from_secs(3600));
+        req.names = names.iter().map(|n| n.to_string()).collect();
+        let (cert, key) = ca.issue(&req).unwrap();
+        let pem = format!("{cert}{}", key.serialize_pem());
+        TlsIdentity::from_pem(pem.as_bytes(), Path::new("test")).unwrap()
+    }
+
+    /// One handshake over an in-memory pipe: whether it resumed, and the
+    /// client certificate the server saw.
+    async fn handshake(
+        server: &Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+    ) -> (bool, CertificateDer<'static>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let acceptor = TlsAcceptor::from(server.clone());
+        let srv = tokio::spawn(async move {
+            let mut s = acceptor.accept(b).await.unwrap();
+            // Sends the tickets with the first reply.
+            s.write_all(b"ok").await.unwrap();
+            s.flush().await.unwrap();
+            let conn = s.get_ref().1;
+            let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            let cert = conn.peer_certificates().unwrap()[0].clone();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+            (resumed, cert)
+        });
+        let name = ServerName::try_from(COORDINATOR_SERVER_NAME).unwrap();
+        let mut c = TlsConnector::from(client).connect(name, a).await.unwrap();
+        let mut buf = [0u8; 2];
+        c.read_exact(&mut buf).await.unwrap();
+        c.shutdown().await.unwrap();
+        drop(c);
+        srv.await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_client_resumes_with_its_ticket_until_its_certificate_is_renewed() {
+        let ca = Ca::generate("test").unwrap();
+        let roots = [ca.cert_der().clone()];
+        let server_id = issue(
+            &ca,
+            Identity::Coordinator,
+            Usage::Server,
+            &[COORDINATOR_SERVER_NAME],
+        );
+        let ticketer = rustls::crypto::ring::Ticketer::new().unwrap();
+        let server = Arc::new(server_config(&server_id, &roots, Some(ticketer)).unwrap());
+        let host = issue(&ca, Identity::Host("web-1".into()), Usage::Client, &[]);
+        let tickets = SessionTickets::default();
+
+        let first = resuming_client_config(&roots, &host, &tickets).unwrap();
+        assert_eq!(
+            handshake(&server, first).await,
+            (false, host.chain[0].clone())
+        );
+        // Built again from the same files, as the agent does each attempt.
+        let again = resuming_client_config(&roots, &host, &tickets).unwrap();
+        assert_eq!(
+            handshake(&server, again).await,
+            (true, host.chain[0].clone())
+        );
+
+        // Renewed: a full handshake, and the server sees the new
+        // certificate, not the one the old tickets carry.
+        let renewed = issue(&ca, Identity::Host("web-1".into()), Usage::Client, &[]);
+        let cfg = resuming_client_config(&roots, &renewed, &tickets).unwrap();
+        assert_eq!(
+            handshake(&server, cfg).await,
+            (false, renewed.chain[0].clone())
+        );
+        let cfg = resuming_client_config(&roots, &renewed, &tickets).unwrap();
+        assert_eq!(
+            handshake(&server, cfg).await,
+            (true, renewed.chain[0].clone())
+        );
+
+        // Without a ticketer, no resumption.
+        let plain = Arc::new(server_config(&server_id, &roots, None).unwrap());
+        let cfg = resuming_client_config(&roots, &renewed, &tickets).unwrap();
+        assert!(!handshake(&plain, cfg).await.0);
+    }
 }

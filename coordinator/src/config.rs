@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// Default config file location.
 pub const DEFAULT_PATH: &str = "/etc/cutover/coordinator.toml";
 
+/// TLS 1.3 allows a ticket at most 7 days (RFC 8446, 4.6.1).
+const MAX_TICKET_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Everything `cutover serve` needs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +46,12 @@ pub struct CoordinatorConfig {
     /// Longest lifetime a join token may be given.
     #[serde(with = "humantime_serde")]
     pub max_token_ttl: Duration,
+    /// How long a TLS session ticket lets a host resume (skip the
+    /// certificates and signatures) when it reconnects, across restarts:
+    /// its key seals tickets this long and opens them as long again.
+    /// `0s` turns resumption off.
+    #[serde(with = "humantime_serde")]
+    pub session_ticket_lifetime: Duration,
     pub limits: Limits,
 }
 
@@ -94,6 +103,7 @@ impl Default for CoordinatorConfig {
             host_cert_ttl: Duration::from_secs(24 * 3600),
             operator_cert_ttl: Duration::from_secs(30 * 24 * 3600),
             max_token_ttl: Duration::from_secs(7 * 24 * 3600),
+            session_ticket_lifetime: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
         }
     }
@@ -111,6 +121,7 @@ const ENV_KEYS: &[&str] = &[
     "host_cert_ttl",
     "operator_cert_ttl",
     "max_token_ttl",
+    "session_ticket_lifetime",
     "limits",
 ];
 
@@ -152,6 +163,18 @@ impl CoordinatorConfig {
                 origin,
                 "host_cert_ttl",
                 "expected at least 3s",
+            ));
+        }
+        let tickets = self.session_ticket_lifetime;
+        if !tickets.is_zero() && !(Duration::from_secs(60)..=MAX_TICKET_LIFETIME).contains(&tickets)
+        {
+            return Err(ConfigError::invalid(
+                origin,
+                "session_ticket_lifetime",
+                format!(
+                    "expected 0s (off) or between 1m and 7days (TLS 1.3's longest), found {}",
+                    humantime::format_duration(tickets)
+                ),
             ));
         }
         if self.limits.max_message_bytes < 64 * 1024 {

@@ -27,3 +27,4 @@ pub mod promotion;
 pub mod rollout;
 pub mod server;
 pub mod store;
+pub mod tickets;

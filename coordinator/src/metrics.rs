@@ -64,6 +64,7 @@ pub struct Metrics {
     batch_duration: Histogram,
     commands_sent: Family<KindLabel, Counter>,
     commands_in_flight: Gauge,
+    tls_handshakes: Family<KindLabel, Counter>,
     dora_frequency: FloatGauge,
     dora_lead_time: FloatGauge,
     dora_failure_rate: FloatGauge,
@@ -88,6 +89,7 @@ impl Default for Metrics {
             batch_duration: Histogram::new(seconds_buckets()),
             commands_sent: Family::default(),
             commands_in_flight: Gauge::default(),
+            tls_handshakes: Family::default(),
             dora_frequency: FloatGauge::default(),
             dora_lead_time: FloatGauge::default(),
             dora_failure_rate: FloatGauge::default(),
@@ -132,6 +134,11 @@ impl Default for Metrics {
             "commands_in_flight",
             "Commands sent and not answered yet (rollouts' and operators')",
             m.commands_in_flight.clone(),
+        );
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes completed, by kind: full, or resumed with a session ticket",
+            m.tls_handshakes.clone(),
         );
         registry.register(
             "dora_deployments_per_day",
@@ -200,6 +207,14 @@ impl Metrics {
     /// A rollout sent a command of `kind`.
     pub fn command_sent(&self, kind: &str) {
         self.commands_sent
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    /// A TLS handshake completed, `resumed` with a session ticket.
+    pub fn tls_handshake(&self, resumed: bool) {
+        let kind = if resumed { "resumed" } else { "full" };
+        self.tls_handshakes
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
     }

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use cutover_common::identity;
 use cutover_common::time::now_ms;
@@ -37,6 +37,7 @@ use crate::grpc::control::ControlSvc;
 use crate::grpc::enroll::EnrollSvc;
 use crate::pki_setup::{self, SetupError};
 use crate::store::{self, Audit, Outcome};
+use crate::tickets::Ticketer;
 
 /// Starting or running the server failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,8 @@ pub enum ServeError {
     AcceptThread(#[source] io::Error),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Tickets(#[from] crate::tickets::TicketError),
     #[error(transparent)]
     Tls(#[from] cutover_common::tls::TlsError),
     #[error("cannot listen on {addr}")]
@@ -180,8 +183,21 @@ impl Server {
         let store = pki_setup::open_store(&cfg)?;
         let ca = pki_setup::load_ca(&cfg)?;
         let server_id = pki_setup::server_identity(&cfg, &ca)?;
-        let tls =
-            cutover_common::tls::server_config(&server_id, std::slice::from_ref(ca.cert_der()))?;
+        let tickets = if cfg.session_ticket_lifetime.is_zero() {
+            None
+        } else {
+            Some(Arc::new(Ticketer::open(
+                &cfg.pki_dir().join(crate::tickets::TICKET_KEYS),
+                cfg.session_ticket_lifetime,
+            )?))
+        };
+        let tls = cutover_common::tls::server_config(
+            &server_id,
+            std::slice::from_ref(ca.cert_der()),
+            tickets
+                .clone()
+                .map(|t| t as Arc<dyn rustls::server::ProducesTickets>),
+        )?;
         let hosts = store.with(|c| store::list_hosts(c))?;
         // A deep accept queue: after a coordinator restart the whole fleet
         // reconnects at once.
@@ -234,6 +250,9 @@ impl Server {
         )
         .map_err(ServeError::AcceptThread)?;
         let reaper = tokio::spawn(reap_loop(app.clone(), shutdown.clone()));
+        if let Some(t) = tickets {
+            tokio::spawn(roll_ticket_keys(t, shutdown.clone()));
+        }
         if let Some(addr) = app.cfg.metrics_listen {
             let l = crate::metrics::bind(addr)
                 .await
@@ -438,12 +457,10 @@ async fn accept_loop(
                     return;
                 }
             };
-            let cert = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .cloned();
+            let session = tls.get_ref().1;
+            let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+            app.metrics.tls_handshake(resumed);
+            let cert = session.peer_certificates().and_then(|c| c.first()).cloned();
             let (identity, not_after) = match cert.map(|c| identity::cert_info(&c)) {
                 Some(Ok(info)) => (Some(info.identity), Some(info.not_after)),
                 Some(Err(e)) => {
@@ -452,6 +469,13 @@ async fn accept_loop(
                 }
                 None => (None, None),
             };
+            // A full handshake checked the certificate's dates; a resumed
+            // one carries the certificate of the handshake that issued its
+            // ticket, which may have expired since.
+            if not_after.is_some_and(|t| t <= SystemTime::now()) {
+                tracing::warn!(peer = %addr, "resumed session with an expired client certificate; closing");
+                return;
+            }
             let anon_permit = if identity.is_none() {
                 match anonymous_slot(&anonymous, &anonymous_queue, handshake_timeout).await {
                     Some(p) => Some(p),
@@ -504,6 +528,26 @@ async fn anonymous_slot(
         .await
         .ok()?
         .ok()
+}
+
+/// Rolls the session-ticket keys when due (checked every minute).
+async fn roll_ticket_keys(tickets: Arc<Ticketer>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let t = tickets.clone();
+        match tokio::task::spawn_blocking(move || t.roll_if_due()).await {
+            Ok(Ok(true)) => tracing::info!("session-ticket keys rolled"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(error = %cutover_common::error_chain(&e), "rolling the session-ticket keys failed; hosts make full handshakes until it succeeds")
+            }
+            Err(e) => tracing::error!(error = %e, "rolling the session-ticket keys panicked"),
+        }
+    }
 }
 
 /// How often hosts' stored `last_seen` catches up with their heartbeats,

@@ -298,6 +298,21 @@ impl Cluster {
         (parse_openmetrics(&body), body)
     }
 
+    /// One sample of the coordinator's `/metrics` (`series` with its
+    /// labels), or None while it cannot be scraped (restarting) or has no
+    /// such series yet.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let addr = std::fs::read_to_string(self.state_dir().join("metrics.addr")).ok()?;
+        let (status, body) = http_get(addr.trim(), "/metrics")?;
+        if status != 200 {
+            return None;
+        }
+        parse_openmetrics(&body)
+            .into_iter()
+            .find(|(k, _)| k == series)
+            .map(|(_, v)| v)
+    }
+
     pub fn pki_dir(&self) -> PathBuf {
         self.state_dir().join("pki")
     }

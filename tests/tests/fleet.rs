@@ -259,6 +259,18 @@ fn the_coordinator_killed_mid_rollout_resumes_no_host_swaps_twice_no_request_fai
     });
     f.cluster.coordinator.as_mut().unwrap().kill();
     f.cluster.start_coordinator().unwrap();
+    // Each agent resumes its TLS session with a ticket the killed
+    // coordinator issued (keys on disk), rather than a full handshake.
+    poll(
+        "every agent to resume its TLS session",
+        Duration::from_secs(30),
+        || {
+            let resumed = f
+                .cluster
+                .metric("cutover_tls_handshakes_total{kind=\"resumed\"}")?;
+            (resumed >= 3.0).then_some(())
+        },
+    );
     let w = f.cutover(&["watch", "d2"]);
     assert!(w.ok, "{}\n{}", w.stdout, w.stderr);
     assert!(w.stdout.contains("succeeded"), "{}", w.stdout);

@@ -160,9 +160,11 @@ static FAILED: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 /// (a real agent downloads and unpacks first).
 async fn sim_agent(host: String, files: IdentityFiles, url: String, stage_ms: u64) {
     let mut delay = Duration::from_millis(200);
+    // Kept between sessions, as the agent keeps them.
+    let tickets = tls::SessionTickets::default();
     loop {
         let mut welcomed = false;
-        match session(&host, &files, &url, stage_ms, &mut welcomed).await {
+        match session(&host, &files, &tickets, &url, stage_ms, &mut welcomed).await {
             Ok(()) => delay = Duration::from_millis(200),
             Err(e) => {
                 // A session that was up and broke (at the kill) is not a
@@ -192,6 +194,7 @@ fn rand_ms(max: u64) -> u64 {
 async fn session(
     host: &str,
     files: &IdentityFiles,
+    tickets: &tls::SessionTickets,
     url: &str,
     stage_ms: u64,
     welcomed: &mut bool,
@@ -200,7 +203,7 @@ async fn session(
     let ca = files.ca_certs()?;
     let channel = tls::connect(
         url,
-        tls::client_config(&ca, Some(&identity))?,
+        tls::resuming_client_config(&ca, &identity, tickets)?,
         ChannelOptions::default(),
     )
     .await?;
