@@ -76,6 +76,19 @@ fn inconsistent_timings_are_refused_with_the_reason() {
 }
 
 #[test]
+fn a_session_ticket_lifetime_past_tls_13s_week_is_refused_and_0s_is_off() {
+    let (ok, err, _d) = run(
+        &["config", "check"],
+        "session_ticket_lifetime = \"8days\"\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("`session_ticket_lifetime`"), "{err}");
+    assert!(err.contains("between 1m and 7days"), "{err}");
+    let (ok, err, _d) = run(&["config", "check"], "session_ticket_lifetime = \"0s\"\n");
+    assert!(ok, "{err}");
+}
+
+#[test]
 fn a_toml_syntax_error_names_the_file_and_line() {
     let (ok, err, _d) = run(&["config", "check"], "listen = = 1\n");
     assert!(!ok);
