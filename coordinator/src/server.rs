@@ -189,6 +189,7 @@ impl Server {
             Some(Arc::new(Ticketer::open(
                 &cfg.pki_dir().join(crate::tickets::TICKET_KEYS),
                 cfg.session_ticket_lifetime,
+                &ca.fingerprint(),
             )?))
         };
         let tls = cutover_common::tls::server_config(
@@ -543,7 +544,7 @@ async fn roll_ticket_keys(tickets: Arc<Ticketer>, shutdown: CancellationToken) {
             Ok(Ok(true)) => tracing::info!("session-ticket keys rolled"),
             Ok(Ok(false)) => {}
             Ok(Err(e)) => {
-                tracing::error!(error = %cutover_common::error_chain(&e), "rolling the session-ticket keys failed; hosts make full handshakes until it succeeds")
+                tracing::error!(error = %cutover_common::error_chain(&e), "rolling the session-ticket keys failed; no new tickets are issued until it succeeds (tried every minute)")
             }
             Err(e) => tracing::error!(error = %e, "rolling the session-ticket keys panicked"),
         }

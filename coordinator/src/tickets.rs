@@ -59,6 +59,10 @@ pub enum TicketError {
 
 #[derive(Serialize, Deserialize)]
 struct KeyFile {
+    /// The fingerprint of the CA these keys serve: after `ca init` made a
+    /// new CA, tickets from the old one must not resume (a resumed
+    /// session's chain is not checked again).
+    ca: String,
     /// Newest first.
     keys: Vec<StoredKey>,
 }
@@ -100,6 +104,7 @@ impl Key {
 /// [`ProducesTickets`]: rustls::server::ProducesTickets
 pub struct Ticketer {
     path: PathBuf,
+    ca: String,
     lifetime: u64,
     /// Newest first; at most two.
     keys: RwLock<Vec<Key>>,
@@ -129,19 +134,35 @@ impl Ticketer {
     /// replaced, with a warning: it holds nothing but tickets' keys, and
     /// losing them costs one full handshake per host. `lifetime` is at
     /// least a minute (the config checks it).
-    pub fn open(path: &Path, lifetime: Duration) -> Result<Self, TicketError> {
-        Self::open_at(path, lifetime, unix_now())
+    /// Keys made for another CA (`ca_fingerprint`) are dropped. The file
+    /// must not be readable by group or others, like the CA key.
+    pub fn open(
+        path: &Path,
+        lifetime: Duration,
+        ca_fingerprint: &str,
+    ) -> Result<Self, TicketError> {
+        Self::open_at(path, lifetime, ca_fingerprint, unix_now())
     }
 
-    fn open_at(path: &Path, lifetime: Duration, now: u64) -> Result<Self, TicketError> {
+    fn open_at(
+        path: &Path,
+        lifetime: Duration,
+        ca_fingerprint: &str,
+        now: u64,
+    ) -> Result<Self, TicketError> {
         let t = Ticketer {
             path: path.to_path_buf(),
+            ca: ca_fingerprint.to_string(),
             lifetime: lifetime.as_secs().max(1),
             keys: RwLock::new(Vec::new()),
             rng: SystemRandom::new(),
         };
         let loaded = match read_keys(path) {
-            Ok(keys) => keys,
+            Ok((ca, keys)) if ca == ca_fingerprint => keys,
+            Ok(_) => {
+                tracing::info!(path = %path.display(), "session-ticket keys were made for another CA; starting new ones");
+                Vec::new()
+            }
             Err(e @ TicketError::Invalid { .. }) => {
                 tracing::warn!(error = %e, "replacing the session-ticket keys: hosts holding tickets make a full handshake once");
                 Vec::new()
@@ -155,16 +176,19 @@ impl Ticketer {
             .take(2)
             .collect();
         let changed = kept.len() != stored;
-        *t.keys.write().expect("not poisoned") = kept;
-        if !t.roll_at(now)? && changed {
-            t.save()?;
+        if changed {
+            t.save(&kept)?;
         }
+        *t.keys.write().expect("not poisoned") = kept;
+        t.roll_at(now)?;
         Ok(t)
     }
 
     /// Starts a new sealing key when the current one has sealed for a
     /// whole lifetime, and erases the one before it. Returns whether it
-    /// rolled. Called at start and every minute.
+    /// rolled. Called at start and every minute. The file is written
+    /// before the new key is used, so a failed write leaves everything as
+    /// it was and the next call tries again.
     pub fn roll_if_due(&self) -> Result<bool, TicketError> {
         self.roll_at(unix_now())
     }
@@ -180,13 +204,16 @@ impl Ticketer {
         self.rng
             .fill(&mut secret)
             .map_err(|_| TicketError::Random)?;
-        {
-            let mut keys = self.keys.write().expect("not poisoned");
-            keys.retain(|k| self.opens_at(k, now));
-            keys.insert(0, Key::new(now, secret));
-            keys.truncate(2);
-        }
-        self.save()?;
+        let mut keys = self.keys.write().expect("not poisoned");
+        let mut next = vec![Key::new(now, secret)];
+        next.extend(
+            keys.iter()
+                .filter(|k| self.opens_at(k, now))
+                .take(1)
+                .map(|k| Key::new(k.created, k.secret)),
+        );
+        self.save(&next)?;
+        *keys = next;
         Ok(true)
     }
 
@@ -198,12 +225,10 @@ impl Ticketer {
         k.created <= now + FUTURE_SLACK_SECS && now < k.created.saturating_add(2 * self.lifetime)
     }
 
-    fn save(&self) -> Result<(), TicketError> {
+    fn save(&self, keys: &[Key]) -> Result<(), TicketError> {
         let file = KeyFile {
-            keys: self
-                .keys
-                .read()
-                .expect("not poisoned")
+            ca: self.ca.clone(),
+            keys: keys
                 .iter()
                 .map(|k| StoredKey {
                     created: k.created,
@@ -279,11 +304,14 @@ impl rustls::server::ProducesTickets for Ticketer {
     }
 }
 
-/// The keys stored at `path`, newest first (none when there is no file).
-fn read_keys(path: &Path) -> Result<Vec<Key>, TicketError> {
-    let body = match std::fs::read(path) {
+/// The CA fingerprint and keys stored at `path`, newest first (none when
+/// there is no file).
+fn read_keys(path: &Path) -> Result<(String, Vec<Key>), TicketError> {
+    let body = match cutover_common::fsutil::read_secret(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((String::new(), Vec::new()));
+        }
         Err(source) => {
             return Err(TicketError::Read {
                 path: path.into(),
@@ -309,7 +337,7 @@ fn read_keys(path: &Path) -> Result<Vec<Key>, TicketError> {
         keys.push(Key::new(k.created, secret));
     }
     keys.sort_by_key(|k| std::cmp::Reverse(k.created));
-    Ok(keys)
+    Ok((file.ca, keys))
 }
 
 #[cfg(test)]
@@ -319,12 +347,13 @@ mod tests {
 
     const HOUR: Duration = Duration::from_secs(3600);
     const T0: u64 = 1_800_000_000;
+    const CA: &str = "ca-fingerprint";
 
     #[test]
     fn a_ticket_opens_after_a_restart_and_not_after_two_lifetimes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(TICKET_KEYS);
-        let t = Ticketer::open_at(&path, HOUR, T0).unwrap();
+        let t = Ticketer::open_at(&path, HOUR, CA, T0).unwrap();
         let ticket = t.encrypt_at(b"session state", T0 + 10).unwrap();
         assert_eq!(
             t.decrypt_at(&ticket, T0 + 20).as_deref(),
@@ -334,7 +363,7 @@ mod tests {
         assert_eq!(mode, 0o600, "the keys are secret");
 
         // A restart half an hour later: the same key, the ticket opens.
-        let again = Ticketer::open_at(&path, HOUR, T0 + 1800).unwrap();
+        let again = Ticketer::open_at(&path, HOUR, CA, T0 + 1800).unwrap();
         assert_eq!(
             again.decrypt_at(&ticket, T0 + 1800).as_deref(),
             Some(&b"session state"[..])
@@ -354,13 +383,14 @@ mod tests {
         let body = std::fs::read_to_string(&path).unwrap();
         let file: KeyFile = serde_json::from_str(&body).unwrap();
         assert_eq!(file.keys.len(), 2);
+        assert_eq!(file.ca, CA);
         assert!(file.keys.iter().all(|k| k.created >= T0 + 3600), "{body}");
     }
 
     #[test]
     fn a_forged_or_damaged_ticket_opens_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let t = Ticketer::open_at(&dir.path().join(TICKET_KEYS), HOUR, T0).unwrap();
+        let t = Ticketer::open_at(&dir.path().join(TICKET_KEYS), HOUR, CA, T0).unwrap();
         let ticket = t.encrypt_at(b"state", T0).unwrap();
         for i in 0..ticket.len() {
             let mut bad = ticket.clone();
@@ -369,14 +399,14 @@ mod tests {
         }
         assert!(t.decrypt_at(&ticket[..ticket.len() - 1], T0).is_none());
         assert!(t.decrypt_at(&[], T0).is_none());
-        let other = Ticketer::open_at(&dir.path().join("other"), HOUR, T0).unwrap();
+        let other = Ticketer::open_at(&dir.path().join("other"), HOUR, CA, T0).unwrap();
         assert!(other.decrypt_at(&ticket, T0).is_none(), "another key");
     }
 
     #[test]
     fn a_key_past_its_sealing_time_seals_nothing_even_if_rolling_failed() {
         let dir = tempfile::tempdir().unwrap();
-        let t = Ticketer::open_at(&dir.path().join(TICKET_KEYS), HOUR, T0).unwrap();
+        let t = Ticketer::open_at(&dir.path().join(TICKET_KEYS), HOUR, CA, T0).unwrap();
         assert!(t.encrypt_at(b"state", T0 + 3599).is_some());
         assert!(t.encrypt_at(b"state", T0 + 3600).is_none());
     }
@@ -385,31 +415,80 @@ mod tests {
     fn a_damaged_key_file_is_replaced_and_an_unreadable_one_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(TICKET_KEYS);
-        std::fs::write(&path, "{\"keys\":[{\"created\":1,\"secret\":\"abcd\"}]}").unwrap();
+        std::fs::write(
+            &path,
+            "{\"ca\":\"x\",\"keys\":[{\"created\":1,\"secret\":\"abcd\"}]}",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let err = read_keys(&path).err().expect("a damaged file").to_string();
         assert!(
             err.contains("keys[0].secret: 2 bytes, expected 32"),
             "{err}"
         );
         assert!(err.contains(TICKET_KEYS), "{err}");
-        let t = Ticketer::open_at(&path, HOUR, T0).unwrap();
+        let t = Ticketer::open_at(&path, HOUR, CA, T0).unwrap();
         assert!(t.encrypt_at(b"x", T0).is_some());
-        assert_eq!(read_keys(&path).unwrap().len(), 1);
+        assert_eq!(read_keys(&path).unwrap().1.len(), 1);
+
+        // Readable by others: refused, like the CA key, and left alone.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let err = Ticketer::open_at(&path, HOUR, CA, T0).unwrap_err();
+        assert!(matches!(err, TicketError::Read { .. }), "{err}");
+        assert!(
+            cutover_common::error_chain(&err).contains("chmod 600"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
 
         let dir_in_the_way = dir.path().join("a-directory");
         std::fs::create_dir(&dir_in_the_way).unwrap();
-        let err = Ticketer::open_at(&dir_in_the_way, HOUR, T0).unwrap_err();
+        let err = Ticketer::open_at(&dir_in_the_way, HOUR, CA, T0).unwrap_err();
         assert!(matches!(err, TicketError::Read { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_roll_that_cannot_write_its_file_changes_nothing_and_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("pki");
+        std::fs::create_dir(&sub).unwrap();
+        let t = Ticketer::open_at(&sub.join(TICKET_KEYS), HOUR, CA, T0).unwrap();
+        let ticket = t.encrypt_at(b"x", T0).unwrap();
+        std::fs::remove_dir_all(&sub).unwrap();
+        assert!(matches!(
+            t.roll_at(T0 + 3600),
+            Err(TicketError::Write { .. })
+        ));
+        // No unsaved key seals (its tickets would not survive a restart);
+        // the old one still opens.
+        assert!(t.encrypt_at(b"x", T0 + 3600).is_none());
+        assert!(t.decrypt_at(&ticket, T0 + 3600).is_some());
+        std::fs::create_dir(&sub).unwrap();
+        assert!(t.roll_at(T0 + 3660).unwrap());
+        assert!(t.encrypt_at(b"x", T0 + 3660).is_some());
+        assert_eq!(read_keys(&sub.join(TICKET_KEYS)).unwrap().1.len(), 2);
+    }
+
+    #[test]
+    fn keys_made_for_another_ca_open_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TICKET_KEYS);
+        let old = Ticketer::open_at(&path, HOUR, CA, T0).unwrap();
+        let ticket = old.encrypt_at(b"x", T0).unwrap();
+        let new_ca = Ticketer::open_at(&path, HOUR, "another CA", T0 + 1).unwrap();
+        assert!(new_ca.decrypt_at(&ticket, T0 + 1).is_none());
+        assert!(new_ca.encrypt_at(b"x", T0 + 1).is_some());
     }
 
     #[test]
     fn a_key_dated_in_the_future_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(TICKET_KEYS);
-        let ahead = Ticketer::open_at(&path, HOUR, T0 + 86_400).unwrap();
+        let ahead = Ticketer::open_at(&path, HOUR, CA, T0 + 86_400).unwrap();
         let ticket = ahead.encrypt_at(b"x", T0 + 86_400).unwrap();
         // The clock is a day behind the file.
-        let t = Ticketer::open_at(&path, HOUR, T0).unwrap();
+        let t = Ticketer::open_at(&path, HOUR, CA, T0).unwrap();
         assert!(t.decrypt_at(&ticket, T0).is_none());
         assert!(t.encrypt_at(b"x", T0).is_some());
     }
