@@ -291,6 +291,13 @@ async fn session(
     // the probe samples canary analysis compares (see
     // `Runtime::health_period`).
     let mut next_health = Instant::now();
+    // This session's handshake brought tickets (if the coordinator issues
+    // any); fresh ones are collected before they run out, and after a
+    // renewal, so that a coordinator restart finds a live one.
+    let ticket_lifetime = Duration::from_millis(welcome.session_ticket_lifetime_ms);
+    let mut tickets_due =
+        tls::ticket_refresh_after(ticket_lifetime, rand::random()).map(|d| Instant::now() + d);
+    let mut collecting: Option<TicketCollection<'_>> = None;
 
     loop {
         let silence_deadline = last_heard + silence_limit;
@@ -350,6 +357,30 @@ async fn session(
                 tracing::info!("renewing the host certificate");
                 pending = Some(PendingRenewal { key, sent: Instant::now() });
             }
+            // Cancel-safe: sleeping holds no data; the collection starts only when it fires.
+            _ = sleep_until_some(tickets_due), if collecting.is_none() => {
+                tickets_due = None;
+                collecting = Some(Box::pin(collect_tickets(files, tickets, url, opts)));
+            }
+            // Cancel-safe: polled through `&mut`, the collection is kept until it ends.
+            r = async { collecting.as_mut().expect("guarded").await }, if collecting.is_some() => {
+                collecting = None;
+                let retry = (ticket_lifetime / 20).clamp(Duration::from_secs(5), Duration::from_secs(300));
+                tickets_due = Some(Instant::now() + match r {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(tickets = n, "collected fresh session tickets");
+                        tls::ticket_refresh_after(ticket_lifetime, rand::random()).unwrap_or(retry)
+                    }
+                    Ok(_) => {
+                        tracing::warn!(retry = ?retry, "the coordinator sent no session tickets");
+                        retry
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %error_chain(&e), retry = ?retry, "cannot collect session tickets");
+                        retry
+                    }
+                });
+            }
             // Cancel-safe: `Streaming::message` keeps partial frames in the stream.
             m = inbound.message() => {
                 let m = match m {
@@ -369,6 +400,18 @@ async fn session(
                             Ok(window) => {
                                 cert_window = window;
                                 renew_at = instant_of(renew_time(cert_window.0, cert_window.1, cfg.renew_at));
+                                // The tickets in hand carry the old
+                                // certificate; the next connection shows
+                                // the new one in a full handshake, so one
+                                // is made now, spread over up to a minute.
+                                if !ticket_lifetime.is_zero() {
+                                    collecting = None;
+                                    let spread = renew_at
+                                        .saturating_duration_since(Instant::now())
+                                        .div_f64(4.0)
+                                        .min(Duration::from_secs(60));
+                                    tickets_due = Some(Instant::now() + spread.mul_f64(rand::random()));
+                                }
                                 tracing::info!(
                                     not_after = %humantime::format_rfc3339_seconds(cert_window.1),
                                     "host certificate renewed"
@@ -430,6 +473,32 @@ async fn session(
             renew_at = Instant::now();
         }
     }
+}
+
+/// A connection collecting fresh session tickets, beside the session.
+type TicketCollection<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, SessionError>> + Send + 'a>>;
+
+/// Sleeps until `t`, or forever without one.
+async fn sleep_until_some(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Collects fresh session tickets with the identity on disk now (after a
+/// renewal, the new certificate: a full handshake, then tickets for it).
+async fn collect_tickets(
+    files: &IdentityFiles,
+    tickets: &tls::SessionTickets,
+    url: &str,
+    opts: ChannelOptions,
+) -> Result<u64, SessionError> {
+    let identity = files.tls_identity()?;
+    let ca = files.ca_certs()?;
+    let cfg = tls::resuming_client_config(&ca, &identity, tickets)?;
+    Ok(tls::collect_tickets(url, cfg, tickets, opts).await?)
 }
 
 /// Checks a renewed certificate and stores it with its key. Returns its

@@ -19,11 +19,16 @@ use std::time::Duration;
 use http::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{ClientSessionMemoryCache, Resumption};
+use rustls::client::{
+    ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue,
+    Tls13ClientSessionValue,
+};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::{ProducesTickets, WebPkiClientVerifier};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore, ServerConfig, SignatureScheme,
+};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
@@ -39,6 +44,12 @@ pub enum TlsError {
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error("`{url}` is not a coordinator URL (expected https://HOST:PORT)")]
     BadUrl { url: String },
+    #[error("cannot collect session tickets from the coordinator at {url}")]
+    Collect {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot connect to the coordinator at {url}")]
     Connect {
         url: String,
@@ -50,7 +61,7 @@ pub enum TlsError {
 impl TlsError {
     /// Whether trying again later may succeed (the network, not the config).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, TlsError::Connect { .. })
+        matches!(self, TlsError::Connect { .. } | TlsError::Collect { .. })
     }
 }
 
@@ -95,7 +106,7 @@ fn roots(ca: &[CertificateDer<'static>]) -> Result<Arc<RootCertStore>, TlsError>
 /// certificates from `ca` verified when presented.
 /// With `tickets`, clients get TLS 1.3 session tickets sealed by it and
 /// may resume with them (no certificates or signatures, a fresh key
-/// exchange); without, every handshake is a full one.
+/// exchange); without, none: every handshake is a full one.
 pub fn server_config(
     identity: &TlsIdentity,
     ca: &[CertificateDer<'static>],
@@ -109,8 +120,13 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
-    if let Some(t) = tickets {
-        cfg.ticketer = t;
+    match tickets {
+        Some(t) => cfg.ticketer = t,
+        None => {
+            // rustls would otherwise resume from sessions kept in memory.
+            cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            cfg.send_tls13_tickets = 0;
+        }
     }
     Ok(cfg)
 }
@@ -142,14 +158,84 @@ pub fn client_config(
 /// same while the CA and certificate files are unchanged, a new one (with
 /// no tickets) once a certificate is renewed, which the next connection
 /// then shows.
+///
+/// A ticket is usable only for the coordinator's ticket lifetime, and
+/// rustls 0.23 sends tickets only at the end of a handshake, never on a
+/// connection that stays open. A host whose session outlives its tickets,
+/// or that renewed its certificate since, therefore collects fresh ones
+/// with [`collect_tickets`].
 #[derive(Default)]
 pub struct SessionTickets {
-    current: Mutex<Option<([u8; 32], Arc<ClientConfig>)>>,
+    current: Mutex<Option<Current>>,
+}
+
+struct Current {
+    key: [u8; 32],
+    config: Arc<ClientConfig>,
+    store: Arc<CountingStore>,
 }
 
 impl std::fmt::Debug for SessionTickets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionTickets").finish_non_exhaustive()
+    }
+}
+
+impl SessionTickets {
+    /// Tickets received so far for `config` (0 for a config not kept here).
+    pub fn received(&self, config: &Arc<ClientConfig>) -> u64 {
+        match &*self.current.lock().expect("not poisoned") {
+            Some(c) if Arc::ptr_eq(&c.config, config) => {
+                c.store.received.load(std::sync::atomic::Ordering::Relaxed)
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// rustls' in-memory session store, counting the tickets put in it.
+#[derive(Debug)]
+struct CountingStore {
+    inner: ClientSessionMemoryCache,
+    received: std::sync::atomic::AtomicU64,
+}
+
+impl ClientSessionStore for CountingStore {
+    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
+        self.inner.set_kx_hint(server_name, group)
+    }
+
+    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.inner.kx_hint(server_name)
+    }
+
+    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.inner.set_tls12_session(server_name, value)
+    }
+
+    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.inner.tls12_session(server_name)
+    }
+
+    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
+        self.inner.remove_tls12_session(server_name)
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
+        self.received
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.insert_tls13_ticket(server_name, value)
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        server_name: &ServerName<'static>,
+    ) -> Option<Tls13ClientSessionValue> {
+        self.inner.take_tls13_ticket(server_name)
     }
 }
 
@@ -169,18 +255,100 @@ pub fn resuming_client_config(
     h.update(identity.key.secret_der());
     let key: [u8; 32] = h.finalize().into();
     let mut cur = tickets.current.lock().expect("not poisoned");
-    if let Some((k, cfg)) = &*cur
-        && *k == key
+    if let Some(c) = &*cur
+        && c.key == key
     {
-        return Ok(cfg.clone());
+        return Ok(c.config.clone());
     }
     let mut cfg = client_config(ca, Some(identity))?;
     // One server name; the coordinator sends two tickets a handshake, and
     // each is used once.
-    cfg.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(8)));
-    let cfg = Arc::new(cfg);
-    *cur = Some((key, cfg.clone()));
-    Ok(cfg)
+    let store = Arc::new(CountingStore {
+        inner: ClientSessionMemoryCache::new(8),
+        received: Default::default(),
+    });
+    cfg.resumption = Resumption::store(store.clone());
+    let config = Arc::new(cfg);
+    *cur = Some(Current {
+        key,
+        config: config.clone(),
+        store,
+    });
+    Ok(config)
+}
+
+/// When a client holding tickets from a coordinator whose tickets live
+/// `lifetime` should next collect fresh ones: at 40 to 60 % of it (`spread`
+/// from 0 to 1 picks the point), so a ticket in hand is never older than
+/// 60 % of its lifetime, and a fleet that connected at once (after a
+/// restart) does not come back at once. `None` when it issues none.
+pub fn ticket_refresh_after(lifetime: Duration, spread: f64) -> Option<Duration> {
+    (!lifetime.is_zero()).then(|| lifetime.mul_f64(0.4 + 0.2 * spread.clamp(0.0, 1.0)))
+}
+
+/// Opens one connection to the coordinator at `url` with `config` (kept
+/// in `tickets`) only to collect fresh session tickets, then closes it:
+/// the number received. The coordinator sends them right after the
+/// handshake, before any of its own data (hyper's HTTP/2 settings), so
+/// this waits for the first tickets, that data or the connection's end,
+/// within `opts`' handshake timeout.
+pub async fn collect_tickets(
+    url: &str,
+    config: Arc<ClientConfig>,
+    tickets: &SessionTickets,
+    opts: ChannelOptions,
+) -> Result<u64, TlsError> {
+    let (host, port) = host_port(url)?;
+    let io = |e: std::io::Error| TlsError::Collect {
+        url: url.into(),
+        source: e,
+    };
+    let tcp = dial_tcp(&host, port, opts).await.map_err(io)?;
+    collect_over(tcp, config, tickets, opts.handshake_timeout)
+        .await
+        .map_err(io)
+}
+
+async fn collect_over<S>(
+    stream: S,
+    config: Arc<ClientConfig>,
+    tickets: &SessionTickets,
+    limit: Duration,
+) -> std::io::Result<u64>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncRead, AsyncWriteExt};
+    let before = tickets.received(&config);
+    let connector = tokio_rustls::TlsConnector::from(config.clone());
+    let name = ServerName::try_from(COORDINATOR_SERVER_NAME).expect("valid DNS name");
+    let work = async {
+        let mut tls = connector.connect(name, stream).await?;
+        let mut buf = [0u8; 64];
+        // Tickets are handshake messages: rustls takes them in while it
+        // reads, before the first byte of data comes out. Done at the
+        // first tickets, the first data or the end, whichever comes first.
+        let read = std::future::poll_fn(|cx| {
+            let mut rb = tokio::io::ReadBuf::new(&mut buf);
+            match std::pin::Pin::new(&mut tls).poll_read(cx, &mut rb) {
+                std::task::Poll::Pending if tickets.received(&config) == before => {
+                    std::task::Poll::Pending
+                }
+                std::task::Poll::Pending => std::task::Poll::Ready(Ok(())),
+                ready => ready,
+            }
+        })
+        .await;
+        if tickets.received(&config) == before {
+            read?;
+        }
+        let _ = tls.shutdown().await;
+        Ok::<_, std::io::Error>(())
+    };
+    tokio::time::timeout(limit, work)
+        .await
+        .map_err(|_| timed_out("session tickets", limit))??;
+    Ok(tickets.received(&config) - before)
 }
 
 /// Verifies the coordinator during enrollment, when the host has no CA file
@@ -315,11 +483,7 @@ pub async fn connect(
     tls: impl Into<Arc<ClientConfig>>,
     opts: ChannelOptions,
 ) -> Result<Channel, TlsError> {
-    let bad = || TlsError::BadUrl { url: url.into() };
-    let uri: Uri = url.parse().map_err(|_| bad())?;
-    if uri.scheme_str() != Some("https") || uri.host().is_none() {
-        return Err(bad());
-    }
+    let uri = coordinator_uri(url)?;
     // The connector below times its two steps itself.
     let endpoint = Endpoint::from(uri)
         .http2_keep_alive_interval(opts.keepalive_interval)
@@ -332,25 +496,8 @@ pub async fn connect(
         let connector = connector.clone();
         let name = name.clone();
         async move {
-            let host = uri
-                .host()
-                .unwrap_or_default()
-                .trim_matches(|c| c == '[' || c == ']')
-                .to_string();
-            let port = uri.port_u16().unwrap_or(443);
-            let timed_out = |what: &str, limit: Duration| {
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no {what} within {limit:?}"),
-                )
-            };
-            let tcp = tokio::time::timeout(
-                opts.connect_timeout,
-                TcpStream::connect((host.as_str(), port)),
-            )
-            .await
-            .map_err(|_| timed_out("TCP connection", opts.connect_timeout))??;
-            tcp.set_nodelay(true)?;
+            let (host, port) = uri_host_port(&uri);
+            let tcp = dial_tcp(&host, port, opts).await?;
             let tls = tokio::time::timeout(opts.handshake_timeout, connector.connect(name, tcp))
                 .await
                 .map_err(|_| timed_out("TLS handshake", opts.handshake_timeout))??;
@@ -364,6 +511,44 @@ pub async fn connect(
             url: url.into(),
             source,
         })
+}
+
+fn coordinator_uri(url: &str) -> Result<Uri, TlsError> {
+    let bad = || TlsError::BadUrl { url: url.into() };
+    let uri: Uri = url.parse().map_err(|_| bad())?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none() {
+        return Err(bad());
+    }
+    Ok(uri)
+}
+
+fn uri_host_port(uri: &Uri) -> (String, u16) {
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    (host, uri.port_u16().unwrap_or(443))
+}
+
+fn host_port(url: &str) -> Result<(String, u16), TlsError> {
+    Ok(uri_host_port(&coordinator_uri(url)?))
+}
+
+fn timed_out(what: &str, limit: Duration) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no {what} within {limit:?}"),
+    )
+}
+
+/// The TCP connection to the coordinator, within `opts.connect_timeout`.
+async fn dial_tcp(host: &str, port: u16, opts: ChannelOptions) -> std::io::Result<TcpStream> {
+    let tcp = tokio::time::timeout(opts.connect_timeout, TcpStream::connect((host, port)))
+        .await
+        .map_err(|_| timed_out("TCP connection", opts.connect_timeout))??;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
 }
 
 /// A human hint for a failed connection's error chain: what the TLS alert
@@ -485,9 +670,94 @@ mod tests {
         assert_eq!(connect_as(&renewed).await, (false, true));
         assert_eq!(connect_as(&renewed).await, (true, true));
 
-        // Without a ticketer, no resumption.
+        // Without a ticketer, no resumption, even from the same server.
         let plain = Arc::new(server_config(&server_id, &roots, None).unwrap());
         let cfg = resuming_client_config(&roots, &renewed, &tickets).unwrap();
+        assert!(!handshake(&plain, cfg.clone()).await.0);
         assert!(!handshake(&plain, cfg).await.0);
+    }
+
+    /// A server that answers each connection as the coordinator does:
+    /// handshake (tickets), then its own first bytes, then waits.
+    fn spawn_server(server: &Arc<ServerConfig>) -> tokio::io::DuplexStream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (a, b) = tokio::io::duplex(64 * 1024);
+        let acceptor = TlsAcceptor::from(server.clone());
+        tokio::spawn(async move {
+            let mut s = acceptor.accept(b).await.unwrap();
+            s.write_all(b"settings").await.unwrap();
+            s.flush().await.unwrap();
+            let mut rest = Vec::new();
+            let _ = s.read_to_end(&mut rest).await;
+        });
+        a
+    }
+
+    #[tokio::test]
+    async fn a_renewed_client_collects_tickets_and_its_next_connection_resumes() {
+        let ca = Ca::generate("test").unwrap();
+        let roots = [ca.cert_der().clone()];
+        let server_id = issue(
+            &ca,
+            Identity::Coordinator,
+            Usage::Server,
+            &[COORDINATOR_SERVER_NAME],
+        );
+        let ticketer = rustls::crypto::ring::Ticketer::new().unwrap();
+        let server = Arc::new(server_config(&server_id, &roots, Some(ticketer)).unwrap());
+        let tickets = SessionTickets::default();
+        let limit = Duration::from_secs(10);
+        let host = issue(&ca, Identity::Host("web-1".into()), Usage::Client, &[]);
+        let cfg = resuming_client_config(&roots, &host, &tickets).unwrap();
+        assert_eq!(
+            handshake(&server, cfg.clone()).await,
+            (false, host.chain[0].clone())
+        );
+        // A renewal: the collection makes the full handshake with the new
+        // certificate, so the next connection (after a restart, say)
+        // resumes, and carries the new certificate.
+        let renewed = issue(&ca, Identity::Host("web-1".into()), Usage::Client, &[]);
+        let cfg = resuming_client_config(&roots, &renewed, &tickets).unwrap();
+        let got = collect_over(spawn_server(&server), cfg.clone(), &tickets, limit)
+            .await
+            .unwrap();
+        assert_eq!(got, 2, "the server sends two tickets a handshake");
+        assert_eq!(tickets.received(&cfg), 2);
+        let again = resuming_client_config(&roots, &renewed, &tickets).unwrap();
+        assert!(Arc::ptr_eq(&cfg, &again));
+        assert_eq!(
+            handshake(&server, again).await,
+            (true, renewed.chain[0].clone())
+        );
+        // A collection that resumes brings fresh tickets too.
+        let got = collect_over(spawn_server(&server), cfg.clone(), &tickets, limit)
+            .await
+            .unwrap();
+        assert_eq!(got, 2);
+
+        // A server that issues none: zero collected, without waiting for
+        // the limit (its first bytes end the wait).
+        let plain = Arc::new(server_config(&server_id, &roots, None).unwrap());
+        let got = collect_over(spawn_server(&plain), cfg.clone(), &tickets, limit)
+            .await
+            .unwrap();
+        assert_eq!(got, 0);
+        // One that never answers: the limit, named.
+        let (silent, _keep) = tokio::io::duplex(1024);
+        let e = collect_over(silent, cfg, &tickets, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(e.to_string().contains("no session tickets within"), "{e}");
+    }
+
+    #[test]
+    fn tickets_are_collected_at_40_to_60_percent_of_their_lifetime() {
+        let day = Duration::from_secs(24 * 3600);
+        assert_eq!(ticket_refresh_after(day, 0.0), Some(day.mul_f64(0.4)));
+        assert_eq!(ticket_refresh_after(day, 0.5), Some(day / 2));
+        assert_eq!(ticket_refresh_after(day, 1.0), Some(day.mul_f64(0.6)));
+        assert_eq!(ticket_refresh_after(day, 7.0), Some(day.mul_f64(0.6)));
+        assert_eq!(ticket_refresh_after(Duration::ZERO, 0.5), None);
     }
 }

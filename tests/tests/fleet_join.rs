@@ -498,3 +498,41 @@ fn host_certificates_renew_over_the_live_session_without_dropping_it() {
     );
     assert_eq!(log.matches("session established").count(), 1, "{log}");
 }
+
+#[test]
+fn a_host_that_renewed_its_certificate_resumes_its_tls_session_after_a_coordinator_restart() {
+    // Renewal at two thirds: every 6 s. The tickets from the session's
+    // own handshake carry the old certificate, so the agent collects
+    // fresh ones with the new one; without them its reconnect after the
+    // restart would be a full handshake.
+    let opts = CoordinatorOptions {
+        host_cert_ttl: "9s",
+        ..Default::default()
+    };
+    let mut c = Cluster::start(opts).unwrap();
+    c.add_agent("web-1", "", "").unwrap();
+    c.wait_state("web-1", "ready", Duration::from_secs(20));
+    let log = poll(
+        "a renewal, then fresh tickets",
+        Duration::from_secs(30),
+        || {
+            let log = c.agent("web-1").proc.as_ref().unwrap().log_text();
+            let renewed = log.find("host certificate renewed")?;
+            log[renewed..]
+                .contains("collected fresh session tickets")
+                .then_some(log)
+        },
+    );
+    assert_eq!(log.matches("session established").count(), 1, "{log}");
+    c.coordinator.as_mut().unwrap().kill();
+    c.start_coordinator().unwrap();
+    poll(
+        "the agent to resume its TLS session",
+        Duration::from_secs(30),
+        || {
+            let resumed = c.metric("cutover_tls_handshakes_total{kind=\"resumed\"}")?;
+            (resumed >= 1.0).then_some(())
+        },
+    );
+    c.wait_state("web-1", "ready", Duration::from_secs(20));
+}

@@ -163,6 +163,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
                 host_timeout_ms: self.app.cfg.host_timeout.as_millis() as u64,
                 server_time_ms: now_ms(),
                 labels: labels.into_iter().collect(),
+                session_ticket_lifetime_ms: self.app.cfg.session_ticket_lifetime.as_millis() as u64,
             })),
         };
         // The channel is new and empty: this cannot fail for lack of room.
