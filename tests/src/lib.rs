@@ -206,6 +206,7 @@ pub struct CoordinatorOptions {
     pub host_timeout: &'static str,
     pub heartbeat_interval: &'static str,
     pub host_cert_ttl: &'static str,
+    pub session_ticket_lifetime: &'static str,
     /// Address to listen on (default 127.0.0.1; a namespaced fleet's gateway).
     pub listen_ip: Option<String>,
 }
@@ -216,6 +217,7 @@ impl Default for CoordinatorOptions {
             host_timeout: "3s",
             heartbeat_interval: "500ms",
             host_cert_ttl: "1h",
+            session_ticket_lifetime: "24h",
             listen_ip: None,
         }
     }
@@ -274,11 +276,12 @@ impl Cluster {
 
     fn write_config(&self, listen: &str) -> Result<()> {
         let text = format!(
-            "state_dir = \"{}\"\nlisten = \"{listen}\"\nmetrics_listen = \"127.0.0.1:0\"\nhost_timeout = \"{}\"\nheartbeat_interval = \"{}\"\nhost_cert_ttl = \"{}\"\n",
+            "state_dir = \"{}\"\nlisten = \"{listen}\"\nmetrics_listen = \"127.0.0.1:0\"\nhost_timeout = \"{}\"\nheartbeat_interval = \"{}\"\nhost_cert_ttl = \"{}\"\nsession_ticket_lifetime = \"{}\"\n",
             self.state_dir().display(),
             self.opts.host_timeout,
             self.opts.heartbeat_interval,
             self.opts.host_cert_ttl,
+            self.opts.session_ticket_lifetime,
         );
         std::fs::write(&self.config, text)?;
         Ok(())

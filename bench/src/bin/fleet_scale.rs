@@ -18,7 +18,12 @@
 //! (the coordinator on CPU 0, the agents on CPU 1), `--stage-ms N` (the
 //! agents answer `Stage` after N ms, as a real agent does after its
 //! download, instead of at once), `--memory-only` (memory at each step,
-//! no deployment, then a clean exit for a heap profiler).
+//! no deployment, then a clean exit for a heap profiler),
+//! `--ticket-lifetime 1m` (the coordinator's `session_ticket_lifetime`),
+//! `--quiet-secs N` (the fleet sits idle N s before the kill: with a short
+//! ticket lifetime, longer than the tickets from the sessions' own
+//! handshakes last), `--no-collect` (the simulated agents do not collect
+//! fresh tickets beside their sessions, as agents before stop 20 did).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -61,6 +66,7 @@ fn worker() -> anyhow::Result<()> {
     let first: usize = arg("--first").expect("--first").parse()?;
     let count: usize = arg("--count").expect("--count").parse()?;
     let stage_ms = arg_u64("--stage-ms", 0);
+    let collect = !std::env::args().any(|a| a == "--no-collect");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -141,7 +147,7 @@ fn worker() -> anyhow::Result<()> {
         // Sessions, forever (the driver kills the worker).
         for (host, files) in hosts {
             let url = url.clone();
-            tokio::spawn(async move { sim_agent(host, files, url, stage_ms).await });
+            tokio::spawn(async move { sim_agent(host, files, url, stage_ms, collect).await });
         }
         std::future::pending::<()>().await;
         anyhow::Ok(())
@@ -157,14 +163,23 @@ static FAILED: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 
 /// One simulated agent: keeps a session open, reconnecting when it
 /// breaks; answers every command with success, `Stage` after `stage_ms`
-/// (a real agent downloads and unpacks first).
-async fn sim_agent(host: String, files: IdentityFiles, url: String, stage_ms: u64) {
+/// (a real agent downloads and unpacks first). With `collect`, it
+/// collects fresh session tickets beside its session, as the agent does.
+async fn sim_agent(host: String, files: IdentityFiles, url: String, stage_ms: u64, collect: bool) {
     let mut delay = Duration::from_millis(200);
     // Kept between sessions, as the agent keeps them.
-    let tickets = tls::SessionTickets::default();
+    let tickets = Arc::new(tls::SessionTickets::default());
     loop {
         let mut welcomed = false;
-        match session(&host, &files, &tickets, &url, stage_ms, &mut welcomed).await {
+        let s = Sim {
+            host: &host,
+            files: &files,
+            tickets: &tickets,
+            url: &url,
+            stage_ms,
+            collect,
+        };
+        match session(s, &mut welcomed).await {
             Ok(()) => delay = Duration::from_millis(200),
             Err(e) => {
                 // A session that was up and broke (at the kill) is not a
@@ -191,22 +206,29 @@ fn rand_ms(max: u64) -> u64 {
     h.finish() % max.max(1)
 }
 
-async fn session(
-    host: &str,
-    files: &IdentityFiles,
-    tickets: &tls::SessionTickets,
-    url: &str,
+/// One simulated agent's settings for a session.
+struct Sim<'a> {
+    host: &'a str,
+    files: &'a IdentityFiles,
+    tickets: &'a Arc<tls::SessionTickets>,
+    url: &'a str,
     stage_ms: u64,
-    welcomed: &mut bool,
-) -> anyhow::Result<()> {
+    collect: bool,
+}
+
+async fn session(sim: Sim<'_>, welcomed: &mut bool) -> anyhow::Result<()> {
+    let Sim {
+        host,
+        files,
+        tickets,
+        url,
+        stage_ms,
+        collect,
+    } = sim;
     let identity = files.tls_identity()?;
     let ca = files.ca_certs()?;
-    let channel = tls::connect(
-        url,
-        tls::resuming_client_config(&ca, &identity, tickets)?,
-        ChannelOptions::default(),
-    )
-    .await?;
+    let config = tls::resuming_client_config(&ca, &identity, tickets)?;
+    let channel = tls::connect(url, config.clone(), ChannelOptions::default()).await?;
     let mut client = pb::agent_service_client::AgentServiceClient::new(channel);
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::AgentMessage>(16);
     tx.send(pb::AgentMessage {
@@ -221,8 +243,23 @@ async fn session(
     let mut heartbeat_every = Duration::from_secs(5);
     let mut announced = false;
     let mut tick = tokio::time::interval(heartbeat_every);
+    let mut ticket_lifetime = Duration::ZERO;
+    let mut collect_at: Option<tokio::time::Instant> = None;
     loop {
+        let due = collect_at;
         tokio::select! {
+            // As the agent: fresh tickets at 40 to 60 % of their lifetime.
+            _ = async { tokio::time::sleep_until(due.expect("guarded")).await }, if due.is_some() => {
+                let (url, config, tickets) = (url.to_string(), config.clone(), tickets.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = tls::collect_tickets(&url, config, &tickets, ChannelOptions::default()).await {
+                        let why: String = format!("ticket collection: {:#}", anyhow::Error::from(e)).chars().take(120).collect();
+                        *FAILED.lock().unwrap().entry(why).or_default() += 1;
+                    }
+                });
+                collect_at = tls::ticket_refresh_after(ticket_lifetime, rand_ms(1000) as f64 / 1000.0)
+                    .map(|d| tokio::time::Instant::now() + d);
+            }
             m = inbound.message() => {
                 let Some(m) = m? else { anyhow::bail!("session ended") };
                 match m.body {
@@ -230,6 +267,11 @@ async fn session(
                         *welcomed = true;
                         heartbeat_every = Duration::from_millis(w.heartbeat_interval_ms.max(100));
                         tick = tokio::time::interval(heartbeat_every);
+                        ticket_lifetime = Duration::from_millis(w.session_ticket_lifetime_ms);
+                        if collect {
+                            collect_at = tls::ticket_refresh_after(ticket_lifetime, rand_ms(1000) as f64 / 1000.0)
+                                .map(|d| tokio::time::Instant::now() + d);
+                        }
                         if !announced {
                             announced = true;
                             println!("{}", serde_json::json!({"event": "connected", "host": host, "at_ms": now_ms()}));
@@ -325,6 +367,11 @@ fn spawn_worker(
         .arg(c.dir.path().join("sim"))
         .args(["--first", &first.to_string(), "--count", &count.to_string()])
         .args(["--stage-ms", &arg_u64("--stage-ms", 0).to_string()])
+        .args(
+            std::env::args()
+                .any(|a| a == "--no-collect")
+                .then_some("--no-collect"),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -416,9 +463,13 @@ fn driver() -> anyhow::Result<()> {
     if pinned() {
         println!("pinned: the coordinator on CPU 0, the simulated agents on CPU 1");
     }
+    let ticket_lifetime: &'static str =
+        arg("--ticket-lifetime").map_or("24h", |v| Box::leak(v.into_boxed_str()));
+    let quiet = Duration::from_secs(arg_u64("--quiet-secs", 0));
     let mut c = Cluster::start(CoordinatorOptions {
         host_timeout: "60s",
         heartbeat_interval: "10s",
+        session_ticket_lifetime: ticket_lifetime,
         ..Default::default()
     })?;
     pin_coordinator(&c);
@@ -475,6 +526,13 @@ fn driver() -> anyhow::Result<()> {
 
     let last = fanouts.last().expect("at least one step");
 
+    if !quiet.is_zero() {
+        println!(
+            "the fleet idles {}s before the kill (session tickets live {ticket_lifetime})",
+            quiet.as_secs()
+        );
+        std::thread::sleep(quiet);
+    }
     // Reconnect: the coordinator is SIGKILLed and restarted.
     let drops0 = listen_drops();
     let workers_cpu0 = workers_cpu(&workers);
@@ -488,6 +546,11 @@ fn driver() -> anyhow::Result<()> {
         (sessions(&c) as usize >= total).then_some(())
     });
     let reconnect = killed.elapsed();
+    let handshakes = |kind: &str| {
+        c.metric(&format!("cutover_tls_handshakes_total{{kind=\"{kind}\"}}"))
+            .unwrap_or(0.0)
+    };
+    let (full, resumed) = (handshakes("full"), handshakes("resumed"));
     // CPU of the reconnect: the new coordinator's whole life so far, and
     // the simulated agents' since the kill. On shared cores the wall time
     // follows their sum.
@@ -515,6 +578,7 @@ fn driver() -> anyhow::Result<()> {
         .map(|(why, n)| (why.clone(), n - failed0.get(why).copied().unwrap_or(0)))
         .filter(|(_, n)| *n > 0)
         .collect();
+    println!("TLS handshakes since the restart: {resumed} resumed, {full} full");
     println!(
         "session attempts that failed during the reconnect: {} {failed:?}",
         failed.values().sum::<u64>()
@@ -545,6 +609,10 @@ fn driver() -> anyhow::Result<()> {
         "rollout_cpu_s": {"coordinator": last.rollout_cpu.0, "simulated_agents": last.rollout_cpu.1},
         "fanout_cpu_s": last.fanout_cpu.map(|(c, w)| serde_json::json!({"coordinator": c, "simulated_agents": w})),
         "reconnect_after_kill_s": reconnect.as_secs_f64(),
+        "reconnect_handshakes": {"full": full, "resumed": resumed},
+        "session_ticket_lifetime": ticket_lifetime,
+        "quiet_before_kill_s": quiet.as_secs(),
+        "sims_collect_tickets": !std::env::args().any(|a| a == "--no-collect"),
         "reconnect_failed_attempts": failed,
         "reconnect_cpu_s": {"coordinator": reconnect_cpu.0, "simulated_agents": reconnect_cpu.1},
         "coordinator_restart_s": up.as_secs_f64(),
