@@ -366,20 +366,31 @@ async fn session(
             r = async { collecting.as_mut().expect("guarded").await }, if collecting.is_some() => {
                 collecting = None;
                 let retry = (ticket_lifetime / 20).clamp(Duration::from_secs(5), Duration::from_secs(300));
-                tickets_due = Some(Instant::now() + match r {
+                tickets_due = match r {
                     Ok(n) if n > 0 => {
                         tracing::info!(tickets = n, "collected fresh session tickets");
-                        tls::ticket_refresh_after(ticket_lifetime, rand::random()).unwrap_or(retry)
+                        tls::ticket_refresh_after(ticket_lifetime, rand::random())
                     }
                     Ok(_) => {
                         tracing::warn!(retry = ?retry, "the coordinator sent no session tickets");
-                        retry
+                        Some(retry)
+                    }
+                    // A certificate expired on disk gets no tickets; the
+                    // session's end will say the same.
+                    Err(e @ SessionError::Expired { .. }) => {
+                        tracing::error!(error = %e, "not collecting session tickets");
+                        None
+                    }
+                    Err(e @ SessionError::Identity(_)) => {
+                        tracing::error!(error = %error_chain(&e), retry = ?retry, "cannot collect session tickets");
+                        Some(retry)
                     }
                     Err(e) => {
                         tracing::warn!(error = %error_chain(&e), retry = ?retry, "cannot collect session tickets");
-                        retry
+                        Some(retry)
                     }
-                });
+                }
+                .map(|d| Instant::now() + d);
             }
             // Cancel-safe: `Streaming::message` keeps partial frames in the stream.
             m = inbound.message() => {
@@ -477,7 +488,7 @@ async fn session(
 
 /// A connection collecting fresh session tickets, beside the session.
 type TicketCollection<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, SessionError>> + Send + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, SessionError>> + Send + 'a>>;
 
 /// Sleeps until `t`, or forever without one.
 async fn sleep_until_some(t: Option<Instant>) {
@@ -494,11 +505,17 @@ async fn collect_tickets(
     tickets: &tls::SessionTickets,
     url: &str,
     opts: ChannelOptions,
-) -> Result<u64, SessionError> {
+) -> Result<u32, SessionError> {
     let identity = files.tls_identity()?;
+    let info = identity.info().map_err(IdentityError::from)?;
+    if info.not_after <= SystemTime::now() {
+        return Err(SessionError::Expired {
+            at: humantime::format_rfc3339_seconds(info.not_after).to_string(),
+        });
+    }
     let ca = files.ca_certs()?;
     let cfg = tls::resuming_client_config(&ca, &identity, tickets)?;
-    Ok(tls::collect_tickets(url, cfg, tickets, opts).await?)
+    Ok(tls::collect_tickets(url, cfg, opts).await?)
 }
 
 /// Checks a renewed certificate and stores it with its key. Returns its

@@ -19,16 +19,11 @@ use std::time::Duration;
 use http::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{
-    ClientSessionMemoryCache, ClientSessionStore, Resumption, Tls12ClientSessionValue,
-    Tls13ClientSessionValue,
-};
+use rustls::client::{ClientSessionMemoryCache, Resumption};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::{ProducesTickets, WebPkiClientVerifier};
-use rustls::{
-    ClientConfig, DigitallySignedStruct, NamedGroup, RootCertStore, ServerConfig, SignatureScheme,
-};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::net::TcpStream;
 use tonic::transport::{Channel, Endpoint};
 
@@ -172,70 +167,11 @@ pub struct SessionTickets {
 struct Current {
     key: [u8; 32],
     config: Arc<ClientConfig>,
-    store: Arc<CountingStore>,
 }
 
 impl std::fmt::Debug for SessionTickets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionTickets").finish_non_exhaustive()
-    }
-}
-
-impl SessionTickets {
-    /// Tickets received so far for `config` (0 for a config not kept here).
-    pub fn received(&self, config: &Arc<ClientConfig>) -> u64 {
-        match &*self.current.lock().expect("not poisoned") {
-            Some(c) if Arc::ptr_eq(&c.config, config) => {
-                c.store.received.load(std::sync::atomic::Ordering::Relaxed)
-            }
-            _ => 0,
-        }
-    }
-}
-
-/// rustls' in-memory session store, counting the tickets put in it.
-#[derive(Debug)]
-struct CountingStore {
-    inner: ClientSessionMemoryCache,
-    received: std::sync::atomic::AtomicU64,
-}
-
-impl ClientSessionStore for CountingStore {
-    fn set_kx_hint(&self, server_name: ServerName<'static>, group: NamedGroup) {
-        self.inner.set_kx_hint(server_name, group)
-    }
-
-    fn kx_hint(&self, server_name: &ServerName<'_>) -> Option<NamedGroup> {
-        self.inner.kx_hint(server_name)
-    }
-
-    fn set_tls12_session(&self, server_name: ServerName<'static>, value: Tls12ClientSessionValue) {
-        self.inner.set_tls12_session(server_name, value)
-    }
-
-    fn tls12_session(&self, server_name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
-        self.inner.tls12_session(server_name)
-    }
-
-    fn remove_tls12_session(&self, server_name: &ServerName<'static>) {
-        self.inner.remove_tls12_session(server_name)
-    }
-
-    fn insert_tls13_ticket(
-        &self,
-        server_name: ServerName<'static>,
-        value: Tls13ClientSessionValue,
-    ) {
-        self.received
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.inner.insert_tls13_ticket(server_name, value)
-    }
-
-    fn take_tls13_ticket(
-        &self,
-        server_name: &ServerName<'static>,
-    ) -> Option<Tls13ClientSessionValue> {
-        self.inner.take_tls13_ticket(server_name)
     }
 }
 
@@ -263,16 +199,11 @@ pub fn resuming_client_config(
     let mut cfg = client_config(ca, Some(identity))?;
     // One server name; the coordinator sends two tickets a handshake, and
     // each is used once.
-    let store = Arc::new(CountingStore {
-        inner: ClientSessionMemoryCache::new(8),
-        received: Default::default(),
-    });
-    cfg.resumption = Resumption::store(store.clone());
+    cfg.resumption = Resumption::store(Arc::new(ClientSessionMemoryCache::new(8)));
     let config = Arc::new(cfg);
     *cur = Some(Current {
         key,
         config: config.clone(),
-        store,
     });
     Ok(config)
 }
@@ -286,25 +217,25 @@ pub fn ticket_refresh_after(lifetime: Duration, spread: f64) -> Option<Duration>
     (!lifetime.is_zero()).then(|| lifetime.mul_f64(0.4 + 0.2 * spread.clamp(0.0, 1.0)))
 }
 
-/// Opens one connection to the coordinator at `url` with `config` (kept
-/// in `tickets`) only to collect fresh session tickets, then closes it:
-/// the number received. The coordinator sends them right after the
-/// handshake, before any of its own data (hyper's HTTP/2 settings), so
-/// this waits for the first tickets, that data or the connection's end,
-/// within `opts`' handshake timeout.
+/// Opens one connection to the coordinator at `url` with `config` only to
+/// collect fresh session tickets into it, then closes it: the number
+/// received. Pass the config [`resuming_client_config`] returns, so that
+/// the tickets land where the next connection looks for them. The
+/// coordinator sends them right after the handshake, before any of its own
+/// data (hyper's HTTP/2 settings), so this waits for the first tickets,
+/// that data or the connection's end, within `opts`' handshake timeout.
 pub async fn collect_tickets(
     url: &str,
     config: Arc<ClientConfig>,
-    tickets: &SessionTickets,
     opts: ChannelOptions,
-) -> Result<u64, TlsError> {
+) -> Result<u32, TlsError> {
     let (host, port) = host_port(url)?;
     let io = |e: std::io::Error| TlsError::Collect {
         url: url.into(),
         source: e,
     };
     let tcp = dial_tcp(&host, port, opts).await.map_err(io)?;
-    collect_over(tcp, config, tickets, opts.handshake_timeout)
+    collect_over(tcp, config, opts.handshake_timeout)
         .await
         .map_err(io)
 }
@@ -312,43 +243,41 @@ pub async fn collect_tickets(
 async fn collect_over<S>(
     stream: S,
     config: Arc<ClientConfig>,
-    tickets: &SessionTickets,
     limit: Duration,
-) -> std::io::Result<u64>
+) -> std::io::Result<u32>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    use std::task::Poll;
     use tokio::io::{AsyncRead, AsyncWriteExt};
-    let before = tickets.received(&config);
-    let connector = tokio_rustls::TlsConnector::from(config.clone());
     let name = ServerName::try_from(COORDINATOR_SERVER_NAME).expect("valid DNS name");
-    let work = async {
-        let mut tls = connector.connect(name, stream).await?;
-        let mut buf = [0u8; 64];
-        // Tickets are handshake messages: rustls takes them in while it
-        // reads, before the first byte of data comes out. Done at the
-        // first tickets, the first data or the end, whichever comes first.
-        let read = std::future::poll_fn(|cx| {
-            let mut rb = tokio::io::ReadBuf::new(&mut buf);
-            match std::pin::Pin::new(&mut tls).poll_read(cx, &mut rb) {
-                std::task::Poll::Pending if tickets.received(&config) == before => {
-                    std::task::Poll::Pending
-                }
-                std::task::Poll::Pending => std::task::Poll::Ready(Ok(())),
-                ready => ready,
-            }
-        })
-        .await;
-        if tickets.received(&config) == before {
-            read?;
+    let mut tls = tokio::time::timeout(
+        limit,
+        tokio_rustls::TlsConnector::from(config).connect(name, stream),
+    )
+    .await
+    .map_err(|_| timed_out("TLS handshake", limit))??;
+    let received = |t: &tokio_rustls::client::TlsStream<S>| t.get_ref().1.tls13_tickets_received();
+    // Tickets are handshake messages: rustls takes them in while it reads
+    // (all that has arrived), before the first byte of data comes out.
+    // Done at the first tickets, the first data or the end.
+    let mut buf = [0u8; 64];
+    let read = std::future::poll_fn(|cx| {
+        let mut rb = tokio::io::ReadBuf::new(&mut buf);
+        match std::pin::Pin::new(&mut tls).poll_read(cx, &mut rb) {
+            Poll::Pending if received(&tls) == 0 => Poll::Pending,
+            Poll::Pending => Poll::Ready(Ok(())),
+            ready => ready,
         }
-        let _ = tls.shutdown().await;
-        Ok::<_, std::io::Error>(())
-    };
-    tokio::time::timeout(limit, work)
-        .await
-        .map_err(|_| timed_out("session tickets", limit))??;
-    Ok(tickets.received(&config) - before)
+    });
+    let read = tokio::time::timeout(limit, read).await;
+    let got = received(&tls);
+    if got == 0 {
+        read.map_err(|_| timed_out("session tickets", limit))??;
+    }
+    // A courtesy close_notify; the tickets are in hand either way.
+    let _ = tokio::time::timeout(Duration::from_secs(1), tls.shutdown()).await;
+    Ok(got)
 }
 
 /// Verifies the coordinator during enrollment, when the host has no CA file
@@ -718,11 +647,10 @@ mod tests {
         // resumes, and carries the new certificate.
         let renewed = issue(&ca, Identity::Host("web-1".into()), Usage::Client, &[]);
         let cfg = resuming_client_config(&roots, &renewed, &tickets).unwrap();
-        let got = collect_over(spawn_server(&server), cfg.clone(), &tickets, limit)
+        let got = collect_over(spawn_server(&server), cfg.clone(), limit)
             .await
             .unwrap();
         assert_eq!(got, 2, "the server sends two tickets a handshake");
-        assert_eq!(tickets.received(&cfg), 2);
         let again = resuming_client_config(&roots, &renewed, &tickets).unwrap();
         assert!(Arc::ptr_eq(&cfg, &again));
         assert_eq!(
@@ -730,7 +658,7 @@ mod tests {
             (true, renewed.chain[0].clone())
         );
         // A collection that resumes brings fresh tickets too.
-        let got = collect_over(spawn_server(&server), cfg.clone(), &tickets, limit)
+        let got = collect_over(spawn_server(&server), cfg.clone(), limit)
             .await
             .unwrap();
         assert_eq!(got, 2);
@@ -738,17 +666,17 @@ mod tests {
         // A server that issues none: zero collected, without waiting for
         // the limit (its first bytes end the wait).
         let plain = Arc::new(server_config(&server_id, &roots, None).unwrap());
-        let got = collect_over(spawn_server(&plain), cfg.clone(), &tickets, limit)
+        let got = collect_over(spawn_server(&plain), cfg.clone(), limit)
             .await
             .unwrap();
         assert_eq!(got, 0);
         // One that never answers: the limit, named.
         let (silent, _keep) = tokio::io::duplex(1024);
-        let e = collect_over(silent, cfg, &tickets, Duration::from_millis(50))
+        let e = collect_over(silent, cfg, Duration::from_millis(50))
             .await
             .unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
-        assert!(e.to_string().contains("no session tickets within"), "{e}");
+        assert!(e.to_string().contains("no TLS handshake within"), "{e}");
     }
 
     #[test]

@@ -168,7 +168,7 @@ static FAILED: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
 async fn sim_agent(host: String, files: IdentityFiles, url: String, stage_ms: u64, collect: bool) {
     let mut delay = Duration::from_millis(200);
     // Kept between sessions, as the agent keeps them.
-    let tickets = Arc::new(tls::SessionTickets::default());
+    let tickets = tls::SessionTickets::default();
     loop {
         let mut welcomed = false;
         let s = Sim {
@@ -210,7 +210,7 @@ fn rand_ms(max: u64) -> u64 {
 struct Sim<'a> {
     host: &'a str,
     files: &'a IdentityFiles,
-    tickets: &'a Arc<tls::SessionTickets>,
+    tickets: &'a tls::SessionTickets,
     url: &'a str,
     stage_ms: u64,
     collect: bool,
@@ -250,9 +250,9 @@ async fn session(sim: Sim<'_>, welcomed: &mut bool) -> anyhow::Result<()> {
         tokio::select! {
             // As the agent: fresh tickets at 40 to 60 % of their lifetime.
             _ = async { tokio::time::sleep_until(due.expect("guarded")).await }, if due.is_some() => {
-                let (url, config, tickets) = (url.to_string(), config.clone(), tickets.clone());
+                let (url, config) = (url.to_string(), config.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = tls::collect_tickets(&url, config, &tickets, ChannelOptions::default()).await {
+                    if let Err(e) = tls::collect_tickets(&url, config, ChannelOptions::default()).await {
                         let why: String = format!("ticket collection: {:#}", anyhow::Error::from(e)).chars().take(120).collect();
                         *FAILED.lock().unwrap().entry(why).or_default() += 1;
                     }
