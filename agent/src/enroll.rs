@@ -3,6 +3,7 @@
 //! store the result.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use cutover_common::identity::{self, Identity};
 use cutover_common::pki::{self, PkiError};
@@ -27,7 +28,7 @@ pub enum EnrollError {
     #[error("the coordinator refused enrollment: {0}")]
     Refused(String),
     #[error(
-        "the enrollment call ended before the coordinator answered ({0}); nothing was recorded here, try again"
+        "the enrollment call ended before the coordinator answered ({0}); nothing was recorded here: try again (if the coordinator then says the host is already enrolled, it kept this try's key: `cutover hosts remove HOST` there first)"
     )]
     Interrupted(String),
     #[error("the coordinator's answer is not acceptable: {0}")]
@@ -66,7 +67,18 @@ pub struct EnrollRequest {
     pub host_id: String,
 }
 
+/// How often [`enroll`] tries a connection that failed or a call cut
+/// off, and the first pause between tries (doubling, with jitter).
+pub const ENROLL_ATTEMPTS: u32 = 5;
+const FIRST_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Enrolls this host; returns what was recorded.
+///
+/// A connection that fails or a call cut off (a coordinator restarting,
+/// or busy with a fleet enrolling at once) is tried again, up to
+/// [`ENROLL_ATTEMPTS`] times over about 15 s, with the same key: if the
+/// coordinator did admit the host and only its answer was lost, it
+/// recognises the key and answers again without using the token again.
 pub async fn enroll(
     files: &IdentityFiles,
     req: EnrollRequest,
@@ -83,19 +95,37 @@ pub async fn enroll(
     let key = pki::generate_key()?;
     let csr = pki::make_csr(&key)?;
     let verifier = PinnedCaVerifier::new(fingerprint.clone());
-    let cfg = tls::enroll_client_config(verifier.clone())?;
-    let channel = tls::connect(&req.coordinator, cfg, opts).await?;
-    let mut client = pb::enroll_service_client::EnrollServiceClient::new(channel);
-    let resp = client
-        .enroll(pb::EnrollRequest {
-            token: req.token.trim().to_string(),
-            csr_der: csr,
-            host_id: req.host_id.clone(),
-            agent_version: cutover_common::VERSION.into(),
-        })
-        .await
-        .map_err(EnrollError::from_status)?
-        .into_inner();
+    let cfg = Arc::new(tls::enroll_client_config(verifier.clone())?);
+    let call = pb::EnrollRequest {
+        token: req.token.trim().to_string(),
+        csr_der: csr,
+        host_id: req.host_id.clone(),
+        agent_version: cutover_common::VERSION.into(),
+    };
+    let mut pause = FIRST_PAUSE;
+    let mut attempt = 1;
+    let resp = loop {
+        match ask(&req.coordinator, &cfg, &call, opts).await {
+            Ok(r) => break r,
+            // A coordinator whose certificate the pin refused is the
+            // wrong one (or an impostor): asking it again cannot help.
+            Err(e)
+                if e.is_retryable()
+                    && verifier.refused().is_none()
+                    && attempt < ENROLL_ATTEMPTS =>
+            {
+                let wait = pause.mul_f64(0.75 + rand::random::<f64>() / 2.0);
+                tracing::warn!(
+                    error = %cutover_common::error_chain(&e), attempt, of = ENROLL_ATTEMPTS, wait = ?wait,
+                    "enrollment did not get through; trying again with the same key"
+                );
+                tokio::time::sleep(wait).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
 
     // Trust nothing in the answer that the handshake did not establish.
     let ca_seen = verifier.ca().ok_or_else(|| {
@@ -136,6 +166,22 @@ pub async fn enroll(
     Ok(record)
 }
 
+/// One enrollment call on a new connection.
+async fn ask(
+    url: &str,
+    cfg: &Arc<rustls::ClientConfig>,
+    call: &pb::EnrollRequest,
+    opts: ChannelOptions,
+) -> Result<pb::EnrollResponse, EnrollError> {
+    let channel = tls::connect(url, cfg.clone(), opts).await?;
+    let mut client = pb::enroll_service_client::EnrollServiceClient::new(channel);
+    Ok(client
+        .enroll(call.clone())
+        .await
+        .map_err(EnrollError::from_status)?
+        .into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,7 +210,9 @@ mod tests {
         assert_eq!(
             reset.to_string(),
             "the enrollment call ended before the coordinator answered (transport error: \
-             connection reset by peer); nothing was recorded here, try again"
+             connection reset by peer); nothing was recorded here: try again (if the coordinator \
+             then says the host is already enrolled, it kept this try's key: `cutover hosts \
+             remove HOST` there first)"
         );
         let refused = EnrollError::from_status(tonic::Status::permission_denied(
             "the join token has no uses left",

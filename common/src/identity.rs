@@ -135,6 +135,8 @@ pub struct CertInfo {
     pub not_after: SystemTime,
     /// Lowercase hex of the serial number.
     pub serial: String,
+    /// Lowercase hex of the SHA-256 of its public key (SubjectPublicKeyInfo).
+    pub key_sha256: String,
 }
 
 /// Reads the identity and validity of a DER certificate. Does not verify
@@ -166,6 +168,10 @@ pub fn cert_info(der: &[u8]) -> Result<CertInfo, IdentityError> {
         not_before: to_sys(validity.not_before),
         not_after: to_sys(validity.not_after),
         serial: hex::encode(cert.raw_serial()),
+        key_sha256: {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(cert.public_key().raw))
+        },
     })
 }
 

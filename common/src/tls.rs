@@ -289,6 +289,7 @@ pub struct PinnedCaVerifier {
     fingerprint: String,
     provider: Arc<CryptoProvider>,
     seen_ca: Mutex<Option<CertificateDer<'static>>>,
+    refused: Mutex<Option<String>>,
 }
 
 impl PinnedCaVerifier {
@@ -298,7 +299,14 @@ impl PinnedCaVerifier {
             fingerprint,
             provider: provider(),
             seen_ca: Mutex::new(None),
+            refused: Mutex::new(None),
         })
+    }
+
+    /// Why the coordinator's certificate was refused, if a handshake
+    /// failed on it: trying that coordinator again cannot help.
+    pub fn refused(&self) -> Option<String> {
+        self.refused.lock().expect("poisoned").clone()
     }
 
     /// The CA certificate that matched the pin, once a handshake succeeded.
@@ -309,10 +317,8 @@ impl PinnedCaVerifier {
     fn algs(&self) -> &WebPkiSupportedAlgorithms {
         &self.provider.signature_verification_algorithms
     }
-}
 
-impl ServerCertVerifier for PinnedCaVerifier {
-    fn verify_server_cert(
+    fn verify(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -343,6 +349,23 @@ impl ServerCertVerifier for PinnedCaVerifier {
             inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)?;
         *self.seen_ca.lock().expect("poisoned") = Some(ca);
         Ok(verified)
+    }
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.verify(end_entity, intermediates, server_name, ocsp_response, now);
+        if let Err(e) = &verified {
+            *self.refused.lock().expect("poisoned") = Some(e.to_string());
+        }
+        verified
     }
 
     fn verify_tls12_signature(

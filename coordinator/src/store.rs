@@ -133,6 +133,14 @@ fn migrations() -> Migrations<'static> {
         ALTER TABLE deployments ADD COLUMN rollback_of TEXT;
         "#,
         ),
+        // The SHA-256 of the key a host enrolled with, so that the same
+        // enrolment asked again (its answer lost on the way) is answered
+        // again rather than refused.
+        M::up(
+            r#"
+        ALTER TABLE hosts ADD COLUMN enroll_key TEXT NOT NULL DEFAULT '';
+        "#,
+        ),
     ])
 }
 
@@ -698,15 +706,28 @@ pub fn insert_token(conn: &Connection, t: &TokenRecord) -> Result<(), StoreError
     Ok(())
 }
 
-/// Uses one use of token `id` (whose secret hashes to `secret_hash`) to
-/// enroll `host`, atomically. Returns the labels the token binds.
+/// A host admitted by [`enroll_with_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    /// The token's labels, bound to the host.
+    pub labels: Labels,
+    /// The same enrolment asked again: same host, token and key, and the
+    /// host never opened a session since. Answered again (with the new
+    /// certificate recorded) without using the token again.
+    pub again: bool,
+}
+
+/// Admits `host` with token `id` (whose secret hashes to `secret_hash`),
+/// for the key whose SHA-256 is `key_sha256`, and uses the token once;
+/// or says why not. One transaction: a refusal changes nothing.
 pub fn enroll_with_token(
     conn: &mut Connection,
     id: &str,
     secret_hash: &str,
     host: &HostRecord,
+    key_sha256: &str,
     now: i64,
-) -> Result<Result<Labels, TokenRefusal>, StoreError> {
+) -> Result<Result<Enrolled, TokenRefusal>, StoreError> {
     let tx = conn.transaction()?;
     let row: Option<(String, String, i64, u32)> = tx
         .query_row(
@@ -724,21 +745,40 @@ pub fn enroll_with_token(
     if expires_at <= now {
         return Ok(Err(TokenRefusal::Expired { id: id.into() }));
     }
+    type Existing = (String, String, String, String, Option<i64>);
+    let existing: Option<Existing> = tx
+        .query_row(
+            "SELECT token_id, enroll_key, state, boot_id, last_seen FROM hosts WHERE id = ?1",
+            params![host.id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    if let Some((token_id, key, state, boot_id, last_seen)) = existing {
+        // The enrolling host keeps its key between attempts; a host that
+        // has opened a session has its answer.
+        let again = token_id == id
+            && !key_sha256.is_empty()
+            && constant_time_eq(key.as_bytes(), key_sha256.as_bytes())
+            && state == "enrolled"
+            && boot_id.is_empty()
+            && last_seen.is_none();
+        if !again {
+            return Ok(Err(TokenRefusal::HostExists {
+                host: host.id.clone(),
+            }));
+        }
+        tx.execute(
+            "UPDATE hosts SET cert_serial = ?2, cert_not_after = ?3 WHERE id = ?1",
+            params![host.id, host.cert_serial, host.cert_not_after],
+        )?;
+        tx.commit()?;
+        return Ok(Ok(Enrolled {
+            labels: from_json(&labels, "token labels")?,
+            again: true,
+        }));
+    }
     if uses_left == 0 {
         return Ok(Err(TokenRefusal::Used { id: id.into() }));
-    }
-    let exists: bool = tx
-        .query_row(
-            "SELECT 1 FROM hosts WHERE id = ?1",
-            params![host.id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if exists {
-        return Ok(Err(TokenRefusal::HostExists {
-            host: host.id.clone(),
-        }));
     }
     let labels: Labels = from_json(&labels, "token labels")?;
     tx.execute(
@@ -748,8 +788,15 @@ pub fn enroll_with_token(
     let mut host = host.clone();
     host.token_labels = labels.clone();
     insert_host(&tx, &host)?;
+    tx.execute(
+        "UPDATE hosts SET enroll_key = ?2 WHERE id = ?1",
+        params![host.id, key_sha256],
+    )?;
     tx.commit()?;
-    Ok(Ok(labels))
+    Ok(Ok(Enrolled {
+        labels,
+        again: false,
+    }))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -965,7 +1012,7 @@ mod tests {
         let (d, s) = store();
         s.with(|c| {
             insert_token(c, &token(1, 100))?;
-            enroll_with_token(c, "t1", "h", &host("a"), 1)?.unwrap();
+            enroll_with_token(c, "t1", "h", &host("a"), "k-a", 1)?.unwrap();
             Ok(())
         })
         .unwrap();
@@ -977,10 +1024,12 @@ mod tests {
         let (_d, s) = store();
         s.with(|c| {
             insert_token(c, &token(1, 100))?;
-            let labels = enroll_with_token(c, "t1", "h", &host("a"), 50)?.unwrap();
+            let labels = enroll_with_token(c, "t1", "h", &host("a"), "k-a", 50)?
+                .unwrap()
+                .labels;
             assert_eq!(labels.get("role").map(String::as_str), Some("web"));
             assert_eq!(
-                enroll_with_token(c, "t1", "h", &host("b"), 50)?,
+                enroll_with_token(c, "t1", "h", &host("b"), "k-b", 50)?,
                 Err(TokenRefusal::Used { id: "t1".into() })
             );
             let hosts = list_hosts(c)?;
@@ -1000,15 +1049,15 @@ mod tests {
         s.with(|c| {
             insert_token(c, &token(3, 100))?;
             assert_eq!(
-                enroll_with_token(c, "t1", "h", &host("a"), 100)?,
+                enroll_with_token(c, "t1", "h", &host("a"), "k-a", 100)?,
                 Err(TokenRefusal::Expired { id: "t1".into() })
             );
             assert_eq!(
-                enroll_with_token(c, "nope", "h", &host("a"), 1)?,
+                enroll_with_token(c, "nope", "h", &host("a"), "k-a", 1)?,
                 Err(TokenRefusal::Unknown)
             );
             assert_eq!(
-                enroll_with_token(c, "t1", "x", &host("a"), 1)?,
+                enroll_with_token(c, "t1", "x", &host("a"), "k-a", 1)?,
                 Err(TokenRefusal::Unknown)
             );
             assert!(list_hosts(c)?.is_empty());
@@ -1022,9 +1071,67 @@ mod tests {
         let (_d, s) = store();
         s.with(|c| {
             insert_token(c, &token(3, 100))?;
-            enroll_with_token(c, "t1", "h", &host("a"), 1)?.unwrap();
+            enroll_with_token(c, "t1", "h", &host("a"), "k-a", 1)?.unwrap();
+            // Another key: another machine claiming the name.
             assert!(matches!(
-                enroll_with_token(c, "t1", "h", &host("a"), 1)?,
+                enroll_with_token(c, "t1", "h", &host("a"), "k-other", 1)?,
+                Err(TokenRefusal::HostExists { .. })
+            ));
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn the_same_enrolment_asked_again_is_answered_without_using_the_token_again() {
+        let (_d, s) = store();
+        s.with(|c| {
+            insert_token(c, &token(1, 100))?;
+            let first = enroll_with_token(c, "t1", "h", &host("a"), "k-a", 1)?.unwrap();
+            assert!(!first.again);
+            // Its answer was lost; the host asks again with the same key.
+            let mut renewed = host("a");
+            renewed.cert_serial = "02".into();
+            renewed.cert_not_after = 20;
+            let again = enroll_with_token(c, "t1", "h", &renewed, "k-a", 2)?.unwrap();
+            assert_eq!(
+                again,
+                Enrolled {
+                    labels: first.labels.clone(),
+                    again: true
+                }
+            );
+            let stored = list_hosts(c)?;
+            assert_eq!(stored.len(), 1);
+            assert_eq!(
+                (stored[0].cert_serial.as_str(), stored[0].cert_not_after),
+                ("02", 20)
+            );
+            let uses_left: u32 =
+                c.query_row("SELECT uses_left FROM tokens WHERE id = 't1'", [], |r| {
+                    r.get(0)
+                })?;
+            assert_eq!(uses_left, 0, "used once");
+            // Not once the token has expired, nor with another token or
+            // key, nor once the host has opened a session.
+            assert_eq!(
+                enroll_with_token(c, "t1", "h", &renewed, "k-a", 100)?,
+                Err(TokenRefusal::Expired { id: "t1".into() })
+            );
+            assert!(matches!(
+                enroll_with_token(c, "t1", "h", &renewed, "k-b", 3)?,
+                Err(TokenRefusal::HostExists { .. })
+            ));
+            let mut t2 = token(1, 100);
+            t2.id = "t2".into();
+            insert_token(c, &t2)?;
+            assert!(matches!(
+                enroll_with_token(c, "t2", "h", &renewed, "k-a", 3)?,
+                Err(TokenRefusal::HostExists { .. })
+            ));
+            c.execute("UPDATE hosts SET boot_id = 'b1' WHERE id = 'a'", [])?;
+            assert!(matches!(
+                enroll_with_token(c, "t1", "h", &renewed, "k-a", 3)?,
                 Err(TokenRefusal::HostExists { .. })
             ));
             Ok(())
@@ -1111,7 +1218,7 @@ mod tests {
         }
         let s = Store::open(&p).unwrap();
         s.with(|c| {
-            enroll_with_token(c, "t1", "h", &host("a"), 1)?.unwrap();
+            enroll_with_token(c, "t1", "h", &host("a"), "k-a", 1)?.unwrap();
             Ok(())
         })
         .unwrap();

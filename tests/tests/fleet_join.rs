@@ -129,6 +129,8 @@ fn tokens_are_single_use_expire_and_need_the_right_ca_fingerprint() {
         "{}",
         r.stderr
     );
+    // Asking that coordinator again cannot help: the pin refused it.
+    assert!(!r.stderr.contains("trying again"), "{}", r.stderr);
     assert!(
         !c.dir
             .path()
@@ -535,4 +537,105 @@ fn a_host_that_renewed_its_certificate_resumes_its_tls_session_after_a_coordinat
         },
     );
     c.wait_state("web-1", "ready", Duration::from_secs(20));
+}
+
+#[test]
+fn an_enrolment_cut_off_by_a_coordinator_restart_is_tried_again_and_gets_through() {
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    let (token, fp) = c.token("role=web", "10m", 1).unwrap();
+    let addr = c.addr.clone();
+    c.coordinator.as_mut().unwrap().kill();
+    // While it is down, something on its port takes the first connection
+    // and drops it, as a coordinator going down mid-call does.
+    let fake = std::net::TcpListener::bind(&addr).unwrap();
+    let dir = c.dir.path().join("late");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("agent.toml");
+    std::fs::write(
+        &config,
+        format!("state_dir = \"{}\"\n", dir.join("state").display()),
+    )
+    .unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, &token).unwrap();
+    let child = cutover_tests::agent_command(None)
+        .args(["enroll", "--config"])
+        .arg(&config)
+        .args(["--coordinator", &c.url(), "--token-file"])
+        .arg(&token_file)
+        .args(["--ca-fingerprint", &fp, "--host-id", "web-1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(fake.accept().unwrap());
+    drop(fake);
+    c.start_coordinator().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("enrollment did not get through; trying again with the same key"),
+        "{stderr}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("enrolled as host web-1"),
+        "{stderr}"
+    );
+    assert_eq!(c.host("web-1").unwrap()["state"], "enrolled");
+}
+
+#[test]
+fn an_enrolment_whose_answer_was_lost_is_answered_again_without_using_the_token_twice() {
+    let c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    let (token, fp) = c.token("role=web", "10m", 2).unwrap();
+    let url = c.url();
+    let ask = |host: &str, key: &pki::HostKey| {
+        let call = pb::EnrollRequest {
+            token: token.clone(),
+            csr_der: pki::make_csr(key).unwrap(),
+            host_id: host.into(),
+            agent_version: "test".into(),
+        };
+        rt().block_on(async {
+            let cfg = tls::enroll_client_config(tls::PinnedCaVerifier::new(
+                pki::parse_fingerprint(&fp).unwrap(),
+            ))
+            .unwrap();
+            let ch = tls::connect(&url, cfg, ChannelOptions::default())
+                .await
+                .unwrap();
+            pb::enroll_service_client::EnrollServiceClient::new(ch)
+                .enroll(call)
+                .await
+                .map(|r| r.into_inner())
+        })
+    };
+    let key = pki::generate_key().unwrap();
+    let first = ask("web-1", &key).unwrap();
+    // The host never got that answer and asks again with the same key:
+    // a certificate for that key again.
+    let again = ask("web-1", &key).unwrap();
+    let der = pki::cert_der_from_pem(&again.certificate_pem, "answer").unwrap();
+    assert!(pki::cert_matches_key(&der, &key));
+    assert_ne!(again.certificate_pem, first.certificate_pem);
+    assert_eq!(again.labels, first.labels);
+    // Another key for the same name is another machine: refused.
+    let other = ask("web-1", &pki::generate_key().unwrap()).unwrap_err();
+    assert_eq!(other.code(), tonic::Code::PermissionDenied, "{other:?}");
+    assert!(other.message().contains("already enrolled"), "{other:?}");
+    // The token's two uses: web-1 took one, however often it asked.
+    ask("web-2", &pki::generate_key().unwrap()).unwrap();
+    let third = ask("web-3", &pki::generate_key().unwrap()).unwrap_err();
+    assert!(
+        third.message().contains("has already been used"),
+        "{third:?}"
+    );
+    let audit = c.cutover(&["audit", "-o", "json"]);
+    assert!(
+        audit.stdout.contains("the same enrolment again, same key"),
+        "{}",
+        audit.stdout
+    );
+    assert_eq!(c.hosts().len(), 2, "{:#?}", c.hosts());
 }

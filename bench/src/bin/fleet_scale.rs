@@ -88,31 +88,20 @@ fn worker() -> anyhow::Result<()> {
                 let host = format!("sim-{i:05}");
                 let files = IdentityFiles::new(&dir.join(&host));
                 // A connection refused or a call cut off while thousands
-                // enroll at once is tried again, as a provisioning script
-                // would; a refusal is not.
-                let mut attempt = 0;
-                while !files.exists() {
-                    attempt += 1;
-                    let r = enroll(
-                        &files,
-                        EnrollRequest {
-                            coordinator: url.clone(),
-                            token: token.clone(),
-                            ca_fingerprint: fp.clone(),
-                            host_id: host.clone(),
-                        },
-                        ChannelOptions::default(),
-                    )
-                    .await;
-                    match r {
-                        Ok(_) => {}
-                        Err(e) if attempt < 5 && e.is_retryable() => {
-                            tokio::time::sleep(std::time::Duration::from_millis(200 * attempt))
-                                .await;
-                        }
-                        Err(e) => anyhow::bail!("enrolling {host}: {e}"),
-                    }
-                }
+                // enroll at once is tried again by `enroll` itself, with
+                // the same key; a refusal is not.
+                enroll(
+                    &files,
+                    EnrollRequest {
+                        coordinator: url.clone(),
+                        token: token.clone(),
+                        ca_fingerprint: fp.clone(),
+                        host_id: host.clone(),
+                    },
+                    ChannelOptions::default(),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("enrolling {host}: {e}"))?;
                 anyhow::Ok((host, files))
             }));
         }

@@ -78,31 +78,48 @@ impl pb::enroll_service_server::EnrollService for EnrollSvc {
             cert_serial: info.serial.clone(),
             cert_not_after: ms(info.not_after),
         };
-        let (tid, hash, rec) = (token.id.clone(), token.secret_hash(), record.clone());
+        let (tid, hash, rec, key) = (
+            token.id.clone(),
+            token.secret_hash(),
+            record.clone(),
+            info.key_sha256.clone(),
+        );
         let outcome = app
             .store
-            .call(move |c| store::enroll_with_token(c, &tid, &hash, &rec, now))
+            .call(move |c| store::enroll_with_token(c, &tid, &hash, &rec, &key, now))
             .await
             .map_err(|e| Status::internal(format!("store: {e}")))?;
-        let labels = match outcome {
-            Ok(labels) => labels,
+        let store::Enrolled { labels, again } = match outcome {
+            Ok(e) => e,
             Err(refusal) => {
                 let msg = deny(refusal.to_string(), r.host_id.clone()).await;
                 return Err(Status::permission_denied(msg));
             }
         };
-        let mut record = record;
-        record.token_labels = labels.clone();
-        app.fleet.add(record);
+        if again {
+            // The host is known: only its certificate is new. (If it was
+            // removed meanwhile, it stays removed.)
+            app.fleet
+                .renewed(&record.id, record.cert_serial, record.cert_not_after);
+        } else {
+            let mut record = record;
+            record.token_labels = labels.clone();
+            app.fleet.add(record);
+        }
         app.audit(Audit {
             actor: peer.actor(),
             action: "host.enroll",
             target: r.host_id.clone(),
             outcome: Outcome::Ok,
             detail: format!(
-                "token {} labels {}",
+                "token {} labels {}{}",
                 token.id,
-                cutover_common::labels::format(&labels)
+                cutover_common::labels::format(&labels),
+                if again {
+                    " (the same enrolment again, same key: its first answer did not arrive; the token was not used again)"
+                } else {
+                    ""
+                }
             ),
         })
         .await;
