@@ -298,6 +298,9 @@ async fn session(
     let mut tickets_due =
         tls::ticket_refresh_after(ticket_lifetime, rand::random()).map(|d| Instant::now() + d);
     let mut collecting: Option<TicketCollection<'_>> = None;
+    // Collections that failed (or brought no ticket) in a row: each waits
+    // longer before the next (`tls::ticket_retry_after`).
+    let mut collect_failures: u32 = 0;
 
     loop {
         let silence_deadline = last_heard + silence_limit;
@@ -365,7 +368,11 @@ async fn session(
             // Cancel-safe: polled through `&mut`, the collection is kept until it ends.
             r = async { collecting.as_mut().expect("guarded").await }, if collecting.is_some() => {
                 collecting = None;
-                let retry = (ticket_lifetime / 20).clamp(Duration::from_secs(5), Duration::from_secs(300));
+                collect_failures = match r {
+                    Ok(n) if n > 0 => 0,
+                    _ => collect_failures.saturating_add(1),
+                };
+                let retry = tls::ticket_retry_after(ticket_lifetime, collect_failures, rand::random());
                 tickets_due = match r {
                     Ok(n) if n > 0 => {
                         tracing::info!(tickets = n, "collected fresh session tickets");

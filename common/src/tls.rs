@@ -217,6 +217,21 @@ pub fn ticket_refresh_after(lifetime: Duration, spread: f64) -> Option<Duration>
     (!lifetime.is_zero()).then(|| lifetime.mul_f64(0.4 + 0.2 * spread.clamp(0.0, 1.0)))
 }
 
+/// How long a client waits before its `failures`-th collection in a row
+/// (from 1) is tried again, for tickets that live `lifetime`: from
+/// `lifetime / 20` (5 s to 5 min) doubling each time, at most `lifetime / 5`,
+/// scaled by 0.75 to 1.25 with `spread` (0 to 1). A coordinator that
+/// cannot issue tickets (or is full) is not asked again by a whole fleet
+/// in lockstep, and a ticket in hand (at most 60 % of its lifetime old
+/// when the first try fails) still gets several tries before it runs out.
+pub fn ticket_retry_after(lifetime: Duration, failures: u32, spread: f64) -> Duration {
+    let base = (lifetime / 20).clamp(Duration::from_secs(5), Duration::from_secs(300));
+    let doubled = base.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    doubled
+        .min((lifetime / 5).max(base))
+        .mul_f64(0.75 + 0.5 * spread.clamp(0.0, 1.0))
+}
+
 /// Opens one connection to the coordinator at `url` with `config` only to
 /// collect fresh session tickets into it, then closes it: the number
 /// received. Pass the config [`resuming_client_config`] returns, so that
@@ -710,5 +725,26 @@ mod tests {
         assert_eq!(ticket_refresh_after(day, 1.0), Some(day.mul_f64(0.6)));
         assert_eq!(ticket_refresh_after(day, 7.0), Some(day.mul_f64(0.6)));
         assert_eq!(ticket_refresh_after(Duration::ZERO, 0.5), None);
+    }
+
+    #[test]
+    fn a_failed_collection_is_tried_again_later_and_later_with_jitter() {
+        let day = Duration::from_secs(86_400);
+        let tries: Vec<u64> = (1..=8)
+            .map(|n| ticket_retry_after(day, n, 0.5).as_secs())
+            .collect();
+        // 5 min doubling, at most a fifth of the lifetime (4.8 h).
+        assert_eq!(tries, [300, 600, 1200, 2400, 4800, 9600, 17280, 17280]);
+        assert_eq!(ticket_retry_after(day, 1, 0.0).as_secs(), 225);
+        assert_eq!(ticket_retry_after(day, 1, 1.0).as_secs(), 375);
+        // Short lifetimes: never under 5 s nor (but for that floor) over
+        // a fifth of the lifetime.
+        let minute = Duration::from_secs(60);
+        assert_eq!(ticket_retry_after(minute, 1, 0.5), Duration::from_secs(5));
+        assert_eq!(ticket_retry_after(minute, 30, 0.5), Duration::from_secs(12));
+        assert_eq!(
+            ticket_retry_after(minute, u32::MAX, 1.0),
+            Duration::from_secs(15)
+        );
     }
 }
