@@ -867,6 +867,15 @@ pub fn delete_host(conn: &Connection, id: &str) -> Result<bool, StoreError> {
     Ok(exec(conn, "DELETE FROM hosts WHERE id = ?1", params![id])? > 0)
 }
 
+/// Whether host `id` is enrolled.
+pub fn host_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM hosts WHERE id = ?1")?
+        .query_row(params![id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// Every host, ordered by id.
 pub fn list_hosts(conn: &Connection) -> Result<Vec<HostRecord>, StoreError> {
     let mut stmt = conn.prepare(
@@ -1087,8 +1096,10 @@ mod tests {
         let (_d, s) = store();
         s.with(|c| {
             insert_token(c, &token(1, 100))?;
+            assert!(!host_exists(c, "a")?);
             let first = enroll_with_token(c, "t1", "h", &host("a"), "k-a", 1)?.unwrap();
             assert!(!first.again);
+            assert!(host_exists(c, "a")?);
             // Its answer was lost; the host asks again with the same key.
             let mut renewed = host("a");
             renewed.cert_serial = "02".into();
@@ -1134,6 +1145,13 @@ mod tests {
                 enroll_with_token(c, "t1", "h", &renewed, "k-a", 3)?,
                 Err(TokenRefusal::HostExists { .. })
             ));
+            // Removed, it is gone; its token's use stays used.
+            assert!(delete_host(c, "a")?);
+            assert!(!host_exists(c, "a")?);
+            assert_eq!(
+                enroll_with_token(c, "t1", "h", &renewed, "k-a", 3)?,
+                Err(TokenRefusal::Used { id: "t1".into() })
+            );
             Ok(())
         })
         .unwrap();

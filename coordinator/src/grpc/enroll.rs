@@ -105,6 +105,23 @@ impl pb::enroll_service_server::EnrollService for EnrollSvc {
             let mut record = record;
             record.token_labels = labels.clone();
             app.fleet.add(record);
+            // `hosts remove` deletes the row, then forgets the host. Done
+            // between our commit and the add above, it would leave the host
+            // in memory only, able to open sessions until a restart; seen
+            // from here after the add, one of the two always catches it.
+            let id = r.host_id.clone();
+            let still = app
+                .store
+                .call(move |c| store::host_exists(c, &id))
+                .await
+                .map_err(|e| Status::internal(format!("store: {e}")))?;
+            if !still {
+                app.fleet.remove(&r.host_id);
+                return Err(Status::permission_denied(format!(
+                    "host {} was removed while it enrolled",
+                    r.host_id
+                )));
+            }
         }
         app.audit(Audit {
             actor: peer.actor(),
