@@ -1,0 +1,200 @@
+//! Planning: the batches a spec makes against the fleet, computed apart
+//! from carrying them out, and explaining itself (skipped hosts, each
+//! step's policy).
+
+use std::collections::BTreeMap;
+
+use cutover_common::deploy::{DeploySpec, StrategyKind};
+use cutover_common::labels::{Labels, Selector};
+use serde::{Deserialize, Serialize};
+
+/// A host as the planner sees it.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub host: String,
+    pub labels: Labels,
+    pub ready: bool,
+    /// The release of this service the host runs now, if any.
+    pub active_release: Option<String>,
+}
+
+/// What happens after a batch (canary steps).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StepPolicy {
+    /// Wait this long after the batch is healthy (None: no pause).
+    pub pause_ms: Option<i64>,
+    /// Wait for `cutover promote`.
+    pub manual: bool,
+    /// Compare the canaries with the baseline before going on.
+    pub analysis: bool,
+    /// Blue/green: run the switch command once this batch is healthy.
+    #[serde(default)]
+    pub switch: bool,
+}
+
+/// The batches a spec makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub batches: Vec<Vec<String>>,
+    /// One per batch.
+    #[serde(default)]
+    pub steps: Vec<StepPolicy>,
+    /// Matching hosts left out, with why.
+    pub skipped: Vec<(String, String)>,
+    /// The release each target runs now.
+    pub from: BTreeMap<String, Option<String>>,
+    pub max_failed: usize,
+    /// Blue/green: the group deployed to, and the group serving now.
+    #[serde(default)]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub old_group: Option<String>,
+}
+
+/// Why a spec cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("targets.selector `{selector}` matches no ready host{}", if .not_ready.is_empty() { String::new() } else { format!(" ({} matching but not ready: {})", .not_ready.len(), .not_ready.join(", ")) })]
+    NoHosts {
+        selector: String,
+        not_ready: Vec<String>,
+    },
+    #[error("no ready host of group `{group}` (label {label}={group}) among the targets")]
+    EmptyGroup { label: String, group: String },
+}
+
+/// Computes the batches of a rollout of `spec` over `fleet`.
+pub fn plan(spec: &DeploySpec, fleet: &[Candidate]) -> Result<Plan, PlanError> {
+    plan_with(spec, fleet, None)
+}
+
+/// [`plan`], knowing which blue/green group serves now.
+pub fn plan_with(
+    spec: &DeploySpec,
+    fleet: &[Candidate],
+    live_group: Option<&str>,
+) -> Result<Plan, PlanError> {
+    let selector = Selector::parse(&spec.targets.selector).unwrap_or_default();
+    let mut targets = Vec::new();
+    let mut skipped = Vec::new();
+    for c in fleet {
+        if !selector.matches(&c.labels) {
+            continue;
+        }
+        if let Some(env) = &spec.targets.environment
+            && c.labels.get("environment") != Some(env)
+        {
+            continue;
+        }
+        if c.ready {
+            targets.push(c.clone());
+        } else {
+            skipped.push((c.host.clone(), "not ready".to_string()));
+        }
+    }
+    targets.sort_by(|a, b| a.host.cmp(&b.host));
+    if targets.is_empty() {
+        return Err(PlanError::NoHosts {
+            selector: spec.targets.selector.clone(),
+            not_ready: skipped.into_iter().map(|(h, _)| h).collect(),
+        });
+    }
+    let n = targets.len();
+    let hosts: Vec<String> = targets.iter().map(|t| t.host.clone()).collect();
+    let (batches, steps): (Vec<Vec<String>>, Vec<StepPolicy>) = match spec.strategy.kind {
+        StrategyKind::Rolling | StrategyKind::Recreate => {
+            let size = if spec.strategy.kind == StrategyKind::Recreate {
+                n
+            } else {
+                let mut s = spec.strategy.max_unavailable.of(n).max(1);
+                if let Some(p) = spec.strategy.max_parallel {
+                    s = s.min(p as usize).max(1);
+                }
+                s
+            };
+            let b: Vec<Vec<String>> = hosts.chunks(size).map(|c| c.to_vec()).collect();
+            let st = vec![StepPolicy::default(); b.len()];
+            (b, st)
+        }
+        StrategyKind::Canary => {
+            // Steps are cumulative shares of the targets; each batch is what
+            // a step adds. A last step short of 100% gets the rest added.
+            let mut batches = Vec::new();
+            let mut steps = Vec::new();
+            let mut done = 0;
+            for step in &spec.strategy.steps {
+                let upto = step.hosts.of(n).max(done + 1).min(n);
+                if upto <= done {
+                    continue;
+                }
+                batches.push(hosts[done..upto].to_vec());
+                steps.push(StepPolicy {
+                    pause_ms: step
+                        .pause
+                        .as_deref()
+                        .filter(|p| *p != "manual")
+                        .and_then(|p| humantime::parse_duration(p).ok())
+                        .map(|d| d.as_millis() as i64),
+                    manual: step.pause.as_deref() == Some("manual"),
+                    analysis: step.analysis,
+                    switch: false,
+                });
+                done = upto;
+            }
+            if done < n {
+                batches.push(hosts[done..].to_vec());
+                steps.push(StepPolicy::default());
+            }
+            (batches, steps)
+        }
+        StrategyKind::BlueGreen => {
+            let g = &spec.strategy.groups;
+            let idle = if live_group == Some(g[0].as_str()) {
+                g[1].clone()
+            } else {
+                g[0].clone()
+            };
+            let label = &spec.strategy.group_label;
+            let members: Vec<String> = targets
+                .iter()
+                .filter(|t| t.labels.get(label) == Some(&idle))
+                .map(|t| t.host.clone())
+                .collect();
+            if members.is_empty() {
+                return Err(PlanError::EmptyGroup {
+                    label: label.clone(),
+                    group: idle,
+                });
+            }
+            let from = targets
+                .into_iter()
+                .filter(|t| members.contains(&t.host))
+                .map(|t| (t.host, t.active_release))
+                .collect();
+            return Ok(Plan {
+                max_failed: spec.rollback.max_failed.floor_of(members.len()),
+                batches: vec![members],
+                steps: vec![StepPolicy {
+                    switch: true,
+                    ..Default::default()
+                }],
+                skipped,
+                from,
+                group: Some(idle),
+                old_group: live_group.map(str::to_string),
+            });
+        }
+    };
+    Ok(Plan {
+        batches,
+        steps,
+        skipped,
+        from: targets
+            .into_iter()
+            .map(|t| (t.host, t.active_release))
+            .collect(),
+        max_failed: spec.rollback.max_failed.floor_of(n),
+        group: None,
+        old_group: None,
+    })
+}

@@ -1,0 +1,206 @@
+//! The rollout's vocabulary: where each host is ([`HostPhase`]), where the
+//! rollout is ([`Phase`]), what it is told ([`Event`]) and what it asks
+//! the runner to do ([`Effect`]).
+
+use serde::{Deserialize, Serialize};
+
+/// Where one host is in a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum HostPhase {
+    /// Not touched yet.
+    Pending,
+    /// `Stage` sent.
+    Staging,
+    /// Staged; waits for its batch.
+    Staged,
+    /// Recreate: `Stop` (keeping the sockets) sent at `since_ms`.
+    Stopping { since_ms: i64 },
+    /// Recreate: the old release is stopped; waits for the new one.
+    Stopped,
+    /// `Activate` sent at `since_ms`.
+    Activating { since_ms: i64 },
+    /// Runs the new release.
+    Done { at_ms: i64 },
+    /// Could not stage or activate: still runs what it ran before.
+    Failed { reason: String },
+    /// Sent back to the release it ran before.
+    RollingBack,
+    /// Back on the release it ran before.
+    RolledBack,
+    /// The rollback itself failed.
+    RollbackFailed { reason: String },
+}
+
+impl HostPhase {
+    pub(super) fn is_failed(&self) -> bool {
+        matches!(self, HostPhase::Failed { .. })
+    }
+}
+
+/// Where the rollout is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum Phase {
+    /// Staging on every target in parallel.
+    Staging,
+    /// Recreate: stopping the old release on every target.
+    Stopping,
+    /// Activating batch `batch` (0-based).
+    Activating { batch: usize },
+    /// Canary: batch `batch` is healthy; waiting out its pause, its
+    /// analysis, or an operator's promote.
+    Waiting {
+        batch: usize,
+        /// When the pause ends; `None` waits for `cutover promote`.
+        until_ms: Option<i64>,
+        /// Inconclusive analyses so far.
+        retries: u32,
+    },
+    /// Blue/green: the new group is healthy; the switch command runs.
+    Switching { batch: usize },
+    /// Sending changed hosts back to their previous release.
+    RollingBack { reason: String, aborted: bool },
+    /// Every target runs the new release.
+    Succeeded,
+    /// Rolled back by policy or by an operator.
+    RolledBack { reason: String },
+    /// Aborted by an operator (and rolled back).
+    Aborted { reason: String },
+    /// Stopped without finishing (a rollback failed, or auto-rollback is off).
+    Failed { reason: String },
+}
+
+impl Phase {
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Phase::Succeeded
+                | Phase::RolledBack { .. }
+                | Phase::Aborted { .. }
+                | Phase::Failed { .. }
+        )
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Staging => "staging",
+            Phase::Stopping => "stopping",
+            Phase::Activating { .. } => "activating",
+            Phase::Waiting { .. } => "waiting",
+            Phase::Switching { .. } => "switching",
+            Phase::RollingBack { .. } => "rolling_back",
+            Phase::Succeeded => "succeeded",
+            Phase::RolledBack { .. } => "rolled_back",
+            Phase::Aborted { .. } => "aborted",
+            Phase::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// Something that happens to a rollout.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Start,
+    /// A host answered a command.
+    Result {
+        host: String,
+        command_id: String,
+        ok: bool,
+        message: String,
+    },
+    /// A host that runs the new release reports it unhealthy.
+    Unhealthy {
+        host: String,
+        status: String,
+    },
+    /// Time passes (deadlines).
+    Tick,
+    Pause,
+    Resume,
+    /// Operator abort: roll back and end as aborted.
+    Abort,
+    /// Operator rollback of the running rollout.
+    Rollback,
+    /// Operator: go on to the next canary step now.
+    Promote,
+    /// The verdict of the analysis the rollout asked for.
+    Analysis {
+        batch: usize,
+        report: crate::analysis::Report,
+    },
+    /// The coordinator lost touch with a host (no heartbeat for
+    /// host_timeout).
+    Lost {
+        host: String,
+    },
+    /// The blue/green switch command ran.
+    Switched {
+        ok: bool,
+        detail: String,
+    },
+}
+
+/// A command for a runner to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Stage {
+        host: String,
+        command_id: String,
+    },
+    Activate {
+        host: String,
+        command_id: String,
+    },
+    /// Stop the old release, keeping its listening sockets (recreate).
+    Stop {
+        host: String,
+        command_id: String,
+    },
+    /// Back to `to` (a staged release), or stop the service when the host
+    /// ran none before.
+    Revert {
+        host: String,
+        command_id: String,
+        to: Option<String>,
+    },
+}
+
+impl Effect {
+    pub fn host(&self) -> &str {
+        match self {
+            Effect::Stage { host, .. }
+            | Effect::Activate { host, .. }
+            | Effect::Stop { host, .. }
+            | Effect::Revert { host, .. } => host,
+        }
+    }
+    pub fn command_id(&self) -> &str {
+        match self {
+            Effect::Stage { command_id, .. }
+            | Effect::Activate { command_id, .. }
+            | Effect::Stop { command_id, .. }
+            | Effect::Revert { command_id, .. } => command_id,
+        }
+    }
+}
+
+/// One line of a rollout's story.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub at_ms: i64,
+    pub message: String,
+}
+
+/// A memo of host positions, both ways (the set of hosts never changes
+/// once planned); never part of a rollout's identity.
+#[derive(Debug, Clone, Default)]
+pub struct IndexCache(
+    pub(super) std::sync::OnceLock<(std::collections::HashMap<String, usize>, Vec<String>)>,
+);
+
+impl PartialEq for IndexCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}

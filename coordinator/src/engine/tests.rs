@@ -1,0 +1,843 @@
+//! The rollout engine's table and property tests: simulated agents and
+//! made-up clocks.
+
+use super::*;
+use cutover_common::labels;
+
+/// The host of `e` answered it successfully.
+fn ok(e: &Effect) -> Event {
+    Event::Result {
+        host: e.host().into(),
+        command_id: e.command_id().into(),
+        ok: true,
+        message: String::new(),
+    }
+}
+
+fn spec(extra: &str) -> DeploySpec {
+    DeploySpec::parse(
+        &format!(
+            "service = \"web\"\n[run]\ncommand = [\"bin/web\"]\n[targets]\nselector = \"role=web\"\n{extra}"
+        ),
+        "t.toml",
+    )
+    .unwrap()
+}
+
+fn fleet(n: usize) -> Vec<Candidate> {
+    (1..=n)
+        .map(|i| Candidate {
+            host: format!("web-{i}"),
+            labels: labels::parse("role=web").unwrap(),
+            ready: true,
+            active_release: Some("v1".into()),
+        })
+        .collect()
+}
+
+fn rollout(extra: &str, n: usize) -> Rollout {
+    let s = spec(extra);
+    let p = plan(&s, &fleet(n)).unwrap();
+    Rollout::new("d1", &s, "2", "v2", p, 1, 0)
+}
+
+/// Drives a rollout with simulated agents: `answer` decides each
+/// command's outcome. Returns every effect in order and the most hosts
+/// activating at once.
+fn drive(r: &mut Rollout, mut answer: impl FnMut(&Effect) -> bool) -> (Vec<Effect>, usize) {
+    let mut now = 0;
+    let mut queue: Vec<Effect> = r.step(Event::Start, now);
+    let mut all = queue.clone();
+    let mut max_active = 0;
+    let mut last_batch = 0;
+    while !queue.is_empty() {
+        let e = queue.remove(0);
+        now += 10;
+        // Steps never go backwards.
+        if let Some(b) = r.current_batch() {
+            assert!(b >= last_batch, "went back from batch {last_batch} to {b}");
+            last_batch = b;
+        }
+        let active = r
+            .hosts
+            .values()
+            .filter(|p| matches!(p, HostPhase::Activating { .. }))
+            .count();
+        max_active = max_active.max(active);
+        let ok = answer(&e);
+        let more = r.step(
+            Event::Result {
+                host: e.host().into(),
+                command_id: e.command_id().into(),
+                ok,
+                message: if ok { "ok".into() } else { "boom".into() },
+            },
+            now,
+        );
+        all.extend(more.clone());
+        queue.extend(more);
+    }
+    (all, max_active)
+}
+
+#[test]
+fn every_running_phase_counts_as_active_in_the_store() {
+    let running = [
+        Phase::Staging,
+        Phase::Stopping,
+        Phase::Activating { batch: 0 },
+        Phase::Waiting {
+            batch: 0,
+            until_ms: None,
+            retries: 0,
+        },
+        Phase::Switching { batch: 0 },
+        Phase::RollingBack {
+            reason: String::new(),
+            aborted: false,
+        },
+    ];
+    for p in running {
+        assert!(!p.is_terminal());
+        assert!(
+            crate::store::ACTIVE_PHASES.contains(&p.name()),
+            "{} missing from ACTIVE_PHASES: a restart would not resume it",
+            p.name()
+        );
+    }
+}
+
+#[test]
+fn recreate_stops_the_old_release_everywhere_before_starting_the_new_one() {
+    let mut r = rollout("[strategy]\nkind = \"recreate\"\n", 4);
+    let (effects, max_active) = drive(&mut r, |_| true);
+    assert_eq!(r.phase, Phase::Succeeded);
+    assert_eq!(max_active, 4, "one batch of everything");
+    let first_activate = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Activate { .. }))
+        .unwrap();
+    let stops: Vec<usize> = effects
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, Effect::Stop { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(stops.len(), 4, "{effects:?}");
+    assert!(
+        stops.iter().all(|i| *i < first_activate),
+        "every stop before any start: {effects:?}"
+    );
+}
+
+#[test]
+fn a_failed_recreate_starts_the_old_release_again_on_every_host() {
+    let mut r = rollout("[strategy]\nkind = \"recreate\"\n", 3);
+    let (effects, _) = drive(&mut r, |e| {
+        !(matches!(e, Effect::Activate { .. }) && e.host() == "web-2")
+    });
+    assert!(matches!(r.phase, Phase::RolledBack { .. }), "{:?}", r.phase);
+    let mut reverted: Vec<&str> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Revert { host, to, .. } => {
+                assert_eq!(to.as_deref(), Some("v1"));
+                Some(host.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    reverted.sort();
+    // web-2's failed start left it stopped too: it is started again.
+    assert_eq!(reverted, vec!["web-1", "web-2", "web-3"]);
+}
+
+#[test]
+fn a_paused_recreate_stops_nothing_until_resumed() {
+    let mut r = rollout("[strategy]\nkind = \"recreate\"\n", 2);
+    let stages = r.step(Event::Start, 0);
+    r.step(Event::Pause, 1);
+    let mut out = Vec::new();
+    for e in &stages {
+        out.extend(r.step(ok(e), 2));
+    }
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(r.phase, Phase::Stopping);
+    let stops = r.step(Event::Resume, 3);
+    assert_eq!(stops.len(), 2);
+    assert!(stops.iter().all(|e| matches!(e, Effect::Stop { .. })));
+}
+
+#[test]
+fn rolling_six_hosts_two_at_a_time_makes_three_batches_and_succeeds() {
+    let mut r = rollout("[strategy]\nmax_unavailable = 2\n", 6);
+    assert_eq!(r.batches.len(), 3);
+    let (effects, max_active) = drive(&mut r, |_| true);
+    assert_eq!(r.phase, Phase::Succeeded);
+    assert!(
+        max_active <= 2,
+        "never more than max_unavailable out of service"
+    );
+    let stages = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Stage { .. }))
+        .count();
+    let activates = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Activate { .. }))
+        .count();
+    assert_eq!((stages, activates), (6, 6));
+    // Staging everywhere comes before any activation.
+    let first_activate = effects
+        .iter()
+        .position(|e| matches!(e, Effect::Activate { .. }))
+        .unwrap();
+    assert!(
+        effects[..first_activate]
+            .iter()
+            .all(|e| matches!(e, Effect::Stage { .. }))
+    );
+}
+
+#[test]
+fn a_failed_swap_over_max_failed_rolls_back_every_changed_host_to_its_previous_release() {
+    let mut r = rollout("[strategy]\nmax_unavailable = 2\n", 6);
+    // web-3 (second batch) fails its swap.
+    let (effects, _) = drive(&mut r, |e| {
+        !(matches!(e, Effect::Activate { .. }) && e.host() == "web-3")
+    });
+    assert!(matches!(r.phase, Phase::RolledBack { .. }), "{:?}", r.phase);
+    let reverted: Vec<&str> = effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Revert { host, to, .. } => {
+                assert_eq!(to.as_deref(), Some("v1"), "back to what it ran before");
+                Some(host.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    // web-1 and web-2 changed; web-4 was in flight with web-3.
+    assert_eq!(reverted, vec!["web-1", "web-2", "web-4"]);
+    assert!(
+        !effects
+            .iter()
+            .any(|e| matches!(e, Effect::Activate { host, .. } if host == "web-5")),
+        "no batch after the failure"
+    );
+    assert_eq!(
+        r.hosts["web-3"],
+        HostPhase::Failed {
+            reason: "boom".into()
+        }
+    );
+}
+
+#[test]
+fn failures_within_max_failed_let_the_rollout_finish() {
+    let mut r = rollout(
+        "[strategy]\nmax_unavailable = 2\n[rollback]\nmax_failed = 1\n",
+        6,
+    );
+    drive(&mut r, |e| {
+        !(matches!(e, Effect::Activate { .. }) && e.host() == "web-3")
+    });
+    assert_eq!(r.phase, Phase::Succeeded);
+    assert_eq!(r.summary(), "5/6 on 2, 1 failed");
+}
+
+#[test]
+fn a_host_not_healthy_within_the_deadline_fails_and_triggers_rollback() {
+    let mut r = rollout(
+        "[swap]\nmin_ready = \"1s\"\n[strategy]\nmax_unavailable = 1\nhealthy_deadline = \"30s\"\n",
+        2,
+    );
+    let mut q = r.step(Event::Start, 0);
+    for e in std::mem::take(&mut q) {
+        q.extend(r.step(ok(&e), 1));
+    }
+    assert!(matches!(q.as_slice(), [Effect::Activate { .. }]));
+    assert!(r.step(Event::Tick, 20_000).is_empty());
+    let out = r.step(Event::Tick, 40_000);
+    assert!(
+        matches!(out.as_slice(), [Effect::Revert { host, .. }] if host == "web-1"),
+        "{out:?}"
+    );
+    assert!(matches!(r.phase, Phase::RollingBack { .. }));
+}
+
+#[test]
+fn a_done_host_whose_health_degrades_is_reverted_with_the_others() {
+    let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 3);
+    let mut q = r.step(Event::Start, 0);
+    for e in std::mem::take(&mut q) {
+        q.extend(r.step(ok(&e), 1));
+    }
+    let a = q.remove(0);
+    let next = r.step(ok(&a), 2);
+    assert!(matches!(next.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
+    // web-1 took the new release, then reports itself unhealthy.
+    let out = r.step(
+        Event::Unhealthy {
+            host: "web-1".into(),
+            status: "unhealthy".into(),
+        },
+        3,
+    );
+    let reverted: Vec<&str> = out
+        .iter()
+        .filter(|&e| matches!(e, Effect::Revert { .. }))
+        .map(|e| e.host())
+        .collect();
+    assert_eq!(
+        reverted,
+        vec!["web-1", "web-2"],
+        "the degraded host and the one in flight"
+    );
+    assert!(matches!(r.phase, Phase::RollingBack { .. }));
+}
+
+#[test]
+fn a_pause_on_the_last_step_bakes_the_whole_fleet_and_an_unhealthy_host_reverts_it() {
+    let bake = "[strategy]\nkind = \"canary\"\nsteps = [ { hosts = \"100%\", pause = \"1m\" } ]\n";
+    // Nothing degrades: the rollout succeeds once the bake is over.
+    let mut r = rollout(bake, 3);
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    assert!(
+        matches!(
+            r.phase,
+            Phase::Waiting {
+                batch: 0,
+                until_ms: Some(60_001),
+                ..
+            }
+        ),
+        "{:?}",
+        r.phase
+    );
+    assert!(r.step(Event::Tick, 30_000).is_empty());
+    assert!(matches!(r.phase, Phase::Waiting { .. }), "still baking");
+    r.step(Event::Tick, 61_000);
+    assert_eq!(r.phase, Phase::Succeeded);
+    assert!(r.verdicts.is_empty(), "no analysis without a baseline");
+
+    // A host turns unhealthy during the bake: every host is reverted.
+    let mut r = rollout(bake, 3);
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    let out = r.step(
+        Event::Unhealthy {
+            host: "web-2".into(),
+            status: "unhealthy".into(),
+        },
+        20_000,
+    );
+    let mut reverted: Vec<&str> = out
+        .iter()
+        .filter(|&e| matches!(e, Effect::Revert { .. }))
+        .map(|e| e.host())
+        .collect();
+    reverted.sort();
+    assert_eq!(reverted, vec!["web-1", "web-2", "web-3"]);
+    assert!(matches!(r.phase, Phase::RollingBack { .. }));
+}
+
+#[test]
+fn results_applied_together_end_where_results_applied_one_by_one_end() {
+    // Some stagings fail (max_failed tolerates one), the rest go on.
+    let extra = "[strategy]\nmax_unavailable = 2\n[rollback]\nmax_failed = 1\n";
+    let (mut one, mut all) = (rollout(extra, 6), rollout(extra, 6));
+    let mut q1 = one.step(Event::Start, 0);
+    let mut q2 = all.step(Event::Start, 0);
+    let mut now = 1;
+    while !q1.is_empty() || !q2.is_empty() {
+        let answer = |e: &Effect| match ok(e) {
+            Event::Result {
+                host,
+                command_id,
+                message,
+                ..
+            } => Event::Result {
+                ok: host != "web-4",
+                host,
+                command_id,
+                message,
+            },
+            ev => ev,
+        };
+        let evs1: Vec<Event> = q1.drain(..).map(|e| answer(&e)).collect();
+        let evs2: Vec<Event> = q2.drain(..).map(|e| answer(&e)).collect();
+        for ev in evs1 {
+            q1.extend(one.step(ev, now));
+        }
+        q2 = all.step_all(evs2, now);
+        assert_eq!(
+            q1.iter()
+                .map(|e| e.command_id().to_string())
+                .collect::<Vec<_>>(),
+            q2.iter()
+                .map(|e| e.command_id().to_string())
+                .collect::<Vec<_>>(),
+            "the same commands next"
+        );
+        assert_eq!(one.phase, all.phase);
+        assert_eq!(one.hosts, all.hosts);
+        now += 1;
+    }
+    assert_eq!(all.phase, Phase::Succeeded);
+    assert!(matches!(all.hosts["web-4"], HostPhase::Failed { .. }));
+}
+
+#[test]
+fn the_progress_deadline_rolls_back() {
+    let mut r = rollout("[strategy]\nprogress_deadline = \"5m\"\n", 1);
+    r.step(Event::Start, 0);
+    let out = r.step(Event::Tick, 301_000);
+    assert!(out.is_empty(), "nothing had changed yet: nothing to revert");
+    assert!(
+        matches!(r.phase, Phase::RolledBack { ref reason } if reason.contains("progress deadline")),
+        "{:?}",
+        r.phase
+    );
+}
+
+#[test]
+fn pause_holds_the_next_batch_and_resume_releases_it() {
+    let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);
+    let mut q = r.step(Event::Start, 0);
+    for e in std::mem::take(&mut q) {
+        q.extend(r.step(ok(&e), 1));
+    }
+    r.step(Event::Pause, 2);
+    let a = q.remove(0);
+    let out = r.step(ok(&a), 3);
+    assert!(out.is_empty(), "paused: no new batch");
+    assert!(r.blocked_on(3).unwrap().contains("paused"));
+    let out = r.step(Event::Resume, 4);
+    assert!(matches!(out.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
+}
+
+#[test]
+fn abort_reverts_and_ends_as_aborted() {
+    let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);
+    let mut q = r.step(Event::Start, 0);
+    for e in std::mem::take(&mut q) {
+        q.extend(r.step(ok(&e), 1));
+    }
+    let a = q.remove(0);
+    r.step(ok(&a), 2);
+    let out = r.step(Event::Abort, 3);
+    for e in out {
+        r.step(ok(&e), 4);
+    }
+    assert!(matches!(r.phase, Phase::Aborted { .. }), "{:?}", r.phase);
+}
+
+#[test]
+fn a_host_cannot_answer_for_another_and_unknown_commands_are_ignored() {
+    let mut r = rollout("", 2);
+    let q = r.step(Event::Start, 0);
+    let before = r.clone();
+    r.step(
+        Event::Result {
+            host: "web-2".into(),
+            command_id: q[0].command_id().into(),
+            ok: true,
+            message: String::new(),
+        },
+        1,
+    );
+    r.step(
+        Event::Result {
+            host: "web-1".into(),
+            command_id: "other-stage-0".into(),
+            ok: true,
+            message: String::new(),
+        },
+        1,
+    );
+    assert_eq!(r.hosts, before.hosts);
+}
+
+#[test]
+fn a_selector_matching_no_ready_host_is_a_plan_error_naming_them() {
+    let s = spec("");
+    let mut f = fleet(2);
+    f.iter_mut().for_each(|c| c.ready = false);
+    let e = plan(&s, &f).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("matches no ready host (2 matching but not ready: web-1, web-2)"),
+        "{e}"
+    );
+}
+
+fn answer_all(r: &mut Rollout, effects: Vec<Effect>, now: i64) -> Vec<Effect> {
+    let mut out = Vec::new();
+    let mut q = effects;
+    while !q.is_empty() {
+        let e = q.remove(0);
+        let more = r.step(ok(&e), now);
+        out.extend(more.clone());
+        q.extend(more);
+    }
+    out
+}
+
+fn report(v: crate::analysis::Verdict) -> crate::analysis::Report {
+    crate::analysis::Report {
+        verdict: v,
+        metrics: vec![],
+    }
+}
+
+const CANARY: &str = "[strategy]\nkind = \"canary\"\nsteps = [ { hosts = \"25%\", pause = \"1m\", analysis = true }, { hosts = \"50%\", pause = \"manual\" }, { hosts = \"100%\" } ]\n";
+
+#[test]
+fn a_canary_bakes_is_analysed_waits_for_promote_and_finishes() {
+    let mut r = rollout(CANARY, 4);
+    assert_eq!(
+        r.batches,
+        vec![
+            vec!["web-1".to_string()],
+            vec!["web-2".into()],
+            vec!["web-3".into(), "web-4".into()]
+        ]
+    );
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    assert!(
+        matches!(
+            r.phase,
+            Phase::Waiting {
+                batch: 0,
+                until_ms: Some(60_001),
+                ..
+            }
+        ),
+        "{:?}",
+        r.phase
+    );
+    assert!(r.step(Event::Tick, 30_000).is_empty());
+    assert!(r.blocked_on(30_000).unwrap().contains("waiting 30s more"));
+    r.step(Event::Tick, 61_000);
+    assert_eq!(r.analysis_wanted, Some(0));
+    let (canary, baseline) = r.analysis_groups(0);
+    assert_eq!((canary, baseline.len()), (vec!["web-1".to_string()], 3));
+    let e = r.step(
+        Event::Analysis {
+            batch: 0,
+            report: report(crate::analysis::Verdict::Pass),
+        },
+        61_001,
+    );
+    assert!(matches!(e.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
+    answer_all(&mut r, e, 62_000);
+    assert!(matches!(
+        r.phase,
+        Phase::Waiting {
+            batch: 1,
+            until_ms: None,
+            ..
+        }
+    ));
+    // Waiting for an operator is not "stuck": no progress-deadline rollback.
+    assert!(r.step(Event::Tick, 10_000_000).is_empty());
+    assert!(matches!(r.phase, Phase::Waiting { .. }));
+    let e = r.step(Event::Promote, 10_000_001);
+    assert_eq!(e.len(), 2);
+    answer_all(&mut r, e, 10_000_002);
+    assert_eq!(r.phase, Phase::Succeeded);
+    assert_eq!(r.verdicts.len(), 1);
+}
+
+#[test]
+fn a_failed_canary_analysis_rolls_the_canaries_back() {
+    let mut r = rollout(CANARY, 4);
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    r.step(Event::Tick, 61_000);
+    let e = r.step(
+        Event::Analysis {
+            batch: 0,
+            report: report(crate::analysis::Verdict::Fail),
+        },
+        61_001,
+    );
+    assert!(matches!(e.as_slice(), [Effect::Revert { host, .. }] if host == "web-1"));
+    answer_all(&mut r, e, 61_002);
+    assert!(
+        matches!(r.phase, Phase::RolledBack { ref reason } if reason.contains("canary analysis failed")),
+        "{:?}",
+        r.phase
+    );
+}
+
+#[test]
+fn inconclusive_analysis_waits_then_asks_an_operator_and_never_passes_or_fails() {
+    let mut r = rollout(CANARY, 4);
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    let mut now = 61_000;
+    for _ in 0..3 {
+        r.step(Event::Tick, now);
+        assert_eq!(r.analysis_wanted, Some(0));
+        let e = r.step(
+            Event::Analysis {
+                batch: 0,
+                report: report(crate::analysis::Verdict::Inconclusive),
+            },
+            now + 1,
+        );
+        assert!(e.is_empty(), "inconclusive never moves on");
+        now += 120_000;
+    }
+    assert!(
+        matches!(
+            r.phase,
+            Phase::Waiting {
+                batch: 0,
+                until_ms: None,
+                retries: 3
+            }
+        ),
+        "{:?}",
+        r.phase
+    );
+    assert!(
+        r.hosts
+            .values()
+            .filter(|p| matches!(p, HostPhase::Done { .. }))
+            .count()
+            == 1
+    );
+}
+
+fn colored(n: usize) -> Vec<Candidate> {
+    (1..=n)
+        .map(|i| Candidate {
+            host: format!("web-{i}"),
+            labels: labels::parse(&format!(
+                "role=web,color={}",
+                if i % 2 == 1 { "blue" } else { "green" }
+            ))
+            .unwrap(),
+            ready: true,
+            active_release: None,
+        })
+        .collect()
+}
+
+const BG: &str = "[strategy]\nkind = \"blue_green\"\nswitch = { command = [\"/bin/true\"] }\n";
+
+#[test]
+fn blue_green_deploys_to_the_idle_group_then_switches() {
+    let s = spec(BG);
+    let p = plan_with(&s, &colored(4), Some("blue")).unwrap();
+    assert_eq!(p.batches, vec![vec!["web-2".to_string(), "web-4".into()]]);
+    assert_eq!(
+        (p.group.as_deref(), p.old_group.as_deref()),
+        (Some("green"), Some("blue"))
+    );
+    let mut r = Rollout::new("d1", &s, "2", "v2", p, 1, 0);
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    assert!(
+        matches!(r.phase, Phase::Switching { batch: 0 }),
+        "{:?}",
+        r.phase
+    );
+    r.step(
+        Event::Switched {
+            ok: true,
+            detail: "exit 0".into(),
+        },
+        2,
+    );
+    assert_eq!(r.phase, Phase::Succeeded);
+    assert_eq!(r.live_group_after.as_deref(), Some("green"));
+}
+
+#[test]
+fn a_failed_switch_leaves_both_groups_running_and_fails() {
+    let s = spec(BG);
+    let mut r = Rollout::new(
+        "d1",
+        &s,
+        "2",
+        "v2",
+        plan_with(&s, &colored(4), None).unwrap(),
+        1,
+        0,
+    );
+    assert_eq!(
+        r.group.as_deref(),
+        Some("blue"),
+        "no live group yet: the first group"
+    );
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    let e = r.step(
+        Event::Switched {
+            ok: false,
+            detail: "exit 1".into(),
+        },
+        2,
+    );
+    assert!(e.is_empty(), "traffic may have moved: nothing is stopped");
+    assert!(
+        matches!(r.phase, Phase::Failed { ref reason } if reason.contains("switch command failed"))
+    );
+    assert_eq!(r.live_group_after, None);
+}
+
+#[test]
+fn a_pause_holds_the_next_canary_step_until_resume() {
+    let mut r = rollout(CANARY, 4);
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    r.step(Event::Pause, 2);
+    r.step(Event::Tick, 61_000);
+    let e = r.step(
+        Event::Analysis {
+            batch: 0,
+            report: report(crate::analysis::Verdict::Pass),
+        },
+        61_001,
+    );
+    assert!(e.is_empty(), "paused: the next step waits");
+    let e = r.step(Event::Resume, 61_002);
+    assert!(matches!(e.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
+}
+
+#[test]
+fn a_host_that_never_answers_its_rollback_ends_the_rollout_as_failed() {
+    let mut r = rollout(
+        "[strategy]\nmax_unavailable = 1\nhealthy_deadline = \"30s\"\n",
+        2,
+    );
+    let mut q = r.step(Event::Start, 0);
+    for e in std::mem::take(&mut q) {
+        q.extend(r.step(ok(&e), 1));
+    }
+    // web-1's swap is in flight when the operator aborts.
+    let out = r.step(Event::Abort, 2);
+    assert_eq!(out.len(), 1);
+    r.step(Event::Tick, 20_000);
+    assert!(matches!(r.phase, Phase::RollingBack { .. }));
+    r.step(Event::Tick, 40_000);
+    assert!(
+        matches!(r.phase, Phase::Failed { ref reason } if reason.contains("rollback failed on web-1")),
+        "{:?}",
+        r.phase
+    );
+}
+
+#[test]
+fn a_rollout_stored_before_it_started_starts_on_resume() {
+    let mut r = rollout("", 2);
+    let e = r.resume(5);
+    assert_eq!(e.len(), 2);
+    assert!(e.iter().all(|x| matches!(x, Effect::Stage { .. })));
+}
+
+#[test]
+fn long_canary_pauses_do_not_trip_the_progress_deadline() {
+    let mut r = rollout(
+        "[strategy]\nkind = \"canary\"\nprogress_deadline = \"5m\"\nsteps = [ { hosts = 1, pause = \"1h\" }, { hosts = \"100%\" } ]\n",
+        2,
+    );
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    assert!(r.step(Event::Tick, 1_800_000).is_empty());
+    assert!(matches!(r.phase, Phase::Waiting { .. }), "{:?}", r.phase);
+    let e = r.step(Event::Tick, 3_600_002);
+    assert!(matches!(e.as_slice(), [Effect::Activate { .. }]), "{e:?}");
+}
+
+/// A small deterministic generator for the property checks below.
+fn xorshift(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn property_every_rollout_ends_terminal_within_max_unavailable_and_rollbacks_restore_every_changed_host()
+ {
+    for seed0 in 1..300u64 {
+        let mut seed = seed0 * 7919;
+        let n = 1 + (xorshift(&mut seed) % 9) as usize;
+        let mu = 1 + (xorshift(&mut seed) % 4) as u32;
+        let mf = (xorshift(&mut seed) % 3) as u32;
+        let fail_rate = xorshift(&mut seed) % 4; // 0..3 in 10
+        let kind = if seed0 % 3 == 0 {
+            "recreate"
+        } else {
+            "rolling"
+        };
+        let text = format!(
+            "[strategy]\nkind = \"{kind}\"\nmax_unavailable = {mu}\n[rollback]\nmax_failed = {mf}\n"
+        );
+        let mut r = rollout(&text, n);
+        let mut s2 = seed;
+        let (effects, max_active) = drive(&mut r, |e| match e {
+            Effect::Revert { .. } => true,
+            _ => xorshift(&mut s2) % 10 >= fail_rate,
+        });
+        assert!(r.phase.is_terminal(), "seed {seed0}: {:?}", r.phase);
+        if kind == "rolling" {
+            assert!(
+                max_active <= mu as usize,
+                "seed {seed0}: {max_active} > {mu}"
+            );
+        } else {
+            // Recreate: no host starts the new release before every
+            // host that was told to stop the old one was.
+            let first_activate = effects
+                .iter()
+                .position(|e| matches!(e, Effect::Activate { .. }));
+            let last_stop = effects
+                .iter()
+                .rposition(|e| matches!(e, Effect::Stop { .. }));
+            if let (Some(a), Some(s)) = (first_activate, last_stop) {
+                assert!(s < a, "seed {seed0}: a stop after a start: {effects:?}");
+            }
+        }
+        if matches!(r.phase, Phase::RolledBack { .. }) {
+            for (h, p) in &r.hosts {
+                assert!(
+                    !matches!(
+                        p,
+                        HostPhase::Done { .. }
+                            | HostPhase::Activating { .. }
+                            | HostPhase::Stopping { .. }
+                            | HostPhase::Stopped
+                    ),
+                    "seed {seed0}: {h} left on the new release or stopped: {p:?}"
+                );
+            }
+            // Every host whose old release was stopped is started again.
+            for e in &effects {
+                if let Effect::Stop { host, .. } = e {
+                    assert!(
+                        effects
+                            .iter()
+                            .any(|x| matches!(x, Effect::Revert { host: h, .. } if h == host)),
+                        "seed {seed0}: {host} stopped and never started again"
+                    );
+                }
+            }
+        }
+        // Same events give the same commands.
+        let mut again = rollout(&text, n);
+        let mut s3 = seed;
+        let (effects2, _) = drive(&mut again, |e| match e {
+            Effect::Revert { .. } => true,
+            _ => xorshift(&mut s3) % 10 >= fail_rate,
+        });
+        assert_eq!(effects, effects2, "seed {seed0}");
+    }
+}

@@ -1,0 +1,210 @@
+//! What a rollout can be asked without changing it: command ids and the
+//! hosts they name, the batch under way, what it waits on, the commands
+//! in flight (to send again after a restart) and a one-line summary.
+
+use super::*;
+
+impl Rollout {
+    pub(super) fn positions(&self) -> &(std::collections::HashMap<String, usize>, Vec<String>) {
+        self.index_cache.0.get_or_init(|| {
+            let by_index: Vec<String> = self.hosts.keys().cloned().collect();
+            let by_host = by_index
+                .iter()
+                .enumerate()
+                .map(|(i, h)| (h.clone(), i))
+                .collect();
+            (by_host, by_index)
+        })
+    }
+
+    pub(super) fn index(&self, host: &str) -> usize {
+        self.positions().0.get(host).copied().unwrap_or(usize::MAX)
+    }
+
+    /// The command id of `kind` for `host`: deterministic, so a resumed
+    /// rollout re-sends the very same commands and agents answer from their
+    /// journal instead of acting twice.
+    pub fn command_id(&self, kind: &str, host: &str) -> String {
+        format!("{}-{kind}-{}", self.id, self.index(host))
+    }
+
+    pub(super) fn host_of(&self, command_id: &str) -> Option<(&'static str, String)> {
+        let rest = command_id.strip_prefix(&format!("{}-", self.id))?;
+        let (kind, idx) = rest.rsplit_once('-')?;
+        let idx: usize = idx.parse().ok()?;
+        let host = self.positions().1.get(idx)?.clone();
+        let kind = match kind {
+            "stage" => "stage",
+            "activate" => "activate",
+            "stop" => "stop",
+            "revert" => "revert",
+            _ => return None,
+        };
+        Some((kind, host))
+    }
+
+    /// The batch currently being activated or waited on, if any.
+    pub fn current_batch(&self) -> Option<usize> {
+        match self.phase {
+            Phase::Activating { batch } | Phase::Waiting { batch, .. } => Some(batch),
+            _ => None,
+        }
+    }
+
+    /// Canary hosts (on the new release) and baseline hosts (not yet
+    /// changed) for the analysis of `batch`.
+    pub fn analysis_groups(&self, batch: usize) -> (Vec<String>, Vec<String>) {
+        let canary = self
+            .hosts
+            .iter()
+            .filter(|(_, p)| matches!(p, HostPhase::Done { .. }))
+            .map(|(h, _)| h.clone())
+            .collect();
+        let baseline = self.batches[batch + 1..]
+            .iter()
+            .flatten()
+            .cloned()
+            .collect();
+        (canary, baseline)
+    }
+
+    /// Why the rollout is not moving, for `cutover status`.
+    pub fn blocked_on(&self, now: i64) -> Option<String> {
+        match &self.phase {
+            Phase::Staging => {
+                let staged = self
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, HostPhase::Staged))
+                    .count();
+                Some(format!("{staged}/{} hosts staged", self.hosts.len()))
+            }
+            Phase::Activating { batch } => {
+                let hosts = &self.batches[*batch];
+                let done = hosts
+                    .iter()
+                    .filter(|h| matches!(self.hosts[*h], HostPhase::Done { .. }))
+                    .count();
+                if self.paused && done == hosts.len() {
+                    return Some("paused by an operator: `cutover resume` to go on".into());
+                }
+                let oldest = hosts
+                    .iter()
+                    .filter_map(|h| match self.hosts[h] {
+                        HostPhase::Activating { since_ms } => Some(since_ms),
+                        _ => None,
+                    })
+                    .min();
+                let wait = oldest
+                    .map(|s| {
+                        format!(
+                            ", healthy deadline in {}s",
+                            ((s + self.healthy_deadline_ms - now) / 1000).max(0)
+                        )
+                    })
+                    .unwrap_or_default();
+                Some(format!(
+                    "batch {}/{}: {done}/{} hosts healthy{wait}",
+                    batch + 1,
+                    self.batches.len(),
+                    hosts.len()
+                ))
+            }
+            Phase::Waiting {
+                batch,
+                until_ms,
+                retries,
+            } => {
+                let step = format!("step {}/{}", batch + 1, self.batches.len());
+                let healthy = self
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, HostPhase::Done { .. }))
+                    .count();
+                Some(match until_ms {
+                    None => format!("{step}: waiting for `cutover promote {}`", self.id),
+                    Some(_) if self.analysis_wanted.is_some() => {
+                        format!("{step}: analysing canaries against the baseline")
+                    }
+                    Some(t) => format!(
+                        "{step}: {healthy} canary host(s) healthy, waiting {}s more{}",
+                        ((t - now) / 1000).max(0),
+                        if *retries > 0 {
+                            format!(" (analysis inconclusive {retries} time(s))")
+                        } else {
+                            String::new()
+                        }
+                    ),
+                })
+            }
+            Phase::Stopping => {
+                let left = self
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, HostPhase::Stopping { .. }))
+                    .count();
+                Some(format!("stopping the old release: {left} host(s) left"))
+            }
+            Phase::Switching { .. } => Some("running the switch command".into()),
+            Phase::RollingBack { .. } => {
+                let left = self
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, HostPhase::RollingBack))
+                    .count();
+                Some(format!("rolling back: {left} host(s) still going back"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Commands in flight (see [`Rollout::resume`]).
+    pub fn in_flight(&self) -> Vec<Effect> {
+        self.hosts
+            .iter()
+            .filter_map(|(h, p)| match p {
+                HostPhase::Staging => Some(Effect::Stage {
+                    host: h.clone(),
+                    command_id: self.command_id("stage", h),
+                }),
+                HostPhase::Activating { .. } => Some(Effect::Activate {
+                    host: h.clone(),
+                    command_id: self.command_id("activate", h),
+                }),
+                HostPhase::Stopping { .. } => Some(Effect::Stop {
+                    host: h.clone(),
+                    command_id: self.command_id("stop", h),
+                }),
+                HostPhase::RollingBack => Some(Effect::Revert {
+                    host: h.clone(),
+                    command_id: self.command_id("revert", h),
+                    to: self.from.get(h).cloned().flatten(),
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// "3/6 hosts on v2" and the like.
+    pub fn summary(&self) -> String {
+        let done = self
+            .hosts
+            .values()
+            .filter(|p| matches!(p, HostPhase::Done { .. }))
+            .count();
+        let failed = self.failed_count();
+        let back = self
+            .hosts
+            .values()
+            .filter(|p| matches!(p, HostPhase::RolledBack))
+            .count();
+        let mut s = format!("{done}/{} on {}", self.hosts.len(), self.version);
+        if failed > 0 {
+            s.push_str(&format!(", {failed} failed"));
+        }
+        if back > 0 {
+            s.push_str(&format!(", {back} rolled back"));
+        }
+        s
+    }
+}
