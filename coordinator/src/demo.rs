@@ -281,7 +281,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 Err(e) => match e.downcast_ref::<crate::cli::DeployOutcome>() {
                     Some(o) => {
                         println!("{}", o.message);
-                        o.message.clone()
+                        // The summary names the deployment already.
+                        let prefix = format!("deployment {} ", d.id);
+                        o.message
+                            .strip_prefix(&prefix)
+                            .unwrap_or(&o.message)
+                            .to_string()
                     }
                     None => return Err(e),
                 },
