@@ -1,0 +1,483 @@
+//! Deployment commands: plan, deploy (and follow it live), status,
+//! history, promote/pause/resume/abort/rollback, drain.
+
+use anyhow::{Context, Result, bail};
+use cutover_proto::v1 as pb;
+
+use crate::client::ClientArgs;
+use crate::output::{self, Format};
+
+use super::*;
+
+/// How a followed deployment ended, as a process exit code.
+#[derive(Debug)]
+pub struct DeployOutcome {
+    pub code: u8,
+    pub message: String,
+}
+
+impl std::fmt::Display for DeployOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for DeployOutcome {}
+
+pub(super) fn spec_request(file: &std::path::Path) -> Result<pb::SpecRequest> {
+    // Check locally first: the same errors, without a round trip.
+    cutover_common::deploy::DeploySpec::load(file)?;
+    Ok(pb::SpecRequest {
+        spec_toml: std::fs::read_to_string(file)
+            .with_context(|| format!("reading {}", file.display()))?,
+        file_name: file.display().to_string(),
+        ..Default::default()
+    })
+}
+
+pub(super) async fn plan(
+    client: &ClientArgs,
+    file: &std::path::Path,
+    output: Format,
+) -> Result<()> {
+    let req = spec_request(file)?;
+    let mut c = client.connect().await?;
+    let p = c.plan_deployment(req).await.map_err(status)?.into_inner();
+    let plan: crate::engine::Plan =
+        serde_json::from_str(&p.plan_json).context("reading the plan")?;
+    match output {
+        Format::Json => print!("{}", output::json(&plan)),
+        Format::Table => {
+            let rows: Vec<Vec<String>> = plan
+                .batches
+                .iter()
+                .enumerate()
+                .flat_map(|(i, b)| {
+                    let plan = &plan;
+                    b.iter().map(move |h| {
+                        vec![
+                            format!("{}", i + 1),
+                            h.clone(),
+                            plan.from
+                                .get(h)
+                                .cloned()
+                                .flatten()
+                                .unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                })
+                .collect();
+            print!("{}", output::table(&["BATCH", "HOST", "RUNS NOW"], &rows));
+            for (h, why) in &plan.skipped {
+                println!("skipped {h}: {why}");
+            }
+            println!(
+                "{} batch(es), {} host(s); rolls back after more than {} failed host(s)",
+                plan.batches.len(),
+                plan.batches.iter().map(Vec::len).sum::<usize>(),
+                plan.max_failed
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `cutover deploy` flags.
+pub(super) struct DeployOptions {
+    pub(super) version: Option<String>,
+    pub(super) artifact: Option<String>,
+    pub(super) sha256: Option<String>,
+    pub(super) commit_time: Option<String>,
+    pub(super) require_success_in: Vec<String>,
+    pub(super) watch: bool,
+}
+
+pub(super) async fn deploy(
+    client: &ClientArgs,
+    file: &std::path::Path,
+    o: DeployOptions,
+) -> Result<()> {
+    let DeployOptions {
+        version,
+        artifact,
+        sha256,
+        commit_time,
+        require_success_in,
+        watch,
+    } = o;
+    let mut spec = spec_request(file)?;
+    spec.require_success_in = require_success_in;
+    spec.version = version.unwrap_or_default();
+    spec.artifact_url = artifact.unwrap_or_default();
+    spec.artifact_sha256 = sha256.unwrap_or_default();
+    let commit_time_ms = match commit_time {
+        Some(t) => parse_commit_time(&t)
+            .context("--commit-time: expected RFC 3339, e.g. 2026-11-22T10:00:00Z or git's %cI")?,
+        None => 0,
+    };
+    let mut c = client.connect().await?;
+    let d = c
+        .submit_deployment(pb::SubmitDeploymentRequest {
+            spec: Some(spec),
+            commit_time_ms,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!(
+        "deployment {} of {} version {} started",
+        d.id, d.service, d.version
+    );
+    if watch {
+        follow(&mut c, &d.id).await
+    } else {
+        Ok(())
+    }
+}
+
+pub(super) fn rollout_of(d: &pb::DeploymentInfo) -> Option<crate::engine::Rollout> {
+    serde_json::from_str(&d.rollout_json).ok()
+}
+
+/// Prints a deployment's story as it happens; fails with the outcome's
+/// exit code unless it succeeded.
+pub async fn follow(c: &mut crate::client::Control, id: &str) -> Result<()> {
+    follow_with(c, id, None).await
+}
+
+/// [`follow`], also showing `traffic()` (live request counts) every second.
+pub async fn follow_with(
+    c: &mut crate::client::Control,
+    id: &str,
+    traffic: Option<&(dyn Fn() -> String + Send + Sync)>,
+) -> Result<()> {
+    let mut stream = c
+        .watch_deployment(pb::GetDeploymentRequest { id: id.into() })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let mut printed = 0;
+    let mut last: Option<pb::DeploymentInfo> = None;
+    // On a terminal: a live bar of hosts on the new release under the
+    // story; otherwise (CI logs) plain timestamped lines only.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {pos}/{len} hosts on the new release [{bar:30}] {msg}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    });
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut blocked = String::new();
+    loop {
+        let d = tokio::select! {
+            m = stream.message() => match m.map_err(status)? {
+                Some(d) => d,
+                None => break,
+            },
+            _ = tick.tick(), if traffic.is_some() => {
+                let t = traffic.map(|f| f()).unwrap_or_default();
+                match &bar {
+                    Some(b) => b.set_message(format!("{blocked} | {t}")),
+                    None => println!("          clients: {t}"),
+                }
+                continue;
+            }
+        };
+        if let Some(r) = rollout_of(&d) {
+            for n in r.notes.iter().skip(printed) {
+                let t =
+                    humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(n.at_ms))
+                        .to_string();
+                let line = format!("{}  {}  {}", &t[11..19], d.id, n.message);
+                match &bar {
+                    Some(b) => b.println(line),
+                    None => println!("{line}"),
+                }
+            }
+            printed = r.notes.len();
+            if let Some(b) = &bar {
+                b.set_length(r.hosts.len() as u64);
+                let done = r
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, crate::engine::HostPhase::Done { .. }))
+                    .count();
+                b.set_position(done as u64);
+                blocked = d.blocked_on.clone();
+                match traffic {
+                    Some(f) => b.set_message(format!("{blocked} | {}", f())),
+                    None => b.set_message(blocked.clone()),
+                }
+            }
+        }
+        last = Some(d);
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let d = last.context("the coordinator sent nothing")?;
+    let r = rollout_of(&d);
+    let summary = r.as_ref().map(|r| r.summary()).unwrap_or_default();
+    let (code, what) = match d.phase.as_str() {
+        "succeeded" => (0, "succeeded"),
+        "rolled_back" => (3, "rolled back"),
+        "aborted" => (4, "aborted"),
+        "failed" => (2, "failed"),
+        _ => (2, "ended without a result"),
+    };
+    let reason = match r.map(|r| r.phase) {
+        Some(crate::engine::Phase::RolledBack { reason })
+        | Some(crate::engine::Phase::Aborted { reason })
+        | Some(crate::engine::Phase::Failed { reason }) => {
+            format!(": {reason}")
+        }
+        _ => String::new(),
+    };
+    let message = format!("deployment {} {what}{reason} ({summary})", d.id);
+    if code == 0 {
+        println!("{message}");
+        Ok(())
+    } else {
+        Err(DeployOutcome { code, message }.into())
+    }
+}
+
+pub(super) async fn status_cmd(client: &ClientArgs, id: String, output: Format) -> Result<()> {
+    let mut c = client.connect().await?;
+    let d = c
+        .get_deployment(pb::GetDeploymentRequest { id })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let r = rollout_of(&d);
+    match output {
+        Format::Json => {
+            let v = serde_json::json!({
+                "id": d.id, "service": d.service, "version": d.version, "phase": d.phase,
+                "created_by": d.created_by, "blocked_on": d.blocked_on, "rollout": r,
+            });
+            print!("{}", output::json(&v));
+        }
+        Format::Table => {
+            println!(
+                "deployment {}: {} version {} — {}",
+                d.id, d.service, d.version, d.phase
+            );
+            if let Some(r) = &r {
+                println!(
+                    "release {}, {} batch(es), started by {}",
+                    r.release_id,
+                    r.batches.len(),
+                    d.created_by
+                );
+                if !d.blocked_on.is_empty() {
+                    println!("now: {}", d.blocked_on);
+                }
+                let rows: Vec<Vec<String>> = r
+                    .hosts
+                    .iter()
+                    .map(|(h, p)| {
+                        let batch = r
+                            .batches
+                            .iter()
+                            .position(|b| b.contains(h))
+                            .map(|b| (b + 1).to_string())
+                            .unwrap_or_default();
+                        let v = serde_json::to_value(p).unwrap_or_default();
+                        let detail = v
+                            .get("reason")
+                            .and_then(|x| x.as_str())
+                            .unwrap_or_default()
+                            .to_string();
+                        vec![
+                            h.clone(),
+                            batch,
+                            v["state"].as_str().unwrap_or_default().to_string(),
+                            detail,
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    output::table(&["HOST", "BATCH", "STATE", "DETAIL"], &rows)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn history(
+    client: &ClientArgs,
+    service: &str,
+    limit: u32,
+    output: Format,
+) -> Result<()> {
+    let mut c = client.connect().await?;
+    let list = c
+        .list_deployments(pb::ListDeploymentsRequest {
+            service: service.into(),
+            limit,
+        })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .deployments;
+    let fmt_ts = |ms: i64| {
+        if ms == 0 {
+            "-".to_string()
+        } else {
+            humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(ms)).to_string()
+        }
+    };
+    match output {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = list
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "id": d.id, "service": d.service, "version": d.version, "outcome": d.phase,
+                        "environment": d.environment, "rollback_of": d.rollback_of,
+                        "by": d.created_by, "started": fmt_ts(d.created_at_ms), "finished": fmt_ts(d.finished_at_ms),
+                        "summary": rollout_of(d).map(|r| r.summary()),
+                    })
+                })
+                .collect();
+            print!("{}", output::json(&v));
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.id.clone(),
+                        d.version.clone(),
+                        if d.environment.is_empty() {
+                            "-".into()
+                        } else {
+                            d.environment.clone()
+                        },
+                        if d.rollback_of.is_empty() {
+                            d.phase.clone()
+                        } else {
+                            format!("{} (rollback of {})", d.phase, d.rollback_of)
+                        },
+                        d.created_by.clone(),
+                        fmt_ts(d.created_at_ms),
+                        rollout_of(d).map(|r| r.summary()).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(
+                    &["ID", "VERSION", "ENV", "OUTCOME", "BY", "STARTED", "HOSTS"],
+                    &rows
+                )
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn control(client: &ClientArgs, id: &str, action: &str) -> Result<()> {
+    let mut c = client.connect().await?;
+    let d = c
+        .control_deployment(pb::ControlDeploymentRequest {
+            id: id.into(),
+            action: action.into(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    println!(
+        "deployment {}: {} ({})",
+        d.id,
+        d.phase,
+        if d.blocked_on.is_empty() {
+            action
+        } else {
+            &d.blocked_on
+        }
+    );
+    Ok(())
+}
+
+/// `drain` (with `stop` given) or `undrain` (without) of services on a host.
+pub(super) async fn drain(
+    client: &ClientArgs,
+    host: &str,
+    mut services: Vec<String>,
+    stop: Option<bool>,
+) -> Result<()> {
+    let mut c = client.connect().await?;
+    if services.is_empty() {
+        let hosts = c
+            .list_hosts(pb::ListHostsRequest::default())
+            .await
+            .map_err(status)?
+            .into_inner()
+            .hosts;
+        let h = hosts
+            .into_iter()
+            .find(|h| h.host_id == host)
+            .with_context(|| format!("no host `{host}`"))?;
+        services = h.services.into_iter().map(|s| s.service).collect();
+        if services.is_empty() {
+            bail!("host `{host}` runs no service");
+        }
+    }
+    let mut failed = 0;
+    for service in services {
+        let kind = match stop {
+            Some(stop) => pb::command::Kind::Drain(pb::DrainCommand {
+                service: service.clone(),
+                stop,
+            }),
+            None => pb::command::Kind::Undrain(pb::UndrainCommand {
+                service: service.clone(),
+            }),
+        };
+        let mut events = c
+            .send_command(pb::SendCommandRequest {
+                host_id: host.into(),
+                command: Some(pb::Command {
+                    kind: Some(kind),
+                    ..Default::default()
+                }),
+                timeout_ms: 0,
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        while let Some(ev) = events.message().await.map_err(status)? {
+            match ev.event {
+                Some(pb::command_event::Event::Progress(p)) => {
+                    println!("{host}/{service}: {}: {}", p.phase, p.message)
+                }
+                Some(pb::command_event::Event::Result(r)) => {
+                    println!(
+                        "{host}/{service}: {} {}",
+                        if r.ok { "ok:" } else { "FAILED:" },
+                        r.message
+                    );
+                    if !r.ok {
+                        failed += 1;
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} service(s) failed");
+    }
+    Ok(())
+}

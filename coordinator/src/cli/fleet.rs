@@ -1,0 +1,488 @@
+//! Fleet and record commands: the CA, join tokens, hosts, the audit
+//! log, DORA stats and drift.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, bail};
+use cutover_common::labels;
+use cutover_proto::v1 as pb;
+use serde::Serialize;
+
+use crate::client::ClientArgs;
+use crate::output::{self, Format};
+use crate::pki_setup;
+
+use super::*;
+
+pub(super) fn ca(cmd: CaCmd) -> Result<()> {
+    match cmd {
+        CaCmd::Init { config, cluster } => {
+            let cfg = config.load()?;
+            let out = pki_setup::init(&cfg, &cluster)?;
+            println!("created the cluster CA in {}", out.pki_dir.display());
+            println!("CA fingerprint: {}", out.fingerprint);
+            println!("admin operator: {}", out.admin.bundle.display());
+            println!();
+            println!("Use the CLI as admin with:");
+            println!(
+                "  export CUTOVER_CLI_CONFIG={}",
+                out.admin.cli_config.display()
+            );
+            Ok(())
+        }
+        CaCmd::Fingerprint(config) => {
+            let cfg = config.load()?;
+            println!("{}", pki_setup::load_ca(&cfg)?.fingerprint());
+            Ok(())
+        }
+        CaCmd::IssueOperator {
+            config,
+            name,
+            role,
+            ttl,
+            out,
+        } => {
+            let cfg = config.load()?;
+            let ca = pki_setup::load_ca(&cfg)?;
+            let store = pki_setup::open_store(&cfg)?;
+            let ttl = ttl.unwrap_or(cfg.operator_cert_ttl);
+            let issued =
+                pki_setup::issue_operator(&cfg, &ca, &store, &name, role, ttl, out.as_deref())?;
+            println!(
+                "issued operator {} ({}) valid until {}",
+                issued.name,
+                role.as_str(),
+                humantime::format_rfc3339_seconds(issued.not_after)
+            );
+            println!("  certificate and key: {}", issued.bundle.display());
+            println!("  CLI config:          {}", issued.cli_config.display());
+            Ok(())
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct TokenOut {
+    token: String,
+    token_id: String,
+    expires_at: String,
+    ca_fingerprint: String,
+    coordinator: String,
+}
+
+pub(super) async fn token(client: &ClientArgs, cmd: TokenCmd) -> Result<()> {
+    let TokenCmd::Create {
+        ttl,
+        uses,
+        labels: l,
+        output,
+    } = cmd;
+    let labels = labels::parse(&l).context("--labels")?;
+    let resolved = client.resolve()?;
+    let mut c = crate::client::connect(&resolved).await?;
+    let r = c
+        .create_token(pb::CreateTokenRequest {
+            ttl_ms: ttl.as_millis() as u64,
+            uses,
+            labels: labels.into_iter().collect(),
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let out = TokenOut {
+        token: r.token,
+        token_id: r.token_id,
+        expires_at: humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(
+            r.expires_at_ms,
+        ))
+        .to_string(),
+        ca_fingerprint: r.ca_fingerprint,
+        coordinator: resolved.url,
+    };
+    match output {
+        Format::Json => print!("{}", output::json(&out)),
+        Format::Table => {
+            println!("{}", out.token);
+            eprintln!(
+                "token {} expires {} ({} use{}). Enroll a host with:\n  cutover-agent enroll --coordinator {} --token-file FILE --ca-fingerprint {}",
+                out.token_id,
+                out.expires_at,
+                uses,
+                if uses == 1 { "" } else { "s" },
+                out.coordinator,
+                out.ca_fingerprint
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+pub(super) struct HostOut {
+    host: String,
+    labels: BTreeMap<String, String>,
+    state: String,
+    last_seen: Option<String>,
+    agent_version: String,
+    address: String,
+    hostname: String,
+    cpus: u32,
+    memory_bytes: u64,
+    os: String,
+    kernel: String,
+    arch: String,
+    boot_id: String,
+    certificate_expires: String,
+    session: Option<String>,
+    services: Vec<ServiceOut>,
+}
+
+#[derive(Serialize)]
+pub(super) struct ServiceOut {
+    service: String,
+    active_release: String,
+    previous_release: String,
+    staged_releases: Vec<String>,
+    drained: bool,
+    status: String,
+    pid: u32,
+    restarts: u32,
+    /// Why it drifted from what Cutover deployed; empty: it did not.
+    drift: Vec<String>,
+}
+
+/// The hosts matching `selector` (checked here first, for a local error).
+pub(super) async fn list_hosts(
+    client: &ClientArgs,
+    selector: &str,
+) -> Result<pb::ListHostsResponse> {
+    labels::Selector::parse(selector).context("--selector")?;
+    let mut c = client.connect().await?;
+    Ok(c.list_hosts(pb::ListHostsRequest {
+        selector: selector.into(),
+    })
+    .await
+    .map_err(status)?
+    .into_inner())
+}
+
+pub(super) async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
+    let r = list_hosts(client, selector).await?;
+    let fmt_ts = |ms: i64| {
+        humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(ms)).to_string()
+    };
+    match output {
+        Format::Json => {
+            let hosts: Vec<HostOut> = r
+                .hosts
+                .into_iter()
+                .map(|h| {
+                    let f = h.facts.unwrap_or_default();
+                    HostOut {
+                        host: h.host_id,
+                        labels: h.labels.into_iter().collect(),
+                        state: h.state,
+                        last_seen: (h.last_seen_ms > 0).then(|| {
+                            humantime::format_rfc3339_millis(cutover_common::time::from_unix_ms(
+                                h.last_seen_ms,
+                            ))
+                            .to_string()
+                        }),
+                        agent_version: h.agent_version,
+                        address: h.address,
+                        hostname: f.hostname,
+                        cpus: f.cpus,
+                        memory_bytes: f.memory_bytes,
+                        os: f.os,
+                        kernel: f.kernel,
+                        arch: f.arch,
+                        boot_id: h.boot_id,
+                        certificate_expires: fmt_ts(h.certificate_not_after_ms),
+                        session: (!h.session_id.is_empty()).then_some(h.session_id),
+                        services: h
+                            .services
+                            .into_iter()
+                            .map(|s| {
+                                let health = s.health.unwrap_or_default();
+                                ServiceOut {
+                                    service: s.service,
+                                    active_release: s.active_release,
+                                    previous_release: s.previous_release,
+                                    staged_releases: s.staged_releases,
+                                    drained: s.drained,
+                                    status: if s.stopped {
+                                        "stopped".into()
+                                    } else {
+                                        health.status
+                                    },
+                                    pid: health.pid,
+                                    restarts: health.restarts,
+                                    drift: s.drift,
+                                }
+                            })
+                            .collect(),
+                    }
+                })
+                .collect();
+            print!("{}", output::json(&hosts));
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = r
+                .hosts
+                .into_iter()
+                .map(|h| {
+                    let labels: BTreeMap<String, String> = h.labels.into_iter().collect();
+                    let drifted: Vec<String> = h
+                        .services
+                        .iter()
+                        .filter(|s| !s.drift.is_empty())
+                        .map(|s| s.service.clone())
+                        .collect();
+                    vec![
+                        h.host_id,
+                        labels::format(&labels),
+                        h.state,
+                        output::ago(h.last_seen_ms),
+                        h.agent_version,
+                        h.address,
+                        if drifted.is_empty() {
+                            "-".into()
+                        } else {
+                            format!("yes: {} (cutover drift)", drifted.join(", "))
+                        },
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                output::table(
+                    &[
+                        "HOST",
+                        "LABELS",
+                        "STATE",
+                        "LAST SEEN",
+                        "AGENT",
+                        "ADDRESS",
+                        "DRIFT"
+                    ],
+                    &rows
+                )
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+pub(super) struct AuditOut {
+    id: i64,
+    at: String,
+    actor: String,
+    action: String,
+    target: String,
+    outcome: String,
+    detail: String,
+}
+
+pub(super) async fn audit(client: &ClientArgs, limit: u32, output: Format) -> Result<()> {
+    let mut c = client.connect().await?;
+    let r = c
+        .list_audit(pb::ListAuditRequest { limit })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let rows: Vec<AuditOut> = r
+        .entries
+        .into_iter()
+        .map(|e| AuditOut {
+            id: e.id,
+            at: humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(e.at_ms))
+                .to_string(),
+            actor: e.actor,
+            action: e.action,
+            target: e.target,
+            outcome: e.outcome,
+            detail: e.detail,
+        })
+        .collect();
+    match output {
+        Format::Json => print!("{}", output::json(&rows)),
+        Format::Table => {
+            let t: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|a| vec![a.at, a.actor, a.action, a.target, a.outcome, a.detail])
+                .collect();
+            print!(
+                "{}",
+                output::table(
+                    &["AT", "ACTOR", "ACTION", "TARGET", "OUTCOME", "DETAIL"],
+                    &t
+                )
+            );
+        }
+    }
+    if limit == 0 {
+        bail!("--limit must be at least 1");
+    }
+    Ok(())
+}
+
+/// "2h 5m" from milliseconds, for people.
+pub(super) fn human_ms(ms: i64) -> String {
+    let secs = (ms.max(0) as u64).div_ceil(1000);
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+pub(super) async fn stats(
+    client: &ClientArgs,
+    service: Option<String>,
+    environment: Option<String>,
+    since: std::time::Duration,
+    output: Format,
+) -> Result<()> {
+    let mut c = client.connect().await?;
+    let since_ms = cutover_common::time::now_ms() - since.as_millis() as i64;
+    let s = c
+        .get_stats(pb::StatsRequest {
+            service: service.clone().unwrap_or_default(),
+            environment: environment.clone().unwrap_or_default(),
+            since_ms,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let summary = |d: &Option<pb::DurationSummary>| {
+        d.as_ref()
+            .map(|d| serde_json::json!({"n": d.n, "median_ms": d.median_ms, "p90_ms": d.p90_ms}))
+    };
+    match output {
+        Format::Json => {
+            let v = serde_json::json!({
+                "service": service, "environment": environment,
+                "since_ms": s.since_ms, "until_ms": s.until_ms,
+                "changes": s.changes, "succeeded": s.succeeded, "failed": s.failed,
+                "deployment_frequency_per_day": s.deployments_per_day,
+                "lead_time": summary(&s.lead_time),
+                "change_failure_rate": s.change_failure_rate,
+                "time_to_restore": summary(&s.time_to_restore),
+                "unrestored": s.unrestored,
+                "failed_ids": s.failed_ids,
+            });
+            print!("{}", output::json(&v));
+        }
+        Format::Table => {
+            let scope = format!(
+                "{} in {}, last {}",
+                service.as_deref().unwrap_or("every service"),
+                environment.as_deref().unwrap_or("every environment"),
+                humantime::format_duration(since)
+            );
+            let dist = |d: &Option<pb::DurationSummary>, what: &str| match d {
+                Some(d) => format!(
+                    "median {}, p90 {} ({} {what})",
+                    human_ms(d.median_ms),
+                    human_ms(d.p90_ms),
+                    d.n
+                ),
+                None => "-".into(),
+            };
+            let rows = vec![
+                vec![
+                    "deployment frequency".to_string(),
+                    format!(
+                        "{:.2} per day ({} succeeded of {} changes)",
+                        s.deployments_per_day, s.succeeded, s.changes
+                    ),
+                ],
+                vec![
+                    "lead time for changes".into(),
+                    dist(&s.lead_time, "with a commit time"),
+                ],
+                vec![
+                    "change failure rate".into(),
+                    match s.change_failure_rate {
+                        Some(r) => format!(
+                            "{:.1}% ({} failed: {})",
+                            r * 100.0,
+                            s.failed,
+                            s.failed_ids.join(", ")
+                        ),
+                        None => "-".into(),
+                    },
+                ],
+                vec![
+                    "time to restore".into(),
+                    if s.unrestored > 0 {
+                        format!(
+                            "{}; {} not restored yet",
+                            dist(&s.time_to_restore, "restored"),
+                            s.unrestored
+                        )
+                    } else {
+                        dist(&s.time_to_restore, "restored")
+                    },
+                ],
+            ];
+            println!("{scope}");
+            print!("{}", output::table(&["MEASURE", "VALUE"], &rows));
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn drift(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
+    let r = list_hosts(client, selector).await?;
+    let drifted: Vec<(String, String, String, Vec<String>)> = r
+        .hosts
+        .into_iter()
+        .flat_map(|h| {
+            let host = h.host_id.clone();
+            h.services
+                .into_iter()
+                .filter(|s| !s.drift.is_empty())
+                .map(move |s| (host.clone(), s.service, s.active_release, s.drift))
+        })
+        .collect();
+    match output {
+        Format::Json => {
+            let v: Vec<serde_json::Value> = drifted
+                .iter()
+                .map(|(h, s, r, d)| serde_json::json!({"host": h, "service": s, "runs": r, "drift": d}))
+                .collect();
+            print!("{}", output::json(&v));
+        }
+        Format::Table if drifted.is_empty() => {
+            println!("no drift: every host runs what Cutover deployed, untouched");
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = drifted
+                .into_iter()
+                .map(|(h, s, r, d)| vec![h, s, r, d.join("; ")])
+                .collect();
+            print!(
+                "{}",
+                output::table(&["HOST", "SERVICE", "RUNS", "WHY"], &rows)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// An RFC 3339 time with any UTC offset (`Z`, `+02:00`, `-0500`), as Unix
+/// ms.
+pub(super) fn parse_commit_time(t: &str) -> Result<i64> {
+    let t = t.trim();
+    let (base, offset_s) = match t.char_indices().rev().find(|(_, c)| *c == '+' || *c == '-') {
+        // An offset follows the time (after the `T...` part), not the date.
+        Some((i, c)) if t[..i].contains('T') => {
+            let off = t[i + 1..].replace(':', "");
+            anyhow::ensure!(off.len() == 4, "bad UTC offset in `{t}`");
+            let (h, m): (i64, i64) = (off[..2].parse()?, off[2..].parse()?);
+            let sign = if c == '-' { -1 } else { 1 };
+            (&t[..i], sign * (h * 3600 + m * 60))
+        }
+        _ => (t.trim_end_matches('Z'), 0),
+    };
+    let utc = humantime::parse_rfc3339_weak(&format!("{base}Z"))?;
+    Ok(cutover_common::time::to_unix_ms(utc) - offset_s * 1000)
+}

@@ -1,0 +1,458 @@
+//! The `cutover` command line: argument parsing and one function per
+//! command. Commands that talk to a running coordinator go through
+//! [`crate::client`]; `serve`, `ca` and `config check` work on local files.
+
+mod deploy;
+mod fleet;
+
+use deploy::*;
+pub use deploy::{DeployOutcome, follow, follow_with};
+use fleet::*;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use cutover_proto::v1 as pb;
+
+use crate::client::ClientArgs;
+use crate::config::CoordinatorConfig;
+use crate::grpc::auth::Role;
+use crate::output::Format;
+
+/// Cutover: boring deploys for fleets of Linux hosts.
+#[derive(Debug, Parser)]
+#[command(name = "cutover", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Coordinator config file (default /etc/cutover/coordinator.toml if present).
+    #[arg(long, short = 'c', env = "CUTOVER_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn load(&self) -> Result<CoordinatorConfig> {
+        Ok(CoordinatorConfig::load(self.config.as_deref())?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the coordinator daemon.
+    Serve(ConfigArg),
+    /// Check the coordinator config and exit (for ExecStartPre=).
+    Config {
+        #[command(subcommand)]
+        cmd: ConfigCmd,
+    },
+    /// Manage the cluster CA and operator certificates (run on the coordinator host).
+    Ca {
+        #[command(subcommand)]
+        cmd: CaCmd,
+    },
+    /// Manage join tokens for new hosts.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
+    /// List the fleet, or remove a host.
+    Hosts {
+        #[command(subcommand)]
+        cmd: Option<HostsCmd>,
+        /// Only hosts matching this label selector (e.g. role=web,zone!=b).
+        #[arg(long, short = 'l', default_value = "")]
+        selector: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show the coordinator's audit log, newest first.
+    Audit {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Show which operator and role this CLI authenticates as.
+    Whoami,
+    /// Take a host out of its load balancers (maintenance): fail its
+    /// readiness endpoint, run pre_drain hooks, wait for connections to go.
+    Drain {
+        host: String,
+        /// Only these services (default: every service on the host).
+        #[arg(long = "service", short = 's')]
+        services: Vec<String>,
+        /// Also stop the services once drained.
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Put a drained host back (starting services the drain stopped).
+    Undrain {
+        host: String,
+        #[arg(long = "service", short = 's')]
+        services: Vec<String>,
+    },
+    /// Check a deployment spec (locally; no coordinator needed).
+    Validate { file: PathBuf },
+    /// Show the batches a spec would make against today's fleet.
+    Plan {
+        file: PathBuf,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Deploy a spec. Exit codes with --watch: 0 succeeded, 2 failed,
+    /// 3 rolled back, 4 aborted (1: could not start).
+    Deploy {
+        file: PathBuf,
+        /// The version being deployed (or `version` in the spec).
+        #[arg(long)]
+        version: Option<String>,
+        /// Artifact URL (or `[artifact]` in the spec).
+        #[arg(long, requires = "sha256")]
+        artifact: Option<String>,
+        #[arg(long, requires = "artifact")]
+        sha256: Option<String>,
+        /// When the change was committed (RFC 3339, any offset, e.g. from
+        /// `git log -1 --format=%cI`), for lead-time stats.
+        #[arg(long)]
+        commit_time: Option<String>,
+        /// The promotion gate: refuse unless this version (same artifact)
+        /// succeeded in ENV first. Repeatable; adds to the spec's
+        /// `targets.requires_success_in`.
+        #[arg(long = "require-success-in", value_name = "ENV")]
+        require_success_in: Vec<String>,
+        /// Follow the rollout until it ends; the exit code tells how.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Hosts whose services differ from what Cutover deployed, and why
+    /// (exit 0 either way; `-o json` for scripts).
+    Drift {
+        /// Only hosts matching this label selector.
+        #[arg(long, short = 'l', default_value = "")]
+        selector: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Delivery performance (DORA): deployment frequency, lead time for
+    /// changes, change failure rate, time to restore.
+    Stats {
+        /// One service (default: all).
+        #[arg(long)]
+        service: Option<String>,
+        /// One environment (default: all).
+        #[arg(long)]
+        environment: Option<String>,
+        /// The window, back from now.
+        #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// A deployment's state (default: the newest).
+    Status {
+        id: Option<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Follow a deployment until it ends (same exit codes as deploy --watch).
+    Watch { id: String },
+    /// Deployments of a service, newest first.
+    History {
+        service: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+    /// Stop starting new batches of a deployment.
+    Pause { id: String },
+    /// Go on with a paused deployment.
+    Resume { id: String },
+    /// Stop a deployment and roll back the hosts it changed.
+    Abort { id: String },
+    /// Promote a canary step.
+    Promote { id: String },
+    /// Deploy an earlier successful version of a service again.
+    Rollback {
+        service: String,
+        /// Default: the newest successful version before the current one.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Run a whole fleet on this machine: a coordinator, agents and a sample service.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Load and validate the config; print it with defaults filled in.
+    Check(ConfigArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCmd {
+    /// Create the cluster CA, the coordinator's certificate and an `admin` operator.
+    Init {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A name for this cluster, shown in the CA certificate.
+        #[arg(long, default_value = "cutover")]
+        cluster: String,
+    },
+    /// Print the CA fingerprint agents pin at enrollment.
+    Fingerprint(ConfigArg),
+    /// Issue an operator certificate and a CLI config for it.
+    IssueOperator {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        name: String,
+        /// admin | deployer | viewer
+        #[arg(long)]
+        role: Role,
+        /// Certificate lifetime (default: operator_cert_ttl from the config).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        ttl: Option<Duration>,
+        /// Directory for NAME.pem and NAME.toml (default: PKI_DIR/operators).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+impl clap::ValueEnum for Role {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Role::Admin, Role::Deployer, Role::Viewer]
+    }
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.as_str()))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a join token and print it with the CA fingerprint.
+    Create {
+        /// How long the token stays valid.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+        /// How many hosts may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// Labels bound to every host that enrolls with it (k=v,k2=v2).
+        #[arg(long, default_value = "")]
+        labels: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCmd {
+    /// Forget a host; its certificate stops working at its next connection.
+    Remove { host: String },
+}
+
+/// Runs a parsed command.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Serve(c) => serve(c.load()?).await,
+        Command::Config {
+            cmd: ConfigCmd::Check(c),
+        } => {
+            let cfg = c.load()?;
+            println!(
+                "{}",
+                toml::to_string_pretty(&cfg).context("rendering config")?
+            );
+            eprintln!("config ok");
+            Ok(())
+        }
+        Command::Ca { cmd } => ca(cmd),
+        Command::Token { cmd } => token(&cli.client, cmd).await,
+        Command::Hosts {
+            cmd: Some(HostsCmd::Remove { host }),
+            ..
+        } => {
+            let mut c = cli.client.connect().await?;
+            c.remove_host(pb::RemoveHostRequest {
+                host_id: host.clone(),
+            })
+            .await
+            .map_err(status)?;
+            println!("removed host {host}");
+            Ok(())
+        }
+        Command::Hosts {
+            cmd: None,
+            selector,
+            output,
+        } => hosts(&cli.client, &selector, output).await,
+        Command::Audit { limit, output } => audit(&cli.client, limit, output).await,
+        Command::Whoami => {
+            let mut c = cli.client.connect().await?;
+            let r = c
+                .who_am_i(pb::WhoAmIRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            let until = cutover_common::time::from_unix_ms(r.certificate_not_after_ms);
+            println!(
+                "operator {} (role {}), certificate valid until {}",
+                r.name,
+                r.role,
+                humantime::format_rfc3339_seconds(until)
+            );
+            Ok(())
+        }
+        Command::Drain {
+            host,
+            services,
+            stop,
+        } => drain(&cli.client, &host, services, Some(stop)).await,
+        Command::Undrain { host, services } => drain(&cli.client, &host, services, None).await,
+        Command::Validate { file } => {
+            let spec = cutover_common::deploy::DeploySpec::load(&file)?;
+            println!(
+                "{}: ok (service {}, {:?} strategy, targets {})",
+                file.display(),
+                spec.service,
+                spec.strategy.kind,
+                spec.targets.selector
+            );
+            Ok(())
+        }
+        Command::Plan { file, output } => plan(&cli.client, &file, output).await,
+        Command::Deploy {
+            file,
+            version,
+            artifact,
+            sha256,
+            commit_time,
+            require_success_in,
+            watch,
+        } => {
+            deploy(
+                &cli.client,
+                &file,
+                DeployOptions {
+                    version,
+                    artifact,
+                    sha256,
+                    commit_time,
+                    require_success_in,
+                    watch,
+                },
+            )
+            .await
+        }
+        Command::Drift { selector, output } => drift(&cli.client, &selector, output).await,
+        Command::Stats {
+            service,
+            environment,
+            since,
+            output,
+        } => stats(&cli.client, service, environment, since, output).await,
+        Command::Status { id, output } => {
+            status_cmd(&cli.client, id.unwrap_or_default(), output).await
+        }
+        Command::Watch { id } => {
+            let mut c = cli.client.connect().await?;
+            follow(&mut c, &id).await
+        }
+        Command::History {
+            service,
+            limit,
+            output,
+        } => history(&cli.client, &service, limit, output).await,
+        Command::Pause { id } => control(&cli.client, &id, "pause").await,
+        Command::Resume { id } => control(&cli.client, &id, "resume").await,
+        Command::Abort { id } => control(&cli.client, &id, "abort").await,
+        Command::Promote { id } => control(&cli.client, &id, "promote").await,
+        Command::Rollback { service, to, watch } => {
+            let mut c = cli.client.connect().await?;
+            let d = c
+                .rollback_service(pb::RollbackServiceRequest {
+                    service,
+                    to_version: to.unwrap_or_default(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            if d.phase == "rolled_back" {
+                // Blue/green: traffic went back to the old group at once.
+                let note = rollout_of(&d).and_then(|r| r.notes.last().map(|n| n.message.clone()));
+                println!("{}: {}", d.service, note.unwrap_or_default());
+                return Ok(());
+            }
+            println!(
+                "deployment {} rolls {} back to version {}",
+                d.id, d.service, d.version
+            );
+            if watch {
+                follow(&mut c, &d.id).await
+            } else {
+                Ok(())
+            }
+        }
+        Command::Demo(args) => crate::demo::run(args).await,
+    }
+}
+
+/// Turns a gRPC status into an error whose message is the coordinator's.
+pub fn status(s: tonic::Status) -> anyhow::Error {
+    let code = match s.code() {
+        tonic::Code::PermissionDenied => "permission denied",
+        tonic::Code::Unauthenticated => "not authenticated",
+        tonic::Code::InvalidArgument => "invalid request",
+        tonic::Code::NotFound => "not found",
+        tonic::Code::Unavailable => "coordinator unavailable",
+        tonic::Code::FailedPrecondition => "refused",
+        _ => "coordinator error",
+    };
+    anyhow::anyhow!("{code}: {}", s.message())
+}
+
+async fn serve(cfg: CoordinatorConfig) -> Result<()> {
+    let running = crate::server::Server::start(cfg).await?;
+    let status = format!("READY=1\nSTATUS=listening on {}", running.url);
+    if let Err(e) = cutover_common::sdnotify::notify(&status) {
+        tracing::warn!(error = %e, "notifying systemd failed");
+    }
+    running
+        .run_until(async {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = cutover_common::sdnotify::notify("STOPPING=1");
+        })
+        .await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
