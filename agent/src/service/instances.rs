@@ -1,0 +1,194 @@
+//! One instance of a service: launched on the service's sockets with its
+//! probes, judged healthy (or not) within its deadline, and stopped with
+//! its stop signal and grace.
+
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use cutover_common::service::{ServiceSpec, SwapMode};
+
+use crate::instance::{Instance, Launch};
+use crate::probe::{self, ProbeStatus};
+use crate::sys;
+
+use super::*;
+
+impl Service {
+    pub(super) fn with_probes(&self, instance: Instance, spec: ServiceSpec) -> Active {
+        let release = instance.record.release.clone();
+        let ctx = probe::Context {
+            spec: spec.clone(),
+            release_dir: self.dir.release_dir(&release),
+            notify: instance.notify.clone(),
+            bound: self
+                .listeners
+                .iter()
+                .filter_map(|l| Some((l.name.clone(), sys::local_addr(&l.fd)?)))
+                .collect(),
+        };
+        let readiness = probe::start(
+            spec.probes.readiness.clone().unwrap_or_else(notify_probe),
+            ctx.clone(),
+        );
+        let startup = spec
+            .probes
+            .startup
+            .clone()
+            .map(|p| probe::start(p, ctx.clone()));
+        let liveness = spec.probes.liveness.clone().map(|p| probe::start(p, ctx));
+        Active {
+            instance,
+            release,
+            spec,
+            startup,
+            readiness,
+            liveness,
+        }
+    }
+
+    pub(super) fn launch(
+        &self,
+        id: String,
+        release: &str,
+        spec: &ServiceSpec,
+    ) -> Result<Active, String> {
+        let listeners: Vec<(&str, &OwnedFd)> = if spec.swap.mode == SwapMode::Handover {
+            spec.listen
+                .iter()
+                .filter_map(|l| {
+                    self.listeners
+                        .iter()
+                        .find(|x| x.name == l.name)
+                        .map(|x| (x.name.as_str(), &x.fd))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let inst = Instance::spawn(Launch {
+            id,
+            release: release.into(),
+            release_dir: self.dir.release_dir(release),
+            spec,
+            listeners,
+            run_dir: self.shared.state_dir.join("run"),
+            log_dir: self.dir.logs_dir(),
+        })
+        .map_err(|e| cutover_common::error_chain(&e))?;
+        Ok(self.with_probes(inst, spec.clone()))
+    }
+
+    /// When the startup probe first passed (now, if there is none);
+    /// `None` while it has not.
+    pub(super) fn started_at(a: &Active) -> Option<Instant> {
+        match &a.startup {
+            None => Some(Instant::now() - Duration::from_secs(3600)),
+            Some(s) => s.status.borrow().first_pass,
+        }
+    }
+
+    /// Waits until `a` is ready and has stayed healthy for `min_ready`.
+    pub(super) async fn wait_healthy(a: &Active) -> Result<(), String> {
+        let spec = &a.spec;
+        let mut exited = a.instance.exited.clone();
+        let mut ready = a.readiness.status.clone();
+        let mut startup = a.startup.as_ref().map(|s| s.status.clone());
+        let deadline = tokio::time::Instant::now() + spec.swap.ready_timeout;
+        let exit_msg = |e: &str| format!("new instance {e} before it was healthy");
+        loop {
+            if let Some(e) = exited.borrow().clone() {
+                return Err(exit_msg(&e.description));
+            }
+            let st: ProbeStatus = ready.borrow().clone();
+            if st.passing && Self::started_at(a).is_some() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let last = st
+                    .last
+                    .map(|o| o.detail)
+                    .unwrap_or_else(|| "no probe result".into());
+                return Err(format!(
+                    "new instance not ready within {} (last readiness check: {last})",
+                    humantime::format_duration(spec.swap.ready_timeout)
+                ));
+            }
+            let startup_changed = async {
+                match &mut startup {
+                    Some(s) => {
+                        let _ = s.changed().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = exited.changed() => {}
+                _ = ready.changed() => {}
+                _ = startup_changed => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        // Bake: min_ready counts from the first passing check (after the
+        // startup probe passed).
+        let first = ready
+            .borrow()
+            .first_pass
+            .unwrap_or_else(Instant::now)
+            .max(Self::started_at(a).unwrap_or_else(Instant::now));
+        let bake_end = tokio::time::Instant::from_std(first + spec.swap.min_ready);
+        let mut live = a
+            .liveness
+            .as_ref()
+            .map(|l| (l.status.clone(), l.probe.failure_threshold));
+        loop {
+            if let Some(e) = exited.borrow().clone() {
+                return Err(exit_msg(&e.description));
+            }
+            let st = ready.borrow().clone();
+            if !st.passing {
+                let last = st.last.map(|o| o.detail).unwrap_or_default();
+                return Err(format!(
+                    "new instance became unhealthy while baking: {last}"
+                ));
+            }
+            if let Some((l, ft)) = &live {
+                let ls = l.borrow().clone();
+                if ls.failing(*ft) {
+                    let last = ls.last.map(|o| o.detail).unwrap_or_default();
+                    return Err(format!(
+                        "new instance failed its liveness probe while baking: {last}"
+                    ));
+                }
+            }
+            if tokio::time::Instant::now() >= bake_end {
+                return Ok(());
+            }
+            let live_changed = async {
+                match &mut live {
+                    Some((l, _)) => {
+                        let _ = l.changed().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = exited.changed() => {}
+                _ = ready.changed() => {}
+                _ = live_changed => {}
+                _ = tokio::time::sleep_until(bake_end) => {}
+            }
+        }
+    }
+
+    pub(super) fn signal_of(spec: &ServiceSpec) -> rustix::process::Signal {
+        sys::signal_by_name(&spec.swap.stop_signal).unwrap_or(rustix::process::Signal::TERM)
+    }
+
+    pub(super) async fn stop_active(a: Active) -> String {
+        let (sig, grace) = (Self::signal_of(&a.spec), a.spec.swap.grace);
+        drop(a.startup);
+        drop(a.readiness);
+        drop(a.liveness);
+        a.instance.stop(sig, grace).await
+    }
+}

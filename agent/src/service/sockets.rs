@@ -1,0 +1,173 @@
+//! A service's listening sockets: bound once by the agent, taken back
+//! after its restart, checked after a swap, and the connections on them.
+
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+use cutover_common::service::ServiceSpec;
+
+use crate::instance::Instance;
+use crate::sys;
+
+use super::*;
+
+pub(super) fn bind_listener(addr: SocketAddr) -> std::io::Result<OwnedFd> {
+    let l = cutover_common::net::listen(addr, 4096)?.into_std()?;
+    // Passed blocking, as systemd does.
+    l.set_nonblocking(false)?;
+    Ok(OwnedFd::from(l))
+}
+
+/// With `SO_REUSEPORT`, connections queued on a closing socket are reset
+/// unless the kernel migrates them (`net.ipv4.tcp_migrate_req`, Linux 5.14):
+/// turn it on where this agent may.
+pub(super) fn enable_tcp_migrate_req() {
+    const P: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+    if std::fs::read_to_string(P)
+        .map(|v| v.trim() == "1")
+        .unwrap_or(true)
+    {
+        return;
+    }
+    match std::fs::write(P, "1") {
+        Ok(()) => tracing::info!("enabled net.ipv4.tcp_migrate_req for reuseport swaps"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot enable net.ipv4.tcp_migrate_req: reuseport swaps may reset queued connections")
+        }
+    }
+}
+
+/// Open established TCP connections on any of `ports` (from /proc/net).
+pub fn established_connections(ports: &[u16]) -> usize {
+    let mut n = 0;
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.len() < 4 || cols[3] != "01" {
+                continue;
+            }
+            let port = cols[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if port.is_some_and(|p| ports.contains(&p)) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+impl Service {
+    pub(super) fn recover_listeners(&mut self, spec: &ServiceSpec, alive: &[Instance]) {
+        let matches = |fd: &OwnedFd, want: SocketAddr| {
+            sys::local_addr(fd).is_some_and(|got| {
+                got == want || (want.port() == got.port() && want.ip().is_unspecified())
+            })
+        };
+        for (i, l) in spec.listen.iter().enumerate() {
+            // The systemd fd store first: it holds the agent's own copy,
+            // whatever became of the apps.
+            if let Some(fd) = self
+                .shared
+                .inherited
+                .take(&crate::sd::fd_name(&self.name, &l.name))
+                .filter(|fd| matches(fd, l.address))
+            {
+                tracing::info!(service = %self.name, listener = %l.name, "took the listening socket back from the systemd fd store");
+                self.listeners.push(Listener {
+                    name: l.name.clone(),
+                    addr: l.address,
+                    fd,
+                });
+                continue;
+            }
+            let from_app = alive.iter().find_map(|inst| {
+                let fd = inst.take_fd(3 + i as i32).ok()?;
+                let got = sys::local_addr(&fd)?;
+                (got == l.address
+                    || (l.address.port() == got.port() && l.address.ip().is_unspecified()))
+                .then_some(fd)
+            });
+            let fd = match from_app {
+                Some(fd) => {
+                    tracing::info!(service = %self.name, listener = %l.name, "took the listening socket back from a running instance");
+                    fd
+                }
+                None => match bind_listener(l.address) {
+                    Ok(fd) => fd,
+                    Err(e) => {
+                        tracing::error!(service = %self.name, address = %l.address, error = %e, "cannot bind listener");
+                        continue;
+                    }
+                },
+            };
+            self.listeners.push(Listener {
+                name: l.name.clone(),
+                addr: l.address,
+                fd,
+            });
+        }
+    }
+
+    pub(super) fn ensure_listeners(&mut self, spec: &ServiceSpec) -> Result<(), String> {
+        for l in &spec.listen {
+            if self
+                .listeners
+                .iter()
+                .any(|x| x.name == l.name && x.addr == l.address)
+            {
+                continue;
+            }
+            let fd = bind_listener(l.address)
+                .map_err(|e| format!("binding listener `{}` on {}: {e}", l.name, l.address))?;
+            self.listeners.retain(|x| x.name != l.name);
+            self.listeners.push(Listener {
+                name: l.name.clone(),
+                addr: l.address,
+                fd,
+            });
+        }
+        Ok(())
+    }
+
+    /// Re-`listen()`s a socket an app broke with `shutdown()`. The running
+    /// instance saw its socket fail and may not recover by itself (an event
+    /// loop that dropped the socket), so it is replaced, new first, on the
+    /// next supervision pass.
+    pub(super) fn check_listeners(&mut self) {
+        for l in &self.listeners {
+            if !sys::is_listening(&l.fd) {
+                tracing::warn!(service = %self.name, listener = %l.name, "socket no longer listens; repairing");
+                match sys::relisten(&l.fd, l.addr, 4096) {
+                    Ok(()) => self.replace_soon = self.active.is_some(),
+                    Err(e) => {
+                        tracing::error!(service = %self.name, listener = %l.name, error = %e, "repairing the socket failed")
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn ports(&self) -> Vec<u16> {
+        self.listeners.iter().map(|l| l.addr.port()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn established_connections_are_counted_by_port() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_eq!(established_connections(&[port]), 0);
+        let _c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _s = l.accept().unwrap();
+        assert_eq!(established_connections(&[port]), 1);
+    }
+}
