@@ -1,0 +1,133 @@
+//! Operators and the audit log as stored.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::*;
+
+/// An operator as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorRecord {
+    pub name: String,
+    pub role: String,
+    pub created_at: i64,
+    pub cert_serial: String,
+    pub cert_not_after: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// A new audit line.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    pub actor: String,
+    pub action: &'static str,
+    pub target: String,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+/// How an audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Denied,
+    Error,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Appends an audit line.
+pub fn audit(conn: &Connection, now: i64, a: &Audit) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            now,
+            a.actor,
+            a.action,
+            a.target,
+            a.outcome.as_str(),
+            a.detail
+        ],
+    )?;
+    Ok(())
+}
+
+/// The newest `limit` audit lines, newest first.
+pub fn list_audit(conn: &Connection, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, at, actor, action, target, outcome, detail FROM audit ORDER BY id DESC LIMIT ?1",
+    )?;
+    let rows = stmt.query_map(params![limit], |r| {
+        Ok(AuditRecord {
+            id: r.get(0)?,
+            at: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            target: r.get(4)?,
+            outcome: r.get(5)?,
+            detail: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Adds or replaces an operator (a re-issued certificate replaces the row).
+pub fn upsert_operator(conn: &Connection, o: &OperatorRecord) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT INTO operators (name, role, created_at, cert_serial, cert_not_after, revoked_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT(name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial,
+             cert_not_after = excluded.cert_not_after, revoked_at = excluded.revoked_at",
+        params![
+            o.name,
+            o.role,
+            o.created_at,
+            o.cert_serial,
+            o.cert_not_after,
+            o.revoked_at
+        ],
+    )?;
+    Ok(())
+}
+
+/// An operator by name.
+pub fn get_operator(conn: &Connection, name: &str) -> Result<Option<OperatorRecord>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT name, role, created_at, cert_serial, cert_not_after, revoked_at FROM operators WHERE name = ?1",
+            params![name],
+            |r| {
+                Ok(OperatorRecord {
+                    name: r.get(0)?,
+                    role: r.get(1)?,
+                    created_at: r.get(2)?,
+                    cert_serial: r.get(3)?,
+                    cert_not_after: r.get(4)?,
+                    revoked_at: r.get(5)?,
+                })
+            },
+        )
+        .optional()?)
+}

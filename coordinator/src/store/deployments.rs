@@ -1,0 +1,154 @@
+//! Deployments as stored: one row each, its rollout as JSON, read back
+//! by id, by service and while active.
+
+use rusqlite::{Connection, params};
+
+use super::*;
+
+/// A stored deployment.
+#[derive(Debug, Clone)]
+pub struct DeploymentRecord {
+    pub seq: i64,
+    pub id: String,
+    pub service: String,
+    pub version: String,
+    pub spec_toml: String,
+    pub artifact_url: String,
+    pub artifact_sha256: String,
+    pub rollout_json: String,
+    pub phase: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub commit_time: Option<i64>,
+    /// The spec's `targets.environment` ("" when none).
+    pub environment: String,
+    /// An operator's rollback: the deployment it undid.
+    pub rollback_of: Option<String>,
+}
+
+/// Phases in which a deployment is still running.
+pub const ACTIVE_PHASES: &[&str] = &[
+    "staging",
+    "stopping",
+    "activating",
+    "waiting",
+    "switching",
+    "rolling_back",
+];
+
+/// The next deployment sequence number (the caller holds the store lock).
+pub fn next_deployment_seq(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Inserts a new deployment.
+pub fn insert_deployment(conn: &Connection, d: &DeploymentRecord) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT INTO deployments (seq, id, service, version, spec_toml, artifact_url, artifact_sha256, rollout, phase,
+                                  created_by, created_at, finished_at, commit_time, environment, rollback_of)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        params![
+            d.seq,
+            d.id,
+            d.service,
+            d.version,
+            d.spec_toml,
+            d.artifact_url,
+            d.artifact_sha256,
+            d.rollout_json,
+            d.phase,
+            d.created_by,
+            d.created_at,
+            d.finished_at,
+            d.commit_time,
+            d.environment,
+            d.rollback_of
+        ],
+    )?;
+    Ok(())
+}
+
+/// Writes a deployment's new state.
+pub fn update_deployment(
+    conn: &Connection,
+    id: &str,
+    rollout_json: &str,
+    phase: &str,
+    finished_at: Option<i64>,
+) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE deployments SET rollout = ?2, phase = ?3, finished_at = ?4 WHERE id = ?1",
+        params![id, rollout_json, phase, finished_at],
+    )?;
+    Ok(())
+}
+
+fn deployment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeploymentRecord> {
+    Ok(DeploymentRecord {
+        seq: r.get(0)?,
+        id: r.get(1)?,
+        service: r.get(2)?,
+        version: r.get(3)?,
+        spec_toml: r.get(4)?,
+        artifact_url: r.get(5)?,
+        artifact_sha256: r.get(6)?,
+        rollout_json: r.get(7)?,
+        phase: r.get(8)?,
+        created_by: r.get(9)?,
+        created_at: r.get(10)?,
+        finished_at: r.get(11)?,
+        commit_time: r.get(12)?,
+        environment: r.get(13)?,
+        rollback_of: r.get(14)?,
+    })
+}
+
+const DEPLOYMENT_COLS: &str = "seq, id, service, version, spec_toml, artifact_url, artifact_sha256, rollout, phase, created_by, created_at, finished_at, commit_time, environment, rollback_of";
+
+/// A deployment by id, or the newest when `id` is empty.
+pub fn get_deployment(conn: &Connection, id: &str) -> Result<Option<DeploymentRecord>, StoreError> {
+    let sql = if id.is_empty() {
+        format!("SELECT {DEPLOYMENT_COLS} FROM deployments ORDER BY seq DESC LIMIT 1")
+    } else {
+        format!("SELECT {DEPLOYMENT_COLS} FROM deployments WHERE id = ?1")
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = if id.is_empty() {
+        stmt.query([])?
+    } else {
+        stmt.query(params![id])?
+    };
+    Ok(match rows.next()? {
+        Some(r) => Some(deployment_row(r)?),
+        None => None,
+    })
+}
+
+/// Deployments, newest first; of one service when given.
+pub fn list_deployments(
+    conn: &Connection,
+    service: &str,
+    limit: u32,
+) -> Result<Vec<DeploymentRecord>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE (?1 = '' OR service = ?1) ORDER BY seq DESC LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![service, limit], deployment_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deployments still running (to resume after a restart).
+pub fn active_deployments(conn: &Connection) -> Result<Vec<DeploymentRecord>, StoreError> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE phase IN ('staging', 'activating', 'waiting', 'switching', 'rolling_back') ORDER BY seq"
+    ))?;
+    let rows = stmt.query_map([], deployment_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

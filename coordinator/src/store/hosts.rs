@@ -1,0 +1,326 @@
+//! Hosts and join tokens as stored: enrolment with a token in one
+//! transaction, host records kept in step with their sessions.
+
+use cutover_common::labels::Labels;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use super::*;
+
+/// Facts a host reports about itself in `Hello`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostFacts {
+    pub hostname: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub os: String,
+    pub kernel: String,
+    pub arch: String,
+}
+
+/// A host as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRecord {
+    pub id: String,
+    /// Labels bound by the join token: they win over the agent's own.
+    pub token_labels: Labels,
+    /// Labels from the agent's config, as last reported in `Hello`.
+    pub agent_labels: Labels,
+    /// `enrolled`, `ready` or `lost` (see [`crate::fleet::HostState`]).
+    pub state: String,
+    pub enrolled_at: i64,
+    pub token_id: String,
+    pub last_seen: Option<i64>,
+    pub agent_version: String,
+    pub address: String,
+    pub boot_id: String,
+    pub facts: HostFacts,
+    pub cert_serial: String,
+    pub cert_not_after: i64,
+}
+
+impl HostRecord {
+    /// Effective labels: the agent's, overridden by the token's.
+    pub fn labels(&self) -> Labels {
+        let mut l = self.agent_labels.clone();
+        l.extend(self.token_labels.clone());
+        l
+    }
+}
+
+/// A join token as stored (the secret only as its hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub secret_hash: String,
+    pub labels: Labels,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub uses_total: u32,
+    pub uses_left: u32,
+    pub created_by: String,
+}
+
+/// Why a token did not admit a host.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error("join token is not known to this coordinator")]
+    Unknown,
+    #[error("join token {id} has expired")]
+    Expired { id: String },
+    #[error("join token {id} has already been used")]
+    Used { id: String },
+    #[error(
+        "host `{host}` is already enrolled; remove it first with `cutover hosts remove {host}`"
+    )]
+    HostExists { host: String },
+}
+
+/// Stores a new join token.
+pub fn insert_token(conn: &Connection, t: &TokenRecord) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT INTO tokens (id, secret_hash, labels, created_at, expires_at, uses_total, uses_left, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            t.id,
+            t.secret_hash,
+            json(&t.labels),
+            t.created_at,
+            t.expires_at,
+            t.uses_total,
+            t.uses_left,
+            t.created_by
+        ],
+    )?;
+    Ok(())
+}
+
+/// A host admitted by [`enroll_with_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrolled {
+    /// The token's labels, bound to the host.
+    pub labels: Labels,
+    /// The same enrolment asked again: same host, token and key, and the
+    /// host never opened a session since. Answered again (with the new
+    /// certificate recorded) without using the token again.
+    pub again: bool,
+}
+
+/// Admits `host` with token `id` (whose secret hashes to `secret_hash`),
+/// for the key whose SHA-256 is `key_sha256`, and uses the token once;
+/// or says why not. One transaction: a refusal changes nothing.
+pub fn enroll_with_token(
+    conn: &mut Connection,
+    id: &str,
+    secret_hash: &str,
+    host: &HostRecord,
+    key_sha256: &str,
+    now: i64,
+) -> Result<Result<Enrolled, TokenRefusal>, StoreError> {
+    let tx = conn.transaction()?;
+    let row: Option<(String, String, i64, u32)> = tx
+        .query_row(
+            "SELECT secret_hash, labels, expires_at, uses_left FROM tokens WHERE id = ?1",
+            params![id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let Some((stored_hash, labels, expires_at, uses_left)) = row else {
+        return Ok(Err(TokenRefusal::Unknown));
+    };
+    if !constant_time_eq(stored_hash.as_bytes(), secret_hash.as_bytes()) {
+        return Ok(Err(TokenRefusal::Unknown));
+    }
+    if expires_at <= now {
+        return Ok(Err(TokenRefusal::Expired { id: id.into() }));
+    }
+    type Existing = (String, String, String, String, Option<i64>);
+    let existing: Option<Existing> = tx
+        .query_row(
+            "SELECT token_id, enroll_key, state, boot_id, last_seen FROM hosts WHERE id = ?1",
+            params![host.id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    if let Some((token_id, key, state, boot_id, last_seen)) = existing {
+        // The enrolling host keeps its key between attempts; a host that
+        // has opened a session has its answer.
+        let again = token_id == id
+            && !key_sha256.is_empty()
+            && constant_time_eq(key.as_bytes(), key_sha256.as_bytes())
+            && state == "enrolled"
+            && boot_id.is_empty()
+            && last_seen.is_none();
+        if !again {
+            return Ok(Err(TokenRefusal::HostExists {
+                host: host.id.clone(),
+            }));
+        }
+        tx.execute(
+            "UPDATE hosts SET cert_serial = ?2, cert_not_after = ?3 WHERE id = ?1",
+            params![host.id, host.cert_serial, host.cert_not_after],
+        )?;
+        tx.commit()?;
+        return Ok(Ok(Enrolled {
+            labels: from_json(&labels, "token labels")?,
+            again: true,
+        }));
+    }
+    if uses_left == 0 {
+        return Ok(Err(TokenRefusal::Used { id: id.into() }));
+    }
+    let labels: Labels = from_json(&labels, "token labels")?;
+    tx.execute(
+        "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1",
+        params![id],
+    )?;
+    let mut host = host.clone();
+    host.token_labels = labels.clone();
+    insert_host(&tx, &host)?;
+    tx.execute(
+        "UPDATE hosts SET enroll_key = ?2 WHERE id = ?1",
+        params![host.id, key_sha256],
+    )?;
+    tx.commit()?;
+    Ok(Ok(Enrolled {
+        labels,
+        again: false,
+    }))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn insert_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT INTO hosts (id, token_labels, agent_labels, state, enrolled_at, token_id, last_seen,
+                            agent_version, address, boot_id, facts, cert_serial, cert_not_after)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            h.id,
+            json(&h.token_labels),
+            json(&h.agent_labels),
+            h.state,
+            h.enrolled_at,
+            h.token_id,
+            h.last_seen,
+            h.agent_version,
+            h.address,
+            h.boot_id,
+            json(&h.facts),
+            h.cert_serial,
+            h.cert_not_after
+        ],
+    )?;
+    Ok(())
+}
+
+/// Writes what the coordinator learned about a host (state, last seen,
+/// Hello fields, certificate).
+/// Moves a host's stored `last_seen` forward to `at_ms` (never back).
+pub fn host_seen(conn: &Connection, host: &str, at_ms: i64) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE hosts SET last_seen = ?2 WHERE id = ?1 AND (last_seen IS NULL OR last_seen < ?2)",
+        params![host, at_ms],
+    )?;
+    Ok(())
+}
+
+pub fn update_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE hosts SET agent_labels = ?2, state = ?3, last_seen = ?4, agent_version = ?5,
+                address = ?6, boot_id = ?7, facts = ?8, cert_serial = ?9, cert_not_after = ?10
+         WHERE id = ?1",
+        params![
+            h.id,
+            json(&h.agent_labels),
+            h.state,
+            h.last_seen,
+            h.agent_version,
+            h.address,
+            h.boot_id,
+            json(&h.facts),
+            h.cert_serial,
+            h.cert_not_after
+        ],
+    )?;
+    Ok(())
+}
+
+/// Deletes a host; returns whether it existed.
+pub fn delete_host(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(exec(conn, "DELETE FROM hosts WHERE id = ?1", params![id])? > 0)
+}
+
+/// Whether host `id` is enrolled.
+pub fn host_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM hosts WHERE id = ?1")?
+        .query_row(params![id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Every host, ordered by id.
+pub fn list_hosts(conn: &Connection) -> Result<Vec<HostRecord>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, token_labels, agent_labels, state, enrolled_at, token_id, last_seen, agent_version,
+                address, boot_id, facts, cert_serial, cert_not_after FROM hosts ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, Option<i64>>(6)?,
+            r.get::<_, String>(7)?,
+            r.get::<_, String>(8)?,
+            r.get::<_, String>(9)?,
+            r.get::<_, String>(10)?,
+            r.get::<_, String>(11)?,
+            r.get::<_, i64>(12)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (
+            id,
+            tl,
+            al,
+            state,
+            enrolled_at,
+            token_id,
+            last_seen,
+            agent_version,
+            address,
+            boot_id,
+            facts,
+            cert_serial,
+            cert_not_after,
+        ) = row?;
+        out.push(HostRecord {
+            token_labels: from_json(&tl, "host token labels")?,
+            agent_labels: from_json(&al, "host agent labels")?,
+            facts: from_json(&facts, "host facts")?,
+            id,
+            state,
+            enrolled_at,
+            token_id,
+            last_seen,
+            agent_version,
+            address,
+            boot_id,
+            cert_serial,
+            cert_not_after,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,267 @@
+//! The store's tests: real SQLite files in temporary directories.
+
+use super::*;
+use cutover_common::labels::Labels;
+
+fn host(id: &str) -> HostRecord {
+    HostRecord {
+        id: id.into(),
+        token_labels: Labels::new(),
+        agent_labels: Labels::new(),
+        state: "enrolled".into(),
+        enrolled_at: 1,
+        token_id: "t1".into(),
+        last_seen: None,
+        agent_version: String::new(),
+        address: String::new(),
+        boot_id: String::new(),
+        facts: HostFacts::default(),
+        cert_serial: "01".into(),
+        cert_not_after: 10,
+    }
+}
+
+fn token(uses: u32, expires_at: i64) -> TokenRecord {
+    TokenRecord {
+        id: "t1".into(),
+        secret_hash: "h".into(),
+        labels: cutover_common::labels::parse("role=web").unwrap(),
+        created_at: 0,
+        expires_at,
+        uses_total: uses,
+        uses_left: uses,
+        created_by: "operator:admin".into(),
+    }
+}
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("db")).unwrap();
+    (dir, s)
+}
+
+/// A store with host `a` enrolled.
+fn store_with_host_a() -> (tempfile::TempDir, Store) {
+    let (d, s) = store();
+    s.with(|c| {
+        insert_token(c, &token(1, 100))?;
+        enroll_with_token(c, "t1", "h", &host("a"), "k-a", 1)?.unwrap();
+        Ok(())
+    })
+    .unwrap();
+    (d, s)
+}
+
+#[test]
+fn a_single_use_token_admits_one_host_and_binds_its_labels() {
+    let (_d, s) = store();
+    s.with(|c| {
+        insert_token(c, &token(1, 100))?;
+        let labels = enroll_with_token(c, "t1", "h", &host("a"), "k-a", 50)?
+            .unwrap()
+            .labels;
+        assert_eq!(labels.get("role").map(String::as_str), Some("web"));
+        assert_eq!(
+            enroll_with_token(c, "t1", "h", &host("b"), "k-b", 50)?,
+            Err(TokenRefusal::Used { id: "t1".into() })
+        );
+        let hosts = list_hosts(c)?;
+        assert_eq!(hosts.len(), 1);
+        assert_eq!(
+            hosts[0].labels().get("role").map(String::as_str),
+            Some("web")
+        );
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn expired_unknown_and_wrong_secret_tokens_change_nothing() {
+    let (_d, s) = store();
+    s.with(|c| {
+        insert_token(c, &token(3, 100))?;
+        assert_eq!(
+            enroll_with_token(c, "t1", "h", &host("a"), "k-a", 100)?,
+            Err(TokenRefusal::Expired { id: "t1".into() })
+        );
+        assert_eq!(
+            enroll_with_token(c, "nope", "h", &host("a"), "k-a", 1)?,
+            Err(TokenRefusal::Unknown)
+        );
+        assert_eq!(
+            enroll_with_token(c, "t1", "x", &host("a"), "k-a", 1)?,
+            Err(TokenRefusal::Unknown)
+        );
+        assert!(list_hosts(c)?.is_empty());
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_host_id_cannot_be_enrolled_twice() {
+    let (_d, s) = store();
+    s.with(|c| {
+        insert_token(c, &token(3, 100))?;
+        enroll_with_token(c, "t1", "h", &host("a"), "k-a", 1)?.unwrap();
+        // Another key: another machine claiming the name.
+        assert!(matches!(
+            enroll_with_token(c, "t1", "h", &host("a"), "k-other", 1)?,
+            Err(TokenRefusal::HostExists { .. })
+        ));
+        Ok(())
+    })
+    .unwrap();
+}
+
+#[test]
+fn the_same_enrolment_asked_again_is_answered_without_using_the_token_again() {
+    let (_d, s) = store();
+    s.with(|c| {
+        insert_token(c, &token(1, 100))?;
+        assert!(!host_exists(c, "a")?);
+        let first = enroll_with_token(c, "t1", "h", &host("a"), "k-a", 1)?.unwrap();
+        assert!(!first.again);
+        assert!(host_exists(c, "a")?);
+        // Its answer was lost; the host asks again with the same key.
+        let mut renewed = host("a");
+        renewed.cert_serial = "02".into();
+        renewed.cert_not_after = 20;
+        let again = enroll_with_token(c, "t1", "h", &renewed, "k-a", 2)?.unwrap();
+        assert_eq!(
+            again,
+            Enrolled {
+                labels: first.labels.clone(),
+                again: true
+            }
+        );
+        let stored = list_hosts(c)?;
+        assert_eq!(stored.len(), 1);
+        assert_eq!(
+            (stored[0].cert_serial.as_str(), stored[0].cert_not_after),
+            ("02", 20)
+        );
+        let uses_left: u32 =
+            c.query_row("SELECT uses_left FROM tokens WHERE id = 't1'", [], |r| {
+                r.get(0)
+            })?;
+        assert_eq!(uses_left, 0, "used once");
+        // Not once the token has expired, nor with another token or
+        // key, nor once the host has opened a session.
+        assert_eq!(
+            enroll_with_token(c, "t1", "h", &renewed, "k-a", 100)?,
+            Err(TokenRefusal::Expired { id: "t1".into() })
+        );
+        assert!(matches!(
+            enroll_with_token(c, "t1", "h", &renewed, "k-b", 3)?,
+            Err(TokenRefusal::HostExists { .. })
+        ));
+        let mut t2 = token(1, 100);
+        t2.id = "t2".into();
+        insert_token(c, &t2)?;
+        assert!(matches!(
+            enroll_with_token(c, "t2", "h", &renewed, "k-a", 3)?,
+            Err(TokenRefusal::HostExists { .. })
+        ));
+        c.execute("UPDATE hosts SET boot_id = 'b1' WHERE id = 'a'", [])?;
+        assert!(matches!(
+            enroll_with_token(c, "t1", "h", &renewed, "k-a", 3)?,
+            Err(TokenRefusal::HostExists { .. })
+        ));
+        // Removed, it is gone; its token's use stays used.
+        assert!(delete_host(c, "a")?);
+        assert!(!host_exists(c, "a")?);
+        assert_eq!(
+            enroll_with_token(c, "t1", "h", &renewed, "k-a", 3)?,
+            Err(TokenRefusal::Used { id: "t1".into() })
+        );
+        Ok(())
+    })
+    .unwrap();
+}
+
+fn result(id: &str) -> BatchedWrite {
+    BatchedWrite::CommandResult {
+        host: "a".into(),
+        id: id.into(),
+        ok: true,
+        message: "done".into(),
+        result_json: "{}".into(),
+        finished_at: 5,
+    }
+}
+
+fn stored_results(s: &Store) -> i64 {
+    s.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0))?))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn writes_queued_together_share_a_commit_and_all_land() {
+    let (_d, s) = store_with_host_a();
+    let mut writes: Vec<BatchedWrite> = (0..2000).map(|i| result(&format!("c{i}"))).collect();
+    let mut a = host("a");
+    a.state = "ready".into();
+    writes.push(BatchedWrite::Host(a));
+    s.write_all(writes).await.unwrap();
+    assert_eq!(stored_results(&s), 2000);
+    let hosts = s.with(|c| list_hosts(c)).unwrap();
+    assert_eq!(hosts[0].state, "ready");
+}
+
+#[tokio::test]
+async fn a_host_seen_moves_its_stored_last_seen_forward_only() {
+    let (_d, s) = store_with_host_a();
+    let seen = |at_ms| BatchedWrite::Seen {
+        host: "a".into(),
+        at_ms,
+    };
+    let stored = || s.with(|c| list_hosts(c)).unwrap()[0].last_seen;
+    s.write_all(vec![seen(50)]).await.unwrap();
+    assert_eq!(stored(), Some(50));
+    // An older time (a session record written meanwhile) is kept.
+    s.write_all(vec![seen(40)]).await.unwrap();
+    assert_eq!(stored(), Some(50));
+    s.write_all(vec![seen(60)]).await.unwrap();
+    assert_eq!(stored(), Some(60));
+}
+
+#[tokio::test]
+async fn one_bad_write_fails_only_its_own_caller() {
+    let (_d, s) = store();
+    s.with(|c| {
+        c.execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON commands WHEN NEW.id = 'bad'
+             BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
+        )?;
+        Ok(())
+    })
+    .unwrap();
+    // Queued at once, so the three land in one batch first.
+    let (x, y, z) = tokio::join!(
+        s.write(result("ok-1")),
+        s.write(result("bad")),
+        s.write(result("ok-2"))
+    );
+    assert!(x.is_ok() && z.is_ok(), "{x:?} {z:?}");
+    let e = y.unwrap_err().to_string();
+    assert!(e.contains("refused by test"), "{e}");
+    assert_eq!(stored_results(&s), 2);
+}
+
+#[test]
+fn the_store_persists_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("db");
+    {
+        let s = Store::open(&p).unwrap();
+        s.with(|c| insert_token(c, &token(1, 100))).unwrap();
+    }
+    let s = Store::open(&p).unwrap();
+    s.with(|c| {
+        enroll_with_token(c, "t1", "h", &host("a"), "k-a", 1)?.unwrap();
+        Ok(())
+    })
+    .unwrap();
+}
