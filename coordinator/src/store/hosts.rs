@@ -218,8 +218,6 @@ fn insert_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes what the coordinator learned about a host (state, last seen,
-/// Hello fields, certificate).
 /// Moves a host's stored `last_seen` forward to `at_ms` (never back).
 pub fn host_seen(conn: &Connection, host: &str, at_ms: i64) -> Result<(), StoreError> {
     exec(
@@ -230,6 +228,8 @@ pub fn host_seen(conn: &Connection, host: &str, at_ms: i64) -> Result<(), StoreE
     Ok(())
 }
 
+/// Writes what the coordinator learned about a host (state, last seen,
+/// Hello fields, certificate).
 pub fn update_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
     exec(
         conn,
