@@ -825,6 +825,27 @@ impl Rollout {
         {
             return self.step(Event::Start, now);
         }
+        // While the coordinator was down nobody heard the hosts' answers;
+        // they wait in the agents' journals and come back with their
+        // sessions. So the time it was down does not count against them:
+        // deadlines of what is in flight run again from now (else a
+        // restart after `healthy_deadline` would fail every host being
+        // swapped and roll back a healthy rollout before any reconnected).
+        let mut in_flight = 0;
+        for p in self.hosts.values_mut() {
+            if let HostPhase::Activating { since_ms } | HostPhase::Stopping { since_ms } = p {
+                *since_ms = now;
+                in_flight += 1;
+            }
+        }
+        if self.rollback_since_ms.is_some() {
+            self.rollback_since_ms = Some(now);
+        }
+        self.progress_since_ms = now;
+        self.note(
+            now,
+            format!("resumed after a coordinator restart; deadlines of {in_flight} host(s) in flight run from now"),
+        );
         self.in_flight()
     }
 }

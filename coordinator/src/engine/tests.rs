@@ -743,6 +743,41 @@ fn a_rollout_stored_before_it_started_starts_on_resume() {
 }
 
 #[test]
+fn a_coordinator_down_longer_than_the_deadlines_fails_no_host_on_resume() {
+    let mut r = rollout(
+        "[strategy]\nmax_unavailable = 1\nhealthy_deadline = \"30s\"\nprogress_deadline = \"1m\"\n",
+        2,
+    );
+    let mut activate = Vec::new();
+    for stage in r.step(Event::Start, 0) {
+        activate.extend(r.step(ok(&stage), 1));
+    }
+    assert!(
+        matches!(activate.as_slice(), [Effect::Activate { host, .. }] if host == "web-1"),
+        "{activate:?}"
+    );
+    // The coordinator dies with web-1's swap in flight and is back 10
+    // minutes later: the swap's answer waits in web-1's journal.
+    let back = 600_000;
+    let again = r.resume(back);
+    assert_eq!(again, activate, "the command in flight is sent again");
+    assert!(r.step(Event::Tick, back + 250).is_empty());
+    assert!(matches!(r.phase, Phase::Activating { .. }), "{:?}", r.phase);
+    let next = r.step(ok(&activate[0]), back + 2_000);
+    assert!(
+        matches!(next.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"),
+        "{next:?}"
+    );
+    // Deadlines still hold from the restart on.
+    r.step(Event::Tick, back + 2_000 + 30_001);
+    assert!(
+        matches!(r.phase, Phase::RollingBack { .. }),
+        "web-2 silent past its healthy deadline: {:?}",
+        r.phase
+    );
+}
+
+#[test]
 fn long_canary_pauses_do_not_trip_the_progress_deadline() {
     let mut r = rollout(
         "[strategy]\nkind = \"canary\"\nprogress_deadline = \"5m\"\nsteps = [ { hosts = 1, pause = \"1h\" }, { hosts = \"100%\" } ]\n",

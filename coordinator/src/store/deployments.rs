@@ -146,8 +146,15 @@ pub fn list_deployments(
 
 /// Deployments still running (to resume after a restart).
 pub fn active_deployments(conn: &Connection) -> Result<Vec<DeploymentRecord>, StoreError> {
+    // Made from ACTIVE_PHASES, so that a phase added there is resumed too
+    // (a list written out here once left `stopping` out).
+    let phases = ACTIVE_PHASES
+        .iter()
+        .map(|p| format!("'{p}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut stmt = conn.prepare(&format!(
-        "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE phase IN ('staging', 'activating', 'waiting', 'switching', 'rolling_back') ORDER BY seq"
+        "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE phase IN ({phases}) ORDER BY seq"
     ))?;
     let rows = stmt.query_map([], deployment_row)?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -265,3 +265,40 @@ fn the_store_persists_across_reopen() {
     })
     .unwrap();
 }
+
+#[test]
+fn every_active_phase_is_resumed_after_a_restart_and_no_finished_one() {
+    let (_d, s) = store();
+    let finished = ["succeeded", "failed", "rolled_back", "aborted"];
+    s.with(|c| {
+        for (i, phase) in ACTIVE_PHASES.iter().chain(&finished).enumerate() {
+            insert_deployment(
+                c,
+                &DeploymentRecord {
+                    seq: i as i64 + 1,
+                    id: format!("d{}", i + 1),
+                    service: format!("s{i}"),
+                    version: "1".into(),
+                    spec_toml: String::new(),
+                    artifact_url: String::new(),
+                    artifact_sha256: String::new(),
+                    rollout_json: "{}".into(),
+                    phase: phase.to_string(),
+                    created_by: "t".into(),
+                    created_at: 1,
+                    finished_at: None,
+                    commit_time: None,
+                    environment: String::new(),
+                    rollback_of: None,
+                },
+            )?;
+        }
+        let resumed: Vec<String> = active_deployments(c)?
+            .into_iter()
+            .map(|d| d.phase)
+            .collect();
+        assert_eq!(resumed, ACTIVE_PHASES, "a recreate stopping its hosts too");
+        Ok(())
+    })
+    .unwrap();
+}
