@@ -259,6 +259,7 @@ impl Rollout {
                     } = self.phase
                         && now >= t
                         && self.analysis_wanted.is_none()
+                        && !self.paused
                     {
                         let analysis = self.steps.get(batch).is_some_and(|s| s.analysis);
                         let has_baseline = batch + 1 < self.batches.len();
@@ -565,7 +566,9 @@ impl Rollout {
         }
         match self.phase.clone() {
             Phase::Staging => {
-                if self.hosts.values().any(|p| matches!(p, HostPhase::Staging)) {
+                if self.held_batch.is_some()
+                    || self.hosts.values().any(|p| matches!(p, HostPhase::Staging))
+                {
                     return Vec::new();
                 }
                 self.note(now, "staged everywhere");
@@ -717,11 +720,14 @@ impl Rollout {
 
     fn start_batch(&mut self, batch: usize, now: i64) -> Vec<Effect> {
         if self.paused && batch < self.batches.len() {
-            self.held_batch = Some(batch);
-            self.note(
-                now,
-                format!("batch {} held: the rollout is paused", batch + 1),
-            );
+            // Asked again at every tick while paused: said once.
+            if self.held_batch != Some(batch) {
+                self.held_batch = Some(batch);
+                self.note(
+                    now,
+                    format!("batch {} held: the rollout is paused", batch + 1),
+                );
+            }
             return Vec::new();
         }
         self.progress_since_ms = now;

@@ -698,16 +698,22 @@ fn a_pause_holds_the_next_canary_step_until_resume() {
     let e = r.step(Event::Start, 0);
     answer_all(&mut r, e, 1);
     r.step(Event::Pause, 2);
-    r.step(Event::Tick, 61_000);
+    assert!(
+        r.step(Event::Tick, 61_000).is_empty(),
+        "paused: the next step waits"
+    );
+    assert!(r.step(Event::Resume, 61_002).is_empty());
+    // Resumed, the bake is judged on the samples of now, then the next
+    // step starts.
+    r.step(Event::Tick, 61_250);
+    assert_eq!(r.analysis_wanted, Some(0));
     let e = r.step(
         Event::Analysis {
             batch: 0,
             report: report(crate::analysis::Verdict::Pass),
         },
-        61_001,
+        61_300,
     );
-    assert!(e.is_empty(), "paused: the next step waits");
-    let e = r.step(Event::Resume, 61_002);
     assert!(matches!(e.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
 }
 
@@ -774,6 +780,53 @@ fn a_coordinator_down_longer_than_the_deadlines_fails_no_host_on_resume() {
         matches!(r.phase, Phase::RollingBack { .. }),
         "web-2 silent past its healthy deadline: {:?}",
         r.phase
+    );
+}
+
+#[test]
+fn a_paused_rollout_stays_as_it_is_tick_after_tick_until_resumed() {
+    let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);
+    let stages = r.step(Event::Start, 0);
+    r.step(Event::Pause, 1);
+    for stage in stages {
+        assert!(r.step(ok(&stage), 2).is_empty(), "paused: no batch starts");
+    }
+    let notes = r.notes.len();
+    let before = r.clone();
+    for t in 1..=20 {
+        assert!(r.step(Event::Tick, 2 + t * 250).is_empty());
+    }
+    assert_eq!(r.notes.len(), notes, "{:#?}", &r.notes[notes..]);
+    assert_eq!(r, before, "nothing to store again while paused");
+    let e = r.step(Event::Resume, 10_000);
+    assert!(
+        matches!(e.as_slice(), [Effect::Activate { host, .. }] if host == "web-1"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_canary_paused_during_its_bake_asks_for_no_analysis_until_resumed() {
+    let mut r = rollout(
+        "[strategy]\nkind = \"canary\"\nsteps = [ { hosts = 1, pause = \"1m\", analysis = true }, { hosts = \"100%\" } ]\n",
+        2,
+    );
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    assert!(matches!(r.phase, Phase::Waiting { .. }), "{:?}", r.phase);
+    r.step(Event::Pause, 2);
+    let notes = r.notes.len();
+    for t in 0..20 {
+        assert!(r.step(Event::Tick, 61_000 + t * 250).is_empty());
+    }
+    assert_eq!(r.analysis_wanted, None, "paused: the bake is not judged");
+    assert_eq!(r.notes.len(), notes);
+    r.step(Event::Resume, 70_000);
+    r.step(Event::Tick, 70_250);
+    assert_eq!(
+        r.analysis_wanted,
+        Some(0),
+        "resumed: judged at the next tick"
     );
 }
 
