@@ -612,3 +612,46 @@ fn a_startup_probe_must_pass_before_readiness_counts() {
     assert!(r.message.contains("not ready within"), "{}", r.message);
     assert_eq!(r.active_release, "v1");
 }
+
+#[test]
+fn a_swap_that_cannot_be_recorded_starts_nothing_and_the_old_release_keeps_serving() {
+    let mut h = host();
+    assert!(h.deploy(1, &[]).ok);
+    let state = h
+        .cluster
+        .dir
+        .path()
+        .join("agents/web-1/services/web/state.json");
+    let saved = std::fs::read(&state).unwrap();
+    // state.json can no longer be replaced (as on a full disk): a
+    // directory that is not empty stands where it goes.
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir_all(state.join("x")).unwrap();
+    let load = Load::start(h.addr(), 2, 1);
+    poll("load to flow", Duration::from_secs(10), || {
+        (load.count() > 50).then_some(())
+    });
+    let r = h.deploy(2, &[]);
+    assert!(!r.ok, "{r:?}");
+    assert!(
+        r.message.contains("cannot record the swap"),
+        "{}",
+        r.message
+    );
+    let before = load.count();
+    poll(
+        "load after the refused swap",
+        Duration::from_secs(10),
+        || (load.count() > before + 50).then_some(()),
+    );
+    let records = load.stop();
+    assert_clean(&records, "a swap that could not be recorded");
+    assert!(
+        records
+            .iter()
+            .all(|r| matches!(&r.outcome, Outcome::Ok { version } if version == "1")),
+        "v2 never served"
+    );
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::write(&state, saved).unwrap();
+}

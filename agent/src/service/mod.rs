@@ -267,6 +267,8 @@ impl Service {
                 }
                 alive.retain(|i| i.record.id == new_instance);
                 state.swap = None;
+                // A swap finished serves, whatever it started from.
+                state.stopped = false;
             }
             Recovery::Forget => {
                 // A new instance may have started without its pid being
@@ -314,7 +316,16 @@ impl Service {
         svc
     }
 
+    /// Records the state (and publishes it); a failure is logged. Where
+    /// what comes next must not happen unrecorded, use [`Self::try_save`].
     fn save(&self) {
+        if let Err(e) = self.try_save() {
+            tracing::error!(service = %self.name, error = %e, "writing state.json failed");
+        }
+    }
+
+    /// Records the state durably, or says why not.
+    fn try_save(&self) -> std::io::Result<()> {
         self.publish();
         let held: Vec<(String, std::os::fd::BorrowedFd<'_>)> = self
             .listeners
@@ -322,11 +333,8 @@ impl Service {
             .map(|l| crate::sd::borrow(&l.name, &l.fd))
             .collect();
         self.shared.notifier.store_listeners(&self.name, &held);
-        if let Err(e) = std::fs::create_dir_all(&self.dir.root)
+        std::fs::create_dir_all(&self.dir.root)
             .and_then(|_| self.state.save(&self.dir.state_file()))
-        {
-            tracing::error!(service = %self.name, error = %e, "writing state.json failed");
-        }
     }
 
     /// Points `current` and `previous` at the state's releases. Always
@@ -498,7 +506,19 @@ impl Service {
             new_instance: Some(new_id.clone()),
             old_instance: self.active.as_ref().map(|o| o.instance.record.id.clone()),
         });
-        self.save();
+        // A swap is never started unrecorded: a restart could not find
+        // the new instance (a full disk, say). Nothing has changed yet.
+        if let Err(e) = self.try_save() {
+            self.state.swap = None;
+            self.save();
+            return Err(fail(
+                format!(
+                    "cannot record the swap in {} ({e}); nothing was started",
+                    self.dir.state_file().display()
+                ),
+                hooks,
+            ));
+        }
         let new = match self.launch(new_id, target, &spec) {
             Ok(n) => n,
             Err(e) => {
@@ -514,7 +534,16 @@ impl Service {
         // Written: a restart while the new instance is judged stops it
         // from its record, with the spec's stop signal and grace
         // (`Recovery::Undo`), not by a scan for its id.
-        self.save();
+        let recorded = self.try_save();
+        if let Err(e) = recorded {
+            return Err(self
+                .abandon(
+                    new,
+                    format!("cannot record the new instance in state.json ({e})"),
+                    hooks,
+                )
+                .await);
+        }
         self.progress(
             command_id,
             "starting",
@@ -540,17 +569,25 @@ impl Service {
                 "failed",
                 format!("{why}; stopping the new instance, the old one keeps serving"),
             );
-            let new_id = new.instance.record.id.clone();
-            Self::stop_active(new).await;
-            self.state.instances.retain(|r| r.id != new_id);
-            self.state.swap = None;
-            self.save();
-            return Err(fail(why, hooks));
+            return Err(self.abandon(new, why, hooks).await);
         }
         if let Some(s) = &mut self.state.swap {
             s.phase = SwapPhase::StoppingOld;
         }
-        self.save();
+        // The old instance is signalled only once that is recorded: else a
+        // restart would undo a swap whose old instance is gone.
+        if let Err(e) = self.try_save() {
+            if let Some(s) = &mut self.state.swap {
+                s.phase = SwapPhase::Starting;
+            }
+            return Err(self
+                .abandon(
+                    new,
+                    format!("cannot record the swap's progress in state.json ({e})"),
+                    hooks,
+                )
+                .await);
+        }
         if let Some(o) = self.active.take() {
             let pid = o.instance.pid();
             self.progress(
@@ -603,6 +640,18 @@ impl Service {
         Ok(fail(format!("release {target} active (pid {pid})"), hooks))
     }
 
+    /// Gives up a swap before the old instance was signalled: stops the
+    /// new instance, forgets the swap, and says why. The old one keeps
+    /// serving.
+    async fn abandon(&mut self, new: Active, why: String, hooks: Vec<HookOutput>) -> Report {
+        let new_id = new.instance.record.id.clone();
+        Self::stop_active(new).await;
+        self.state.instances.retain(|r| r.id != new_id);
+        self.state.swap = None;
+        self.save();
+        fail(why, hooks)
+    }
+
     /// Activates the previous release (already staged: no download).
     pub async fn rollback(&mut self, command_id: &str, to: Option<&str>) -> OpResult {
         let Some(prev) = to.map(str::to_string) else {
@@ -623,6 +672,10 @@ impl Service {
     /// recreate deployment); otherwise they are closed and clients are
     /// refused.
     pub async fn stop(&mut self, command_id: &str, keep_listeners: bool) -> OpResult {
+        // Recorded first: a restart during the stop's grace must not let
+        // supervision start the instance again.
+        self.state.stopped = true;
+        self.save();
         if let Some(a) = self.active.take() {
             let pid = a.instance.pid();
             let how = Self::stop_active(a).await;
@@ -672,6 +725,8 @@ impl Service {
             }
         }
         if stop && let Some(a) = self.active.take() {
+            self.state.stopped = true;
+            self.save();
             let how = Self::stop_active(a).await;
             self.state.instances.clear();
             self.state.stopped = true;
