@@ -244,8 +244,31 @@ impl Instance {
             }
         })?;
         let pid = child.id().expect("a just-spawned child has a pid");
-        let pidfd = sys::pidfd_open(pid).map_err(io(format!("pidfd_open({pid})")))?;
-        let start_time = sys::process_start_time(pid).unwrap_or(0);
+        // Without its pidfd and start time the instance could be neither
+        // supervised nor found again after a restart: it is not let loose
+        // (it may already have taken connections from the shared queue).
+        let tracked = sys::pidfd_open(pid)
+            .map_err(io(format!("pidfd_open({pid})")))
+            .and_then(|fd| {
+                sys::process_start_time(pid)
+                    .map(|t| (fd, t))
+                    .ok_or_else(|| InstanceError::Io {
+                        what: format!("reading the start time of pid {pid}"),
+                        source: std::io::Error::other("no /proc entry"),
+                    })
+            });
+        let (pidfd, start_time) = match tracked {
+            Ok(t) => t,
+            Err(e) => {
+                let _ = sys::signal_group(pid, rustix::process::Signal::KILL);
+                let _ = child.start_kill();
+                // Reaped, not left a zombie.
+                tokio::spawn(async move {
+                    let _ = child.wait().await;
+                });
+                return Err(e);
+            }
+        };
         let (tx, rx) = watch::channel(None);
         tokio::spawn(async move {
             let desc = match child.wait().await {
