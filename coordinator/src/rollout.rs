@@ -615,16 +615,19 @@ async fn run(
     };
     let apply = |r: &mut Rollout, ev: Event| apply_all(r, vec![ev]);
     let mut sent = Sent::new();
-    if fresh {
-        let effects = apply(&mut r, Event::Start);
-        persist(&app, &r).await;
+    // A transition computed but not stored yet: nothing it asks for is
+    // sent (nor the traffic switch run) until a store write succeeds.
+    let mut held = false;
+    let effects = if fresh {
+        apply(&mut r, Event::Start)
+    } else {
+        r.resume(now_ms())
+    };
+    if persist(&app, &r).await {
         let _ = view.send(r.clone());
         send(&app, &job, &r, &effects, &mut sent).await;
     } else {
-        let effects = r.resume(now_ms());
-        if persist(&app, &r).await {
-            send(&app, &job, &r, &effects, &mut sent).await;
-        }
+        held = true;
     }
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut resend = tokio::time::interval(Duration::from_secs(3));
@@ -687,7 +690,7 @@ async fn run(
                     let report = analyse(&app, &r, batch);
                     out.extend(apply(&mut r, Event::Analysis { batch, report }));
                 }
-                if let engine::Phase::Switching { batch } = r.phase {
+                if !held && let engine::Phase::Switching { batch } = r.phase {
                     let live = r.group.clone().unwrap_or_default();
                     let hosts = r.batches[batch].clone();
                     let (ok, detail) = run_switch(&job, &r, &live, r.old_group.as_deref(), &hosts).await;
@@ -700,6 +703,17 @@ async fn run(
                 (out, changed, false)
             }
             _ = resend.tick() => {
+                if held {
+                    if !persist(&app, &r).await {
+                        continue;
+                    }
+                    held = false;
+                    dirty = false;
+                    stored_at = Instant::now();
+                    let _ = view.send(r.clone());
+                }
+                // Also what a transition stored late asked for: it is in
+                // flight in the rollout and not yet in `sent`.
                 let again = due_again(&app, &r, &sent);
                 send(&app, &job, &r, &again, &mut sent).await;
                 continue;
@@ -721,17 +735,28 @@ async fn run(
                 || stored_at.elapsed() >= PROGRESS_STORE_EVERY)
         {
             if !persist(&app, &r).await {
-                // Not stored: do not act. The re-send loop retries in-flight
-                // commands once storing works again.
+                // Not stored: do not act. The re-send loop stores it again
+                // and then sends what is in flight.
+                held = true;
                 continue;
             }
+            held = false;
             dirty = false;
             stored_at = Instant::now();
             let _ = view.send(r.clone());
         }
-        send(&app, &job, &r, &effects, &mut sent).await;
+        if !held {
+            send(&app, &job, &r, &effects, &mut sent).await;
+        }
     }
-    persist(&app, &r).await;
+    // Finished: an operator's late pause or abort is told "not running"
+    // rather than accepted and never applied.
+    events.close();
+    // The end is stored before the service is free for the next
+    // deployment, however long the store takes to work again.
+    while !persist(&app, &r).await {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     let _ = view.send(r.clone());
     if let (Some((_, since)), engine::Phase::Succeeded) = (batch, &r.phase) {
         app.metrics.batch_done(now_ms() - since);
