@@ -43,6 +43,14 @@ pub enum SubmitError {
         phase: String,
         by: String,
     },
+    #[error(
+        "`{service}` changed while the rollback was prepared: deployment {now} succeeded after {read}; run `cutover rollback {service}` again"
+    )]
+    HistoryMoved {
+        service: String,
+        read: String,
+        now: String,
+    },
     #[error(transparent)]
     Promotion(#[from] crate::promotion::Refused),
     #[error(transparent)]
@@ -315,6 +323,24 @@ pub async fn submit(
                     phase: d.phase,
                     by: d.created_by,
                 }));
+            }
+            // An operator's rollback undoes the newest success it read; if
+            // another deployment has succeeded since (it was finishing while
+            // the rollback was prepared), its target is no longer "the
+            // version before", and nothing is done.
+            if let Some(undone) = &rollback_of {
+                let newest = store::list_deployments(&tx, &j.spec.service, u32::MAX)?
+                    .into_iter()
+                    .find(|d| d.phase == "succeeded");
+                if let Some(d) = newest
+                    && &d.id != undone
+                {
+                    return Ok(Err(SubmitError::HistoryMoved {
+                        service: j.spec.service.clone(),
+                        read: undone.clone(),
+                        now: d.id,
+                    }));
+                }
             }
             // The promotion gate, against the stored history. An
             // operator's rollback goes back to a version that already ran

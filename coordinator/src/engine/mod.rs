@@ -826,6 +826,11 @@ impl Rollout {
     /// lost session (agents answer repeated commands from their journal).
     /// A rollout stored before its start took effect is started now.
     pub fn resume(&mut self, now: i64) -> Vec<Effect> {
+        // Stored as running but finished (a blue/green switch-back cut off
+        // by a crash): nothing to carry on.
+        if self.phase.is_terminal() {
+            return Vec::new();
+        }
         if matches!(self.phase, Phase::Staging)
             && self.hosts.values().all(|p| matches!(p, HostPhase::Pending))
         {

@@ -16,7 +16,9 @@ use crate::store::{self, Audit, DeploymentRecord, Outcome};
 impl From<SubmitError> for Status {
     fn from(e: SubmitError) -> Status {
         match e {
-            SubmitError::Busy { .. } => Status::failed_precondition(e.to_string()),
+            SubmitError::Busy { .. } | SubmitError::HistoryMoved { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
             SubmitError::Plan(_) => Status::failed_precondition(e.to_string()),
             SubmitError::Promotion(_) => Status::failed_precondition(e.to_string()),
             SubmitError::Store(_) => Status::internal(e.to_string()),
@@ -416,10 +418,32 @@ pub async fn rollback_service(
                     "no ready host in group `{old}`: cannot switch back"
                 )));
             }
+            // The service is busy while traffic moves: a deployment (or a
+            // second switch-back) submitted meanwhile is refused. Claimed
+            // in the store, so of two at once one wins. A coordinator that
+            // dies mid-switch resumes the deployment as it was stored
+            // (succeeded), and an operator can switch back again.
+            let id = last.id.clone();
+            let claimed = app
+                .store
+                .call(move |c| store::move_phase(c, &id, "succeeded", "switching"))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
+            if !claimed {
+                return Err(Status::failed_precondition(format!(
+                    "deployment {} of `{}` changed meanwhile (another rollback?): run `cutover rollback {}` again",
+                    last.id, last.service, last.service
+                )));
+            }
             let (ok, detail) =
                 rollout::run_switch(&job, &rollout, &old, rollout.group.as_deref(), &old_hosts)
                     .await;
             if !ok {
+                let id = last.id.clone();
+                app.store
+                    .call(move |c| store::move_phase(c, &id, "switching", "succeeded"))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?;
                 audit(
                     app,
                     &op,

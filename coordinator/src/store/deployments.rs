@@ -90,6 +90,17 @@ pub fn update_deployment(
     Ok(())
 }
 
+/// Moves deployment `id` from phase `from` to `to` if it is still in
+/// `from`; returns whether it was (a compare-and-set: of two callers, one
+/// wins).
+pub fn move_phase(conn: &Connection, id: &str, from: &str, to: &str) -> Result<bool, StoreError> {
+    Ok(exec(
+        conn,
+        "UPDATE deployments SET phase = ?3 WHERE id = ?1 AND phase = ?2",
+        params![id, from, to],
+    )? == 1)
+}
+
 fn deployment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeploymentRecord> {
     Ok(DeploymentRecord {
         seq: r.get(0)?,

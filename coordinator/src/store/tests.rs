@@ -298,6 +298,14 @@ fn every_active_phase_is_resumed_after_a_restart_and_no_finished_one() {
             .map(|d| d.phase)
             .collect();
         assert_eq!(resumed, ACTIVE_PHASES, "a recreate stopping its hosts too");
+        // A blue/green switch-back claims the live deployment once.
+        let live = format!("d{}", ACTIVE_PHASES.len() + 1);
+        assert!(move_phase(c, &live, "succeeded", "switching")?);
+        assert!(
+            !move_phase(c, &live, "succeeded", "switching")?,
+            "claimed once"
+        );
+        assert_eq!(get_deployment(c, &live)?.unwrap().phase, "switching");
         Ok(())
     })
     .unwrap();
