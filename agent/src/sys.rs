@@ -63,6 +63,15 @@ pub fn signal_group(pgid: u32, sig: Signal) -> io::Result<()> {
     }
 }
 
+/// Signals process `p`. One that no longer exists is not an error.
+pub fn signal_process(p: u32, sig: Signal) -> io::Result<()> {
+    match rustix::process::kill_process(pid(p)?, sig) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Whether any process of group `pgid` is still alive.
 pub fn group_alive(pgid: u32) -> bool {
     matches!(

@@ -192,3 +192,87 @@ impl Service {
         a.instance.stop(sig, grace).await
     }
 }
+
+/// Stops whatever still runs of instance `id` with no main process to
+/// re-attach to: children left behind when it died while the agent was
+/// down, or a new instance whose pid was never recorded. Found by the
+/// `CUTOVER_INSTANCE` in their environment (they would otherwise go on
+/// accepting on the shared sockets, unsupervised): `sig`, up to `grace`,
+/// then SIGKILL. Returns how many there were.
+pub(super) async fn stop_leftovers(
+    service: &str,
+    id: &str,
+    sig: rustix::process::Signal,
+    grace: Duration,
+) -> usize {
+    let needle = format!("CUTOVER_INSTANCE={id}");
+    let found = sys::pids_with_env(&needle);
+    if found.is_empty() {
+        return 0;
+    }
+    tracing::warn!(service, instance = %id, pids = ?found, "stopping processes left of an instance that is gone");
+    for &p in &found {
+        let _ = sys::signal_process(p, sig);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline && !sys::pids_with_env(&needle).is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for p in sys::pids_with_env(&needle) {
+        let _ = sys::signal_process(p, rustix::process::Signal::KILL);
+    }
+    found.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn what_is_left_of_a_gone_instance_is_found_by_its_id_and_stopped() {
+        let id = format!("test-{}", std::process::id());
+        let spawn = || {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .env("CUTOVER_INSTANCE", &id)
+                .spawn()
+                .unwrap()
+        };
+        let (mut a, mut b) = (spawn(), spawn());
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .env("CUTOVER_INSTANCE", "someone-else")
+            .spawn()
+            .unwrap();
+        let n = stop_leftovers(
+            "web",
+            &id,
+            rustix::process::Signal::TERM,
+            Duration::from_secs(5),
+        )
+        .await;
+        assert_eq!(n, 2);
+        // Both were ended by SIGTERM (reaped here, as their parent).
+        for c in [&mut a, &mut b] {
+            let st = c.wait().unwrap();
+            assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(15));
+        }
+        assert_eq!(
+            other.try_wait().unwrap(),
+            None,
+            "another instance's process is left alone"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert_eq!(
+            stop_leftovers(
+                "web",
+                &id,
+                rustix::process::Signal::TERM,
+                Duration::from_secs(5)
+            )
+            .await,
+            0
+        );
+    }
+}

@@ -221,12 +221,23 @@ impl Service {
         {
             svc.recover_listeners(&spec, &alive);
         }
-        let grace_of = |svc: &Service, inst: &Instance| {
+        let grace_of = |svc: &Service, release: &str| {
             svc.dir
-                .meta(&inst.record.release)
+                .meta(release)
                 .map(|m| (m.spec.swap.stop_signal.clone(), m.spec.swap.grace))
                 .unwrap_or(("SIGTERM".into(), Duration::from_secs(30)))
         };
+        // An instance whose main process died while the agent was down may
+        // have left children on the shared sockets: stopped, not left
+        // serving unsupervised. (Only where the main process is verifiably
+        // gone: one alive that could not be re-attached is not touched.)
+        for gone in state.instances.iter().filter(|r| {
+            !alive_ids.contains(&r.id) && sys::process_start_time(r.pid) != Some(r.start_time)
+        }) {
+            let (sig, grace) = grace_of(&svc, &gone.release);
+            let sig = sys::signal_by_name(&sig).unwrap_or(rustix::process::Signal::TERM);
+            instances::stop_leftovers(name, &gone.id, sig, grace).await;
+        }
         match state::recover(state.swap.as_ref(), &alive_ids) {
             Recovery::Nothing => {}
             Recovery::Undo { stop } => {
@@ -234,7 +245,7 @@ impl Service {
                     && let Some(pos) = alive.iter().position(|i| i.record.id == id)
                 {
                     let inst = alive.remove(pos);
-                    let (sig, grace) = grace_of(&svc, &inst);
+                    let (sig, grace) = grace_of(&svc, &inst.record.release);
                     tracing::warn!(service = name, instance = %id, "undoing a half-done swap: stopping the new instance");
                     inst.stop(
                         sys::signal_by_name(&sig).unwrap_or(rustix::process::Signal::TERM),
@@ -253,7 +264,7 @@ impl Service {
                     && let Some(pos) = alive.iter().position(|i| i.record.id == id)
                 {
                     let inst = alive.remove(pos);
-                    let (sig, grace) = grace_of(&svc, &inst);
+                    let (sig, grace) = grace_of(&svc, &inst.record.release);
                     tracing::warn!(service = name, instance = %id, "finishing a half-done swap: stopping the old instance");
                     inst.stop(
                         sys::signal_by_name(&sig).unwrap_or(rustix::process::Signal::TERM),
@@ -274,15 +285,13 @@ impl Service {
                 // A new instance may have started without its pid being
                 // recorded: find it by the id in its environment.
                 if let Some(id) = state.swap.as_ref().and_then(|s| s.new_instance.clone()) {
-                    for pid in sys::pids_with_env(&format!("CUTOVER_INSTANCE={id}")) {
-                        tracing::warn!(service = name, instance = %id, pid, "stopping an untracked new instance");
-                        let _ = sys::signal_group(pid, rustix::process::Signal::TERM);
-                        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-                        while sys::group_alive(pid) && std::time::Instant::now() < deadline {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        let _ = sys::signal_group(pid, rustix::process::Signal::KILL);
-                    }
+                    instances::stop_leftovers(
+                        name,
+                        &id,
+                        rustix::process::Signal::TERM,
+                        Duration::from_secs(30),
+                    )
+                    .await;
                 }
                 state.swap = None;
             }
@@ -295,7 +304,7 @@ impl Service {
             if serving.is_none() && Some(&inst.record.release) == active_rel.as_ref() {
                 serving = Some(inst);
             } else {
-                let (sig, grace) = grace_of(&svc, &inst);
+                let (sig, grace) = grace_of(&svc, &inst.record.release);
                 inst.stop(
                     sys::signal_by_name(&sig).unwrap_or(rustix::process::Signal::TERM),
                     grace,
