@@ -159,6 +159,14 @@ impl Service {
             let now = Instant::now();
             match self.restart_after {
                 None => {
+                    // Children of a crashed process may still hold the
+                    // socket: they must not serve unsupervised, nor next to
+                    // the replacement. Killed now, while its pid (just
+                    // reaped) still names its group; not after the backoff,
+                    // when the pid may name another process's group.
+                    if let Some(a) = &self.active {
+                        let _ = sys::signal_group(a.instance.pid(), rustix::process::Signal::KILL);
+                    }
                     let delay = self.backoff.next_delay();
                     tracing::warn!(service = %self.name, release = %release, "instance {}; restarting in {delay:?}", e.description);
                     self.restart_after = Some(now + delay);
@@ -176,9 +184,14 @@ impl Service {
             self.restarts += 1;
             self.publish();
             if let Some(a) = self.active.take() {
-                // Children of a crashed process still hold the socket: they
-                // must not serve next to the replacement.
-                let _ = sys::signal_group(a.instance.pid(), rustix::process::Signal::KILL);
+                // Any child started since (by a child) is found by its id.
+                super::instances::stop_leftovers(
+                    &self.name,
+                    &a.instance.record.id,
+                    rustix::process::Signal::KILL,
+                    Duration::ZERO,
+                )
+                .await;
             }
             self.state.instances.clear();
             let r = self.activate("supervisor", &release, true).await;
