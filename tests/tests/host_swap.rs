@@ -655,3 +655,31 @@ fn a_swap_that_cannot_be_recorded_starts_nothing_and_the_old_release_keeps_servi
     std::fs::remove_dir_all(&state).unwrap();
     std::fs::write(&state, saved).unwrap();
 }
+
+#[test]
+fn a_failed_swap_to_a_moved_listener_keeps_the_old_socket_and_leaves_no_new_one() {
+    let mut h = host();
+    assert!(h.deploy(1, &[]).ok);
+    let load = Load::start(h.addr(), 2, 1);
+    poll("load to flow", Duration::from_secs(10), || {
+        (load.count() > 50).then_some(())
+    });
+    // v2 moves the listener to another port, and crashes on start.
+    let (old_port, moved) = (h.port, free_port());
+    h.port = moved;
+    let r = h.deploy(2, &["--crash-on-start"]);
+    h.port = old_port;
+    assert!(!r.ok, "{r:?}");
+    assert_eq!(r.active_release, "v1");
+    let before = load.count();
+    poll(
+        "load after the failed swap",
+        Duration::from_secs(10),
+        || (load.count() > before + 50).then_some(()),
+    );
+    assert_clean(&load.stop(), "a failed swap to a moved listener");
+    // Nothing listens on the new port: clients are refused, not queued
+    // on a socket nobody accepts from.
+    let e = std::net::TcpStream::connect(("127.0.0.1", moved)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+}

@@ -58,7 +58,7 @@ impl Service {
                 .filter_map(|l| {
                     self.listeners
                         .iter()
-                        .find(|x| x.name == l.name)
+                        .find(|x| x.name == l.name && x.addr == l.address)
                         .map(|x| (x.name.as_str(), &x.fd))
                 })
                 .collect()

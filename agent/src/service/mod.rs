@@ -532,6 +532,7 @@ impl Service {
             Ok(n) => n,
             Err(e) => {
                 self.state.swap = None;
+                self.keep_serving_listeners();
                 self.save();
                 return Err(fail(format!("cannot start the new instance: {e}"), hooks));
             }
@@ -657,8 +658,20 @@ impl Service {
         Self::stop_active(new).await;
         self.state.instances.retain(|r| r.id != new_id);
         self.state.swap = None;
+        self.keep_serving_listeners();
         self.save();
         fail(why, hooks)
+    }
+
+    /// After a swap given up: sockets bound for the new release alone (a
+    /// listener moved to another address) would queue connections nobody
+    /// accepts, so only those the serving instance declares are kept.
+    fn keep_serving_listeners(&mut self) {
+        if let Some(old) = &self.active {
+            let keep = &old.spec.listen;
+            self.listeners
+                .retain(|l| keep.iter().any(|s| s.name == l.name && s.address == l.addr));
+        }
     }
 
     /// Activates the previous release (already staged: no download).

@@ -124,7 +124,9 @@ impl Service {
             }
             let fd = bind_listener(l.address)
                 .map_err(|e| format!("binding listener `{}` on {}: {e}", l.name, l.address))?;
-            self.listeners.retain(|x| x.name != l.name);
+            // A listener of the same name on another address stays until
+            // the swap succeeds: the old instance serves on it meanwhile,
+            // and if the swap fails it goes on doing so (see `abandon`).
             self.listeners.push(Listener {
                 name: l.name.clone(),
                 addr: l.address,
