@@ -117,10 +117,55 @@ pub async fn run(
     }
 }
 
+/// The environment entry naming whose hook a process is (the service's
+/// directory): hooks run in their own process groups and outlive an agent
+/// that is killed, so a restarted agent finds them by it.
+pub const OWNER_ENV: &str = "CUTOVER_HOOK_OF";
+
+/// Kills what still runs of hooks owned by `owner` (started by an agent
+/// that was killed): the journal runs their command again, and a hook (a
+/// migration, say) must not run twice at once. Returns how many.
+pub fn kill_orphans(owner: &str) -> usize {
+    let found = crate::sys::pids_with_env(&format!("{OWNER_ENV}={owner}"));
+    for &p in &found {
+        tracing::warn!(
+            pid = p,
+            owner,
+            "killing a hook left running by an agent that was killed"
+        );
+        let _ = crate::sys::signal_process(p, rustix::process::Signal::KILL);
+    }
+    found.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn hooks_left_running_by_a_killed_agent_are_found_by_owner_and_killed() {
+        let owner = format!("/test/{}/services/web", std::process::id());
+        let spawn = |o: &str| {
+            std::process::Command::new("sleep")
+                .arg("30")
+                .env(OWNER_ENV, o)
+                .spawn()
+                .unwrap()
+        };
+        let mut orphan = spawn(&owner);
+        let mut other = spawn("/another/agent/services/web");
+        assert_eq!(kill_orphans(&owner), 1);
+        let st = orphan.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
+        assert_eq!(
+            other.try_wait().unwrap(),
+            None,
+            "another owner's hook is left alone"
+        );
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
 
     fn hook(cmd: &[&str], timeout_ms: u64) -> Hook {
         Hook {

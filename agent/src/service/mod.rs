@@ -198,6 +198,8 @@ impl Service {
     pub async fn load(name: &str, shared: Arc<Shared>) -> Service {
         let dir = ServiceDir::new(&shared.state_dir, name);
         dir.clean_leftovers();
+        // Before any command of this service runs again from the journal.
+        hooks::kill_orphans(&dir.root.display().to_string());
         let mut state = ServiceState::load(&dir.state_file()).unwrap_or_else(|| ServiceState {
             service: name.into(),
             ..Default::default()
@@ -396,6 +398,7 @@ impl Service {
                 "CUTOVER_RELEASE_DIR".into(),
                 self.dir.release_dir(release).display().to_string(),
             ),
+            (hooks::OWNER_ENV.into(), self.dir.root.display().to_string()),
         ]
     }
 
