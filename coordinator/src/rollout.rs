@@ -328,19 +328,15 @@ pub async fn submit(
             // another deployment has succeeded since (it was finishing while
             // the rollback was prepared), its target is no longer "the
             // version before", and nothing is done.
-            if let Some(undone) = &rollback_of {
-                let newest = store::list_deployments(&tx, &j.spec.service, u32::MAX)?
-                    .into_iter()
-                    .find(|d| d.phase == "succeeded");
-                if let Some(d) = newest
-                    && &d.id != undone
-                {
-                    return Ok(Err(SubmitError::HistoryMoved {
-                        service: j.spec.service.clone(),
-                        read: undone.clone(),
-                        now: d.id,
-                    }));
-                }
+            if let Some(undone) = &rollback_of
+                && let Some(newest) = store::newest_succeeded(&tx, &j.spec.service)?
+                && &newest != undone
+            {
+                return Ok(Err(SubmitError::HistoryMoved {
+                    service: j.spec.service.clone(),
+                    read: undone.clone(),
+                    now: newest,
+                }));
             }
             // The promotion gate, against the stored history. An
             // operator's rollback goes back to a version that already ran
@@ -771,9 +767,9 @@ async fn run(
             stored_at = Instant::now();
             let _ = view.send(r.clone());
         }
-        if !held {
-            send(&app, &job, &r, &effects, &mut sent).await;
-        }
+        // Effects come only from a change, and a change with effects was
+        // stored just above (or the loop went on): `held` is false here.
+        send(&app, &job, &r, &effects, &mut sent).await;
     }
     // Finished: an operator's late pause or abort is told "not running"
     // rather than accepted and never applied.

@@ -1,7 +1,7 @@
 //! Deployments as stored: one row each, its rollout as JSON, read back
 //! by id, by service and while active.
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::*;
 
@@ -88,6 +88,17 @@ pub fn update_deployment(
         params![id, rollout_json, phase, finished_at],
     )?;
     Ok(())
+}
+
+/// The id of the newest deployment of `service` that succeeded (without
+/// reading specs and rollouts, which can be a megabyte each).
+pub fn newest_succeeded(conn: &Connection, service: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id FROM deployments WHERE service = ?1 AND phase = 'succeeded' ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![service], |r| r.get(0))
+        .optional()?)
 }
 
 /// Moves deployment `id` from phase `from` to `to` if it is still in

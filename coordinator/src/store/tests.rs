@@ -298,8 +298,12 @@ fn every_active_phase_is_resumed_after_a_restart_and_no_finished_one() {
             .map(|d| d.phase)
             .collect();
         assert_eq!(resumed, ACTIVE_PHASES, "a recreate stopping its hosts too");
-        // A blue/green switch-back claims the live deployment once.
+        // The newest success of a service, and none for one without.
         let live = format!("d{}", ACTIVE_PHASES.len() + 1);
+        let service = get_deployment(c, &live)?.unwrap().service;
+        assert_eq!(newest_succeeded(c, &service)?, Some(live.clone()));
+        assert_eq!(newest_succeeded(c, "s0")?, None, "s0 is staging");
+        // A blue/green switch-back claims the live deployment once.
         assert!(move_phase(c, &live, "succeeded", "switching")?);
         assert!(
             !move_phase(c, &live, "succeeded", "switching")?,
