@@ -125,15 +125,15 @@ pub const OWNER_ENV: &str = "CUTOVER_HOOK_OF";
 /// Kills what still runs of hooks owned by `owner` (started by an agent
 /// that was killed): the journal runs their command again, and a hook (a
 /// migration, say) must not run twice at once. Returns how many.
-pub fn kill_orphans(owner: &str) -> usize {
-    let found = crate::sys::pids_with_env(&format!("{OWNER_ENV}={owner}"));
-    for &p in &found {
-        tracing::warn!(
-            pid = p,
-            owner,
-            "killing a hook left running by an agent that was killed"
-        );
-        let _ = crate::sys::signal_process(p, rustix::process::Signal::KILL);
+pub async fn kill_orphans(owner: &str) -> usize {
+    let found = crate::instance::stop_by_env(
+        &format!("{OWNER_ENV}={owner}"),
+        rustix::process::Signal::KILL,
+        std::time::Duration::ZERO,
+    )
+    .await;
+    if !found.is_empty() {
+        tracing::warn!(pids = ?found, owner, "killed hooks left running by an agent that was killed");
     }
     found.len()
 }
@@ -143,8 +143,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[test]
-    fn hooks_left_running_by_a_killed_agent_are_found_by_owner_and_killed() {
+    #[tokio::test]
+    async fn hooks_left_running_by_a_killed_agent_are_found_by_owner_and_killed() {
         let owner = format!("/test/{}/services/web", std::process::id());
         let spawn = |o: &str| {
             std::process::Command::new("sleep")
@@ -155,7 +155,7 @@ mod tests {
         };
         let mut orphan = spawn(&owner);
         let mut other = spawn("/another/agent/services/web");
-        assert_eq!(kill_orphans(&owner), 1);
+        assert_eq!(kill_orphans(&owner).await, 1);
         let st = orphan.wait().unwrap();
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&st), Some(9));
         assert_eq!(

@@ -153,6 +153,28 @@ pub fn environment(
     Ok(env)
 }
 
+/// Stops every process whose environment holds `needle` (`KEY=value`):
+/// `sig`, up to `grace` for them to exit, then SIGKILL to any left.
+/// Returns the pids found. For processes the agent has no handle on:
+/// what an instance or a hook left behind when the agent was killed.
+pub async fn stop_by_env(needle: &str, sig: Signal, grace: Duration) -> Vec<u32> {
+    let found = sys::pids_with_env(needle);
+    for &p in &found {
+        let _ = sys::signal_process(p, sig);
+    }
+    if found.is_empty() || sig == Signal::KILL {
+        return found;
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline && !sys::pids_with_env(needle).is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for p in sys::pids_with_env(needle) {
+        let _ = sys::signal_process(p, Signal::KILL);
+    }
+    found
+}
+
 impl Instance {
     /// Starts an instance.
     pub fn spawn(l: Launch<'_>) -> Result<Instance, InstanceError> {

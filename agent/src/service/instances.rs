@@ -205,21 +205,9 @@ pub(super) async fn stop_leftovers(
     sig: rustix::process::Signal,
     grace: Duration,
 ) -> usize {
-    let needle = format!("CUTOVER_INSTANCE={id}");
-    let found = sys::pids_with_env(&needle);
-    if found.is_empty() {
-        return 0;
-    }
-    tracing::warn!(service, instance = %id, pids = ?found, "stopping processes left of an instance that is gone");
-    for &p in &found {
-        let _ = sys::signal_process(p, sig);
-    }
-    let deadline = tokio::time::Instant::now() + grace;
-    while tokio::time::Instant::now() < deadline && !sys::pids_with_env(&needle).is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    for p in sys::pids_with_env(&needle) {
-        let _ = sys::signal_process(p, rustix::process::Signal::KILL);
+    let found = crate::instance::stop_by_env(&format!("CUTOVER_INSTANCE={id}"), sig, grace).await;
+    if !found.is_empty() {
+        tracing::warn!(service, instance = %id, pids = ?found, "stopped processes left of an instance that is gone");
     }
     found.len()
 }

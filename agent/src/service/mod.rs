@@ -199,7 +199,7 @@ impl Service {
         let dir = ServiceDir::new(&shared.state_dir, name);
         dir.clean_leftovers();
         // Before any command of this service runs again from the journal.
-        hooks::kill_orphans(&dir.root.display().to_string());
+        hooks::kill_orphans(&dir.root.display().to_string()).await;
         let mut state = ServiceState::load(&dir.state_file()).unwrap_or_else(|| ServiceState {
             service: name.into(),
             ..Default::default()
@@ -590,9 +590,6 @@ impl Service {
         // The old instance is signalled only once that is recorded: else a
         // restart would undo a swap whose old instance is gone.
         if let Err(e) = self.try_save() {
-            if let Some(s) = &mut self.state.swap {
-                s.phase = SwapPhase::Starting;
-            }
             return Err(self
                 .abandon(
                     new,
