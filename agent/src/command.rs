@@ -199,7 +199,7 @@ impl TryFrom<pb::Command> for Command {
             },
             K::Rollback(r) => Kind::Rollback {
                 service: r.service,
-                to: None,
+                to: (!r.to_release_id.is_empty()).then_some(r.to_release_id),
             },
             K::Drain(d) => Kind::Drain {
                 service: d.service,

@@ -4,6 +4,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod attribute;
 pub mod backoff;
 pub mod cli;
 pub mod command;

@@ -87,6 +87,10 @@ pub struct Context {
     /// Where the agent's listeners are actually bound (a spec may say port
     /// 0), by listener name.
     pub bound: Vec<(String, std::net::SocketAddr)>,
+    /// The main process of the instance judged: a network check counts
+    /// only connections that one of its processes accepted (see
+    /// [`crate::attribute`]). `None` judges whoever answers (tests).
+    pub instance_pid: Option<u32>,
 }
 
 impl Context {
@@ -108,7 +112,8 @@ impl Context {
 /// Runs one check once.
 pub async fn check(c: &Check, ctx: &Context, timeout: Duration) -> Outcome {
     let start = Instant::now();
-    let r = tokio::time::timeout(timeout, run(c, ctx)).await;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let r = tokio::time::timeout(timeout, run(c, ctx, deadline)).await;
     let latency = start.elapsed();
     match r {
         Ok(Ok(detail)) => Outcome {
@@ -129,7 +134,21 @@ pub async fn check(c: &Check, ctx: &Context, timeout: Duration) -> Outcome {
     }
 }
 
-async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
+/// A connection to `addr` accepted by the judged instance.
+async fn connect(
+    ctx: &Context,
+    addr: std::net::SocketAddr,
+    deadline: tokio::time::Instant,
+) -> Result<TcpStream, String> {
+    match ctx.instance_pid {
+        Some(pid) => crate::attribute::connect(addr, pid, deadline).await,
+        None => TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}")),
+    }
+}
+
+async fn run(c: &Check, ctx: &Context, deadline: tokio::time::Instant) -> Result<String, String> {
     match c {
         Check::Notify {} => {
             let s = ctx.notify.borrow().clone();
@@ -141,9 +160,7 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
         }
         Check::Tcp { target } => {
             let addr = ctx.addr(target).ok_or("no such target")?;
-            TcpStream::connect(addr)
-                .await
-                .map_err(|e| format!("connect {addr}: {e}"))?;
+            connect(ctx, addr, deadline).await?;
             Ok(format!("connected to {addr}"))
         }
         Check::Http {
@@ -154,7 +171,8 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
             body,
         } => {
             let addr = ctx.addr(target).ok_or("no such target")?;
-            let (status, text) = http_get(addr, path).await?;
+            let stream = connect(ctx, addr, deadline).await?;
+            let (status, text) = http_get(stream, addr, path).await?;
             if status < *status_min || status > *status_max {
                 return Err(format!("GET {path} answered {status}"));
             }
@@ -169,6 +187,11 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
         }
         Check::Exec { command } => {
             let mut cmd = tokio::process::Command::new(&command[0]);
+            // An exec check runs beside the instance: it is told which
+            // instance it judges, and must look at that one.
+            if let Some(pid) = ctx.instance_pid {
+                cmd.env("CUTOVER_INSTANCE_PID", pid.to_string());
+            }
             if let Some(user) = &ctx.spec.run.user {
                 let (uid, gid) = crate::instance::lookup_user(user).map_err(|e| e.to_string())?;
                 cmd.gid(gid).uid(uid);
@@ -195,9 +218,21 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
         }
         Check::Grpc { target, service } => {
             let addr = ctx.addr(target).ok_or("no such target")?;
+            let stream = connect(ctx, addr, deadline).await?;
+            // The channel runs on the connection the instance accepted,
+            // and on no other.
+            let once = std::sync::Mutex::new(Some(stream));
+            let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+                let s = once.lock().unwrap_or_else(|p| p.into_inner()).take();
+                async move {
+                    s.map(hyper_util::rt::TokioIo::new).ok_or_else(|| {
+                        std::io::Error::other("the probe's connection was used already")
+                    })
+                }
+            });
             let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(|e| e.to_string())?
-                .connect()
+                .connect_with_connector(connector)
                 .await
                 .map_err(|e| format!("connect {addr}: {e}"))?;
             let mut client = tonic_health::pb::health_client::HealthClient::new(ch);
@@ -219,10 +254,11 @@ async fn run(c: &Check, ctx: &Context) -> Result<String, String> {
 
 /// A minimal HTTP/1.1 GET with `Connection: close`; returns the status and
 /// up to 64 KiB of the response.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+async fn http_get(
+    mut s: TcpStream,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> Result<(u16, String), String> {
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: cutover-probe\r\nConnection: close\r\n\r\n"
     );
@@ -372,6 +408,7 @@ mod tests {
             release_dir: PathBuf::from("/"),
             notify,
             bound: vec![],
+            instance_pid: None,
         };
         let target = cutover_common::service::Target {
             listener: None,

@@ -30,6 +30,9 @@ pub struct Runtime {
     /// Published health per service, readable while a command holds the
     /// service.
     published: Mutex<HashMap<String, Arc<Mutex<Health>>>>,
+    /// What gives up each service's swap in progress, reachable while the
+    /// swap holds the service.
+    preempters: Mutex<HashMap<String, crate::service::Preempter>>,
     /// One staging at a time per service (staging does not take the
     /// service itself, so it can run during a swap).
     staging: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -96,6 +99,7 @@ impl Runtime {
         });
         let mut services = HashMap::new();
         let mut published = HashMap::new();
+        let mut preempters = HashMap::new();
         for e in std::fs::read_dir(state_dir.join("services"))
             .into_iter()
             .flatten()
@@ -105,6 +109,7 @@ impl Runtime {
             if cutover_common::identity::check_name(&name).is_ok() {
                 let svc = Service::load(&name, shared.clone()).await;
                 published.insert(name.clone(), svc.published());
+                preempters.insert(name.clone(), svc.preempter());
                 services.insert(name, Arc::new(tokio::sync::Mutex::new(svc)));
             }
         }
@@ -121,6 +126,7 @@ impl Runtime {
                     .unwrap_or_default(),
             ),
             published: Mutex::new(published),
+            preempters: Mutex::new(preempters),
             staging: Mutex::new(HashMap::new()),
             ready_sent: std::sync::atomic::AtomicBool::new(false),
             last_tick_ms: std::sync::atomic::AtomicI64::new(cutover_common::time::now_ms()),
@@ -205,6 +211,10 @@ impl Runtime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.into(), svc.published());
+        self.preempters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.into(), svc.preempter());
         let h = Arc::new(tokio::sync::Mutex::new(svc));
         map.insert(name.into(), h.clone());
         h
@@ -247,6 +257,23 @@ impl Runtime {
             Claim::Mine(tx) => tx,
         };
         let mut cmd = cmd;
+        if let Kind::Rollback { service, .. } = &cmd.kind
+            && self.check_epoch(&cmd).is_ok()
+        {
+            // A rollback undoes what is in progress instead of waiting for
+            // it: a swap under way (a rollout's, or a liveness replacement
+            // of the release being left) stops its new instance and keeps
+            // the old one, before the rollback takes the service.
+            let _ = self.service(service);
+            if let Some(p) = self
+                .preempters
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(service.as_str())
+            {
+                p.preempt();
+            }
+        }
         if let Kind::Rollback {
             service,
             to: to @ None,

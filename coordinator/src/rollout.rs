@@ -450,9 +450,12 @@ fn command(job: &Job, r: &Rollout, e: &Effect) -> pb::Command {
             service,
             release_id: r.release_id.clone(),
         }),
-        Effect::Revert { to: Some(rel), .. } => Kind::Activate(pb::ActivateCommand {
+        // A rollback, not an activation: the agent gives up a swap still
+        // in progress (or a liveness replacement of the release being
+        // left) at once instead of finishing it first.
+        Effect::Revert { to: Some(rel), .. } => Kind::Rollback(pb::RollbackCommand {
             service,
-            release_id: rel.clone(),
+            to_release_id: rel.clone(),
         }),
         Effect::Stop { .. } => Kind::Stop(pb::StopCommand {
             service,
@@ -602,13 +605,11 @@ fn degraded(app: &App, r: &Rollout) -> Vec<(String, String)> {
             matches!(r.hosts.get(h), Some(HostPhase::Done { .. }))
         })
         .into_iter()
-        .filter_map(|(h, health)| {
-            let Some(HostPhase::Done { at_ms }) = r.hosts.get(&h) else {
-                return None;
-            };
-            (health.release == r.release_id && health.at_ms > at_ms + 1000)
-                .then_some((h, health.status))
-        })
+        // The latest report of a host on the new release: during the swap
+        // it reported the old one, so an unhealthy report on the new
+        // release is about the new instance, however soon it came.
+        .filter(|(_, health)| health.release == r.release_id)
+        .map(|(h, health)| (h, health.status))
         .collect()
 }
 

@@ -124,6 +124,7 @@ pub fn rollback(id: &str, service: &str) -> pb::Command {
         id,
         pb::command::Kind::Rollback(pb::RollbackCommand {
             service: service.into(),
+            to_release_id: String::new(),
         }),
     )
 }

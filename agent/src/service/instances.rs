@@ -10,8 +10,12 @@ use cutover_common::service::{ServiceSpec, SwapMode};
 use crate::instance::{Instance, Launch};
 use crate::probe::{self, ProbeStatus};
 use crate::sys;
+use tokio::sync::watch;
 
 use super::*;
+
+/// Why a swap was given up for a rollback.
+pub(super) const PREEMPTED: &str = "given up: a rollback was asked for";
 
 impl Service {
     pub(super) fn with_probes(&self, instance: Instance, spec: ServiceSpec) -> Active {
@@ -25,6 +29,7 @@ impl Service {
                 .iter()
                 .filter_map(|l| Some((l.name.clone(), sys::local_addr(&l.fd)?)))
                 .collect(),
+            instance_pid: Some(instance.pid()),
         };
         let readiness = probe::start(
             spec.probes.readiness.clone().unwrap_or_else(notify_probe),
@@ -87,8 +92,20 @@ impl Service {
         }
     }
 
-    /// Waits until `a` is ready and has stayed healthy for `min_ready`.
-    pub(super) async fn wait_healthy(a: &Active) -> Result<(), String> {
+    /// Waits until `a` is ready and has stayed healthy for `min_ready`;
+    /// gives up when `preempted` changes (a rollback arrived).
+    pub(super) async fn wait_healthy(
+        a: &Active,
+        preempted: Option<watch::Receiver<u64>>,
+    ) -> Result<(), String> {
+        let mut preempted = preempted;
+        let mut given_up = async move || match &mut preempted {
+            // Cancel-safe: `changed` marks nothing seen until it returns.
+            Some(p) => {
+                let _ = p.changed().await;
+            }
+            None => std::future::pending::<()>().await,
+        };
         let spec = &a.spec;
         let mut exited = a.instance.exited.clone();
         let mut ready = a.readiness.status.clone();
@@ -126,6 +143,7 @@ impl Service {
                 _ = ready.changed() => {}
                 _ = startup_changed => {}
                 _ = tokio::time::sleep_until(deadline) => {}
+                () = given_up() => return Err(PREEMPTED.into()),
             }
         }
         // Bake: min_ready counts from the first passing check (after the
@@ -176,6 +194,7 @@ impl Service {
                 _ = ready.changed() => {}
                 _ = live_changed => {}
                 _ = tokio::time::sleep_until(bake_end) => {}
+                () = given_up() => return Err(PREEMPTED.into()),
             }
         }
     }

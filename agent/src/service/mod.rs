@@ -116,6 +116,21 @@ pub struct Service {
     published: Arc<std::sync::Mutex<Health>>,
     /// A repaired socket: replace the serving instance.
     replace_soon: bool,
+    /// Bumped (without this service's lock) when a rollback arrives: a
+    /// swap started before gives up at once, stopping its new instance.
+    preempt: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// Gives up the swaps in progress of one service (see
+/// [`Service::preempter`]).
+#[derive(Debug, Clone)]
+pub struct Preempter(Arc<tokio::sync::watch::Sender<u64>>);
+
+impl Preempter {
+    /// Makes every swap started before now give up.
+    pub fn preempt(&self) {
+        self.0.send_modify(|g| *g += 1);
+    }
 }
 
 impl std::fmt::Debug for Service {
@@ -168,7 +183,16 @@ impl Service {
             housekept: None,
             published: Default::default(),
             replace_soon: false,
+            preempt: Arc::new(tokio::sync::watch::channel(0).0),
         }
+    }
+
+    /// What gives up this service's swaps in progress, usable while a
+    /// swap holds the service (a rollback must not wait behind the swap
+    /// it undoes, nor behind a liveness replacement of the release it
+    /// leaves).
+    pub fn preempter(&self) -> Preempter {
+        Preempter(self.preempt.clone())
     }
 
     /// The published health, shared with the runtime.
@@ -446,6 +470,19 @@ impl Service {
 
     /// Makes `target` the active release (a swap by the release's mode).
     pub async fn activate(&mut self, command_id: &str, target: &str, force: bool) -> OpResult {
+        let preempted = Some(self.preempt.subscribe());
+        self.swap_to(command_id, target, force, preempted).await
+    }
+
+    /// A swap to `target`; with `preempted`, given up (its new instance
+    /// stopped, the old kept) as soon as its value changes.
+    async fn swap_to(
+        &mut self,
+        command_id: &str,
+        target: &str,
+        force: bool,
+        preempted: Option<tokio::sync::watch::Receiver<u64>>,
+    ) -> OpResult {
         let Some(meta) = self.dir.meta(target) else {
             return Err(fail(
                 format!("release {target} is not staged on this host"),
@@ -490,12 +527,12 @@ impl Service {
             self.save();
             self.progress(command_id, "stopped", how);
             return self
-                .start_new(command_id, target, spec, old_release, hooks)
+                .start_new(command_id, target, spec, old_release, hooks, preempted)
                 .await;
         }
         // Handover: the old instance stays `active` (and reported serving)
         // until the new one has proved itself.
-        self.start_new(command_id, target, spec, old_release, hooks)
+        self.start_new(command_id, target, spec, old_release, hooks, preempted)
             .await
     }
 
@@ -506,6 +543,7 @@ impl Service {
         spec: ServiceSpec,
         old_release: Option<String>,
         mut hooks: Vec<HookOutput>,
+        preempted: Option<tokio::sync::watch::Receiver<u64>>,
     ) -> OpResult {
         // The new instance's id is recorded before it exists, so a restarted
         // agent can find it (by CUTOVER_INSTANCE) even if it died before
@@ -566,7 +604,7 @@ impl Service {
             ),
         );
 
-        let judged = match Self::wait_healthy(&new).await {
+        let judged = match Self::wait_healthy(&new, preempted.clone()).await {
             Ok(()) => {
                 if self.hook("validate", &spec, target, &mut hooks).await {
                     Ok(())
@@ -576,6 +614,11 @@ impl Service {
             }
             Err(e) => Err(e),
         };
+        // A rollback that arrived during the validate hook still wins.
+        let judged = judged.and_then(|()| match &preempted {
+            Some(p) if p.has_changed().unwrap_or(false) => Err(instances::PREEMPTED.to_string()),
+            _ => Ok(()),
+        });
         if let Err(why) = judged {
             self.progress(
                 command_id,
@@ -680,7 +723,8 @@ impl Service {
             return Err(fail("no previous release to roll back to", vec![]));
         };
         let from = self.state.active_release.clone();
-        let r = self.activate(command_id, &prev, false).await;
+        // A rollback is never given up for another rollback.
+        let r = self.swap_to(command_id, &prev, false, None).await;
         if r.is_ok() && from.as_deref() != Some(prev.as_str()) {
             self.state.previous_release = from;
             self.update_links();

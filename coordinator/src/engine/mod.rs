@@ -46,6 +46,11 @@ pub struct Rollout {
     pub auto_rollback: bool,
     pub healthy_deadline_ms: i64,
     pub progress_deadline_ms: i64,
+    /// How long a host is watched after its swap (`swap.min_ready`) before
+    /// its batch counts as done: a host turning unhealthy meanwhile fails,
+    /// the last batch's hosts included, and the rollout does not succeed.
+    #[serde(default)]
+    pub watch_ms: i64,
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
     /// Fencing epoch carried by every command.
@@ -119,6 +124,7 @@ impl Rollout {
             auto_rollback: spec.rollback.auto,
             healthy_deadline_ms: spec.strategy.healthy_deadline.as_millis() as i64,
             progress_deadline_ms: spec.strategy.progress_deadline.as_millis() as i64,
+            watch_ms: spec.swap.min_ready.as_millis() as i64,
             started_ms: now_ms,
             finished_ms: None,
             epoch,
@@ -590,9 +596,12 @@ impl Rollout {
                 self.start_batch(0, now)
             }
             Phase::Activating { batch } => {
-                let in_flight = self.batches[batch]
-                    .iter()
-                    .any(|h| matches!(self.hosts[h], HostPhase::Activating { .. }));
+                // A host is in flight while it swaps, and then while it is
+                // watched (`watch_ms`) on the new release.
+                let in_flight = self.batches[batch].iter().any(|h| {
+                    matches!(self.hosts[h], HostPhase::Activating { .. })
+                        || matches!(self.hosts[h], HostPhase::Done { at_ms } if now - at_ms < self.watch_ms)
+                });
                 if in_flight || self.paused {
                     return Vec::new();
                 }

@@ -35,7 +35,15 @@ fn fleet(n: usize) -> Vec<Candidate> {
         .collect()
 }
 
+/// A rollout whose hosts count as done as soon as their swap is (no
+/// watch after it); [`watched`] keeps the spec's `min_ready`.
 fn rollout(extra: &str, n: usize) -> Rollout {
+    let mut r = watched(extra, n);
+    r.watch_ms = 0;
+    r
+}
+
+fn watched(extra: &str, n: usize) -> Rollout {
     let s = spec(extra);
     let p = plan(&s, &fleet(n)).unwrap();
     Rollout::new("d1", &s, "2", "v2", p, 1, 0)
@@ -641,6 +649,7 @@ fn blue_green_deploys_to_the_idle_group_then_switches() {
         (Some("green"), Some("blue"))
     );
     let mut r = Rollout::new("d1", &s, "2", "v2", p, 1, 0);
+    r.watch_ms = 0;
     let e = r.step(Event::Start, 0);
     answer_all(&mut r, e, 1);
     assert!(
@@ -671,6 +680,7 @@ fn a_failed_switch_leaves_both_groups_running_and_fails() {
         1,
         0,
     );
+    r.watch_ms = 0;
     assert_eq!(
         r.group.as_deref(),
         Some("blue"),
@@ -928,4 +938,55 @@ fn property_every_rollout_ends_terminal_within_max_unavailable_and_rollbacks_res
         });
         assert_eq!(effects, effects2, "seed {seed0}");
     }
+}
+
+#[test]
+fn a_batch_moves_on_only_once_its_hosts_stayed_healthy_for_min_ready_after_their_swap() {
+    let mut r = watched(
+        "[swap]\nmin_ready = \"2s\"\n[strategy]\nmax_unavailable = 1\n",
+        2,
+    );
+    let staged = r.step(Event::Start, 0);
+    let first = answer_all(&mut r, staged, 10);
+    assert!(matches!(first.as_slice(), [Effect::Activate { host, .. }] if host == "web-1"));
+    assert!(r.step(ok(&first[0]), 100).is_empty(), "web-1 is watched");
+    assert!(r.step(Event::Tick, 1_500).is_empty(), "still watched");
+    let second = r.step(Event::Tick, 2_100);
+    assert!(matches!(second.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
+    r.step(ok(&second[0]), 2_200);
+    r.step(Event::Tick, 3_000);
+    assert!(
+        matches!(r.phase, Phase::Activating { batch: 1 }),
+        "the last batch is watched too: {:?}",
+        r.phase
+    );
+    r.step(Event::Tick, 4_300);
+    assert_eq!(r.phase, Phase::Succeeded);
+}
+
+#[test]
+fn a_host_of_the_last_batch_turning_unhealthy_while_watched_rolls_everything_back() {
+    let mut r = watched(
+        "[swap]\nmin_ready = \"2s\"\n[strategy]\nmax_unavailable = \"100%\"\n",
+        3,
+    );
+    let staged = r.step(Event::Start, 0);
+    let activations = answer_all(&mut r, staged, 10);
+    assert_eq!(activations.len(), 3, "one batch");
+    answer_all(&mut r, activations, 100);
+    assert!(matches!(r.phase, Phase::Activating { batch: 0 }));
+    let out = r.step(
+        Event::Unhealthy {
+            host: "web-2".into(),
+            status: "unhealthy".into(),
+        },
+        1_200,
+    );
+    let reverted: Vec<&str> = out
+        .iter()
+        .filter(|&e| matches!(e, Effect::Revert { .. }))
+        .map(|e| e.host())
+        .collect();
+    assert_eq!(reverted, vec!["web-1", "web-2", "web-3"]);
+    assert!(matches!(r.phase, Phase::RollingBack { .. }));
 }
