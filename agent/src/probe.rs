@@ -297,11 +297,18 @@ impl Drop for Running {
     }
 }
 
-/// Starts a probe.
-pub fn start(probe: Probe, ctx: Context) -> Running {
+/// Starts a probe; with `after`, its first check waits until that
+/// probe first passed (a liveness probe starts once the instance was
+/// ready: a slow boot is not a hang).
+pub fn start(probe: Probe, ctx: Context, after: Option<watch::Receiver<ProbeStatus>>) -> Running {
     let (tx, rx) = watch::channel(ProbeStatus::default());
     let p = probe.clone();
     let task = tokio::spawn(async move {
+        if let Some(mut gate) = after
+            && gate.wait_for(|s| s.first_pass.is_some()).await.is_err()
+        {
+            return;
+        }
         tokio::time::sleep(p.initial_delay).await;
         let mut tick = tokio::time::interval(p.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

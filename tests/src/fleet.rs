@@ -287,20 +287,78 @@ selector = "role=web"
         ]
     }
 
-    /// `cutover deploy --watch`: its output and exit code.
-    pub fn deploy(&self, spec: &std::path::Path, version: &str) -> (Run, i32) {
-        let mut args = self.deploy_args(spec, version);
-        args.push("--watch");
+    /// Packs `files` (path in the release, contents, mode) as a tarball
+    /// served like the demo service's: a release of another app.
+    pub fn publish(&self, name: &str, files: &[(&str, &str, u32)]) -> Artifact {
+        let path = self.cluster.dir.path().join(name);
+        let mut b = tar::Builder::new(std::fs::File::create(&path).expect("creating tarball"));
+        for (file, text, mode) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(text.len() as u64);
+            h.set_mode(*mode);
+            h.set_cksum();
+            b.append_data(&mut h, file, text.as_bytes())
+                .expect("adding a file");
+        }
+        b.into_inner().expect("finishing tarball");
+        let bytes = std::fs::read(&path).expect("reading tarball");
+        Artifact {
+            url: self._artifacts.url(name),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)),
+            path,
+        }
+    }
+
+    /// Writes a whole spec (`text`), for another app than the demo service.
+    pub fn spec_text(&self, version: &str, text: &str) -> PathBuf {
+        let p = self
+            .cluster
+            .dir
+            .path()
+            .join(format!("web-{version}-{}.toml", rand::random::<u32>()));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `cutover deploy --watch` of `artifact` (another app's release).
+    pub fn deploy_artifact(
+        &self,
+        spec: &std::path::Path,
+        version: &str,
+        artifact: &Artifact,
+    ) -> (Run, i32) {
+        let args = [
+            "deploy",
+            spec.to_str().unwrap(),
+            "--version",
+            version,
+            "--artifact",
+            &artifact.url,
+            "--sha256",
+            &artifact.sha256,
+            "--watch",
+        ];
+        self.watch_cli(&args)
+    }
+
+    fn watch_cli(&self, args: &[&str]) -> (Run, i32) {
         let out = std::process::Command::new("timeout")
             .arg("180")
             .arg(crate::bin("cutover"))
-            .args(&args)
+            .args(args)
             .env("HOME", self.cluster.dir.path())
             .envs(self.cluster.operator_env("admin"))
             .output()
             .unwrap();
         let code = out.status.code().unwrap_or(-1);
         (out.into(), code)
+    }
+
+    /// `cutover deploy --watch`: its output and exit code.
+    pub fn deploy(&self, spec: &std::path::Path, version: &str) -> (Run, i32) {
+        let mut args = self.deploy_args(spec, version);
+        args.push("--watch");
+        self.watch_cli(&args)
     }
 
     /// `cutover deploy` without waiting; panics when it is refused.

@@ -44,6 +44,27 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Whether `program` (a real component users run: gunicorn, HAProxy,
+/// Prometheus) is installed. `.ci/run` installs them from Debian's
+/// packages and sets `CUTOVER_REQUIRE_REAL=1`, so that there a missing one
+/// fails the test instead of skipping it; on a machine without them the
+/// test says it was skipped and why.
+pub fn real_component(program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var("CUTOVER_REQUIRE_REAL").as_deref() != Ok("1"),
+            "{program} is required here (CUTOVER_REQUIRE_REAL=1) but not installed"
+        );
+        eprintln!(
+            "skipped: {program} is not installed (`.ci/run` installs it from Debian's packages)"
+        );
+    }
+    found
+}
+
 /// Polls `f` until it returns `Some` or `timeout` passes.
 pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

@@ -34,13 +34,20 @@ impl Service {
         let readiness = probe::start(
             spec.probes.readiness.clone().unwrap_or_else(notify_probe),
             ctx.clone(),
+            None,
         );
         let startup = spec
             .probes
             .startup
             .clone()
-            .map(|p| probe::start(p, ctx.clone()));
-        let liveness = spec.probes.liveness.clone().map(|p| probe::start(p, ctx));
+            .map(|p| probe::start(p, ctx.clone(), None));
+        // Liveness is judged once the instance was ready: failures while
+        // it boots (no worker accepting yet) are not a hang.
+        let liveness = spec
+            .probes
+            .liveness
+            .clone()
+            .map(|p| probe::start(p, ctx, Some(readiness.status.clone())));
         Active {
             instance,
             release,

@@ -1,0 +1,168 @@
+//! Health judged with a real app server: gunicorn from Debian's packages,
+//! serving every socket in `LISTEN_FDS` with its own workers, on a fleet of
+//! network-namespace hosts under load. Its `/healthz` is what the probes
+//! ask, on the service's shared listener: the answer must come from the
+//! instance being judged, never from the old one beside it.
+//!
+//! Skipped (and says so) where gunicorn is not installed; `.ci/run`
+//! installs it and makes a missing one a failure.
+
+use std::time::Duration;
+
+use cutover_tests::fleet::TestFleet;
+use cutover_tests::load::{self, Outcome, Record};
+use cutover_tests::release::Artifact;
+use cutover_tests::{http_get, real_component};
+
+/// A WSGI app answering `/healthz` with `health`, after `boot` seconds of
+/// start-up in each worker (an import that takes time), naming its version
+/// in `x-version`.
+fn app(version: &str, health: u16, boot: f32) -> String {
+    format!(
+        r#"import time
+
+VERSION = "{version}"
+HEALTH = {health}
+time.sleep({boot})
+
+
+def app(environ, start_response):
+    if environ.get("PATH_INFO") == "/healthz":
+        status = "200 OK" if HEALTH == 200 else "%d Unavailable" % HEALTH
+        body = b"ok\n" if HEALTH == 200 else b"down\n"
+    else:
+        status, body = "200 OK", ("hello from %s\n" % VERSION).encode()
+    start_response(status, [
+        ("Content-Type", "text/plain"),
+        ("Content-Length", str(len(body))),
+        ("x-version", VERSION),
+    ])
+    return [body]
+"#
+    )
+}
+
+/// A spec shaped like the reference example: HTTP readiness and liveness
+/// probes on `/healthz` of the service's own listener.
+fn spec(f: &TestFleet, version: &str, strategy: &str) -> std::path::PathBuf {
+    f.spec_text(
+        version,
+        &format!(
+            r#"service = "web"
+[run]
+command = ["gunicorn", "--workers", "2", "--graceful-timeout", "5", "app:app"]
+env = {{ PYTHONDONTWRITEBYTECODE = "1" }}
+[[listen]]
+name = "http"
+address = "0.0.0.0:{port}"
+[swap]
+min_ready = "500ms"
+grace = "10s"
+ready_timeout = "12s"
+[probes.readiness]
+http = {{ listener = "http", path = "/healthz" }}
+interval = "200ms"
+failure_threshold = 2
+[probes.liveness]
+http = {{ listener = "http", path = "/healthz" }}
+interval = "200ms"
+failure_threshold = 3
+[strategy]
+{strategy}
+healthy_deadline = "30s"
+[targets]
+selector = "role=web"
+"#,
+            port = f.port
+        ),
+    )
+}
+
+fn release(f: &TestFleet, version: &str, health: u16, boot: f32) -> Artifact {
+    f.publish(
+        &format!("gunicorn-{version}.tar"),
+        &[("app.py", &app(version, health, boot), 0o644)],
+    )
+}
+
+fn deploy(f: &TestFleet, version: &str, art: &Artifact, strategy: &str) -> (String, i32) {
+    let (r, code) = f.deploy_artifact(&spec(f, version, strategy), version, art);
+    (format!("{}\n{}", r.stdout, r.stderr), code)
+}
+
+fn answered_by(records: &[Record], version: &str) -> usize {
+    records
+        .iter()
+        .filter(|r| {
+            matches!(&r.outcome, Outcome::Ok { version: v } | Outcome::Status { version: v, .. } if v == version)
+        })
+        .count()
+}
+
+#[test]
+fn a_gunicorn_release_whose_health_endpoint_fails_is_rolled_back_every_time() {
+    if !real_component("gunicorn") {
+        return;
+    }
+    let f = TestFleet::builder().hosts(3).start();
+    let good = release(&f, "1", 200, 0.0);
+    let (out, code) = deploy(&f, "1", &good, "kind = \"recreate\"");
+    assert_eq!(code, 0, "{out}");
+    f.wait_all_on("1");
+    let load = f.load();
+    let rolling = "kind = \"rolling\"\nmax_unavailable = 1";
+    for round in 0..5 {
+        let version = format!("2.{round}");
+        let bad = release(&f, &version, 503, 0.0);
+        let (out, code) = deploy(&f, &version, &bad, rolling);
+        assert_eq!(code, 3, "round {round}: not rolled back:\n{out}");
+        // Every host back on the previous release, serving.
+        f.wait_all_on("1");
+        for (host, rel) in f.releases() {
+            assert!(rel.starts_with("1-"), "round {round}: {host} on {rel}");
+        }
+    }
+    let per_host = load.stop();
+    let records: Vec<Record> = per_host.iter().flatten().cloned().collect();
+    let k = load::counts(&records);
+    let bad: usize = (0..5)
+        .map(|r| answered_by(&records, &format!("2.{r}")))
+        .sum();
+    eprintln!("5 bad releases under load: {k:?}; {bad} client requests answered by a bad release");
+    assert_eq!(k.failed(), 0, "{k:?}");
+    assert!(k.ok > 100, "too little load: {k:?}");
+}
+
+#[test]
+fn a_gunicorn_release_that_boots_in_4s_goes_live_with_no_failed_request() {
+    if !real_component("gunicorn") {
+        return;
+    }
+    let f = TestFleet::builder().hosts(3).start();
+    let (out, code) = deploy(&f, "1", &release(&f, "1", 200, 0.0), "kind = \"recreate\"");
+    assert_eq!(code, 0, "{out}");
+    f.wait_all_on("1");
+    let load = f.load();
+    let slow = release(&f, "2", 200, 4.0);
+    let started = std::time::Instant::now();
+    let (out, code) = deploy(&f, "2", &slow, "kind = \"rolling\"\nmax_unavailable = 1");
+    assert_eq!(code, 0, "a slow but good release must go live:\n{out}");
+    f.wait_all_on("2");
+    // Each host waited for its own new workers: about 4 s a host at the
+    // least, never the old instance's word for it.
+    assert!(
+        started.elapsed() >= Duration::from_secs(12),
+        "three hosts in {:?}: judged before the new workers booted",
+        started.elapsed()
+    );
+    let records: Vec<Record> = load.stop().into_iter().flatten().collect();
+    let k = load::counts(&records);
+    eprintln!("slow-booting release under load: {k:?}");
+    assert_eq!(k.failed(), 0, "{k:?}");
+    // The hosts answer as v2 now.
+    for i in 0..3 {
+        let (status, text) = http_get(&f.addr(i).to_string(), "/").expect("an answer");
+        assert_eq!(status, 200);
+        assert_eq!(text, "hello from 2\n");
+    }
+}
