@@ -166,9 +166,10 @@ fn d_three() -> u32 {
     3
 }
 
-/// Where a network probe connects. A probe aimed at a shared listener may
-/// reach any instance; aim readiness at `port` of an instance-only address
-/// or use `notify` to judge one instance during a handover.
+/// Where a network probe connects. Whatever the address, the agent counts
+/// only connections that a process of the judged instance accepted (the
+/// old instance beside it on a shared listener answers none of its
+/// probes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {

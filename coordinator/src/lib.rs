@@ -25,6 +25,7 @@ pub mod output;
 pub mod pki_setup;
 pub mod promotion;
 pub mod rollout;
+pub mod samples;
 pub mod server;
 pub mod store;
 pub mod tickets;

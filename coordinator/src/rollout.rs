@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::app::App;
 use crate::engine::{self, Candidate, Effect, Event, HostPhase, Plan, PlanError, Rollout};
+use crate::samples::Window;
 use crate::store::{self, DeploymentRecord, StoreError};
 
 /// Why a deployment could not be submitted.
@@ -539,46 +540,9 @@ async fn persist(app: &App, r: &Rollout) -> bool {
         }
     }
 }
-/// The samples of a group of hosts, from their latest health reports.
-fn samples(
-    app: &App,
-    service: &str,
-    hosts: &[(String, Option<String>)],
-) -> crate::analysis::Samples {
-    let mut reports: HashMap<&str, pb::HealthReport> = HashMap::new();
-    app.fleet
-        .each_service(hosts.iter().map(|(h, _)| h.as_str()), service, |h, s| {
-            if let Some(r) = &s.health {
-                reports.insert(h, r.clone());
-            }
-        });
-    let mut out = crate::analysis::Samples::default();
-    for (host, release) in hosts {
-        let Some(h) = reports.get(host.as_str()) else {
-            continue;
-        };
-        // Only reports of the release this group is meant to run.
-        if release.as_deref().is_some_and(|r| r != h.release) {
-            continue;
-        }
-        for p in &h.probes {
-            // At most 1000 samples per probe, failures and successes scaled
-            // together so the ratio is kept.
-            let total = p.checks.max(1);
-            let scale = (1000.0 / total as f64).min(1.0);
-            let failed = (p.failed_checks as f64 * scale).round() as usize;
-            let good = ((p.checks - p.failed_checks.min(p.checks)) as f64 * scale).round() as usize;
-            out.errors.extend(std::iter::repeat_n(1.0, failed));
-            out.errors.extend(std::iter::repeat_n(0.0, good));
-            out.latency_ms
-                .extend(p.recent_latency_ms.iter().map(|l| f64::from(*l)));
-        }
-    }
-    out
-}
-
-/// Compares the canaries of `batch` with the hosts still on the old release.
-fn analyse(app: &App, r: &Rollout, batch: usize) -> crate::analysis::Report {
+/// Compares the canaries of `batch` with the hosts still on the old
+/// release, over the window opened when the step's bake started.
+fn analyse(app: &App, r: &Rollout, batch: usize, window: &Window) -> crate::analysis::Report {
     let (canary, baseline) = r.analysis_groups(batch);
     let canary: Vec<(String, Option<String>)> = canary
         .into_iter()
@@ -592,8 +556,8 @@ fn analyse(app: &App, r: &Rollout, batch: usize) -> crate::analysis::Report {
         })
         .collect();
     crate::analysis::analyze(
-        &samples(app, &r.service, &canary),
-        &samples(app, &r.service, &baseline),
+        &window.samples(app, &r.service, &canary),
+        &window.samples(app, &r.service, &baseline),
         crate::analysis::Config::default(),
     )
 }
@@ -641,6 +605,7 @@ async fn run(
     // A transition computed but not stored yet: nothing it asks for is
     // sent (nor the traffic switch run) until a store write succeeds.
     let mut held = false;
+    let mut window = Window::default();
     let effects = if fresh {
         apply(&mut r, Event::Start)
     } else {
@@ -709,8 +674,22 @@ async fn run(
                     out.extend(apply(&mut r, Event::Unhealthy { host, status }));
                 }
                 out.extend(apply(&mut r, Event::Tick));
+                // A step's bake opens the window its analysis judges (one
+                // opened late, after a coordinator restart, has too few
+                // samples at first: inconclusive, judged again later).
+                let baking = match r.phase {
+                    engine::Phase::Waiting { batch, .. } => Some(batch),
+                    _ => r.analysis_wanted,
+                };
+                if let Some(batch) = baking
+                    && r.steps.get(batch).is_some_and(|s| s.analysis)
+                    && !window.is_open(batch)
+                {
+                    let (canary, baseline) = r.analysis_groups(batch);
+                    window.open(&app, &r.service, batch, &[canary, baseline].concat());
+                }
                 if let Some(batch) = r.analysis_wanted {
-                    let report = analyse(&app, &r, batch);
+                    let report = analyse(&app, &r, batch, &window);
                     out.extend(apply(&mut r, Event::Analysis { batch, report }));
                 }
                 if !held && let engine::Phase::Switching { batch } = r.phase {

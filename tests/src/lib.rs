@@ -45,7 +45,7 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 /// Whether `program` (a real component users run: gunicorn, HAProxy,
-/// Prometheus) is installed. `.ci/run` installs them from Debian's
+/// Prometheus; or a packaging tool such as cargo-deb) is installed. `.ci/run` installs them from Debian's
 /// packages and sets `CUTOVER_REQUIRE_REAL=1`, so that there a missing one
 /// fails the test instead of skipping it; on a machine without them the
 /// test says it was skipped and why.

@@ -170,6 +170,11 @@ fn build_deb(package: &str, bins: &[&str], work: &Path) -> PathBuf {
 
 #[test]
 fn the_debs_hold_the_right_files_and_install_into_a_throwaway_root() {
+    // Packaging tools a new user's machine may lack: `.ci/run` installs
+    // them and requires them (CUTOVER_REQUIRE_REAL=1).
+    if !cutover_tests::real_component("cargo-deb") || !cutover_tests::real_component("dpkg-deb") {
+        return;
+    }
     let work = tempfile::tempdir().unwrap();
     let agent = build_deb("cutover-agent", &["cutover-agent"], work.path());
     let coord = build_deb("cutover-coordinator", &["cutover"], work.path());

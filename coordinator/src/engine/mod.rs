@@ -698,8 +698,14 @@ impl Rollout {
         let running: Vec<String> = self
             .hosts
             .iter()
+            // A host already running the release is left as it is: its
+            // activation answers "already active".
             .filter(|(h, p)| {
-                matches!(p, HostPhase::Staged) && self.from.get(*h).is_some_and(Option::is_some)
+                matches!(p, HostPhase::Staged)
+                    && self
+                        .from
+                        .get(*h)
+                        .is_some_and(|f| f.as_deref().is_some_and(|f| f != self.release_id))
             })
             .map(|(h, _)| h.clone())
             .collect();

@@ -990,3 +990,24 @@ fn a_host_of_the_last_batch_turning_unhealthy_while_watched_rolls_everything_bac
     assert_eq!(reverted, vec!["web-1", "web-2", "web-3"]);
     assert!(matches!(r.phase, Phase::RollingBack { .. }));
 }
+
+#[test]
+fn a_recreate_leaves_the_hosts_already_on_its_release_running() {
+    let s = spec("[strategy]\nkind = \"recreate\"\n");
+    let mut hosts = fleet(3);
+    hosts[1].active_release = Some("v2".into());
+    let mut r = Rollout::new("d1", &s, "2", "v2", plan(&s, &hosts).unwrap(), 1, 0);
+    let staged = r.step(Event::Start, 0);
+    let stops = answer_all_but_stops(&mut r, staged);
+    let stopped: Vec<&str> = stops.iter().map(|e| e.host()).collect();
+    assert_eq!(stopped, vec!["web-1", "web-3"], "web-2 runs v2 already");
+}
+
+/// Answers the staging effects; returns the stops that follow.
+fn answer_all_but_stops(r: &mut Rollout, staged: Vec<Effect>) -> Vec<Effect> {
+    staged
+        .iter()
+        .flat_map(|e| r.step(ok(e), 1))
+        .filter(|e| matches!(e, Effect::Stop { .. }))
+        .collect()
+}
