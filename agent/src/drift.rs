@@ -5,6 +5,13 @@
 //! chmod or replacement moves the inode's change time, which no user can
 //! set back), and reports what changed. The coordinator shows it in
 //! `cutover drift` and `cutover hosts`.
+//!
+//! Drift is a change to what was staged: a staged path changed, removed
+//! or replaced, or a path added. One kind of added file is the app's own
+//! doing and not drift: Python's bytecode cache of a staged source
+//! (`pkg/__pycache__/mod.cpython-311.pyc` beside a staged `pkg/mod.py`,
+//! not executable) and the `__pycache__` directories holding it. Any other
+//! added file, an executable or a new source among them, is drift.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -124,8 +131,8 @@ pub fn compare(recorded: &Manifest, now: &Manifest, limit: usize) -> Vec<String>
             Some(_) => {}
         }
     }
-    for path in now.entries.keys() {
-        if !recorded.entries.contains_key(path) {
+    for (path, e) in &now.entries {
+        if !recorded.entries.contains_key(path) && !is_bytecode_cache(path, e, recorded) {
             out.push(format!("added {path}"));
         }
     }
@@ -135,6 +142,30 @@ pub fn compare(recorded: &Manifest, now: &Manifest, limit: usize) -> Vec<String>
         out.push(format!("and {more} more"));
     }
     out
+}
+
+/// Whether an added `path` is Python's bytecode cache of a staged source
+/// (or a `__pycache__` directory): written by the app, not drift.
+fn is_bytecode_cache(path: &str, e: &Entry, recorded: &Manifest) -> bool {
+    let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+    if e.kind == 'd' {
+        return name == "__pycache__";
+    }
+    let Some(pkg) = dir
+        .strip_suffix("__pycache__")
+        .filter(|p| p.is_empty() || p.ends_with('/'))
+    else {
+        return false;
+    };
+    let Some(module) = name.strip_suffix(".pyc").and_then(|n| n.split('.').next()) else {
+        return false;
+    };
+    e.kind == 'f'
+        && e.mode & 0o111 == 0
+        && recorded
+            .entries
+            .get(&format!("{pkg}{module}.py"))
+            .is_some_and(|src| src.kind == 'f')
 }
 
 #[cfg(test)]
@@ -172,6 +203,45 @@ mod tests {
         assert_eq!(
             compare(&m, &scan(r, false).unwrap(), 2),
             vec!["removed app", "modified bin/app", "and 2 more"]
+        );
+    }
+
+    #[test]
+    fn a_python_apps_bytecode_cache_is_not_drift_but_a_new_executable_or_source_is() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir(r.join("pkg")).unwrap();
+        std::fs::write(r.join("app.py"), b"import pkg.mod").unwrap();
+        std::fs::write(r.join("pkg/mod.py"), b"x = 1").unwrap();
+        let m = scan(r, true).unwrap();
+        for dir in ["__pycache__", "pkg/__pycache__"] {
+            std::fs::create_dir(r.join(dir)).unwrap();
+        }
+        std::fs::write(r.join("__pycache__/app.cpython-311.pyc"), b"c").unwrap();
+        std::fs::write(r.join("pkg/__pycache__/mod.cpython-311.opt-1.pyc"), b"c").unwrap();
+        assert_eq!(
+            compare(&m, &scan(r, false).unwrap(), 10),
+            Vec::<String>::new()
+        );
+
+        // Bytecode of no staged source, an executable, a new source.
+        std::fs::write(r.join("pkg/__pycache__/evil.cpython-311.pyc"), b"c").unwrap();
+        std::fs::write(r.join("__pycache__/run.pyc"), b"c").unwrap();
+        std::fs::write(r.join("pkg/__pycache__/mod.cpython-312.pyc"), b"c").unwrap();
+        std::fs::set_permissions(
+            r.join("pkg/__pycache__/mod.cpython-312.pyc"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::write(r.join("sitecustomize.py"), b"import os").unwrap();
+        assert_eq!(
+            compare(&m, &scan(r, false).unwrap(), 10),
+            vec![
+                "added __pycache__/run.pyc",
+                "added pkg/__pycache__/evil.cpython-311.pyc",
+                "added pkg/__pycache__/mod.cpython-312.pyc",
+                "added sitecustomize.py",
+            ]
         );
     }
 }

@@ -51,7 +51,6 @@ fn spec(f: &TestFleet, version: &str, strategy: &str) -> std::path::PathBuf {
             r#"service = "web"
 [run]
 command = ["gunicorn", "--workers", "2", "--graceful-timeout", "5", "app:app"]
-env = {{ PYTHONDONTWRITEBYTECODE = "1" }}
 [[listen]]
 name = "http"
 address = "0.0.0.0:{port}"
@@ -138,7 +137,7 @@ fn a_gunicorn_release_that_boots_in_4s_goes_live_with_no_failed_request() {
     if !real_component("gunicorn") {
         return;
     }
-    let f = TestFleet::builder().hosts(3).start();
+    let mut f = TestFleet::builder().hosts(3).start();
     let (out, code) = deploy(&f, "1", &release(&f, "1", 200, 0.0), "kind = \"recreate\"");
     assert_eq!(code, 0, "{out}");
     f.wait_all_on("1");
@@ -159,6 +158,26 @@ fn a_gunicorn_release_that_boots_in_4s_goes_live_with_no_failed_request() {
     let k = load::counts(&records);
     eprintln!("slow-booting release under load: {k:?}");
     assert_eq!(k.failed(), 0, "{k:?}");
+    // Python wrote its bytecode cache into the release: not drift. A file
+    // dropped there by hand is.
+    let id = f.hosts[0].id.clone();
+    let current = f.cluster.agent(&id).state_dir.join("services/web/current");
+    assert!(
+        current.join("__pycache__").is_dir(),
+        "gunicorn wrote no bytecode cache"
+    );
+    std::fs::write(current.join("planted.sh"), "#!/bin/sh\n").unwrap();
+    let drift = cutover_tests::poll(
+        "the planted file seen as drift",
+        Duration::from_secs(30),
+        || {
+            let r = f.cutover(&["drift", "-o", "json"]);
+            let v: serde_json::Value = serde_json::from_str(&r.stdout).ok()?;
+            let text = v.to_string();
+            text.contains("added planted.sh").then_some(text)
+        },
+    );
+    assert!(!drift.contains("__pycache__"), "{drift}");
     // The hosts answer as v2 now.
     for i in 0..3 {
         let (status, text) = http_get(&f.addr(i).to_string(), "/").expect("an answer");
