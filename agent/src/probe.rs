@@ -432,4 +432,47 @@ mod tests {
         assert!(!out.ok);
         assert!(out.detail.contains("503"), "{}", out.detail);
     }
+
+    #[tokio::test]
+    async fn a_grpc_check_runs_on_the_connection_the_judged_instance_accepted() {
+        let (reporter, health) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l)),
+        );
+        let spec: ServiceSpec =
+            toml::from_str("service = \"s\"\n[run]\ncommand = [\"x\"]\n").unwrap();
+        let (_tx, notify) = watch::channel(NotifyState::default());
+        let mut ctx = Context {
+            spec,
+            release_dir: PathBuf::from("/"),
+            notify,
+            bound: vec![],
+            // This process serves: the instance judged.
+            instance_pid: Some(std::process::id()),
+        };
+        let c = Check::Grpc {
+            target: cutover_common::service::Target {
+                listener: None,
+                port: Some(port),
+            },
+            service: String::new(),
+        };
+        let out = check(&c, &ctx, Duration::from_secs(5)).await;
+        assert!(out.ok, "{}", out.detail);
+        // Judged as another process, the server's answers do not count.
+        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        ctx.instance_pid = Some(other.id());
+        let out = check(&c, &ctx, Duration::from_millis(300)).await;
+        other.kill().unwrap();
+        other.wait().unwrap();
+        assert!(!out.ok);
+        assert!(out.detail.contains("taken by other processes"), "{}", out.detail);
+    }
 }
