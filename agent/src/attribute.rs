@@ -204,20 +204,62 @@ pub fn holds_socket(pid: u32, inode: u64) -> io::Result<bool> {
     Ok(false)
 }
 
-/// Whether the instance whose main process is `main` holds `inode`.
-pub fn instance_holds(main: u32, inode: u64) -> Result<bool, String> {
-    let mut unreadable = None;
-    for pid in instance_pids(main) {
-        match holds_socket(pid, inode) {
-            Ok(true) => return Ok(true),
-            Ok(false) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => unreadable = Some(format!("reading /proc/{pid}/fd: {e}")),
+/// The instance a probe judges: its main process, and the processes of
+/// it that accepted probe connections before (checked first, so that a
+/// steady check reads one or two descriptor tables, not all of `/proc`).
+#[derive(Debug)]
+pub struct Judged {
+    pub main: u32,
+    accepting: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Judged {
+    pub fn new(main: u32) -> Judged {
+        Judged {
+            main,
+            accepting: Default::default(),
         }
     }
-    match unreadable {
-        Some(e) => Err(e),
-        None => Ok(false),
+
+    /// Whether a process of the instance holds the socket `inode`.
+    pub fn holds(&self, inode: u64) -> Result<bool, String> {
+        let known: Vec<u32> = self.known();
+        let mut unreadable = None;
+        let mut check = |pid: u32| match holds_socket(pid, inode) {
+            Ok(held) => held,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => {
+                unreadable = Some(format!("reading /proc/{pid}/fd: {e}"));
+                false
+            }
+        };
+        if known.iter().any(|p| check(*p)) {
+            return Ok(true);
+        }
+        let found = instance_pids(self.main)
+            .into_iter()
+            .filter(|p| !known.contains(p))
+            .find(|p| check(*p));
+        if let Some(pid) = found {
+            let mut k = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
+            k.push(pid);
+            // Workers come and go: keep the latest few.
+            if k.len() > 8 {
+                k.remove(0);
+            }
+            return Ok(true);
+        }
+        match unreadable {
+            Some(e) => Err(e),
+            None => Ok(false),
+        }
+    }
+
+    fn known(&self) -> Vec<u32> {
+        let k = self.accepting.lock().unwrap_or_else(|p| p.into_inner());
+        std::iter::once(self.main)
+            .chain(k.iter().copied().filter(|p| *p != self.main))
+            .collect()
     }
 }
 
@@ -230,20 +272,20 @@ pub struct Tries {
     pub unanswered: u32,
 }
 
-/// Opens a connection to `addr` that a process of the instance whose main
-/// process is `main` accepted, trying fresh connections until `deadline`.
-/// Connections accepted by other processes (an older instance on the
-/// shared socket) are closed unused.
+/// Opens a connection to `addr` that a process of the `judged` instance
+/// accepted, trying fresh connections until `deadline`. Connections
+/// accepted by other processes (an older instance on the shared socket)
+/// are closed unused.
 pub async fn connect(
     addr: SocketAddr,
-    main: u32,
+    judged: &Judged,
     deadline: tokio::time::Instant,
 ) -> Result<TcpStream, String> {
     let mut tries = Tries::default();
     let mut last_error = None;
     loop {
         if tokio::time::Instant::now() >= deadline {
-            return Err(describe(addr, main, tries, last_error));
+            return Err(describe(addr, judged.main, tries, last_error));
         }
         let s = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
@@ -272,7 +314,7 @@ pub async fn connect(
             pause = (pause * 2).min(Duration::from_millis(20));
         };
         match accepted {
-            Some(inode) if instance_holds(main, inode)? => return Ok(s),
+            Some(inode) if judged.holds(inode)? => return Ok(s),
             Some(_) => tries.elsewhere += 1,
             None => tries.unanswered += 1,
         }
@@ -374,11 +416,15 @@ mod tests {
             .spawn()
             .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
-        let e = connect(addr, other.id(), deadline).await.unwrap_err();
+        let e = connect(addr, &Judged::new(other.id()), deadline)
+            .await
+            .unwrap_err();
         assert!(e.contains("taken by other processes"), "{e}");
         // Judged as this process, the first connection is attributed.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        connect(addr, std::process::id(), deadline).await.unwrap();
+        connect(addr, &Judged::new(std::process::id()), deadline)
+            .await
+            .unwrap();
         other.kill().unwrap();
         other.wait().unwrap();
         drop(accepter);
@@ -389,10 +435,32 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
-        let e = connect(addr, std::process::id(), deadline)
+        let e = connect(addr, &Judged::new(std::process::id()), deadline)
             .await
             .unwrap_err();
         assert!(e.contains("accepted no connection"), "{e}");
         drop(l);
+    }
+
+    #[test]
+    fn the_instance_holding_a_socket_is_found_and_a_stranger_is_not() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (a, _) = l.accept().unwrap();
+        let Ok(Accept::Accepted(inode)) =
+            server_side(c.local_addr().unwrap(), l.local_addr().unwrap())
+        else {
+            panic!("not accepted");
+        };
+        // This process holds the socket; a child of it does not.
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        assert_eq!(Judged::new(std::process::id()).holds(inode), Ok(true));
+        assert_eq!(Judged::new(child.id()).holds(inode), Ok(false));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop((a, c));
     }
 }

@@ -87,10 +87,10 @@ pub struct Context {
     /// Where the agent's listeners are actually bound (a spec may say port
     /// 0), by listener name.
     pub bound: Vec<(String, std::net::SocketAddr)>,
-    /// The main process of the instance judged: a network check counts
-    /// only connections that one of its processes accepted (see
-    /// [`crate::attribute`]). `None` judges whoever answers (tests).
-    pub instance_pid: Option<u32>,
+    /// The instance judged: a network check counts only connections that
+    /// one of its processes accepted (see [`crate::attribute`]). `None`
+    /// judges whoever answers (tests).
+    pub instance: Option<std::sync::Arc<crate::attribute::Judged>>,
 }
 
 impl Context {
@@ -140,8 +140,8 @@ async fn connect(
     addr: std::net::SocketAddr,
     deadline: tokio::time::Instant,
 ) -> Result<TcpStream, String> {
-    match ctx.instance_pid {
-        Some(pid) => crate::attribute::connect(addr, pid, deadline).await,
+    match &ctx.instance {
+        Some(judged) => crate::attribute::connect(addr, judged, deadline).await,
         None => TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect {addr}: {e}")),
@@ -189,8 +189,8 @@ async fn run(c: &Check, ctx: &Context, deadline: tokio::time::Instant) -> Result
             let mut cmd = tokio::process::Command::new(&command[0]);
             // An exec check runs beside the instance: it is told which
             // instance it judges, and must look at that one.
-            if let Some(pid) = ctx.instance_pid {
-                cmd.env("CUTOVER_INSTANCE_PID", pid.to_string());
+            if let Some(judged) = &ctx.instance {
+                cmd.env("CUTOVER_INSTANCE_PID", judged.main.to_string());
             }
             if let Some(user) = &ctx.spec.run.user {
                 let (uid, gid) = crate::instance::lookup_user(user).map_err(|e| e.to_string())?;
@@ -415,7 +415,7 @@ mod tests {
             release_dir: PathBuf::from("/"),
             notify,
             bound: vec![],
-            instance_pid: None,
+            instance: None,
         };
         let target = cutover_common::service::Target {
             listener: None,
@@ -455,7 +455,9 @@ mod tests {
             notify,
             bound: vec![],
             // This process serves: the instance judged.
-            instance_pid: Some(std::process::id()),
+            instance: Some(std::sync::Arc::new(crate::attribute::Judged::new(
+                std::process::id(),
+            ))),
         };
         let c = Check::Grpc {
             target: cutover_common::service::Target {
@@ -467,12 +469,21 @@ mod tests {
         let out = check(&c, &ctx, Duration::from_secs(5)).await;
         assert!(out.ok, "{}", out.detail);
         // Judged as another process, the server's answers do not count.
-        let mut other = std::process::Command::new("sleep").arg("30").spawn().unwrap();
-        ctx.instance_pid = Some(other.id());
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        ctx.instance = Some(std::sync::Arc::new(crate::attribute::Judged::new(
+            other.id(),
+        )));
         let out = check(&c, &ctx, Duration::from_millis(300)).await;
         other.kill().unwrap();
         other.wait().unwrap();
         assert!(!out.ok);
-        assert!(out.detail.contains("taken by other processes"), "{}", out.detail);
+        assert!(
+            out.detail.contains("taken by other processes"),
+            "{}",
+            out.detail
+        );
     }
 }

@@ -29,7 +29,9 @@ impl Service {
                 .iter()
                 .filter_map(|l| Some((l.name.clone(), sys::local_addr(&l.fd)?)))
                 .collect(),
-            instance_pid: Some(instance.pid()),
+            instance: Some(std::sync::Arc::new(crate::attribute::Judged::new(
+                instance.pid(),
+            ))),
         };
         let readiness = probe::start(
             spec.probes.readiness.clone().unwrap_or_else(notify_probe),
