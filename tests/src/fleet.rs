@@ -265,13 +265,7 @@ selector = "role=web"
 "#,
             port = self.port
         );
-        let p = self
-            .cluster
-            .dir
-            .path()
-            .join(format!("web-{version}-{}.toml", rand::random::<u32>()));
-        std::fs::write(&p, text).unwrap();
-        p
+        self.spec_text(version, &text)
     }
 
     fn deploy_args<'a>(&'a self, spec: &'a std::path::Path, version: &'a str) -> Vec<&'a str> {
