@@ -449,9 +449,21 @@ impl Runtime {
                     }),
                 }
             }
-            Kind::Activate { release_id, .. } => {
-                on_service(&handle, async |s| {
-                    s.activate(&cmd.id, release_id, false).await
+            Kind::Activate {
+                service,
+                release_id,
+            } => {
+                // Watched from now: a rollback arriving while this waits
+                // for the service gives it up before it starts anything.
+                let preempted = self
+                    .preempters
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(service.as_str())
+                    .map(crate::service::Preempter::watch);
+                on_service(&handle, async |s| match preempted {
+                    Some(p) => s.activate_unless_preempted(&cmd.id, release_id, p).await,
+                    None => s.activate(&cmd.id, release_id, false).await,
                 })
                 .await
             }

@@ -683,3 +683,45 @@ fn a_failed_swap_to_a_moved_listener_keeps_the_old_socket_and_leaves_no_new_one(
     let e = std::net::TcpStream::connect(("127.0.0.1", moved)).unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
 }
+
+#[test]
+fn a_rollback_gives_up_the_swap_in_progress_instead_of_waiting_for_it() {
+    let mut h = host();
+    assert!(h.deploy(1, &[]).ok);
+    let mut spec = demo_spec("web", h.port, "2", &["--never-ready"]);
+    spec.swap.ready_timeout = Duration::from_secs(60);
+    let staged = h
+        .control
+        .send("web-1", stage("stage-2", "v2", "2", &h.artifact, &spec));
+    assert!(staged.ok, "{}", staged.message);
+    // The activation of a release that never gets ready, in the background.
+    let mut second = Control::connect(&h.cluster);
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let swap = std::thread::spawn(move || {
+        second.send_with("web-1", activate("activate-2", "web", "v2"), |p| {
+            if p.phase == "starting" {
+                let _ = started_tx.send(());
+            }
+        })
+    });
+    started
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the new instance started");
+    let mut back = rollback("rollback-2", "web");
+    if let Some(cutover_proto::v1::command::Kind::Rollback(r)) = &mut back.kind {
+        r.to_release_id = "v1".into();
+    }
+    let r = h.control.send("web-1", back);
+    assert!(r.ok, "{}", r.message);
+    assert_eq!(r.active_release, "v1");
+    let given_up = swap.join().unwrap();
+    assert!(!given_up.ok);
+    assert!(
+        given_up
+            .message
+            .contains("given up: a rollback was asked for"),
+        "the swap was not given up: {}",
+        given_up.message
+    );
+    assert_eq!(given_up.active_release, "v1");
+}

@@ -131,6 +131,12 @@ impl Preempter {
     pub fn preempt(&self) {
         self.0.send_modify(|g| *g += 1);
     }
+
+    /// What a command about to wait for the service watches: a rollback
+    /// arriving while it waits gives it up too.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
 }
 
 impl std::fmt::Debug for Service {
@@ -472,6 +478,25 @@ impl Service {
     pub async fn activate(&mut self, command_id: &str, target: &str, force: bool) -> OpResult {
         let preempted = Some(self.preempt.subscribe());
         self.swap_to(command_id, target, force, preempted).await
+    }
+
+    /// A coordinator's activation, given up if a rollback arrived since
+    /// `preempted` was taken (when the command arrived, before it waited
+    /// for the service).
+    pub async fn activate_unless_preempted(
+        &mut self,
+        command_id: &str,
+        target: &str,
+        preempted: tokio::sync::watch::Receiver<u64>,
+    ) -> OpResult {
+        if preempted.has_changed().unwrap_or(false) {
+            return Err(fail(
+                format!("{}; nothing was started", instances::PREEMPTED),
+                vec![],
+            ));
+        }
+        self.swap_to(command_id, target, false, Some(preempted))
+            .await
     }
 
     /// A swap to `target`; with `preempted`, given up (its new instance
