@@ -220,6 +220,18 @@ impl Runtime {
         h
     }
 
+    /// What gives up `service`'s swap in progress (the service is made
+    /// if it is new).
+    fn preempter(&self, service: &str) -> crate::service::Preempter {
+        let _ = self.service(service);
+        self.preempters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(service)
+            .cloned()
+            .expect("registered with the service")
+    }
+
     fn handles(&self) -> Vec<ServiceHandle> {
         self.services
             .lock()
@@ -264,15 +276,7 @@ impl Runtime {
             // it: a swap under way (a rollout's, or a liveness replacement
             // of the release being left) stops its new instance and keeps
             // the old one, before the rollback takes the service.
-            let _ = self.service(service);
-            if let Some(p) = self
-                .preempters
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(service.as_str())
-            {
-                p.preempt();
-            }
+            self.preempter(service).preempt();
         }
         if let Kind::Rollback {
             service,
@@ -455,15 +459,10 @@ impl Runtime {
             } => {
                 // Watched from now: a rollback arriving while this waits
                 // for the service gives it up before it starts anything.
-                let preempted = self
-                    .preempters
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(service.as_str())
-                    .map(crate::service::Preempter::watch);
-                on_service(&handle, async |s| match preempted {
-                    Some(p) => s.activate_unless_preempted(&cmd.id, release_id, p).await,
-                    None => s.activate(&cmd.id, release_id, false).await,
+                let preempted = self.preempter(service).watch();
+                on_service(&handle, async |s| {
+                    s.activate_unless_preempted(&cmd.id, release_id, preempted)
+                        .await
                 })
                 .await
             }
