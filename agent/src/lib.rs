@@ -24,6 +24,7 @@ pub mod notify;
 pub mod probe;
 pub mod releases;
 pub mod runtime;
+pub mod scrape;
 pub mod sd;
 pub mod service;
 pub mod session;

@@ -172,7 +172,7 @@ async fn run(c: &Check, ctx: &Context, deadline: tokio::time::Instant) -> Result
         } => {
             let addr = ctx.addr(target).ok_or("no such target")?;
             let stream = connect(ctx, addr, deadline).await?;
-            let (status, text) = http_get(stream, addr, path).await?;
+            let (status, text) = http_get(stream, addr, path, "HTTP/1.1", 64 * 1024).await?;
             if status < *status_min || status > *status_max {
                 return Err(format!("GET {path} answered {status}"));
             }
@@ -252,15 +252,43 @@ async fn run(c: &Check, ctx: &Context, deadline: tokio::time::Instant) -> Result
     }
 }
 
-/// A minimal HTTP/1.1 GET with `Connection: close`; returns the status and
-/// up to 64 KiB of the response.
+/// GETs `path` of the judged instance (a connection it accepted) within
+/// `timeout`: the status and the body, of at most `limit` bytes. HTTP/1.0,
+/// so that the body comes whole, not in chunks.
+pub async fn fetch(
+    ctx: &Context,
+    target: &cutover_common::service::Target,
+    path: &str,
+    timeout: Duration,
+    limit: usize,
+) -> Result<(u16, String), String> {
+    let addr = ctx.addr(target).ok_or("no such target")?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let got = tokio::time::timeout_at(deadline, async {
+        let stream = connect(ctx, addr, deadline).await?;
+        http_get(stream, addr, path, "HTTP/1.0", limit).await
+    })
+    .await
+    .map_err(|_| format!("GET {path}: timed out after {timeout:?}"))??;
+    let (status, text) = got;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// A minimal GET with `Connection: close`; returns the status and up to
+/// `limit` bytes of the response.
 async fn http_get(
     mut s: TcpStream,
     addr: std::net::SocketAddr,
     path: &str,
+    version: &str,
+    limit: usize,
 ) -> Result<(u16, String), String> {
     let req = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: cutover-probe\r\nConnection: close\r\n\r\n"
+        "GET {path} {version}\r\nHost: {addr}\r\nUser-Agent: cutover-probe\r\nConnection: close\r\n\r\n"
     );
     s.write_all(req.as_bytes())
         .await
@@ -269,7 +297,7 @@ async fn http_get(
     let mut chunk = [0u8; 4096];
     loop {
         let n = s.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
-        if n == 0 || buf.len() > 64 * 1024 {
+        if n == 0 || buf.len() > limit {
             break;
         }
         buf.extend_from_slice(&chunk[..n]);

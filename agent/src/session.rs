@@ -193,6 +193,25 @@ fn health_message(h: &Health) -> pb::AgentMessage {
             memory_bytes: h.memory_bytes,
             at_ms: now_ms(),
             drift: h.drift.clone(),
+            // Nothing until the first scrape said something.
+            app: h
+                .app
+                .as_ref()
+                .filter(|a| a.counters.is_some() || a.error.is_some())
+                .map(|a| pb::AppMetricsReport {
+                    requests: a.counters.as_ref().map_or(0, |c| c.requests),
+                    errors: a.counters.as_ref().map_or(0, |c| c.errors),
+                    latency: a
+                        .counters
+                        .iter()
+                        .flat_map(|c| &c.latency)
+                        .map(|(le, count)| pb::LatencyBucket {
+                            le_seconds: *le,
+                            count: *count,
+                        })
+                        .collect(),
+                    error: a.error.clone().unwrap_or_default(),
+                }),
         })),
     }
 }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::labels::Selector;
 use crate::service::{
-    DrainSpec, Hooks, ListenSpec, LogSpec, Probes, RestartSpec, RunSpec, ServiceSpec, SwapSpec,
+    AppMetrics, DrainSpec, Hooks, ListenSpec, LogSpec, Probes, RestartSpec, RunSpec, ServiceSpec,
+    SwapSpec,
 };
 
 /// A count of hosts or a percentage of the targets.
@@ -284,6 +285,8 @@ pub struct DeploySpec {
     #[serde(default)]
     pub logs: LogSpec,
     #[serde(default)]
+    pub metrics: Option<AppMetrics>,
+    #[serde(default)]
     pub strategy: Strategy,
     #[serde(default)]
     pub rollback: RollbackPolicy,
@@ -455,6 +458,7 @@ impl DeploySpec {
             drain: self.drain.clone(),
             restart: self.restart.clone(),
             logs: self.logs.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 

@@ -44,6 +44,68 @@ pub struct ServiceSpec {
     pub restart: RestartSpec,
     #[serde(default)]
     pub logs: LogSpec,
+    /// The app's own Prometheus metrics, scraped from each instance for
+    /// canary analysis. Left out of the JSON when unset, so agents that
+    /// predate it still take specs without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<AppMetrics>,
+}
+
+/// Where and what to scrape of an app's own Prometheus metrics: a request
+/// counter by status, and optionally a latency histogram. The agent
+/// scrapes each instance itself (the connection accepted by that
+/// instance, as for probes) from the moment it was first ready.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppMetrics {
+    /// A listener by name.
+    #[serde(default)]
+    pub listener: Option<String>,
+    /// Or an explicit port.
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default = "d_metrics_path")]
+    pub path: String,
+    /// A counter of requests (Prometheus text format), e.g.
+    /// `http_requests_total`; a series' `status_label` tells its status.
+    pub requests: String,
+    #[serde(default = "d_status_label")]
+    pub status_label: String,
+    /// A histogram of request durations in seconds, e.g.
+    /// `http_request_duration_seconds` (its `_bucket` series are read).
+    #[serde(default)]
+    pub latency: Option<String>,
+    #[serde(with = "humantime_serde", default = "d_scrape_interval")]
+    pub interval: Duration,
+}
+
+impl AppMetrics {
+    /// Where the scrape connects.
+    pub fn target(&self) -> Target {
+        Target {
+            listener: self.listener.clone(),
+            port: self.port,
+        }
+    }
+}
+
+fn d_metrics_path() -> String {
+    "/metrics".into()
+}
+fn d_status_label() -> String {
+    "code".into()
+}
+fn d_scrape_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Whether `name` is a Prometheus metric or label name.
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 /// How to start the service's process.
@@ -476,6 +538,29 @@ impl ServiceSpec {
                     &format!("hooks.{name}.command"),
                     "expected a program and its arguments",
                 ));
+            }
+        }
+        if let Some(m) = &self.metrics {
+            self.check_target(&m.target(), "metrics.listener")?;
+            if !m.path.starts_with('/') {
+                return Err(err("metrics.path", "expected a path starting with /"));
+            }
+            for (field, name) in [
+                ("metrics.requests", Some(&m.requests)),
+                ("metrics.status_label", Some(&m.status_label)),
+                ("metrics.latency", m.latency.as_ref()),
+            ] {
+                if let Some(n) = name
+                    && !is_metric_name(n)
+                {
+                    return Err(err(
+                        field,
+                        format!("expected a Prometheus metric name, found `{n}`"),
+                    ));
+                }
+            }
+            if m.interval.is_zero() {
+                return Err(err("metrics.interval", "expected a duration above zero"));
             }
         }
         if self.restart.backoff_initial.is_zero()

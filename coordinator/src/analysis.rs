@@ -12,9 +12,16 @@ use serde::{Deserialize, Serialize};
 /// Samples of one group of hosts.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Samples {
-    /// 1.0 for a failed check or request, 0.0 for a good one.
+    /// Probe checks: 1.0 for a failed check, 0.0 for a good one.
     pub errors: Vec<f64>,
+    /// Probe check latencies.
     pub latency_ms: Vec<f64>,
+    /// Real requests, from the app's own metrics: 1.0 for a 5xx, 0.0 for
+    /// any other answer.
+    pub requests: Vec<f64>,
+    /// Real request latencies (upper bounds of the app's histogram
+    /// buckets).
+    pub request_latency_ms: Vec<f64>,
 }
 
 /// Thresholds of the analysis.
@@ -185,11 +192,14 @@ fn judge(
     m
 }
 
-/// Compares canary with baseline.
-pub fn analyze(canary: &Samples, baseline: &Samples, cfg: Config) -> Report {
-    let latency_floor = (median(&baseline.latency_ms) * cfg.latency_relative_floor)
-        .max(cfg.latency_absolute_floor_ms);
-    let metrics = vec![
+/// Compares canary with baseline: probe checks always, real requests too
+/// when the spec names the app's metrics (`with_requests`).
+pub fn analyze(canary: &Samples, baseline: &Samples, with_requests: bool, cfg: Config) -> Report {
+    let floor_of = |base: &[f64]| {
+        (median(base) * cfg.latency_relative_floor).max(cfg.latency_absolute_floor_ms)
+    };
+    let latency_floor = floor_of(&baseline.latency_ms);
+    let mut metrics = vec![
         judge(
             "error_ratio",
             &canary.errors,
@@ -209,6 +219,28 @@ pub fn analyze(canary: &Samples, baseline: &Samples, cfg: Config) -> Report {
             cfg,
         ),
     ];
+    if with_requests {
+        metrics.push(judge(
+            "request_error_ratio",
+            &canary.requests,
+            &baseline.requests,
+            mean,
+            cfg.error_ratio_floor,
+            "",
+            cfg,
+        ));
+        if !canary.request_latency_ms.is_empty() || !baseline.request_latency_ms.is_empty() {
+            metrics.push(judge(
+                "request_latency_p50_ms",
+                &canary.request_latency_ms,
+                &baseline.request_latency_ms,
+                median,
+                floor_of(&baseline.request_latency_ms),
+                " ms",
+                cfg,
+            ));
+        }
+    }
     let verdict = if metrics.iter().any(|m| m.verdict == Verdict::Fail) {
         Verdict::Fail
     } else if metrics.iter().any(|m| m.verdict == Verdict::Inconclusive) {
@@ -240,6 +272,7 @@ mod tests {
             latency_ms: (0..n)
                 .map(|_| latency * (0.8 + 0.4 * lcg(&mut s)))
                 .collect(),
+            ..Samples::default()
         }
     }
 
@@ -248,6 +281,7 @@ mod tests {
         let r = analyze(
             &group(1, 200, 0.01, 10.0),
             &group(2, 200, 0.01, 10.0),
+            false,
             Config::default(),
         );
         assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");
@@ -258,6 +292,7 @@ mod tests {
         let r = analyze(
             &group(1, 200, 0.3, 10.0),
             &group(2, 200, 0.01, 10.0),
+            false,
             Config::default(),
         );
         assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
@@ -270,6 +305,7 @@ mod tests {
         let r = analyze(
             &group(1, 200, 0.0, 30.0),
             &group(2, 200, 0.0, 10.0),
+            false,
             Config::default(),
         );
         assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
@@ -281,6 +317,7 @@ mod tests {
         let r = analyze(
             &group(1, 2000, 0.0, 10.5),
             &group(2, 2000, 0.0, 10.0),
+            false,
             Config::default(),
         );
         assert_eq!(r.metrics[1].verdict, Verdict::Pass, "{r:#?}");
@@ -288,11 +325,17 @@ mod tests {
 
     #[test]
     fn no_data_or_too_little_is_inconclusive_never_pass_or_fail() {
-        let r = analyze(&Samples::default(), &Samples::default(), Config::default());
+        let r = analyze(
+            &Samples::default(),
+            &Samples::default(),
+            false,
+            Config::default(),
+        );
         assert_eq!(r.verdict, Verdict::Inconclusive);
         let r = analyze(
             &group(1, 5, 1.0, 100.0),
             &group(2, 5, 0.0, 1.0),
+            false,
             Config::default(),
         );
         assert_eq!(
@@ -310,5 +353,39 @@ mod tests {
         assert!(mann_whitney_greater(&a, &b) < 0.001);
         assert!(mann_whitney_greater(&b, &a) > 0.99);
         assert!((mann_whitney_greater(&b, &b) - 0.5).abs() < 0.1);
+    }
+
+    #[test]
+    fn real_requests_failing_more_on_the_canary_fail_it_though_its_probes_pass() {
+        let mut canary = group(1, 200, 0.0, 10.0);
+        let mut baseline = group(2, 200, 0.0, 10.0);
+        canary.requests = (0..1000)
+            .map(|i| if i % 5 == 0 { 1.0 } else { 0.0 })
+            .collect();
+        baseline.requests = vec![0.0; 1000];
+        let r = analyze(&canary, &baseline, true, Config::default());
+        assert_eq!(r.verdict, Verdict::Fail, "{r:#?}");
+        let m = r
+            .metrics
+            .iter()
+            .find(|m| m.metric == "request_error_ratio")
+            .unwrap();
+        assert_eq!((m.canary, m.baseline, m.canary_n), (0.2, 0.0, 1000));
+        assert_eq!(
+            r.metrics[0].verdict,
+            Verdict::Pass,
+            "the probes saw nothing"
+        );
+        // Without the app's metrics named, requests are not judged.
+        assert_eq!(
+            analyze(&canary, &baseline, false, Config::default()).verdict,
+            Verdict::Pass
+        );
+        // Named but never scraped: too little data, never a pass.
+        canary.requests.clear();
+        assert_eq!(
+            analyze(&canary, &baseline, true, Config::default()).verdict,
+            Verdict::Inconclusive
+        );
     }
 }

@@ -542,7 +542,13 @@ async fn persist(app: &App, r: &Rollout) -> bool {
 }
 /// Compares the canaries of `batch` with the hosts still on the old
 /// release, over the window opened when the step's bake started.
-fn analyse(app: &App, r: &Rollout, batch: usize, window: &Window) -> crate::analysis::Report {
+fn analyse(
+    app: &App,
+    r: &Rollout,
+    batch: usize,
+    window: &Window,
+    with_requests: bool,
+) -> crate::analysis::Report {
     let (canary, baseline) = r.analysis_groups(batch);
     let canary: Vec<(String, Option<String>)> = canary
         .into_iter()
@@ -558,6 +564,7 @@ fn analyse(app: &App, r: &Rollout, batch: usize, window: &Window) -> crate::anal
     crate::analysis::analyze(
         &window.samples(app, &r.service, &canary),
         &window.samples(app, &r.service, &baseline),
+        with_requests,
         crate::analysis::Config::default(),
     )
 }
@@ -683,13 +690,12 @@ async fn run(
                 };
                 if let Some(batch) = baking
                     && r.steps.get(batch).is_some_and(|s| s.analysis)
-                    && !window.is_open(batch)
                 {
                     let (canary, baseline) = r.analysis_groups(batch);
                     window.open(&app, &r.service, batch, &[canary, baseline].concat());
                 }
                 if let Some(batch) = r.analysis_wanted {
-                    let report = analyse(&app, &r, batch, &window);
+                    let report = analyse(&app, &r, batch, &window, job.spec.metrics.is_some());
                     out.extend(apply(&mut r, Event::Analysis { batch, report }));
                 }
                 if !held && let engine::Phase::Switching { batch } = r.phase {

@@ -65,6 +65,27 @@ pub fn real_component(program: &str) -> bool {
     found
 }
 
+/// Whether Debian's python3 (`/usr/bin/python3`, which Debian's gunicorn
+/// runs on) has `module` (a library real apps use, such as
+/// `prometheus_client`); skipped or required as [`real_component`].
+pub fn real_python_module(module: &str) -> bool {
+    let found = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", &format!("import {module}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CUTOVER_REQUIRE_REAL").as_deref() != Ok("1"),
+            "python3's {module} is required here (CUTOVER_REQUIRE_REAL=1) but not installed"
+        );
+        eprintln!(
+            "skipped: python3's {module} is not installed (`.ci/run` installs it from Debian's packages)"
+        );
+    }
+    found
+}
+
 /// Polls `f` until it returns `Some` or `timeout` passes.
 pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

@@ -49,7 +49,11 @@ impl Service {
             .probes
             .liveness
             .clone()
-            .map(|p| probe::start(p, ctx, Some(readiness.status.clone())));
+            .map(|p| probe::start(p, ctx.clone(), Some(readiness.status.clone())));
+        let scrape = spec
+            .metrics
+            .clone()
+            .map(|m| crate::scrape::start(m, ctx, readiness.status.clone()));
         Active {
             instance,
             release,
@@ -57,6 +61,7 @@ impl Service {
             startup,
             readiness,
             liveness,
+            scrape,
         }
     }
 
@@ -217,6 +222,7 @@ impl Service {
         drop(a.startup);
         drop(a.readiness);
         drop(a.liveness);
+        drop(a.scrape);
         a.instance.stop(sig, grace).await
     }
 }

@@ -93,6 +93,8 @@ struct Active {
     startup: Option<probe::Running>,
     readiness: probe::Running,
     liveness: Option<probe::Running>,
+    /// The app's own metrics, scraped from this instance (`[metrics]`).
+    scrape: Option<crate::scrape::Running>,
 }
 
 /// A service's runtime state.

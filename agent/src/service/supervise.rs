@@ -266,6 +266,10 @@ impl Service {
                 if let Some(l) = &a.liveness {
                     h.feeds.push(l.status.clone());
                 }
+                if let Some(s) = &a.scrape {
+                    h.app = Some(s.status.borrow().clone());
+                    h.app_feed = Some(s.status.clone());
+                }
             }
         }
         h
@@ -294,6 +298,10 @@ pub struct Health {
     /// now (canary analysis compares them), not as they were when the
     /// status was last published.
     feeds: Vec<watch::Receiver<ProbeStatus>>,
+    /// The app's own metrics of the instance (`[metrics]`), and where they
+    /// come from.
+    pub app: Option<crate::scrape::Scraped>,
+    app_feed: Option<watch::Receiver<crate::scrape::Scraped>>,
 }
 
 impl Health {
@@ -302,6 +310,9 @@ impl Health {
         let mut h = self.clone();
         for ((_, p), feed) in h.probes.iter_mut().zip(&self.feeds) {
             *p = feed.borrow().clone();
+        }
+        if let Some(feed) = &self.app_feed {
+            h.app = Some(feed.borrow().clone());
         }
         h
     }
