@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod apps;
 pub mod artifacts;
 pub mod fleet;
 pub mod load;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use cutover_tests::fleet::TestFleet;
 use cutover_tests::load::{self, Outcome, Record};
 use cutover_tests::release::Artifact;
-use cutover_tests::{http_get, real_component};
+use cutover_tests::{apps, http_get, real_component};
 
 /// A WSGI app answering `/healthz` with `health`, after `boot` seconds of
 /// start-up in each worker (an import that takes time), naming its version
@@ -269,109 +269,35 @@ fn behind_haproxy_a_never_ready_release_keeps_servers_up_and_does_not_succeed() 
     assert!(k.ok > 100, "too little load: {k:?}");
 }
 
-/// A gunicorn app exporting its own request counter and latency
-/// histogram with Python's `prometheus_client`, answering 500 to one
-/// request in `fail_every` (never with 0); `/healthz` is always fine.
-fn metered_app(version: &str, fail_every: u32) -> String {
-    format!(
-        r#"import itertools
-
-from prometheus_client import Counter, Histogram, make_wsgi_app
-
-VERSION = "{version}"
-FAIL_EVERY = {fail_every}
-REQUESTS = Counter("http_requests", "Requests answered", ["code"])
-LATENCY = Histogram("http_request_duration_seconds", "Request latency")
-metrics = make_wsgi_app()
-seen = itertools.count()
-
-
-def app(environ, start_response):
-    path = environ.get("PATH_INFO")
-    if path == "/metrics":
-        return metrics(environ, start_response)
-    if path == "/healthz":
-        status, body = "200 OK", b"ok\n"
-    else:
-        with LATENCY.time():
-            if FAIL_EVERY and next(seen) % FAIL_EVERY == 0:
-                status, body = "500 Internal Server Error", b"oops\n"
-            else:
-                status, body = "200 OK", ("hello from %s\n" % VERSION).encode()
-        REQUESTS.labels(code=status[:3]).inc()
-    start_response(status, [
-        ("Content-Type", "text/plain"),
-        ("Content-Length", str(len(body))),
-        ("x-version", VERSION),
-    ])
-    return [body]
-"#
-    )
-}
-
-fn metered_spec(f: &TestFleet, version: &str, strategy: &str) -> std::path::PathBuf {
-    f.spec_text(
-        version,
-        &format!(
-            r#"service = "web"
-[run]
-command = ["gunicorn", "--workers", "1", "--graceful-timeout", "5", "app:app"]
-[[listen]]
-name = "http"
-address = "0.0.0.0:{port}"
-[swap]
-min_ready = "500ms"
-grace = "10s"
-ready_timeout = "12s"
-[probes.readiness]
-http = {{ listener = "http", path = "/healthz" }}
-interval = "200ms"
-[metrics]
-listener = "http"
-requests = "http_requests_total"
-latency = "http_request_duration_seconds"
-interval = "500ms"
-[strategy]
-{strategy}
-healthy_deadline = "30s"
-[targets]
-selector = "role=web"
-"#,
-            port = f.port
-        ),
-    )
-}
-
-/// One canary host judged on a 5 s bake, then everyone.
-const CANARY: &str = "kind = \"canary\"\nsteps = [ { hosts = 1, pause = \"5s\", analysis = true }, { hosts = \"100%\" } ]";
-
-fn deployment_id(out: &str) -> String {
-    out.split_whitespace()
-        .skip_while(|w| *w != "deployment")
-        .nth(1)
-        .expect("a deployment id in the output")
-        .to_string()
-}
-
 #[test]
 fn a_canary_failing_a_fifth_of_real_requests_is_rolled_back_and_a_good_one_after_it_promoted() {
     if !real_component("gunicorn") || !cutover_tests::real_python_module("prometheus_client") {
         return;
     }
     let f = TestFleet::builder().hosts(4).start();
-    let v1 = f.publish("metered-1.tar", &[("app.py", &metered_app("1", 0), 0o644)]);
-    let (r, code) = f.deploy_artifact(&metered_spec(&f, "1", "kind = \"recreate\""), "1", &v1);
+    let v1 = f.publish(
+        "metered-1.tar",
+        &[("app.py", &apps::metered_app("1", 0), 0o644)],
+    );
+    let (r, code) = f.deploy_artifact(
+        &apps::metered_spec(&f, "1", "kind = \"recreate\""),
+        "1",
+        &v1,
+    );
     assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
     f.wait_all_on("1");
     let load = f.load();
 
     // v2 fails one real request in five; its /healthz is fine, so its
     // probes see nothing wrong.
-    let v2 = f.publish("metered-2.tar", &[("app.py", &metered_app("2", 5), 0o644)]);
-    let (r, code) = f.deploy_artifact(&metered_spec(&f, "2", CANARY), "2", &v2);
+    let v2 = f.publish(
+        "metered-2.tar",
+        &[("app.py", &apps::metered_app("2", 5), 0o644)],
+    );
+    let (r, code) = f.deploy_artifact(&apps::metered_spec(&f, "2", apps::CANARY), "2", &v2);
     assert_eq!(code, 3, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("step 1 analysis: Fail"), "{}", r.stdout);
-    let id = deployment_id(&r.stdout);
+    let id = apps::deployment_id(&r.stdout);
     let st = f.cutover(&["status", &id, "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     let verdict = &v["rollout"]["verdicts"][0][1];
@@ -391,8 +317,11 @@ fn a_canary_failing_a_fifth_of_real_requests_is_rolled_back_and_a_good_one_after
 
     // A good v3 right after: the bad release's failures on the canary host
     // are not counted against it.
-    let v3 = f.publish("metered-3.tar", &[("app.py", &metered_app("3", 0), 0o644)]);
-    let (r, code) = f.deploy_artifact(&metered_spec(&f, "3", CANARY), "3", &v3);
+    let v3 = f.publish(
+        "metered-3.tar",
+        &[("app.py", &apps::metered_app("3", 0), 0o644)],
+    );
+    let (r, code) = f.deploy_artifact(&apps::metered_spec(&f, "3", apps::CANARY), "3", &v3);
     assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("step 1 analysis: Pass"), "{}", r.stdout);
     f.wait_all_on("3");

@@ -13,6 +13,11 @@
 //! one again.
 //!
 //! Target (issue 7): at most `failure_threshold x interval + 1 s`.
+//!
+//! `--app gunicorn` runs the same case with a real app server (Debian's
+//! gunicorn, two workers) instead of the demo service: the bad release
+//! fails only its HTTP health endpoint, in handover mode, and the revert's
+//! instances are judged on their own answers (issue 23).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,10 +38,54 @@ struct Probe {
     failure_threshold: u64,
 }
 
-fn spec(f: &TestFleet, version: &str, bad_after_ms: Option<u64>, p: &Probe) -> PathBuf {
+/// A gunicorn app answering `version=V` on `/`, whose `/healthz` answers
+/// 503 from `bad_after_ms` after it started, logging the first such
+/// answer as the demo service does.
+fn gunicorn_app(version: &str, bad_after_ms: Option<u64>) -> String {
+    let after = bad_after_ms.map_or("None".to_string(), |ms| format!("{}", ms as f64 / 1000.0));
+    format!(
+        r#"import sys, threading, time
+
+VERSION = "{version}"
+BAD_AFTER = {after}
+STARTED = time.time()
+said = threading.Lock()
+told = []
+
+
+def app(environ, start_response):
+    if environ.get("PATH_INFO") == "/healthz":
+        if BAD_AFTER is not None and time.time() - STARTED >= BAD_AFTER:
+            with said:
+                if not told:
+                    told.append(1)
+                    print("demo-service %s: first failing /healthz at unix_ms=%d" % (VERSION, time.time() * 1000), file=sys.stderr, flush=True)
+            status, body = "503 Service Unavailable", b"down\n"
+        else:
+            status, body = "200 OK", b"ok\n"
+    else:
+        status, body = "200 OK", ("version=%s\n" % VERSION).encode()
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"#
+    )
+}
+
+fn spec(
+    f: &TestFleet,
+    version: &str,
+    bad_after_ms: Option<u64>,
+    p: &Probe,
+    gunicorn: bool,
+) -> PathBuf {
     let bad = bad_after_ms.map_or(String::new(), |ms| {
         format!(r#", "--unhealthy-after-ms", "{ms}""#)
     });
+    let command = if gunicorn {
+        r#"["gunicorn", "--workers", "2", "app:app"]"#.to_string()
+    } else {
+        format!(r#"["bin/demo-service", "--app-version", "{version}"{bad}]"#)
+    };
     let strategy = if bad_after_ms.is_some() {
         r#"kind = "canary"
 steps = [{ hosts = "100%", pause = "5m" }]"#
@@ -47,7 +96,7 @@ max_unavailable = "100%""#
     let text = format!(
         r#"service = "web"
 [run]
-command = ["bin/demo-service", "--app-version", "{version}"{bad}]
+command = {command}
 [[listen]]
 name = "http"
 address = "0.0.0.0:{port}"
@@ -127,14 +176,33 @@ fn main() -> anyhow::Result<()> {
         failure_threshold: arg_u64("--failure-threshold", 3),
     };
     let bad_after_ms = arg_u64("--bad-after-ms", 3000);
+    let gunicorn = cutover_bench::arg("--app").as_deref() == Some("gunicorn");
+    anyhow::ensure!(
+        !gunicorn || cutover_tests::real_component("gunicorn"),
+        "--app gunicorn needs Debian's gunicorn"
+    );
     let target_ms = (probe.failure_threshold * probe.interval_ms + 1000) as f64;
     let f = TestFleet::builder()
         .hosts(hosts)
         .host_timeout("30s")
         .start();
     println!("fleet mode: {:?}", f.mode);
+    // Deploys `version` (bad from `bad_after_ms`): the demo service, or a
+    // gunicorn release of its own.
+    let deploy = |version: &str, bad_after_ms: Option<u64>| {
+        let spec = spec(&f, version, bad_after_ms, &probe, gunicorn);
+        if gunicorn {
+            let art = f.publish(
+                &format!("gunicorn-{version}.tar"),
+                &[("app.py", &gunicorn_app(version, bad_after_ms), 0o644)],
+            );
+            f.deploy_artifact(&spec, version, &art)
+        } else {
+            f.deploy(&spec, version)
+        }
+    };
 
-    let (run, code) = f.deploy(&spec(&f, "1", None, &probe), "1");
+    let (run, code) = deploy("1", None);
     anyhow::ensure!(code == 0, "deploying v1: {}\n{}", run.stdout, run.stderr);
 
     let mut out = Vec::new();
@@ -142,7 +210,7 @@ fn main() -> anyhow::Result<()> {
         let bad = format!("2.{round}");
         let stop = Arc::new(AtomicBool::new(false));
         let watchers: Vec<_> = (0..hosts).map(|i| watch(f.addr(i), stop.clone())).collect();
-        let (run, code) = f.deploy(&spec(&f, &bad, Some(bad_after_ms), &probe), &bad);
+        let (run, code) = deploy(&bad, Some(bad_after_ms));
         anyhow::ensure!(
             code != 0 && format!("{}{}", run.stdout, run.stderr).contains("rolled back"),
             "the bad version {bad} was not rolled back (exit {code}):\n{}\n{}",
@@ -192,13 +260,18 @@ fn main() -> anyhow::Result<()> {
         v[v.len() - 1]
     );
     let p = write_results(
-        "rollback-time",
+        if gunicorn {
+            "rollback-time-gunicorn"
+        } else {
+            "rollback-time"
+        },
         &serde_json::json!({
             "machine": machine(),
             "mode": format!("{:?}", f.mode),
             "hosts": hosts,
             "liveness": {"interval_ms": probe.interval_ms, "failure_threshold": probe.failure_threshold},
             "bad_after_ms": bad_after_ms,
+            "app": if gunicorn { "gunicorn" } else { "demo-service" },
             "target_ms": target_ms,
             "rounds": out,
             "median_ms": v[v.len() / 2],
