@@ -144,6 +144,70 @@ pub fn server_side(client: SocketAddr, server: SocketAddr) -> Result<Accept, Str
     parse_reply(&buf[..n.min(buf.len())], client.port())
 }
 
+const NLM_F_DUMP: u16 = 0x300;
+const NLMSG_DONE: u16 = 3;
+
+/// Listening TCP sockets bound to exactly `addr`: a sock_diag dump of
+/// listeners only, which walks the kernel's listening table alone (reading
+/// `/proc/net/tcp` walks every connection, seconds on a busy host).
+pub fn listening_on(addr: SocketAddr) -> Result<usize, String> {
+    let fd = rustix::net::socket_with(
+        AddressFamily::NETLINK,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        Some(netlink::SOCK_DIAG),
+    )
+    .map_err(|e| format!("sock_diag socket: {e}"))?;
+    let mut req = request(SocketAddr::new(addr.ip(), 0), SocketAddr::new(addr.ip(), 0));
+    req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    req[20..24].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
+    req[24..60].fill(0);
+    rustix::net::send(&fd, &req, rustix::net::SendFlags::empty())
+        .map_err(|e| format!("sock_diag request: {e}"))?;
+    let want = addr_bytes(addr.ip());
+    let width = if addr.is_ipv4() { 4 } else { 16 };
+    let mut count = 0;
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        let (n, _) = rustix::net::recv(&fd, &mut buf, rustix::net::RecvFlags::empty())
+            .map_err(|e| format!("sock_diag reply: {e}"))?;
+        let (found, done) = count_listeners(&buf[..n.min(buf.len())], addr.port(), &want[..width])?;
+        count += found;
+        if done || n == 0 {
+            return Ok(count);
+        }
+    }
+}
+
+/// Counts the listeners on `port` and `ip` in one datagram of a dump
+/// reply; whether the dump is done (pure).
+fn count_listeners(b: &[u8], port: u16, ip: &[u8]) -> Result<(usize, bool), String> {
+    let (mut at, mut found) = (0, 0);
+    while at + 16 <= b.len() {
+        let len = u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+        let kind = u16::from_ne_bytes([b[at + 4], b[at + 5]]);
+        if len < 16 || at + len > b.len() {
+            break;
+        }
+        match kind {
+            NLMSG_DONE => return Ok((found, true)),
+            NLMSG_ERROR => return Err("sock_diag dump refused".into()),
+            _ => {
+                let m = &b[at..at + len];
+                if m.len() >= 40 + ip.len()
+                    && m[MSG_STATE] == TCP_LISTEN
+                    && u16::from_be_bytes([m[20], m[21]]) == port
+                    && &m[24..24 + ip.len()] == ip
+                {
+                    found += 1;
+                }
+            }
+        }
+        at += (len + 3) & !3;
+    }
+    Ok((found, false))
+}
+
 /// One line of `/proc/PID/stat`: (pid, parent, process group).
 fn stat_of(pid: u32) -> Option<(u32, u32, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -211,13 +275,17 @@ pub fn holds_socket(pid: u32, inode: u64) -> io::Result<bool> {
 pub struct Judged {
     pub main: u32,
     accepting: std::sync::Mutex<Vec<u32>>,
+    /// How connections reach this instance while clients are held back
+    /// from it (see [`crate::steer`]); plain connects otherwise.
+    route: Option<std::sync::Arc<crate::steer::Steering>>,
 }
 
 impl Judged {
-    pub fn new(main: u32) -> Judged {
+    pub fn new(main: u32, route: Option<std::sync::Arc<crate::steer::Steering>>) -> Judged {
         Judged {
             main,
             accepting: Default::default(),
+            route,
         }
     }
 
@@ -287,7 +355,13 @@ pub async fn connect(
         if tokio::time::Instant::now() >= deadline {
             return Err(describe(addr, judged.main, tries, last_error));
         }
-        let s = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+        let attempt = async {
+            match &judged.route {
+                Some(r) => r.connect(addr).await,
+                None => TcpStream::connect(addr).await,
+            }
+        };
+        let s = match tokio::time::timeout_at(deadline, attempt).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 tries.unanswered += 1;
@@ -416,13 +490,13 @@ mod tests {
             .spawn()
             .unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
-        let e = connect(addr, &Judged::new(other.id()), deadline)
+        let e = connect(addr, &Judged::new(other.id(), None), deadline)
             .await
             .unwrap_err();
         assert!(e.contains("taken by other processes"), "{e}");
         // Judged as this process, the first connection is attributed.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        connect(addr, &Judged::new(std::process::id()), deadline)
+        connect(addr, &Judged::new(std::process::id(), None), deadline)
             .await
             .unwrap();
         other.kill().unwrap();
@@ -435,7 +509,7 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
-        let e = connect(addr, &Judged::new(std::process::id()), deadline)
+        let e = connect(addr, &Judged::new(std::process::id(), None), deadline)
             .await
             .unwrap_err();
         assert!(e.contains("accepted no connection"), "{e}");
@@ -457,10 +531,23 @@ mod tests {
             .arg("30")
             .spawn()
             .unwrap();
-        assert_eq!(Judged::new(std::process::id()).holds(inode), Ok(true));
-        assert_eq!(Judged::new(child.id()).holds(inode), Ok(false));
+        assert_eq!(Judged::new(std::process::id(), None).holds(inode), Ok(true));
+        assert_eq!(Judged::new(child.id(), None).holds(inode), Ok(false));
         child.kill().unwrap();
         child.wait().unwrap();
         drop((a, c));
+    }
+
+    #[test]
+    fn listeners_are_counted_by_their_exact_address_and_port() {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let at = a.local_addr().unwrap();
+        assert_eq!(listening_on(at), Ok(1));
+        let _c = std::net::TcpStream::connect(at).unwrap();
+        assert_eq!(listening_on(at), Ok(1), "connections are not listeners");
+        let other: SocketAddr = format!("127.0.0.2:{}", at.port()).parse().unwrap();
+        assert_eq!(listening_on(other), Ok(0), "another address");
+        let six = std::net::TcpListener::bind("[::1]:0").unwrap();
+        assert_eq!(listening_on(six.local_addr().unwrap()), Ok(1));
     }
 }

@@ -29,5 +29,6 @@ pub mod sd;
 pub mod service;
 pub mod session;
 pub mod state;
+pub mod steer;
 pub mod sys;
 pub mod unpack;

@@ -485,6 +485,7 @@ mod tests {
             // This process serves: the instance judged.
             instance: Some(std::sync::Arc::new(crate::attribute::Judged::new(
                 std::process::id(),
+                None,
             ))),
         };
         let c = Check::Grpc {
@@ -503,6 +504,7 @@ mod tests {
             .unwrap();
         ctx.instance = Some(std::sync::Arc::new(crate::attribute::Judged::new(
             other.id(),
+            None,
         )));
         let out = check(&c, &ctx, Duration::from_millis(300)).await;
         other.kill().unwrap();

@@ -137,6 +137,49 @@ pub fn relisten(fd: impl AsFd, addr: std::net::SocketAddr, backlog: i32) -> io::
     Ok(rustix::net::listen(fd, backlog)?)
 }
 
+/// One classic BPF instruction (`struct sock_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockFilter {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+/// Attaches a classic BPF program to the `SO_REUSEPORT` group of `fd`:
+/// it picks, for each new connection, the index of the group's socket
+/// that gets it (an index past the group's end falls back to the hash).
+pub fn attach_reuseport_cbpf(fd: impl AsFd, program: &[SockFilter]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let prog = libc::sock_fprog {
+        len: u16::try_from(program.len()).map_err(|_| io::Error::other("program too long"))?,
+        filter: program.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: `prog` points at `program`, alive and unchanged for the call;
+    // `SockFilter` is `#[repr(C)]` with the layout of `struct sock_filter`;
+    // the kernel copies the program before returning.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_REUSEPORT_CBPF,
+            std::ptr::from_ref(&prog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether `SO_REUSEPORT` is set on a socket.
+pub fn reuseport(fd: impl AsFd) -> bool {
+    rustix::net::sockopt::socket_reuseport(fd).unwrap_or(false)
+}
+
 /// The local address of a socket.
 pub fn local_addr(fd: impl AsFd) -> Option<std::net::SocketAddr> {
     let addr = rustix::net::getsockname(fd).ok()?;

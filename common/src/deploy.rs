@@ -204,6 +204,49 @@ impl Default for Strategy {
     }
 }
 
+/// The `[analysis]` table: data for canary analysis beyond what the
+/// agents report (their probes and the apps' own metrics).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisSpec {
+    /// An existing Prometheus server the coordinator queries.
+    #[serde(default)]
+    pub prometheus: Option<PrometheusSource>,
+}
+
+/// Queries to a Prometheus server, each run for the canary hosts and for
+/// the baseline hosts over the step's bake, in the spirit of Argo
+/// Rollouts' AnalysisTemplate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusSource {
+    /// Base URL (`http://prometheus:9090`); `/api/v1/query` is added.
+    pub url: String,
+    /// Time one query may take.
+    #[serde(with = "humantime_serde", default = "d_query_timeout")]
+    pub timeout: Duration,
+    pub queries: Vec<PromQuery>,
+}
+
+fn d_query_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// One PromQL query whose value must not be higher on the canaries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromQuery {
+    /// Names the metric in verdicts (`prometheus:NAME`).
+    pub name: String,
+    /// PromQL giving one number, with `{{hosts}}` (a regex matching the
+    /// group's host ids), `{{release}}` (the group's release ids, as a
+    /// regex) and `{{window}}` (the time since the bake began, e.g. `8s`).
+    pub query: String,
+    /// How much higher than the baseline's the canaries' value may be.
+    #[serde(default)]
+    pub max_increase: f64,
+}
+
 /// The `[rollback]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -290,6 +333,8 @@ pub struct DeploySpec {
     pub strategy: Strategy,
     #[serde(default)]
     pub rollback: RollbackPolicy,
+    #[serde(default)]
+    pub analysis: AnalysisSpec,
     pub targets: Targets,
 }
 
@@ -465,6 +510,44 @@ impl DeploySpec {
     /// Cross-field checks: (field path, what was expected).
     fn check(&self) -> Result<(), (String, String)> {
         let e = |f: &str, m: String| Err((f.to_string(), m));
+        if let Some(p) = &self.analysis.prometheus {
+            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+                return e(
+                    "analysis.prometheus.url",
+                    format!("expected an http:// or https:// URL, found `{}`", p.url),
+                );
+            }
+            if p.timeout.is_zero() {
+                return e(
+                    "analysis.prometheus.timeout",
+                    "expected a duration above zero".into(),
+                );
+            }
+            if p.queries.is_empty() {
+                return e(
+                    "analysis.prometheus.queries",
+                    "expected at least one query".into(),
+                );
+            }
+            for (i, q) in p.queries.iter().enumerate() {
+                let f = |k: &str| format!("analysis.prometheus.queries[{i}].{k}");
+                if q.name.is_empty() || p.queries[..i].iter().any(|o| o.name == q.name) {
+                    return e(
+                        &f("name"),
+                        format!("expected a unique name, found `{}`", q.name),
+                    );
+                }
+                if !q.query.contains("{{hosts}}") {
+                    return e(
+                        &f("query"),
+                        "expected `{{hosts}}` in the query, to select the canaries and the baseline".into(),
+                    );
+                }
+                if !q.max_increase.is_finite() || q.max_increase < 0.0 {
+                    return e(&f("max_increase"), "expected a number of at least 0".into());
+                }
+            }
+        }
         self.service_spec()
             .validate()
             .map_err(|se| (se.field, se.expected))?;

@@ -241,14 +241,22 @@ pub fn analyze(canary: &Samples, baseline: &Samples, with_requests: bool, cfg: C
             ));
         }
     }
-    let verdict = if metrics.iter().any(|m| m.verdict == Verdict::Fail) {
+    Report {
+        verdict: overall(&metrics),
+        metrics,
+    }
+}
+
+/// The verdict of several metrics: any failing fails; else any
+/// inconclusive is inconclusive; else pass.
+pub fn overall(metrics: &[MetricResult]) -> Verdict {
+    if metrics.iter().any(|m| m.verdict == Verdict::Fail) {
         Verdict::Fail
     } else if metrics.iter().any(|m| m.verdict == Verdict::Inconclusive) {
         Verdict::Inconclusive
     } else {
         Verdict::Pass
-    };
-    Report { verdict, metrics }
+    }
 }
 
 #[cfg(test)]

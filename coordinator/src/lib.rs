@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod output;
 pub mod pki_setup;
 pub mod promotion;
+pub mod promql;
 pub mod rollout;
 pub mod samples;
 pub mod server;

@@ -569,6 +569,36 @@ fn analyse(
     )
 }
 
+/// The `[analysis.prometheus]` queries for the canaries of `batch` and
+/// the hosts still on the old release, over the bake so far.
+async fn prometheus_metrics(
+    src: &cutover_common::deploy::PrometheusSource,
+    r: &Rollout,
+    batch: usize,
+    window: Duration,
+) -> Vec<crate::analysis::MetricResult> {
+    let (canary, baseline) = r.analysis_groups(batch);
+    let mut old: Vec<String> = baseline
+        .iter()
+        .filter_map(|h| r.from.get(h).cloned().flatten())
+        .collect();
+    old.sort();
+    old.dedup();
+    crate::promql::analyse(
+        src,
+        &crate::promql::Group {
+            hosts: &canary,
+            releases: vec![r.release_id.clone()],
+        },
+        &crate::promql::Group {
+            hosts: &baseline,
+            releases: old,
+        },
+        window,
+    )
+    .await
+}
+
 /// Health reports that say a host that took the new release degraded.
 fn degraded(app: &App, r: &Rollout) -> Vec<(String, String)> {
     app.fleet
@@ -695,7 +725,13 @@ async fn run(
                     window.open(&app, &r.service, batch, &[canary, baseline].concat());
                 }
                 if let Some(batch) = r.analysis_wanted {
-                    let report = analyse(&app, &r, batch, &window, job.spec.metrics.is_some());
+                    let mut report = analyse(&app, &r, batch, &window, job.spec.metrics.is_some());
+                    if let Some(src) = &job.spec.analysis.prometheus {
+                        // Bounded by the source's timeout per query.
+                        let more = prometheus_metrics(src, &r, batch, window.age()).await;
+                        report.metrics.extend(more);
+                        report.verdict = crate::analysis::overall(&report.metrics);
+                    }
                     out.extend(apply(&mut r, Event::Analysis { batch, report }));
                 }
                 if !held && let engine::Phase::Switching { batch } = r.phase {

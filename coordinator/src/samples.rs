@@ -50,8 +50,9 @@ impl AppMark {
 /// per host for the app's own metrics.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Window {
-    /// The batch whose bake this window covers.
+    /// The batch whose bake this window covers, and when it opened.
     batch: Option<usize>,
+    opened: Option<std::time::Instant>,
     marks: HashMap<(String, String), Mark>,
     app: HashMap<String, AppMark>,
 }
@@ -63,6 +64,7 @@ impl Window {
     pub fn open(&mut self, app: &App, service: &str, batch: usize, hosts: &[String]) {
         if self.batch != Some(batch) {
             self.batch = Some(batch);
+            self.opened = Some(std::time::Instant::now());
             self.marks.clear();
             self.app.clear();
         }
@@ -85,6 +87,11 @@ impl Window {
                     }
                 }
             });
+    }
+
+    /// How long the window has been open.
+    pub fn age(&self) -> std::time::Duration {
+        self.opened.map(|t| t.elapsed()).unwrap_or_default()
     }
 
     /// The samples of a group of hosts (each with the release it is meant

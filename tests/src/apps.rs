@@ -43,7 +43,20 @@ def app(environ, start_response):
     )
 }
 
+/// A spec for [`metered_app`] whose request metrics the agents scrape
+/// (`[metrics]`).
 pub fn metered_spec(f: &TestFleet, version: &str, strategy: &str) -> std::path::PathBuf {
+    gunicorn_spec(f, version, strategy, METRICS)
+}
+
+/// A spec for [`metered_app`] under gunicorn (one worker), with `extra`
+/// TOML tables.
+pub fn gunicorn_spec(
+    f: &TestFleet,
+    version: &str,
+    strategy: &str,
+    extra: &str,
+) -> std::path::PathBuf {
     f.spec_text(
         version,
         &format!(
@@ -60,21 +73,20 @@ ready_timeout = "12s"
 [probes.readiness]
 http = {{ listener = "http", path = "/healthz" }}
 interval = "200ms"
-[metrics]
-listener = "http"
-requests = "http_requests_total"
-latency = "http_request_duration_seconds"
-interval = "500ms"
 [strategy]
 {strategy}
-healthy_deadline = "30s"
+healthy_deadline = "90s"
 [targets]
 selector = "role=web"
+{extra}
 "#,
             port = f.port
         ),
     )
 }
+
+/// The agents scrape [`metered_app`]'s own metrics.
+pub const METRICS: &str = "[metrics]\nlistener = \"http\"\nrequests = \"http_requests_total\"\nlatency = \"http_request_duration_seconds\"\ninterval = \"500ms\"\n";
 
 /// One canary host judged on a 5 s bake, then everyone.
 pub const CANARY: &str = "kind = \"canary\"\nsteps = [ { hosts = 1, pause = \"5s\", analysis = true }, { hosts = \"100%\" } ]";

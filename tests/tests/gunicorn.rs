@@ -68,7 +68,7 @@ interval = "200ms"
 failure_threshold = 3
 [strategy]
 {strategy}
-healthy_deadline = "30s"
+healthy_deadline = "90s"
 [targets]
 selector = "role=web"
 "#,
@@ -129,6 +129,9 @@ fn a_gunicorn_release_whose_health_endpoint_fails_is_rolled_back_every_time() {
         .sum();
     eprintln!("5 bad releases under load: {k:?}; {bad} client requests answered by a bad release");
     assert_eq!(k.failed(), 0, "{k:?}");
+    // Clients were held back from the new instances until ready: the
+    // bad releases, never ready, served nobody.
+    assert_eq!(bad, 0, "client requests answered by a release never ready");
     assert!(k.ok > 100, "too little load: {k:?}");
 }
 
@@ -266,6 +269,11 @@ fn behind_haproxy_a_never_ready_release_keeps_servers_up_and_does_not_succeed() 
     );
     // HAProxy always had a server: no 503 of its own, nothing refused.
     assert_eq!(k.failed(), 0, "{k:?}");
+    assert_eq!(
+        answered_by(&records, "2"),
+        0,
+        "the never-ready release served clients"
+    );
     assert!(k.ok > 100, "too little load: {k:?}");
 }
 
@@ -338,4 +346,137 @@ fn a_canary_failing_a_fifth_of_real_requests_is_rolled_back_and_a_good_one_after
             );
         }
     }
+}
+
+/// A real Prometheus (Debian's) scraping every host's app every second,
+/// each target labelled with its host id. Stopped when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(f: &TestFleet) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let port = cutover_tests::release::free_port();
+        let targets: String = (0..f.hosts.len())
+            .map(|i| {
+                format!(
+                    "      - targets: ['{}']\n        labels: {{ host: '{}' }}\n",
+                    f.addr(i),
+                    f.hosts[i].id
+                )
+            })
+            .collect();
+        let cfg = format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: web\n    static_configs:\n{targets}"
+        );
+        std::fs::write(dir.path().join("prometheus.yml"), cfg).unwrap();
+        let child = std::process::Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting prometheus");
+        let url = format!("http://127.0.0.1:{port}");
+        let hosts = f.hosts.len();
+        cutover_tests::poll(
+            "prometheus scraping every host",
+            Duration::from_secs(60),
+            || {
+                let (status, body) =
+                    http_get(&format!("127.0.0.1:{port}"), "/api/v1/query?query=sum(up)")?;
+                let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+                let up: f64 = v["data"]["result"][0]["value"][1].as_str()?.parse().ok()?;
+                (status == 200 && up as usize == hosts).then_some(())
+            },
+        );
+        Prometheus {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_canary_judged_by_queries_to_a_real_prometheus_is_rolled_back_when_it_fails_real_requests() {
+    if !real_component("gunicorn")
+        || !real_component("prometheus")
+        || !cutover_tests::real_python_module("prometheus_client")
+    {
+        return;
+    }
+    let f = TestFleet::builder().hosts(4).start();
+    let v1 = f.publish(
+        "metered-1.tar",
+        &[("app.py", &apps::metered_app("1", 0), 0o644)],
+    );
+    let recreate = apps::gunicorn_spec(&f, "1", "kind = \"recreate\"", "");
+    let (r, code) = f.deploy_artifact(&recreate, "1", &v1);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    f.wait_all_on("1");
+    let prom = Prometheus::start(&f);
+    let load = f.load();
+    // No [metrics]: the agents judge probes only, Prometheus the requests.
+    let analysis = format!(
+        r#"[analysis.prometheus]
+url = "{}"
+[[analysis.prometheus.queries]]
+name = "error_ratio"
+query = '(sum(rate(http_requests_total{{host=~"{{{{hosts}}}}",code=~"5.."}}[{{{{window}}}}])) or vector(0)) / sum(rate(http_requests_total{{host=~"{{{{hosts}}}}"}}[{{{{window}}}}]))'
+max_increase = 0.05
+"#,
+        prom.url
+    );
+    let canary = "kind = \"canary\"\nsteps = [ { hosts = 1, pause = \"8s\", analysis = true }, { hosts = \"100%\" } ]";
+    let v2 = f.publish(
+        "metered-2.tar",
+        &[("app.py", &apps::metered_app("2", 5), 0o644)],
+    );
+    let (r, code) = f.deploy_artifact(&apps::gunicorn_spec(&f, "2", canary, &analysis), "2", &v2);
+    assert_eq!(code, 3, "{}\n{}", r.stdout, r.stderr);
+    let id = apps::deployment_id(&r.stdout);
+    let st = f.cutover(&["status", &id, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    let verdict = &v["rollout"]["verdicts"][0][1];
+    let m = verdict["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "prometheus:error_ratio")
+        .unwrap_or_else(|| panic!("no Prometheus metric in {verdict:#}"));
+    assert_eq!(m["verdict"], "fail", "{m:#}");
+    let c = m["canary"].as_f64().unwrap();
+    assert!((0.1..0.3).contains(&c), "{m:#}");
+    assert_eq!(m["baseline"].as_f64(), Some(0.0), "{m:#}");
+    f.wait_all_on("1");
+
+    let v3 = f.publish(
+        "metered-3.tar",
+        &[("app.py", &apps::metered_app("3", 0), 0o644)],
+    );
+    let (r, code) = f.deploy_artifact(&apps::gunicorn_spec(&f, "3", canary, &analysis), "3", &v3);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("step 1 analysis: Pass"), "{}", r.stdout);
+    let records: Vec<Record> = load.stop().into_iter().flatten().collect();
+    let k = load::counts(&records);
+    eprintln!("canaries judged by Prometheus under load: {k:?}");
+    assert_eq!((k.refused, k.reset, k.timeout), (0, 0, 0), "{k:?}");
 }

@@ -460,15 +460,15 @@ fn reuseport_mode_swaps_apps_that_bind_their_own_socket() {
 }
 
 #[test]
-fn a_socket_an_old_app_shut_down_is_repaired_after_the_swap() {
+fn a_socket_an_old_app_shut_down_does_not_stop_the_new_version_serving() {
     let mut h = host();
     assert!(h.deploy(1, &["--shutdown-listener"]).ok);
     let r = h.deploy(2, &[]);
     assert!(r.ok, "{}", r.message);
-    // The old app called shutdown() on the shared socket on its way out;
-    // the agent noticed and listens again, so the new version serves.
-    // The instance that shared the broken socket is replaced; it gets its
-    // grace to leave, and may hold connections until then.
+    // The old app called shutdown() on its socket on its way out. The new
+    // instance has a socket of its own (steered handover), so it serves
+    // on; where the socket was shared, the agent would notice, listen
+    // again and replace the instance that shared it.
     let deadline = std::time::Instant::now() + Duration::from_secs(25);
     let got = loop {
         if let Some(r) = cutover_tests::http_get(&format!("127.0.0.1:{}", h.port), "/")
@@ -509,7 +509,10 @@ fn a_socket_an_old_app_shut_down_is_repaired_after_the_swap() {
     };
     assert!(got.1.contains("version=2"), "{}", got.1);
     let log = h.cluster.agent("web-1").proc.as_ref().unwrap().log_text();
-    assert!(log.contains("socket no longer listens; repairing"), "{log}");
+    assert!(
+        !log.contains("shares the serving socket"),
+        "the swap was not steered: {log}"
+    );
 }
 
 #[test]

@@ -18,7 +18,15 @@ use super::*;
 pub(super) const PREEMPTED: &str = "given up: a rollback was asked for";
 
 impl Service {
-    pub(super) fn with_probes(&self, instance: Instance, spec: ServiceSpec) -> Active {
+    /// Starts the probes (and scraper) of `instance`; with `route`, their
+    /// connections are steered to it (a new instance whose clients are
+    /// held back).
+    pub(super) fn with_probes(
+        &self,
+        instance: Instance,
+        spec: ServiceSpec,
+        route: Option<std::sync::Arc<crate::steer::Steering>>,
+    ) -> Active {
         let release = instance.record.release.clone();
         let ctx = probe::Context {
             spec: spec.clone(),
@@ -31,6 +39,7 @@ impl Service {
                 .collect(),
             instance: Some(std::sync::Arc::new(crate::attribute::Judged::new(
                 instance.pid(),
+                route,
             ))),
         };
         let readiness = probe::start(
@@ -70,13 +79,14 @@ impl Service {
         id: String,
         release: &str,
         spec: &ServiceSpec,
+        steered: Option<&super::sockets::Steered>,
     ) -> Result<Active, String> {
+        let held = steered.map_or(&self.listeners, |s| &s.sockets);
         let listeners: Vec<(&str, &OwnedFd)> = if spec.swap.mode == SwapMode::Handover {
             spec.listen
                 .iter()
                 .filter_map(|l| {
-                    self.listeners
-                        .iter()
+                    held.iter()
                         .find(|x| x.name == l.name && x.addr == l.address)
                         .map(|x| (x.name.as_str(), &x.fd))
                 })
@@ -94,7 +104,7 @@ impl Service {
             log_dir: self.dir.logs_dir(),
         })
         .map_err(|e| cutover_common::error_chain(&e))?;
-        Ok(self.with_probes(inst, spec.clone()))
+        Ok(self.with_probes(inst, spec.clone(), steered.map(|s| s.steering.clone())))
     }
 
     /// When the startup probe first passed (now, if there is none);

@@ -22,6 +22,12 @@ mod sockets;
 mod supervise;
 
 use sockets::enable_tcp_migrate_req;
+
+/// Whether queued connections of a closing reuseport socket move to the
+/// others of its group (`net.ipv4.tcp_migrate_req`, turned on if it may).
+pub fn tcp_migrate_req_on() -> bool {
+    enable_tcp_migrate_req()
+}
 pub use sockets::established_connections;
 pub use supervise::{Health, rotate_log};
 
@@ -351,7 +357,7 @@ impl Service {
         if let Some(inst) = serving
             && let Some(meta) = svc.dir.meta(&inst.record.release)
         {
-            let active = svc.with_probes(inst, meta.spec);
+            let active = svc.with_probes(inst, meta.spec, None);
             svc.active = Some(active);
         }
         svc.update_links();
@@ -538,7 +544,7 @@ impl Service {
             return Err(fail(e, hooks));
         }
         if spec.swap.mode == SwapMode::Reuseport {
-            enable_tcp_migrate_req();
+            let _ = enable_tcp_migrate_req();
         }
         let old_release = self.state.active_release.clone();
         if spec.swap.mode == SwapMode::Restart
@@ -596,7 +602,20 @@ impl Service {
                 hooks,
             ));
         }
-        let new = match self.launch(new_id, target, &spec) {
+        // Clients are held back from the new instance until it is ready:
+        // it gets sockets of its own, steered (see crate::steer).
+        let steered = if spec.swap.mode == SwapMode::Handover && self.active.is_some() {
+            match self.steered_sockets(&spec).await {
+                Ok(s) => Some(s),
+                Err(why) => {
+                    tracing::warn!(service = %self.name, "the new instance shares the serving socket and takes clients before it is ready: {why}");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let new = match self.launch(new_id, target, &spec, steered.as_ref()) {
             Ok(n) => n,
             Err(e) => {
                 self.state.swap = None;
@@ -619,6 +638,7 @@ impl Service {
                     new,
                     format!("cannot record the new instance in state.json ({e})"),
                     hooks,
+                    steered,
                 )
                 .await);
         }
@@ -646,13 +666,21 @@ impl Service {
             Some(p) if p.has_changed().unwrap_or(false) => Err(instances::PREEMPTED.to_string()),
             _ => Ok(()),
         });
+        // Ready: every new connection goes to the new instance now.
+        let judged = judged.and_then(|()| match &steered {
+            Some(s) => s
+                .steering
+                .to_new()
+                .map_err(|e| format!("cannot send clients to the new instance ({e})")),
+            None => Ok(()),
+        });
         if let Err(why) = judged {
             self.progress(
                 command_id,
                 "failed",
                 format!("{why}; stopping the new instance, the old one keeps serving"),
             );
-            return Err(self.abandon(new, why, hooks).await);
+            return Err(self.abandon(new, why, hooks, steered).await);
         }
         if let Some(s) = &mut self.state.swap {
             s.phase = SwapPhase::StoppingOld;
@@ -665,6 +693,7 @@ impl Service {
                     new,
                     format!("cannot record the swap's progress in state.json ({e})"),
                     hooks,
+                    steered,
                 )
                 .await);
         }
@@ -677,6 +706,22 @@ impl Service {
             );
             let how = Self::stop_active(o).await;
             self.progress(command_id, "stopped_old", format!("old pid {pid} {how}"));
+        }
+        // The new instance's sockets are the service's from now on; the
+        // old ones close with the agent's copy (what was still queued on
+        // them moves to the new ones).
+        if let Some(s) = steered {
+            s.steering.finish();
+            for n in s.sockets {
+                match self
+                    .listeners
+                    .iter_mut()
+                    .find(|l| l.name == n.name && l.addr == n.addr)
+                {
+                    Some(l) => *l = n,
+                    None => self.listeners.push(n),
+                }
+            }
         }
         if old_release.as_deref() != Some(target) {
             self.state.previous_release = old_release;
@@ -723,9 +768,25 @@ impl Service {
     /// Gives up a swap before the old instance was signalled: stops the
     /// new instance, forgets the swap, and says why. The old one keeps
     /// serving.
-    async fn abandon(&mut self, new: Active, why: String, hooks: Vec<HookOutput>) -> Report {
+    async fn abandon(
+        &mut self,
+        new: Active,
+        why: String,
+        hooks: Vec<HookOutput>,
+        steered: Option<sockets::Steered>,
+    ) -> Report {
         let new_id = new.instance.record.id.clone();
+        // Clients back to the old instance first; what the new one had
+        // queued moves to the old sockets when its own close.
+        if let Some(s) = &steered
+            && let Err(e) = s.steering.to_old()
+        {
+            tracing::error!(service = %self.name, error = %e, "steering clients back to the old instance failed");
+        }
         Self::stop_active(new).await;
+        if let Some(s) = steered {
+            s.steering.finish();
+        }
         self.state.instances.retain(|r| r.id != new_id);
         self.state.swap = None;
         self.keep_serving_listeners();

@@ -11,8 +11,19 @@ use crate::sys;
 
 use super::*;
 
+/// Binds a listening socket, with `SO_REUSEPORT` so that a new instance's
+/// own socket can join it in one group during a swap (see
+/// [`crate::steer`]).
 pub(super) fn bind_listener(addr: SocketAddr) -> std::io::Result<OwnedFd> {
-    let l = cutover_common::net::listen(addr, 4096)?.into_std()?;
+    let sock = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    sock.set_reuseaddr(true)?;
+    sock.set_reuseport(true)?;
+    sock.bind(addr)?;
+    let l = sock.listen(4096)?.into_std()?;
     // Passed blocking, as systemd does.
     l.set_nonblocking(false)?;
     Ok(OwnedFd::from(l))
@@ -20,21 +31,32 @@ pub(super) fn bind_listener(addr: SocketAddr) -> std::io::Result<OwnedFd> {
 
 /// With `SO_REUSEPORT`, connections queued on a closing socket are reset
 /// unless the kernel migrates them (`net.ipv4.tcp_migrate_req`, Linux 5.14):
-/// turn it on where this agent may.
-pub(super) fn enable_tcp_migrate_req() {
+/// turn it on where this agent may. Whether it is on.
+pub(super) fn enable_tcp_migrate_req() -> bool {
     const P: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
-    if std::fs::read_to_string(P)
-        .map(|v| v.trim() == "1")
-        .unwrap_or(true)
-    {
-        return;
+    match std::fs::read_to_string(P).map(|v| v.trim() == "1") {
+        Ok(true) => return true,
+        // No such setting: a kernel older than 5.14.
+        Err(_) => return false,
+        Ok(false) => {}
     }
     match std::fs::write(P, "1") {
-        Ok(()) => tracing::info!("enabled net.ipv4.tcp_migrate_req for reuseport swaps"),
+        Ok(()) => {
+            tracing::info!("enabled net.ipv4.tcp_migrate_req for reuseport swaps");
+            true
+        }
         Err(e) => {
-            tracing::warn!(error = %e, "cannot enable net.ipv4.tcp_migrate_req: reuseport swaps may reset queued connections")
+            tracing::warn!(error = %e, "cannot enable net.ipv4.tcp_migrate_req: reuseport swaps may reset queued connections");
+            false
         }
     }
+}
+
+/// A new instance's own sockets, steered until it is ready (handover
+/// mode, see [`crate::steer`]).
+pub(super) struct Steered {
+    pub sockets: Vec<Listener>,
+    pub steering: Arc<crate::steer::Steering>,
 }
 
 /// Open established TCP connections on any of `ports` (from /proc/net).
@@ -152,6 +174,61 @@ impl Service {
                 }
             }
         }
+    }
+
+    /// Sockets of its own for the new instance of a handover swap, one per
+    /// listener, each in a group with the serving instance's socket and
+    /// steered so that clients reach the new instance only once it is
+    /// ready. Says why not where that cannot be done (the swap then shares
+    /// the serving socket, as before).
+    pub(super) async fn steered_sockets(&self, spec: &ServiceSpec) -> Result<Steered, String> {
+        if self.active.is_none() {
+            return Err("no instance serves: nothing to hold clients back for".into());
+        }
+        let mut sockets = Vec::new();
+        for l in &spec.listen {
+            let held = self
+                .listeners
+                .iter()
+                .find(|x| x.name == l.name && x.addr == l.address)
+                .ok_or_else(|| format!("listener `{}` is new", l.name))?;
+            if !sys::reuseport(&held.fd) {
+                return Err(format!(
+                    "the socket of listener `{}` was bound without SO_REUSEPORT (by an older agent)",
+                    l.name
+                ));
+            }
+            let at = sys::local_addr(&held.fd)
+                .ok_or_else(|| format!("listener `{}` has no address", l.name))?;
+            // The held socket must be alone in its group (an old socket
+            // some leftover process still holds would take index 0), and
+            // the group's program must point at it before a socket joins.
+            let n = crate::attribute::listening_on(at)?;
+            if n != 1 {
+                return Err(format!(
+                    "{n} sockets listen on {at}, not the held one alone"
+                ));
+            }
+            crate::steer::reset(&held.fd).map_err(|e| format!("steering: {e}"))?;
+            let fd = bind_listener(at)
+                .map_err(|e| format!("binding a new socket for `{}` on {at}: {e}", l.name))?;
+            sockets.push(Listener {
+                name: l.name.clone(),
+                addr: l.address,
+                fd,
+            });
+        }
+        if !enable_tcp_migrate_req() {
+            return Err("net.ipv4.tcp_migrate_req is off and cannot be turned on".into());
+        }
+        let fds: Vec<&OwnedFd> = sockets.iter().map(|l| &l.fd).collect();
+        let steering = crate::steer::Steering::start(&fds)
+            .await
+            .map_err(|e| format!("steering: {e}"))?;
+        Ok(Steered {
+            sockets,
+            steering: Arc::new(steering),
+        })
     }
 
     pub(super) fn ports(&self) -> Vec<u16> {
