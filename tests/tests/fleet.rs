@@ -104,6 +104,33 @@ fn a_version_that_crashes_on_start_is_rolled_back_and_no_request_fails() {
 }
 
 #[test]
+fn a_version_whose_health_endpoint_fails_serves_no_client_and_is_rolled_back() {
+    let f = TestFleet::builder().hosts(3).start();
+    deploy_ok(&f, "1", "kind = \"recreate\"", "");
+    let load = f.load();
+    // Accepts and answers `/` like any other version; `/healthz` answers
+    // 503, on the service's own listener.
+    let readiness = "[probes.readiness]\nhttp = { listener = \"http\", path = \"/healthz\" }\ninterval = \"100ms\"\nfailure_threshold = 2";
+    let v2 = f.spec(
+        "2",
+        &["--never-ready"],
+        "kind = \"rolling\"\nmax_unavailable = 1",
+        readiness,
+    );
+    let (r, code) = f.deploy(&v2, "2");
+    assert_eq!(code, 3, "{}\n{}", r.stdout, r.stderr);
+    let per_host = load.stop();
+    assert_none_failed(&per_host);
+    let by_v2 = per_host
+        .iter()
+        .flatten()
+        .filter(|r| matches!(&r.outcome, Outcome::Ok { version } if version == "2"))
+        .count();
+    assert_eq!(by_v2, 0, "a version never ready answered clients");
+    f.wait_all_on("1");
+}
+
+#[test]
 fn blue_green_switches_under_load_and_switches_back_instantly() {
     let f = TestFleet::builder()
         .hosts(4)
