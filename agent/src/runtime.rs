@@ -143,7 +143,7 @@ impl Runtime {
             };
             let rt2 = rt.clone();
             tokio::spawn(async move {
-                let r = rt2.run(cmd, tx).await;
+                let r = rt2.run(cmd, tx, None).await;
                 let _ = rt2.results.send(r);
             });
         }
@@ -269,6 +269,13 @@ impl Runtime {
             Claim::Mine(tx) => tx,
         };
         let mut cmd = cmd;
+        // An activation watches for a rollback from its arrival: one that
+        // arrives while this is journaled or waits for the service gives
+        // it up before it starts anything.
+        let preempted = match &cmd.kind {
+            Kind::Activate { service, .. } => Some(self.preempter(service).watch()),
+            _ => None,
+        };
         if let Kind::Rollback { service, .. } = &cmd.kind
             && self.check_epoch(&cmd).is_ok()
         {
@@ -303,7 +310,7 @@ impl Runtime {
                 .remove(&cmd.id);
             return r;
         }
-        self.run(cmd, tx).await
+        self.run(cmd, tx, preempted).await
     }
 
     /// Decides, atomically, who runs command `id`: nobody (it has a
@@ -331,8 +338,9 @@ impl Runtime {
         self: &Arc<Self>,
         cmd: Command,
         tx: watch::Sender<Option<CommandResult>>,
+        preempted: Option<watch::Receiver<u64>>,
     ) -> CommandResult {
-        let outcome = self.execute(&cmd).await;
+        let outcome = self.execute(&cmd, preempted).await;
         let result = self.result(&cmd, outcome).await;
         if let Err(e) = self.journal.done(&result) {
             tracing::error!(command = %cmd.id, error = %e, "journaling the result failed");
@@ -408,7 +416,7 @@ impl Runtime {
         Ok(())
     }
 
-    async fn execute(&self, cmd: &Command) -> OpResult {
+    async fn execute(&self, cmd: &Command, preempted: Option<watch::Receiver<u64>>) -> OpResult {
         self.check_epoch(cmd)?;
         let handle = self.service(cmd.kind.service());
         match &cmd.kind {
@@ -457,9 +465,7 @@ impl Runtime {
                 service,
                 release_id,
             } => {
-                // Watched from now: a rollback arriving while this waits
-                // for the service gives it up before it starts anything.
-                let preempted = self.preempter(service).watch();
+                let preempted = preempted.unwrap_or_else(|| self.preempter(service).watch());
                 on_service(&handle, async |s| {
                     s.activate_unless_preempted(&cmd.id, release_id, preempted)
                         .await

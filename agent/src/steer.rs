@@ -151,11 +151,22 @@ impl Steering {
         let _one = self.connecting.lock().await;
         let sock = socket_for(addr)?;
         let port = sock.local_addr()?.port();
+        // Whatever happens from here (an error, this future dropped at a
+        // probe's timeout), clients are steered as before afterwards.
+        let _restore = Restore(self);
         self.apply(Some(port))?;
-        let r = sock.connect(addr).await;
-        // Whatever happened, clients are steered as before.
-        self.apply(None)?;
-        r
+        sock.connect(addr).await
+    }
+}
+
+/// Puts the program without a probe port back when dropped.
+struct Restore<'a>(&'a Steering);
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.apply(None) {
+            tracing::error!(error = %e, "restoring the steering program failed");
+        }
     }
 }
 

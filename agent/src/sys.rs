@@ -175,6 +175,30 @@ pub fn attach_reuseport_cbpf(fd: impl AsFd, program: &[SockFilter]) -> io::Resul
     }
 }
 
+/// Removes the BPF program of `fd`'s `SO_REUSEPORT` group (back to the
+/// kernel's hash); a group with none is left as it is.
+pub fn detach_reuseport_bpf(fd: impl AsFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let zero: libc::c_int = 0;
+    // SAFETY: a plain int option, alive for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_DETACH_REUSEPORT_BPF,
+            std::ptr::from_ref(&zero).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ => match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+            e => Err(e),
+        },
+    }
+}
+
 /// Whether `SO_REUSEPORT` is set on a socket.
 pub fn reuseport(fd: impl AsFd) -> bool {
     rustix::net::sockopt::socket_reuseport(fd).unwrap_or(false)

@@ -18,15 +18,19 @@ pub struct Group<'a> {
     pub releases: Vec<String>,
 }
 
-/// A regex matching exactly `items` (pure).
+/// A regex matching exactly `items` (pure), fit to stand inside a PromQL
+/// double-quoted string: a special character goes in a class (`web[.]1`),
+/// since PromQL itself refuses `\.` there; a backslash, caret or bracket
+/// is escaped for the regex with a backslash escaped for the string.
 fn alternation(items: &[String]) -> String {
     let escaped: Vec<String> = items
         .iter()
         .map(|h| {
             h.chars()
-                .flat_map(|c| {
-                    let special = "\\.+*?()|[]{}^$".contains(c);
-                    special.then_some('\\').into_iter().chain([c])
+                .map(|c| match c {
+                    '.' | '+' | '*' | '?' | '(' | ')' | '|' | '{' | '}' | '$' => format!("[{c}]"),
+                    '\\' | '^' | '[' | ']' => format!("\\\\{c}"),
+                    c => c.to_string(),
                 })
                 .collect()
         })
@@ -182,7 +186,7 @@ mod tests {
         };
         assert_eq!(
             render(&q(0.0), &g, Duration::from_millis(8_400)),
-            r#"sum(rate(x{host=~"web-1|web\.2",release=~"2-ab12"}[8s]))"#
+            r#"sum(rate(x{host=~"web-1|web[.]2",release=~"2-ab12"}[8s]))"#
         );
     }
 

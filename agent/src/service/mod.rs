@@ -259,7 +259,16 @@ impl Service {
             .map(|m| m.spec)
             && spec.swap.mode == SwapMode::Handover
         {
-            svc.recover_listeners(&spec, &alive);
+            // Asked first: the instance that serves once recovery is done
+            // (a swap being finished serves from the new one's sockets).
+            let serving = match &state.swap {
+                Some(s) if s.phase == SwapPhase::StoppingOld => s.new_instance.clone(),
+                Some(s) => s.old_instance.clone(),
+                None => None,
+            };
+            let mut ordered = alive.clone();
+            ordered.sort_by_key(|i| Some(&i.record.id) != serving.as_ref());
+            svc.recover_listeners(&spec, &ordered);
         }
         let grace_of = |svc: &Service, release: &str| {
             svc.dir
@@ -546,6 +555,15 @@ impl Service {
         if spec.swap.mode == SwapMode::Reuseport {
             let _ = enable_tcp_migrate_req();
         }
+        if spec.swap.mode != SwapMode::Handover {
+            // The kernel's hash spreads connections over the app's own
+            // sockets, not a program left by a steered swap.
+            for l in &self.listeners {
+                if let Err(e) = sys::detach_reuseport_bpf(&l.fd) {
+                    tracing::warn!(service = %self.name, listener = %l.name, error = %e, "detaching the steering program failed");
+                }
+            }
+        }
         let old_release = self.state.active_release.clone();
         if spec.swap.mode == SwapMode::Restart
             && let Some(o) = self.active.take()
@@ -604,7 +622,7 @@ impl Service {
         }
         // Clients are held back from the new instance until it is ready:
         // it gets sockets of its own, steered (see crate::steer).
-        let steered = if spec.swap.mode == SwapMode::Handover && self.active.is_some() {
+        let mut steered = if spec.swap.mode == SwapMode::Handover && self.old_serves() {
             match self.steered_sockets(&spec).await {
                 Ok(s) => Some(s),
                 Err(why) => {
@@ -685,9 +703,19 @@ impl Service {
         if let Some(s) = &mut self.state.swap {
             s.phase = SwapPhase::StoppingOld;
         }
+        // The new instance's sockets are the service's from here on, in
+        // the record and the systemd fd store (a restart finishing the
+        // swap takes them back, not the old ones).
+        let mut retired = match &mut steered {
+            Some(s) => self.swap_listeners(std::mem::take(&mut s.sockets)),
+            None => Vec::new(),
+        };
         // The old instance is signalled only once that is recorded: else a
         // restart would undo a swap whose old instance is gone.
         if let Err(e) = self.try_save() {
+            if let Some(s) = &mut steered {
+                s.sockets = self.swap_listeners(std::mem::take(&mut retired));
+            }
             return Err(self
                 .abandon(
                     new,
@@ -697,6 +725,10 @@ impl Service {
                 )
                 .await);
         }
+        // The agent's copy of the old sockets goes now: they close when the
+        // old instance closes its own (on its stop signal, or at exit), and
+        // what is queued there moves to the new sockets at once.
+        drop(retired);
         if let Some(o) = self.active.take() {
             let pid = o.instance.pid();
             self.progress(
@@ -707,21 +739,8 @@ impl Service {
             let how = Self::stop_active(o).await;
             self.progress(command_id, "stopped_old", format!("old pid {pid} {how}"));
         }
-        // The new instance's sockets are the service's from now on; the
-        // old ones close with the agent's copy (what was still queued on
-        // them moves to the new ones).
         if let Some(s) = steered {
             s.steering.finish();
-            for n in s.sockets {
-                match self
-                    .listeners
-                    .iter_mut()
-                    .find(|l| l.name == n.name && l.addr == n.addr)
-                {
-                    Some(l) => *l = n,
-                    None => self.listeners.push(n),
-                }
-            }
         }
         if old_release.as_deref() != Some(target) {
             self.state.previous_release = old_release;
@@ -749,10 +768,14 @@ impl Service {
             );
         }
         self.check_listeners();
+        // Outside handover mode the app binds its own sockets: the agent
+        // holds none (an app's SO_REUSEPORT socket would join its group).
         self.listeners.retain(|l| {
-            spec.listen
-                .iter()
-                .any(|s| s.name == l.name && s.address == l.addr)
+            spec.swap.mode == SwapMode::Handover
+                && spec
+                    .listen
+                    .iter()
+                    .any(|s| s.name == l.name && s.address == l.addr)
         });
         let keep: Vec<&str> = [
             self.state.active_release.as_deref(),
@@ -763,6 +786,19 @@ impl Service {
         .collect();
         self.dir.prune(5, &keep);
         Ok(fail(format!("release {target} active (pid {pid})"), hooks))
+    }
+
+    /// Whether the serving instance is running and healthy: clients are
+    /// held back from a new instance only for one that serves them (an
+    /// exited or hung one would hold them in a queue nobody takes from).
+    fn old_serves(&self) -> bool {
+        self.active.as_ref().is_some_and(|a| {
+            !a.instance.has_exited()
+                && a.readiness.status.borrow().passing
+                && a.liveness
+                    .as_ref()
+                    .is_none_or(|l| !l.status.borrow().failing(l.probe.failure_threshold))
+        })
     }
 
     /// Gives up a swap before the old instance was signalled: stops the

@@ -231,6 +231,23 @@ impl Service {
         })
     }
 
+    /// Puts `sockets` in place of the held listeners of the same name and
+    /// address; returns those they replace.
+    pub(super) fn swap_listeners(&mut self, sockets: Vec<Listener>) -> Vec<Listener> {
+        let mut replaced = Vec::new();
+        for n in sockets {
+            match self
+                .listeners
+                .iter_mut()
+                .find(|l| l.name == n.name && l.addr == n.addr)
+            {
+                Some(l) => replaced.push(std::mem::replace(l, n)),
+                None => self.listeners.push(n),
+            }
+        }
+        replaced
+    }
+
     pub(super) fn ports(&self) -> Vec<u16> {
         self.listeners.iter().map(|l| l.addr.port()).collect()
     }
