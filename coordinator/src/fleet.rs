@@ -137,6 +137,9 @@ pub struct Fleet {
     /// kept in step the same way, for the same reason (rollouts watch
     /// for hosts that degraded after taking a release).
     unhealthy: Mutex<BTreeSet<(String, String)>>,
+    /// Woken when a host's report turns a service unhealthy or down, so
+    /// that rollouts react at once instead of at their next tick.
+    pub turned_unhealthy: tokio::sync::Notify,
     host_timeout: Duration,
 }
 
@@ -170,6 +173,7 @@ impl Fleet {
             hosts: Mutex::new(hosts),
             lost: Mutex::new(lost),
             unhealthy: Mutex::default(),
+            turned_unhealthy: tokio::sync::Notify::new(),
             host_timeout,
         }
     }
@@ -484,7 +488,9 @@ impl Fleet {
         if let Some(e) = self.lock().get_mut(host) {
             let key = (h.service.clone(), host.to_string());
             if matches!(h.status.as_str(), "unhealthy" | "down") {
-                self.unhealthy_set().insert(key);
+                if self.unhealthy_set().insert(key) {
+                    self.turned_unhealthy.notify_waiters();
+                }
             } else {
                 self.unhealthy_set().remove(&key);
             }

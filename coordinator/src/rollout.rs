@@ -682,6 +682,17 @@ async fn run(
         let (effects, changed, urgent) = tokio::select! {
             // Cancel-safe: channel receives lose nothing when dropped.
             Some(ev) = events.recv() => (apply(&mut r, ev), true, true),
+            // Cancel-safe: a wake-up missed between two passes of the loop
+            // is seen by the next tick (250 ms) instead.
+            () = app.fleet.turned_unhealthy.notified() => {
+                let mut out = Vec::new();
+                let mut any = false;
+                for (host, status) in degraded(&app, &r) {
+                    any = true;
+                    out.extend(apply(&mut r, Event::Unhealthy { host, status }));
+                }
+                (out, any, any)
+            }
             Some((host, res)) = results.recv() => {
                 // Every result already waiting is applied before the one
                 // store write below: with thousands of hosts answering at
