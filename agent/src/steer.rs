@@ -341,4 +341,26 @@ mod tests {
             assert_eq!(&b, b"y");
         }
     }
+
+    #[tokio::test]
+    async fn a_socket_bound_without_reuseport_by_an_older_agent_can_still_be_steered() {
+        // Bound and listening with no SO_REUSEPORT, as older agents did.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let old = OwnedFd::from(l);
+        assert!(!sys::reuseport(&old));
+        rustix::net::sockopt::set_socket_reuseport(&old, true).unwrap();
+        let new = reuseport_listener(addr);
+        let s = Steering::start(&[&new]).await.unwrap();
+        let _c = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            !queued(&new) && queued(&old),
+            "a client reached the new socket"
+        );
+        let _p = s.connect(addr).await.unwrap();
+        assert!(
+            !queued(&old) && queued(&new),
+            "a probe reached the old socket"
+        );
+    }
 }

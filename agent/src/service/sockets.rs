@@ -192,11 +192,12 @@ impl Service {
                 .iter()
                 .find(|x| x.name == l.name && x.addr == l.address)
                 .ok_or_else(|| format!("listener `{}` is new", l.name))?;
+            // A socket bound by an older agent, without SO_REUSEPORT: set
+            // now, it lets the new socket bind beside it, and the kernel
+            // makes the group when that one listens (checked below).
             if !sys::reuseport(&held.fd) {
-                return Err(format!(
-                    "the socket of listener `{}` was bound without SO_REUSEPORT (by an older agent)",
-                    l.name
-                ));
+                rustix::net::sockopt::set_socket_reuseport(&held.fd, true)
+                    .map_err(|e| format!("setting SO_REUSEPORT on listener `{}`: {e}", l.name))?;
             }
             let at = sys::local_addr(&held.fd)
                 .ok_or_else(|| format!("listener `{}` has no address", l.name))?;
