@@ -122,9 +122,9 @@ fn parse_reply(b: &[u8], remote_port: u16) -> Result<Accept, String> {
     Ok(Accept::Accepted(u64::from(inode)))
 }
 
-/// Where the server side of the connection from `client` to `server`
-/// stands.
-pub fn server_side(client: SocketAddr, server: SocketAddr) -> Result<Accept, String> {
+/// A `NETLINK_SOCK_DIAG` socket that `req` was sent on, to read the
+/// kernel's answer from.
+fn diag_request(req: &[u8]) -> Result<std::os::fd::OwnedFd, String> {
     let fd = rustix::net::socket_with(
         AddressFamily::NETLINK,
         SocketType::DGRAM,
@@ -132,12 +132,15 @@ pub fn server_side(client: SocketAddr, server: SocketAddr) -> Result<Accept, Str
         Some(netlink::SOCK_DIAG),
     )
     .map_err(|e| format!("sock_diag socket: {e}"))?;
-    rustix::net::send(
-        &fd,
-        &request(server, client),
-        rustix::net::SendFlags::empty(),
-    )
-    .map_err(|e| format!("sock_diag request: {e}"))?;
+    rustix::net::send(&fd, req, rustix::net::SendFlags::empty())
+        .map_err(|e| format!("sock_diag request: {e}"))?;
+    Ok(fd)
+}
+
+/// Where the server side of the connection from `client` to `server`
+/// stands.
+pub fn server_side(client: SocketAddr, server: SocketAddr) -> Result<Accept, String> {
+    let fd = diag_request(&request(server, client))?;
     let mut buf = [0u8; 512];
     let (n, _) = rustix::net::recv(&fd, &mut buf, rustix::net::RecvFlags::empty())
         .map_err(|e| format!("sock_diag reply: {e}"))?;
@@ -151,19 +154,11 @@ const NLMSG_DONE: u16 = 3;
 /// listeners only, which walks the kernel's listening table alone (reading
 /// `/proc/net/tcp` walks every connection, seconds on a busy host).
 pub fn listening_on(addr: SocketAddr) -> Result<usize, String> {
-    let fd = rustix::net::socket_with(
-        AddressFamily::NETLINK,
-        SocketType::DGRAM,
-        SocketFlags::CLOEXEC,
-        Some(netlink::SOCK_DIAG),
-    )
-    .map_err(|e| format!("sock_diag socket: {e}"))?;
     let mut req = request(SocketAddr::new(addr.ip(), 0), SocketAddr::new(addr.ip(), 0));
     req[6..8].copy_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     req[20..24].copy_from_slice(&(1u32 << TCP_LISTEN).to_ne_bytes());
     req[24..60].fill(0);
-    rustix::net::send(&fd, &req, rustix::net::SendFlags::empty())
-        .map_err(|e| format!("sock_diag request: {e}"))?;
+    let fd = diag_request(&req)?;
     let want = addr_bytes(addr.ip());
     let width = if addr.is_ipv4() { 4 } else { 16 };
     let mut count = 0;
