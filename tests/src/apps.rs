@@ -49,11 +49,24 @@ pub fn metered_spec(f: &TestFleet, version: &str, strategy: &str) -> std::path::
     gunicorn_spec(f, version, strategy, METRICS)
 }
 
-/// A spec for [`metered_app`] under gunicorn (one worker), with `extra`
-/// TOML tables.
+/// A spec for [`metered_app`] under gunicorn (one worker, so that its
+/// counters are one process's), with `extra` TOML tables.
 pub fn gunicorn_spec(
     f: &TestFleet,
     version: &str,
+    strategy: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    gunicorn_spec_with(f, version, 1, strategy, extra)
+}
+
+/// A spec for a gunicorn app (`app:app`) with `workers` workers, shaped
+/// like the reference example: an HTTP readiness probe on `/healthz` of
+/// the service's own listener; `extra` TOML tables after it.
+pub fn gunicorn_spec_with(
+    f: &TestFleet,
+    version: &str,
+    workers: u32,
     strategy: &str,
     extra: &str,
 ) -> std::path::PathBuf {
@@ -62,7 +75,7 @@ pub fn gunicorn_spec(
         &format!(
             r#"service = "web"
 [run]
-command = ["gunicorn", "--workers", "1", "--graceful-timeout", "5", "app:app"]
+command = ["gunicorn", "--workers", "{workers}", "--graceful-timeout", "5", "app:app"]
 [[listen]]
 name = "http"
 address = "0.0.0.0:{port}"
@@ -73,6 +86,7 @@ ready_timeout = "12s"
 [probes.readiness]
 http = {{ listener = "http", path = "/healthz" }}
 interval = "200ms"
+failure_threshold = 2
 [strategy]
 {strategy}
 healthy_deadline = "90s"

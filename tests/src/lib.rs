@@ -87,6 +87,28 @@ pub fn real_python_module(module: &str) -> bool {
     found
 }
 
+/// Whether the agents of this machine steer clients away from a new
+/// instance until it is ready: they need `net.ipv4.tcp_migrate_req`, on
+/// already or turned on by an agent running as root (as CI does).
+/// Elsewhere a swap shares the old instance's socket, as documented, and
+/// the tests check that fallback instead (and say so).
+pub fn swaps_are_steered() -> bool {
+    let on = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_migrate_req")
+        .is_ok_and(|v| v.trim() == "1");
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    });
+    if !(on || root) {
+        eprintln!(
+            "swaps are not steered here (not root, net.ipv4.tcp_migrate_req off): checking the shared-socket fallback"
+        );
+    }
+    on || root
+}
+
 /// Polls `f` until it returns `Some` or `timeout` passes.
 pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();

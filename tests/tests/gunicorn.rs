@@ -42,39 +42,13 @@ def app(environ, start_response):
     )
 }
 
+/// Liveness on `/healthz` too, as in the reference example.
+const LIVENESS: &str = "[probes.liveness]\nhttp = { listener = \"http\", path = \"/healthz\" }\ninterval = \"200ms\"\nfailure_threshold = 3\n";
+
 /// A spec shaped like the reference example: HTTP readiness and liveness
-/// probes on `/healthz` of the service's own listener.
+/// probes on `/healthz` of the service's own listener, two workers.
 fn spec(f: &TestFleet, version: &str, strategy: &str) -> std::path::PathBuf {
-    f.spec_text(
-        version,
-        &format!(
-            r#"service = "web"
-[run]
-command = ["gunicorn", "--workers", "2", "--graceful-timeout", "5", "app:app"]
-[[listen]]
-name = "http"
-address = "0.0.0.0:{port}"
-[swap]
-min_ready = "500ms"
-grace = "10s"
-ready_timeout = "12s"
-[probes.readiness]
-http = {{ listener = "http", path = "/healthz" }}
-interval = "200ms"
-failure_threshold = 2
-[probes.liveness]
-http = {{ listener = "http", path = "/healthz" }}
-interval = "200ms"
-failure_threshold = 3
-[strategy]
-{strategy}
-healthy_deadline = "90s"
-[targets]
-selector = "role=web"
-"#,
-            port = f.port
-        ),
-    )
+    apps::gunicorn_spec_with(f, version, 2, strategy, LIVENESS)
 }
 
 fn release(f: &TestFleet, version: &str, health: u16, boot: f32) -> Artifact {
@@ -131,7 +105,9 @@ fn a_gunicorn_release_whose_health_endpoint_fails_is_rolled_back_every_time() {
     assert_eq!(k.failed(), 0, "{k:?}");
     // Clients were held back from the new instances until ready: the
     // bad releases, never ready, served nobody.
-    assert_eq!(bad, 0, "client requests answered by a release never ready");
+    if cutover_tests::swaps_are_steered() {
+        assert_eq!(bad, 0, "client requests answered by a release never ready");
+    }
     assert!(k.ok > 100, "too little load: {k:?}");
 }
 
@@ -269,11 +245,13 @@ fn behind_haproxy_a_never_ready_release_keeps_servers_up_and_does_not_succeed() 
     );
     // HAProxy always had a server: no 503 of its own, nothing refused.
     assert_eq!(k.failed(), 0, "{k:?}");
-    assert_eq!(
-        answered_by(&records, "2"),
-        0,
-        "the never-ready release served clients"
-    );
+    if cutover_tests::swaps_are_steered() {
+        assert_eq!(
+            answered_by(&records, "2"),
+            0,
+            "the never-ready release served clients"
+        );
+    }
     assert!(k.ok > 100, "too little load: {k:?}");
 }
 

@@ -21,13 +21,7 @@ mod instances;
 mod sockets;
 mod supervise;
 
-use sockets::enable_tcp_migrate_req;
-
-/// Whether queued connections of a closing reuseport socket move to the
-/// others of its group (`net.ipv4.tcp_migrate_req`, turned on if it may).
-pub fn tcp_migrate_req_on() -> bool {
-    enable_tcp_migrate_req()
-}
+pub use sockets::enable_tcp_migrate_req;
 pub use sockets::established_connections;
 pub use supervise::{Health, rotate_log};
 

@@ -32,7 +32,7 @@ pub(super) fn bind_listener(addr: SocketAddr) -> std::io::Result<OwnedFd> {
 /// With `SO_REUSEPORT`, connections queued on a closing socket are reset
 /// unless the kernel migrates them (`net.ipv4.tcp_migrate_req`, Linux 5.14):
 /// turn it on where this agent may. Whether it is on.
-pub(super) fn enable_tcp_migrate_req() -> bool {
+pub fn enable_tcp_migrate_req() -> bool {
     const P: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
     match std::fs::read_to_string(P).map(|v| v.trim() == "1") {
         Ok(true) => return true,
