@@ -66,6 +66,29 @@ pub enum Kind {
     },
 }
 
+impl Command {
+    /// Whether `incoming`, which arrived with this command's id, asks for
+    /// the same thing. A repeated id is answered from the journal; a
+    /// different command under a known id is refused, never answered with
+    /// the other command's result (that would let anyone who can name an
+    /// id claim a step ran). A rollback is journaled with the release it
+    /// resolved to, so one that names none matches any.
+    pub fn same_request(&self, incoming: &Command) -> bool {
+        if self.deployment_id != incoming.deployment_id
+            || self.step != incoming.step
+            || self.epoch != incoming.epoch
+        {
+            return false;
+        }
+        match (&self.kind, &incoming.kind) {
+            (Kind::Rollback { service: a, to: at }, Kind::Rollback { service: b, to: bt }) => {
+                a == b && (bt.is_none() || at == bt)
+            }
+            (a, b) => a == b,
+        }
+    }
+}
+
 impl Kind {
     pub fn service(&self) -> &str {
         match self {

@@ -23,7 +23,7 @@ pub struct Runtime {
     shared: Arc<Shared>,
     services: Mutex<HashMap<String, ServiceHandle>>,
     journal: Journal,
-    inflight: Mutex<HashMap<String, watch::Receiver<Option<CommandResult>>>>,
+    inflight: Mutex<HashMap<String, (Command, watch::Receiver<Option<CommandResult>>)>>,
     results: mpsc::UnboundedSender<CommandResult>,
     /// Highest fencing epoch seen per service.
     epochs: Mutex<HashMap<String, u64>>,
@@ -55,6 +55,8 @@ pub struct HostIntegration {
 /// Who runs a command (see [`Runtime::claim`]).
 enum Claim {
     Done(CommandResult),
+    /// The id is known for a different command (what it was).
+    Conflict(String),
     Wait(watch::Receiver<Option<CommandResult>>),
     Mine(watch::Sender<Option<CommandResult>>),
 }
@@ -138,7 +140,7 @@ impl Runtime {
         }
         for cmd in rt.journal.unfinished() {
             tracing::warn!(command = %cmd.id, kind = cmd.kind.name(), "finishing a command interrupted by an agent restart");
-            let Claim::Mine(tx) = rt.claim(&cmd.id) else {
+            let Claim::Mine(tx) = rt.claim(&cmd) else {
                 continue;
             };
             let rt2 = rt.clone();
@@ -248,8 +250,28 @@ impl Runtime {
             cutover_common::time::now_ms(),
             std::sync::atomic::Ordering::Relaxed,
         );
-        let tx = match self.claim(&cmd.id) {
+        let tx = match self.claim(&cmd) {
             Claim::Done(r) => return r,
+            Claim::Conflict(known) => {
+                tracing::warn!(
+                    command = %cmd.id, known = %known, refused = %cmd.kind.name(),
+                    "refused a command whose id is already used for a different command"
+                );
+                // Not journaled: the id's entry keeps the first command's
+                // result.
+                return self
+                    .result(
+                        &cmd,
+                        Err(Report {
+                            message: format!(
+                                "refused: command id {} is already used for a different command ({known}); ids are never reused",
+                                cmd.id
+                            ),
+                            hooks: vec![],
+                        }),
+                    )
+                    .await;
+            }
             Claim::Wait(mut rx) => {
                 let r = rx.wait_for(|r| r.is_some()).await.map(|r| r.clone());
                 return match r {
@@ -317,9 +339,13 @@ impl Runtime {
     /// recorded result), someone else (wait for theirs), or the caller
     /// (registered as in flight before this returns, so that a repeated
     /// command arriving meanwhile waits instead of running it twice).
-    fn claim(&self, id: &str) -> Claim {
+    fn claim(&self, cmd: &Command) -> Claim {
+        let id = &cmd.id;
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rx) = inflight.get(id) {
+        if let Some((running, rx)) = inflight.get(id) {
+            if !running.same_request(cmd) {
+                return Claim::Conflict(describe(running));
+            }
             return Claim::Wait(rx.clone());
         }
         // Not in flight: a finished run journaled its result before it
@@ -327,10 +353,13 @@ impl Runtime {
         if let Some(e) = self.journal.get(id)
             && let Some(r) = e.result
         {
+            if !e.command.same_request(cmd) {
+                return Claim::Conflict(describe(&e.command));
+            }
             return Claim::Done(r);
         }
         let (tx, rx) = watch::channel(None);
-        inflight.insert(id.to_string(), rx);
+        inflight.insert(id.to_string(), (cmd.clone(), rx));
         Claim::Mine(tx)
     }
 
@@ -580,6 +609,21 @@ impl Runtime {
 /// snapshot that health reports and the readiness endpoint read is the
 /// state the command left, from the moment its result is known, whatever
 /// the operation saved on its way.
+/// A command in a few words, for refusals and logs.
+fn describe(c: &Command) -> String {
+    let mut s = format!("{} of {}", c.kind.name(), c.kind.service());
+    if !c.deployment_id.is_empty() {
+        s.push_str(&format!(
+            " for deployment {} step {}",
+            c.deployment_id, c.step
+        ));
+    }
+    if c.epoch != 0 {
+        s.push_str(&format!(" at epoch {}", c.epoch));
+    }
+    s
+}
+
 async fn on_service(
     handle: &ServiceHandle,
     op: impl AsyncFnOnce(&mut Service) -> OpResult,
@@ -739,10 +783,11 @@ mod tests {
             .await
             .unwrap();
         // The claim is atomic: the second arrival waits for the first.
-        let Claim::Mine(tx) = rt.claim("c1") else {
+        let Claim::Mine(tx) = rt.claim(&stop("c1", 1)) else {
             panic!("first claim")
         };
-        assert!(matches!(rt.claim("c1"), Claim::Wait(_)));
+        assert!(matches!(rt.claim(&stop("c1", 1)), Claim::Wait(_)));
+        assert!(matches!(rt.claim(&stop("c1", 2)), Claim::Conflict(_)));
         drop(tx);
         rt.inflight.lock().unwrap().remove("c1");
         // Many copies at once (a coordinator re-sending while the first
@@ -756,6 +801,30 @@ mod tests {
             assert!(r.ok, "{}", r.message);
             assert_eq!(r, &results[0]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_known_command_id_carrying_another_command_is_refused_not_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, _o) = Runtime::start(dir.path().into(), Default::default())
+            .await
+            .unwrap();
+        let first = rt.submit(stop("d1-stop-0", 1)).await;
+        assert!(first.ok, "{}", first.message);
+        // The same id, another command: refused, and the journal still
+        // answers the real command with its own result.
+        let forged = rt.submit(stop("d1-stop-0", 9)).await;
+        assert!(!forged.ok);
+        assert!(
+            forged
+                .message
+                .contains("already used for a different command"),
+            "{}",
+            forged.message
+        );
+        assert_eq!(rt.submit(stop("d1-stop-0", 1)).await, first);
+        // Nor does a refused forgery move the service's fencing epoch.
+        assert!(rt.submit(stop("d1-stop-1", 1)).await.ok);
     }
 
     async fn futures_join(

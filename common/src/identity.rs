@@ -57,7 +57,11 @@ pub fn check_name(name: &str) -> Result<(), IdentityError> {
     if ok {
         Ok(())
     } else {
-        Err(IdentityError::BadName(name.into()))
+        // Cut: the name comes from a peer, and the error is logged,
+        // audited and sent back.
+        Err(IdentityError::BadName(crate::truncate_for_display(
+            name, 80,
+        )))
     }
 }
 

@@ -49,3 +49,28 @@ pub fn join_chain(parts: impl IntoIterator<Item = String>) -> String {
     }
     out
 }
+
+/// `s` cut to at most `max` bytes (on a character boundary) for a log line,
+/// an error or the audit log, saying how long it was when cut. Anything a
+/// client sends passes through here before it is written anywhere, so a
+/// peer cannot make the coordinator or an agent store or print megabytes.
+pub fn truncate_for_display(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes)", &s[..end], s.len())
+}
+
+#[cfg(test)]
+mod lib_tests {
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary_and_says_its_length() {
+        assert_eq!(super::truncate_for_display("short", 10), "short");
+        let cut = super::truncate_for_display(&"é".repeat(100), 5);
+        assert_eq!(cut, "éé... (200 bytes)");
+    }
+}

@@ -28,6 +28,8 @@ pub struct App {
     /// Running rollouts.
     pub rollouts: crate::rollout::Rollouts,
     pub metrics: crate::metrics::Metrics,
+    /// Rate limits and refusal summaries (what one peer may cost).
+    pub guard: std::sync::Arc<crate::guard::Guard>,
 }
 
 /// A join token as handed to a person: `cutover1.<id>.<secret>`.
@@ -86,14 +88,39 @@ impl JoinToken {
 impl App {
     /// Writes an audit line (and logs it). A failing audit write is logged
     /// as an error but does not fail the call that is being audited.
+    /// Client-supplied text is cut to its bounds first, and refusals past a
+    /// few per actor and action a minute are counted and written as one
+    /// summary row ([`crate::guard::DenialLog`]): no peer can fill the disk
+    /// or the log by being refused.
     pub async fn audit(&self, a: Audit) {
-        tracing::info!(
-            actor = %a.actor, action = a.action, target = %a.target, outcome = a.outcome.as_str(),
-            detail = %a.detail, "audit"
-        );
-        let now = now_ms();
-        if let Err(e) = self.store.call(move |c| store::audit(c, now, &a)).await {
-            tracing::error!(error = %cutover_common::error_chain(&e), "writing the audit log failed");
+        let a = crate::guard::bounded(a);
+        let (own, mut rows) = if a.outcome == store::Outcome::Denied {
+            self.guard.denial(&a)
+        } else {
+            (true, self.guard.denial_summaries())
+        };
+        if own {
+            rows.push(a);
+        }
+        self.write_audit(rows).await;
+    }
+
+    /// Writes the refusal summaries whose minute has ended.
+    pub async fn flush_audit_summaries(&self) {
+        let rows = self.guard.denial_summaries();
+        self.write_audit(rows).await;
+    }
+
+    async fn write_audit(&self, rows: Vec<Audit>) {
+        for a in rows {
+            tracing::info!(
+                actor = %a.actor, action = a.action, target = %a.target, outcome = a.outcome.as_str(),
+                detail = %a.detail, "audit"
+            );
+            let now = now_ms();
+            if let Err(e) = self.store.call(move |c| store::audit(c, now, &a)).await {
+                tracing::error!(error = %cutover_common::error_chain(&e), "writing the audit log failed");
+            }
         }
     }
 

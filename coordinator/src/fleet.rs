@@ -123,6 +123,17 @@ pub struct HostView {
     pub services: Vec<pb::HostService>,
 }
 
+/// Why a session was not opened.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenRefused {
+    #[error("not enrolled with this coordinator (was it removed?)")]
+    NotEnrolled,
+    #[error(
+        "certificate serial {presented} is not this host's: its certificate is {current} (a certificate of a removed host, or one renewed away, cannot speak for it; enroll again)"
+    )]
+    NotItsCertificate { presented: String, current: String },
+}
+
 /// The registry. Methods return the records to persist; the caller writes
 /// them to the store.
 #[derive(Debug)]
@@ -250,15 +261,32 @@ impl Fleet {
     /// the reconnect's CPU. The stored `last_seen` catches up every
     /// [`crate::server::LAST_SEEN_STORE_EVERY`] (see [`Fleet::seen_since`]),
     /// and whenever the record is written for another reason.
+    ///
+    /// Only the host's own certificates may open its session: the one last
+    /// issued to it, or the one it renewed from (a reconnect may resume a
+    /// TLS session of the old one, or the renewal's answer may have been
+    /// lost; it is replaced at the next renewal). A certificate issued to an earlier host of the same id (removed
+    /// and enrolled again), or one renewed away, is refused, and the
+    /// session it would have pushed off is untouched.
     pub fn session_opened(
         &self,
         host: &str,
+        cert_serial: &str,
         session: SessionHandle,
         hello: HelloInfo,
         now_ms: i64,
-    ) -> Option<(Option<HostRecord>, Labels)> {
+    ) -> Result<(Option<HostRecord>, Labels), OpenRefused> {
         let mut hosts = self.lock();
-        let e = hosts.get_mut(host)?;
+        let e = hosts.get_mut(host).ok_or(OpenRefused::NotEnrolled)?;
+        let r = &e.record;
+        let current = !cert_serial.is_empty() && r.cert_serial == cert_serial;
+        let previous = !cert_serial.is_empty() && r.prev_cert_serial == cert_serial;
+        if !current && !previous {
+            return Err(OpenRefused::NotItsCertificate {
+                presented: cert_serial.into(),
+                current: r.cert_serial.clone(),
+            });
+        }
         if let Some(old) = e.session.replace(session) {
             old.cancel.cancel();
         }
@@ -283,7 +311,7 @@ impl Fleet {
         r.address = hello.address;
         r.last_seen = Some(now_ms);
         r.state = e.state.as_str().into();
-        Some((changed.then(|| r.clone()), r.labels()))
+        Ok((changed.then(|| r.clone()), r.labels()))
     }
 
     /// A message arrived on session `session_id`. Returns the record to
@@ -318,9 +346,16 @@ impl Fleet {
     }
 
     /// Records a renewed certificate.
-    pub fn renewed(&self, host: &str, serial: String, not_after_ms: i64) -> Option<HostRecord> {
+    pub fn renewed(
+        &self,
+        host: &str,
+        from_serial: &str,
+        serial: String,
+        not_after_ms: i64,
+    ) -> Option<HostRecord> {
         let mut hosts = self.lock();
         let e = hosts.get_mut(host)?;
+        e.record.prev_cert_serial = from_serial.into();
         e.record.cert_serial = serial;
         e.record.cert_not_after = not_after_ms;
         Some(e.record.clone())
@@ -484,8 +519,13 @@ impl Fleet {
     }
 
     /// Records a health report.
-    pub fn set_health(&self, host: &str, h: pb::HealthReport) {
+    /// Keeps a health report; `false` (and nothing kept) when it is of a
+    /// new service and the host already has `max_services`.
+    pub fn set_health(&self, host: &str, h: pb::HealthReport, max_services: usize) -> bool {
         if let Some(e) = self.lock().get_mut(host) {
+            if !e.services.contains_key(&h.service) && e.services.len() >= max_services {
+                return false;
+            }
             let key = (h.service.clone(), host.to_string());
             if matches!(h.status.as_str(), "unhealthy" | "down") {
                 if self.unhealthy_set().insert(key) {
@@ -507,6 +547,7 @@ impl Fleet {
             }
             s.health = Some(h);
         }
+        true
     }
 
     /// Records what a command result says about a service.
@@ -573,8 +614,9 @@ mod tests {
             address: String::new(),
             boot_id: String::new(),
             facts: HostFacts::default(),
-            cert_serial: String::new(),
+            cert_serial: "01".into(),
             cert_not_after: 0,
+            prev_cert_serial: String::new(),
         }
     }
 
@@ -602,7 +644,7 @@ mod tests {
         let fleet = Fleet::new(vec![record("a")], Duration::from_secs(10));
         let s = session("s1");
         let cancel = s.cancel.clone();
-        let (to_store, labels) = fleet.session_opened("a", s, hello(), 1).unwrap();
+        let (to_store, labels) = fleet.session_opened("a", "01", s, hello(), 1).unwrap();
         assert_eq!(
             to_store.expect("enrolled to ready is stored").state,
             "ready"
@@ -622,7 +664,7 @@ mod tests {
         assert_eq!(fleet.lost_among(|_| true), ["a"]);
         assert!(fleet.lost_among(|h| h != "a").is_empty());
         fleet
-            .session_opened("a", session("s2"), hello(), 4)
+            .session_opened("a", "01", session("s2"), hello(), 4)
             .unwrap();
         assert!(fleet.lost_among(|_| true).is_empty(), "back: not lost");
         tokio::time::advance(Duration::from_secs(11)).await;
@@ -641,6 +683,48 @@ mod tests {
         assert_eq!(fleet.lost_among(|_| true), ["b"]);
     }
 
+    #[tokio::test]
+    async fn only_the_hosts_own_certificates_open_its_session() {
+        let fleet = Fleet::new(vec![record("a")], Duration::from_secs(10));
+        let (first, first_cancel) = (session("s1"), CancellationToken::new());
+        let first = SessionHandle {
+            cancel: first_cancel.clone(),
+            ..first
+        };
+        fleet.session_opened("a", "01", first, hello(), 1).unwrap();
+        // A certificate of an earlier host of the same id: refused, and
+        // the session it would have pushed off stays.
+        let e = fleet
+            .session_opened("a", "99", session("s2"), hello(), 2)
+            .unwrap_err();
+        assert!(matches!(e, OpenRefused::NotItsCertificate { .. }), "{e}");
+        assert!(!first_cancel.is_cancelled());
+        assert!(
+            fleet
+                .session_opened("a", "", session("s2"), hello(), 2)
+                .is_err()
+        );
+        // Renewed: the new one and the one it renewed from are the host's.
+        fleet.renewed("a", "01", "02".into(), 10).unwrap();
+        fleet
+            .session_opened("a", "02", session("s3"), hello(), 3)
+            .unwrap();
+        fleet
+            .session_opened("a", "01", session("s4"), hello(), 4)
+            .unwrap();
+        // One renewal later, the first is renewed away.
+        fleet.renewed("a", "02", "03".into(), 20).unwrap();
+        assert!(
+            fleet
+                .session_opened("a", "01", session("s5"), hello(), 5)
+                .is_err()
+        );
+        assert!(matches!(
+            fleet.session_opened("b", "01", session("s6"), hello(), 6),
+            Err(OpenRefused::NotEnrolled)
+        ));
+    }
+
     #[test]
     fn hosts_whose_latest_report_is_unhealthy_or_down_are_listed_per_service() {
         let fleet = Fleet::new(vec![record("a"), record("b")], Duration::from_secs(10));
@@ -650,9 +734,11 @@ mod tests {
             release: "r2".into(),
             ..Default::default()
         };
-        fleet.set_health("a", report("web", "unhealthy"));
-        fleet.set_health("b", report("web", "down"));
-        fleet.set_health("b", report("db", "unhealthy"));
+        fleet.set_health("a", report("web", "unhealthy"), 10);
+        fleet.set_health("b", report("web", "down"), 10);
+        fleet.set_health("b", report("db", "unhealthy"), 10);
+        // A host at its bound of services gets no new one.
+        assert!(!fleet.set_health("a", report("other", "unhealthy"), 1));
         let hosts = |svc| -> Vec<String> {
             fleet
                 .unhealthy_among(svc, |_| true)
@@ -664,7 +750,7 @@ mod tests {
         assert_eq!(hosts("db"), ["b"]);
         assert_eq!(fleet.unhealthy_among("web", |_| true)[1].1.status, "down");
         assert_eq!(fleet.unhealthy_among("web", |h| h == "b")[0].0, "b");
-        fleet.set_health("a", report("web", "healthy"));
+        fleet.set_health("a", report("web", "healthy"), 10);
         assert_eq!(hosts("web"), ["b"], "a recovered");
         assert!(fleet.remove("b"));
         assert!(
@@ -678,9 +764,9 @@ mod tests {
         let fleet = Fleet::new(vec![record("a")], Duration::from_secs(10));
         let s1 = session("s1");
         let c1 = s1.cancel.clone();
-        fleet.session_opened("a", s1, hello(), 1).unwrap();
+        fleet.session_opened("a", "01", s1, hello(), 1).unwrap();
         fleet
-            .session_opened("a", session("s2"), hello(), 2)
+            .session_opened("a", "01", session("s2"), hello(), 2)
             .unwrap();
         assert!(c1.is_cancelled());
         assert!(fleet.session_closed("a", "s1").is_none());
@@ -688,7 +774,7 @@ mod tests {
         assert_eq!(view[0].session_id.as_deref(), Some("s2"));
         // The same Hello again changes only last_seen: nothing to store.
         let (to_store, _) = fleet
-            .session_opened("a", session("s3"), hello(), 3)
+            .session_opened("a", "01", session("s3"), hello(), 3)
             .unwrap();
         assert!(to_store.is_none(), "an unchanged host is not rewritten");
         // Closing the session stores the host with its latest last_seen.
@@ -700,7 +786,7 @@ mod tests {
             ..hello()
         };
         let (to_store, _) = fleet
-            .session_opened("a", session("s4"), upgraded, 4)
+            .session_opened("a", "01", session("s4"), upgraded, 4)
             .unwrap();
         assert_eq!(
             to_store.expect("a changed host is stored").agent_version,

@@ -20,6 +20,7 @@ pub mod drift;
 pub mod engine;
 pub mod fleet;
 pub mod grpc;
+pub mod guard;
 pub mod metrics;
 pub mod output;
 pub mod pki_setup;

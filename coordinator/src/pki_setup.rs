@@ -33,6 +33,8 @@ pub enum SetupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Revoke(String),
 }
 
 /// What `ca init` created.
@@ -200,6 +202,8 @@ pub fn issue_operator(
     };
     store.with(|c| {
         store::upsert_operator(c, &rec)?;
+        let superseded =
+            store::operator_cert_issued(c, &info.serial, name, rec.created_at, rec.cert_not_after)?;
         store::audit(
             c,
             now_ms(),
@@ -208,7 +212,16 @@ pub fn issue_operator(
                 action: "operator.issue",
                 target: name.into(),
                 outcome: Outcome::Ok,
-                detail: format!("role {} serial {}", role.as_str(), info.serial),
+                detail: format!(
+                    "role {} serial {}{}",
+                    role.as_str(),
+                    info.serial,
+                    if superseded > 0 {
+                        format!(" ({superseded} earlier certificate(s) of this name revoked)")
+                    } else {
+                        String::new()
+                    }
+                ),
             },
         )
     })?;
@@ -218,4 +231,53 @@ pub fn issue_operator(
         cli_config,
         not_after: info.not_after,
     })
+}
+
+/// Revokes operator `name` (all its certificates) or the certificate
+/// `serial`, and audits it. Returns what was done, for the operator.
+pub fn revoke_operator(
+    store: &Store,
+    name: Option<&str>,
+    serial: Option<&str>,
+) -> Result<String, SetupError> {
+    let now = now_ms();
+    store
+        .with(|c| {
+            let (target, detail) = match (name, serial) {
+                (Some(name), _) => match store::revoke_operator(c, name, now)? {
+                    Some(n) => (
+                        name.to_string(),
+                        format!("{n} valid certificate(s) revoked"),
+                    ),
+                    None => {
+                        return Ok(Err(format!("no operator named `{name}` in this store")));
+                    }
+                },
+                (None, Some(serial)) => {
+                    let serial = serial.trim().to_ascii_lowercase().replace(':', "");
+                    match store::revoke_operator_cert(c, &serial, now)? {
+                        Some(name) => (name, format!("certificate {serial} revoked")),
+                        None => {
+                            return Ok(Err(format!(
+                                "no operator certificate with serial {serial} in this store"
+                            )));
+                        }
+                    }
+                }
+                (None, None) => return Ok(Err("give --name or --serial".into())),
+            };
+            store::audit(
+                c,
+                now,
+                &Audit {
+                    actor: "local:ca".into(),
+                    action: "operator.revoke",
+                    target: target.clone(),
+                    outcome: Outcome::Ok,
+                    detail: detail.clone(),
+                },
+            )?;
+            Ok(Ok(format!("operator {target}: {detail}")))
+        })?
+        .map_err(SetupError::Revoke)
 }

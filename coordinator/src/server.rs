@@ -120,7 +120,40 @@ struct PeerStream {
     inner: TlsStream<TcpStream>,
     info: PeerInfo,
     _permit: OwnedSemaphorePermit,
-    _anon_permit: Option<OwnedSemaphorePermit>,
+    /// Only for connections without a certificate.
+    anonymous: Option<Anonymous>,
+}
+
+/// What a connection without a certificate holds, and how long it may:
+/// anyone can open one, so none may sit on its slot (an idle one is
+/// closed after `idle`, any one after `lifetime`; enrolling takes one
+/// call of well under a second).
+struct Anonymous {
+    _slot: OwnedSemaphorePermit,
+    _source: crate::guard::SourceSlot,
+    lifetime: Pin<Box<tokio::time::Sleep>>,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    idle_for: Duration,
+}
+
+impl Anonymous {
+    /// An error once either limit has passed (the connection is then
+    /// closed by the server).
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
+        if self.lifetime.as_mut().poll(cx).is_ready() {
+            return Some(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection without a certificate open too long",
+            ));
+        }
+        if self.idle.as_mut().poll(cx).is_ready() {
+            return Some(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection without a certificate idle too long",
+            ));
+        }
+        None
+    }
 }
 
 impl Connected for PeerStream {
@@ -136,7 +169,21 @@ impl AsyncRead for PeerStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        if let Some(a) = this.anonymous.as_mut()
+            && let Some(e) = a.expired(cx)
+        {
+            return Poll::Ready(Err(e));
+        }
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let (Some(a), Poll::Ready(Ok(()))) = (this.anonymous.as_mut(), &r)
+            && buf.filled().len() > before
+        {
+            let at = tokio::time::Instant::now() + a.idle_for;
+            a.idle.as_mut().reset(at);
+        }
+        r
     }
 }
 
@@ -232,6 +279,7 @@ impl Server {
             commands: Default::default(),
             rollouts: Default::default(),
             metrics: Default::default(),
+            guard: Arc::new(crate::guard::Guard::new(Default::default())),
         });
         match crate::rollout::resume_all(&app).await {
             Ok(0) => {}
@@ -462,13 +510,13 @@ async fn accept_loop(
             let resumed = session.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
             app.metrics.tls_handshake(resumed);
             let cert = session.peer_certificates().and_then(|c| c.first()).cloned();
-            let (identity, not_after) = match cert.map(|c| identity::cert_info(&c)) {
-                Some(Ok(info)) => (Some(info.identity), Some(info.not_after)),
+            let (identity, not_after, serial) = match cert.map(|c| identity::cert_info(&c)) {
+                Some(Ok(info)) => (Some(info.identity), Some(info.not_after), info.serial),
                 Some(Err(e)) => {
                     tracing::warn!(peer = %addr, error = %e, "client certificate has no usable identity");
                     return;
                 }
-                None => (None, None),
+                None => (None, None, String::new()),
             };
             // A full handshake checked the certificate's dates; a resumed
             // one carries the certificate of the handshake that issued its
@@ -477,14 +525,23 @@ async fn accept_loop(
                 tracing::warn!(peer = %addr, "resumed session with an expired client certificate; closing");
                 return;
             }
-            let anon_permit = if identity.is_none() {
-                match anonymous_slot(&anonymous, &anonymous_queue, handshake_timeout).await {
-                    Some(p) => Some(p),
-                    None => {
-                        tracing::warn!(peer = %addr, wait = ?handshake_timeout, "no free slot for a connection without a certificate (all taken, or too many waiting); closing");
-                        return;
-                    }
-                }
+            let anonymous = if identity.is_none() {
+                let limits = app.guard.anonymous;
+                let Some(source) = app.guard.anonymous_connection(addr.ip()) else {
+                    tracing::debug!(peer = %addr, per_source = limits.connections_per_source, "too many connections without a certificate from this address; closing");
+                    return;
+                };
+                let Some(slot) = anonymous_slot(&anonymous, &anonymous_queue, handshake_timeout).await else {
+                    tracing::warn!(peer = %addr, wait = ?handshake_timeout, "no free slot for a connection without a certificate (all taken, or too many waiting); closing");
+                    return;
+                };
+                Some(Anonymous {
+                    _slot: slot,
+                    _source: source,
+                    lifetime: Box::pin(tokio::time::sleep(limits.connection_lifetime)),
+                    idle: Box::pin(tokio::time::sleep(limits.idle_timeout)),
+                    idle_for: limits.idle_timeout,
+                })
             } else {
                 None
             };
@@ -492,13 +549,14 @@ async fn accept_loop(
                 addr: Some(addr),
                 identity,
                 cert_not_after: not_after,
+                cert_serial: serial,
             };
             let _ = conns
                 .send(Ok(PeerStream {
                     inner: tls,
                     info,
                     _permit: permit,
-                    _anon_permit: anon_permit,
+                    anonymous,
                 }))
                 .await;
         });
@@ -568,6 +626,7 @@ async fn reap_loop(app: Arc<App>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = seen.tick() => {
+                app.flush_audit_summaries().await;
                 let now = now_ms();
                 let writes: Vec<store::BatchedWrite> = app
                     .fleet

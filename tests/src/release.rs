@@ -78,7 +78,7 @@ deregistration_delay = "1s"
 fn cmd(id: &str, kind: pb::command::Kind) -> pb::Command {
     pb::Command {
         command_id: id.into(),
-        deployment_id: "test".into(),
+        deployment_id: String::new(),
         step: 0,
         epoch: 0,
         kind: Some(kind),

@@ -58,6 +58,17 @@ pub(super) fn ca(cmd: CaCmd) -> Result<()> {
             println!("  CLI config:          {}", issued.cli_config.display());
             Ok(())
         }
+        CaCmd::RevokeOperator {
+            config,
+            name,
+            serial,
+        } => {
+            let cfg = config.load()?;
+            let store = pki_setup::open_store(&cfg)?;
+            let line = pki_setup::revoke_operator(&store, name.as_deref(), serial.as_deref())?;
+            println!("{line}");
+            Ok(())
+        }
     }
 }
 

@@ -227,6 +227,22 @@ pub enum CaCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Revoke an operator (every certificate of the name) or one
+    /// certificate by serial. Takes effect on the operator's next call,
+    /// also on a running coordinator; re-issuing the name later never
+    /// brings a revoked certificate back.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["name", "serial"])))]
+    RevokeOperator {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The operator whose certificates are all revoked.
+        #[arg(long)]
+        name: Option<String>,
+        /// One certificate's serial (hex, as in the audit log's
+        /// `operator.issue` line).
+        #[arg(long)]
+        serial: Option<String>,
+    },
 }
 
 impl clap::ValueEnum for Role {

@@ -51,14 +51,122 @@ impl AgentSvc {
     }
 }
 
+/// What one host may send. A compromised host can lie about itself, but
+/// it cannot make the coordinator hold, store or serve more than this for
+/// it, so other hosts and every operator's `cutover hosts` stay unharmed.
+pub mod bounds {
+    /// Largest health report kept, encoded.
+    pub const HEALTH_REPORT_BYTES: usize = 16 * 1024;
+    /// Services one host may report.
+    pub const SERVICES: usize = 128;
+    /// Labels a host may assert for itself.
+    pub const LABELS: usize = 32;
+    /// Results carried in a Hello (a journal's unacknowledged backlog).
+    pub const UNACKED_RESULTS: usize = 2048;
+    /// Longest message of a result or progress event kept.
+    pub const MESSAGE: usize = 4096;
+    /// Longest other free-text field kept (facts, versions, phases).
+    pub const FIELD: usize = 256;
+    /// Hook outcomes kept per result.
+    pub const HOOKS: usize = 32;
+}
+
+/// Label keys a host may never set for itself: the token's to bind.
+/// Selecting by environment gates production; a host asserting
+/// `environment=production` must not be targeted as one.
+pub const RESERVED_LABELS: &[&str] = &["environment"];
+
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        *s = cutover_common::truncate_for_display(s, max);
+    }
+}
+
+/// A command result cut to its bounds.
+fn bounded_result(mut r: pb::CommandResult) -> pb::CommandResult {
+    cut(&mut r.message, bounds::MESSAGE);
+    for f in [
+        &mut r.command_id,
+        &mut r.service,
+        &mut r.active_release,
+        &mut r.previous_release,
+        &mut r.deployment_id,
+    ] {
+        cut(f, bounds::FIELD);
+    }
+    r.hooks.truncate(bounds::HOOKS);
+    for h in &mut r.hooks {
+        cut(&mut h.name, bounds::FIELD);
+        cut(&mut h.status, bounds::FIELD);
+        cut(&mut h.output, bounds::MESSAGE);
+    }
+    r
+}
+
+/// Why a health report is not kept, if it is not.
+fn check_health(h: &pb::HealthReport) -> Result<(), String> {
+    use prost::Message;
+    let len = h.encoded_len();
+    if len > bounds::HEALTH_REPORT_BYTES {
+        return Err(format!(
+            "health report of {len} bytes is over the {} a host may send",
+            bounds::HEALTH_REPORT_BYTES
+        ));
+    }
+    cutover_common::identity::check_name(&h.service)
+        .map_err(|e| format!("health report service: {e}"))?;
+    Ok(())
+}
+
 fn hello_info(h: &pb::Hello, peer: &PeerInfo) -> Result<HelloInfo, String> {
-    let agent_labels: Labels = h.labels.clone().into_iter().collect();
+    if h.labels.len() > bounds::LABELS {
+        return Err(format!(
+            "Hello.labels: {} labels, more than the {} a host may set",
+            h.labels.len(),
+            bounds::LABELS
+        ));
+    }
+    if h.services.len() > bounds::SERVICES {
+        return Err(format!(
+            "Hello.services: {} services, more than the {} a host may run",
+            h.services.len(),
+            bounds::SERVICES
+        ));
+    }
+    if h.unacked_results.len() > bounds::UNACKED_RESULTS {
+        return Err(format!(
+            "Hello.unacked_results: {}, more than {}",
+            h.unacked_results.len(),
+            bounds::UNACKED_RESULTS
+        ));
+    }
+    for s in &h.services {
+        cutover_common::identity::check_name(&s.service)
+            .map_err(|e| format!("Hello.services: {e}"))?;
+    }
+    if let Err(e) = super::enroll::check_agent_version(&h.agent_version) {
+        return Err(format!("Hello.agent_version: {e}"));
+    }
+    let mut agent_labels: Labels = h.labels.clone().into_iter().collect();
     labels::check_all(&agent_labels).map_err(|e| format!("Hello.labels: {e}"))?;
-    let f = h.facts.clone().unwrap_or_default();
+    for key in RESERVED_LABELS {
+        if agent_labels.remove(*key).is_some() {
+            tracing::warn!(
+                peer = ?peer.addr, label = key,
+                "a host set a label only its join token may bind; ignored"
+            );
+        }
+    }
+    let mut f = h.facts.clone().unwrap_or_default();
+    for s in [&mut f.hostname, &mut f.os, &mut f.kernel, &mut f.arch] {
+        cut(s, bounds::FIELD);
+    }
+    let mut boot_id = h.boot_id.clone();
+    cut(&mut boot_id, 64);
     Ok(HelloInfo {
         agent_version: h.agent_version.clone(),
         agent_labels,
-        boot_id: h.boot_id.clone(),
+        boot_id,
         facts: HostFacts {
             hostname: f.hostname,
             cpus: f.cpus,
@@ -136,15 +244,19 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             tx: tx.clone(),
             cancel: cancel.clone(),
         };
-        let Some((record, labels)) =
-            self.app
-                .fleet
-                .session_opened(&cert_host, handle, info, now_ms())
-        else {
-            let s = Status::permission_denied(format!(
-                "host `{cert_host}` is not enrolled with this coordinator (was it removed?)"
-            ));
-            return Err(self.refuse(&peer, &cert_host, s).await);
+        let (record, labels) = match self.app.fleet.session_opened(
+            &cert_host,
+            &peer.cert_serial,
+            handle,
+            info,
+            now_ms(),
+        ) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(host = %cert_host, peer = ?peer.addr, reason = %e, "host session refused");
+                let s = Status::permission_denied(format!("host `{cert_host}`: {e}"));
+                return Err(self.refuse(&peer, &cert_host, s).await);
+            }
         };
         if let Some(record) = record {
             persist(&self.app, record).await;
@@ -152,6 +264,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
         self.app
             .fleet
             .set_services(&cert_host, hello.services.clone());
+        let unacked: Vec<pb::CommandResult> = hello.unacked_results;
         tracing::info!(
             host = %cert_host, session = %session_id, agent_version = %hello.agent_version,
             address = %peer_address, "host session opened"
@@ -175,7 +288,8 @@ impl pb::agent_service_server::AgentService for AgentSvc {
             inbound,
             tx,
             cancel,
-            hello.unacked_results,
+            unacked,
+            peer.cert_serial.clone(),
         ));
         let out: OutStream = Box::pin(ReceiverStream::new(rx).map(|m| Ok(*m)));
         Ok(Response::new(out))
@@ -196,6 +310,7 @@ async fn run_session(
     tx: crate::fleet::SessionTx,
     cancel: CancellationToken,
     unacked: Vec<pb::CommandResult>,
+    cert_serial: String,
 ) {
     // Results the agent kept while disconnected: store and ack each (the
     // response stream is being read by now, so sends cannot deadlock).
@@ -230,7 +345,7 @@ async fn run_session(
                     // Boxed, like the other awaits here: the task lives as
                     // long as the session, and an inline future would make
                     // it as large as the largest one, for every agent.
-                    if let Some(reply) = Box::pin(handle(&app, &host, m)).await
+                    if let Some(reply) = Box::pin(handle(&app, &host, &cert_serial, m)).await
                         && tx.send(Box::new(reply)).await.is_err()
                     {
                         break "agent stopped reading";
@@ -253,6 +368,7 @@ async fn record_result(
     host: &str,
     r: pb::CommandResult,
 ) -> Option<pb::CoordinatorMessage> {
+    let r = bounded_result(r);
     let (h, id, ok, message) = (
         host.to_string(),
         r.command_id.clone(),
@@ -287,7 +403,12 @@ async fn record_result(
     Some(msg(pb::coordinator_message::Body::Ack(ack)))
 }
 
-async fn handle(app: &App, host: &str, m: pb::AgentMessage) -> Option<pb::CoordinatorMessage> {
+async fn handle(
+    app: &App,
+    host: &str,
+    cert_serial: &str,
+    m: pb::AgentMessage,
+) -> Option<pb::CoordinatorMessage> {
     use pb::agent_message::Body;
     match m.body? {
         Body::Heartbeat(_) => None,
@@ -295,19 +416,36 @@ async fn handle(app: &App, host: &str, m: pb::AgentMessage) -> Option<pb::Coordi
             reason: "Hello is only valid as the first message of a session".into(),
         }))),
         Body::Result(r) => record_result(app, host, r).await,
-        Body::Progress(p) => {
+        Body::Progress(mut p) => {
+            cut(&mut p.message, bounds::MESSAGE);
+            for f in [&mut p.command_id, &mut p.service, &mut p.phase] {
+                cut(f, bounds::FIELD);
+            }
             app.commands.progress(host, p);
             None
         }
         Body::Health(h) => {
-            app.fleet.set_health(host, h);
+            if let Err(e) = check_health(&h) {
+                tracing::warn!(host = %host, reason = %e, "health report refused");
+                return Some(msg(pb::coordinator_message::Body::Refusal(pb::Refusal {
+                    reason: format!("health report refused: {e}"),
+                })));
+            }
+            if !app.fleet.set_health(host, h, bounds::SERVICES) {
+                return Some(msg(pb::coordinator_message::Body::Refusal(pb::Refusal {
+                    reason: format!(
+                        "health report refused: this host already reports {} services",
+                        bounds::SERVICES
+                    ),
+                })));
+            }
             None
         }
         Body::Renew(r) => match app.sign_host_csr(host, &r.csr_der) {
             Ok((pem, info)) => {
-                if let Some(rec) = app
-                    .fleet
-                    .renewed(host, info.serial.clone(), ms(info.not_after))
+                if let Some(rec) =
+                    app.fleet
+                        .renewed(host, cert_serial, info.serial.clone(), ms(info.not_after))
                 {
                     persist(app, rec).await;
                 }

@@ -20,6 +20,8 @@ pub struct PeerInfo {
     /// `None` when the client presented no certificate.
     pub identity: Option<Identity>,
     pub cert_not_after: Option<SystemTime>,
+    /// Lowercase hex serial of the client certificate (empty without one).
+    pub cert_serial: String,
 }
 
 impl PeerInfo {
@@ -42,6 +44,7 @@ pub fn peer<T>(req: &Request<T>) -> PeerInfo {
             addr: None,
             identity: None,
             cert_not_after: None,
+            cert_serial: String::new(),
         })
 }
 
@@ -127,10 +130,15 @@ pub async fn authorize<T>(
             .await);
         }
     };
-    let lookup = name.clone();
-    let rec = app
+    let (lookup, serial) = (name.clone(), peer.cert_serial.clone());
+    let (rec, cert) = app
         .store
-        .call(move |c| store::get_operator(c, &lookup))
+        .call(move |c| {
+            Ok((
+                store::get_operator(c, &lookup)?,
+                store::operator_cert(c, &lookup, &serial)?,
+            ))
+        })
         .await
         .map_err(|e| Status::internal(format!("store: {e}")))?;
     let Some(rec) = rec else {
@@ -139,6 +147,26 @@ pub async fn authorize<T>(
         )))
         .await);
     };
+    // Checked on every call, not only at the handshake: a revocation
+    // (`cutover ca revoke-operator`) ends access on the operator's next
+    // call, even on a connection already open.
+    match cert {
+        store::OperatorCert::Valid => {}
+        store::OperatorCert::Revoked { why, .. } => {
+            return Err(refuse(Status::permission_denied(format!(
+                "the certificate of operator `{name}` (serial {}) has been revoked: {why}",
+                peer.cert_serial
+            )))
+            .await);
+        }
+        store::OperatorCert::Unknown => {
+            return Err(refuse(Status::permission_denied(format!(
+                "the certificate of operator `{name}` (serial {}) was not issued by this coordinator's store",
+                peer.cert_serial
+            )))
+            .await);
+        }
+    }
     if rec.revoked_at.is_some() {
         return Err(refuse(Status::permission_denied(format!(
             "operator `{name}` has been revoked"

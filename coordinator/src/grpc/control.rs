@@ -105,6 +105,81 @@ fn host_info(v: HostView) -> pb::HostInfo {
     }
 }
 
+/// The role an operator needs to send a command of this kind. Drain,
+/// undrain, stop and hooks are a deployer's everyday host actions; stage,
+/// activate and rollback on one host bypass rollouts (no plan, no health
+/// gate, no record in a deployment), so only an admin may.
+fn operator_command_role(k: &pb::command::Kind) -> Role {
+    use pb::command::Kind as K;
+    match k {
+        K::Drain(_) | K::Undrain(_) | K::Stop(_) | K::RunHook(_) => Role::Deployer,
+        K::Stage(_) | K::Activate(_) | K::Rollback(_) => Role::Admin,
+    }
+}
+
+/// Prefix of every command id an operator's command gets: rollouts' ids
+/// (`d<N>-...`) can never be named, so an operator cannot answer or
+/// replay a rollout's step.
+pub const OPERATOR_COMMAND_PREFIX: &str = "op-";
+
+/// The command an operator's `SendCommand` sends to the agent, or what is
+/// wrong with the request. The coordinator assigns the id (the caller's
+/// own id, for retries, is namespaced under [`OPERATOR_COMMAND_PREFIX`])
+/// and the fencing epoch (0: an operator's action is not part of a
+/// rollout's sequence); the caller may set neither epoch nor deployment.
+pub fn operator_command(r: &pb::SendCommandRequest) -> Result<pb::Command, String> {
+    if let Err(e) = cutover_common::identity::check_name(&r.host_id) {
+        return Err(format!("host_id: {e}"));
+    }
+    let mut cmd = r
+        .command
+        .clone()
+        .ok_or_else(|| "command: expected a command".to_string())?;
+    let Some(kind) = cmd.kind.as_ref() else {
+        return Err(
+            "command.kind: expected one of stage, activate, rollback, drain, undrain, stop, run_hook"
+                .into(),
+        );
+    };
+    let service = crate::grpc::command_service(kind);
+    if let Err(e) = cutover_common::identity::check_name(service) {
+        return Err(format!("command.{}.service: {e}", command_kind(&cmd)));
+    }
+    if cmd.epoch != 0 {
+        return Err(format!(
+            "command.epoch: {} given, but fencing epochs are assigned by the coordinator from its own deployment sequence; leave it 0",
+            cmd.epoch
+        ));
+    }
+    if !cmd.deployment_id.is_empty() {
+        return Err(
+            "command.deployment_id: an operator's command belongs to no deployment; leave it empty"
+                .into(),
+        );
+    }
+    if cmd.step != 0 {
+        return Err("command.step: an operator's command has no step; leave it 0".into());
+    }
+    let own = if cmd.command_id.is_empty() {
+        hex::encode(rand::random::<[u8; 8]>())
+    } else {
+        let id = &cmd.command_id;
+        let ok = id.len() <= 48
+            && id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(format!(
+                "command.command_id: {:?} must be 1 to 48 of a-z, A-Z, 0-9, - and _ (or empty: the coordinator picks one)",
+                cutover_common::truncate_for_display(id, 80)
+            ));
+        }
+        id.clone()
+    };
+    cmd.command_id = format!("{OPERATOR_COMMAND_PREFIX}{own}");
+    Ok(cmd)
+}
+
 fn command_kind(c: &pb::Command) -> &'static str {
     c.kind
         .as_ref()
@@ -216,19 +291,15 @@ impl pb::control_service_server::ControlService for ControlSvc {
         &self,
         req: Request<pb::SendCommandRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let op = authorize(&self.app, &req, Role::Deployer, Some("host.command")).await?;
+        // Which role an operator command needs depends on its kind: read
+        // it before authorizing (nothing else of the request is used).
+        let required = match req.get_ref().command.as_ref().and_then(|c| c.kind.as_ref()) {
+            Some(k) => operator_command_role(k),
+            None => Role::Deployer,
+        };
+        let op = authorize(&self.app, &req, required, Some("host.command")).await?;
         let r = req.into_inner();
-        let mut cmd = r
-            .command
-            .ok_or_else(|| Status::invalid_argument("command: expected a command"))?;
-        if cmd.kind.is_none() {
-            return Err(Status::invalid_argument(
-                "command.kind: expected one of stage, activate, rollback, drain, undrain, stop, run_hook",
-            ));
-        }
-        if cmd.command_id.is_empty() {
-            cmd.command_id = format!("op-{}", hex::encode(rand::random::<[u8; 8]>()));
-        }
+        let cmd = operator_command(&r).map_err(Status::invalid_argument)?;
         let kind = command_kind(&cmd);
         let Some((_, tx)) = self.app.fleet.session_sender(&r.host_id) else {
             return Err(Status::failed_precondition(format!(

@@ -19,6 +19,21 @@ pub struct EnrollSvc {
     pub app: Arc<App>,
 }
 
+/// An agent version as hosts report it: short, printable, no spaces.
+pub fn check_agent_version(v: &str) -> Result<(), String> {
+    let ok = v.len() <= 64
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+' | '_' | '~'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{:?} is not a version: expected up to 64 of a-z, A-Z, 0-9 and . - + _ ~",
+            cutover_common::truncate_for_display(v, 40)
+        ))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::enroll_service_server::EnrollService for EnrollSvc {
     async fn enroll(
@@ -26,12 +41,13 @@ impl pb::enroll_service_server::EnrollService for EnrollSvc {
         req: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::EnrollResponse>, Status> {
         let peer = peer(&req);
-        let r = req.into_inner();
+        let source = peer.addr.map(|a| a.ip());
         let app = &self.app;
         let actor = peer.actor();
         let deny = |detail: String, target: String| {
             let actor = actor.clone();
             async move {
+                app.guard.enroll_refused(source);
                 app.audit(Audit {
                     actor,
                     action: "host.enroll",
@@ -43,6 +59,30 @@ impl pb::enroll_service_server::EnrollService for EnrollSvc {
                 detail
             }
         };
+        // Before anything is read, logged or stored: a source that keeps
+        // being refused, or a flood from everywhere, is turned away here.
+        if let Err(t) = app.guard.enroll_call(source) {
+            app.audit(Audit {
+                actor: actor.clone(),
+                action: "host.enroll",
+                target: String::new(),
+                outcome: Outcome::Denied,
+                detail: t.to_string(),
+            })
+            .await;
+            return Err(Status::resource_exhausted(t.to_string()));
+        }
+        let r = req.into_inner();
+        // Every field is checked before it is used as an audit target or
+        // stored; a bad one is named, cut short, in the refusal.
+        if let Err(e) = check_name(&r.host_id) {
+            let msg = deny(format!("host id: {e}"), String::new()).await;
+            return Err(Status::invalid_argument(msg));
+        }
+        if let Err(e) = check_agent_version(&r.agent_version) {
+            let msg = deny(format!("agent version: {e}"), r.host_id.clone()).await;
+            return Err(Status::invalid_argument(msg));
+        }
         let Some(token) = JoinToken::parse(&r.token) else {
             let msg = deny(
                 "malformed join token: expected cutover1.<id>.<secret>".into(),
@@ -51,9 +91,17 @@ impl pb::enroll_service_server::EnrollService for EnrollSvc {
             .await;
             return Err(Status::invalid_argument(msg));
         };
-        if let Err(e) = check_name(&r.host_id) {
-            let msg = deny(format!("host id: {e}"), r.host_id.clone()).await;
-            return Err(Status::invalid_argument(msg));
+        // The token before the certificate: nothing is signed for a
+        // caller who holds no valid token.
+        let (tid, hash) = (token.id.clone(), token.secret_hash());
+        let checked = app
+            .store
+            .call(move |c| store::check_token(c, &tid, &hash, now_ms()))
+            .await
+            .map_err(|e| Status::internal(format!("store: {e}")))?;
+        if let Err(refusal) = checked {
+            let msg = deny(refusal.to_string(), r.host_id.clone()).await;
+            return Err(Status::permission_denied(msg));
         }
         let (cert_pem, info) = match app.sign_host_csr(&r.host_id, &r.csr_der) {
             Ok(v) => v,
@@ -77,6 +125,7 @@ impl pb::enroll_service_server::EnrollService for EnrollSvc {
             facts: HostFacts::default(),
             cert_serial: info.serial.clone(),
             cert_not_after: ms(info.not_after),
+            prev_cert_serial: String::new(),
         };
         let (tid, hash, rec, key) = (
             token.id.clone(),
@@ -100,7 +149,7 @@ impl pb::enroll_service_server::EnrollService for EnrollSvc {
             // The host is known: only its certificate is new. (If it was
             // removed meanwhile, it stays removed.)
             app.fleet
-                .renewed(&record.id, record.cert_serial, record.cert_not_after);
+                .renewed(&record.id, "", record.cert_serial, record.cert_not_after);
         } else {
             let mut record = record;
             record.token_labels = labels.clone();

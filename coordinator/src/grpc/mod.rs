@@ -8,6 +8,20 @@ pub mod control;
 pub mod deploy;
 pub mod enroll;
 
+/// The service a command is for.
+pub fn command_service(k: &cutover_proto::v1::command::Kind) -> &str {
+    use cutover_proto::v1::command::Kind as K;
+    match k {
+        K::Stage(c) => &c.service,
+        K::Activate(c) => &c.service,
+        K::Rollback(c) => &c.service,
+        K::Drain(c) => &c.service,
+        K::Undrain(c) => &c.service,
+        K::Stop(c) => &c.service,
+        K::RunHook(c) => &c.service,
+    }
+}
+
 /// The name of a command kind, for logs, audit and metrics.
 pub fn command_kind_name(k: &cutover_proto::v1::command::Kind) -> &'static str {
     use cutover_proto::v1::command::Kind as K;

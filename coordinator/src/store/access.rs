@@ -112,6 +112,115 @@ pub fn upsert_operator(conn: &Connection, o: &OperatorRecord) -> Result<(), Stor
     Ok(())
 }
 
+/// Records a newly issued operator certificate. Earlier certificates of
+/// the same name that are still valid are revoked as superseded: a name
+/// has one certificate at a time, and re-issuing never brings an old one
+/// back.
+pub fn operator_cert_issued(
+    conn: &Connection,
+    serial: &str,
+    name: &str,
+    now: i64,
+    not_after: i64,
+) -> Result<usize, StoreError> {
+    let superseded = exec(
+        conn,
+        "UPDATE operator_certs SET revoked_at = ?2, revoked_why = 'superseded by a newer certificate'
+         WHERE name = ?1 AND revoked_at IS NULL",
+        params![name, now],
+    )?;
+    exec(
+        conn,
+        "INSERT INTO operator_certs (serial, name, issued_at, not_after) VALUES (?1, ?2, ?3, ?4)",
+        params![serial, name, now, not_after],
+    )?;
+    Ok(superseded)
+}
+
+/// What the store says of an operator certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorCert {
+    /// Never issued by this coordinator's store (or for another name).
+    Unknown,
+    Revoked {
+        at: i64,
+        why: String,
+    },
+    Valid,
+}
+
+/// Whether the certificate `serial` speaks for operator `name`.
+pub fn operator_cert(
+    conn: &Connection,
+    name: &str,
+    serial: &str,
+) -> Result<OperatorCert, StoreError> {
+    let row: Option<(String, Option<i64>, String)> = conn
+        .prepare_cached(
+            "SELECT name, revoked_at, revoked_why FROM operator_certs WHERE serial = ?1",
+        )?
+        .query_row(params![serial], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    Ok(match row {
+        Some((n, _, _)) if n != name => OperatorCert::Unknown,
+        None => OperatorCert::Unknown,
+        Some((_, Some(at), why)) => OperatorCert::Revoked { at, why },
+        Some((_, None, _)) => OperatorCert::Valid,
+    })
+}
+
+/// Revokes every certificate of operator `name` and the operator itself;
+/// returns how many certificates were still valid, or `None` if no such
+/// operator.
+pub fn revoke_operator(
+    conn: &mut Connection,
+    name: &str,
+    now: i64,
+) -> Result<Option<usize>, StoreError> {
+    let tx = conn.transaction()?;
+    let known = exec(
+        &tx,
+        "UPDATE operators SET revoked_at = ?2 WHERE name = ?1",
+        params![name, now],
+    )? > 0;
+    if !known {
+        return Ok(None);
+    }
+    let n = exec(
+        &tx,
+        "UPDATE operator_certs SET revoked_at = ?2, revoked_why = 'operator revoked'
+         WHERE name = ?1 AND revoked_at IS NULL",
+        params![name, now],
+    )?;
+    tx.commit()?;
+    Ok(Some(n))
+}
+
+/// Revokes one operator certificate by serial; returns its operator, or
+/// `None` if no certificate has that serial.
+pub fn revoke_operator_cert(
+    conn: &Connection,
+    serial: &str,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let name: Option<String> = conn
+        .query_row(
+            "SELECT name FROM operator_certs WHERE serial = ?1",
+            params![serial],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if name.is_some() {
+        exec(
+            conn,
+            "UPDATE operator_certs SET revoked_at = ?2, revoked_why = 'revoked by serial'
+             WHERE serial = ?1 AND revoked_at IS NULL",
+            params![serial, now],
+        )?;
+    }
+    Ok(name)
+}
+
 /// An operator by name.
 pub fn get_operator(conn: &Connection, name: &str) -> Result<Option<OperatorRecord>, StoreError> {
     Ok(conn

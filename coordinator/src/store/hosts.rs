@@ -35,8 +35,13 @@ pub struct HostRecord {
     pub address: String,
     pub boot_id: String,
     pub facts: HostFacts,
+    /// The serial of the host's current certificate: with
+    /// `prev_cert_serial`, the only ones its sessions may use.
     pub cert_serial: String,
     pub cert_not_after: i64,
+    /// The certificate the host renewed from, accepted until the next
+    /// renewal; empty when none.
+    pub prev_cert_serial: String,
 }
 
 impl HostRecord {
@@ -107,6 +112,29 @@ pub struct Enrolled {
     pub again: bool,
 }
 
+/// Whether token `id` with a secret hashing to `secret_hash` may enroll a
+/// host at all (known, secret right, not expired): checked before any
+/// certificate is signed. [`enroll_with_token`] checks again, atomically.
+pub fn check_token(
+    conn: &Connection,
+    id: &str,
+    secret_hash: &str,
+    now: i64,
+) -> Result<Result<(), TokenRefusal>, StoreError> {
+    let row: Option<(String, i64)> = conn
+        .prepare_cached("SELECT secret_hash, expires_at FROM tokens WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(match row {
+        None => Err(TokenRefusal::Unknown),
+        Some((stored, _)) if !constant_time_eq(stored.as_bytes(), secret_hash.as_bytes()) => {
+            Err(TokenRefusal::Unknown)
+        }
+        Some((_, expires_at)) if expires_at <= now => Err(TokenRefusal::Expired { id: id.into() }),
+        Some(_) => Ok(()),
+    })
+}
+
 /// Admits `host` with token `id` (whose secret hashes to `secret_hash`),
 /// for the key whose SHA-256 is `key_sha256`, and uses the token once;
 /// or says why not. One transaction: a refusal changes nothing.
@@ -158,7 +186,7 @@ pub fn enroll_with_token(
             }));
         }
         tx.execute(
-            "UPDATE hosts SET cert_serial = ?2, cert_not_after = ?3 WHERE id = ?1",
+            "UPDATE hosts SET cert_serial = ?2, cert_not_after = ?3, prev_cert_serial = '' WHERE id = ?1",
             params![host.id, host.cert_serial, host.cert_not_after],
         )?;
         tx.commit()?;
@@ -197,8 +225,9 @@ fn insert_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
     exec(
         conn,
         "INSERT INTO hosts (id, token_labels, agent_labels, state, enrolled_at, token_id, last_seen,
-                            agent_version, address, boot_id, facts, cert_serial, cert_not_after)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                            agent_version, address, boot_id, facts, cert_serial, cert_not_after,
+                            prev_cert_serial)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             h.id,
             json(&h.token_labels),
@@ -212,7 +241,8 @@ fn insert_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
             h.boot_id,
             json(&h.facts),
             h.cert_serial,
-            h.cert_not_after
+            h.cert_not_after,
+            h.prev_cert_serial
         ],
     )?;
     Ok(())
@@ -234,7 +264,8 @@ pub fn update_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> 
     exec(
         conn,
         "UPDATE hosts SET agent_labels = ?2, state = ?3, last_seen = ?4, agent_version = ?5,
-                address = ?6, boot_id = ?7, facts = ?8, cert_serial = ?9, cert_not_after = ?10
+                address = ?6, boot_id = ?7, facts = ?8, cert_serial = ?9, cert_not_after = ?10,
+                prev_cert_serial = ?11
          WHERE id = ?1",
         params![
             h.id,
@@ -246,7 +277,8 @@ pub fn update_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> 
             h.boot_id,
             json(&h.facts),
             h.cert_serial,
-            h.cert_not_after
+            h.cert_not_after,
+            h.prev_cert_serial
         ],
     )?;
     Ok(())
@@ -270,7 +302,7 @@ pub fn host_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
 pub fn list_hosts(conn: &Connection) -> Result<Vec<HostRecord>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT id, token_labels, agent_labels, state, enrolled_at, token_id, last_seen, agent_version,
-                address, boot_id, facts, cert_serial, cert_not_after FROM hosts ORDER BY id",
+                address, boot_id, facts, cert_serial, cert_not_after, prev_cert_serial FROM hosts ORDER BY id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok((
@@ -287,6 +319,7 @@ pub fn list_hosts(conn: &Connection) -> Result<Vec<HostRecord>, StoreError> {
             r.get::<_, String>(10)?,
             r.get::<_, String>(11)?,
             r.get::<_, i64>(12)?,
+            r.get::<_, String>(13)?,
         ))
     })?;
     let mut out = Vec::new();
@@ -305,6 +338,7 @@ pub fn list_hosts(conn: &Connection) -> Result<Vec<HostRecord>, StoreError> {
             facts,
             cert_serial,
             cert_not_after,
+            prev_cert_serial,
         ) = row?;
         out.push(HostRecord {
             token_labels: from_json(&tl, "host token labels")?,
@@ -320,6 +354,7 @@ pub fn list_hosts(conn: &Connection) -> Result<Vec<HostRecord>, StoreError> {
             boot_id,
             cert_serial,
             cert_not_after,
+            prev_cert_serial,
         });
     }
     Ok(out)

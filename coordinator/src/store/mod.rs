@@ -150,6 +150,34 @@ fn migrations() -> Migrations<'static> {
         ALTER TABLE hosts ADD COLUMN enroll_key TEXT NOT NULL DEFAULT '';
         "#,
         ),
+        // The certificate a host renewed from, still accepted (the
+        // renewal's answer may be lost on the way, a reconnect may resume
+        // a TLS session of it): with `cert_serial`, the only certificates
+        // that speak for the host.
+        M::up(
+            r#"
+        ALTER TABLE hosts ADD COLUMN prev_cert_serial TEXT NOT NULL DEFAULT '';
+        "#,
+        ),
+        // Every operator certificate issued, by serial: the one presented
+        // must be here, of the same name, and not revoked. Revocations
+        // outlive re-issuing the name.
+        M::up(
+            r#"
+        CREATE TABLE operator_certs (
+            serial TEXT PRIMARY KEY NOT NULL,
+            name TEXT NOT NULL,
+            issued_at INTEGER NOT NULL,
+            not_after INTEGER NOT NULL,
+            revoked_at INTEGER,
+            revoked_why TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX operator_certs_name ON operator_certs(name);
+        INSERT INTO operator_certs (serial, name, issued_at, not_after, revoked_at)
+            SELECT cert_serial, name, created_at, cert_not_after, revoked_at FROM operators
+            WHERE cert_serial != '';
+        "#,
+        ),
     ])
 }
 

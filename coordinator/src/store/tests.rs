@@ -18,6 +18,7 @@ fn host(id: &str) -> HostRecord {
         facts: HostFacts::default(),
         cert_serial: "01".into(),
         cert_not_after: 10,
+        prev_cert_serial: String::new(),
     }
 }
 
