@@ -2,17 +2,13 @@
 //! answers 200 while the service serves and is not drained, 503 otherwise
 //! (with the reason); `GET /ready` lists every service as JSON.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -48,7 +44,11 @@ fn answer(rt: &Runtime, path: &str) -> (StatusCode, String) {
     }
 }
 
-/// Serves the endpoint on `addr` until `shutdown`.
+/// Serves the endpoint on `addr` until `shutdown`, within the bounds of
+/// an endpoint anyone on the network can reach
+/// ([`cutover_common::net::HttpLimits`]): balancers' checks are a few
+/// connections, and a flood of idle ones cannot take the descriptors the
+/// agent needs to journal commands.
 pub async fn serve(
     addr: SocketAddr,
     rt: Arc<Runtime>,
@@ -56,29 +56,22 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = TcpListener::bind(addr).await?;
     tracing::info!(%addr, "readiness endpoint listening");
-    loop {
-        // Cancel-safe: accept loses nothing when dropped.
-        let (tcp, _) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            r = listener.accept() => match r { Ok(v) => v, Err(_) => continue },
-        };
-        let rt = rt.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let (status, body) = answer(&rt, req.uri().path());
-                async move {
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .status(status)
-                            .header("content-type", "text/plain")
-                            .body(Full::new(Bytes::from(body)))
-                            .expect("valid response"),
-                    )
-                }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
-        });
-    }
+    cutover_common::net::serve_http(
+        listener,
+        cutover_common::net::HttpLimits::default(),
+        shutdown,
+        "readiness",
+        move |req: Request<Incoming>| {
+            let (status, body) = answer(&rt, req.uri().path());
+            async move {
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "text/plain")
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("valid response")
+            }
+        },
+    )
+    .await;
+    Ok(())
 }

@@ -248,8 +248,53 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// Writes `bytes` to `path` atomically and durably (write, fsync, rename,
 /// fsync of the directory) from async code, through [`blocking`]: how the
 /// agent writes its journal, states and release markers.
+///
+/// Out of descriptors (`EMFILE`), it spends the agent's reserve and tries
+/// again: a journal entry, a state or a marker is written even when
+/// something has taken every other descriptor.
 pub fn write_synced(path: &std::path::Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    blocking(|| cutover_common::fsutil::write_atomic(path, bytes, mode))
+    blocking(|| with_reserve(|| cutover_common::fsutil::write_atomic(path, bytes, mode)))
+}
+
+/// Descriptors the agent holds back for its own durable writes (a write
+/// takes two at once: the file and its directory).
+const RESERVED_DESCRIPTORS: usize = 4;
+
+static RESERVE: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+
+/// Sets the reserve aside (at start; again after each use).
+pub fn reserve_descriptors() {
+    let mut r = RESERVE.lock().unwrap_or_else(|p| p.into_inner());
+    while r.len() < RESERVED_DESCRIPTORS {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => r.push(f),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Runs `f`; if it ran out of descriptors, frees the reserve, runs it
+/// again, and sets the reserve aside again.
+fn with_reserve<T>(f: impl Fn() -> io::Result<T>) -> io::Result<T> {
+    match f() {
+        Err(e) if e.raw_os_error() == Some(libc::EMFILE) => {
+            let mut r = RESERVE.lock().unwrap_or_else(|p| p.into_inner());
+            if r.is_empty() {
+                return Err(e);
+            }
+            tracing::warn!("out of file descriptors: using the reserve to write");
+            r.clear();
+            let out = f();
+            while r.len() < RESERVED_DESCRIPTORS {
+                match std::fs::File::open("/dev/null") {
+                    Ok(f) => r.push(f),
+                    Err(_) => break,
+                }
+            }
+            out
+        }
+        other => other,
+    }
 }
 
 /// How far below its apps the agent runs (nice values above theirs): on
@@ -366,6 +411,58 @@ pub fn trim_heap() {
 
 #[cfg(test)]
 mod tests {
+
+    /// Runs this test's body in a child process of its own (the test
+    /// binary again, for this test only): it takes every descriptor the
+    /// process may have, which would disturb tests sharing a process.
+    fn in_own_process(name: &str, body: impl FnOnce()) {
+        if std::env::var_os("CUTOVER_TEST_CHILD").is_some() {
+            body();
+            return;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env("CUTOVER_TEST_CHILD", "1")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "the child ran no test: {text}");
+    }
+
+    #[test]
+    fn a_durable_write_succeeds_when_every_other_descriptor_is_taken() {
+        in_own_process(
+            "sys::tests::a_durable_write_succeeds_when_every_other_descriptor_is_taken",
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+                let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+                rustix::process::setrlimit(
+                    rustix::process::Resource::Nofile,
+                    rustix::process::Rlimit {
+                        current: Some(open + 64),
+                        maximum: limit.maximum,
+                    },
+                )
+                .unwrap();
+                reserve_descriptors();
+                // Something takes every descriptor left (idle connections,
+                // in production).
+                let mut hog = Vec::new();
+                while let Ok(f) = std::fs::File::open("/dev/null") {
+                    hog.push(f);
+                }
+                assert!(std::fs::File::open("/dev/null").is_err());
+                let path = dir.path().join("entry.json");
+                write_synced(&path, b"{}", 0o600).expect("written from the reserve");
+                drop(hog);
+                assert_eq!(std::fs::read(&path).unwrap(), b"{}");
+            },
+        );
+    }
+
     use super::*;
 
     #[test]

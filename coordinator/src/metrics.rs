@@ -5,7 +5,6 @@
 //! secret in it; bind it to an address only the monitoring can reach.
 //! The list, with meanings, is in docs/metrics.md.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -13,10 +12,7 @@ use std::sync::atomic::AtomicU64;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -251,46 +247,40 @@ impl Metrics {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown`.
+/// Serves `GET /metrics` on `listener` until `shutdown`, within the
+/// bounds of an endpoint anyone on the network can reach
+/// ([`cutover_common::net::HttpLimits`]).
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: CancellationToken) {
-    loop {
-        // Cancel-safe: accept loses nothing when dropped.
-        let (tcp, _) = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r { Ok(v) => v, Err(_) => continue },
-        };
-        let app = app.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let app = app.clone();
-                async move {
-                    let (status, ctype, body) = if req.uri().path() == "/metrics" {
-                        (
-                            StatusCode::OK,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            app.metrics.render(&app).await,
-                        )
-                    } else {
-                        (
-                            StatusCode::NOT_FOUND,
-                            "text/plain",
-                            "try /metrics\n".to_string(),
-                        )
-                    };
-                    Ok::<_, Infallible>(
-                        Response::builder()
-                            .status(status)
-                            .header("content-type", ctype)
-                            .body(Full::new(Bytes::from(body)))
-                            .expect("valid response"),
+    cutover_common::net::serve_http(
+        listener,
+        cutover_common::net::HttpLimits::default(),
+        shutdown,
+        "metrics",
+        move |req: Request<Incoming>| {
+            let app = app.clone();
+            async move {
+                let (status, ctype, body) = if req.uri().path() == "/metrics" {
+                    (
+                        StatusCode::OK,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        app.metrics.render(&app).await,
                     )
-                }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
-        });
-    }
+                } else {
+                    (
+                        StatusCode::NOT_FOUND,
+                        "text/plain",
+                        "try /metrics\n".to_string(),
+                    )
+                };
+                Response::builder()
+                    .status(status)
+                    .header("content-type", ctype)
+                    .body(Full::new(Bytes::from(body)))
+                    .expect("valid response")
+            }
+        },
+    )
+    .await
 }
 
 /// Binds `addr` for [`serve`] (so a bad address stops the start).

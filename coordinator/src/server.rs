@@ -16,6 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use cutover_common::identity;
+use cutover_common::net::Expiring;
 use cutover_common::time::now_ms;
 use cutover_proto::v1 as pb;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -117,43 +118,20 @@ impl Running {
 
 /// A TLS connection with what its handshake established.
 struct PeerStream {
-    inner: TlsStream<TcpStream>,
+    inner: Expiring<TlsStream<TcpStream>>,
     info: PeerInfo,
     _permit: OwnedSemaphorePermit,
     /// Only for connections without a certificate.
-    anonymous: Option<Anonymous>,
+    _anonymous: Option<Anonymous>,
 }
 
-/// What a connection without a certificate holds, and how long it may:
-/// anyone can open one, so none may sit on its slot (an idle one is
-/// closed after `idle`, any one after `lifetime`; enrolling takes one
-/// call of well under a second).
+/// What a connection without a certificate holds while it is open.
+/// Anyone can open one, so none may sit on its slot: its stream is an
+/// [`Expiring`] one (closed when idle, and at the end of its lifetime;
+/// enrolling takes one call of well under a second).
 struct Anonymous {
     _slot: OwnedSemaphorePermit,
     _source: crate::guard::SourceSlot,
-    lifetime: Pin<Box<tokio::time::Sleep>>,
-    idle: Pin<Box<tokio::time::Sleep>>,
-    idle_for: Duration,
-}
-
-impl Anonymous {
-    /// An error once either limit has passed (the connection is then
-    /// closed by the server).
-    fn expired(&mut self, cx: &mut Context<'_>) -> Option<io::Error> {
-        if self.lifetime.as_mut().poll(cx).is_ready() {
-            return Some(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection without a certificate open too long",
-            ));
-        }
-        if self.idle.as_mut().poll(cx).is_ready() {
-            return Some(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "connection without a certificate idle too long",
-            ));
-        }
-        None
-    }
 }
 
 impl Connected for PeerStream {
@@ -169,21 +147,7 @@ impl AsyncRead for PeerStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if let Some(a) = this.anonymous.as_mut()
-            && let Some(e) = a.expired(cx)
-        {
-            return Poll::Ready(Err(e));
-        }
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let (Some(a), Poll::Ready(Ok(()))) = (this.anonymous.as_mut(), &r)
-            && buf.filled().len() > before
-        {
-            let at = tokio::time::Instant::now() + a.idle_for;
-            a.idle.as_mut().reset(at);
-        }
-        r
+        Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
@@ -453,8 +417,11 @@ async fn accept_loop(
             r = listener.accept() => match r {
                 Ok(v) => v,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let pause = cutover_common::net::accept_backoff(&e);
+                    if !pause.is_zero() {
+                        tracing::warn!(error = %e, ?pause, "cannot accept connections; pausing");
+                        tokio::time::sleep(pause).await;
+                    }
                     continue;
                 }
             },
@@ -538,9 +505,6 @@ async fn accept_loop(
                 Some(Anonymous {
                     _slot: slot,
                     _source: source,
-                    lifetime: Box::pin(tokio::time::sleep(limits.connection_lifetime)),
-                    idle: Box::pin(tokio::time::sleep(limits.idle_timeout)),
-                    idle_for: limits.idle_timeout,
                 })
             } else {
                 None
@@ -551,12 +515,19 @@ async fn accept_loop(
                 cert_not_after: not_after,
                 cert_serial: serial,
             };
+            let inner = match &anonymous {
+                Some(_) => {
+                    let limits = app.guard.anonymous;
+                    Expiring::new(tls, Some(limits.idle_timeout), Some(limits.connection_lifetime))
+                }
+                None => Expiring::new(tls, None, None),
+            };
             let _ = conns
                 .send(Ok(PeerStream {
-                    inner: tls,
+                    inner,
                     info,
                     _permit: permit,
-                    anonymous,
+                    _anonymous: anonymous,
                 }))
                 .await;
         });
