@@ -855,7 +855,10 @@ mod tests {
     fn measuring_instances_keeps_no_descriptor_of_the_ones_gone() {
         let mut sys = sysinfo::System::new();
         // Warm up whatever the first refresh opens once.
-        let mut warm = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut warm = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         refresh(&mut sys, &[sysinfo::Pid::from_u32(warm.id())]);
         warm.kill().unwrap();
         warm.wait().unwrap();
@@ -863,7 +866,10 @@ mod tests {
         for _ in 0..200 {
             // An instance started, measured twice (as supervision does),
             // then gone: a swap, a crash restart, a liveness replacement.
-            let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+            let mut child = std::process::Command::new("sleep")
+                .arg("5")
+                .spawn()
+                .unwrap();
             let pid = sysinfo::Pid::from_u32(child.id());
             refresh(&mut sys, &[pid]);
             refresh(&mut sys, &[pid]);
@@ -877,7 +883,11 @@ mod tests {
             after <= before + 2,
             "descriptors grew from {before} to {after} across 200 instances"
         );
-        assert!(sys.processes().len() <= 1, "{} processes kept", sys.processes().len());
+        assert!(
+            sys.processes().len() <= 1,
+            "{} processes kept",
+            sys.processes().len()
+        );
     }
 
     async fn futures_join(

@@ -15,6 +15,67 @@ use crate::service::{
     SwapSpec,
 };
 
+/// Bounds of a deployment spec beyond the host-side ones
+/// ([`crate::service::limits`]).
+pub mod limits {
+    use std::time::Duration;
+
+    /// Longest deadline, pause or keep time of a rollout.
+    pub const DEADLINE: Duration = Duration::from_secs(30 * 24 * 3600);
+    /// Longest time one Prometheus query may take.
+    pub const QUERY_TIMEOUT: Duration = Duration::from_secs(300);
+    /// Largest artifact a spec may allow (1 TiB).
+    pub const ARTIFACT_BYTES: u64 = 1 << 40;
+    /// Longest version string.
+    pub const VERSION_BYTES: usize = 128;
+}
+
+/// A version: what `--version` or `version =` gives, shown everywhere and
+/// part of release ids. Printable, no spaces or slashes, not empty.
+pub fn check_version(v: &str) -> Result<(), String> {
+    let ok = !v.is_empty()
+        && v.len() <= limits::VERSION_BYTES
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+' | '~'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "expected 1 to {} of a-z, A-Z, 0-9 and . - _ + ~, found \"{}\"",
+            limits::VERSION_BYTES,
+            crate::truncate_for_display(v, 40)
+        ))
+    }
+}
+
+/// Checks an artifact URL and checksum given to a deployment (in a spec,
+/// or overriding it on the command line): what was wrong, or the checksum
+/// as 64 lowercase hex digits.
+pub fn check_artifact(url: &str, sha256: &str) -> Result<String, (&'static str, String)> {
+    if !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with("file://")) {
+        return Err((
+            "artifact.url",
+            format!(
+                "expected an http://, https:// or file:// URL, found \"{}\"",
+                crate::truncate_for_display(url, 200)
+            ),
+        ));
+    }
+    if url.len() > 4096 || url.chars().any(|c| c.is_control() || c == ' ') {
+        return Err((
+            "artifact.url",
+            "expected a URL of at most 4096 characters, without spaces or control characters"
+                .into(),
+        ));
+    }
+    let h = sha256.trim();
+    let h = h.strip_prefix("sha256:").unwrap_or(h);
+    if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(("artifact.sha256", "expected 64 hex digits".into()));
+    }
+    Ok(h.to_ascii_lowercase())
+}
+
 /// A count of hosts or a percentage of the targets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Amount {
@@ -591,27 +652,10 @@ impl DeploySpec {
                 );
             }
         }
-        if let Some(a) = &self.artifact {
-            if !(a.url.starts_with("https://")
-                || a.url.starts_with("http://")
-                || a.url.starts_with("file://"))
-            {
-                return e(
-                    "artifact.url",
-                    format!(
-                        "expected an http://, https:// or file:// URL, found \"{}\"",
-                        a.url
-                    ),
-                );
-            }
-            let h = a
-                .sha256
-                .trim()
-                .strip_prefix("sha256:")
-                .unwrap_or(a.sha256.trim());
-            if h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()) {
-                return e("artifact.sha256", "expected 64 hex digits".into());
-            }
+        if let Some(a) = &self.artifact
+            && let Err((field, why)) = check_artifact(&a.url, &a.sha256)
+        {
+            return e(field, why);
         }
         let s = &self.strategy;
         if s.max_unavailable == Amount::Count(0) || s.max_unavailable == Amount::Percent(0) {
@@ -643,6 +687,71 @@ impl DeploySpec {
                 ),
             );
         }
+        for (field, d, max) in [
+            (
+                "strategy.healthy_deadline",
+                s.healthy_deadline,
+                limits::DEADLINE,
+            ),
+            (
+                "strategy.progress_deadline",
+                s.progress_deadline,
+                limits::DEADLINE,
+            ),
+            ("strategy.keep_old", s.keep_old, limits::DEADLINE),
+        ] {
+            if d > max {
+                return e(
+                    field,
+                    format!(
+                        "expected at most {}, found {}",
+                        humantime::format_duration(max),
+                        humantime::format_duration(d)
+                    ),
+                );
+            }
+        }
+        if let Some(p) = &self.analysis.prometheus
+            && p.timeout > limits::QUERY_TIMEOUT
+        {
+            return e(
+                "analysis.prometheus.timeout",
+                format!(
+                    "expected at most {}, found {}",
+                    humantime::format_duration(limits::QUERY_TIMEOUT),
+                    humantime::format_duration(p.timeout)
+                ),
+            );
+        }
+        if let Some(sw) = &s.switch
+            && !sw.command.is_empty()
+            && sw.timeout > crate::service::limits::DURATION
+        {
+            return e(
+                "strategy.switch.timeout",
+                format!(
+                    "expected at most {}",
+                    humantime::format_duration(crate::service::limits::DURATION)
+                ),
+            );
+        }
+        if let Some(a) = &self.artifact
+            && let Some(m) = a.max_bytes
+            && !(1..=limits::ARTIFACT_BYTES).contains(&m)
+        {
+            return e(
+                "artifact.max_bytes",
+                format!(
+                    "expected between 1 and {} bytes, found {m}",
+                    limits::ARTIFACT_BYTES
+                ),
+            );
+        }
+        if let Some(v) = &self.version
+            && let Err(why) = check_version(v)
+        {
+            return e("version", why);
+        }
         match s.kind {
             StrategyKind::Canary => {
                 if s.steps.is_empty() {
@@ -652,11 +761,33 @@ impl DeploySpec {
                 for (i, step) in s.steps.iter().enumerate() {
                     if let Some(p) = &step.pause
                         && p != "manual"
-                        && humantime::parse_duration(p).is_err()
                     {
+                        match humantime::parse_duration(p) {
+                            Err(_) => {
+                                return e(
+                                    &format!("strategy.steps[{i}].pause"),
+                                    format!(
+                                        "expected a duration like \"2m\" or \"manual\", found \"{p}\""
+                                    ),
+                                );
+                            }
+                            Ok(d) if d > limits::DEADLINE => {
+                                return e(
+                                    &format!("strategy.steps[{i}].pause"),
+                                    format!(
+                                        "expected at most {} (or \"manual\"), found {p}",
+                                        humantime::format_duration(limits::DEADLINE)
+                                    ),
+                                );
+                            }
+                            Ok(_) => {}
+                        }
+                    }
+                    if matches!(step.hosts, Amount::Count(0) | Amount::Percent(0)) {
                         return e(
-                            &format!("strategy.steps[{i}].pause"),
-                            format!("expected a duration like \"2m\" or \"manual\", found \"{p}\""),
+                            &format!("strategy.steps[{i}].hosts"),
+                            "expected at least one host (or 1%): a step of none moves nothing"
+                                .into(),
                         );
                     }
                     if let Some(prev) = last {
@@ -764,6 +895,118 @@ selector = "role=web"
 
     fn error_of(text: &str) -> SpecError {
         DeploySpec::parse(text, "app.toml").unwrap_err()
+    }
+
+    #[test]
+    fn values_past_their_bounds_are_refused_naming_the_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "[run]",
+                "[swap]\nmin_ready = \"100000000000years\"\n[run]",
+                "swap.min_ready",
+            ),
+            ("[run]", "[swap]\ngrace = \"2days\"\n[run]", "swap.grace"),
+            (
+                "[run]",
+                "[logs]\nmax_bytes = 18446744073709551615\n[run]",
+                "logs.max_bytes",
+            ),
+            (
+                "[run]",
+                "[restart]\nbackoff_max = \"400days\"\n[run]",
+                "restart.backoff_max",
+            ),
+            (
+                "[run]",
+                "[drain]\nderegistration_delay = \"3days\"\n[run]",
+                "drain.deregistration_delay",
+            ),
+            (
+                "max_unavailable = \"25%\"",
+                "max_unavailable = \"25%\"\nhealthy_deadline = \"40days\"\nprogress_deadline = \"41days\"",
+                "strategy.healthy_deadline",
+            ),
+            (
+                "command = [\"bin/web\"]",
+                "command = [\"../../bin/sh\"]",
+                "run.command",
+            ),
+            (
+                "command = [\"bin/web\"]",
+                "command = [\"bin/web\"]\nworking_dir = \"../..\"",
+                "run.working_dir",
+            ),
+            (
+                "command = [\"bin/web\"]",
+                "command = [\"bin/web\"]\nworking_dir = \"/etc\"",
+                "run.working_dir",
+            ),
+            (
+                "command = [\"bin/web\"]",
+                "command = [\"bin/web\"]\nenv_files = [\"secrets.env\"]",
+                "run.env_files[0]",
+            ),
+            (
+                "command = [\"bin/web\"]",
+                "command = [\"bin/web\"]\nuser = \"\"",
+                "run.user",
+            ),
+            (
+                "command = [\"bin/web\"]",
+                "command = [\"bin/web\"]\nuser = \"root; rm\"",
+                "run.user",
+            ),
+            (
+                "selector = \"role=web\"",
+                "selector = \"role=web\"\n[artifact]\nurl = \"https://x/a.tgz\"\nsha256 = \"xyz\"",
+                "artifact.sha256",
+            ),
+            (
+                "service = \"web\"",
+                "service = \"web\"\nversion = \"\"",
+                "version",
+            ),
+            (
+                "service = \"web\"",
+                "service = \"web\"\nversion = \"1 2\"",
+                "version",
+            ),
+        ];
+        for (from, to, field) in cases {
+            assert!(GOOD.contains(from), "{from}");
+            let e = error_of(&GOOD.replacen(from, to, 1));
+            assert_eq!(&e.field, field, "{to}: {e}");
+        }
+        let canary = GOOD.replace(
+            "kind = \"rolling\"",
+            "kind = \"canary\"\nsteps = [{ hosts = \"0%\", pause = \"1m\" }, { hosts = \"50%\", pause = \"60days\" }]",
+        );
+        assert_eq!(error_of(&canary).field, "strategy.steps[0].hosts");
+        let canary = canary.replace("\"0%\"", "\"10%\"");
+        assert_eq!(error_of(&canary).field, "strategy.steps[1].pause");
+        // The bounds themselves pass.
+        let edge = GOOD.replace(
+            "[run]",
+            "[swap]\nmin_ready = \"24h\"\nready_timeout = \"24h\"\n[run]",
+        );
+        let edge = edge.replace(
+            "max_unavailable = \"25%\"",
+            "max_unavailable = \"25%\"\nhealthy_deadline = \"24h\"\nprogress_deadline = \"24h\"",
+        );
+        DeploySpec::parse(&edge, "app.toml").unwrap();
+    }
+
+    #[test]
+    fn overrides_are_checked_like_the_spec() {
+        assert!(check_artifact("https://x/a.tgz", "xyz").is_err());
+        assert!(check_artifact("ftp://x/a.tgz", &"a".repeat(64)).is_err());
+        assert_eq!(
+            check_artifact("https://x/a.tgz", &format!("sha256:{}", "AB".repeat(32))).unwrap(),
+            "ab".repeat(32)
+        );
+        assert!(check_version("1.2.3+build.4").is_ok());
+        assert!(check_version("").is_err());
+        assert!(check_version(&"1".repeat(200)).is_err());
     }
 
     #[test]

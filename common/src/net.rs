@@ -106,8 +106,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Expiring<T> {
         }
         let before = buf.filled().len();
         let r = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let (Some(idle), Some(d), Poll::Ready(Ok(()))) =
-            (this.idle.as_mut(), this.idle_for, &r)
+        if let (Some(idle), Some(d), Poll::Ready(Ok(()))) = (this.idle.as_mut(), this.idle_for, &r)
             && buf.filled().len() > before
         {
             idle.as_mut().reset(tokio::time::Instant::now() + d);
@@ -207,7 +206,9 @@ pub async fn serve_http<F, Fut>(
             refused_at_cap += 1;
             if refused_at_cap.is_power_of_two() {
                 tracing::warn!(
-                    endpoint = what, max = limits.max_connections, refused = refused_at_cap,
+                    endpoint = what,
+                    max = limits.max_connections,
+                    refused = refused_at_cap,
                     "connection limit reached; closing new connections"
                 );
             }
@@ -244,7 +245,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_closed_and_a_busy_one_at_its_lifetime() {
         let (a, mut b) = tokio::io::duplex(64);
-        let mut e = Expiring::new(a, Some(Duration::from_secs(10)), Some(Duration::from_secs(25)));
+        let mut e = Expiring::new(
+            a,
+            Some(Duration::from_secs(10)),
+            Some(Duration::from_secs(25)),
+        );
         let mut buf = [0u8; 8];
         // Data keeps it open past the idle time...
         for _ in 0..4 {

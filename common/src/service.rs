@@ -439,10 +439,117 @@ pub const SIGNALS: &[&str] = &[
     "SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH",
 ];
 
+/// Bounds of a service spec: settings past these mean nothing sensible
+/// and would overflow the agent's clocks or disks, so `validate` refuses
+/// them with the field's name.
+pub mod limits {
+    use std::time::Duration;
+
+    /// Longest duration any host-side setting may have (probe periods,
+    /// swap and hook timeouts, drain delays, restart backoff).
+    pub const DURATION: Duration = Duration::from_secs(24 * 3600);
+    /// Smallest and largest instance log before rotation.
+    pub const LOG_BYTES: (u64, u64) = (4096, 1 << 40);
+    /// Rotated logs kept.
+    pub const LOG_KEEP: u32 = 1000;
+    /// Probe thresholds.
+    pub const THRESHOLD: u32 = 10_000;
+    /// Listeners of one service.
+    pub const LISTENERS: usize = 64;
+    /// Words of a command line, and bytes of all of them.
+    pub const COMMAND_WORDS: usize = 4096;
+    pub const COMMAND_BYTES: usize = 128 * 1024;
+    /// Environment variables and env files.
+    pub const ENV_VARS: usize = 4096;
+    pub const ENV_FILES: usize = 64;
+}
+
+fn check_duration(field: &str, d: std::time::Duration) -> Result<(), SpecError> {
+    if d > limits::DURATION {
+        return Err(err(
+            field,
+            format!(
+                "expected at most {}, found {}",
+                humantime::format_duration(limits::DURATION),
+                humantime::format_duration(d)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A command line: a program and arguments. A relative program is found
+/// in the release, so it may not climb out of it.
+fn check_command(field: &str, command: &[String]) -> Result<(), SpecError> {
+    if command.is_empty() || command[0].is_empty() {
+        return Err(err(field, "expected a program and its arguments"));
+    }
+    let bytes: usize = command.iter().map(String::len).sum();
+    if command.len() > limits::COMMAND_WORDS || bytes > limits::COMMAND_BYTES {
+        return Err(err(
+            field,
+            format!(
+                "expected at most {} words and {} bytes, found {} and {bytes}",
+                limits::COMMAND_WORDS,
+                limits::COMMAND_BYTES,
+                command.len()
+            ),
+        ));
+    }
+    if command.iter().any(|w| w.contains('\0')) {
+        return Err(err(field, "a NUL byte cannot be passed to a program"));
+    }
+    check_in_release(field, &command[0])
+}
+
+/// A path inside the release (or an absolute program): no `..` that would
+/// climb out of the release directory.
+fn check_in_release(field: &str, p: &str) -> Result<(), SpecError> {
+    let path = std::path::Path::new(p);
+    if !path.is_absolute()
+        && path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(err(
+            field,
+            format!(
+                "`{p}` leaves the release directory: expected a path inside it (no `..`) or an absolute program"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A `run.user`: a user name or a numeric uid.
+fn check_user(u: &str) -> Result<(), SpecError> {
+    let name_ok = !u.is_empty()
+        && u.len() <= 32
+        && u.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && u.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.'));
+    let uid_ok = !u.is_empty()
+        && u.len() <= 10
+        && u.chars().all(|c| c.is_ascii_digit())
+        && u.parse::<u32>().is_ok();
+    if name_ok || uid_ok {
+        Ok(())
+    } else {
+        Err(err(
+            "run.user",
+            format!(
+                "expected a user name (a-z, 0-9, _, -) or a numeric uid, found `{}`",
+                crate::truncate_for_display(u, 40)
+            ),
+        ))
+    }
+}
+
 impl ServiceSpec {
-    /// Checks what serde cannot.
+    /// Checks what serde cannot, and the bounds of [`limits`].
     pub fn validate(&self) -> Result<(), SpecError> {
         crate::identity::check_name(&self.service).map_err(|e| err("service", e.to_string()))?;
+        self.validate_bounds()?;
         if self.run.command.is_empty() || self.run.command[0].is_empty() {
             return Err(err("run.command", "expected a program and its arguments"));
         }
@@ -569,6 +676,135 @@ impl ServiceSpec {
             return Err(err(
                 "restart.backoff_max",
                 "expected backoff_initial > 0 and backoff_max >= backoff_initial",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sizes, counts, durations and paths within [`limits`].
+    fn validate_bounds(&self) -> Result<(), SpecError> {
+        check_command("run.command", &self.run.command)?;
+        if self.run.env.len() > limits::ENV_VARS {
+            return Err(err(
+                "run.env",
+                format!("expected at most {} variables", limits::ENV_VARS),
+            ));
+        }
+        if self.run.env_files.len() > limits::ENV_FILES {
+            return Err(err(
+                "run.env_files",
+                format!("expected at most {} files", limits::ENV_FILES),
+            ));
+        }
+        for (i, f) in self.run.env_files.iter().enumerate() {
+            if !f.is_absolute() {
+                return Err(err(
+                    &format!("run.env_files[{i}]"),
+                    format!(
+                        "expected an absolute path on the host, found `{}`",
+                        f.display()
+                    ),
+                ));
+            }
+        }
+        if let Some(u) = &self.run.user {
+            check_user(u)?;
+        }
+        if let Some(w) = &self.run.working_dir {
+            if w.is_empty() || std::path::Path::new(w).is_absolute() {
+                return Err(err(
+                    "run.working_dir",
+                    format!(
+                        "expected a directory inside the release (relative, no `..`), found `{w}`"
+                    ),
+                ));
+            }
+            check_in_release("run.working_dir", w)?;
+        }
+        if self.listen.len() > limits::LISTENERS {
+            return Err(err(
+                "listen",
+                format!("expected at most {} listeners", limits::LISTENERS),
+            ));
+        }
+        check_duration("swap.min_ready", self.swap.min_ready)?;
+        check_duration("swap.grace", self.swap.grace)?;
+        check_duration("swap.ready_timeout", self.swap.ready_timeout)?;
+        if self.swap.ready_timeout.is_zero() {
+            return Err(err("swap.ready_timeout", "expected a duration above zero"));
+        }
+        check_duration(
+            "drain.deregistration_delay",
+            self.drain.deregistration_delay,
+        )?;
+        check_duration("restart.backoff_initial", self.restart.backoff_initial)?;
+        check_duration("restart.backoff_max", self.restart.backoff_max)?;
+        for (role, p) in [
+            ("startup", &self.probes.startup),
+            ("readiness", &self.probes.readiness),
+            ("liveness", &self.probes.liveness),
+        ] {
+            let Some(p) = p else { continue };
+            let f = |k: &str| format!("probes.{role}.{k}");
+            check_duration(&f("initial_delay"), p.initial_delay)?;
+            check_duration(&f("interval"), p.interval)?;
+            check_duration(&f("timeout"), p.timeout)?;
+            for (k, n) in [
+                ("success_threshold", p.success_threshold),
+                ("failure_threshold", p.failure_threshold),
+            ] {
+                if n > limits::THRESHOLD {
+                    return Err(err(
+                        &f(k),
+                        format!("expected at most {}, found {n}", limits::THRESHOLD),
+                    ));
+                }
+            }
+            if let Check::Exec { command } = &p.check
+                && !command.is_empty()
+            {
+                check_command(&f("exec.command"), command)?;
+            }
+        }
+        for name in [
+            "before_start",
+            "after_start",
+            "validate",
+            "pre_drain",
+            "post_drain",
+        ] {
+            if let Some(h) = self.hooks.get(name) {
+                check_command(&format!("hooks.{name}.command"), &h.command)?;
+                check_duration(&format!("hooks.{name}.timeout"), h.timeout)?;
+                if h.timeout.is_zero() {
+                    return Err(err(
+                        &format!("hooks.{name}.timeout"),
+                        "expected a duration above zero",
+                    ));
+                }
+            }
+        }
+        if let Some(m) = &self.metrics {
+            check_duration("metrics.interval", m.interval)?;
+        }
+        let (lo, hi) = limits::LOG_BYTES;
+        if !(lo..=hi).contains(&self.logs.max_bytes) {
+            return Err(err(
+                "logs.max_bytes",
+                format!(
+                    "expected between {lo} and {hi} bytes, found {}",
+                    self.logs.max_bytes
+                ),
+            ));
+        }
+        if self.logs.keep > limits::LOG_KEEP {
+            return Err(err(
+                "logs.keep",
+                format!(
+                    "expected at most {}, found {}",
+                    limits::LOG_KEEP,
+                    self.logs.keep
+                ),
             ));
         }
         Ok(())

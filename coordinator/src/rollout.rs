@@ -79,17 +79,50 @@ impl Job {
         sha256: &str,
     ) -> Result<Job, SubmitError> {
         let spec = DeploySpec::parse(text, file)?;
+        // Overrides are checked here as the spec's own values are at
+        // parse: a bad one is refused before anything is stored or sent,
+        // not found out by every agent.
+        let flag = |flag: &str, field: &str, expected: String| {
+            SubmitError::Spec(cutover_common::deploy::SpecError {
+                file: flag.into(),
+                line: 0,
+                column: 0,
+                field: field.into(),
+                expected,
+            })
+        };
         let version = if version.is_empty() {
             spec.version.clone().ok_or(SubmitError::NoVersion)?
         } else {
+            cutover_common::deploy::check_version(version)
+                .map_err(|why| flag("--version", "version", why))?;
             version.to_string()
         };
         let artifact = if url.is_empty() {
+            if !sha256.is_empty() {
+                return Err(flag(
+                    "--sha256",
+                    "artifact.sha256",
+                    "given without --artifact: the checksum belongs to an artifact URL".into(),
+                ));
+            }
             spec.artifact.clone().ok_or(SubmitError::NoArtifact)?
         } else {
+            let sha256 =
+                cutover_common::deploy::check_artifact(url, sha256).map_err(|(field, why)| {
+                    flag(
+                        if field == "artifact.url" {
+                            "--artifact"
+                        } else {
+                            "--sha256"
+                        },
+                        field,
+                        why,
+                    )
+                })?;
             ArtifactSpec {
                 url: url.into(),
-                sha256: sha256.into(),
+                sha256,
                 max_bytes: spec.artifact.as_ref().and_then(|a| a.max_bytes),
             }
         };

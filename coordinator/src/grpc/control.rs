@@ -399,6 +399,7 @@ impl pb::control_service_server::ControlService for ControlSvc {
     ) -> Result<Response<pb::RemoveHostResponse>, Status> {
         let op = authorize(&self.app, &req, Role::Admin, Some("host.remove")).await?;
         let host = req.into_inner().host_id;
+        super::check_name_arg("host_id", &host, true)?;
         let h = host.clone();
         let existed = self
             .app

@@ -295,6 +295,7 @@ pub async fn list(
 ) -> Result<Response<pb::ListDeploymentsResponse>, Status> {
     authorize(app, &req, Role::Viewer, None).await?;
     let r = req.into_inner();
+    super::check_name_arg("service", &r.service, false)?;
     let limit = if r.limit == 0 { 50 } else { r.limit.min(1000) };
     let rows = app
         .store
@@ -323,6 +324,11 @@ pub async fn control(
 ) -> Result<Response<pb::DeploymentInfo>, Status> {
     let op = authorize(app, &req, Role::Deployer, Some("deployment.control")).await?;
     let r = req.into_inner();
+    if r.id.is_empty() {
+        return Err(Status::invalid_argument(
+            "id: expected a deployment id (see `cutover history`)",
+        ));
+    }
     let ev = match r.action.as_str() {
         "pause" => Event::Pause,
         "resume" => Event::Resume,
@@ -375,6 +381,11 @@ pub async fn rollback_service(
 ) -> Result<Response<pb::DeploymentInfo>, Status> {
     let op = authorize(app, &req, Role::Deployer, Some("deployment.rollback")).await?;
     let r = req.into_inner();
+    super::check_name_arg("service", &r.service, true)?;
+    if !r.to_version.is_empty() {
+        cutover_common::deploy::check_version(&r.to_version)
+            .map_err(|why| Status::invalid_argument(format!("to_version: {why}")))?;
+    }
     let svc = r.service.clone();
     let all = app
         .store
@@ -576,6 +587,11 @@ pub async fn stats(
 ) -> Result<Response<pb::StatsResponse>, Status> {
     authorize(app, &req, Role::Viewer, None).await?;
     let r = req.into_inner();
+    super::check_name_arg("service", &r.service, false)?;
+    if !r.environment.is_empty() {
+        cutover_common::labels::check("environment", &r.environment)
+            .map_err(|e| Status::invalid_argument(format!("environment: {e}")))?;
+    }
     let d = dora(app, r.service, r.environment, r.since_ms)
         .await
         .map_err(|e| Status::internal(e.to_string()))?;

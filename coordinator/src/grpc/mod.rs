@@ -35,3 +35,18 @@ pub fn command_kind_name(k: &cutover_proto::v1::command::Kind) -> &'static str {
         K::RunHook(_) => "run_hook",
     }
 }
+
+/// Checks a name argument of a call (a service or host id): required ones
+/// may not be empty, and none may be malformed; the error names the field.
+pub fn check_name_arg(field: &str, value: &str, required: bool) -> Result<(), tonic::Status> {
+    if value.is_empty() && !required {
+        return Ok(());
+    }
+    if value.is_empty() {
+        return Err(tonic::Status::invalid_argument(format!(
+            "{field}: expected a name, found nothing"
+        )));
+    }
+    cutover_common::identity::check_name(value)
+        .map_err(|e| tonic::Status::invalid_argument(format!("{field}: {e}")))
+}
