@@ -430,6 +430,9 @@ pub struct ChannelOptions {
     pub handshake_timeout: Duration,
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// The local address to dial from (a host with several); the
+    /// system's choice when unset.
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl Default for ChannelOptions {
@@ -439,6 +442,7 @@ impl Default for ChannelOptions {
             handshake_timeout: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(20),
             keepalive_timeout: Duration::from_secs(10),
+            source: None,
         }
     }
 }
@@ -511,7 +515,34 @@ fn timed_out(what: &str, limit: Duration) -> std::io::Error {
 
 /// The TCP connection to the coordinator, within `opts.connect_timeout`.
 async fn dial_tcp(host: &str, port: u16, opts: ChannelOptions) -> std::io::Result<TcpStream> {
-    let tcp = tokio::time::timeout(opts.connect_timeout, TcpStream::connect((host, port)))
+    let dial = async {
+        let Some(source) = opts.source else {
+            return TcpStream::connect((host, port)).await;
+        };
+        let mut last = None;
+        for addr in tokio::net::lookup_host((host, port)).await? {
+            let sock = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()?
+            } else {
+                tokio::net::TcpSocket::new_v6()?
+            };
+            if addr.is_ipv4() != source.is_ipv4() {
+                continue;
+            }
+            sock.bind(std::net::SocketAddr::new(source, 0))?;
+            match sock.connect(addr).await {
+                Ok(t) => return Ok(t),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::AddrNotAvailable,
+                format!("no address of {host} in the family of {source}"),
+            )
+        }))
+    };
+    let tcp = tokio::time::timeout(opts.connect_timeout, dial)
         .await
         .map_err(|_| timed_out("TCP connection", opts.connect_timeout))??;
     tcp.set_nodelay(true)?;
