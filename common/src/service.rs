@@ -453,7 +453,7 @@ pub mod limits {
     /// Rotated logs kept.
     pub const LOG_KEEP: u32 = 1000;
     /// Probe thresholds.
-    pub const THRESHOLD: u32 = 10_000;
+    pub const THRESHOLD: u32 = 1_000_000;
     /// Listeners of one service.
     pub const LISTENERS: usize = 64;
     /// Words of a command line, and bytes of all of them.
