@@ -113,7 +113,9 @@ if [ $agent = 1 ]; then
     put "$here/sysctl/60-cutover-agent.conf" "$root/usr/lib/sysctl.d/60-cutover-agent.conf" 644
     config "$here/examples/agent.toml" "$root/etc/cutover/agent.toml" 640
     mkdir -p "$root/var/lib/cutover"
-    chmod 700 "$root/var/lib/cutover"
+    # Traversable, not listable (apps with their own run.user reach their
+    # releases; identity and journal are root-only below).
+    chmod 711 "$root/var/lib/cutover"
 fi
 
 if [ $coordinator = 1 ]; then

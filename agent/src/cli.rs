@@ -93,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             });
             let host = crate::runtime::HostIntegration {
                 service_ip: cfg.service_ip,
+                policy: cfg.policy.clone(),
                 notifier: notifier.clone(),
                 inherited,
             };

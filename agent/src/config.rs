@@ -41,6 +41,9 @@ pub struct AgentConfig {
     /// `::`): for hosts with several addresses, and for several test hosts
     /// sharing one machine. Unset: the spec's address as written.
     pub service_ip: Option<std::net::IpAddr>,
+    /// What deployments may do on this host (`[policy]`).
+    #[serde(default)]
+    pub policy: crate::policy::Policy,
 }
 
 impl Default for AgentConfig {
@@ -56,6 +59,7 @@ impl Default for AgentConfig {
             renew_at: 2.0 / 3.0,
             readiness_listen: None,
             service_ip: None,
+            policy: Default::default(),
         }
     }
 }
@@ -117,6 +121,9 @@ impl AgentConfig {
                 "reconnect_max",
                 "expected reconnect_initial above zero and reconnect_max at least reconnect_initial",
             ));
+        }
+        if let Err(e) = self.policy.validate() {
+            return Err(ConfigError::invalid(origin, "policy", e));
         }
         if let Some(url) = &self.coordinator
             && !url.starts_with("https://")

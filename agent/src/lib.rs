@@ -21,6 +21,7 @@ pub mod instance;
 pub mod journal;
 pub mod lb;
 pub mod notify;
+pub mod policy;
 pub mod probe;
 pub mod releases;
 pub mod runtime;

@@ -48,6 +48,8 @@ pub struct Runtime {
 #[derive(Debug, Default, Clone)]
 pub struct HostIntegration {
     pub service_ip: Option<std::net::IpAddr>,
+    /// What deployments may do here.
+    pub policy: crate::policy::Policy,
     pub notifier: Arc<crate::sd::Notifier>,
     pub inherited: Arc<crate::sd::Inherited>,
 }
@@ -96,6 +98,7 @@ impl Runtime {
             state_dir: state_dir.clone(),
             progress: ptx,
             service_ip: host.service_ip,
+            policy: host.policy.clone(),
             notifier: host.notifier.clone(),
             inherited: host.inherited.clone(),
             health_changed: Default::default(),
@@ -457,6 +460,19 @@ impl Runtime {
                 spec,
                 ..
             } => {
+                let url = cmd.kind.artifact().map(|a| a.url).unwrap_or_default();
+                self.shared
+                    .policy
+                    .check(
+                        spec,
+                        &url,
+                        rustix::process::geteuid().as_raw(),
+                        crate::policy::resolve_user,
+                    )
+                    .map_err(|e| Report {
+                        message: e.to_string(),
+                        hooks: vec![],
+                    })?;
                 let lock = self
                     .staging
                     .lock()

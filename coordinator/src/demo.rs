@@ -137,7 +137,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         std::fs::write(
             &agent_cfg,
             format!(
-                "state_dir = \"{}\"\nlabels = {{ zone = \"{}\" }}\nreconnect_initial = \"200ms\"\nreconnect_max = \"2s\"\nservice_ip = \"{}\"\n",
+                "state_dir = \"{}\"\nlabels = {{ zone = \"{}\" }}\nreconnect_initial = \"200ms\"\nreconnect_max = \"2s\"\nservice_ip = \"{}\"\n\n# The demo runs its sample service as you, from a local file.\n[policy]\nallow_root = true\nartifact_schemes = [\"file\"]\n",
                 agent_dir.display(),
                 zones[(i - 1) % zones.len()],
                 host_ips[i - 1]

@@ -553,10 +553,18 @@ impl Cluster {
                 format!("\"{k}\" = \"{v}\"")
             })
             .collect();
+        // Test hosts let deployments do what the tests need (apps as the
+        // test's user, which is root in CI; artifacts from files; env files
+        // from temporary directories), unless a test sets its own policy.
+        let policy = if extra.contains("[policy]") {
+            ""
+        } else {
+            "\n[policy]\nallow_root = true\nartifact_schemes = [\"https\", \"http\", \"file\"]\nenv_file_dirs = [\"/\"]\n"
+        };
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{}\"\nreconnect_initial = \"100ms\"\nreconnect_max = \"1s\"\nlabels = {{ {} }}\n{extra}",
+                "state_dir = \"{}\"\nreconnect_initial = \"100ms\"\nreconnect_max = \"1s\"\nlabels = {{ {} }}\n{extra}{policy}",
                 state_dir.display(),
                 labels.join(", "),
             ),

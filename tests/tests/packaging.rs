@@ -65,7 +65,9 @@ fn install_sh_installs_idempotently_and_uninstalls() {
         ("etc/cutover/agent.toml", 0o640),
         ("etc/cutover/coordinator.toml", 0o640),
         ("usr/lib/sysctl.d/60-cutover-agent.conf", 0o644),
-        ("var/lib/cutover", 0o700),
+        // Traversable by apps' own users (security.rs runs one), as the
+        // unit's StateDirectoryMode.
+        ("var/lib/cutover", 0o711),
         ("var/lib/cutover-coordinator", 0o700),
     ] {
         assert_eq!(mode(&r.join(path)), want, "{path}");
@@ -268,6 +270,7 @@ fn the_debs_hold_the_right_files_and_install_into_a_throwaway_root() {
         "the coordinator's user: {passwd}"
     );
     assert_eq!(mode(&r.join("var/lib/cutover-coordinator")), 0o700);
+    assert_eq!(mode(&r.join("var/lib/cutover")), 0o711);
     // Removal takes the files and keeps the configs (until purge).
     run(Command::new("dpkg")
         .arg(format!("--root={}", r.display()))

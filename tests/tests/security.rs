@@ -658,3 +658,129 @@ fn idle_connections_to_the_plain_http_ports_cannot_exhaust_descriptors() {
     assert!(status == 200 || status == 503 || status == 404, "{status}");
     assert!(c.metrics().1.contains("cutover_"));
 }
+
+/// The mode the shipped agent unit gives the directory its state lives in.
+fn shipped_state_directory_mode() -> u32 {
+    let unit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../packaging/systemd/cutover-agent.service");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    let mode = text
+        .lines()
+        .find_map(|l| l.strip_prefix("StateDirectoryMode="))
+        .expect("the unit sets StateDirectoryMode");
+    u32::from_str_radix(mode.trim(), 8).unwrap()
+}
+
+fn deploy_watch(
+    c: &Cluster,
+    spec: &std::path::Path,
+    a: &cutover_tests::release::Artifact,
+) -> (cutover_tests::Run, i32) {
+    let out = std::process::Command::new("timeout")
+        .arg("90")
+        .arg(cutover_tests::bin("cutover"))
+        .args([
+            "deploy",
+            spec.to_str().unwrap(),
+            "--version",
+            "1",
+            "--artifact",
+            &a.url,
+            "--sha256",
+            &a.sha256,
+            "--watch",
+        ])
+        .env("HOME", c.dir.path())
+        .envs(c.operator_env("admin"))
+        .output()
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    (out.into(), code)
+}
+
+fn uid_of(pid: i32) -> Option<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn a_non_root_run_user_deploys_under_the_shipped_directory_modes_and_root_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: starting apps as another user needs root (CI runs as root)");
+        return;
+    }
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    // The test's temporary root stands for / and /var/lib, which any user
+    // may traverse; the directory holding agents' state gets the unit's
+    // StateDirectoryMode, as /var/lib/cutover does on a host.
+    std::fs::set_permissions(c.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let agents = c.dir.path().join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    std::fs::set_permissions(
+        &agents,
+        std::fs::Permissions::from_mode(shipped_state_directory_mode()),
+    )
+    .unwrap();
+    // The default policy, but for artifacts from files (the test's).
+    c.add_agent_with(
+        "web-1",
+        "role=web",
+        "",
+        None,
+        "[policy]\nartifact_schemes = [\"file\"]\n",
+    )
+    .unwrap();
+    c.wait_state("web-1", "ready", Duration::from_secs(20));
+    let a = cutover_tests::release::demo_tarball(c.dir.path(), "demo.tar");
+    let spec = |user: &str| {
+        let p = c.dir.path().join(format!(
+            "web-{}.toml",
+            if user.is_empty() { "root" } else { user }
+        ));
+        std::fs::write(
+            &p,
+            format!(
+                "service = \"web\"\n[run]\ncommand = [\"bin/demo-service\", \"--app-version\", \"1\"]\n{user}\n[[listen]]\nname = \"http\"\naddress = \"127.0.0.1:0\"\n[swap]\nmin_ready = \"300ms\"\nready_timeout = \"5s\"\n[strategy]\nkind = \"rolling\"\nhealthy_deadline = \"20s\"\n[targets]\nselector = \"role=web\"\n"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    // No run.user on an agent running as root: refused, and said so.
+    let (r, code) = deploy_watch(&c, &spec(""), &a);
+    assert_ne!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    let id = r
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "deployment")
+        .nth(1)
+        .expect("a deployment id")
+        .to_string();
+    let status = c.cutover(&["status", &id]);
+    let shown = format!("{}{}", status.stdout, status.stderr);
+    assert!(shown.contains("refused by this host's policy"), "{shown}");
+    assert!(shown.contains("run.user is unset"), "{shown}");
+    // As nobody: it runs, as nobody.
+    let (r, code) = deploy_watch(&c, &spec("user = \"nobody\""), &a);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    let pids = cutover_tests::processes_under(c.dir.path());
+    let uids: Vec<u32> = pids
+        .iter()
+        .filter_map(|p| {
+            let cmdline = std::fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            cmdline
+                .contains("demo-service")
+                .then(|| uid_of(*p))
+                .flatten()
+        })
+        .collect();
+    assert!(!uids.is_empty(), "no app process found");
+    assert!(uids.iter().all(|u| *u == 65534), "{uids:?}");
+}
