@@ -23,7 +23,7 @@ pub struct Runtime {
     shared: Arc<Shared>,
     services: Mutex<HashMap<String, ServiceHandle>>,
     journal: Journal,
-    inflight: Mutex<HashMap<String, (Command, watch::Receiver<Option<CommandResult>>)>>,
+    inflight: Mutex<Inflight>,
     results: mpsc::UnboundedSender<CommandResult>,
     /// Highest fencing epoch seen per service.
     epochs: Mutex<HashMap<String, u64>>,
@@ -53,6 +53,9 @@ pub struct HostIntegration {
     pub notifier: Arc<crate::sd::Notifier>,
     pub inherited: Arc<crate::sd::Inherited>,
 }
+
+/// Commands being run, by id: the command, and where its result comes.
+type Inflight = HashMap<String, (Command, watch::Receiver<Option<CommandResult>>)>;
 
 /// Who runs a command (see [`Runtime::claim`]).
 enum Claim {

@@ -255,7 +255,7 @@ mod tests {
         for _ in 0..4 {
             b.write_all(b"x").await.unwrap();
             tokio::time::advance(Duration::from_secs(6)).await;
-            e.read(&mut buf).await.unwrap();
+            assert_eq!(e.read(&mut buf).await.unwrap(), 1);
         }
         // ...but not past its lifetime.
         let err = e.read(&mut buf).await.unwrap_err();

@@ -53,6 +53,47 @@ pub struct CoordinatorConfig {
     #[serde(with = "humantime_serde")]
     pub session_ticket_lifetime: Duration,
     pub limits: Limits,
+    /// What the store keeps, and for how long.
+    pub retention: Retention,
+}
+
+/// How long the store keeps what grows with use (docs/operator-guide.md,
+/// "Retention"). Pruned every hour, and at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// A finished deployment's rollout details (every host's steps and
+    /// verdicts, most of its size) are dropped after this; its summary row
+    /// (service, version, environment, phase, times: what `history` and
+    /// the DORA figures use) stays for `deployments`.
+    #[serde(with = "humantime_serde")]
+    pub rollout_details: Duration,
+    /// Whatever their age, the newest this many deployments of each
+    /// service keep their details (rollbacks and blue/green switches read
+    /// them).
+    pub keep_latest: u32,
+    /// Deployment summaries older than this are deleted.
+    #[serde(with = "humantime_serde")]
+    pub deployments: Duration,
+    /// Commands sent to hosts and their results.
+    #[serde(with = "humantime_serde")]
+    pub commands: Duration,
+    /// Audit log lines.
+    #[serde(with = "humantime_serde")]
+    pub audit: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        const DAY: u64 = 24 * 3600;
+        Self {
+            rollout_details: Duration::from_secs(30 * DAY),
+            keep_latest: 20,
+            deployments: Duration::from_secs(730 * DAY),
+            commands: Duration::from_secs(30 * DAY),
+            audit: Duration::from_secs(400 * DAY),
+        }
+    }
 }
 
 /// Explicit resource limits of the gRPC server.
@@ -105,6 +146,7 @@ impl Default for CoordinatorConfig {
             max_token_ttl: Duration::from_secs(7 * 24 * 3600),
             session_ticket_lifetime: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -123,6 +165,7 @@ const ENV_KEYS: &[&str] = &[
     "max_token_ttl",
     "session_ticket_lifetime",
     "limits",
+    "retention",
 ];
 
 impl CoordinatorConfig {

@@ -585,17 +585,56 @@ async fn roll_ticket_keys(tickets: Arc<Ticketer>, shutdown: CancellationToken) {
 /// coordinator restart, and a lost host's "since".
 pub const LAST_SEEN_STORE_EVERY: Duration = Duration::from_secs(60);
 
+/// How often the retention policy is applied.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Applies `[retention]` once.
+pub async fn prune_store(app: &App) {
+    let r = app.cfg.retention.clone();
+    let now = now_ms();
+    let before = |d: Duration| now.saturating_sub(i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let (details, deployments, commands, audit) = (
+        before(r.rollout_details),
+        before(r.deployments),
+        before(r.commands),
+        before(r.audit),
+    );
+    match app
+        .store
+        .call(move |c| store::prune(c, details, r.keep_latest, deployments, commands, audit))
+        .await
+    {
+        Ok(p) if p == store::Pruned::default() => {}
+        Ok(p) => tracing::info!(
+            rollout_details = p.details,
+            deployments = p.deployments,
+            commands = p.commands,
+            audit_lines = p.audit,
+            "pruned the store ([retention])"
+        ),
+        Err(e) => {
+            tracing::error!(error = %cutover_common::error_chain(&e), "pruning the store failed; tried again in an hour")
+        }
+    }
+}
+
 async fn reap_loop(app: Arc<App>, shutdown: CancellationToken) {
     let period =
         (app.cfg.host_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
     let mut tick = tokio::time::interval(period);
     let mut seen = tokio::time::interval(LAST_SEEN_STORE_EVERY);
     seen.tick().await;
+    // The first tick is at once: retention applies from the start.
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
     // Stored up to here (a restart loaded the stored values).
     let mut seen_stored_ms = now_ms();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = prune.tick() => {
+                prune_store(&app).await;
+                continue;
+            }
             _ = seen.tick() => {
                 app.flush_audit_summaries().await;
                 let now = now_ms();

@@ -283,13 +283,15 @@ impl pb::agent_service_server::AgentService for AgentSvc {
         let _ = tx.try_send(Box::new(welcome));
         tokio::spawn(run_session(
             self.app.clone(),
-            cert_host,
-            session_id,
+            Speaker {
+                host: cert_host,
+                session_id,
+                cert_serial: peer.cert_serial.clone(),
+            },
             inbound,
             tx,
             cancel,
             unacked,
-            peer.cert_serial.clone(),
         ));
         let out: OutStream = Box::pin(ReceiverStream::new(rx).map(|m| Ok(*m)));
         Ok(Response::new(out))
@@ -302,16 +304,27 @@ fn msg(body: pb::coordinator_message::Body) -> pb::CoordinatorMessage {
 
 /// Serves one accepted session until the agent goes away, a newer session
 /// replaces it, the host is marked lost, or the coordinator shuts down.
-async fn run_session(
-    app: Arc<App>,
+/// Who a session speaks for: its host, its id, and the certificate it
+/// was opened with (a renewal on it records that one as the previous).
+struct Speaker {
     host: String,
     session_id: String,
+    cert_serial: String,
+}
+
+async fn run_session(
+    app: Arc<App>,
+    speaker: Speaker,
     mut inbound: Streaming<pb::AgentMessage>,
     tx: crate::fleet::SessionTx,
     cancel: CancellationToken,
     unacked: Vec<pb::CommandResult>,
-    cert_serial: String,
 ) {
+    let Speaker {
+        host,
+        session_id,
+        cert_serial,
+    } = speaker;
     // Results the agent kept while disconnected: store and ack each (the
     // response stream is being read by now, so sends cannot deadlock).
     for r in unacked {
@@ -463,5 +476,67 @@ async fn handle(
                 })))
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! What a host (perhaps compromised) sends, decoded from arbitrary
+    //! bytes: never a panic, and what is kept stays within [`bounds`].
+    //! `fuzz_*`: see bench/fuzz.sh for long runs.
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    fn peer() -> PeerInfo {
+        PeerInfo {
+            addr: Some("198.18.0.1:5000".parse().unwrap()),
+            identity: None,
+            cert_not_after: None,
+            cert_serial: "01".into(),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fuzz_agent_messages_decode_and_are_bounded(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let Ok(m) = pb::AgentMessage::decode(&bytes[..]) else { return Ok(()) };
+            match m.body {
+                Some(pb::agent_message::Body::Hello(h)) => {
+                    if let Ok(info) = hello_info(&h, &peer()) {
+                        prop_assert!(info.agent_labels.len() <= bounds::LABELS);
+                        prop_assert!(!info.agent_labels.contains_key("environment"));
+                        prop_assert!(info.facts.hostname.len() <= bounds::FIELD + 32);
+                    }
+                }
+                Some(pb::agent_message::Body::Health(h)) if check_health(&h).is_ok() => {
+                    prop_assert!(h.encoded_len() <= bounds::HEALTH_REPORT_BYTES);
+                }
+                Some(pb::agent_message::Body::Result(r)) => {
+                    let r = bounded_result(r);
+                    prop_assert!(r.message.len() <= bounds::MESSAGE + 32);
+                    prop_assert!(r.hooks.len() <= bounds::HOOKS);
+                }
+                _ => {}
+            }
+        }
+
+        #[test]
+        fn fuzz_a_hello_with_long_fields_is_cut_or_refused(
+            s in "\\PC{0,2000}",
+            n in 0usize..300,
+        ) {
+            let h = pb::Hello {
+                host_id: s.clone(),
+                agent_version: s.clone(),
+                labels: (0..n).map(|i| (format!("k{i}"), s.clone())).collect(),
+                facts: Some(pb::HostFacts { hostname: s.clone(), os: s.clone(), ..Default::default() }),
+                ..Default::default()
+            };
+            if let Ok(info) = hello_info(&h, &peer()) {
+                prop_assert!(info.agent_labels.len() <= bounds::LABELS);
+                prop_assert!(info.facts.hostname.len() <= bounds::FIELD + 32);
+            }
+        }
     }
 }

@@ -505,3 +505,45 @@ impl pb::control_service_server::ControlService for ControlSvc {
         }))
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! An operator's `SendCommand`, from arbitrary bytes: never a panic,
+    //! and what reaches an agent always has a coordinator-assigned id and
+    //! no epoch. `fuzz_*`: see bench/fuzz.sh for long runs.
+    use super::*;
+    use proptest::prelude::*;
+    use prost::Message;
+
+    proptest! {
+        #[test]
+        fn fuzz_operator_commands_are_namespaced_and_unfenced(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let Ok(r) = pb::SendCommandRequest::decode(&bytes[..]) else { return Ok(()) };
+            if let Ok(c) = operator_command(&r) {
+                prop_assert!(c.command_id.starts_with(OPERATOR_COMMAND_PREFIX));
+                prop_assert!(c.command_id.len() <= 64);
+                prop_assert_eq!(c.epoch, 0);
+                prop_assert!(c.deployment_id.is_empty());
+            }
+        }
+
+        #[test]
+        fn fuzz_enrollment_requests_are_checked_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let Ok(r) = pb::EnrollRequest::decode(&bytes[..]) else { return Ok(()) };
+            let _ = cutover_common::identity::check_name(&r.host_id);
+            let _ = crate::grpc::enroll::check_agent_version(&r.agent_version);
+            let _ = crate::app::JoinToken::parse(&r.token);
+        }
+
+        #[test]
+        fn fuzz_control_requests_decode_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = pb::SubmitDeploymentRequest::decode(&bytes[..]);
+            let _ = pb::ControlDeploymentRequest::decode(&bytes[..]);
+            let _ = pb::RollbackServiceRequest::decode(&bytes[..]);
+            let _ = pb::CreateTokenRequest::decode(&bytes[..]);
+            if let Ok(r) = pb::ListHostsRequest::decode(&bytes[..]) {
+                let _ = cutover_common::labels::Selector::parse(&r.selector);
+            }
+        }
+    }
+}

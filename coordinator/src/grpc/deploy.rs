@@ -556,9 +556,12 @@ pub async fn dora(
     environment: String,
     since_ms: i64,
 ) -> Result<crate::dora::Dora, store::StoreError> {
+    // Changes finished before the window matter only as rollbacks' targets;
+    // a day's margin keeps a restore that spans the window's start.
+    let from = since_ms.saturating_sub(24 * 3600 * 1000);
     let rows = app
         .store
-        .call(move |c| store::list_deployments(c, &service, u32::MAX))
+        .call(move |c| store::list_changes(c, &service, from))
         .await?;
     let changes: Vec<crate::dora::Change> = rows
         .into_iter()

@@ -181,3 +181,104 @@ pub fn active_deployments(conn: &Connection) -> Result<Vec<DeploymentRecord>, St
     let rows = stmt.query_map([], deployment_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// What the DORA figures need of a deployment: its summary, without the
+/// spec and the rollout details (reading those for every stored
+/// deployment made each `/metrics` scrape slow as history grew).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeRow {
+    pub id: String,
+    pub service: String,
+    pub environment: String,
+    pub phase: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+    pub commit_time: Option<i64>,
+    pub rollback_of: Option<String>,
+}
+
+/// Summaries of `service`'s deployments (every service's when empty)
+/// finished since `since_ms` or not finished, and of every rollback (a
+/// failure's restore may have finished after it).
+pub fn list_changes(
+    conn: &Connection,
+    service: &str,
+    since_ms: i64,
+) -> Result<Vec<ChangeRow>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, service, environment, phase, created_at, finished_at, commit_time, rollback_of
+         FROM deployments
+         WHERE (?1 = '' OR service = ?1)
+           AND (finished_at IS NULL OR finished_at >= ?2 OR rollback_of IS NOT NULL)
+         ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![service, since_ms], |r| {
+        Ok(ChangeRow {
+            id: r.get(0)?,
+            service: r.get(1)?,
+            environment: r.get(2)?,
+            phase: r.get(3)?,
+            created_at: r.get(4)?,
+            finished_at: r.get(5)?,
+            commit_time: r.get(6)?,
+            rollback_of: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// What one pass of [`prune`] removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub details: usize,
+    pub deployments: usize,
+    pub commands: usize,
+    pub audit: usize,
+}
+
+/// Applies the retention policy as of `now`: drops the rollout details of
+/// finished deployments finished before `details_before` (except each
+/// service's newest `keep_latest`), deletes deployments finished before
+/// `deployments_before` (same exception), commands sent before
+/// `commands_before` and audit lines before `audit_before`. Running
+/// deployments are never touched.
+pub fn prune(
+    conn: &mut Connection,
+    details_before: i64,
+    keep_latest: u32,
+    deployments_before: i64,
+    commands_before: i64,
+    audit_before: i64,
+) -> Result<Pruned, StoreError> {
+    let tx = conn.transaction()?;
+    // The newest `keep_latest` of each service, which keep everything.
+    let kept = "SELECT seq FROM (
+            SELECT seq, ROW_NUMBER() OVER (PARTITION BY service ORDER BY seq DESC) AS n FROM deployments
+        ) WHERE n <= ?2";
+    let details = tx.execute(
+        &format!(
+            "UPDATE deployments SET rollout = '' WHERE finished_at IS NOT NULL AND finished_at < ?1
+             AND rollout != '' AND seq NOT IN ({kept})"
+        ),
+        params![details_before, keep_latest],
+    )?;
+    let deployments = tx.execute(
+        &format!(
+            "DELETE FROM deployments WHERE finished_at IS NOT NULL AND finished_at < ?1
+             AND seq NOT IN ({kept})"
+        ),
+        params![deployments_before, keep_latest],
+    )?;
+    let commands = tx.execute(
+        "DELETE FROM commands WHERE sent_at < ?1",
+        params![commands_before],
+    )?;
+    let audit = tx.execute("DELETE FROM audit WHERE at < ?1", params![audit_before])?;
+    tx.commit()?;
+    Ok(Pruned {
+        details,
+        deployments,
+        commands,
+        audit,
+    })
+}

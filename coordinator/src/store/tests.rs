@@ -315,3 +315,80 @@ fn every_active_phase_is_resumed_after_a_restart_and_no_finished_one() {
     })
     .unwrap();
 }
+
+#[test]
+fn retention_drops_old_details_and_rows_but_never_a_running_or_recent_deployment() {
+    let (_d, s) = store();
+    let dep = |seq: i64, service: &str, finished: Option<i64>| DeploymentRecord {
+        seq,
+        id: format!("d{seq}"),
+        service: service.into(),
+        version: seq.to_string(),
+        spec_toml: "service = \"x\"".into(),
+        artifact_url: String::new(),
+        artifact_sha256: String::new(),
+        rollout_json: "{\"big\": true}".into(),
+        phase: if finished.is_some() {
+            "succeeded"
+        } else {
+            "rolling"
+        }
+        .into(),
+        created_by: "t".into(),
+        created_at: seq,
+        finished_at: finished,
+        commit_time: None,
+        environment: String::new(),
+        rollback_of: None,
+    };
+    s.with(|c| {
+        // web: ten old finished ones, then one running; db: one old.
+        for seq in 1..=10 {
+            insert_deployment(c, &dep(seq, "web", Some(seq * 10)))?;
+        }
+        insert_deployment(c, &dep(11, "web", None))?;
+        insert_deployment(c, &dep(12, "db", Some(5)))?;
+        for i in 0..5 {
+            audit(
+                c,
+                i,
+                &Audit {
+                    actor: "a".into(),
+                    action: "x",
+                    target: String::new(),
+                    outcome: Outcome::Ok,
+                    detail: String::new(),
+                },
+            )?;
+        }
+        // Details go for those finished before 60 but the newest 3 of
+        // each service; summaries for those finished before 30.
+        let p = prune(c, 60, 3, 30, 0, 3)?;
+        assert_eq!(p.audit, 3);
+        let rows = list_deployments(c, "", 100)?;
+        let ids: Vec<&str> = rows.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "d12", "d11", "d10", "d9", "d8", "d7", "d6", "d5", "d4", "d3"
+            ]
+        );
+        let with_details: Vec<&str> = rows
+            .iter()
+            .filter(|d| !d.rollout_json.is_empty())
+            .map(|d| d.id.as_str())
+            .collect();
+        // d11 runs, d10 and d9 are web's newest, d12 db's only one; d6
+        // finished at 60 (not before), d7, d8 after.
+        assert_eq!(with_details, ["d12", "d11", "d10", "d9", "d8", "d7", "d6"]);
+        assert_eq!(p.deployments, 2, "d1, d2");
+        // Again: nothing more.
+        assert_eq!(prune(c, 60, 3, 30, 0, 3)?, Pruned::default());
+        // The DORA rows: summaries only, from a given time.
+        let changes = list_changes(c, "web", 70)?;
+        let ids: Vec<&str> = changes.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["d7", "d8", "d9", "d10", "d11"]);
+        Ok(())
+    })
+    .unwrap();
+}
