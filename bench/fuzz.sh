@@ -15,6 +15,6 @@ cd "$(dirname "$0")/.."
 export PROPTEST_CASES="${CASES:-20000}"
 export PROPTEST_MAX_SHRINK_ITERS="${PROPTEST_MAX_SHRINK_ITERS:-10000}"
 started=$(date +%s)
-cargo nextest run --release --workspace --no-fail-fast -E 'test(/fuzz_/)' \
-    --test-threads "$(nproc)" --no-tests=fail
+cargo nextest run --workspace --no-fail-fast -E 'test(/fuzz_/)' \
+    --no-tests=fail
 echo "fuzz: ${PROPTEST_CASES} cases per test in $(( $(date +%s) - started ))s"

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::command::{Command, CommandResult, Kind};
@@ -229,6 +230,27 @@ impl Runtime {
         h
     }
 
+    /// Replaces `name`'s in-memory state by what its state on disk says,
+    /// as an agent restart does: re-attaches to its recorded instances,
+    /// finishes or undoes a swap in progress, and stops what was started
+    /// but never recorded. After a command panicked half way, nothing it
+    /// started runs untracked.
+    async fn reload_service(&self, name: &str) {
+        let h = self.service(name);
+        let mut s = h.lock().await;
+        let fresh = Service::load(name, self.shared.clone()).await;
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.into(), fresh.published());
+        self.preempters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.into(), fresh.preempter());
+        *s = fresh;
+        s.publish();
+    }
+
     /// What gives up `service`'s swap in progress (the service is made
     /// if it is new).
     fn preempter(&self, service: &str) -> crate::service::Preempter {
@@ -376,7 +398,27 @@ impl Runtime {
         tx: watch::Sender<Option<CommandResult>>,
         preempted: Option<watch::Receiver<u64>>,
     ) -> CommandResult {
-        let outcome = self.execute(&cmd, preempted).await;
+        let outcome = match std::panic::AssertUnwindSafe(self.execute(&cmd, preempted))
+            .catch_unwind()
+            .await
+        {
+            Ok(o) => o,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".into());
+                tracing::error!(command = %cmd.id, service = cmd.kind.service(), panic = %what, "the command panicked; reloading the service from its state on disk");
+                self.reload_service(cmd.kind.service()).await;
+                Err(Report {
+                    message: format!(
+                        "internal error ({what}); the service was reloaded from its state on disk, as after an agent restart"
+                    ),
+                    hooks: vec![],
+                })
+            }
+        };
         let result = self.result(&cmd, outcome).await;
         if let Err(e) = self.journal.done(&result) {
             tracing::error!(command = %cmd.id, error = %e, "journaling the result failed");
@@ -454,6 +496,10 @@ impl Runtime {
 
     async fn execute(&self, cmd: &Command, preempted: Option<watch::Receiver<u64>>) -> OpResult {
         self.check_epoch(cmd)?;
+        #[cfg(test)]
+        if cmd.id.starts_with("test-panic") {
+            panic!("a test's panic in {}", cmd.id);
+        }
         let handle = self.service(cmd.kind.service());
         match &cmd.kind {
             Kind::Stage {
@@ -907,6 +953,21 @@ mod tests {
             "{} processes kept",
             sys.processes().len()
         );
+    }
+
+    #[tokio::test]
+    async fn a_command_that_panics_fails_and_its_service_is_reloaded_from_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, _o) = Runtime::start(dir.path().into(), Default::default())
+            .await
+            .unwrap();
+        let r = rt.submit(stop("test-panic-1", 1)).await;
+        assert!(!r.ok);
+        assert!(r.message.contains("internal error"), "{}", r.message);
+        assert!(r.message.contains("reloaded"), "{}", r.message);
+        // The agent goes on: the next command of the service runs.
+        let next = rt.submit(stop("after-1", 1)).await;
+        assert!(next.ok, "{}", next.message);
     }
 
     async fn futures_join(
