@@ -11,30 +11,13 @@ use std::io::Write;
 use cutover_agent::command::Command;
 use cutover_agent::config::AgentConfig;
 use cutover_agent::unpack::{Limits, unpack};
+use cutover_common::fuzz::mutate;
 use cutover_proto::v1 as pb;
 use proptest::prelude::*;
 use prost::Message;
 
 fn edits() -> impl Strategy<Value = Vec<(usize, u8, u8)>> {
     proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..16)
-}
-
-fn mutate(mut b: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
-    for &(pos, byte, op) in edits {
-        if b.is_empty() {
-            b.push(byte);
-            continue;
-        }
-        let i = pos % b.len();
-        match op {
-            0 => b[i] = byte,
-            1 => b.insert(i, byte),
-            _ => {
-                b.remove(i);
-            }
-        }
-    }
-    b
 }
 
 /// A small valid archive: directories, files, a link inside.

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod deploy;
 pub mod fsutil;
+pub mod fuzz;
 pub mod identity;
 pub mod labels;
 pub mod logging;

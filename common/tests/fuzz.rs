@@ -21,25 +21,14 @@ fn edits() -> impl Strategy<Value = Vec<(usize, u8, u8)>> {
     proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..12)
 }
 
-/// A good spec with `edits` applied (then read as UTF-8, lossily: specs
+/// A good spec with `edits` applied, read as UTF-8 (lossily: specs
 /// arrive as text).
-pub fn mutate(base: &str, edits: &[(usize, u8, u8)]) -> String {
-    let mut b = base.as_bytes().to_vec();
-    for &(pos, byte, op) in edits {
-        if b.is_empty() {
-            b.push(byte);
-            continue;
-        }
-        let i = pos % b.len();
-        match op {
-            0 => b[i] = byte,
-            1 => b.insert(i, byte),
-            _ => {
-                b.remove(i);
-            }
-        }
-    }
-    String::from_utf8_lossy(&b).into_owned()
+fn mutate(base: &str, edits: &[(usize, u8, u8)]) -> String {
+    String::from_utf8_lossy(&cutover_common::fuzz::mutate(
+        base.as_bytes().to_vec(),
+        edits,
+    ))
+    .into_owned()
 }
 
 fn check_spec(text: &str) {

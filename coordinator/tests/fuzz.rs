@@ -3,26 +3,9 @@
 
 use std::io::Write;
 
+use cutover_common::fuzz::mutate;
 use cutover_coordinator::config::CoordinatorConfig;
 use proptest::prelude::*;
-
-fn mutate(mut b: Vec<u8>, edits: &[(usize, u8, u8)]) -> Vec<u8> {
-    for &(pos, byte, op) in edits {
-        if b.is_empty() {
-            b.push(byte);
-            continue;
-        }
-        let i = pos % b.len();
-        match op {
-            0 => b[i] = byte,
-            1 => b.insert(i, byte),
-            _ => {
-                b.remove(i);
-            }
-        }
-    }
-    b
-}
 
 proptest! {
     #[test]

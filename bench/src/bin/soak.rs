@@ -103,7 +103,7 @@ fn sample(f: &TestFleet, n: u64) -> Sample {
         agent_files: vec![],
         agent_bytes: vec![],
         hosts_ms: timed(f, &["hosts"]),
-        history_ms: timed(f, &["history", "--service", "web"]),
+        history_ms: timed(f, &["history", "web"]),
         status_ms: timed(f, &["status"]),
     };
     for a in &f.cluster.agents {
