@@ -293,8 +293,9 @@ impl Runtime {
                         &cmd,
                         Err(Report {
                             message: format!(
-                                "refused: command id {} is already used for a different command ({known}); ids are never reused",
-                                cmd.id
+                                "refused: command id {} {} ({known}); ids are never reused",
+                                cmd.id,
+                                cutover_common::REUSED_COMMAND_ID
                             ),
                             hooks: vec![],
                         }),

@@ -21,6 +21,11 @@ pub mod service;
 pub mod time;
 pub mod tls;
 
+/// What an agent's refusal of a command says when the command's id is
+/// already used for a different command; the coordinator audits results
+/// carrying it.
+pub const REUSED_COMMAND_ID: &str = "is already used for a different command";
+
 /// The version every Cutover binary reports (agent_version in `Hello`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

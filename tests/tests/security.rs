@@ -419,6 +419,38 @@ fn operators_cannot_set_epochs_or_name_a_rollouts_commands() {
             }
         };
         assert_eq!(result.command_id, "op-d1-activate-0");
+        // The same id again with another command: refused by the agent,
+        // not answered with the first one's result.
+        let mut events = a
+            .send_command(pb::SendCommandRequest {
+                host_id: "web-1".into(),
+                command: Some(pb::Command {
+                    command_id: "d1-activate-0".into(),
+                    kind: Some(pb::command::Kind::Drain(pb::DrainCommand {
+                        service: "web".into(),
+                        stop: true,
+                    })),
+                    ..Default::default()
+                }),
+                timeout_ms: 10_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let again = loop {
+            match events.message().await.unwrap().expect("a result").event {
+                Some(pb::command_event::Event::Result(r)) => break r,
+                _ => continue,
+            }
+        };
+        assert!(!again.ok);
+        assert!(
+            again
+                .message
+                .contains("already used for a different command"),
+            "{}",
+            again.message
+        );
         // Stage, activate and rollback on one host are an admin's.
         let mut d = connect(dep).await;
         let e = d
@@ -449,6 +481,7 @@ fn operators_cannot_set_epochs_or_name_a_rollouts_commands() {
             }
         }
     });
+    assert!(c.audited("command.reused_id", "denied", "op-d1-activate-0"));
     let journal = c.agent("web-1").state_dir.join("journal");
     assert!(!journal.join("d1-activate-0.json").exists());
     assert!(journal.join("op-d1-activate-0.json").exists());

@@ -408,6 +408,16 @@ async fn record_result(
         return None;
     }
     tracing::info!(host, command = %r.command_id, ok = r.ok, "{}", r.message);
+    if !r.ok && r.message.contains(cutover_common::REUSED_COMMAND_ID) {
+        app.audit(Audit {
+            actor: format!("host:{host}"),
+            action: "command.reused_id",
+            target: r.command_id.clone(),
+            outcome: Outcome::Denied,
+            detail: r.message.clone(),
+        })
+        .await;
+    }
     app.fleet.apply_result(host, &r);
     let ack = pb::Ack {
         command_id: r.command_id.clone(),
