@@ -27,6 +27,10 @@ pub enum EnrollError {
     Tls(#[from] TlsError),
     #[error("the coordinator refused enrollment: {0}")]
     Refused(String),
+    /// The coordinator is turning enrollments away for now (too many at
+    /// once, or too many refused from this address): worth trying again.
+    #[error("the coordinator is busy: {0}")]
+    Busy(String),
     #[error(
         "the enrollment call ended before the coordinator answered ({0}); nothing was recorded here: try again (if the coordinator then says the host is already enrolled, it kept this try's key: `cutover hosts remove HOST` there first)"
     )]
@@ -42,7 +46,7 @@ impl EnrollError {
     pub fn is_retryable(&self) -> bool {
         match self {
             EnrollError::Tls(e) => e.is_retryable(),
-            EnrollError::Interrupted(_) => true,
+            EnrollError::Interrupted(_) | EnrollError::Busy(_) => true,
             _ => false,
         }
     }
@@ -52,6 +56,8 @@ impl EnrollError {
     fn from_status(s: tonic::Status) -> EnrollError {
         if tls::status_is_interrupted(&s) {
             EnrollError::Interrupted(tls::status_detail(&s))
+        } else if s.code() == tonic::Code::ResourceExhausted {
+            EnrollError::Busy(s.message().to_string())
         } else {
             EnrollError::Refused(s.message().to_string())
         }
@@ -222,5 +228,10 @@ mod tests {
             refused.to_string(),
             "the coordinator refused enrollment: the join token has no uses left"
         );
+        // Turned away for now (a fleet enrolling at once): tried again.
+        let busy = EnrollError::from_status(tonic::Status::resource_exhausted(
+            "too many enrollments at once across the fleet: try again in 1s",
+        ));
+        assert!(busy.is_retryable(), "{busy}");
     }
 }

@@ -247,10 +247,12 @@ impl Default for AnonymousLimits {
     fn default() -> Self {
         Self {
             // A fleet enrolling at once (10,000 hosts, bench/fleet-scale.sh)
-            // enrolls in under a minute at this rate.
+            // enrolls in about ten seconds at this rate; hosts turned
+            // away try again (`cutover-agent enroll` treats
+            // RESOURCE_EXHAUSTED as busy).
             enroll: Rate {
-                burst: 500.0,
-                per_second: 250.0,
+                burst: 2000.0,
+                per_second: 1000.0,
             },
             refusals_per_source: Rate {
                 burst: 10.0,
