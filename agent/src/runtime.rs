@@ -778,6 +778,17 @@ static SUPERVISE_NOW: std::sync::LazyLock<tokio::sync::Notify> =
 /// `wake_supervision`), and so does a restart's backoff deadline.
 pub(crate) const SUPERVISE_EVERY: Duration = Duration::from_secs(5);
 
+/// Acknowledged journal entries kept (two files each: the entry and its
+/// ack marker). A repeated command id is answered from them; older ones
+/// only take room.
+pub const JOURNAL_KEEP: usize = 1000;
+
+/// How often the journal is pruned back to [`JOURNAL_KEEP`] while
+/// commands arrive (never while none do). Every 5 minutes, a host taking a
+/// deployment every few seconds held 400 entries over the cap between
+/// prunes (bench/soak.sh).
+pub const JOURNAL_PRUNE_EVERY: Duration = Duration::from_secs(30);
+
 async fn supervise(rt: std::sync::Weak<Runtime>, every: Duration) {
     // Every `SUPERVISE_EVERY`, and at once when an instance exits, a probe
     // changes its verdict or a restart is due: an idle agent wakes rarely
@@ -788,6 +799,9 @@ async fn supervise(rt: std::sync::Weak<Runtime>, every: Duration) {
     let mut sys = sysinfo::System::new();
     let mut measured = tokio::time::Instant::now();
     let mut pruned = tokio::time::Instant::now();
+    // Commands seen when the journal was last pruned: an idle agent does
+    // not read its journal again.
+    let mut pruned_at_command = 0;
     loop {
         tokio::select! {
             // Cancel-safe: interval ticks are not lost by being dropped.
@@ -805,9 +819,13 @@ async fn supervise(rt: std::sync::Weak<Runtime>, every: Duration) {
             measured = tokio::time::Instant::now();
             measure(&rt, &mut sys);
         }
-        if pruned.elapsed() >= Duration::from_secs(300) {
+        let last_command = rt
+            .last_command_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if pruned.elapsed() >= JOURNAL_PRUNE_EVERY && last_command != pruned_at_command {
             pruned = tokio::time::Instant::now();
-            rt.journal.prune(1000);
+            pruned_at_command = last_command;
+            rt.journal.prune(JOURNAL_KEEP);
         }
         for h in rt.handles() {
             // Each service on its own: a slow restart of one must not hold
