@@ -566,16 +566,6 @@ pub async fn dora(
     let changes: Vec<crate::dora::Change> = rows
         .into_iter()
         .filter(|d| environment.is_empty() || d.environment == environment)
-        .map(|d| crate::dora::Change {
-            id: d.id,
-            service: d.service,
-            environment: d.environment,
-            phase: d.phase,
-            created_at: d.created_at,
-            finished_at: d.finished_at,
-            commit_time: d.commit_time,
-            rollback_of: d.rollback_of,
-        })
         .collect();
     Ok(crate::dora::compute(
         &changes,

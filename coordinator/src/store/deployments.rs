@@ -182,29 +182,17 @@ pub fn active_deployments(conn: &Connection) -> Result<Vec<DeploymentRecord>, St
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// What the DORA figures need of a deployment: its summary, without the
-/// spec and the rollout details (reading those for every stored
-/// deployment made each `/metrics` scrape slow as history grew).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeRow {
-    pub id: String,
-    pub service: String,
-    pub environment: String,
-    pub phase: String,
-    pub created_at: i64,
-    pub finished_at: Option<i64>,
-    pub commit_time: Option<i64>,
-    pub rollback_of: Option<String>,
-}
-
-/// Summaries of `service`'s deployments (every service's when empty)
-/// finished since `since_ms` or not finished, and of every rollback (a
+/// Summaries of `service`'s deployments (every service's when empty), as
+/// the DORA figures need them: without the spec and the rollout details
+/// (reading those for every stored deployment made each `/metrics`
+/// scrape slow as history grew). Those
+/// finished since `since_ms` or not finished, and every rollback (a
 /// failure's restore may have finished after it).
 pub fn list_changes(
     conn: &Connection,
     service: &str,
     since_ms: i64,
-) -> Result<Vec<ChangeRow>, StoreError> {
+) -> Result<Vec<crate::dora::Change>, StoreError> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, service, environment, phase, created_at, finished_at, commit_time, rollback_of
          FROM deployments
@@ -213,7 +201,7 @@ pub fn list_changes(
          ORDER BY seq",
     )?;
     let rows = stmt.query_map(params![service, since_ms], |r| {
-        Ok(ChangeRow {
+        Ok(crate::dora::Change {
             id: r.get(0)?,
             service: r.get(1)?,
             environment: r.get(2)?,
