@@ -181,6 +181,15 @@ pub async fn run(cli: Cli) -> Result<()> {
             grace,
             command,
         } => {
+            // Relative to where it is run, as the docs show it
+            // (`--dir ./release`): the app runs with its own working
+            // directory, so the path is made absolute first.
+            let dir = std::path::absolute(&dir)
+                .and_then(|d| d.canonicalize())
+                .with_context(|| format!("--dir {}: no such directory", dir.display()))?;
+            if !dir.is_dir() {
+                bail!("--dir {}: not a directory", dir.display());
+            }
             let work = crate::doctor::work_dir();
             let found = crate::doctor::examine(&dir, command, grace, &work).await;
             let _ = std::fs::remove_dir_all(&work);

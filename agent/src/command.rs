@@ -37,6 +37,10 @@ pub enum Kind {
     Activate {
         service: String,
         release_id: String,
+        /// Also where an operator drained the service (see
+        /// `Service::refuse_drained`).
+        #[serde(default)]
+        include_drained: bool,
     },
     /// Back to the previous release. `to` is filled in when the command
     /// is received (before it is journaled), so a command re-run after an
@@ -59,6 +63,9 @@ pub enum Kind {
         /// Keep holding the sockets (recreate): clients queue, not refused.
         #[serde(default)]
         keep_listeners: bool,
+        /// Also where an operator drained the service.
+        #[serde(default)]
+        include_drained: bool,
     },
     RunHook {
         service: String,
@@ -143,6 +150,12 @@ pub struct CommandResult {
     pub previous_release: String,
     pub hooks: Vec<HookOutput>,
     pub finished_at_ms: i64,
+    /// The serving instance once the command was done (0: none).
+    #[serde(default)]
+    pub pid: u32,
+    /// Whether the service is drained.
+    #[serde(default)]
+    pub drained: bool,
 }
 
 /// A wire command that cannot be understood.
@@ -219,6 +232,7 @@ impl TryFrom<pb::Command> for Command {
             K::Activate(a) => Kind::Activate {
                 service: a.service,
                 release_id: a.release_id,
+                include_drained: a.include_drained,
             },
             K::Rollback(r) => Kind::Rollback {
                 service: r.service,
@@ -232,6 +246,7 @@ impl TryFrom<pb::Command> for Command {
             K::Stop(s) => Kind::Stop {
                 service: s.service,
                 keep_listeners: s.keep_listeners,
+                include_drained: s.include_drained,
             },
             K::RunHook(h) => Kind::RunHook {
                 service: h.service,
@@ -277,6 +292,8 @@ impl From<&CommandResult> for pb::CommandResult {
                 .collect(),
             finished_at_ms: r.finished_at_ms,
             deployment_id: r.deployment_id.clone(),
+            pid: r.pid,
+            drained: r.drained,
         }
     }
 }

@@ -181,6 +181,7 @@ mod tests {
             kind: Kind::Stop {
                 keep_listeners: false,
                 service: "web".into(),
+                include_drained: false,
             },
         }
     }
@@ -196,6 +197,8 @@ mod tests {
             previous_release: String::new(),
             hooks: vec![],
             finished_at_ms: 1,
+            pid: 0,
+            drained: false,
         }
     }
 

@@ -106,6 +106,7 @@ impl Runtime {
             notifier: host.notifier.clone(),
             inherited: host.inherited.clone(),
             health_changed: Default::default(),
+            checkers: Default::default(),
         });
         let mut services = HashMap::new();
         let mut published = HashMap::new();
@@ -291,14 +292,17 @@ impl Runtime {
                 return self
                     .result(
                         &cmd,
-                        Err(Report {
-                            message: format!(
-                                "refused: command id {} {} ({known}); ids are never reused",
-                                cmd.id,
-                                cutover_common::REUSED_COMMAND_ID
-                            ),
-                            hooks: vec![],
-                        }),
+                        (
+                            Err(Report {
+                                message: format!(
+                                    "refused: command id {} {} ({known}); ids are never reused",
+                                    cmd.id,
+                                    cutover_common::REUSED_COMMAND_ID
+                                ),
+                                hooks: vec![],
+                            }),
+                            None,
+                        ),
                     )
                     .await;
             }
@@ -309,10 +313,14 @@ impl Runtime {
                     Err(_) => {
                         self.result(
                             &cmd,
-                            Err(Report {
-                                message: "the command's first run ended without a result".into(),
-                                hooks: vec![],
-                            }),
+                            (
+                                Err(Report {
+                                    message: "the command's first run ended without a result"
+                                        .into(),
+                                    hooks: vec![],
+                                }),
+                                None,
+                            ),
                         )
                         .await
                     }
@@ -349,10 +357,13 @@ impl Runtime {
             let r = self
                 .result(
                     &cmd,
-                    Err(Report {
-                        message: format!("cannot journal the command: {e}"),
-                        hooks: vec![],
-                    }),
+                    (
+                        Err(Report {
+                            message: format!("cannot journal the command: {e}"),
+                            hooks: vec![],
+                        }),
+                        None,
+                    ),
                 )
                 .await;
             let _ = tx.send(Some(r.clone()));
@@ -412,12 +423,15 @@ impl Runtime {
                     .unwrap_or_else(|| "a panic".into());
                 tracing::error!(command = %cmd.id, service = cmd.kind.service(), panic = %what, "the command panicked; reloading the service from its state on disk");
                 self.reload_service(cmd.kind.service()).await;
-                Err(Report {
-                    message: format!(
-                        "internal error ({what}); the service was reloaded from its state on disk, as after an agent restart"
-                    ),
-                    hooks: vec![],
-                })
+                (
+                    Err(Report {
+                        message: format!(
+                            "internal error ({what}); the service was reloaded from its state on disk, as after an agent restart"
+                        ),
+                        hooks: vec![],
+                    }),
+                    None,
+                )
             }
         };
         let result = self.result(&cmd, outcome).await;
@@ -436,15 +450,12 @@ impl Runtime {
         result
     }
 
-    async fn result(&self, cmd: &Command, outcome: OpResult) -> CommandResult {
+    async fn result(&self, cmd: &Command, done: Done) -> CommandResult {
         let service = cmd.kind.service().to_string();
-        let (active, previous) = {
-            let h = self.service(&service);
-            let s = h.lock().await;
-            (
-                s.state().active_release.clone().unwrap_or_default(),
-                s.state().previous_release.clone().unwrap_or_default(),
-            )
+        let (outcome, after) = done;
+        let after = match after {
+            Some(a) => a,
+            None => After::of(&*self.service(&service).lock().await),
         };
         let (ok, report) = match outcome {
             Ok(r) => (true, r),
@@ -457,10 +468,12 @@ impl Runtime {
             ok,
             message: report.message,
             service,
-            active_release: active,
-            previous_release: previous,
+            active_release: after.active,
+            previous_release: after.previous,
             hooks: report.hooks,
             finished_at_ms: cutover_common::time::now_ms(),
+            pid: after.pid,
+            drained: after.drained,
         }
     }
 
@@ -495,8 +508,10 @@ impl Runtime {
         Ok(())
     }
 
-    async fn execute(&self, cmd: &Command, preempted: Option<watch::Receiver<u64>>) -> OpResult {
-        self.check_epoch(cmd)?;
+    async fn execute(&self, cmd: &Command, preempted: Option<watch::Receiver<u64>>) -> Done {
+        if let Err(refused) = self.check_epoch(cmd) {
+            return (Err(refused), None);
+        }
         #[cfg(test)]
         if cmd.id.starts_with("test-panic") {
             panic!("a test's panic in {}", cmd.id);
@@ -509,61 +524,69 @@ impl Runtime {
                 version,
                 spec,
                 ..
-            } => {
-                let url = cmd.kind.artifact().map(|a| a.url).unwrap_or_default();
-                self.shared
-                    .policy
-                    .check(
-                        spec,
-                        &url,
-                        rustix::process::geteuid().as_raw(),
-                        crate::policy::resolve_user,
-                    )
-                    .map_err(|e| Report {
-                        message: e.to_string(),
-                        hooks: vec![],
-                    })?;
-                let lock = self
-                    .staging
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .entry(service.clone())
-                    .or_default()
-                    .clone();
-                let _staging = lock.lock().await;
-                let dir = ServiceDir::new(&self.shared.state_dir, service);
-                let artifact = cmd.kind.artifact().expect("stage has an artifact");
-                let _ = self.shared.progress.send(ProgressEvent {
-                    command_id: cmd.id.clone(),
-                    service: service.clone(),
-                    phase: "staging".into(),
-                    message: format!("fetching {}", artifact.url),
-                });
-                let mut spec = spec.clone();
-                if let Some(ip) = self.shared.service_ip {
-                    spec.bind_unspecified_to(ip);
+            } => (
+                async {
+                    let url = cmd.kind.artifact().map(|a| a.url).unwrap_or_default();
+                    self.shared
+                        .policy
+                        .check(
+                            spec,
+                            &url,
+                            rustix::process::geteuid().as_raw(),
+                            crate::policy::resolve_user,
+                        )
+                        .map_err(|e| Report {
+                            message: e.to_string(),
+                            hooks: vec![],
+                        })?;
+                    let lock = self
+                        .staging
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .entry(service.clone())
+                        .or_default()
+                        .clone();
+                    let _staging = lock.lock().await;
+                    let dir = ServiceDir::new(&self.shared.state_dir, service);
+                    let artifact = cmd.kind.artifact().expect("stage has an artifact");
+                    let _ = self.shared.progress.send(ProgressEvent {
+                        command_id: cmd.id.clone(),
+                        service: service.clone(),
+                        phase: "staging".into(),
+                        message: format!("fetching {}", artifact.url),
+                    });
+                    let mut spec = spec.clone();
+                    if let Some(ip) = self.shared.service_ip {
+                        spec.bind_unspecified_to(ip);
+                    }
+                    match dir.stage(release_id, version, &artifact, &spec).await {
+                        Ok(m) => Ok(Report {
+                            message: format!(
+                                "staged release {} (version {})",
+                                m.release_id, m.version
+                            ),
+                            hooks: vec![],
+                        }),
+                        Err(e) => Err(Report {
+                            message: format!(
+                                "staging {release_id} failed: {}",
+                                cutover_common::error_chain(&e)
+                            ),
+                            hooks: vec![],
+                        }),
+                    }
                 }
-                match dir.stage(release_id, version, &artifact, &spec).await {
-                    Ok(m) => Ok(Report {
-                        message: format!("staged release {} (version {})", m.release_id, m.version),
-                        hooks: vec![],
-                    }),
-                    Err(e) => Err(Report {
-                        message: format!(
-                            "staging {release_id} failed: {}",
-                            cutover_common::error_chain(&e)
-                        ),
-                        hooks: vec![],
-                    }),
-                }
-            }
+                .await,
+                None,
+            ),
             Kind::Activate {
                 service,
                 release_id,
+                include_drained,
             } => {
                 let preempted = preempted.unwrap_or_else(|| self.preempter(service).watch());
                 on_service(&handle, async |s| {
-                    s.activate_unless_preempted(&cmd.id, release_id, preempted)
+                    s.activate_unless_preempted(&cmd.id, release_id, *include_drained, preempted)
                         .await
                 })
                 .await
@@ -575,8 +598,21 @@ impl Runtime {
                 on_service(&handle, async |s| s.drain(&cmd.id, *stop).await).await
             }
             Kind::Undrain { .. } => on_service(&handle, async |s| s.undrain(&cmd.id).await).await,
-            Kind::Stop { keep_listeners, .. } => {
-                on_service(&handle, async |s| s.stop(&cmd.id, *keep_listeners).await).await
+            Kind::Stop {
+                keep_listeners,
+                include_drained,
+                ..
+            } => {
+                on_service(&handle, async |s| {
+                    // A deployment's stop (recreate) leaves a drained
+                    // service as the operator left it; an operator's own
+                    // stop goes ahead.
+                    if !cmd.deployment_id.is_empty() {
+                        s.refuse_drained(*include_drained)?;
+                    }
+                    s.stop(&cmd.id, *keep_listeners).await
+                })
+                .await
             }
             Kind::RunHook { hook, .. } => {
                 on_service(&handle, async |s| s.run_hook(hook).await).await
@@ -626,6 +662,11 @@ impl Runtime {
     /// call (a change before anyone waits is kept, not lost).
     pub async fn health_changed(&self) {
         self.shared.health_changed.notified().await
+    }
+
+    /// The balancers checking the readiness endpoint.
+    pub fn checkers(&self) -> &crate::lb::Checkers {
+        &self.shared.checkers
     }
 
     /// Health without waiting for a service busy with a command: the
@@ -694,12 +735,44 @@ fn describe(c: &Command) -> String {
 async fn on_service(
     handle: &ServiceHandle,
     op: impl AsyncFnOnce(&mut Service) -> OpResult,
-) -> OpResult {
+) -> Done {
     let mut s = handle.lock().await;
     let r = op(&mut s).await;
     s.publish();
-    r
+    // Read before the service is let go: a drain queued behind a swap
+    // must not run between the swap and what its result says runs.
+    let after = After::of(&s);
+    (r, Some(after))
 }
+
+/// What a service's state was when a command on it finished.
+#[derive(Debug, Clone, Default)]
+struct After {
+    active: String,
+    previous: String,
+    pid: u32,
+    drained: bool,
+}
+
+impl After {
+    fn of(s: &Service) -> After {
+        let h = s.health();
+        After {
+            active: s.state().active_release.clone().unwrap_or_default(),
+            previous: s.state().previous_release.clone().unwrap_or_default(),
+            pid: if matches!(h.status.as_str(), "stopped" | "down" | "empty") {
+                0
+            } else {
+                h.pid
+            },
+            drained: s.state().drained,
+        }
+    }
+}
+
+/// An operation's outcome, and the service's state when it ended (None:
+/// the command did not hold the service, e.g. a refusal or a stage).
+type Done = (OpResult, Option<After>);
 
 /// Measures CPU and memory of every serving instance (sysinfo needs two
 /// samples for CPU use, so the system view lives across ticks).
@@ -854,6 +927,7 @@ mod tests {
             kind: Kind::Stop {
                 service: "web".into(),
                 keep_listeners: false,
+                include_drained: false,
             },
         }
     }

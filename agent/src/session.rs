@@ -492,6 +492,8 @@ async fn session(
                                     previous_release: String::new(),
                                     hooks: vec![],
                                     finished_at_ms: now_ms(),
+                                    pid: 0,
+                                    drained: false,
                                 };
                                 let _ = tx.send(result_message(&r)).await;
                             }

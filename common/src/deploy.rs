@@ -360,6 +360,13 @@ pub struct Targets {
     /// `["staging"]` for production).
     #[serde(default)]
     pub requires_success_in: Vec<String>,
+    /// Also deploy to hosts where an operator drained the service: a
+    /// drained instance is swapped and stays drained, one stopped by
+    /// `drain --stop` gets the release without being started. Otherwise
+    /// those hosts are skipped and named (`cutover deploy
+    /// --include-drained` sets this).
+    #[serde(default)]
+    pub include_drained: bool,
 }
 
 /// A whole deployment spec.

@@ -26,6 +26,12 @@ pub mod tls;
 /// carrying it.
 pub const REUSED_COMMAND_ID: &str = "is already used for a different command";
 
+/// How an agent's refusal of a deployment's activation (or recreate
+/// stop) begins when an operator drained the service on that host and
+/// the deployment did not ask for `--include-drained`: the coordinator
+/// counts the host as skipped, not failed (docs/load-balancers.md).
+pub const SKIPPED_DRAINED: &str = "skipped: the service is drained on this host";
+
 /// The version every Cutover binary reports (agent_version in `Hello`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

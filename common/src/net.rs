@@ -167,7 +167,7 @@ impl Default for HttpLimits {
 pub type PlainResponse = hyper::Response<http_body_util::Full<bytes::Bytes>>;
 
 /// Serves HTTP/1.1 on `listener` until `shutdown`, answering each request
-/// with `answer`, within `limits`: a cap on connections (those beyond it
+/// with `answer` (given the peer's address), within `limits`: a cap on connections (those beyond it
 /// are closed at once, so the descriptors they would hold stay free), an
 /// idle and a total time per connection, and a pause after an accept
 /// error that would repeat at once (see [`accept_backoff`]).
@@ -178,17 +178,21 @@ pub async fn serve_http<F, Fut>(
     what: &'static str,
     answer: F,
 ) where
-    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(std::net::SocketAddr, hyper::Request<hyper::body::Incoming>) -> Fut
+        + Clone
+        + Send
+        + Sync
+        + 'static,
     Fut: Future<Output = PlainResponse> + Send + 'static,
 {
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut refused_at_cap: u64 = 0;
     loop {
         // Cancel-safe: accept loses nothing when dropped.
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     let pause = accept_backoff(&e);
                     if !pause.is_zero() {
@@ -220,7 +224,7 @@ pub async fn serve_http<F, Fut>(
             let _slot = slot;
             let io = Expiring::new(tcp, Some(limits.idle), Some(limits.lifetime));
             let svc = hyper::service::service_fn(move |req| {
-                let fut = answer(req);
+                let fut = answer(peer, req);
                 async move { Ok::<_, std::convert::Infallible>(fut.await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()

@@ -333,22 +333,62 @@ impl Hooks {
     }
 }
 
-/// Drain parameters.
+/// Drain parameters: how long a drain waits, after the readiness
+/// endpoint turned "down", before it goes on (stops the instance, runs
+/// `post_drain`). See docs/load-balancers.md.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DrainSpec {
-    /// Time between failing the readiness endpoint and stopping.
+    /// What the drain waits for: the balancers that check the readiness
+    /// endpoint to have taken the host out, or a fixed delay.
+    #[serde(default)]
+    pub wait_for: DrainWait,
+    /// "Down" answers in a row each balancer must have had before it
+    /// counts as having taken the host out (its `fall`; HAProxy's
+    /// default is 3).
+    #[serde(default = "d_fall")]
+    pub balancer_fall: u32,
+    /// The longest wait for balancers; then the drain goes on and says
+    /// which did not confirm.
+    #[serde(with = "humantime_serde", default = "d_balancer_timeout")]
+    pub balancer_timeout: Duration,
+    /// With `wait_for = "delay"`, or when no balancer checks the
+    /// endpoint: the time between failing the readiness endpoint and
+    /// going on.
     #[serde(with = "humantime_serde", default = "d_dereg")]
     pub deregistration_delay: Duration,
+}
+
+/// What a drain waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrainWait {
+    /// Every balancer seen checking the readiness endpoint was told
+    /// "down" `balancer_fall` times in a row.
+    #[default]
+    Balancers,
+    /// `deregistration_delay`, whatever the balancers do.
+    Delay,
 }
 
 fn d_dereg() -> Duration {
     Duration::from_secs(5)
 }
 
+fn d_fall() -> u32 {
+    3
+}
+
+fn d_balancer_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
 impl Default for DrainSpec {
     fn default() -> Self {
         Self {
+            wait_for: DrainWait::default(),
+            balancer_fall: d_fall(),
+            balancer_timeout: d_balancer_timeout(),
             deregistration_delay: d_dereg(),
         }
     }
@@ -462,6 +502,8 @@ pub mod limits {
     /// Environment variables and env files.
     pub const ENV_VARS: usize = 4096;
     pub const ENV_FILES: usize = 64;
+    /// `drain.balancer_fall`.
+    pub const BALANCER_FALL: u32 = 100;
 }
 
 fn check_duration(field: &str, d: std::time::Duration) -> Result<(), SpecError> {
@@ -737,6 +779,17 @@ impl ServiceSpec {
             "drain.deregistration_delay",
             self.drain.deregistration_delay,
         )?;
+        check_duration("drain.balancer_timeout", self.drain.balancer_timeout)?;
+        if !(1..=limits::BALANCER_FALL).contains(&self.drain.balancer_fall) {
+            return Err(err(
+                "drain.balancer_fall",
+                format!(
+                    "expected 1 to {}, found {}",
+                    limits::BALANCER_FALL,
+                    self.drain.balancer_fall
+                ),
+            ));
+        }
         check_duration("restart.backoff_initial", self.restart.backoff_initial)?;
         check_duration("restart.backoff_max", self.restart.backoff_max)?;
         for (role, p) in [

@@ -261,6 +261,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                         artifact_url: artifact.0.clone(),
                         artifact_sha256: artifact.1.clone(),
                         require_success_in: Vec::new(),
+                        include_drained: false,
                     }),
                     commit_time_ms: 0,
                 })
@@ -376,6 +377,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                     kind: Some(pb::command::Kind::Stop(pb::StopCommand {
                         service: "web".into(),
                         keep_listeners: false,
+                        include_drained: true,
                     })),
                     ..Default::default()
                 }),

@@ -564,6 +564,11 @@ impl Fleet {
             });
             s.active_release = r.active_release.clone();
             s.previous_release = r.previous_release.clone();
+            // A drain's result marks the host at once, before its next
+            // health report (which says when it is undrained).
+            if r.drained {
+                s.drained = true;
+            }
         }
     }
 

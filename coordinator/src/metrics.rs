@@ -256,7 +256,7 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: CancellationT
         cutover_common::net::HttpLimits::default(),
         shutdown,
         "metrics",
-        move |req: Request<Incoming>| {
+        move |_peer, req: Request<Incoming>| {
             let app = app.clone();
             async move {
                 let (status, ctype, body) = if req.uri().path() == "/metrics" {

@@ -168,6 +168,15 @@ pub fn candidates(app: &App, service: &str) -> Vec<Candidate> {
                 .get(service)
                 .filter(|s| !s.active_release.is_empty())
                 .map(|s| s.active_release.clone()),
+            drained: services.get(service).and_then(|s| {
+                if s.drained && s.stopped {
+                    Some("drained and stopped by an operator (`cutover drain --stop`)".to_string())
+                } else if s.drained {
+                    Some("drained by an operator (`cutover drain`)".to_string())
+                } else {
+                    None
+                }
+            }),
             host: record.id.clone(),
         });
     out.sort_by(|a, b| a.host.cmp(&b.host));
@@ -483,6 +492,7 @@ fn command(job: &Job, r: &Rollout, e: &Effect) -> pb::Command {
         Effect::Activate { .. } => Kind::Activate(pb::ActivateCommand {
             service,
             release_id: r.release_id.clone(),
+            include_drained: job.spec.targets.include_drained,
         }),
         // A rollback, not an activation: the agent gives up a swap still
         // in progress (or a liveness replacement of the release being
@@ -494,10 +504,13 @@ fn command(job: &Job, r: &Rollout, e: &Effect) -> pb::Command {
         Effect::Stop { .. } => Kind::Stop(pb::StopCommand {
             service,
             keep_listeners: true,
+            include_drained: job.spec.targets.include_drained,
         }),
+        // Undoing what this rollout did, drained since or not.
         Effect::Revert { to: None, .. } => Kind::Stop(pb::StopCommand {
             service,
             keep_listeners: false,
+            include_drained: true,
         }),
     };
     pb::Command {

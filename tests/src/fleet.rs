@@ -281,6 +281,17 @@ selector = "role=web"
         ]
     }
 
+    /// The arguments of `cutover deploy --watch` of the demo service.
+    pub fn deploy_args_watch(&self, spec: &std::path::Path, version: &str) -> Vec<String> {
+        let mut a: Vec<String> = self
+            .deploy_args(spec, version)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        a.push("--watch".into());
+        a
+    }
+
     /// Packs `files` (path in the release, contents, mode) as a tarball
     /// served like the demo service's: a release of another app.
     pub fn publish(&self, name: &str, files: &[(&str, &str, u32)]) -> Artifact {

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 pub mod apps;
 pub mod artifacts;
 pub mod fleet;
+pub mod haproxy;
 pub mod load;
 pub mod netns;
 pub mod release;

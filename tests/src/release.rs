@@ -114,6 +114,7 @@ pub fn activate(id: &str, service: &str, release_id: &str) -> pb::Command {
         pb::command::Kind::Activate(pb::ActivateCommand {
             service: service.into(),
             release_id: release_id.into(),
+            include_drained: false,
         }),
     )
 }

@@ -71,3 +71,43 @@ fn an_app_binding_its_own_port_does_not_take_listen_fds() {
     );
     assert!(out.contains("ignores LISTEN_FDS"), "{out}");
 }
+
+#[test]
+fn a_relative_release_directory_works_as_the_docs_show_it() {
+    let top = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(top.path().join("release/bin")).unwrap();
+    std::fs::copy(
+        bin("cutover-demo-service"),
+        top.path().join("release/bin/demo-service"),
+    )
+    .unwrap();
+    let out = Command::new(bin("cutover-agent"))
+        .current_dir(top.path())
+        .args([
+            "doctor",
+            "--grace",
+            "2s",
+            "--dir",
+            "./release",
+            "--",
+            "bin/demo-service",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("mode = \"handover\": supported\n"), "{text}");
+    // A directory that is not there is named.
+    let out = Command::new(bin("cutover-agent"))
+        .current_dir(top.path())
+        .args(["doctor", "--dir", "./nope", "--", "bin/demo-service"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--dir ./nope: no such directory"), "{err}");
+}

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use cutover_tests::fleet::TestFleet;
+use cutover_tests::haproxy::Haproxy;
 use cutover_tests::load::{self, Outcome, Record};
 use cutover_tests::release::Artifact;
 use cutover_tests::{apps, http_get, real_component};
@@ -165,60 +166,6 @@ fn a_gunicorn_release_that_boots_in_4s_goes_live_with_no_failed_request() {
     }
 }
 
-/// A real HAProxy in front of the fleet, health-checking each agent's
-/// readiness endpoint (`GET /ready/web`), as docs/operator-guide.md sets
-/// it up. Stopped when dropped.
-struct Haproxy {
-    child: std::process::Child,
-    addr: std::net::SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Haproxy {
-    fn start(f: &TestFleet) -> Haproxy {
-        let dir = tempfile::tempdir().unwrap();
-        let port = cutover_tests::release::free_port();
-        let servers: String = (0..f.hosts.len())
-            .map(|i| {
-                let (app, ready) = (f.addr(i), f.readiness(i));
-                let check = ready.rsplit(':').next().unwrap();
-                format!(
-                    "  server {} {app} check port {check} inter 300ms fall 2 rise 2\n",
-                    f.hosts[i].id
-                )
-            })
-            .collect();
-        let cfg = format!(
-            "global\n  maxconn 2000\ndefaults\n  mode http\n  timeout connect 1s\n  timeout client 10s\n  timeout server 10s\n  option redispatch\n  retries 2\nfrontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\nbackend be\n  option httpchk GET /ready/web\n  http-check expect status 200\n{servers}"
-        );
-        let path = dir.path().join("haproxy.cfg");
-        std::fs::write(&path, cfg).unwrap();
-        let child = std::process::Command::new("haproxy")
-            .arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("starting haproxy");
-        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        cutover_tests::poll("haproxy serving", Duration::from_secs(20), || {
-            http_get(&addr.to_string(), "/").filter(|(s, _)| *s == 200)
-        });
-        Haproxy {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn behind_haproxy_a_never_ready_release_keeps_servers_up_and_does_not_succeed() {
     if !real_component("gunicorn") || !real_component("haproxy") {
@@ -228,7 +175,11 @@ fn behind_haproxy_a_never_ready_release_keeps_servers_up_and_does_not_succeed() 
     let (out, code) = deploy(&f, "1", &release(&f, "1", 200, 0.0), "kind = \"recreate\"");
     assert_eq!(code, 0, "{out}");
     f.wait_all_on("1");
-    let lb = Haproxy::start(&f);
+    let lb = Haproxy::start(
+        &f,
+        "inter 300ms fall 2 rise 2",
+        "option redispatch\n  retries 2",
+    );
     let clients = cutover_tests::load::Load::start(lb.addr, 2, 2);
     cutover_tests::poll("load through haproxy", Duration::from_secs(20), || {
         (clients.count() > 50).then_some(())

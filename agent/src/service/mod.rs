@@ -69,6 +69,8 @@ pub struct Shared {
     /// the next periodic report: the coordinator's rollback decisions wait
     /// on it.
     pub health_changed: tokio::sync::Notify,
+    /// The load balancers checking each service's readiness endpoint.
+    pub checkers: Arc<crate::lb::Checkers>,
 }
 
 /// How an operation ended.
@@ -495,11 +497,13 @@ impl Service {
 
     /// A coordinator's activation, given up if a rollback arrived since
     /// `preempted` was taken (when the command arrived, before it waited
-    /// for the service).
+    /// for the service). A service an operator drained is not touched
+    /// unless the deployment includes drained hosts ([`Self::refuse_drained`]).
     pub async fn activate_unless_preempted(
         &mut self,
         command_id: &str,
         target: &str,
+        include_drained: bool,
         preempted: tokio::sync::watch::Receiver<u64>,
     ) -> OpResult {
         if preempted.has_changed().unwrap_or(false) {
@@ -508,8 +512,57 @@ impl Service {
                 vec![],
             ));
         }
+        self.refuse_drained(include_drained)?;
+        if self.state.drained && self.state.stopped {
+            return self.make_active_stopped(target);
+        }
         self.swap_to(command_id, target, false, Some(preempted))
             .await
+    }
+
+    /// A deployment's command on a service an operator drained: refused
+    /// (the coordinator counts the host as skipped) unless the deployment
+    /// includes drained hosts. Then a drained instance is swapped and
+    /// stays drained, and a stopped one is not started.
+    pub fn refuse_drained(&self, include_drained: bool) -> Result<(), Report> {
+        if self.state.drained && !include_drained {
+            let how = if self.state.stopped {
+                "drained and stopped (`cutover drain --stop`)"
+            } else {
+                "drained (`cutover drain`)"
+            };
+            return Err(fail(
+                format!(
+                    "{} ({how}); nothing was changed: `cutover undrain` it, or deploy with --include-drained",
+                    cutover_common::SKIPPED_DRAINED
+                ),
+                vec![],
+            ));
+        }
+        Ok(())
+    }
+
+    /// Makes `target` the active release of a service stopped by a drain,
+    /// without starting it: `undrain` starts it.
+    fn make_active_stopped(&mut self, target: &str) -> OpResult {
+        if self.dir.meta(target).is_none() {
+            return Err(fail(
+                format!("release {target} is not staged on this host"),
+                vec![],
+            ));
+        }
+        if self.state.active_release.as_deref() != Some(target) {
+            self.state.previous_release = self.state.active_release.take();
+            self.state.active_release = Some(target.into());
+        }
+        self.update_links();
+        self.save();
+        Ok(fail(
+            format!(
+                "release {target} is active but not started: the service was stopped by `drain --stop`; `cutover undrain` starts it"
+            ),
+            vec![],
+        ))
     }
 
     /// A swap to `target`; with `preempted`, given up (its new instance
@@ -843,6 +896,11 @@ impl Service {
             return Err(fail("no previous release to roll back to", vec![]));
         };
         let from = self.state.active_release.clone();
+        if self.state.drained && self.state.stopped {
+            // Stopped by an operator: it stays stopped; undrain starts
+            // the release rolled back to.
+            return self.make_active_stopped(&prev);
+        }
         // A rollback is never given up for another rollback.
         let r = self.swap_to(command_id, &prev, false, None).await;
         if r.is_ok() && from.as_deref() != Some(prev.as_str()) {
@@ -883,61 +941,176 @@ impl Service {
         ))
     }
 
-    /// Fails the readiness endpoint, runs `pre_drain`, waits for the load
-    /// balancer (`deregistration_delay`, or until no connection is left),
-    /// optionally stops the instance, runs `post_drain`.
+    /// Takes the service out of its load balancers: the readiness
+    /// endpoint answers "down" from now, `pre_drain` runs, then the drain
+    /// waits until every balancer checking the endpoint has been told
+    /// "down" enough times to have taken the host out (or for
+    /// `deregistration_delay`, as `[drain]` says; see
+    /// [`crate::lb::Deregistration`]). Only then, with `stop`, the
+    /// instance gets its stop signal (on which the app contract has it
+    /// finish requests in flight and close idle keep-alive connections),
+    /// and `post_drain` runs. The result says what was waited for and
+    /// why the wait ended. A balancer that did not confirm within
+    /// `balancer_timeout` fails the drain: the host stays drained, and is
+    /// not stopped.
+    ///
+    /// Runs with the service held: a swap in progress finishes (or is
+    /// undone) first, and a swap arriving later finds the host drained.
     pub async fn drain(&mut self, command_id: &str, stop: bool) -> OpResult {
         self.state.drained = true;
+        if stop {
+            // Recorded first: a restart during the wait or the stop's
+            // grace must not let supervision start the instance again.
+            self.state.stopped = true;
+        }
         self.save();
         let mut hooks = Vec::new();
         let (spec, release) = match &self.active {
             Some(a) => (Some(a.spec.clone()), a.release.clone()),
             None => (None, String::new()),
         };
+        let mut said = Vec::new();
+        let mut confirmed = true;
         if let Some(spec) = &spec {
             self.hook("pre_drain", spec, &release, &mut hooks).await;
-            let delay = spec.drain.deregistration_delay;
-            let start = tokio::time::Instant::now();
-            let floor = delay.min(Duration::from_secs(1));
-            loop {
-                let open = established_connections(&self.ports());
-                self.progress(command_id, "draining", format!("{open} connection(s) open"));
-                let waited = start.elapsed();
-                if waited >= delay || (open == 0 && waited >= floor) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(250).min(delay.saturating_sub(waited)))
-                    .await;
-            }
+            let ended = self.wait_for_balancers(command_id, &spec.drain).await;
+            confirmed = ended.confirmed();
+            said.push(ended.to_string());
+        } else {
+            said.push("no instance was running: nothing to wait for".into());
         }
-        if stop && let Some(a) = self.active.take() {
-            self.state.stopped = true;
-            self.save();
-            let how = Self::stop_active(a).await;
+        if !confirmed {
+            if stop {
+                // Not stopped: clients may still be sent here.
+                self.state.stopped = false;
+                self.save();
+            }
+            if let Some(spec) = &spec {
+                self.hook("post_drain", spec, &release, &mut hooks).await;
+            }
+            return Err(fail(
+                format!(
+                    "drained (the readiness endpoint answers 503) but not confirmed: {}{}",
+                    said.join("; "),
+                    if stop {
+                        "; the instance was not stopped"
+                    } else {
+                        ""
+                    }
+                ),
+                hooks,
+            ));
+        }
+        let open = established_connections(&self.ports());
+        if stop {
+            if let Some(a) = self.active.take() {
+                let pid = a.instance.pid();
+                let sig = a.spec.swap.stop_signal.clone();
+                let since = std::time::Instant::now();
+                let how = Self::stop_active(a).await;
+                said.push(format!(
+                    "stopped pid {pid} with {sig} ({open} connection(s) open): {how} after {:.1}s",
+                    since.elapsed().as_secs_f64()
+                ));
+            }
             self.state.instances.clear();
             self.state.stopped = true;
             // Refuse rather than queue while stopped: clients fail fast.
             self.listeners.clear();
             self.save();
-            self.progress(command_id, "stopped", how);
+            self.progress(
+                command_id,
+                "stopped",
+                said.last().cloned().unwrap_or_default(),
+            );
+        } else if let Some(a) = &self.active {
+            said.push(format!(
+                "pid {} still runs {} with {open} connection(s) open (idle ones from balancers stay until they close them)",
+                a.instance.pid(),
+                a.release
+            ));
         }
         if let Some(spec) = &spec {
             self.hook("post_drain", spec, &release, &mut hooks).await;
         }
-        Ok(fail("drained", hooks))
+        Ok(fail(format!("drained: {}", said.join("; ")), hooks))
+    }
+
+    /// A drain's wait (see [`Self::drain`]), reporting who it waits for
+    /// whenever that changes.
+    async fn wait_for_balancers(
+        &self,
+        command_id: &str,
+        spec: &cutover_common::service::DrainSpec,
+    ) -> crate::lb::Ended {
+        use tokio::time::Instant;
+        let checkers = self.shared.checkers.clone();
+        let rule = crate::lb::WaitRule::of(spec);
+        let mut d = crate::lb::Deregistration::start(
+            rule.clone(),
+            Instant::now(),
+            &checkers.of(&self.name),
+        );
+        let mut last = String::new();
+        loop {
+            let now = Instant::now();
+            let seen = checkers.of(&self.name);
+            if let Some(ended) = d.judge(now, &seen) {
+                self.progress(command_id, "deregistered", ended.to_string());
+                return ended;
+            }
+            let awaited = d.awaited(&seen);
+            let said = if rule.balancers && !awaited.is_empty() {
+                let who: Vec<String> = awaited
+                    .iter()
+                    .map(|(c, n)| format!("{c} ({n} of {} down answers)", rule.fall))
+                    .collect();
+                format!(
+                    "waiting for balancer(s) to take the host out: {}",
+                    who.join(", ")
+                )
+            } else if rule.balancers && d.on_delay() {
+                format!(
+                    "no balancer checks this endpoint: waiting deregistration_delay ({})",
+                    humantime::format_duration(rule.delay)
+                )
+            } else if rule.balancers {
+                "balancers confirmed; a moment for them to act".to_string()
+            } else {
+                format!(
+                    "waiting deregistration_delay ({})",
+                    humantime::format_duration(rule.delay)
+                )
+            };
+            if said != last {
+                self.progress(command_id, "draining", said.clone());
+                last = said;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Reverses a drain: starts the service again if the drain stopped it,
     /// then passes the readiness endpoint again.
     pub async fn undrain(&mut self, command_id: &str) -> OpResult {
+        let mut said = String::new();
         if self.state.stopped
             && let Some(rel) = self.state.active_release.clone()
         {
-            self.activate(command_id, &rel, true).await?;
+            // Started while still drained: the readiness endpoint says
+            // "down" until the new instance is ready and this returns.
+            let r = self.swap_to(command_id, &rel, true, None).await?;
+            said = format!("; {}", r.message);
         }
         self.state.drained = false;
         self.save();
-        Ok(fail("undrained", vec![]))
+        let running = match &self.active {
+            Some(a) if !a.instance.has_exited() => {
+                format!("{} serving as pid {}", a.release, a.instance.pid())
+            }
+            _ => "no instance running".to_string(),
+        };
+        Ok(fail(format!("undrained: {running}{said}"), vec![]))
     }
 
     /// Runs one hook of the active release.

@@ -38,9 +38,11 @@ pub(super) fn spec_request(file: &std::path::Path) -> Result<pb::SpecRequest> {
 pub(super) async fn plan(
     client: &ClientArgs,
     file: &std::path::Path,
+    include_drained: bool,
     output: Format,
 ) -> Result<()> {
-    let req = spec_request(file)?;
+    let mut req = spec_request(file)?;
+    req.include_drained = include_drained;
     let mut c = client.connect().await?;
     let p = c.plan_deployment(req).await.map_err(status)?.into_inner();
     let plan: crate::engine::Plan =
@@ -89,6 +91,7 @@ pub(super) struct DeployOptions {
     pub(super) sha256: Option<String>,
     pub(super) commit_time: Option<String>,
     pub(super) require_success_in: Vec<String>,
+    pub(super) include_drained: bool,
     pub(super) watch: bool,
 }
 
@@ -103,10 +106,12 @@ pub(super) async fn deploy(
         sha256,
         commit_time,
         require_success_in,
+        include_drained,
         watch,
     } = o;
     let mut spec = spec_request(file)?;
     spec.require_success_in = require_success_in;
+    spec.include_drained = include_drained;
     spec.version = version.unwrap_or_default();
     spec.artifact_url = artifact.unwrap_or_default();
     spec.artifact_sha256 = sha256.unwrap_or_default();
@@ -207,7 +212,13 @@ pub async fn follow_with(
                 let done = r
                     .hosts
                     .values()
-                    .filter(|p| matches!(p, crate::engine::HostPhase::Done { .. }))
+                    .filter(|p| {
+                        matches!(
+                            p,
+                            crate::engine::HostPhase::Done { .. }
+                                | crate::engine::HostPhase::Skipped { .. }
+                        )
+                    })
                     .count();
                 b.set_position(done as u64);
                 blocked = d.blocked_on.clone();

@@ -82,14 +82,22 @@ pub enum Command {
     },
     /// Show which operator and role this CLI authenticates as.
     Whoami,
-    /// Take a host out of its load balancers (maintenance): fail its
-    /// readiness endpoint, run pre_drain hooks, wait for connections to go.
+    /// Take a host out of its load balancers (maintenance): its readiness
+    /// endpoint answers 503, pre_drain hooks run, then it waits until each
+    /// balancer checking the endpoint has been told "down" `balancer_fall`
+    /// times (or `deregistration_delay`, as the spec's `[drain]` says),
+    /// and says who confirmed. A swap in progress finishes first; later
+    /// deployments skip the host unless --include-drained.
+    /// docs/load-balancers.md.
     Drain {
         host: String,
         /// Only these services (default: every service on the host).
         #[arg(long = "service", short = 's')]
         services: Vec<String>,
-        /// Also stop the services once drained.
+        /// Also stop the services once the balancers confirmed: the stop
+        /// signal, on which apps finish requests in flight and close idle
+        /// keep-alive connections, then `swap.grace`. Not stopped if a
+        /// balancer did not confirm within `balancer_timeout`.
         #[arg(long)]
         stop: bool,
     },
@@ -104,6 +112,9 @@ pub enum Command {
     /// Show the batches a spec would make against today's fleet.
     Plan {
         file: PathBuf,
+        /// As `deploy --include-drained`.
+        #[arg(long)]
+        include_drained: bool,
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -128,6 +139,12 @@ pub enum Command {
         /// `targets.requires_success_in`.
         #[arg(long = "require-success-in", value_name = "ENV")]
         require_success_in: Vec<String>,
+        /// Also deploy to hosts where an operator drained the service (a
+        /// drained instance is swapped and stays drained; one stopped by
+        /// `drain --stop` gets the release, not started). Without it
+        /// they are skipped and named.
+        #[arg(long)]
+        include_drained: bool,
         /// Follow the rollout until it ends; the exit code tells how.
         #[arg(long)]
         watch: bool,
@@ -347,7 +364,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Plan { file, output } => plan(&cli.client, &file, output).await,
+        Command::Plan {
+            file,
+            include_drained,
+            output,
+        } => plan(&cli.client, &file, include_drained, output).await,
         Command::Deploy {
             file,
             version,
@@ -355,6 +376,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             sha256,
             commit_time,
             require_success_in,
+            include_drained,
             watch,
         } => {
             deploy(
@@ -366,6 +388,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     sha256,
                     commit_time,
                     require_success_in,
+                    include_drained,
                     watch,
                 },
             )

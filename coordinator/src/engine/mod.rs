@@ -109,6 +109,14 @@ impl Rollout {
             .map(|h| (h.clone(), HostPhase::Pending))
             .collect();
         let steps = plan.steps.clone();
+        let notes = plan
+            .skipped
+            .iter()
+            .map(|(h, why)| Note {
+                at_ms: now_ms,
+                message: format!("{h}: left out: {why}"),
+            })
+            .collect();
         Rollout {
             id: id.into(),
             service: spec.service.clone(),
@@ -128,7 +136,7 @@ impl Rollout {
             started_ms: now_ms,
             finished_ms: None,
             epoch,
-            notes: Vec::new(),
+            notes,
             degraded: Vec::new(),
             steps,
             analysis_wanted: None,
@@ -481,6 +489,19 @@ impl Rollout {
                     HostPhase::Failed { reason: message }
                 };
                 self.hosts.insert(host, p);
+            }
+            (
+                "stop" | "activate",
+                Some(HostPhase::Stopping { .. } | HostPhase::Activating { .. }),
+            ) if !ok && message.starts_with(cutover_common::SKIPPED_DRAINED) => {
+                self.note(
+                    now,
+                    format!(
+                        "{host}: skipped, drained by an operator during the rollout: {message}"
+                    ),
+                );
+                self.hosts
+                    .insert(host, HostPhase::Skipped { reason: message });
             }
             ("stop", Some(HostPhase::Stopping { .. })) => {
                 let p = if ok {

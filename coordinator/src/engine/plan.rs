@@ -16,6 +16,9 @@ pub struct Candidate {
     pub ready: bool,
     /// The release of this service the host runs now, if any.
     pub active_release: Option<String>,
+    /// Why an operator has this service out of service here (drained,
+    /// or drained and stopped); None: in service.
+    pub drained: Option<String>,
 }
 
 /// What happens after a batch (canary steps).
@@ -54,7 +57,7 @@ pub struct Plan {
 /// Why a spec cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("targets.selector `{selector}` matches no ready host{}", if .not_ready.is_empty() { String::new() } else { format!(" ({} matching but not ready: {})", .not_ready.len(), .not_ready.join(", ")) })]
+    #[error("targets.selector `{selector}` matches no ready host{}", if .not_ready.is_empty() { String::new() } else { format!(" ({} matching but left out: {})", .not_ready.len(), .not_ready.join("; ")) })]
     NoHosts {
         selector: String,
         not_ready: Vec<String>,
@@ -86,17 +89,25 @@ pub fn plan_with(
         {
             continue;
         }
-        if c.ready {
-            targets.push(c.clone());
-        } else {
+        if !c.ready {
             skipped.push((c.host.clone(), "not ready".to_string()));
+        } else if let Some(why) = c.drained.as_ref().filter(|_| !spec.targets.include_drained) {
+            skipped.push((
+                c.host.clone(),
+                format!("{why}: undrain it, or deploy with --include-drained"),
+            ));
+        } else {
+            targets.push(c.clone());
         }
     }
     targets.sort_by(|a, b| a.host.cmp(&b.host));
     if targets.is_empty() {
         return Err(PlanError::NoHosts {
             selector: spec.targets.selector.clone(),
-            not_ready: skipped.into_iter().map(|(h, _)| h).collect(),
+            not_ready: skipped
+                .into_iter()
+                .map(|(h, why)| format!("{h}: {why}"))
+                .collect(),
         });
     }
     let n = targets.len();

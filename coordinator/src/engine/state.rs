@@ -24,6 +24,10 @@ pub enum HostPhase {
     Done { at_ms: i64 },
     /// Could not stage or activate: still runs what it ran before.
     Failed { reason: String },
+    /// Left out: an operator drained the service there while the rollout
+    /// ran (and it did not include drained hosts). Still runs, or keeps
+    /// stopped, what it had before; neither failed nor rolled back.
+    Skipped { reason: String },
     /// Sent back to the release it ran before.
     RollingBack,
     /// Back on the release it ran before.

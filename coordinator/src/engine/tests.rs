@@ -31,6 +31,7 @@ fn fleet(n: usize) -> Vec<Candidate> {
             labels: labels::parse("role=web").unwrap(),
             ready: true,
             active_release: Some("v1".into()),
+            drained: None,
         })
         .collect()
 }
@@ -475,8 +476,9 @@ fn a_selector_matching_no_ready_host_is_a_plan_error_naming_them() {
     f.iter_mut().for_each(|c| c.ready = false);
     let e = plan(&s, &f).unwrap_err();
     assert!(
-        e.to_string()
-            .contains("matches no ready host (2 matching but not ready: web-1, web-2)"),
+        e.to_string().contains(
+            "matches no ready host (2 matching but left out: web-1: not ready; web-2: not ready)"
+        ),
         "{e}"
     );
 }
@@ -633,6 +635,7 @@ fn colored(n: usize) -> Vec<Candidate> {
             .unwrap(),
             ready: true,
             active_release: None,
+            drained: None,
         })
         .collect()
 }
@@ -1010,4 +1013,131 @@ fn answer_all_but_stops(r: &mut Rollout, staged: Vec<Effect>) -> Vec<Effect> {
         .flat_map(|e| r.step(ok(e), 1))
         .filter(|e| matches!(e, Effect::Stop { .. }))
         .collect()
+}
+
+#[test]
+fn hosts_an_operator_drained_are_left_out_and_named_unless_included() {
+    let mut f = fleet(3);
+    f[1].drained = Some("drained and stopped by an operator (`cutover drain --stop`)".into());
+    let s = spec("[strategy]\nkind = \"rolling\"\nmax_unavailable = 1");
+    let p = plan(&s, &f).unwrap();
+    assert_eq!(p.batches, vec![vec!["web-1"], vec!["web-3"]]);
+    assert_eq!(p.skipped.len(), 1);
+    assert_eq!(p.skipped[0].0, "web-2");
+    assert!(
+        p.skipped[0].1.contains("--include-drained"),
+        "{:?}",
+        p.skipped
+    );
+    let r = Rollout::new("d1", &s, "2", "v2", p, 1, 0);
+    assert!(
+        r.notes[0]
+            .message
+            .starts_with("web-2: left out: drained and stopped"),
+        "{:?}",
+        r.notes
+    );
+    // Asked for: included.
+    let mut s = s;
+    s.targets.include_drained = true;
+    assert_eq!(plan(&s, &f).unwrap().batches.len(), 3);
+    // Every matching host drained: the error names each and why.
+    for c in &mut f {
+        c.drained = Some("drained by an operator (`cutover drain`)".into());
+    }
+    let e = plan(&spec(""), &f).unwrap_err().to_string();
+    assert!(
+        e.contains("web-1: drained by an operator") && e.contains("web-3: drained"),
+        "{e}"
+    );
+}
+
+/// Drives a rollout whose agents answer as `answer` says (ok, message).
+fn drive_with(r: &mut Rollout, mut answer: impl FnMut(&Effect) -> (bool, String)) -> Vec<Effect> {
+    let mut now = 0;
+    let mut queue = r.step(Event::Start, now);
+    let mut all = queue.clone();
+    while !queue.is_empty() {
+        let e = queue.remove(0);
+        now += 10;
+        let (ok, message) = answer(&e);
+        let more = r.step(
+            Event::Result {
+                host: e.host().into(),
+                command_id: e.command_id().into(),
+                ok,
+                message,
+            },
+            now,
+        );
+        all.extend(more.clone());
+        queue.extend(more);
+    }
+    all
+}
+
+#[test]
+fn a_host_drained_during_the_rollout_is_skipped_not_failed_and_not_rolled_back() {
+    let skip_web2 = |e: &Effect| {
+        if e.host() == "web-2" && matches!(e, Effect::Activate { .. }) {
+            (
+                false,
+                format!(
+                    "{} (drained (`cutover drain`)); nothing was changed",
+                    cutover_common::SKIPPED_DRAINED
+                ),
+            )
+        } else {
+            (true, "ok".to_string())
+        }
+    };
+    // max_failed is 0, and yet no rollback: a skip is not a failure.
+    let mut r = rollout("[strategy]\nkind = \"rolling\"\nmax_unavailable = 1", 3);
+    let effects = drive_with(&mut r, skip_web2);
+    assert_eq!(r.phase, Phase::Succeeded, "{:?}", r.notes);
+    assert!(!effects.iter().any(|e| matches!(e, Effect::Revert { .. })));
+    assert!(matches!(r.hosts["web-2"], HostPhase::Skipped { .. }));
+    assert!(
+        r.summary().contains("2/3 on 2, 1 skipped (drained)"),
+        "{}",
+        r.summary()
+    );
+    assert!(
+        r.notes.iter().any(|n| n
+            .message
+            .starts_with("web-2: skipped, drained by an operator")),
+        "{:?}",
+        r.notes
+    );
+    // A real failure after it still rolls back, and the skipped host,
+    // which never changed, gets no revert.
+    let mut r = rollout("[strategy]\nkind = \"rolling\"\nmax_unavailable = 1", 3);
+    let effects = drive_with(&mut r, |e| {
+        if e.host() == "web-3" && matches!(e, Effect::Activate { .. }) {
+            (false, "boom".into())
+        } else {
+            skip_web2(e)
+        }
+    });
+    assert!(matches!(r.phase, Phase::RolledBack { .. }), "{:?}", r.phase);
+    let reverted: Vec<&str> = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Revert { .. }))
+        .map(|e| e.host())
+        .collect();
+    assert_eq!(reverted, ["web-1"]);
+    // The same refusal from a recreate's stop skips the host too.
+    let mut r = rollout("[strategy]\nkind = \"recreate\"", 3);
+    drive_with(&mut r, |e| {
+        if e.host() == "web-2" && matches!(e, Effect::Stop { .. }) {
+            (
+                false,
+                format!("{} (drained)", cutover_common::SKIPPED_DRAINED),
+            )
+        } else {
+            (true, "ok".to_string())
+        }
+    });
+    assert_eq!(r.phase, Phase::Succeeded, "{:?}", r.notes);
+    assert!(matches!(r.hosts["web-2"], HostPhase::Skipped { .. }));
 }

@@ -205,6 +205,14 @@ impl Rollout {
         if back > 0 {
             s.push_str(&format!(", {back} rolled back"));
         }
+        let skipped = self
+            .hosts
+            .values()
+            .filter(|p| matches!(p, HostPhase::Skipped { .. }))
+            .count();
+        if skipped > 0 {
+            s.push_str(&format!(", {skipped} skipped (drained)"));
+        }
         s
     }
 }

@@ -40,6 +40,7 @@ fn job(s: &pb::SpecRequest) -> Result<Job, SubmitError> {
         &s.artifact_url,
         &s.artifact_sha256,
     )?;
+    j.spec.targets.include_drained |= s.include_drained;
     for env in &s.require_success_in {
         if let Err(e) = cutover_common::labels::check("environment", env) {
             return Err(SubmitError::Spec(cutover_common::deploy::SpecError {

@@ -204,12 +204,24 @@ async fn serve(
                 let _ = tcp.set_nodelay(true);
                 let st = state.clone();
                 st.open.fetch_add(1, Ordering::SeqCst);
+                let mut stopping = stop.clone();
                 tokio::spawn(async move {
                     let svc = service_fn({
                         let st = st.clone();
                         move |req| handle(st.clone(), req)
                     });
-                    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tcp), svc).await;
+                    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tcp), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        // On the stop signal, as the app contract asks: an
+                        // idle keep-alive connection is closed at once, one
+                        // carrying a request after its answer.
+                        _ = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
                     st.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
