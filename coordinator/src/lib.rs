@@ -21,6 +21,7 @@ pub mod engine;
 pub mod fleet;
 pub mod grpc;
 pub mod guard;
+pub mod haproxy;
 pub mod metrics;
 pub mod output;
 pub mod pki_setup;

@@ -28,6 +28,21 @@ impl Haproxy {
     /// defaults, inter 2s fall 3 rise 2), `defaults` to the defaults
     /// section (e.g. "option redispatch").
     pub fn start(f: &TestFleet, server: &str, defaults: &str) -> Haproxy {
+        let lb = Self::spawn(f, server, defaults);
+        lb.wait_serving();
+        lb
+    }
+
+    /// Waits until HAProxy answers a request through a server.
+    pub fn wait_serving(&self) {
+        let addr = self.addr.to_string();
+        crate::poll("haproxy serving", Duration::from_secs(20), || {
+            crate::http_get(&addr, "/").filter(|(s, _)| *s == 200)
+        });
+    }
+
+    /// [`Haproxy::start`] without waiting for a server to answer.
+    pub fn spawn(f: &TestFleet, server: &str, defaults: &str) -> Haproxy {
         let dir = tempfile::tempdir().unwrap();
         let port = crate::release::free_port();
         let socket = dir.path().join("admin.sock");
@@ -64,8 +79,8 @@ impl Haproxy {
             socket,
             _dir: dir,
         };
-        crate::poll("haproxy serving", Duration::from_secs(20), || {
-            crate::http_get(&addr.to_string(), "/").filter(|(s, _)| *s == 200)
+        crate::poll("haproxy's admin socket", Duration::from_secs(20), || {
+            std::os::unix::net::UnixStream::connect(&lb.socket).ok()
         });
         lb
     }

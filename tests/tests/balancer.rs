@@ -317,3 +317,93 @@ fn a_rolling_deployment_with_drains_in_the_middle_fails_no_request_and_ends_as_d
     assert_eq!(k.failed(), 0, "{k:?}");
     assert!(k.ok > 500, "too little load: {k:?}");
 }
+
+#[test]
+fn blue_green_through_haproxy_with_the_shipped_switch_command() {
+    if !real_component("haproxy") {
+        return;
+    }
+    let f = TestFleet::builder()
+        .hosts(4)
+        .labels(0, "role=web,color=blue")
+        .labels(1, "role=web,color=blue")
+        .labels(2, "role=web,color=green")
+        .labels(3, "role=web,color=green")
+        .start();
+    let lb = Haproxy::spawn(&f, DEFAULT_CHECKS, "");
+    let bg = format!(
+        "kind = \"blue_green\"\nswitch = {{ command = [\"{}\", \"haproxy-switch\", \"--socket\", \"{}\", \"--backend\", \"be\"] }}",
+        cutover_tests::bin("cutover").display(),
+        lb.socket().display()
+    );
+    // The first deployment: CUTOVER_OLD_GROUP is empty; blue goes live
+    // and green, running nothing yet, is drained at HAProxy.
+    let (r, code) = f.deploy(&f.spec("1", &[], &bg, ""), "1");
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("haproxy backend be: ready and up: web-1, web-2; drained: web-3, web-4"),
+        "{}",
+        r.stdout
+    );
+    lb.wait_serving();
+    let load = Load::start_paced(lb.addr, 2, 2, Some(300));
+    poll("load through haproxy", Duration::from_secs(20), || {
+        (load.count() > 50).then_some(())
+    });
+    // v2 to green, then traffic switched to it.
+    let (r, code) = f.deploy(&f.spec("2", &[], &bg, ""), "2");
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("ready and up: web-3, web-4; drained: web-1, web-2"),
+        "{}",
+        r.stdout
+    );
+    let switched = Instant::now();
+    // Back to blue at once (nothing started or stopped).
+    std::thread::sleep(Duration::from_secs(2));
+    let r = f.cutover(&["rollback", "web"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("switched back to group blue"),
+        "{}",
+        r.stdout
+    );
+    let back = Instant::now();
+    std::thread::sleep(Duration::from_secs(2));
+    let records = load.stop();
+    let k = load::counts(&records);
+    eprintln!("through haproxy, blue/green switch and back: {k:?}");
+    assert_eq!(k.failed(), 0, "{k:?}");
+    // A second after each switch, every answer came from the live group.
+    let version = |r: &Record| match &r.outcome {
+        load::Outcome::Ok { version } => version.clone(),
+        _ => String::new(),
+    };
+    let settle = Duration::from_secs(1);
+    let wrong: Vec<&Record> = records
+        .iter()
+        .filter(|r| {
+            (r.started > switched + settle && r.ended < back && version(r) != "2")
+                || (r.started > back + settle && version(r) != "1")
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "{} answers from the group not live",
+        wrong.len()
+    );
+    // A switch to hosts HAProxy does not know changes nothing, and says so.
+    let out = std::process::Command::new(cutover_tests::bin("cutover"))
+        .args(["haproxy-switch", "--backend", "be", "--socket"])
+        .arg(lb.socket())
+        .env("CUTOVER_HOSTS", "web-9")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no server named [\"web-9\"]"), "{err}");
+    let states = lb.states();
+    assert!(states.values().all(|s| *s == RUNNING), "{states:?}");
+}

@@ -82,6 +82,24 @@ pub enum Command {
     },
     /// Show which operator and role this CLI authenticates as.
     Whoami,
+    /// A blue/green switch command for HAProxy (a spec's
+    /// `strategy.switch`): sets the live group's servers of BACKEND
+    /// (named after the hosts, from CUTOVER_HOSTS) `ready`, waits until
+    /// HAProxy has them up, then sets every other server `drain`. Talks
+    /// to HAProxy's admin socket (`stats socket ... level admin`).
+    /// docs/load-balancers.md.
+    HaproxySwitch {
+        /// HAProxy's admin socket; outside /tmp and /home, which the
+        /// coordinator's unit hides.
+        #[arg(long, default_value = "/run/haproxy/admin.sock")]
+        socket: PathBuf,
+        /// The backend whose servers are the service's hosts.
+        #[arg(long)]
+        backend: String,
+        /// How long the live group may take to be up at HAProxy.
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        wait_up: std::time::Duration,
+    },
     /// Take a host out of its load balancers (maintenance): its readiness
     /// endpoint answers 503, pre_drain hooks run, then it waits until each
     /// balancer checking the endpoint has been told "down" `balancer_fall`
@@ -331,6 +349,25 @@ pub async fn run(cli: Cli) -> Result<()> {
             output,
         } => hosts(&cli.client, &selector, output).await,
         Command::Audit { limit, output } => audit(&cli.client, limit, output).await,
+        Command::HaproxySwitch {
+            socket,
+            backend,
+            wait_up,
+        } => {
+            let hosts: Vec<String> = std::env::var("CUTOVER_HOSTS")
+                .unwrap_or_default()
+                .split(',')
+                .filter(|h| !h.is_empty())
+                .map(str::to_string)
+                .collect();
+            let group = std::env::var("CUTOVER_LIVE_GROUP").unwrap_or_default();
+            let done = tokio::task::spawn_blocking(move || {
+                crate::haproxy::switch(&socket, &backend, &hosts, wait_up)
+            })
+            .await??;
+            println!("group {group}: {done}");
+            Ok(())
+        }
         Command::Whoami => {
             let mut c = cli.client.connect().await?;
             let r = c
