@@ -19,6 +19,10 @@ pub struct Findings {
     pub sends_ready: Option<Duration>,
     pub exits_on_signal: Option<Duration>,
     pub exited_early: Option<String>,
+    /// An idle HTTP/1.1 keep-alive connection (as a load balancer's pool
+    /// holds) was closed this long after the stop signal; None: still
+    /// open when the grace ran out; not checked without an HTTP answer.
+    pub closes_idle: Option<Option<Duration>>,
 }
 
 impl Findings {
@@ -47,6 +51,17 @@ impl Findings {
                     "no (still running after {})",
                     humantime::format_duration(grace)
                 ))
+        ));
+        out.push_str(&format!(
+            "closes idle keep-alive connections: {}\n",
+            match self.closes_idle {
+                None => "not checked (no HTTP/1.1 answer)".to_string(),
+                Some(Some(d)) => format!("yes, {}ms after its stop signal", d.as_millis()),
+                Some(None) => format!(
+                    "no (still open after {}): a balancer's idle pooled connections would hold it until SIGKILL",
+                    humantime::format_duration(grace)
+                ),
+            }
         ));
         let handover = self.takes_listen_fds && self.exits_on_signal.is_some();
         out.push_str(&format!(
@@ -118,15 +133,54 @@ pub async fn examine(
     })
     .await
     .unwrap_or(false);
+    // A connection left idle after one keep-alive request, as a load
+    // balancer's pool holds them: the app contract has it closed on the
+    // stop signal.
+    let idle = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: doctor\r\n\r\n")
+            .ok()?;
+        let mut b = [0u8; 4096];
+        let n = s.read(&mut b).ok()?;
+        (n > 0 && b.starts_with(b"HTTP/1.1")).then_some(s)
+    })
+    .await
+    .ok()
+    .flatten();
     let t = Instant::now();
     let _ = inst.signal(rustix::process::Signal::TERM);
+    let closed = idle.map(|mut s| {
+        tokio::task::spawn_blocking(move || {
+            let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+            let mut b = [0u8; 4096];
+            while t.elapsed() < grace {
+                match s.read(&mut b) {
+                    Ok(0) => return Some(t.elapsed()),
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(_) => return Some(t.elapsed()),
+                }
+            }
+            None
+        })
+    });
     let exits_on_signal = inst.wait_exit(grace).await.then(|| t.elapsed());
+    let closes_idle = match closed {
+        Some(h) => Some(h.await.ok().flatten()),
+        None => None,
+    };
     let _ = crate::sys::signal_group(inst.pid(), rustix::process::Signal::KILL);
     Ok(Findings {
         takes_listen_fds,
         sends_ready,
         exits_on_signal,
         exited_early,
+        closes_idle,
     })
 }
 

@@ -39,6 +39,12 @@ fn an_app_following_the_contract_supports_handover() {
         "{out}"
     );
     assert!(out.contains("mode = \"handover\": supported\n"), "{out}");
+    // It closes a balancer's idle keep-alive connection on SIGTERM,
+    // instead of waiting for it until SIGKILL.
+    assert!(
+        out.contains("closes idle keep-alive connections: yes, "),
+        "{out}"
+    );
 }
 
 #[test]
@@ -50,6 +56,10 @@ fn an_app_ignoring_sigterm_is_told_so() {
     );
     assert!(
         out.contains("handover\": not supported: the app does not stop on its signal"),
+        "{out}"
+    );
+    assert!(
+        out.contains("closes idle keep-alive connections: no (still open after 2s)"),
         "{out}"
     );
 }

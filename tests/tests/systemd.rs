@@ -280,10 +280,20 @@ fn the_coordinator_says_ready_once_it_listens() {
 /// binaries where the units expect them, and systemd's own units. It
 /// exits 0 on unknown keys, so any output at all is a failure.
 fn verify(unit_text: &str, name: &str) -> (bool, String) {
+    verify_with(unit_text, name, None)
+}
+
+/// [`verify`], with a drop-in (file name, text) for the unit.
+fn verify_with(unit_text: &str, name: &str, dropin: Option<(&str, &str)>) -> (bool, String) {
     let root = tempfile::tempdir().unwrap();
     let r = root.path();
     let units = r.join("etc/systemd/system");
     std::fs::create_dir_all(&units).unwrap();
+    if let Some((file, text)) = dropin {
+        let d = units.join(format!("{name}.d"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(file), text).unwrap();
+    }
     std::fs::create_dir_all(r.join("usr/bin")).unwrap();
     std::fs::create_dir_all(r.join("usr/lib/systemd")).unwrap();
     std::fs::write(units.join(name), unit_text).unwrap();
@@ -327,6 +337,24 @@ fn the_unit_files_pass_systemd_analyze_verify() {
     let broken = unit("cutover-agent.service").replace("WatchdogSec=", "WatchdogSecs=");
     let (ok, out) = verify(&broken, "cutover-agent.service");
     assert!(!ok && out.contains("WatchdogSecs"), "{out}");
+}
+
+#[test]
+fn the_haproxy_drop_in_for_the_coordinator_passes_systemd_analyze_verify() {
+    let dropin = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/examples/cutover-coordinator-haproxy.conf"),
+    )
+    .unwrap();
+    assert!(dropin.contains("SupplementaryGroups=haproxy"));
+    let unit_text = unit("cutover-coordinator.service");
+    let name = "cutover-coordinator.service";
+    let (ok, out) = verify_with(&unit_text, name, Some(("haproxy.conf", &dropin)));
+    assert!(ok, "{out}");
+    // The drop-in is read: a misspelt key in it is caught.
+    let broken = dropin.replace("SupplementaryGroups=", "SupplementaryGroupz=");
+    let (ok, out) = verify_with(&unit_text, name, Some(("haproxy.conf", &broken)));
+    assert!(!ok && out.contains("SupplementaryGroupz"), "{out}");
 }
 
 #[test]
