@@ -191,6 +191,10 @@ async fn handle(
         .expect("valid response"))
 }
 
+/// After the stop signal, a keep-alive connection idle this long is
+/// closed.
+const IDLE_CLOSE: Duration = Duration::from_millis(250);
+
 async fn serve(
     listener: TcpListener,
     state: Arc<State>,
@@ -206,18 +210,44 @@ async fn serve(
                 st.open.fetch_add(1, Ordering::SeqCst);
                 let mut stopping = stop.clone();
                 tokio::spawn(async move {
+                    // Requests in flight on this connection, and when the
+                    // last one ended.
+                    let busy = Arc::new((AtomicUsize::new(0), std::sync::Mutex::new(Instant::now())));
                     let svc = service_fn({
-                        let st = st.clone();
-                        move |req| handle(st.clone(), req)
+                        let (st, busy) = (st.clone(), busy.clone());
+                        move |req| {
+                            let (st, busy) = (st.clone(), busy.clone());
+                            async move {
+                                busy.0.fetch_add(1, Ordering::SeqCst);
+                                let r = handle(st, req).await;
+                                *busy.1.lock().unwrap() = Instant::now();
+                                busy.0.fetch_sub(1, Ordering::SeqCst);
+                                r
+                            }
+                        }
                     });
                     let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(tcp), svc);
                     tokio::pin!(conn);
                     tokio::select! {
                         _ = conn.as_mut() => {}
-                        // On the stop signal, as the app contract asks: an
-                        // idle keep-alive connection is closed at once, one
-                        // carrying a request after its answer.
-                        _ = async { let _ = stopping.wait_for(|s| *s).await; } => {
+                        // On the stop signal, as the app contract asks: a
+                        // connection in use gets `connection: close` on its
+                        // next answer (see `handle`); one left idle (a load
+                        // balancer's pooled connection) is closed once it
+                        // has been idle for IDLE_CLOSE. Closing a busy
+                        // client's connection between two of its requests
+                        // would fail the request it is sending.
+                        _ = async {
+                            let _ = stopping.wait_for(|s| *s).await;
+                            loop {
+                                let idle = busy.0.load(Ordering::SeqCst) == 0
+                                    && busy.1.lock().unwrap().elapsed() >= IDLE_CLOSE;
+                                if idle {
+                                    break;
+                                }
+                                tokio::time::sleep(Duration::from_millis(25)).await;
+                            }
+                        } => {
                             conn.as_mut().graceful_shutdown();
                             let _ = conn.await;
                         }
