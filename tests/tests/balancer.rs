@@ -441,6 +441,8 @@ impl Nginx {
             .arg(dir.path())
             .arg("-c")
             .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("starting nginx");
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -457,6 +459,18 @@ impl Nginx {
 
 impl Drop for Nginx {
     fn drop(&mut self) {
+        // SIGTERM: the master stops its workers before it exits (after a
+        // SIGKILL they would be left running).
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -480,7 +494,11 @@ fn behind_nginx_with_passive_checks_drain_stop_undrain_and_a_rollout_fail_no_req
     });
     let r = f.cutover(&["drain", "web-2", "--stop"]);
     assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
-    assert!(r.stdout.contains("waited deregistration_delay (2."), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("waited deregistration_delay (2."),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stdout.contains("killed"), "{}", r.stdout);
     std::thread::sleep(Duration::from_secs(1));
     let r = f.cutover(&["undrain", "web-2"]);
