@@ -489,3 +489,32 @@ fn a_host_drained_for_maintenance_leaves_the_load_balancer_first_and_comes_back(
     }
     assert!(per_host[0].len() > 20 && per_host[2].len() > 20);
 }
+
+#[test]
+fn a_rollback_reaches_a_host_stopped_for_maintenance_without_starting_it() {
+    let f = TestFleet::builder().hosts(2).start();
+    deploy_ok(&f, "1", "kind = \"recreate\"", "");
+    deploy_ok(&f, "2", "kind = \"rolling\"\nmax_unavailable = 1", "");
+    let r = f.cutover(&["drain", "web-2", "--stop"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    poll("web-2 stopped", Duration::from_secs(10), || {
+        processes_under(&f.cluster.agents[1].state_dir)
+            .is_empty()
+            .then_some(())
+    });
+    // v2 is bad: rolled back everywhere, the host under maintenance too,
+    // but that one is not started.
+    let r = f.cutover(&["rollback", "web"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    f.wait_all_on("1");
+    assert!(
+        processes_under(&f.cluster.agents[1].state_dir).is_empty(),
+        "the rollback started a host stopped for maintenance"
+    );
+    // Maintenance over: undrain starts the release rolled back to.
+    let r = f.cutover(&["undrain", "web-2"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("undrained: 1-"), "{}", r.stdout);
+    let got = http_get(&f.addr(1).to_string(), "/").unwrap();
+    assert!(got.1.contains("version=1"), "{got:?}");
+}

@@ -525,13 +525,17 @@ pub async fn rollback_service(
             )
         }));
     };
-    let j = Job::new(
+    let mut j = Job::new(
         &t.spec_toml,
         &format!("deployment {}", t.id),
         &t.version,
         &t.artifact_url,
         &t.artifact_sha256,
     )?;
+    // A rollback reaches drained hosts too: one stopped by `drain --stop`
+    // gets the older release recorded (not started), so that `undrain`
+    // does not start the version being rolled back.
+    j.spec.targets.include_drained = true;
     let (d, live) = rollout::submit(app, j, op.peer.actor(), None, undone).await?;
     app.metrics.rollback("operator");
     audit(
