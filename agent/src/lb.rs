@@ -150,8 +150,11 @@ const UNKNOWN_INTERVAL: Duration = Duration::from_secs(10);
 /// A checker is "seen recently" (and still checking) while its latest
 /// check is younger than this many of its intervals.
 const SILENT_INTERVALS: u32 = 3;
-/// ... and never less than this.
+/// ... and never less than this,
 const MIN_SILENCE: Duration = Duration::from_secs(3);
+/// ... nor more: a checker heard from irregularly (a person with curl)
+/// has a long median gap, and must not hold a drain until its timeout.
+const MAX_SILENCE: Duration = Duration::from_secs(30);
 /// After the last checker confirmed, the drain waits this much more: the
 /// balancer has the answer, this covers it acting on it.
 pub const CONFIRM_MARGIN: Duration = Duration::from_millis(300);
@@ -177,8 +180,8 @@ impl Checker {
         let Some(last) = self.checks.back() else {
             return false;
         };
-        let window =
-            (self.interval().unwrap_or(UNKNOWN_INTERVAL) * SILENT_INTERVALS).max(MIN_SILENCE);
+        let window = (self.interval().unwrap_or(UNKNOWN_INTERVAL) * SILENT_INTERVALS)
+            .clamp(MIN_SILENCE, MAX_SILENCE);
         now.saturating_duration_since(*last) <= window
     }
 }
@@ -562,6 +565,27 @@ mod tests {
             }
         );
         assert!(ended.to_string().contains("stopped checking: 198.18.0.2"));
+    }
+
+    #[test]
+    fn an_irregular_checker_stops_counting_after_thirty_seconds_of_silence() {
+        let c = Checkers::default();
+        let t0 = Instant::now();
+        // Checks minutes apart (someone with curl), the last just now.
+        for t in [0, 100_000, 200_000, 300_000] {
+            c.record("web", who(1), ms(t0, t), true);
+        }
+        let mut d = Deregistration::start(rule(), ms(t0, 300_500), &c.of("web"));
+        assert_eq!(d.awaited(&c.of("web")).len(), 1);
+        assert_eq!(d.judge(ms(t0, 329_000), &c.of("web")), None);
+        // Silent for 30 s: no longer awaited; the fixed delay (5 s from
+        // the start) has long passed.
+        assert_eq!(
+            d.judge(ms(t0, 330_500), &c.of("web")),
+            Some(Ended::NoBalancer {
+                waited: Duration::from_secs(30)
+            })
+        );
     }
 
     #[test]

@@ -23,6 +23,40 @@ fn service_of(c: &Cluster) -> Option<serde_json::Value> {
     c.host("web-1").map(|h| h["services"][0].clone())
 }
 
+/// Runs `cutover ARGS` (a drain) while checking the readiness endpoint
+/// every 200 ms, as a load balancer does; returns its output (which must
+/// be a success) and the "down" answers the checks got.
+fn drain_checked(c: &Cluster, lb: &str, args: &[&str]) -> (String, usize) {
+    let drain = {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env = c.operator_env("admin");
+        let home = c.dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            std::process::Command::new(cutover_tests::bin("cutover"))
+                .args(&args)
+                .env("HOME", home)
+                .envs(env)
+                .output()
+                .unwrap()
+        })
+    };
+    let mut downs = 0;
+    while !drain.is_finished() {
+        if http_get(lb, "/ready/web").is_some_and(|(s, _)| s == 503) {
+            downs += 1;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = drain.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (stdout, downs)
+}
+
 #[test]
 fn a_host_drained_for_maintenance_leaves_its_load_balancer_and_comes_back() {
     let (mut c, mut control, port, artifact) = one_host();
@@ -41,15 +75,14 @@ fn a_host_drained_for_maintenance_leaves_its_load_balancer_and_comes_back() {
     );
     assert_eq!(http_get(&lb, "/ready/nope").unwrap().0, 404);
 
-    // Drain and stop, through the CLI, with progress.
-    let r = c.cutover(&["drain", "web-1", "--stop"]);
-    assert!(r.ok, "{}", r.stderr);
+    // Drain and stop, through the CLI, with progress, the test checking
+    // the endpoint as a balancer would.
+    let (stdout, _) = drain_checked(&c, &lb, &["drain", "web-1", "--stop"]);
     assert!(
-        r.stdout.contains("draining:") && r.stdout.contains("connection(s) open"),
-        "{}",
-        r.stdout
+        stdout.contains("draining:") && stdout.contains("connection(s) open"),
+        "{stdout}"
     );
-    assert!(r.stdout.contains("web-1/web: ok: drained"), "{}", r.stdout);
+    assert!(stdout.contains("web-1/web: ok: drained"), "{stdout}");
     let (status, body) = http_get(&lb, "/ready/web").unwrap();
     assert_eq!(status, 503, "{body}");
     if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -79,9 +112,15 @@ fn a_host_drained_for_maintenance_leaves_its_load_balancer_and_comes_back() {
     assert_eq!(http_get(&format!("127.0.0.1:{port}"), "/").unwrap().0, 200);
 
     // A drain without stop keeps the instance serving (for the LB to move
-    // traffic away at its own pace) while the endpoint fails.
-    let r = c.cutover(&["drain", "web-1", "--service", "web"]);
-    assert!(r.ok, "{}", r.stderr);
+    // traffic away at its own pace) while the endpoint fails. The test
+    // checks the endpoint as a balancer would, every 200 ms, and the
+    // drain ends once it has been told "down" three times.
+    let (stdout, downs) = drain_checked(&c, &lb, &["drain", "web-1", "--service", "web"]);
+    assert!(
+        stdout.contains("balancer(s) confirmed: 127.0.0.1"),
+        "{stdout}"
+    );
+    assert!((3..20).contains(&downs), "{downs} down answers: {stdout}");
     assert_eq!(http_get(&lb, "/ready/web").unwrap().0, 503);
     assert_eq!(http_get(&format!("127.0.0.1:{port}"), "/").unwrap().0, 200);
     // A viewer cannot drain.
