@@ -56,6 +56,8 @@ pub enum SubmitError {
     Promotion(#[from] crate::promotion::Refused),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// A spec with its command-line overrides applied.
@@ -322,7 +324,26 @@ impl Rollouts {
 }
 
 /// Submits a deployment: at most one running per service.
+///
+/// Atomic for the caller: it runs as a task of its own, so a request
+/// dropped meanwhile (a client's deadline, a cancel, a cut connection)
+/// leaves either nothing stored or a deployment that runs, never one
+/// stored and not started (which held the service "busy" until a
+/// restart).
 pub async fn submit(
+    app: &Arc<App>,
+    job: Job,
+    actor: String,
+    commit_time: Option<i64>,
+    rollback_of: Option<String>,
+) -> Result<(DeploymentRecord, Rollout), SubmitError> {
+    let app = app.clone();
+    tokio::spawn(async move { submit_now(&app, job, actor, commit_time, rollback_of).await })
+        .await
+        .unwrap_or_else(|e| Err(SubmitError::Internal(format!("submitting failed: {e}"))))
+}
+
+async fn submit_now(
     app: &Arc<App>,
     job: Job,
     actor: String,

@@ -219,4 +219,48 @@ impl Control {
     pub fn send(&mut self, host: &str, command: pb::Command) -> pb::CommandResult {
         self.send_with(host, command, |_| {})
     }
+
+    /// `SubmitDeployment`, given up by the client after `deadline` (the
+    /// request is cancelled, as a client's deadline does; timed to the
+    /// microsecond, finer than tokio's timers): None then.
+    pub fn submit_within(
+        &mut self,
+        spec: pb::SpecRequest,
+        deadline: std::time::Duration,
+    ) -> Option<Result<pb::DeploymentInfo, tonic::Status>> {
+        let mut client = self.client.clone();
+        self.rt.block_on(async move {
+            let req = pb::SubmitDeploymentRequest {
+                spec: Some(spec),
+                commit_time_ms: 0,
+            };
+            let call =
+                tokio::spawn(
+                    async move { client.submit_deployment(req).await.map(|r| r.into_inner()) },
+                );
+            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(deadline)).await;
+            if call.is_finished() {
+                return call.await.ok();
+            }
+            call.abort();
+            let _ = call.await;
+            None
+        })
+    }
+
+    /// The newest deployments of `service`.
+    pub fn deployments(&mut self, service: &str) -> Vec<pb::DeploymentInfo> {
+        let client = &mut self.client;
+        self.rt.block_on(async {
+            client
+                .list_deployments(pb::ListDeploymentsRequest {
+                    service: service.into(),
+                    limit: 100,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .deployments
+        })
+    }
 }

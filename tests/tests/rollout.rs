@@ -444,3 +444,63 @@ fn blue_green_switches_to_the_new_group_and_back_instantly() {
     assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("activating web-3, web-4"), "{}", r.stdout);
 }
+
+#[test]
+fn a_submit_cancelled_by_its_client_leaves_nothing_or_a_deployment_that_runs() {
+    let (c, a) = fleet(2);
+    let mut control = cutover_tests::release::Control::connect(&c);
+    let terminal = ["succeeded", "rolled_back", "aborted", "failed"];
+    let mut cancelled = 0;
+    // Client deadlines from 0.1 to 4 ms: some submits are dropped before
+    // the coordinator stores them, some after, some answered.
+    for (i, us) in (100u64..=4000).step_by(200).enumerate() {
+        let version = format!("{}", i + 1);
+        let spec =
+            std::fs::read_to_string(spec_file(&c, &version, &[], "kind = \"recreate\"")).unwrap();
+        let r = control.submit_within(
+            cutover_proto::v1::SpecRequest {
+                spec_toml: spec,
+                file_name: format!("web-{version}.toml"),
+                version: version.clone(),
+                artifact_url: a.url.clone(),
+                artifact_sha256: a.sha256.clone(),
+                ..Default::default()
+            },
+            Duration::from_micros(us),
+        );
+        if r.is_none() {
+            cancelled += 1;
+        }
+        // Whatever the client saw, every stored deployment ends, and the
+        // service is free for the next one.
+        let ds = poll(
+            &format!("every deployment to end after submit {version} ({us} µs)"),
+            Duration::from_secs(60),
+            || {
+                let ds = control.deployments("web");
+                ds.iter()
+                    .all(|d| terminal.contains(&d.phase.as_str()))
+                    .then_some(ds)
+            },
+        );
+        assert!(
+            ds.iter().all(|d| d.phase == "succeeded"),
+            "{:?}",
+            ds.iter().map(|d| (&d.id, &d.phase)).collect::<Vec<_>>()
+        );
+    }
+    eprintln!("{cancelled} of 20 submits cancelled by their client");
+    assert!(
+        cancelled > 0,
+        "no submit was cancelled: the test tested nothing"
+    );
+    // And a deployment goes through after all of it.
+    let (r, code) = deploy(
+        &c,
+        &spec_file(&c, "21", &[], "kind = \"recreate\""),
+        "21",
+        &a,
+        true,
+    );
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+}

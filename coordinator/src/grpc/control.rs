@@ -248,7 +248,8 @@ impl pb::control_service_server::ControlService for ControlSvc {
         &self,
         req: Request<pb::SubmitDeploymentRequest>,
     ) -> Result<Response<pb::DeploymentInfo>, Status> {
-        crate::grpc::deploy::submit(&self.app, req).await
+        let app = self.app.clone();
+        detached(async move { crate::grpc::deploy::submit(&app, req).await }).await
     }
     async fn get_deployment(
         &self,
@@ -272,13 +273,15 @@ impl pb::control_service_server::ControlService for ControlSvc {
         &self,
         req: Request<pb::ControlDeploymentRequest>,
     ) -> Result<Response<pb::DeploymentInfo>, Status> {
-        crate::grpc::deploy::control(&self.app, req).await
+        let app = self.app.clone();
+        detached(async move { crate::grpc::deploy::control(&app, req).await }).await
     }
     async fn rollback_service(
         &self,
         req: Request<pb::RollbackServiceRequest>,
     ) -> Result<Response<pb::DeploymentInfo>, Status> {
-        crate::grpc::deploy::rollback_service(&self.app, req).await
+        let app = self.app.clone();
+        detached(async move { crate::grpc::deploy::rollback_service(&app, req).await }).await
     }
     async fn get_stats(
         &self,
@@ -397,19 +400,19 @@ impl pb::control_service_server::ControlService for ControlSvc {
         &self,
         req: Request<pb::RemoveHostRequest>,
     ) -> Result<Response<pb::RemoveHostResponse>, Status> {
-        let op = authorize(&self.app, &req, Role::Admin, Some("host.remove")).await?;
-        let host = req.into_inner().host_id;
-        super::check_name_arg("host_id", &host, true)?;
-        let h = host.clone();
-        let existed = self
-            .app
-            .store
-            .call(move |c| store::delete_host(c, &h))
-            .await
-            .map_err(|e| Status::internal(format!("store: {e}")))?;
-        self.app.fleet.remove(&host);
-        self.app
-            .audit(Audit {
+        let app = self.app.clone();
+        detached(async move {
+            let op = authorize(&app, &req, Role::Admin, Some("host.remove")).await?;
+            let host = req.into_inner().host_id;
+            super::check_name_arg("host_id", &host, true)?;
+            let h = host.clone();
+            let existed = app
+                .store
+                .call(move |c| store::delete_host(c, &h))
+                .await
+                .map_err(|e| Status::internal(format!("store: {e}")))?;
+            app.fleet.remove(&host);
+            app.audit(Audit {
                 actor: op.peer.actor(),
                 action: "host.remove",
                 target: host.clone(),
@@ -421,44 +424,46 @@ impl pb::control_service_server::ControlService for ControlSvc {
                 },
             })
             .await;
-        if !existed {
-            return Err(Status::not_found(format!("no host `{host}`")));
-        }
-        Ok(Response::new(pb::RemoveHostResponse {}))
+            if !existed {
+                return Err(Status::not_found(format!("no host `{host}`")));
+            }
+            Ok(Response::new(pb::RemoveHostResponse {}))
+        })
+        .await
     }
 
     async fn create_token(
         &self,
         req: Request<pb::CreateTokenRequest>,
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
-        let op = authorize(&self.app, &req, Role::Admin, Some("token.create")).await?;
-        let r = req.into_inner();
-        let ttl = Duration::from_millis(r.ttl_ms);
-        let bad = |m: String| Status::invalid_argument(m);
-        if ttl.is_zero() || ttl > self.app.cfg.max_token_ttl {
-            return Err(bad(format!(
-                "ttl: expected between 1s and {} (max_token_ttl)",
-                humantime::format_duration(self.app.cfg.max_token_ttl)
-            )));
-        }
-        if r.uses == 0 {
-            return Err(bad("uses: expected at least 1".into()));
-        }
-        let token_labels: Labels = r.labels.into_iter().collect();
-        labels::check_all(&token_labels).map_err(|e| bad(format!("labels: {e}")))?;
-        let detail = format!(
-            "ttl {} uses {} labels {}",
-            humantime::format_duration(ttl),
-            r.uses,
-            labels::format(&token_labels)
-        );
-        let (token, expires_at) = self
-            .app
-            .create_token(ttl, r.uses, token_labels, op.peer.actor())
-            .await
-            .map_err(|e| Status::internal(format!("store: {e}")))?;
-        self.app
-            .audit(Audit {
+        let app = self.app.clone();
+        detached(async move {
+            let op = authorize(&app, &req, Role::Admin, Some("token.create")).await?;
+            let r = req.into_inner();
+            let ttl = Duration::from_millis(r.ttl_ms);
+            let bad = |m: String| Status::invalid_argument(m);
+            if ttl.is_zero() || ttl > app.cfg.max_token_ttl {
+                return Err(bad(format!(
+                    "ttl: expected between 1s and {} (max_token_ttl)",
+                    humantime::format_duration(app.cfg.max_token_ttl)
+                )));
+            }
+            if r.uses == 0 {
+                return Err(bad("uses: expected at least 1".into()));
+            }
+            let token_labels: Labels = r.labels.into_iter().collect();
+            labels::check_all(&token_labels).map_err(|e| bad(format!("labels: {e}")))?;
+            let detail = format!(
+                "ttl {} uses {} labels {}",
+                humantime::format_duration(ttl),
+                r.uses,
+                labels::format(&token_labels)
+            );
+            let (token, expires_at) = app
+                .create_token(ttl, r.uses, token_labels, op.peer.actor())
+                .await
+                .map_err(|e| Status::internal(format!("store: {e}")))?;
+            app.audit(Audit {
                 actor: op.peer.actor(),
                 action: "token.create",
                 target: token.id.clone(),
@@ -466,12 +471,14 @@ impl pb::control_service_server::ControlService for ControlSvc {
                 detail,
             })
             .await;
-        Ok(Response::new(pb::CreateTokenResponse {
-            token: token.render(),
-            token_id: token.id,
-            expires_at_ms: expires_at,
-            ca_fingerprint: self.app.ca.fingerprint(),
-        }))
+            Ok(Response::new(pb::CreateTokenResponse {
+                token: token.render(),
+                token_id: token.id,
+                expires_at_ms: expires_at,
+                ca_fingerprint: app.ca.fingerprint(),
+            }))
+        })
+        .await
     }
 
     async fn list_audit(
@@ -504,6 +511,18 @@ impl pb::control_service_server::ControlService for ControlSvc {
                 .collect(),
         }))
     }
+}
+
+/// Runs a handler that changes the store as a task of its own: a request
+/// dropped by its client (a deadline, a cancel) does not stop it half
+/// way (a deployment stored and never started, a switch-back claimed and
+/// never finished, an action without its audit row).
+async fn detached<T: Send + 'static>(
+    f: impl std::future::Future<Output = Result<T, Status>> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::spawn(f)
+        .await
+        .unwrap_or_else(|e| Err(Status::internal(format!("the request failed: {e}"))))
 }
 
 #[cfg(test)]

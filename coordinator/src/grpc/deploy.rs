@@ -21,7 +21,7 @@ impl From<SubmitError> for Status {
             }
             SubmitError::Plan(_) => Status::failed_precondition(e.to_string()),
             SubmitError::Promotion(_) => Status::failed_precondition(e.to_string()),
-            SubmitError::Store(_) => Status::internal(e.to_string()),
+            SubmitError::Store(_) | SubmitError::Internal(_) => Status::internal(e.to_string()),
             _ => Status::invalid_argument(e.to_string()),
         }
     }
