@@ -264,6 +264,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                         include_drained: false,
                     }),
                     commit_time_ms: 0,
+                    request_id: String::new(),
                 })
                 .await
                 .map_err(crate::cli::status)?

@@ -58,6 +58,10 @@ pub enum SubmitError {
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
+    #[error(
+        "request_id `{request_id}` was already used for a different deployment ({id}); use a new request id for a new deployment"
+    )]
+    RequestReused { request_id: String, id: String },
 }
 
 /// A spec with its command-line overrides applied.
@@ -336,11 +340,36 @@ pub async fn submit(
     actor: String,
     commit_time: Option<i64>,
     rollback_of: Option<String>,
+    request_id: Option<String>,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
     let app = app.clone();
-    tokio::spawn(async move { submit_now(&app, job, actor, commit_time, rollback_of).await })
-        .await
-        .unwrap_or_else(|e| Err(SubmitError::Internal(format!("submitting failed: {e}"))))
+    tokio::spawn(
+        async move { submit_now(&app, job, actor, commit_time, rollback_of, request_id).await },
+    )
+    .await
+    .unwrap_or_else(|e| Err(SubmitError::Internal(format!("submitting failed: {e}"))))
+}
+
+/// A request id seen before: the same deployment (Ok, not started again),
+/// or a different one (refused).
+fn repeated(
+    prev: Option<DeploymentRecord>,
+    job: &Job,
+    request_id: &str,
+) -> Option<Result<DeploymentRecord, SubmitError>> {
+    let prev = prev?;
+    let same = prev.spec_toml == job.spec_toml
+        && prev.version == job.version
+        && prev.artifact_url == job.artifact.url
+        && prev.artifact_sha256 == job.artifact.sha256;
+    Some(if same {
+        Ok(prev)
+    } else {
+        Err(SubmitError::RequestReused {
+            request_id: request_id.into(),
+            id: prev.id,
+        })
+    })
 }
 
 async fn submit_now(
@@ -349,6 +378,54 @@ async fn submit_now(
     actor: String,
     commit_time: Option<i64>,
     rollback_of: Option<String>,
+    request_id: Option<String>,
+) -> Result<(DeploymentRecord, Rollout), SubmitError> {
+    // A retry of a submit already stored gets that deployment, however far
+    // it has got, and starts nothing.
+    let again = |prev| known(app, prev);
+    let Some(rid) = request_id else {
+        return submit_new(app, job, actor, commit_time, rollback_of, None).await;
+    };
+    let seen = |job: Job, actor: String, rid: String| async move {
+        let prev = app
+            .store
+            .call(move |c| store::by_request_id(c, &actor, &rid).map(|p| repeated(p, &job, &rid)))
+            .await?;
+        Ok::<_, SubmitError>(prev)
+    };
+    if let Some(r) = seen(job.clone(), actor.clone(), rid.clone()).await? {
+        return again(r?);
+    }
+    match submit_new(
+        app,
+        job.clone(),
+        actor.clone(),
+        commit_time,
+        rollback_of,
+        Some(rid.clone()),
+    )
+    .await
+    {
+        // Refused (say, as busy) while the first try of this request was
+        // being stored beside it: the retry gets the first one's deployment.
+        Err(e) if !matches!(e, SubmitError::RequestReused { .. }) => {
+            match seen(job, actor, rid).await? {
+                Some(r) => again(r?),
+                None => Err(e),
+            }
+        }
+        r => r,
+    }
+}
+
+/// Stores a new deployment and starts its runner.
+async fn submit_new(
+    app: &Arc<App>,
+    job: Job,
+    actor: String,
+    commit_time: Option<i64>,
+    rollback_of: Option<String>,
+    request_id: Option<String>,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
     let service = job.spec.service.clone();
     let svc = service.clone();
@@ -371,10 +448,17 @@ async fn submit_now(
     let plan = plan(app, &job).await?;
     let release_id = job.release_id();
     let (j, a) = (job.clone(), actor.clone());
-    let (record, rollout) = app
+    let stored = app
         .store
         .call(move |c| {
             let tx = c.transaction()?;
+            // Two retries of one request at once: the second finds the
+            // first's deployment.
+            if let Some(rid) = &request_id
+                && let Some(r) = repeated(store::by_request_id(&tx, &a, rid)?, &j, rid)
+            {
+                return Ok(r.map(Stored::Again));
+            }
             // Checked again inside the transaction: two submits at once
             // cannot both pass.
             let running = store::list_deployments(&tx, &j.spec.service, 20)?
@@ -440,12 +524,37 @@ async fn submit_now(
                 rollback_of,
             };
             store::insert_deployment(&tx, &record)?;
+            if let Some(rid) = &request_id {
+                store::set_request_id(&tx, &record.id, rid)?;
+            }
             tx.commit()?;
-            Ok(Ok((record, rollout)))
+            Ok(Ok(Stored::New(record, rollout)))
         })
         .await??;
-    spawn(app, job, rollout.clone(), true);
-    Ok((record, rollout))
+    match stored {
+        Stored::Again(prev) => known(app, prev),
+        Stored::New(record, rollout) => {
+            spawn(app, job, rollout.clone(), true);
+            Ok((record, rollout))
+        }
+    }
+}
+
+/// A deployment already stored, with its rollout as it stands.
+fn known(app: &App, prev: DeploymentRecord) -> Result<(DeploymentRecord, Rollout), SubmitError> {
+    let rollout = app
+        .rollouts
+        .watch(&prev.id)
+        .map(|w| w.borrow().clone())
+        .or_else(|| serde_json::from_str(&prev.rollout_json).ok())
+        .ok_or_else(|| SubmitError::Internal(format!("deployment {} is unreadable", prev.id)))?;
+    Ok((prev, rollout))
+}
+
+/// What a submit's transaction did.
+enum Stored {
+    New(DeploymentRecord, Rollout),
+    Again(DeploymentRecord),
 }
 
 /// Resumes the rollouts a previous coordinator process left running.

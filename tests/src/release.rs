@@ -226,13 +226,16 @@ impl Control {
     pub fn submit_within(
         &mut self,
         spec: pb::SpecRequest,
+        request_id: &str,
         deadline: std::time::Duration,
     ) -> Option<Result<pb::DeploymentInfo, tonic::Status>> {
         let mut client = self.client.clone();
+        let request_id = request_id.to_string();
         self.rt.block_on(async move {
             let req = pb::SubmitDeploymentRequest {
                 spec: Some(spec),
                 commit_time_ms: 0,
+                request_id,
             };
             let call =
                 tokio::spawn(
@@ -246,6 +249,22 @@ impl Control {
             let _ = call.await;
             None
         })
+    }
+
+    /// `SubmitDeployment`, waited for.
+    pub fn submit(
+        &mut self,
+        spec: pb::SpecRequest,
+        request_id: &str,
+    ) -> Result<pb::DeploymentInfo, tonic::Status> {
+        let mut client = self.client.clone();
+        let req = pb::SubmitDeploymentRequest {
+            spec: Some(spec),
+            commit_time_ms: 0,
+            request_id: request_id.to_string(),
+        };
+        self.rt
+            .block_on(async move { client.submit_deployment(req).await.map(|r| r.into_inner()) })
     }
 
     /// The newest deployments of `service`.

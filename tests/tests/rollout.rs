@@ -446,31 +446,38 @@ fn blue_green_switches_to_the_new_group_and_back_instantly() {
 }
 
 #[test]
-fn a_submit_cancelled_by_its_client_leaves_nothing_or_a_deployment_that_runs() {
+fn a_submit_cancelled_by_its_client_leaves_nothing_or_a_deployment_that_runs_and_a_retry_makes_no_second()
+ {
     let (c, a) = fleet(2);
     let mut control = cutover_tests::release::Control::connect(&c);
     let terminal = ["succeeded", "rolled_back", "aborted", "failed"];
+    let spec_of = |version: &str| cutover_proto::v1::SpecRequest {
+        spec_toml: std::fs::read_to_string(spec_file(&c, version, &[], "kind = \"recreate\""))
+            .unwrap(),
+        file_name: format!("web-{version}.toml"),
+        version: version.into(),
+        artifact_url: a.url.clone(),
+        artifact_sha256: a.sha256.clone(),
+        ..Default::default()
+    };
     let mut cancelled = 0;
+    let mut ids = Vec::new();
     // Client deadlines from 0.1 to 4 ms: some submits are dropped before
-    // the coordinator stores them, some after, some answered.
+    // the coordinator stores them, some after, some answered. Each is
+    // retried with its request id, as a CI job would after a timeout.
     for (i, us) in (100u64..=4000).step_by(200).enumerate() {
         let version = format!("{}", i + 1);
-        let spec =
-            std::fs::read_to_string(spec_file(&c, &version, &[], "kind = \"recreate\"")).unwrap();
-        let r = control.submit_within(
-            cutover_proto::v1::SpecRequest {
-                spec_toml: spec,
-                file_name: format!("web-{version}.toml"),
-                version: version.clone(),
-                artifact_url: a.url.clone(),
-                artifact_sha256: a.sha256.clone(),
-                ..Default::default()
-            },
-            Duration::from_micros(us),
-        );
-        if r.is_none() {
+        let request_id = format!("ci-run-{i}");
+        if control
+            .submit_within(spec_of(&version), &request_id, Duration::from_micros(us))
+            .is_none()
+        {
             cancelled += 1;
         }
+        let retry = control
+            .submit(spec_of(&version), &request_id)
+            .expect("the retry is accepted");
+        ids.push(retry.id.clone());
         // Whatever the client saw, every stored deployment ends, and the
         // service is free for the next one.
         let ds = poll(
@@ -489,11 +496,27 @@ fn a_submit_cancelled_by_its_client_leaves_nothing_or_a_deployment_that_runs() {
             ds.iter().map(|d| (&d.id, &d.phase)).collect::<Vec<_>>()
         );
     }
-    eprintln!("{cancelled} of 20 submits cancelled by their client");
+    eprintln!("{cancelled} of 20 submits cancelled by their client, each retried");
     assert!(
         cancelled > 0,
         "no submit was cancelled: the test tested nothing"
     );
+    // One deployment per request, never two.
+    let ds = control.deployments("web");
+    assert_eq!(
+        ds.len(),
+        20,
+        "{:?}",
+        ds.iter().map(|d| &d.version).collect::<Vec<_>>()
+    );
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 20);
+    // A request id used again for another version is refused.
+    let e = control.submit(spec_of("99"), "ci-run-3").unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+    assert!(e.message().contains("ci-run-3"), "{e}");
     // And a deployment goes through after all of it.
     let (r, code) = deploy(
         &c,

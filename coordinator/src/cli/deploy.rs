@@ -92,6 +92,7 @@ pub(super) struct DeployOptions {
     pub(super) commit_time: Option<String>,
     pub(super) require_success_in: Vec<String>,
     pub(super) include_drained: bool,
+    pub(super) request_id: Option<String>,
     pub(super) watch: bool,
 }
 
@@ -107,6 +108,7 @@ pub(super) async fn deploy(
         commit_time,
         require_success_in,
         include_drained,
+        request_id,
         watch,
     } = o;
     let mut spec = spec_request(file)?;
@@ -125,6 +127,7 @@ pub(super) async fn deploy(
         .submit_deployment(pb::SubmitDeploymentRequest {
             spec: Some(spec),
             commit_time_ms,
+            request_id: request_id.unwrap_or_default(),
         })
         .await
         .map_err(status)?

@@ -163,6 +163,12 @@ pub enum Command {
         /// they are skipped and named.
         #[arg(long)]
         include_drained: bool,
+        /// Makes the deploy safe to run again (a CI job retried after a
+        /// timeout): the same ID from the same operator gets the
+        /// deployment the first run started, not a second one. E.g. the
+        /// CI run's id.
+        #[arg(long, value_name = "ID")]
+        request_id: Option<String>,
         /// Follow the rollout until it ends; the exit code tells how.
         #[arg(long)]
         watch: bool,
@@ -414,6 +420,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             commit_time,
             require_success_in,
             include_drained,
+            request_id,
             watch,
         } => {
             deploy(
@@ -426,6 +433,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     commit_time,
                     require_success_in,
                     include_drained,
+                    request_id,
                     watch,
                 },
             )

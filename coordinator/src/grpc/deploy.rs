@@ -22,9 +22,28 @@ impl From<SubmitError> for Status {
             SubmitError::Plan(_) => Status::failed_precondition(e.to_string()),
             SubmitError::Promotion(_) => Status::failed_precondition(e.to_string()),
             SubmitError::Store(_) | SubmitError::Internal(_) => Status::internal(e.to_string()),
+            SubmitError::RequestReused { .. } => Status::already_exists(e.to_string()),
             _ => Status::invalid_argument(e.to_string()),
         }
     }
+}
+
+/// A caller's request id: empty (none), or 1 to 128 characters of
+/// `A-Z a-z 0-9 . _ : -` (a UUID, a CI run id).
+fn check_request_id(id: &str) -> Result<Option<String>, Status> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let ok = id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    if !ok {
+        return Err(Status::invalid_argument(
+            "request_id: expected 1 to 128 characters of A-Z, a-z, 0-9, `.`, `_`, `:`, `-`",
+        ));
+    }
+    Ok(Some(id.to_string()))
 }
 
 fn job(s: &pb::SpecRequest) -> Result<Job, SubmitError> {
@@ -214,8 +233,11 @@ pub async fn submit(
         return Err(Status::permission_denied(msg));
     }
     let commit = (r.commit_time_ms > 0).then_some(r.commit_time_ms);
-    let result =
-        async { rollout::submit(app, job(&spec)?, op.peer.actor(), commit, None).await }.await;
+    let request_id = check_request_id(&r.request_id)?;
+    let result = async {
+        rollout::submit(app, job(&spec)?, op.peer.actor(), commit, None, request_id).await
+    }
+    .await;
     match result {
         Ok((d, live)) => {
             audit(
@@ -536,7 +558,7 @@ pub async fn rollback_service(
     // gets the older release recorded (not started), so that `undrain`
     // does not start the version being rolled back.
     j.spec.targets.include_drained = true;
-    let (d, live) = rollout::submit(app, j, op.peer.actor(), None, undone).await?;
+    let (d, live) = rollout::submit(app, j, op.peer.actor(), None, undone, None).await?;
     app.metrics.rollback("operator");
     audit(
         app,

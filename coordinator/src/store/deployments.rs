@@ -134,6 +134,33 @@ fn deployment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeploymentRecord> {
 
 const DEPLOYMENT_COLS: &str = "seq, id, service, version, spec_toml, artifact_url, artifact_sha256, rollout, phase, created_by, created_at, finished_at, commit_time, environment, rollback_of";
 
+/// Records the caller's request id of a deployment just inserted.
+pub fn set_request_id(conn: &Connection, id: &str, request_id: &str) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "UPDATE deployments SET request_id = ?2 WHERE id = ?1",
+        params![id, request_id],
+    )?;
+    Ok(())
+}
+
+/// The deployment `actor` submitted with `request_id`, if any.
+pub fn by_request_id(
+    conn: &Connection,
+    actor: &str,
+    request_id: &str,
+) -> Result<Option<DeploymentRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE created_by = ?1 AND request_id = ?2"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query(params![actor, request_id])?;
+    Ok(match rows.next()? {
+        Some(r) => Some(deployment_row(r)?),
+        None => None,
+    })
+}
+
 /// A deployment by id, or the newest when `id` is empty.
 pub fn get_deployment(conn: &Connection, id: &str) -> Result<Option<DeploymentRecord>, StoreError> {
     let sql = if id.is_empty() {

@@ -178,6 +178,14 @@ fn migrations() -> Migrations<'static> {
             WHERE cert_serial != '';
         "#,
         ),
+        // Idempotent submits: the caller's request id, unique per caller.
+        M::up(
+            r#"
+        ALTER TABLE deployments ADD COLUMN request_id TEXT;
+        CREATE UNIQUE INDEX deployments_request ON deployments(created_by, request_id)
+            WHERE request_id IS NOT NULL;
+        "#,
+        ),
     ])
 }
 
