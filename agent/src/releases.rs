@@ -16,6 +16,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use cutover_common::fsutil;
 use cutover_common::service::ServiceSpec;
@@ -42,6 +43,15 @@ pub enum StageError {
         source: std::io::Error,
     },
 }
+
+/// Waits before the 2nd, 3rd and 4th attempts to stage after a transient
+/// failure: about 13 s in all, so a blip (an artifact server restarting, a
+/// dropped connection) does not fail a host.
+pub const STAGE_RETRY_DELAYS: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+    Duration::from_secs(9),
+];
 
 impl StageError {
     pub fn is_retryable(&self) -> bool {
@@ -144,6 +154,35 @@ impl ServiceDir {
             .collect();
         out.sort_by_key(|m| m.staged_at_ms);
         out
+    }
+
+    /// `stage`, tried again after a transient failure (a network error, an
+    /// HTTP 5xx: `StageError::is_retryable`) once per entry of `delays`,
+    /// waiting that long first; `on_retry(attempt, error, delay)` is told
+    /// before each wait. A bad artifact (checksum, size, archive) fails at
+    /// once. A download cut short resumes where it stopped.
+    pub async fn stage_retrying(
+        &self,
+        id: &str,
+        version: &str,
+        artifact: &Artifact,
+        spec: &ServiceSpec,
+        delays: &[Duration],
+        mut on_retry: impl FnMut(usize, &StageError, Duration),
+    ) -> Result<ReleaseMeta, (StageError, usize)> {
+        let mut attempt = 1;
+        loop {
+            match self.stage(id, version, artifact, spec).await {
+                Err(e) if e.is_retryable() && attempt <= delays.len() => {
+                    let delay = delays[attempt - 1];
+                    on_retry(attempt, &e, delay);
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err((e, attempt)),
+                Ok(m) => return Ok(m),
+            }
+        }
     }
 
     /// Stages a release: fetch, verify, unpack into `staging/`, rename into
@@ -318,6 +357,92 @@ mod tests {
             sha256: hex::encode(sha2::Sha256::digest(&bytes)),
             max_bytes: 1 << 20,
         }
+    }
+
+    /// An artifact server that answers 503 to its first `failures`
+    /// requests, then serves `body`; counts the requests.
+    fn flaky_server(
+        body: Vec<u8>,
+        failures: usize,
+    ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { continue };
+                let (mut buf, mut req) = ([0u8; 4096], Vec::new());
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let mut resp = if h.fetch_add(1, Ordering::SeqCst) < failures {
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_vec()
+                } else {
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes()
+                };
+                if !resp.starts_with(b"HTTP/1.1 503") {
+                    resp.extend_from_slice(&body);
+                }
+                let _ = c.write_all(&resp);
+            }
+        });
+        (format!("http://{addr}/a.tar"), hits)
+    }
+
+    #[tokio::test]
+    async fn a_transient_fetch_failure_is_tried_again_and_a_bad_artifact_is_not() {
+        use std::sync::atomic::Ordering;
+        let dir = tempfile::tempdir().unwrap();
+        let sd = ServiceDir::new(dir.path(), "web");
+        let file = tarball(dir.path(), "a.tar", &[("bin/app", b"x")]);
+        let body = fs::read(dir.path().join("a.tar")).unwrap();
+        let no_wait = [Duration::ZERO; 3];
+        // Two 503s, then the artifact: staged on the third attempt.
+        let (url, hits) = flaky_server(body.clone(), 2);
+        let a = Artifact { url, ..file.clone() };
+        let mut told = Vec::new();
+        let m = sd
+            .stage_retrying("r1", "1", &a, &spec(), &no_wait, |n, e, _| {
+                told.push((n, e.to_string()))
+            })
+            .await
+            .unwrap();
+        assert_eq!(m.release_id, "r1");
+        assert_eq!(hits.load(Ordering::SeqCst), 3);
+        assert_eq!(told.len(), 2, "{told:?}");
+        assert!(told[0].1.contains("503"), "{told:?}");
+        // Failing for good: four attempts, then the error.
+        let (url, hits) = flaky_server(body.clone(), 100);
+        let a = Artifact { url, ..file.clone() };
+        let (e, attempts) = sd
+            .stage_retrying("r2", "2", &a, &spec(), &no_wait, |_, _, _| {})
+            .await
+            .unwrap_err();
+        assert_eq!((attempts, hits.load(Ordering::SeqCst)), (4, 4), "{e}");
+        // A wrong checksum is not a blip: one attempt.
+        let (url, hits) = flaky_server(body, 0);
+        let a = Artifact {
+            url,
+            sha256: "0".repeat(64),
+            ..file
+        };
+        let (e, attempts) = sd
+            .stage_retrying("r3", "3", &a, &spec(), &no_wait, |_, _, _| {})
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("checksum"), "{e}");
+        assert_eq!((attempts, hits.load(Ordering::SeqCst)), (1, 1));
     }
 
     #[tokio::test]

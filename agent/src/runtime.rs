@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::command::{Command, CommandResult, Kind};
 use crate::journal::Journal;
-use crate::releases::ServiceDir;
+use crate::releases::{STAGE_RETRY_DELAYS, ServiceDir, StageError};
 use crate::service::{Health, OpResult, ProgressEvent, Report, Service, Shared};
 
 type ServiceHandle = Arc<tokio::sync::Mutex<Service>>;
@@ -108,6 +108,15 @@ impl Runtime {
             health_changed: Default::default(),
             checkers: Default::default(),
         });
+        // Fencing: an unreadable file is an error, never read as "no epoch
+        // seen" (that would let a late command of an older rollout run).
+        let epochs = crate::state::read_json(
+            &state_dir.join("journal").join("epochs.json"),
+            "the newest rollout (fencing epoch) seen for each service",
+            "forgets them, and a late command from an older rollout could run",
+        )
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+        .unwrap_or_default();
         let mut services = HashMap::new();
         let mut published = HashMap::new();
         let mut preempters = HashMap::new();
@@ -118,7 +127,9 @@ impl Runtime {
         {
             let name = e.file_name().to_string_lossy().to_string();
             if cutover_common::identity::check_name(&name).is_ok() {
-                let svc = Service::load(&name, shared.clone()).await;
+                let svc = Service::load(&name, shared.clone())
+                    .await
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
                 published.insert(name.clone(), svc.published());
                 preempters.insert(name.clone(), svc.preempter());
                 services.insert(name, Arc::new(tokio::sync::Mutex::new(svc)));
@@ -130,12 +141,7 @@ impl Runtime {
             journal,
             inflight: Mutex::new(HashMap::new()),
             results: rtx,
-            epochs: Mutex::new(
-                std::fs::read(state_dir.join("journal").join("epochs.json"))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or_default(),
-            ),
+            epochs: Mutex::new(epochs),
             published: Mutex::new(published),
             preempters: Mutex::new(preempters),
             staging: Mutex::new(HashMap::new()),
@@ -239,7 +245,14 @@ impl Runtime {
     async fn reload_service(&self, name: &str) {
         let h = self.service(name);
         let mut s = h.lock().await;
-        let fresh = Service::load(name, self.shared.clone()).await;
+        let fresh = match Service::load(name, self.shared.clone()).await {
+            Ok(f) => f,
+            Err(e) => {
+                // Kept as it is in memory: the file is not trusted.
+                tracing::error!(service = name, error = %e, "cannot reload the service");
+                return;
+            }
+        };
         self.published
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -559,7 +572,34 @@ impl Runtime {
                     if let Some(ip) = self.shared.service_ip {
                         spec.bind_unspecified_to(ip);
                     }
-                    match dir.stage(release_id, version, &artifact, &spec).await {
+                    let progress = self.shared.progress.clone();
+                    let on_retry = |attempt: usize, e: &StageError, delay: Duration| {
+                        let message = format!(
+                            "fetching {} failed (attempt {attempt} of {}): {}; trying again in {}s",
+                            artifact.url,
+                            STAGE_RETRY_DELAYS.len() + 1,
+                            cutover_common::error_chain(e),
+                            delay.as_secs()
+                        );
+                        tracing::warn!(command_id = %cmd.id, service = %service, "{message}");
+                        let _ = progress.send(ProgressEvent {
+                            command_id: cmd.id.clone(),
+                            service: service.clone(),
+                            phase: "staging".into(),
+                            message,
+                        });
+                    };
+                    match dir
+                        .stage_retrying(
+                            release_id,
+                            version,
+                            &artifact,
+                            &spec,
+                            &STAGE_RETRY_DELAYS,
+                            on_retry,
+                        )
+                        .await
+                    {
                         Ok(m) => Ok(Report {
                             message: format!(
                                 "staged release {} (version {})",
@@ -567,9 +607,14 @@ impl Runtime {
                             ),
                             hooks: vec![],
                         }),
-                        Err(e) => Err(Report {
+                        Err((e, attempts)) => Err(Report {
                             message: format!(
-                                "staging {release_id} failed: {}",
+                                "staging {release_id} failed{}: {}",
+                                if attempts > 1 {
+                                    format!(" after {attempts} attempts")
+                                } else {
+                                    String::new()
+                                },
                                 cutover_common::error_chain(&e)
                             ),
                             hooks: vec![],
@@ -952,6 +997,40 @@ mod tests {
         let p = sys.process(me).expect("this process is measured");
         assert!(p.memory() > 1 << 20, "RSS {} bytes", p.memory());
         assert!(p.cpu_usage() > 10.0, "CPU {} %", p.cpu_usage());
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_state_or_epoch_file_stops_the_start_and_is_left_as_it_was() {
+        let start = |dir: &std::path::Path| Runtime::start(dir.into(), Default::default());
+        // Fencing epochs.
+        let dir = tempfile::tempdir().unwrap();
+        let epochs = dir.path().join("journal").join("epochs.json");
+        std::fs::create_dir_all(epochs.parent().unwrap()).unwrap();
+        std::fs::write(&epochs, b"{\"web\": 7").unwrap();
+        let e = start(dir.path()).await.err().expect("refused");
+        let msg = e.to_string();
+        assert!(msg.contains("epochs.json") && msg.contains("fencing epoch"), "{msg}");
+        assert_eq!(std::fs::read(&epochs).unwrap(), b"{\"web\": 7");
+        // A good one is read.
+        std::fs::write(&epochs, b"{\"web\": 7}").unwrap();
+        let (rt, _o) = start(dir.path()).await.unwrap();
+        assert_eq!(rt.epochs.lock().unwrap().get("web"), Some(&7));
+        drop(rt);
+        // A service's state.
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("services").join("web").join("state.json");
+        std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+        std::fs::write(&state, b"{\"service\": \"web\", \"instan").unwrap();
+        let e = start(dir.path()).await.err().expect("refused");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("state.json") && msg.contains("running instances"),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read(&state).unwrap(),
+            b"{\"service\": \"web\", \"instan"
+        );
     }
 
     #[tokio::test]

@@ -44,8 +44,16 @@ pub struct ServiceState {
 }
 
 impl ServiceState {
-    pub fn load(path: &Path) -> Option<ServiceState> {
-        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    /// Reads `state.json`: None when there is none (a service new here).
+    /// A file that cannot be read or parsed is an error, never taken for a
+    /// missing one: it records which instances run, and starting over
+    /// would start a second copy beside them.
+    pub fn load(path: &Path) -> Result<Option<ServiceState>, CorruptFile> {
+        read_json(
+            path,
+            "the service's instances and its swap in progress",
+            "forgets this service's running instances: stop them by hand first",
+        )
     }
 
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
@@ -153,4 +161,38 @@ mod tests {
     fn no_swap_means_nothing_to_recover() {
         assert_eq!(recover(None, &[]), Recovery::Nothing);
     }
+}
+
+/// An agent state file that exists but cannot be trusted.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path} cannot be read ({why}). It records {what}, and the agent does not guess: check it (a disk fault? an edit by hand?), then repair it or move it away. Without it the agent {without}."
+)]
+pub struct CorruptFile {
+    pub path: String,
+    pub why: String,
+    pub what: &'static str,
+    pub without: &'static str,
+}
+
+/// Reads a JSON state file: None when it does not exist.
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+    without: &'static str,
+) -> Result<Option<T>, CorruptFile> {
+    let corrupt = |why: String| CorruptFile {
+        path: path.display().to_string(),
+        why,
+        what,
+        without,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(corrupt(e.to_string())),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| corrupt(e.to_string()))
 }

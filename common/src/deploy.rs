@@ -543,6 +543,14 @@ impl DeploySpec {
         if let Err((field, expected)) = unknown_check_keys(text).and_then(|_| spec.check()) {
             return Err(err(span_of(text, &field), field, expected));
         }
+        let mut spec = spec;
+        // One spelling per checksum (`sha256:` prefix, upper case): the same
+        // artifact gets the same release id however it was written.
+        if let Some(a) = &mut spec.artifact
+            && let Ok(h) = check_artifact(&a.url, &a.sha256)
+        {
+            a.sha256 = h;
+        }
         Ok(spec)
     }
 
@@ -1011,6 +1019,22 @@ selector = "role=web"
             check_artifact("https://x/a.tgz", &format!("sha256:{}", "AB".repeat(32))).unwrap(),
             "ab".repeat(32)
         );
+        // A spec's own checksum is kept in one spelling too.
+        let spelled = |h: &str| {
+            let text = format!(
+                "service = \"web\"\n[run]\ncommand = [\"bin/web\"]\n[targets]\nselector = \"role=web\"\n[artifact]\nurl = \"https://x/a.tgz\"\nsha256 = \"{h}\""
+            );
+            DeploySpec::parse(&text, "app.toml")
+                .unwrap()
+                .artifact
+                .unwrap()
+                .sha256
+        };
+        assert_eq!(
+            spelled(&format!("sha256:{}", "AB".repeat(32))),
+            "ab".repeat(32)
+        );
+        assert_eq!(spelled(&"ab".repeat(32)), "ab".repeat(32));
         assert!(check_version("1.2.3+build.4").is_ok());
         assert!(check_version("").is_err());
         assert!(check_version(&"1".repeat(200)).is_err());

@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod demo;
 pub mod demo_traffic;
+pub mod deployments;
 pub mod dora;
 pub mod drift;
 pub mod engine;

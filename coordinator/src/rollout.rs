@@ -45,7 +45,7 @@ pub enum SubmitError {
         by: String,
     },
     #[error(
-        "`{service}` changed while the rollback was prepared: deployment {now} succeeded after {read}; run `cutover rollback {service}` again"
+        "`{service}` changed while the rollback was prepared: its newest deployment is now {now}, not {read}; run `cutover rollback {service}` again"
     )]
     HistoryMoved {
         service: String,
@@ -55,6 +55,8 @@ pub enum SubmitError {
     #[error(transparent)]
     Promotion(#[from] crate::promotion::Refused),
     #[error(transparent)]
+    Rollback(#[from] crate::deployments::RollbackError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
     Internal(String),
@@ -62,6 +64,46 @@ pub enum SubmitError {
         "request_id `{request_id}` was already used for a different deployment ({id}); use a new request id for a new deployment"
     )]
     RequestReused { request_id: String, id: String },
+}
+
+/// An operator's rollback, as submitted.
+#[derive(Debug, Clone)]
+pub struct RollbackOf {
+    /// The deployment it undoes.
+    pub undoes: String,
+    /// The newest deployment in the environment when it was planned: if
+    /// another has come since, the plan is stale and nothing is done.
+    pub newest: String,
+}
+
+/// Inside a submit's transaction: a deployment of `service` still running,
+/// or (for a rollback planned from `newest`) a history that moved since.
+pub(crate) fn busy_or_moved(
+    tx: &rusqlite::Connection,
+    service: &str,
+    environment: &str,
+    newest: &str,
+) -> Result<Option<SubmitError>, StoreError> {
+    let running = store::list_deployments(tx, service, 20)?
+        .into_iter()
+        .find(|d| store::ACTIVE_PHASES.contains(&d.phase.as_str()));
+    if let Some(d) = running {
+        return Ok(Some(SubmitError::Busy {
+            id: d.id,
+            service: d.service,
+            phase: d.phase,
+            by: d.created_by,
+        }));
+    }
+    if newest.is_empty() {
+        return Ok(None);
+    }
+    let now = store::newest_in(tx, service, environment)?.unwrap_or_default();
+    Ok((now != newest).then(|| SubmitError::HistoryMoved {
+        service: service.into(),
+        read: newest.into(),
+        now,
+    }))
 }
 
 /// A spec with its command-line overrides applied.
@@ -191,8 +233,13 @@ pub fn candidates(app: &App, service: &str) -> Vec<Candidate> {
 
 /// The blue/green group serving `service` now, from its newest blue/green
 /// deployment that decided it.
-pub async fn live_group(app: &App, service: &str) -> Result<Option<String>, StoreError> {
+pub async fn live_group(
+    app: &App,
+    service: &str,
+    environment: &str,
+) -> Result<Option<String>, StoreError> {
     let svc = service.to_string();
+    let env = environment.to_string();
     let rows = app
         .store
         .call(move |c| store::list_deployments(c, &svc, 200))
@@ -201,6 +248,7 @@ pub async fn live_group(app: &App, service: &str) -> Result<Option<String>, Stor
     // 10,000 hosts is about a megabyte of JSON), newest first.
     Ok(rows
         .iter()
+        .filter(|d| d.environment == env)
         .filter(|d| d.rollout_json.contains("\"live_group_after\":\""))
         .filter_map(|d| serde_json::from_str::<Rollout>(&d.rollout_json).ok())
         .find_map(|r| r.live_group_after))
@@ -208,7 +256,8 @@ pub async fn live_group(app: &App, service: &str) -> Result<Option<String>, Stor
 
 /// Plans a job against today's fleet.
 pub async fn plan(app: &App, job: &Job) -> Result<Plan, SubmitError> {
-    let live = live_group(app, &job.spec.service).await?;
+    let env = job.spec.targets.environment.clone().unwrap_or_default();
+    let live = live_group(app, &job.spec.service, &env).await?;
     Ok(engine::plan_with(
         &job.spec,
         &candidates(app, &job.spec.service),
@@ -339,12 +388,12 @@ pub async fn submit(
     job: Job,
     actor: String,
     commit_time: Option<i64>,
-    rollback_of: Option<String>,
+    rollback: Option<RollbackOf>,
     request_id: Option<String>,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
     let app = app.clone();
     tokio::spawn(
-        async move { submit_now(&app, job, actor, commit_time, rollback_of, request_id).await },
+        async move { submit_now(&app, job, actor, commit_time, rollback, request_id).await },
     )
     .await
     .unwrap_or_else(|e| Err(SubmitError::Internal(format!("submitting failed: {e}"))))
@@ -377,14 +426,14 @@ async fn submit_now(
     job: Job,
     actor: String,
     commit_time: Option<i64>,
-    rollback_of: Option<String>,
+    rollback: Option<RollbackOf>,
     request_id: Option<String>,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
     // A retry of a submit already stored gets that deployment, however far
     // it has got, and starts nothing.
     let again = |prev| known(app, prev);
     let Some(rid) = request_id else {
-        return submit_new(app, job, actor, commit_time, rollback_of, None).await;
+        return submit_new(app, job, actor, commit_time, rollback, None).await;
     };
     let seen = |job: Job, actor: String, rid: String| async move {
         let prev = app
@@ -401,7 +450,7 @@ async fn submit_now(
         job.clone(),
         actor.clone(),
         commit_time,
-        rollback_of,
+        rollback,
         Some(rid.clone()),
     )
     .await
@@ -424,7 +473,7 @@ async fn submit_new(
     job: Job,
     actor: String,
     commit_time: Option<i64>,
-    rollback_of: Option<String>,
+    rollback: Option<RollbackOf>,
     request_id: Option<String>,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
     let service = job.spec.service.clone();
@@ -460,36 +509,19 @@ async fn submit_new(
                 return Ok(r.map(Stored::Again));
             }
             // Checked again inside the transaction: two submits at once
-            // cannot both pass.
-            let running = store::list_deployments(&tx, &j.spec.service, 20)?
-                .into_iter()
-                .find(|d| store::ACTIVE_PHASES.contains(&d.phase.as_str()));
-            if let Some(d) = running {
-                return Ok(Err(SubmitError::Busy {
-                    id: d.id,
-                    service: d.service,
-                    phase: d.phase,
-                    by: d.created_by,
-                }));
-            }
-            // An operator's rollback undoes the newest success it read; if
-            // another deployment has succeeded since (it was finishing while
-            // the rollback was prepared), its target is no longer "the
-            // version before", and nothing is done.
-            if let Some(undone) = &rollback_of
-                && let Some(newest) = store::newest_succeeded(&tx, &j.spec.service)?
-                && &newest != undone
-            {
-                return Ok(Err(SubmitError::HistoryMoved {
-                    service: j.spec.service.clone(),
-                    read: undone.clone(),
-                    now: newest,
-                }));
+            // cannot both pass. An operator's rollback was planned from the
+            // newest deployment it read; if another has come since (it was
+            // finishing while the rollback was prepared), the plan is stale
+            // and nothing is done.
+            let env = j.spec.targets.environment.clone().unwrap_or_default();
+            let newest = rollback.as_ref().map(|r| r.newest.as_str()).unwrap_or("");
+            if let Some(e) = busy_or_moved(&tx, &j.spec.service, &env, newest)? {
+                return Ok(Err(e));
             }
             // The promotion gate, against the stored history. An
             // operator's rollback goes back to a version that already ran
             // here: it is never held up.
-            if rollback_of.is_none() && !j.spec.targets.requires_success_in.is_empty() {
+            if rollback.is_none() && !j.spec.targets.requires_success_in.is_empty() {
                 let history = store::list_deployments(&tx, &j.spec.service, u32::MAX)?;
                 if let Err(refused) = crate::promotion::check(
                     &j.spec.targets.requires_success_in,
@@ -520,8 +552,8 @@ async fn submit_new(
                 created_at: now,
                 finished_at: None,
                 commit_time,
-                environment: j.spec.targets.environment.clone().unwrap_or_default(),
-                rollback_of,
+                environment: env,
+                rollback_of: rollback.map(|r| r.undoes),
             };
             store::insert_deployment(&tx, &record)?;
             if let Some(rid) = &request_id {

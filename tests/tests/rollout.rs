@@ -438,6 +438,31 @@ fn blue_green_switches_to_the_new_group_and_back_instantly() {
         r.stdout
     );
     assert_eq!(std::fs::read_to_string(&live).unwrap().trim(), "blue");
+    // In the delivery figures version 2 stays a deployment, a failed
+    // change restored by the switch back, timed from its end (not its
+    // start) to the switch.
+    let st = c.cutover(&["stats", "--service", "web", "-o", "json"]);
+    assert!(st.ok, "{}", st.stderr);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["succeeded"], 2, "{}", st.stdout);
+    assert_eq!(v["failed"], 1, "{}", st.stdout);
+    assert_eq!(v["time_to_restore"]["n"], 1, "{}", st.stdout);
+    let d2 = c.cutover(&["status", "d2", "-o", "json"]);
+    let d2: serde_json::Value = serde_json::from_str(&d2.stdout).unwrap();
+    let newest = c.cutover(&["status", "-o", "json"]);
+    let newest: serde_json::Value = serde_json::from_str(&newest.stdout).unwrap();
+    assert!(newest.to_string().contains("undoing d2"), "{newest}");
+    let end = |v: &serde_json::Value| {
+        v["rollout"]["finished_ms"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no end in {v}"))
+    };
+    assert_eq!(
+        v["time_to_restore"]["median_ms"].as_i64().unwrap(),
+        end(&newest) - end(&d2),
+        "{}",
+        st.stdout
+    );
     // The next deployment goes to the idle group again: green.
     let v3 = spec_file(&c, "3", &[], &strategy);
     let (r, code) = deploy(&c, &v3, "3", &a, true);
@@ -526,4 +551,139 @@ fn a_submit_cancelled_by_its_client_leaves_nothing_or_a_deployment_that_runs_and
         true,
     );
     assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+/// A spec of `spec_file` for one environment, in its own file.
+fn env_spec(c: &Cluster, version: &str, strategy: &str, env: &str) -> PathBuf {
+    let text = std::fs::read_to_string(spec_file(c, version, &[], strategy)).unwrap();
+    let text = text.replace(
+        "selector = \"role=web\"",
+        &format!("selector = \"role=web\"\nenvironment = \"{env}\""),
+    );
+    let p = c.dir.path().join(format!("web-{env}-{version}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn a_rollback_stays_in_its_environment_and_after_a_failed_switch_goes_back_one_step() {
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    for (h, labels) in [
+        ("web-1", "role=web,environment=production,color=blue"),
+        ("web-2", "role=web,environment=production,color=blue"),
+        ("web-3", "role=web,environment=production,color=green"),
+        ("web-4", "role=web,environment=production,color=green"),
+        ("stage-1", "role=web,environment=staging"),
+    ] {
+        c.add_agent(h, labels, "").unwrap();
+    }
+    for h in ["web-1", "web-2", "web-3", "web-4", "stage-1"] {
+        c.wait_state(h, "ready", Duration::from_secs(20));
+    }
+    let a = demo_tarball(c.dir.path(), "demo.tar");
+    // The switch command: records where traffic goes and the version it
+    // is told serves there; while `fail` exists it moves traffic and
+    // then fails, as a balancer whose reload timed out would.
+    let log = c.dir.path().join("switches");
+    let fail = c.dir.path().join("fail");
+    let script = c.dir.path().join("switch.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$CUTOVER_LIVE_GROUP $CUTOVER_VERSION\" >> {}\n[ -e {} ] && exit 1\nexit 0\n",
+            log.display(),
+            fail.display()
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let last_switch = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+    let bg = format!(
+        "kind = \"blue_green\"\nswitch = {{ command = [\"{}\"] }}",
+        script.display()
+    );
+    let prod = |v: &str| env_spec(&c, v, &bg, "production");
+    let release_of = |host: &str| {
+        c.releases()
+            .into_iter()
+            .find(|(h, _)| h == host)
+            .map(|(_, r)| r)
+            .unwrap_or_default()
+    };
+    for v in ["1", "2"] {
+        let (r, code) = deploy(&c, &prod(v), v, &a, true);
+        assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    }
+    assert_eq!(last_switch(), "green 2");
+    // Staging gets a newer version: the newest deployment of `web`.
+    let staging = env_spec(&c, "9", "kind = \"rolling\"", "staging");
+    let (r, code) = deploy(&c, &staging, "9", &a, true);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    // A rollback must say which environment.
+    let r = c.cutover(&["rollback", "web"]);
+    assert!(
+        !r.ok
+            && r.stderr
+                .contains("several environments (production, staging)"),
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    // Version 3 goes to blue; the switch moves traffic there, then fails.
+    std::fs::write(&fail, "").unwrap();
+    let (r, code) = deploy(&c, &prod("3"), "3", &a, true);
+    assert_eq!(code, 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("switch command failed"), "{}", r.stderr);
+    assert_eq!(last_switch(), "blue 3");
+    std::fs::remove_file(&fail).unwrap();
+    // Back one step from 3: traffic to green, which runs 2 (not a
+    // redeployment of 1, two versions back), and the switch is told so.
+    let r = c.cutover(&["rollback", "web", "--environment", "production"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("switched back to group green: version 2 serves again"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(last_switch(), "green 2");
+    let on = |want: [(&str, &str); 3]| {
+        poll(
+            &format!("hosts on {want:?}"),
+            Duration::from_secs(10),
+            || {
+                want.iter()
+                    .all(|(h, v)| release_of(h).starts_with(&format!("{v}-")))
+                    .then_some(())
+            },
+        )
+    };
+    on([("web-3", "2"), ("web-1", "3"), ("stage-1", "9")]);
+    // The switch back is a deployment of its own, of version 2.
+    let st = c.cutover(&["status", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(v["version"], "2", "{}", st.stdout);
+    assert_eq!(v["phase"], "succeeded", "{}", st.stdout);
+    // Once more: one step back from 2 is 1 (3 was undone), deployed to
+    // the idle group (blue) and switched to; staging is not touched.
+    let r = c.cutover(&["rollback", "web", "--environment", "production", "--watch"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("rolls web back to version 1"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(last_switch(), "blue 1");
+    on([("web-1", "1"), ("web-3", "2"), ("stage-1", "9")]);
 }

@@ -231,15 +231,19 @@ impl Service {
     /// Loads a service from disk after an agent (re)start: re-attaches to
     /// its instances, takes its listening sockets back from a running
     /// instance, and finishes or undoes a swap that was in progress.
-    pub async fn load(name: &str, shared: Arc<Shared>) -> Service {
+    pub async fn load(
+        name: &str,
+        shared: Arc<Shared>,
+    ) -> Result<Service, crate::state::CorruptFile> {
         let dir = ServiceDir::new(&shared.state_dir, name);
-        dir.clean_leftovers();
-        // Before any command of this service runs again from the journal.
-        hooks::kill_orphans(&dir.root.display().to_string()).await;
-        let mut state = ServiceState::load(&dir.state_file()).unwrap_or_else(|| ServiceState {
+        // Read first: a state file that cannot be trusted changes nothing.
+        let mut state = ServiceState::load(&dir.state_file())?.unwrap_or_else(|| ServiceState {
             service: name.into(),
             ..Default::default()
         });
+        dir.clean_leftovers();
+        // Before any command of this service runs again from the journal.
+        hooks::kill_orphans(&dir.root.display().to_string()).await;
         let mut svc = Service::empty(name, shared);
         svc.dir = dir;
         let mut alive: Vec<Instance> = state
@@ -369,7 +373,7 @@ impl Service {
         }
         svc.update_links();
         svc.save();
-        svc
+        Ok(svc)
     }
 
     /// Records the state (and publishes it); a failure is logged. Where

@@ -224,9 +224,13 @@ pub enum Command {
     /// Deploy an earlier successful version of a service again.
     Rollback {
         service: String,
-        /// Default: the newest successful version before the current one.
+        /// Default: one step back from what is live (see docs/rollouts.md).
         #[arg(long)]
         to: Option<String>,
+        /// The environment to roll back in; required when the service is
+        /// deployed to several.
+        #[arg(long, value_name = "NAME")]
+        environment: Option<String>,
         #[arg(long)]
         watch: bool,
     },
@@ -462,20 +466,32 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Resume { id } => control(&cli.client, &id, "resume").await,
         Command::Abort { id } => control(&cli.client, &id, "abort").await,
         Command::Promote { id } => control(&cli.client, &id, "promote").await,
-        Command::Rollback { service, to, watch } => {
+        Command::Rollback {
+            service,
+            to,
+            environment,
+            watch,
+        } => {
             let mut c = cli.client.connect().await?;
             let d = c
                 .rollback_service(pb::RollbackServiceRequest {
                     service,
                     to_version: to.unwrap_or_default(),
+                    environment: environment.unwrap_or_default(),
                 })
                 .await
                 .map_err(status)?
                 .into_inner();
-            if d.phase == "rolled_back" {
+            if let Some(r) = rollout_of(&d).filter(|r| r.switch_back) {
                 // Blue/green: traffic went back to the old group at once.
-                let note = rollout_of(&d).and_then(|r| r.notes.last().map(|n| n.message.clone()));
-                println!("{}: {}", d.service, note.unwrap_or_default());
+                println!(
+                    "{}: switched back to group {}: version {} serves again (deployment {}, undoing {})",
+                    d.service,
+                    r.group.unwrap_or_default(),
+                    d.version,
+                    d.id,
+                    d.rollback_of
+                );
                 return Ok(());
             }
             println!(

@@ -77,6 +77,14 @@ pub struct Rollout {
     /// Blue/green: which group serves once this rollout ended.
     #[serde(default)]
     pub live_group_after: Option<String>,
+    /// Blue/green: the switch command failed, so traffic may be on either
+    /// group (both left running).
+    #[serde(default)]
+    pub traffic_unknown: bool,
+    /// Blue/green: an operator's switch back to the group that served
+    /// before deployment `rollback_of` (no host changes).
+    #[serde(default)]
+    pub switch_back: bool,
     /// The progress deadline counts from here: the last batch start.
     #[serde(default)]
     pub progress_since_ms: i64,
@@ -144,6 +152,8 @@ impl Rollout {
             group: plan.group.clone(),
             old_group: plan.old_group.clone(),
             live_group_after: None,
+            traffic_unknown: false,
+            switch_back: false,
             progress_since_ms: now_ms,
             index_cache: IndexCache::default(),
             rollback_since_ms: None,
@@ -396,6 +406,7 @@ impl Rollout {
                     format!("switch command failed: {detail}; both groups left running"),
                 );
                 self.live_group_after = None;
+                self.traffic_unknown = true;
                 self.finish(now, Phase::Failed {
                     reason: format!("switch command failed ({detail}): check where traffic goes, then `cutover rollback {}` or deploy again", self.service),
                 });

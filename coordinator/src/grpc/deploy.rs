@@ -23,6 +23,12 @@ impl From<SubmitError> for Status {
             SubmitError::Promotion(_) => Status::failed_precondition(e.to_string()),
             SubmitError::Store(_) | SubmitError::Internal(_) => Status::internal(e.to_string()),
             SubmitError::RequestReused { .. } => Status::already_exists(e.to_string()),
+            SubmitError::Rollback(crate::deployments::RollbackError::NotFound { .. }) => {
+                Status::not_found(e.to_string())
+            }
+            SubmitError::Rollback(_) | SubmitError::Switch(_) => {
+                Status::failed_precondition(e.to_string())
+            }
             _ => Status::invalid_argument(e.to_string()),
         }
     }
@@ -189,7 +195,8 @@ pub async fn plan(
     };
     let spec = cutover_common::deploy::DeploySpec::parse(&s.spec_toml, file)
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let live = rollout::live_group(app, &spec.service)
+    let env = spec.targets.environment.clone().unwrap_or_default();
+    let live = rollout::live_group(app, &spec.service, &env)
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
     let plan = crate::engine::plan_with(
@@ -409,169 +416,49 @@ pub async fn rollback_service(
         cutover_common::deploy::check_version(&r.to_version)
             .map_err(|why| Status::invalid_argument(format!("to_version: {why}")))?;
     }
-    let svc = r.service.clone();
-    let all = app
-        .store
-        .call(move |c| store::list_deployments(c, &svc, 200))
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
-    if all.is_empty() {
-        return Err(Status::not_found(format!(
-            "no deployment of `{}`",
-            r.service
-        )));
+    if !r.environment.is_empty() {
+        super::check_name_arg("environment", &r.environment, true)?;
     }
-    // Blue/green within keep_old: switch traffic back to the old group,
-    // which still runs the previous version. No host changes.
-    if r.to_version.is_empty()
-        && let Some(last) = all.first()
-        && last.phase == "succeeded"
-        && let Ok(mut rollout) = serde_json::from_str::<Rollout>(&last.rollout_json)
-        && let Some(old) = rollout.old_group.clone()
-    {
-        let job = Job::new(
-            &last.spec_toml,
-            &format!("deployment {}", last.id),
-            &last.version,
-            &last.artifact_url,
-            &last.artifact_sha256,
-        )?;
-        let keep = job.spec.strategy.keep_old.as_millis() as i64;
-        let within = rollout
-            .finished_ms
-            .is_some_and(|f| cutover_common::time::now_ms() - f <= keep);
-        if within {
-            // Traffic goes back to the old group: it must still be there.
-            let old_hosts: Vec<String> = rollout::candidates(app, &last.service)
-                .into_iter()
-                .filter(|c| c.ready && c.labels.get(&job.spec.strategy.group_label) == Some(&old))
-                .map(|c| c.host)
-                .collect();
-            if old_hosts.is_empty() {
-                return Err(Status::failed_precondition(format!(
-                    "no ready host in group `{old}`: cannot switch back"
-                )));
-            }
-            // The service is busy while traffic moves: a deployment (or a
-            // second switch-back) submitted meanwhile is refused. Claimed
-            // in the store, so of two at once one wins. A coordinator that
-            // dies mid-switch resumes the deployment as it was stored
-            // (succeeded), and an operator can switch back again.
-            let id = last.id.clone();
-            let claimed = app
-                .store
-                .call(move |c| store::move_phase(c, &id, "succeeded", "switching"))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?;
-            if !claimed {
-                return Err(Status::failed_precondition(format!(
-                    "deployment {} of `{}` changed meanwhile (another rollback?): run `cutover rollback {}` again",
-                    last.id, last.service, last.service
-                )));
-            }
-            let (ok, detail) =
-                rollout::run_switch(&job, &rollout, &old, rollout.group.as_deref(), &old_hosts)
-                    .await;
-            if !ok {
-                let id = last.id.clone();
-                app.store
-                    .call(move |c| store::move_phase(c, &id, "switching", "succeeded"))
-                    .await
-                    .map_err(|e| Status::internal(e.to_string()))?;
+    let environment = (!r.environment.is_empty()).then(|| r.environment.clone());
+    let to_version = (!r.to_version.is_empty()).then(|| r.to_version.clone());
+    let result =
+        crate::deployments::rollback(app, op.peer.actor(), &r.service, environment, to_version)
+            .await;
+    let (d, live) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            if matches!(e, SubmitError::Switch(_)) {
                 audit(
                     app,
                     &op,
                     "deployment.rollback",
-                    &last.id,
+                    &r.service,
                     Outcome::Error,
-                    detail.clone(),
+                    e.to_string(),
                 )
                 .await;
-                return Err(SubmitError::Switch(detail).into());
             }
-            let now = cutover_common::time::now_ms();
-            rollout.notes.push(crate::engine::Note {
-                at_ms: now,
-                message: format!("switched back to group {old} by {}", op.peer.actor()),
-            });
-            rollout.live_group_after = Some(old.clone());
-            rollout.phase = crate::engine::Phase::RolledBack {
-                reason: format!("switched back to group {old}"),
-            };
-            // Finished now: the moment the service was restored.
-            rollout.finished_ms = Some(now);
-            let (id, json, fin) = (
-                last.id.clone(),
-                serde_json::to_string(&rollout).expect("serializable"),
-                rollout.finished_ms,
-            );
-            app.store
-                .call(move |c| store::update_deployment(c, &id, &json, "rolled_back", fin))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?;
-            audit(
-                app,
-                &op,
-                "deployment.rollback",
-                &last.id,
-                Outcome::Ok,
-                format!("switched back to group {old}"),
-            )
-            .await;
-            app.metrics.rollback("operator");
-            let d = record(app, &last.id).await?;
-            return Ok(Response::new(info(&d, Some(&rollout))));
+            return Err(e.into());
         }
-    }
-    let current_record = all.iter().find(|d| d.phase == "succeeded");
-    let current = current_record.map(|d| d.version.clone());
-    let undone = current_record.map(|d| d.id.clone());
-    let target = all.iter().find(|d| {
-        d.phase == "succeeded"
-            && if r.to_version.is_empty() {
-                Some(&d.version) != current.as_ref()
-            } else {
-                d.version == r.to_version
-            }
-    });
-    let Some(t) = target else {
-        return Err(Status::failed_precondition(if r.to_version.is_empty() {
-            format!(
-                "`{}` has no earlier successful version to roll back to",
-                r.service
-            )
-        } else {
-            format!(
-                "`{}` never deployed version {} successfully",
-                r.service, r.to_version
-            )
-        }));
     };
-    let mut j = Job::new(
-        &t.spec_toml,
-        &format!("deployment {}", t.id),
-        &t.version,
-        &t.artifact_url,
-        &t.artifact_sha256,
-    )?;
-    // A rollback reaches drained hosts too: one stopped by `drain --stop`
-    // gets the older release recorded (not started), so that `undrain`
-    // does not start the version being rolled back.
-    j.spec.targets.include_drained = true;
-    let (d, live) = rollout::submit(app, j, op.peer.actor(), None, undone, None).await?;
     app.metrics.rollback("operator");
-    audit(
-        app,
-        &op,
-        "deployment.rollback",
-        &d.id,
-        Outcome::Ok,
+    let what = if live.switch_back {
         format!(
-            "{} back to version {} (from deployment {})",
-            d.service, d.version, t.id
-        ),
-    )
-    .await;
+            "{} switched back to group {} (version {}), undoing {}",
+            d.service,
+            live.group.clone().unwrap_or_default(),
+            d.version,
+            d.rollback_of.clone().unwrap_or_default()
+        )
+    } else {
+        format!(
+            "{} back to version {}, undoing {}",
+            d.service,
+            d.version,
+            d.rollback_of.clone().unwrap_or_default()
+        )
+    };
+    audit(app, &op, "deployment.rollback", &d.id, Outcome::Ok, what).await;
     Ok(Response::new(info(&d, Some(&live))))
 }
 

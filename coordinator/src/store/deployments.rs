@@ -90,26 +90,20 @@ pub fn update_deployment(
     Ok(())
 }
 
-/// The id of the newest deployment of `service` that succeeded (without
-/// reading specs and rollouts, which can be a megabyte each).
-pub fn newest_succeeded(conn: &Connection, service: &str) -> Result<Option<String>, StoreError> {
+/// The id of the newest deployment of `service` in `environment` ("" for
+/// none), whatever its phase (without reading specs and rollouts, which can
+/// be a megabyte each).
+pub fn newest_in(
+    conn: &Connection,
+    service: &str,
+    environment: &str,
+) -> Result<Option<String>, StoreError> {
     Ok(conn
         .prepare_cached(
-            "SELECT id FROM deployments WHERE service = ?1 AND phase = 'succeeded' ORDER BY seq DESC LIMIT 1",
+            "SELECT id FROM deployments WHERE service = ?1 AND environment = ?2 ORDER BY seq DESC LIMIT 1",
         )?
-        .query_row(params![service], |r| r.get(0))
+        .query_row(params![service, environment], |r| r.get(0))
         .optional()?)
-}
-
-/// Moves deployment `id` from phase `from` to `to` if it is still in
-/// `from`; returns whether it was (a compare-and-set: of two callers, one
-/// wins).
-pub fn move_phase(conn: &Connection, id: &str, from: &str, to: &str) -> Result<bool, StoreError> {
-    Ok(exec(
-        conn,
-        "UPDATE deployments SET phase = ?3 WHERE id = ?1 AND phase = ?2",
-        params![id, from, to],
-    )? == 1)
 }
 
 fn deployment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeploymentRecord> {
