@@ -410,7 +410,10 @@ mod tests {
         let no_wait = [Duration::ZERO; 3];
         // Two 503s, then the artifact: staged on the third attempt.
         let (url, hits) = flaky_server(body.clone(), 2);
-        let a = Artifact { url, ..file.clone() };
+        let a = Artifact {
+            url,
+            ..file.clone()
+        };
         let mut told = Vec::new();
         let m = sd
             .stage_retrying("r1", "1", &a, &spec(), &no_wait, |n, e, _| {
@@ -424,7 +427,10 @@ mod tests {
         assert!(told[0].1.contains("503"), "{told:?}");
         // Failing for good: four attempts, then the error.
         let (url, hits) = flaky_server(body.clone(), 100);
-        let a = Artifact { url, ..file.clone() };
+        let a = Artifact {
+            url,
+            ..file.clone()
+        };
         let (e, attempts) = sd
             .stage_retrying("r2", "2", &a, &spec(), &no_wait, |_, _, _| {})
             .await

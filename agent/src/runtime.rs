@@ -1007,9 +1007,14 @@ mod tests {
         let epochs = dir.path().join("journal").join("epochs.json");
         std::fs::create_dir_all(epochs.parent().unwrap()).unwrap();
         std::fs::write(&epochs, b"{\"web\": 7").unwrap();
-        let e = start(dir.path()).await.err().expect("refused");
+        let Err(e) = start(dir.path()).await else {
+            panic!("started on a corrupt file")
+        };
         let msg = e.to_string();
-        assert!(msg.contains("epochs.json") && msg.contains("fencing epoch"), "{msg}");
+        assert!(
+            msg.contains("epochs.json") && msg.contains("fencing epoch"),
+            "{msg}"
+        );
         assert_eq!(std::fs::read(&epochs).unwrap(), b"{\"web\": 7");
         // A good one is read.
         std::fs::write(&epochs, b"{\"web\": 7}").unwrap();
@@ -1021,7 +1026,9 @@ mod tests {
         let state = dir.path().join("services").join("web").join("state.json");
         std::fs::create_dir_all(state.parent().unwrap()).unwrap();
         std::fs::write(&state, b"{\"service\": \"web\", \"instan").unwrap();
-        let e = start(dir.path()).await.err().expect("refused");
+        let Err(e) = start(dir.path()).await else {
+            panic!("started on a corrupt file")
+        };
         let msg = e.to_string();
         assert!(
             msg.contains("state.json") && msg.contains("running instances"),
