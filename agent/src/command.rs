@@ -195,13 +195,23 @@ impl TryFrom<pb::Command> for Command {
         let id = c.command_id.clone();
         let kind = match c.kind.ok_or_else(|| InvalidCommand::NoKind(id.clone()))? {
             K::Stage(s) => {
-                let spec: ServiceSpec =
-                    serde_json::from_slice(&s.service_spec_json).map_err(|e| {
-                        InvalidCommand::Spec {
+                // A newer coordinator's fields this agent does not know are
+                // skipped and named (common/src/compat.rs).
+                let (spec, skipped): (ServiceSpec, Vec<String>) =
+                    cutover_common::compat::decode_tolerant(&s.service_spec_json).map_err(
+                        |why| InvalidCommand::Spec {
                             id: id.clone(),
-                            why: e.to_string(),
-                        }
-                    })?;
+                            why,
+                        },
+                    )?;
+                if !skipped.is_empty() {
+                    tracing::warn!(
+                        command_id = %id,
+                        service = %s.service,
+                        fields = ?skipped,
+                        "the spec has fields this agent does not know (a newer coordinator?): skipped"
+                    );
+                }
                 spec.validate().map_err(|e| InvalidCommand::Spec {
                     id: id.clone(),
                     why: e.to_string(),

@@ -160,6 +160,10 @@ async fn hello(cfg: &AgentConfig, host_id: &str, rt: &Runtime) -> pb::AgentMessa
             }),
             services,
             unacked_results,
+            capabilities: cutover_common::compat::AGENT_CAPABILITIES
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
         })),
     }
 }
@@ -467,7 +471,7 @@ async fn session(
                         }
                     }
                     Some(Body::Command(c)) => {
-                        let id = c.command_id.clone();
+                        let (id, deployment) = (c.command_id.clone(), c.deployment_id.clone());
                         match crate::command::Command::try_from(c) {
                             Ok(cmd) => {
                                 let (rt, tx) = (rt.clone(), tx.clone());
@@ -482,9 +486,11 @@ async fn session(
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "refusing an invalid command");
+                                // Named with its deployment, so that the
+                                // rollout hears of it at once.
                                 let r = crate::command::CommandResult {
                                     command_id: id,
-                                    deployment_id: String::new(),
+                                    deployment_id: deployment,
                                     ok: false,
                                     message: e.to_string(),
                                     service: String::new(),

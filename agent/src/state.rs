@@ -29,8 +29,10 @@ pub struct SwapRecord {
     pub old_instance: Option<String>,
 }
 
-/// Everything durable about one service.
+/// Everything durable about one service. A field missing from the file
+/// (written by an older agent) takes its default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServiceState {
     pub service: String,
     pub active_release: Option<String>,

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod compat;
 pub mod config;
 pub mod deploy;
 pub mod fsutil;

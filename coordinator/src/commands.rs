@@ -83,12 +83,26 @@ impl CommandHub {
     /// A result arrived from `host`: hand it to the waiter, which is then
     /// forgotten, and to the rollout it belongs to.
     pub fn result(&self, host: &str, r: pb::CommandResult) {
-        if !r.deployment_id.is_empty()
+        // Agents of the previous release refuse a command they cannot read
+        // without naming its deployment: a rollout's command ids start
+        // with it (`d42-stage-3`).
+        let deployment = if r.deployment_id.is_empty() {
+            r.command_id
+                .split_once('-')
+                .map(|(d, _)| d)
+                .filter(|d| {
+                    d.len() > 1 && d.starts_with('d') && d[1..].bytes().all(|b| b.is_ascii_digit())
+                })
+                .unwrap_or_default()
+        } else {
+            r.deployment_id.as_str()
+        };
+        if !deployment.is_empty()
             && let Some(tx) = self
                 .deployments
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .get(&r.deployment_id)
+                .get(deployment)
         {
             let _ = tx.send((host.to_string(), r.clone()));
         }
@@ -128,5 +142,25 @@ mod tests {
             },
         );
         assert!(matches!(rx.try_recv(), Ok(pb::command_event::Event::Result(r)) if r.ok));
+    }
+
+    #[test]
+    fn a_refusal_without_its_deployment_still_reaches_the_rollout() {
+        let hub = CommandHub::default();
+        let mut d7 = hub.subscribe_deployment("d7");
+        let refusal = |id: &str| pb::CommandResult {
+            command_id: id.into(),
+            ok: false,
+            message: "invalid command".into(),
+            ..Default::default()
+        };
+        // As an agent of the previous release sends it.
+        hub.result("web-1", refusal("d7-stage-1"));
+        let (host, r) = d7.try_recv().expect("routed by its id");
+        assert_eq!((host.as_str(), r.ok), ("web-1", false));
+        // Ids that are not a rollout's go nowhere.
+        hub.result("web-1", refusal("op-drain-1"));
+        hub.result("web-1", refusal("d-stage-1"));
+        assert!(d7.try_recv().is_err());
     }
 }

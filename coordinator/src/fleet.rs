@@ -96,6 +96,9 @@ struct Entry {
     session: Option<SessionHandle>,
     /// Services as the agent last described them, with their latest health.
     services: Services,
+    /// From the agent's last `Hello` (not stored: a host is a target only
+    /// while its session is open).
+    capabilities: Vec<String>,
 }
 
 /// A host's services by name. Boxed: a `BTreeMap` allocates a whole node
@@ -107,6 +110,8 @@ pub type Services = BTreeMap<String, Box<pb::HostService>>;
 /// What a session learned from `Hello`.
 #[derive(Debug, Clone)]
 pub struct HelloInfo {
+    /// What the agent can do beyond the baseline (common/src/compat.rs).
+    pub capabilities: Vec<String>,
     pub agent_version: String,
     pub agent_labels: Labels,
     pub boot_id: String,
@@ -171,6 +176,7 @@ impl Fleet {
                         last_heard: now,
                         session: None,
                         services: BTreeMap::new(),
+                        capabilities: Vec::new(),
                     },
                 )
             })
@@ -228,6 +234,7 @@ impl Fleet {
                 last_heard: now,
                 session: None,
                 services: BTreeMap::new(),
+                capabilities: Vec::new(),
             },
         );
     }
@@ -296,6 +303,7 @@ impl Fleet {
             self.track(host, Some(e.state));
         }
         e.last_heard = tokio::time::Instant::now();
+        e.capabilities = hello.capabilities;
         let r = &mut e.record;
         let changed = r.agent_version != hello.agent_version
             || r.agent_labels != hello.agent_labels
@@ -423,6 +431,15 @@ impl Fleet {
             .values()
             .map(|e| f(&e.record, e.state, e.session.is_some(), &e.services))
             .collect()
+    }
+
+    /// What `host`'s agent announced it can do (empty: unknown, or an agent
+    /// from before capabilities existed).
+    pub fn capabilities(&self, host: &str) -> Vec<String> {
+        self.lock()
+            .get(host)
+            .map(|e| e.capabilities.clone())
+            .unwrap_or_default()
     }
 
     /// Hosts by state (`enrolled`, `ready`, `lost`, each present), without
@@ -636,6 +653,7 @@ mod tests {
 
     fn hello() -> HelloInfo {
         HelloInfo {
+            capabilities: cutover_common::compat::current(),
             agent_version: "1".into(),
             agent_labels: cutover_common::labels::parse("role=db,zone=a").unwrap(),
             boot_id: "b".into(),

@@ -183,6 +183,24 @@ impl Job {
         })
     }
 
+    /// The host spec as JSON for an agent with `caps`: fields an older agent
+    /// does not know are left out (`cutover_common::compat`; the plan
+    /// refused the deployment if the spec sets one).
+    pub fn service_spec_json_for(&self, caps: &[String]) -> Vec<u8> {
+        let all = cutover_common::compat::AGENT_CAPABILITIES
+            .iter()
+            .all(|c| caps.iter().any(|x| x == c));
+        if all {
+            return self
+                .service_spec_json
+                .get_or_init(|| {
+                    serde_json::to_vec(&self.spec.service_spec()).expect("serializable")
+                })
+                .clone();
+        }
+        cutover_common::compat::spec_json_for(&self.spec.service_spec(), caps)
+    }
+
     /// The release id on hosts: the version plus a hash of the artifact and
     /// the host spec, so a changed spec is a new release.
     pub fn release_id(&self) -> String {
@@ -226,7 +244,11 @@ pub fn candidates(app: &App, service: &str) -> Vec<Candidate> {
                 }
             }),
             host: record.id.clone(),
+            capabilities: Vec::new(),
         });
+    for c in &mut out {
+        c.capabilities = app.fleet.capabilities(&c.host);
+    }
     out.sort_by(|a, b| a.host.cmp(&b.host));
     out
 }
@@ -635,7 +657,8 @@ fn spawn(app: &Arc<App>, job: Job, rollout: Rollout, fresh: bool) {
     tokio::spawn(run(app.clone(), job, rollout, fresh, erx, results, vtx));
 }
 
-fn command(job: &Job, r: &Rollout, e: &Effect) -> pb::Command {
+/// The command for effect `e`, for a host whose agent announced `caps`.
+fn command(job: &Job, r: &Rollout, e: &Effect, caps: &[String]) -> pb::Command {
     use pb::command::Kind;
     let service = r.service.clone();
     let kind = match e {
@@ -646,10 +669,7 @@ fn command(job: &Job, r: &Rollout, e: &Effect) -> pb::Command {
             artifact_url: job.artifact.url.clone(),
             artifact_sha256: job.artifact.sha256.clone(),
             max_bytes: job.artifact.max_bytes.unwrap_or(0),
-            service_spec_json: job
-                .service_spec_json
-                .get_or_init(|| serde_json::to_vec(&job.spec.service_spec()).expect("serializable"))
-                .clone(),
+            service_spec_json: job.service_spec_json_for(caps),
         }),
         Effect::Activate { .. } => Kind::Activate(pb::ActivateCommand {
             service,
@@ -715,7 +735,8 @@ async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect], sent: &mut 
             continue;
         };
         sent.insert(e.command_id().to_string(), (session, Instant::now()));
-        let cmd = command(job, r, e);
+        let caps = app.fleet.capabilities(e.host());
+        let cmd = command(job, r, e, &caps);
         if let Some(kind) = &cmd.kind {
             app.metrics
                 .command_sent(crate::grpc::command_kind_name(kind));

@@ -67,6 +67,35 @@ pub fn real_component(program: &str) -> bool {
     found
 }
 
+/// The `cutover` and `cutover-agent` binaries of the previous release
+/// (the commit in `tests/compat/previous`), as `.ci/build-previous` builds
+/// them into `target/compat/<commit>/` (or `CUTOVER_PREVIOUS_BIN_DIR`).
+/// None, saying so, when they have not been built: the mixed-version tests
+/// are then skipped (`.ci/run` builds them).
+pub fn previous_release() -> Option<(PathBuf, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let dir = match std::env::var_os("CUTOVER_PREVIOUS_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let text = std::fs::read_to_string(root.join("tests/compat/previous")).ok()?;
+            let commit = text
+                .lines()
+                .find(|l| !l.starts_with('#') && !l.trim().is_empty())?;
+            root.join("target/compat").join(commit.trim())
+        }
+    };
+    let (c, a) = (dir.join("cutover"), dir.join("cutover-agent"));
+    if c.is_file() && a.is_file() {
+        Some((c, a))
+    } else {
+        eprintln!(
+            "skipped: the previous release is not built in {} (`.ci/build-previous` builds it)",
+            dir.display()
+        );
+        None
+    }
+}
+
 /// Whether Debian's python3 (`/usr/bin/python3`, which Debian's gunicorn
 /// runs on) has `module` (a library real apps use, such as
 /// `prometheus_client`); skipped or required as [`real_component`].
@@ -204,13 +233,24 @@ impl From<Output> for Run {
 /// `cutover-agent`, run inside network namespace `netns` when given
 /// (`ip netns exec` execs it: the child's pid is the agent's).
 pub fn agent_command(netns: Option<&str>) -> Command {
-    match netns {
-        Some(ns) => {
+    agent_command_of(netns, None)
+}
+
+/// [`agent_command`] with another `cutover-agent` binary when given.
+pub fn agent_command_of(netns: Option<&str>, binary: Option<&Path>) -> Command {
+    let exe = || {
+        binary
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| bin("cutover-agent"))
+    };
+    match (netns, binary) {
+        (Some(ns), _) => {
             let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(bin("cutover-agent"));
+            c.args(["netns", "exec", ns]).arg(exe());
             c
         }
-        None => wrapped("CUTOVER_TEST_AGENT_WRAPPER", "cutover-agent"),
+        (None, Some(b)) => Command::new(b),
+        (None, None) => wrapped("CUTOVER_TEST_AGENT_WRAPPER", "cutover-agent"),
     }
 }
 
@@ -275,6 +315,9 @@ pub struct CoordinatorOptions {
     pub session_ticket_lifetime: &'static str,
     /// Address to listen on (default 127.0.0.1; a namespaced fleet's gateway).
     pub listen_ip: Option<String>,
+    /// Another `cutover` binary to run the coordinator with (and `ca
+    /// init`): a previous release's, for mixed-version tests.
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for CoordinatorOptions {
@@ -285,6 +328,7 @@ impl Default for CoordinatorOptions {
             host_cert_ttl: "1h",
             session_ticket_lifetime: "24h",
             listen_ip: None,
+            binary: None,
         }
     }
 }
@@ -298,6 +342,9 @@ pub struct Cluster {
     pub addr: String,
     pub agents: Vec<Agent>,
     opts: CoordinatorOptions,
+    /// Another `cutover-agent` binary for the agents added while this is
+    /// set: a previous release's, for mixed-version tests.
+    pub agent_binary: Option<PathBuf>,
 }
 
 /// One enrolled agent.
@@ -311,6 +358,8 @@ pub struct Agent {
     pub config: PathBuf,
     pub state_dir: PathBuf,
     pub proc: Option<Proc>,
+    /// Its `cutover-agent` binary, when not this tree's.
+    pub binary: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -325,6 +374,7 @@ impl Cluster {
             addr: String::new(),
             agents: Vec::new(),
             opts,
+            agent_binary: None,
         };
         let ip = c
             .opts
@@ -332,7 +382,14 @@ impl Cluster {
             .clone()
             .unwrap_or_else(|| "127.0.0.1".into());
         c.write_config(&format!("{ip}:0"))?;
-        let r = c.cutover_local(&["ca", "init", "--config", c.config.to_str().unwrap()])?;
+        let r: Run = match &c.opts.binary {
+            Some(b) => Command::new(b)
+                .args(["ca", "init", "--config", c.config.to_str().unwrap()])
+                .env("HOME", c.dir.path())
+                .output()?
+                .into(),
+            None => c.cutover_local(&["ca", "init", "--config", c.config.to_str().unwrap()])?,
+        };
         if !r.ok {
             bail!("ca init failed: {}", r.stderr);
         }
@@ -402,7 +459,10 @@ impl Cluster {
             "coordinator-{}.log",
             Instant::now().elapsed().as_nanos()
         ));
-        let mut cmd = wrapped("CUTOVER_TEST_COORDINATOR_WRAPPER", "cutover");
+        let mut cmd = match &self.opts.binary {
+            Some(b) => Command::new(b),
+            None => wrapped("CUTOVER_TEST_COORDINATOR_WRAPPER", "cutover"),
+        };
         let mut p = spawn_logged(cmd.args(["serve", "--config"]).arg(&self.config), &log)?;
         let addr = poll("coordinator to listen", Duration::from_secs(20), || {
             if !p.is_running() {
@@ -572,7 +632,7 @@ impl Cluster {
         )?;
         let token_file = self.dir.path().join(format!("token-{host_id}"));
         std::fs::write(&token_file, token)?;
-        let r: Run = agent_command(netns)
+        let r: Run = agent_command_of(netns, self.agent_binary.as_deref())
             .args(["enroll", "--config"])
             .arg(&config)
             .args(["--coordinator", &self.url(), "--token-file"])
@@ -593,6 +653,7 @@ impl Cluster {
                 config,
                 state_dir,
                 proc: None,
+                binary: self.agent_binary.clone(),
             });
         }
         Ok(r)
@@ -611,7 +672,7 @@ impl Cluster {
             cutover_common::time::now_ms()
         ));
         a.proc = Some(spawn_logged(
-            agent_command(a.netns.as_deref())
+            agent_command_of(a.netns.as_deref(), a.binary.as_deref())
                 .args(["run", "--config"])
                 .arg(&a.config),
             &log,

@@ -19,6 +19,9 @@ pub struct Candidate {
     /// Why an operator has this service out of service here (drained,
     /// or drained and stopped); None: in service.
     pub drained: Option<String>,
+    /// What the host's agent can do beyond the baseline
+    /// (`cutover_common::compat`).
+    pub capabilities: Vec<String>,
 }
 
 /// What happens after a batch (canary steps).
@@ -64,6 +67,15 @@ pub enum PlanError {
     },
     #[error("no ready host of group `{group}` (label {label}={group}) among the targets")]
     EmptyGroup { label: String, group: String },
+    #[error(
+        "{} an agent without `{capability}`, which `{field}` in this spec needs: upgrade the agent (`cutover hosts` shows versions), or leave `{field}` at its default",
+        if hosts.len() == 1 { format!("host {} runs", hosts[0]) } else { format!("hosts {} run", hosts.join(", ")) }
+    )]
+    AgentTooOld {
+        hosts: Vec<String>,
+        field: String,
+        capability: String,
+    },
 }
 
 /// Computes the batches of a rollout of `spec` over `fleet`.
@@ -101,6 +113,26 @@ pub fn plan_with(
         }
     }
     targets.sort_by(|a, b| a.host.cmp(&b.host));
+    // Agents one version older than the coordinator: a spec that sets a
+    // field they cannot honour is refused before anything is staged.
+    let service_spec = spec.service_spec();
+    let mut too_old: Vec<(cutover_common::compat::Unmet, String)> = Vec::new();
+    for t in &targets {
+        for u in cutover_common::compat::unmet(&service_spec, &t.capabilities) {
+            too_old.push((u, t.host.clone()));
+        }
+    }
+    if let Some((first, _)) = too_old.first().cloned() {
+        return Err(PlanError::AgentTooOld {
+            hosts: too_old
+                .iter()
+                .filter(|(u, _)| *u == first)
+                .map(|(_, h)| h.clone())
+                .collect(),
+            field: first.field.into(),
+            capability: first.capability.into(),
+        });
+    }
     if targets.is_empty() {
         return Err(PlanError::NoHosts {
             selector: spec.targets.selector.clone(),

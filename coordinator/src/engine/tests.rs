@@ -32,6 +32,7 @@ fn fleet(n: usize) -> Vec<Candidate> {
             ready: true,
             active_release: Some("v1".into()),
             drained: None,
+            capabilities: cutover_common::compat::current(),
         })
         .collect()
 }
@@ -636,6 +637,7 @@ fn colored(n: usize) -> Vec<Candidate> {
             ready: true,
             active_release: None,
             drained: None,
+            capabilities: cutover_common::compat::current(),
         })
         .collect()
 }
@@ -1140,4 +1142,28 @@ fn a_host_drained_during_the_rollout_is_skipped_not_failed_and_not_rolled_back()
     });
     assert_eq!(r.phase, Phase::Succeeded, "{:?}", r.notes);
     assert!(matches!(r.hosts["web-2"], HostPhase::Skipped { .. }));
+}
+
+#[test]
+fn a_spec_setting_a_field_older_agents_cannot_honour_is_refused_naming_their_hosts() {
+    let mut f = fleet(4);
+    // web-2 and web-4: agents from before capabilities existed.
+    f[1].capabilities.clear();
+    f[3].capabilities.clear();
+    // At its default the field is no obstacle: those agents are sent the
+    // spec without it.
+    assert!(plan(&spec(""), &f).is_ok());
+    let e = plan(&spec("[drain]\nwait_for = \"delay\""), &f).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "hosts web-2, web-4 run an agent without `drain.balancers`, which `drain.wait_for` in this spec needs: upgrade the agent (`cutover hosts` shows versions), or leave `drain.wait_for` at its default"
+    );
+    // Hosts the selector leaves out do not matter.
+    let e = plan(&spec("[drain]\nwait_for = \"delay\""), &f[..2]).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("host web-2 runs an agent without"),
+        "{e}"
+    );
+    assert!(plan(&spec("[drain]\nwait_for = \"delay\""), &f[2..3]).is_ok());
 }

@@ -147,6 +147,19 @@ fn hello_info(h: &pb::Hello, peer: &PeerInfo) -> Result<HelloInfo, String> {
     if let Err(e) = super::enroll::check_agent_version(&h.agent_version) {
         return Err(format!("Hello.agent_version: {e}"));
     }
+    if h.capabilities.len() > 64
+        || h.capabilities.iter().any(|c| {
+            c.is_empty()
+                || c.len() > 64
+                || !c
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        })
+    {
+        return Err(
+            "Hello.capabilities: expected at most 64 names of 1 to 64 characters of a-z, 0-9, `.`, `_`, `-`".into(),
+        );
+    }
     let mut agent_labels: Labels = h.labels.clone().into_iter().collect();
     labels::check_all(&agent_labels).map_err(|e| format!("Hello.labels: {e}"))?;
     for key in RESERVED_LABELS {
@@ -164,6 +177,7 @@ fn hello_info(h: &pb::Hello, peer: &PeerInfo) -> Result<HelloInfo, String> {
     let mut boot_id = h.boot_id.clone();
     cut(&mut boot_id, 64);
     Ok(HelloInfo {
+        capabilities: h.capabilities.clone(),
         agent_version: h.agent_version.clone(),
         agent_labels,
         boot_id,
