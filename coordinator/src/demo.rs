@@ -122,6 +122,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         let host = format!("demo-{i}");
         let token = control
             .create_token(pb::CreateTokenRequest {
+                request_id: String::new(),
                 ttl_ms: 600_000,
                 uses: 1,
                 labels: [("role".to_string(), "web".to_string())]

@@ -251,6 +251,19 @@ impl Control {
         })
     }
 
+    /// Any control call, waited for: `f` gets a client of its own.
+    pub fn call<T, F>(
+        &mut self,
+        f: impl FnOnce(pb::control_service_client::ControlServiceClient<tonic::transport::Channel>) -> F,
+    ) -> Result<T, tonic::Status>
+    where
+        F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let client = self.client.clone();
+        self.rt
+            .block_on(async move { f(client).await.map(|r| r.into_inner()) })
+    }
+
     /// `SubmitDeployment`, waited for.
     pub fn submit(
         &mut self,

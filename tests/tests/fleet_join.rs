@@ -255,6 +255,7 @@ fn connections_without_a_valid_certificate_are_refused_and_audited() {
                 ttl_ms: 1000,
                 uses: 1,
                 labels: Default::default(),
+                request_id: String::new(),
             })
             .await
             .unwrap_err();

@@ -528,20 +528,26 @@ fn artifacts_download_over_http_and_an_interrupted_download_resumes() {
     let mut artifact = h.artifact.clone();
     artifact.url = server.url("demo.tar");
     let spec = demo_spec("web", h.port, "1", &[]);
-    // The first download is cut off halfway: staging fails, keeps the part.
+    // The first download is cut off halfway: a transient failure, so the
+    // agent tries again by itself, keeping the part; the retry asks only
+    // for the rest, and the checksum of the whole holds.
     let size = std::fs::metadata(&h.artifact.path).unwrap().len();
     server
         .cut_next_after
         .store(size / 2, std::sync::atomic::Ordering::SeqCst);
+    let mut progress = Vec::new();
     let r = h
         .control
-        .send("web-1", stage("http-1", "v1", "1", &artifact, &spec));
-    assert!(!r.ok, "a truncated download must not stage");
-    // The second asks only for the rest, and the checksum of the whole holds.
-    let r = h
-        .control
-        .send("web-1", stage("http-2", "v1", "1", &artifact, &spec));
+        .send_with("web-1", stage("http-1", "v1", "1", &artifact, &spec), |p| {
+            progress.push(p.message.clone())
+        });
     assert!(r.ok, "{}", r.message);
+    assert!(
+        progress
+            .iter()
+            .any(|m| m.contains("failed (attempt 1 of 4)")),
+        "{progress:?}"
+    );
     let reqs = server.requests.lock().unwrap().clone();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert!(

@@ -687,3 +687,81 @@ fn a_rollback_stays_in_its_environment_and_after_a_failed_switch_goes_back_one_s
     assert_eq!(last_switch(), "blue 1");
     on([("web-1", "1"), ("web-3", "2"), ("stage-1", "9")]);
 }
+
+#[test]
+fn a_mutating_call_retried_with_its_request_id_is_done_once() {
+    use cutover_proto::v1 as pb;
+    let (c, a) = fleet(2);
+    for v in ["1", "2"] {
+        let (r, code) = deploy(
+            &c,
+            &spec_file(&c, v, &[], "kind = \"recreate\""),
+            v,
+            &a,
+            true,
+        );
+        assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    }
+    let mut control = cutover_tests::release::Control::connect(&c);
+    // A rollback, retried: the same deployment, not a second rollback
+    // (which would find nothing earlier, or go back further).
+    let rollback = |to: &str| pb::RollbackServiceRequest {
+        service: "web".into(),
+        to_version: to.into(),
+        request_id: "ci-42-rollback".into(),
+        ..Default::default()
+    };
+    let first = control
+        .call(|mut k| async move { k.rollback_service(rollback("")).await })
+        .unwrap();
+    assert_eq!(first.version, "1");
+    poll("the rollback to end", Duration::from_secs(30), || {
+        (control.deployments("web")[0].phase == "succeeded").then_some(())
+    });
+    let again = control
+        .call(|mut k| async move { k.rollback_service(rollback("")).await })
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(control.deployments("web").len(), 3);
+    let e = control
+        .call(|mut k| async move { k.rollback_service(rollback("2")).await })
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+    // A join token: its secret is not kept, so a retry names the token
+    // the first call made instead of making a second.
+    let token = |id: &str| pb::CreateTokenRequest {
+        ttl_ms: 60_000,
+        uses: 1,
+        request_id: id.into(),
+        ..Default::default()
+    };
+    let t = control
+        .call(|mut k| async move { k.create_token(token("tok-1")).await })
+        .unwrap();
+    assert!(!t.token.is_empty());
+    let e = control
+        .call(|mut k| async move { k.create_token(token("tok-1")).await })
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
+    assert!(e.message().contains(&t.token_id), "{e}");
+    // Removing a host, retried, succeeds as the first did; without a
+    // request id the second says the host is gone.
+    let remove = |id: &str| pb::RemoveHostRequest {
+        host_id: "web-2".into(),
+        request_id: id.into(),
+    };
+    for _ in 0..2 {
+        control
+            .call(|mut k| async move { k.remove_host(remove("rm-1")).await })
+            .unwrap();
+    }
+    let e = control
+        .call(|mut k| async move { k.remove_host(remove("")).await })
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e}");
+    // A bad request id is refused before anything is done.
+    let e = control
+        .call(|mut k| async move { k.remove_host(remove("no spaces")).await })
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+}

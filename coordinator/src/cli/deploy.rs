@@ -405,6 +405,7 @@ pub(super) async fn control(client: &ClientArgs, id: &str, action: &str) -> Resu
     let mut c = client.connect().await?;
     let d = c
         .control_deployment(pb::ControlDeploymentRequest {
+            request_id: String::new(),
             id: id.into(),
             action: action.into(),
         })

@@ -93,6 +93,7 @@ pub(super) async fn token(client: &ClientArgs, cmd: TokenCmd) -> Result<()> {
     let mut c = crate::client::connect(&resolved).await?;
     let r = c
         .create_token(pb::CreateTokenRequest {
+            request_id: String::new(),
             ttl_ms: ttl.as_millis() as u64,
             uses,
             labels: labels.into_iter().collect(),

@@ -231,6 +231,10 @@ pub enum Command {
         /// deployed to several.
         #[arg(long, value_name = "NAME")]
         environment: Option<String>,
+        /// Makes the rollback safe to run again (a retried CI job): the
+        /// same ID from the same operator gets the first run's answer.
+        #[arg(long, value_name = "ID")]
+        request_id: Option<String>,
         #[arg(long)]
         watch: bool,
     },
@@ -346,6 +350,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let mut c = cli.client.connect().await?;
             c.remove_host(pb::RemoveHostRequest {
+                request_id: String::new(),
                 host_id: host.clone(),
             })
             .await
@@ -470,6 +475,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             service,
             to,
             environment,
+            request_id,
             watch,
         } => {
             let mut c = cli.client.connect().await?;
@@ -478,6 +484,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     service,
                     to_version: to.unwrap_or_default(),
                     environment: environment.unwrap_or_default(),
+                    request_id: request_id.unwrap_or_default(),
                 })
                 .await
                 .map_err(status)?

@@ -403,31 +403,39 @@ impl pb::control_service_server::ControlService for ControlSvc {
         let app = self.app.clone();
         detached(async move {
             let op = authorize(&app, &req, Role::Admin, Some("host.remove")).await?;
-            let host = req.into_inner().host_id;
-            super::check_name_arg("host_id", &host, true)?;
-            let h = host.clone();
-            let existed = app
-                .store
-                .call(move |c| store::delete_host(c, &h))
+            let r = req.into_inner();
+            let key = prost::Message::encode_to_vec(&r);
+            let call = async {
+                let host = r.host_id.clone();
+                super::check_name_arg("host_id", &host, true)?;
+                let h = host.clone();
+                let existed = app
+                    .store
+                    .call(move |c| store::delete_host(c, &h))
+                    .await
+                    .map_err(|e| Status::internal(format!("store: {e}")))?;
+                app.fleet.remove(&host);
+                app.audit(Audit {
+                    actor: op.peer.actor(),
+                    action: "host.remove",
+                    target: host.clone(),
+                    outcome: if existed { Outcome::Ok } else { Outcome::Error },
+                    detail: if existed {
+                        String::new()
+                    } else {
+                        "no such host".into()
+                    },
+                })
+                .await;
+                if !existed {
+                    return Err(Status::not_found(format!("no host `{host}`")));
+                }
+                Ok(pb::RemoveHostResponse {})
+            };
+            let actor = op.peer.actor();
+            super::idempotency::once(&app, &actor, "RemoveHost", &r.request_id, &key, call)
                 .await
-                .map_err(|e| Status::internal(format!("store: {e}")))?;
-            app.fleet.remove(&host);
-            app.audit(Audit {
-                actor: op.peer.actor(),
-                action: "host.remove",
-                target: host.clone(),
-                outcome: if existed { Outcome::Ok } else { Outcome::Error },
-                detail: if existed {
-                    String::new()
-                } else {
-                    "no such host".into()
-                },
-            })
-            .await;
-            if !existed {
-                return Err(Status::not_found(format!("no host `{host}`")));
-            }
-            Ok(Response::new(pb::RemoveHostResponse {}))
+                .map(Response::new)
         })
         .await
     }
@@ -440,6 +448,16 @@ impl pb::control_service_server::ControlService for ControlSvc {
         detached(async move {
             let op = authorize(&app, &req, Role::Admin, Some("token.create")).await?;
             let r = req.into_inner();
+            // Canonical: the labels map in key order.
+            let key = format!(
+                "{} {} {:?}",
+                r.ttl_ms,
+                r.uses,
+                r.labels.iter().collect::<std::collections::BTreeMap<_, _>>()
+            )
+            .into_bytes();
+            let request_id = r.request_id.clone();
+            let call = async {
             let ttl = Duration::from_millis(r.ttl_ms);
             let bad = |m: String| Status::invalid_argument(m);
             if ttl.is_zero() || ttl > app.cfg.max_token_ttl {
@@ -471,12 +489,36 @@ impl pb::control_service_server::ControlService for ControlSvc {
                 detail,
             })
             .await;
-            Ok(Response::new(pb::CreateTokenResponse {
+            Ok(pb::CreateTokenResponse {
                 token: token.render(),
                 token_id: token.id,
                 expires_at_ms: expires_at,
                 ca_fingerprint: app.ca.fingerprint(),
-            }))
+            })
+            };
+            // The secret is not kept: a retry is told which token the
+            // first call made.
+            let rid = request_id.clone();
+            super::idempotency::once_with(
+                &app,
+                &op.peer.actor(),
+                "CreateToken",
+                &request_id,
+                &key,
+                call,
+                |t| pb::CreateTokenResponse {
+                    token: String::new(),
+                    ..t.clone()
+                },
+                |t| {
+                    Err(Status::already_exists(format!(
+                        "request_id `{rid}` already created token {} (its secret is shown only once): revoke it if it was lost, and create another with a new request id",
+                        t.token_id
+                    )))
+                },
+            )
+            .await
+            .map(Response::new)
         })
         .await
     }

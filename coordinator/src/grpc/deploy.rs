@@ -34,24 +34,6 @@ impl From<SubmitError> for Status {
     }
 }
 
-/// A caller's request id: empty (none), or 1 to 128 characters of
-/// `A-Z a-z 0-9 . _ : -` (a UUID, a CI run id).
-fn check_request_id(id: &str) -> Result<Option<String>, Status> {
-    if id.is_empty() {
-        return Ok(None);
-    }
-    let ok = id.len() <= 128
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
-    if !ok {
-        return Err(Status::invalid_argument(
-            "request_id: expected 1 to 128 characters of A-Z, a-z, 0-9, `.`, `_`, `:`, `-`",
-        ));
-    }
-    Ok(Some(id.to_string()))
-}
-
 fn job(s: &pb::SpecRequest) -> Result<Job, SubmitError> {
     let file = if s.file_name.is_empty() {
         "spec"
@@ -240,7 +222,7 @@ pub async fn submit(
         return Err(Status::permission_denied(msg));
     }
     let commit = (r.commit_time_ms > 0).then_some(r.commit_time_ms);
-    let request_id = check_request_id(&r.request_id)?;
+    let request_id = super::check_request_id(&r.request_id)?;
     let result = async {
         rollout::submit(app, job(&spec)?, op.peer.actor(), commit, None, request_id).await
     }
@@ -354,6 +336,28 @@ pub async fn control(
 ) -> Result<Response<pb::DeploymentInfo>, Status> {
     let op = authorize(app, &req, Role::Deployer, Some("deployment.control")).await?;
     let r = req.into_inner();
+    let (key, rid, actor) = (
+        prost::Message::encode_to_vec(&r),
+        r.request_id.clone(),
+        op.peer.actor(),
+    );
+    super::idempotency::once(
+        app,
+        &actor,
+        "ControlDeployment",
+        &rid,
+        &key,
+        control_now(app, op, r),
+    )
+    .await
+    .map(Response::new)
+}
+
+async fn control_now(
+    app: &Arc<App>,
+    op: Operator,
+    r: pb::ControlDeploymentRequest,
+) -> Result<pb::DeploymentInfo, Status> {
     if r.id.is_empty() {
         return Err(Status::invalid_argument(
             "id: expected a deployment id (see `cutover history`)",
@@ -402,7 +406,7 @@ pub async fn control(
     }
     let live = app.rollouts.watch(&d.id).map(|w| w.borrow().clone());
     let d = record(app, &d.id).await?;
-    Ok(Response::new(info(&d, live.as_ref())))
+    Ok(info(&d, live.as_ref()))
 }
 
 pub async fn rollback_service(
@@ -411,6 +415,28 @@ pub async fn rollback_service(
 ) -> Result<Response<pb::DeploymentInfo>, Status> {
     let op = authorize(app, &req, Role::Deployer, Some("deployment.rollback")).await?;
     let r = req.into_inner();
+    let (key, rid, actor) = (
+        prost::Message::encode_to_vec(&r),
+        r.request_id.clone(),
+        op.peer.actor(),
+    );
+    super::idempotency::once(
+        app,
+        &actor,
+        "RollbackService",
+        &rid,
+        &key,
+        rollback_now(app, op, r),
+    )
+    .await
+    .map(Response::new)
+}
+
+async fn rollback_now(
+    app: &Arc<App>,
+    op: Operator,
+    r: pb::RollbackServiceRequest,
+) -> Result<pb::DeploymentInfo, Status> {
     super::check_name_arg("service", &r.service, true)?;
     if !r.to_version.is_empty() {
         cutover_common::deploy::check_version(&r.to_version)
@@ -459,7 +485,7 @@ pub async fn rollback_service(
         )
     };
     audit(app, &op, "deployment.rollback", &d.id, Outcome::Ok, what).await;
-    Ok(Response::new(info(&d, Some(&live))))
+    Ok(info(&d, Some(&live)))
 }
 
 /// The DORA measures over the stored history of `service` (or all) in

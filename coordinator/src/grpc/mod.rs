@@ -7,6 +7,7 @@ pub mod auth;
 pub mod control;
 pub mod deploy;
 pub mod enroll;
+pub mod idempotency;
 
 /// The service a command is for.
 pub fn command_service(k: &cutover_proto::v1::command::Kind) -> &str {
@@ -49,4 +50,22 @@ pub fn check_name_arg(field: &str, value: &str, required: bool) -> Result<(), to
     }
     cutover_common::identity::check_name(value)
         .map_err(|e| tonic::Status::invalid_argument(format!("{field}: {e}")))
+}
+
+/// A caller's request id: empty (none), or 1 to 128 characters of
+/// `A-Z a-z 0-9 . _ : -` (a UUID, a CI run id).
+pub fn check_request_id(id: &str) -> Result<Option<String>, tonic::Status> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let ok = id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
+    if !ok {
+        return Err(tonic::Status::invalid_argument(
+            "request_id: expected 1 to 128 characters of A-Z, a-z, 0-9, `.`, `_`, `:`, `-`",
+        ));
+    }
+    Ok(Some(id.to_string()))
 }

@@ -282,6 +282,11 @@ pub fn prune(
         "DELETE FROM commands WHERE sent_at < ?1",
         params![commands_before],
     )?;
+    // Request ids are kept as long as commands.
+    tx.execute(
+        "DELETE FROM requests WHERE created_at < ?1",
+        params![commands_before],
+    )?;
     let audit = tx.execute("DELETE FROM audit WHERE at < ?1", params![audit_before])?;
     tx.commit()?;
     Ok(Pruned {

@@ -9,12 +9,14 @@
 mod access;
 mod deployments;
 mod hosts;
+mod requests;
 #[cfg(test)]
 mod tests;
 
 pub use access::*;
 pub use deployments::*;
 pub use hosts::*;
+pub use requests::*;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -184,6 +186,20 @@ fn migrations() -> Migrations<'static> {
         ALTER TABLE deployments ADD COLUMN request_id TEXT;
         CREATE UNIQUE INDEX deployments_request ON deployments(created_by, request_id)
             WHERE request_id IS NOT NULL;
+        "#,
+        ),
+        // Idempotency keys of the other mutating control calls.
+        M::up(
+            r#"
+        CREATE TABLE requests (
+            actor TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            method TEXT NOT NULL,
+            digest BLOB NOT NULL,
+            response BLOB,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (actor, request_id)
+        );
         "#,
         ),
     ])

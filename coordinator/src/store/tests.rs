@@ -388,3 +388,62 @@ fn retention_drops_old_details_and_rows_but_never_a_running_or_recent_deployment
     })
     .unwrap();
 }
+
+#[test]
+fn a_request_id_is_claimed_once_answered_from_the_store_and_kept_per_caller() {
+    let (_d, s) = store();
+    s.with(|c| {
+        let claim = |c: &mut Connection, who: &str, id: &str, method: &str, digest: &[u8], now| {
+            claim_request(c, who, id, method, digest, now)
+        };
+        assert_eq!(claim(c, "op:a", "r1", "RemoveHost", b"x", 0)?, Claim::New);
+        // A retry while the first is running is told so.
+        assert_eq!(
+            claim(c, "op:a", "r1", "RemoveHost", b"x", 1_000)?,
+            Claim::Running
+        );
+        // Another caller's r1 is another request.
+        assert_eq!(
+            claim(c, "op:b", "r1", "RemoveHost", b"x", 1_000)?,
+            Claim::New
+        );
+        finish_request(c, "op:a", "r1", Some(b"answer"))?;
+        assert_eq!(
+            claim(c, "op:a", "r1", "RemoveHost", b"x", 2_000)?,
+            Claim::Done(b"answer".to_vec())
+        );
+        // The same id with other arguments, or for another call: refused.
+        assert_eq!(
+            claim(c, "op:a", "r1", "RemoveHost", b"y", 2_000)?,
+            Claim::Other {
+                method: "RemoveHost".into()
+            }
+        );
+        assert_eq!(
+            claim(c, "op:a", "r1", "CreateToken", b"x", 2_000)?,
+            Claim::Other {
+                method: "RemoveHost".into()
+            }
+        );
+        // A failed call is forgotten: its retry runs again.
+        finish_request(c, "op:b", "r1", None)?;
+        assert_eq!(
+            claim(c, "op:b", "r1", "RemoveHost", b"x", 3_000)?,
+            Claim::New
+        );
+        // One left running by a coordinator that died is run again later.
+        assert_eq!(
+            claim(
+                c,
+                "op:b",
+                "r1",
+                "RemoveHost",
+                b"x",
+                3_000 + STALE_REQUEST_MS
+            )?,
+            Claim::New
+        );
+        Ok(())
+    })
+    .unwrap();
+}
