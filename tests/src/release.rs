@@ -288,6 +288,7 @@ impl Control {
                 .list_deployments(pb::ListDeploymentsRequest {
                     service: service.into(),
                     limit: 100,
+                    ..Default::default()
                 })
                 .await
                 .unwrap()

@@ -765,3 +765,88 @@ fn a_mutating_call_retried_with_its_request_id_is_done_once() {
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
 }
+
+#[test]
+fn every_list_pages_with_tokens_and_cuts_nothing_silently() {
+    use cutover_proto::v1 as pb;
+    let (c, a) = fleet(3);
+    for v in ["1", "2", "3"] {
+        let (r, code) = deploy(
+            &c,
+            &spec_file(&c, v, &[], "kind = \"recreate\""),
+            v,
+            &a,
+            true,
+        );
+        assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    }
+    let mut control = cutover_tests::release::Control::connect(&c);
+    // Deployments, two at a time, newest first.
+    let mut versions = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let req = pb::ListDeploymentsRequest {
+            service: "web".into(),
+            page_size: 2,
+            page_token: token.clone(),
+            ..Default::default()
+        };
+        let page = control
+            .call(|mut k| async move { k.list_deployments(req).await })
+            .unwrap();
+        pages += 1;
+        versions.extend(page.deployments.into_iter().map(|d| d.version));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(
+        (versions, pages),
+        (vec!["3".to_string(), "2".into(), "1".into()], 2)
+    );
+    // Hosts, one at a time, by id.
+    let mut hosts = Vec::new();
+    let mut token = String::new();
+    loop {
+        let req = pb::ListHostsRequest {
+            page_size: 1,
+            page_token: token.clone(),
+            ..Default::default()
+        };
+        let page = control
+            .call(|mut k| async move { k.list_hosts(req).await })
+            .unwrap();
+        hosts.extend(page.hosts.into_iter().map(|h| h.host_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(hosts, ["web-1", "web-2", "web-3"]);
+    // The audit log: a page says there is more.
+    let req = pb::ListAuditRequest {
+        page_size: 1,
+        ..Default::default()
+    };
+    let page = control
+        .call(|mut k| async move { k.list_audit(req).await })
+        .unwrap();
+    assert_eq!(page.entries.len(), 1);
+    assert!(!page.next_page_token.is_empty());
+    // A token of another list is refused.
+    let req = pb::ListHostsRequest {
+        page_token: page.next_page_token,
+        ..Default::default()
+    };
+    let e = control
+        .call(|mut k| async move { k.list_hosts(req).await })
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    // The CLI reads every page.
+    let r = c.cutover(&["history", "web", "--limit", "3", "-o", "json"]);
+    assert!(r.ok, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v.as_array().map(|a| a.len()), Some(3), "{}", r.stdout);
+}

@@ -335,15 +335,26 @@ pub(super) async fn history(
     output: Format,
 ) -> Result<()> {
     let mut c = client.connect().await?;
-    let list = c
-        .list_deployments(pb::ListDeploymentsRequest {
-            service: service.into(),
-            limit,
-        })
-        .await
-        .map_err(status)?
-        .into_inner()
-        .deployments;
+    // Page by page, up to `limit`.
+    let mut list = Vec::new();
+    let mut page_token = String::new();
+    while (list.len() as u32) < limit {
+        let page = c
+            .list_deployments(pb::ListDeploymentsRequest {
+                service: service.into(),
+                page_size: (limit - list.len() as u32).min(1000),
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        list.extend(page.deployments);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
     let fmt_ts = |ms: i64| {
         if ms == 0 {
             "-".to_string()

@@ -170,12 +170,24 @@ pub(super) async fn list_hosts(
 ) -> Result<pb::ListHostsResponse> {
     labels::Selector::parse(selector).context("--selector")?;
     let mut c = client.connect().await?;
-    Ok(c.list_hosts(pb::ListHostsRequest {
-        selector: selector.into(),
-    })
-    .await
-    .map_err(status)?
-    .into_inner())
+    // Every page.
+    let mut all = pb::ListHostsResponse::default();
+    loop {
+        let page = c
+            .list_hosts(pb::ListHostsRequest {
+                selector: selector.into(),
+                page_size: 1000,
+                page_token: std::mem::take(&mut all.next_page_token),
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        all.hosts.extend(page.hosts);
+        if page.next_page_token.is_empty() {
+            return Ok(all);
+        }
+        all.next_page_token = page.next_page_token;
+    }
 }
 
 pub(super) async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
@@ -298,13 +310,26 @@ pub(super) struct AuditOut {
 
 pub(super) async fn audit(client: &ClientArgs, limit: u32, output: Format) -> Result<()> {
     let mut c = client.connect().await?;
-    let r = c
-        .list_audit(pb::ListAuditRequest { limit })
-        .await
-        .map_err(status)?
-        .into_inner();
-    let rows: Vec<AuditOut> = r
-        .entries
+    // Page by page, up to `limit`.
+    let mut entries = Vec::new();
+    let mut page_token = String::new();
+    while (entries.len() as u32) < limit {
+        let page = c
+            .list_audit(pb::ListAuditRequest {
+                page_size: (limit - entries.len() as u32).min(1000),
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        entries.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let rows: Vec<AuditOut> = entries
         .into_iter()
         .map(|e| AuditOut {
             id: e.id,

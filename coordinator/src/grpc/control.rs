@@ -381,19 +381,32 @@ impl pb::control_service_server::ControlService for ControlSvc {
         req: Request<pb::ListHostsRequest>,
     ) -> Result<Response<pb::ListHostsResponse>, Status> {
         authorize(&self.app, &req, Role::Viewer, None).await?;
-        let selector = Selector::parse(&req.get_ref().selector)
+        let r = req.get_ref();
+        let selector = Selector::parse(&r.selector)
             .map_err(|e| Status::invalid_argument(format!("selector: {e}")))?;
-        let mut hosts: Vec<pb::HostInfo> = self
-            .app
-            .fleet
-            .list(&selector)
+        let page = super::page("hosts", r.page_size, 0, &r.page_token, 500)?;
+        let mut views = self.app.fleet.list(&selector);
+        views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+        let n = page.size as usize;
+        let mut views: Vec<_> = views
             .into_iter()
-            .map(host_info)
+            .filter(|v| page.after.as_ref().is_none_or(|a| &v.record.id > a))
+            .take(n + 1)
             .collect();
+        let more = views.len() > n;
+        views.truncate(n);
+        let next_page_token = match views.last() {
+            Some(v) if more => super::page_token("hosts", &v.record.id),
+            _ => String::new(),
+        };
+        let mut hosts: Vec<pb::HostInfo> = views.into_iter().map(host_info).collect();
         add_drift(&self.app, &mut hosts)
             .await
             .map_err(|e| Status::internal(format!("store: {e}")))?;
-        Ok(Response::new(pb::ListHostsResponse { hosts }))
+        Ok(Response::new(pb::ListHostsResponse {
+            hosts,
+            next_page_token,
+        }))
     }
 
     async fn remove_host(
@@ -528,17 +541,29 @@ impl pb::control_service_server::ControlService for ControlSvc {
         req: Request<pb::ListAuditRequest>,
     ) -> Result<Response<pb::ListAuditResponse>, Status> {
         authorize(&self.app, &req, Role::Viewer, None).await?;
-        let limit = match req.get_ref().limit {
-            0 => 100,
-            n => n.min(10_000),
+        let r = req.into_inner();
+        let page = super::page("audit", r.page_size, r.limit, &r.page_token, 100)?;
+        let before = match &page.after {
+            Some(k) => Some(k.parse::<i64>().map_err(|_| {
+                Status::invalid_argument("page_token: not a next_page_token of this list")
+            })?),
+            None => None,
         };
-        let rows = self
+        let n = page.size;
+        let mut rows = self
             .app
             .store
-            .call(move |c| store::list_audit(c, limit))
+            .call(move |c| store::list_audit_before(c, before, n + 1))
             .await
             .map_err(|e| Status::internal(format!("store: {e}")))?;
+        let more = rows.len() > n as usize;
+        rows.truncate(n as usize);
+        let next_page_token = match rows.last() {
+            Some(a) if more => super::page_token("audit", &a.id.to_string()),
+            _ => String::new(),
+        };
         Ok(Response::new(pb::ListAuditResponse {
+            next_page_token,
             entries: rows
                 .into_iter()
                 .map(|a| pb::AuditEntry {

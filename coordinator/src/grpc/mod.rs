@@ -69,3 +69,75 @@ pub fn check_request_id(id: &str) -> Result<Option<String>, tonic::Status> {
     }
     Ok(Some(id.to_string()))
 }
+
+/// One page of a list: at most `size` items after the item keyed `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub size: u32,
+    pub after: Option<String>,
+}
+
+/// Reads a list request's paging: `page_size` (else the older `limit`,
+/// else `default`; at most 1000) and `page_token`, which must be one this
+/// list (`kind`) gave out.
+pub fn page(
+    kind: &str,
+    page_size: u32,
+    limit: u32,
+    token: &str,
+    default: u32,
+) -> Result<Page, tonic::Status> {
+    let size = match (page_size, limit) {
+        (0, 0) => default,
+        (0, n) | (n, _) => n,
+    }
+    .min(1000);
+    if token.is_empty() {
+        return Ok(Page { size, after: None });
+    }
+    let bad = || {
+        tonic::Status::invalid_argument(format!(
+            "page_token: not a next_page_token of this list ({kind}); start again without one"
+        ))
+    };
+    let hexed = token
+        .strip_prefix(kind)
+        .and_then(|t| t.strip_prefix('.'))
+        .ok_or_else(bad)?;
+    let key = hex::decode(hexed)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
+    Ok(Page {
+        size,
+        after: Some(key),
+    })
+}
+
+/// The next_page_token of a list (`kind`) whose last item is keyed `key`.
+pub fn page_token(kind: &str, key: &str) -> String {
+    format!("{kind}.{}", hex::encode(key))
+}
+
+#[cfg(test)]
+mod paging {
+    use super::*;
+
+    #[test]
+    fn a_page_token_goes_back_to_its_own_list_only() {
+        let t = page_token("deployments", "42");
+        assert_eq!(
+            page("deployments", 10, 0, &t, 50).unwrap(),
+            Page {
+                size: 10,
+                after: Some("42".into())
+            }
+        );
+        assert!(page("hosts", 10, 0, &t, 50).is_err());
+        assert!(page("deployments", 10, 0, "deployments.zz", 50).is_err());
+        // Sizes: page_size, else the older limit, else the default; capped.
+        assert_eq!(page("x", 0, 0, "", 50).unwrap().size, 50);
+        assert_eq!(page("x", 0, 7, "", 50).unwrap().size, 7);
+        assert_eq!(page("x", 5000, 0, "", 50).unwrap().size, 1000);
+    }
+}

@@ -75,10 +75,19 @@ pub fn audit(conn: &Connection, now: i64, a: &Audit) -> Result<(), StoreError> {
 
 /// The newest `limit` audit lines, newest first.
 pub fn list_audit(conn: &Connection, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+    list_audit_before(conn, None, limit)
+}
+
+/// [`list_audit`] older than line `before` (a page).
+pub fn list_audit_before(
+    conn: &Connection,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<AuditRecord>, StoreError> {
     let mut stmt = conn.prepare(
-        "SELECT id, at, actor, action, target, outcome, detail FROM audit ORDER BY id DESC LIMIT ?1",
+        "SELECT id, at, actor, action, target, outcome, detail FROM audit WHERE id < ?2 ORDER BY id DESC LIMIT ?1",
     )?;
-    let rows = stmt.query_map(params![limit], |r| {
+    let rows = stmt.query_map(params![limit, before.unwrap_or(i64::MAX)], |r| {
         Ok(AuditRecord {
             id: r.get(0)?,
             at: r.get(1)?,

@@ -180,10 +180,23 @@ pub fn list_deployments(
     service: &str,
     limit: u32,
 ) -> Result<Vec<DeploymentRecord>, StoreError> {
+    list_deployments_before(conn, service, None, limit)
+}
+
+/// [`list_deployments`] older than sequence number `before` (a page).
+pub fn list_deployments_before(
+    conn: &Connection,
+    service: &str,
+    before: Option<i64>,
+    limit: u32,
+) -> Result<Vec<DeploymentRecord>, StoreError> {
     let mut stmt = conn.prepare(&format!(
-        "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE (?1 = '' OR service = ?1) ORDER BY seq DESC LIMIT ?2"
+        "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE (?1 = '' OR service = ?1) AND seq < ?3 ORDER BY seq DESC LIMIT ?2"
     ))?;
-    let rows = stmt.query_map(params![service, limit], deployment_row)?;
+    let rows = stmt.query_map(
+        params![service, limit, before.unwrap_or(i64::MAX)],
+        deployment_row,
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
