@@ -444,6 +444,7 @@ async fn switch_back(
             r.live_group_after = None;
             r.traffic_unknown = false;
             r.switch_back = true;
+            r.revision = 1;
             r.started_ms = now;
             r.progress_since_ms = now;
             r.rollback_since_ms = None;
@@ -487,6 +488,7 @@ async fn switch_back(
         },
         cutover_common::time::now_ms(),
     );
+    r.revision += 1;
     let (id, json, phase, fin) = (
         record.id.clone(),
         serde_json::to_string(&r).expect("serializable"),

@@ -750,7 +750,9 @@ async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect], sent: &mut 
 
 /// Stores a rollout's state; false when that failed (then its commands
 /// must not be sent: a transition is stored before it acts).
-async fn persist(app: &App, r: &Rollout) -> bool {
+/// Stores `r` as its next revision.
+async fn persist(app: &App, r: &mut Rollout) -> bool {
+    r.revision += 1;
     let (id, json, phase, fin) = (
         r.id.clone(),
         serde_json::to_string(r).expect("serializable"),
@@ -877,7 +879,7 @@ async fn run(
     } else {
         r.resume(now_ms())
     };
-    if persist(&app, &r).await {
+    if persist(&app, &mut r).await {
         let _ = view.send(r.clone());
         send(&app, &job, &r, &effects, &mut sent).await;
     } else {
@@ -988,7 +990,7 @@ async fn run(
             }
             _ = resend.tick() => {
                 if held {
-                    if !persist(&app, &r).await {
+                    if !persist(&app, &mut r).await {
                         continue;
                     }
                     held = false;
@@ -1018,7 +1020,7 @@ async fn run(
                 || r.phase != phase_before
                 || stored_at.elapsed() >= PROGRESS_STORE_EVERY)
         {
-            if !persist(&app, &r).await {
+            if !persist(&app, &mut r).await {
                 // Not stored: do not act. The re-send loop stores it again
                 // and then sends what is in flight.
                 held = true;
@@ -1038,7 +1040,7 @@ async fn run(
     events.close();
     // The end is stored before the service is free for the next
     // deployment, however long the store takes to work again.
-    while !persist(&app, &r).await {
+    while !persist(&app, &mut r).await {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let _ = view.send(r.clone());

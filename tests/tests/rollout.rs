@@ -230,8 +230,39 @@ fn the_coordinator_killed_mid_rollout_resumes_and_no_host_swaps_twice() {
         let v: serde_json::Value = serde_json::from_str(&s.stdout).ok()?;
         (v["rollout"]["phase"]["batch"].as_u64() == Some(1)).then_some(())
     });
+    // An operator was watching: the watch follows the restarted
+    // coordinator from where it was, and ends with the result.
+    let mut watching = std::process::Command::new("timeout")
+        .arg("90")
+        .arg(cutover_tests::bin("cutover"))
+        .args(["watch", "d2"])
+        .env("HOME", c.dir.path())
+        .envs(c.operator_env("admin"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let out = watching.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    // Its first lines (the story so far) say the watch is open.
+    lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the watch printed nothing");
     c.coordinator.as_mut().unwrap().kill();
     c.start_coordinator().unwrap();
+    let status = watching.wait().unwrap();
+    reader.join().unwrap();
+    let stdout: Vec<String> = lines.try_iter().collect();
+    let stdout = stdout.join("\n");
+    assert!(status.success(), "{stdout}");
+    assert!(stdout.contains("lost the watch"), "{stdout}");
+    assert!(stdout.contains("deployment d2 succeeded"), "{stdout}");
     let w = c.cutover(&["watch", "d2"]);
     assert!(w.ok, "{}\n{}", w.stdout, w.stderr);
     assert!(w.stdout.contains("succeeded"), "{}", w.stdout);

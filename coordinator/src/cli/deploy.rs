@@ -159,8 +159,22 @@ pub async fn follow_with(
     id: &str,
     traffic: Option<&(dyn Fn() -> String + Send + Sync)>,
 ) -> Result<()> {
+    // A watch cut short (the coordinator restarting, a dropped
+    // connection) is opened again from the last revision seen, for up to
+    // a minute without news.
+    let reopen = |e: &tonic::Status| {
+        matches!(
+            e.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        )
+    };
+    let mut after = 0u64;
+    let mut retries = 0u32;
     let mut stream = c
-        .watch_deployment(pb::GetDeploymentRequest { id: id.into() })
+        .watch_deployment(pb::GetDeploymentRequest {
+            id: id.into(),
+            after_revision: 0,
+        })
         .await
         .map_err(status)?
         .into_inner();
@@ -185,9 +199,38 @@ pub async fn follow_with(
     let mut blocked = String::new();
     loop {
         let d = tokio::select! {
-            m = stream.message() => match m.map_err(status)? {
-                Some(d) => d,
-                None => break,
+            m = stream.message() => match m {
+                Ok(Some(d)) => d,
+                Ok(None) => break,
+                Err(e) if reopen(&e) && retries < 60 => {
+                    if retries == 0 {
+                        let line = format!("          lost the watch ({}); following again", e.message());
+                        match &bar {
+                            Some(b) => b.println(line),
+                            None => println!("{line}"),
+                        }
+                    }
+                    loop {
+                        retries += 1;
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        match c
+                            .watch_deployment(pb::GetDeploymentRequest {
+                                id: id.into(),
+                                after_revision: after,
+                            })
+                            .await
+                        {
+                            Ok(s) => {
+                                stream = s.into_inner();
+                                break;
+                            }
+                            Err(e) if reopen(&e) && retries < 60 => {}
+                            Err(e) => return Err(status(e)),
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => return Err(status(e)),
             },
             _ = tick.tick(), if traffic.is_some() => {
                 let t = traffic.map(|f| f()).unwrap_or_default();
@@ -198,6 +241,8 @@ pub async fn follow_with(
                 continue;
             }
         };
+        retries = 0;
+        after = after.max(d.revision);
         if let Some(r) = rollout_of(&d) {
             for n in r.notes.iter().skip(printed) {
                 let t =
@@ -266,7 +311,10 @@ pub async fn follow_with(
 pub(super) async fn status_cmd(client: &ClientArgs, id: String, output: Format) -> Result<()> {
     let mut c = client.connect().await?;
     let d = c
-        .get_deployment(pb::GetDeploymentRequest { id })
+        .get_deployment(pb::GetDeploymentRequest {
+            id,
+            ..Default::default()
+        })
         .await
         .map_err(status)?
         .into_inner();

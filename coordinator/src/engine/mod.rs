@@ -77,6 +77,10 @@ pub struct Rollout {
     /// Blue/green: which group serves once this rollout ended.
     #[serde(default)]
     pub live_group_after: Option<String>,
+    /// Counts the stored versions of this rollout (each write adds one):
+    /// a watch resumes after the last it saw.
+    #[serde(default)]
+    pub revision: u64,
     /// Blue/green: the switch command failed, so traffic may be on either
     /// group (both left running).
     #[serde(default)]
@@ -152,6 +156,7 @@ impl Rollout {
             group: plan.group.clone(),
             old_group: plan.old_group.clone(),
             live_group_after: None,
+            revision: 0,
             traffic_unknown: false,
             switch_back: false,
             progress_since_ms: now_ms,

@@ -107,6 +107,7 @@ pub fn info(d: &DeploymentRecord, live: Option<&Rollout>) -> pb::DeploymentInfo 
             .as_ref()
             .and_then(|r| r.blocked_on(now))
             .unwrap_or_default(),
+        revision: rollout.as_ref().map(|r| r.revision).unwrap_or(0),
     }
 }
 
@@ -273,26 +274,73 @@ pub async fn watch(
     req: Request<pb::GetDeploymentRequest>,
 ) -> Result<Response<InfoStream>, Status> {
     authorize(app, &req, Role::Viewer, None).await?;
+    let after = req.get_ref().after_revision;
     let d = record(app, &req.get_ref().id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    let first = info(
-        &d,
-        app.rollouts
-            .watch(&d.id)
-            .map(|w| w.borrow().clone())
-            .as_ref(),
-    );
+    // Subscribed before the first state is read: nothing falls between.
     let w = app.rollouts.watch(&d.id);
+    let first = info(&d, w.as_ref().map(|w| w.borrow().clone()).as_ref());
+    let app = app.clone();
     tokio::spawn(async move {
-        if tx.send(Ok(first)).await.is_err() {
-            return;
+        let terminal = |i: &pb::DeploymentInfo| crate::deployments::is_terminal(&i.phase);
+        let mut last = after;
+        if first.revision > after || terminal(&first) {
+            last = last.max(first.revision);
+            let done = terminal(&first);
+            if tx.send(Ok(first)).await.is_err() || done {
+                return;
+            }
         }
-        let Some(mut w) = w else { return };
+        // Not terminal: it ends OK only after a terminal state, never by
+        // just stopping (a client would take that for the end).
+        let unavailable = |why: String, last: u64| {
+            Status::unavailable(format!("{why}: watch again with after_revision {last}"))
+        };
+        let Some(mut w) = w else {
+            let _ = tx
+                .send(Err(unavailable(
+                    format!(
+                        "deployment {} is not finished, but no runner drives it on this coordinator (restarting?)",
+                        d.id
+                    ),
+                    last,
+                )))
+                .await;
+            return;
+        };
         while w.changed().await.is_ok() {
             let r = w.borrow_and_update().clone();
+            if r.revision <= last {
+                continue;
+            }
+            last = r.revision;
             let done = r.phase.is_terminal();
             if tx.send(Ok(info(&d, Some(&r)))).await.is_err() || done {
                 return;
+            }
+        }
+        // The runner has ended: its end is in the store.
+        match record(&app, &d.id).await {
+            Ok(end) => {
+                let i = info(&end, None);
+                if terminal(&i) {
+                    if i.revision > last || last == after {
+                        let _ = tx.send(Ok(i)).await;
+                    }
+                    return;
+                }
+                let _ = tx
+                    .send(Err(unavailable(
+                        format!(
+                            "the runner of deployment {} stopped while it was {}",
+                            d.id, i.phase
+                        ),
+                        last,
+                    )))
+                    .await;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
             }
         }
     });
