@@ -67,6 +67,8 @@ pub enum ServeError {
     },
     #[error("gRPC server failed")]
     Grpc(#[from] tonic::transport::Error),
+    #[error("building the reflection service: {0}")]
+    Reflection(String),
 }
 
 /// The coordinator daemon.
@@ -310,6 +312,24 @@ impl Server {
             pb::enroll_service_server::EnrollServiceServer::new(EnrollSvc { app: app.clone() })
                 .max_decoding_message_size(64 * 1024)
                 .max_encoding_message_size(64 * 1024);
+        // Reflection (`grpcurl list`, `describe`) for operators: the schema
+        // is public (proto/), but anonymous clients reach only enrollment
+        // and health.
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(cutover_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServeError::Reflection(e.to_string()))?;
+        let reflection = tonic::service::interceptor::InterceptedService::new(
+            reflection,
+            |req: tonic::Request<()>| -> Result<tonic::Request<()>, tonic::Status> {
+                match crate::grpc::auth::peer(&req).identity {
+                    Some(cutover_common::identity::Identity::Operator(_)) => Ok(req),
+                    _ => Err(tonic::Status::unauthenticated(
+                        "reflection needs an operator certificate",
+                    )),
+                }
+            },
+        );
         let stop = shutdown.clone();
         let server = tokio::spawn(
             tonic::transport::Server::builder()
@@ -320,6 +340,7 @@ impl Server {
                 .add_service(agent)
                 .add_service(control)
                 .add_service(enroll)
+                .add_service(reflection)
                 .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), async move {
                     stop.cancelled().await
                 }),

@@ -13,4 +13,9 @@ pub mod v1 {
 
 pub use v1::*;
 
+/// The compiled `proto/` (a `FileDescriptorSet`), for gRPC server
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/cutover_descriptor.bin"));
+
 pub mod codec;

@@ -644,3 +644,53 @@ fn an_enrolment_whose_answer_was_lost_is_answered_again_without_using_the_token_
     );
     assert_eq!(c.hosts().len(), 2, "{:#?}", c.hosts());
 }
+
+/// The services reflection lists, asked with `id` (None: no certificate).
+async fn reflected_services(
+    url: &str,
+    ca: &[pki::CertificateDer<'static>],
+    id: Option<&TlsIdentity>,
+) -> Result<Vec<String>, tonic::Status> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let cfg = tls::client_config(ca, id).unwrap();
+    let ch = tls::connect(url, cfg, ChannelOptions::default())
+        .await
+        .unwrap();
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = ServerReflectionClient::new(ch)
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await?
+        .into_inner();
+    let first = answers.message().await?.expect("an answer");
+    match first.message_response {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            Ok(l.service.into_iter().map(|s| s.name).collect())
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn reflection_lists_the_api_to_operators_only() {
+    let c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    let ca_certs = pki::load_certs(&c.pki_dir().join("ca.crt")).unwrap();
+    let admin = TlsIdentity::load_bundle(&c.pki_dir().join("operators/admin.pem")).unwrap();
+    let url = c.url();
+    rt().block_on(async {
+        let services = reflected_services(&url, &ca_certs, Some(&admin))
+            .await
+            .unwrap();
+        assert!(
+            services.iter().any(|s| s == "cutover.v1.ControlService"),
+            "{services:?}"
+        );
+        let e = reflected_services(&url, &ca_certs, None).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    });
+}
