@@ -92,6 +92,8 @@ pub struct Launch<'a> {
     pub listeners: Vec<(&'a str, &'a OwnedFd)>,
     pub run_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// Woken when the instance exits.
+    pub wake: crate::wake::Supervision,
 }
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -292,6 +294,7 @@ impl Instance {
             }
         };
         let (tx, rx) = watch::channel(None);
+        let wake = l.wake.clone();
         tokio::spawn(async move {
             let desc = match child.wait().await {
                 Ok(st) => match (
@@ -305,7 +308,7 @@ impl Instance {
                 Err(e) => format!("wait failed: {e}"),
             };
             let _ = tx.send(Some(Exit { description: desc }));
-            crate::runtime::wake_supervision();
+            wake.wake();
         });
         Ok(Instance {
             record: InstanceRecord {
@@ -325,7 +328,11 @@ impl Instance {
 
     /// Re-attaches to an instance recorded before an agent restart, if that
     /// very process (same pid and start time) still runs.
-    pub fn reattach(record: &InstanceRecord, ready: bool) -> Option<Instance> {
+    pub fn reattach(
+        record: &InstanceRecord,
+        ready: bool,
+        wake: &crate::wake::Supervision,
+    ) -> Option<Instance> {
         if sys::process_start_time(record.pid)? != record.start_time {
             return None;
         }
@@ -344,12 +351,13 @@ impl Instance {
         .ok()?;
         let watch_fd = pidfd.try_clone().ok()?;
         let (tx, rx) = watch::channel(None);
+        let wake = wake.clone();
         tokio::spawn(async move {
             let _ = sys::pidfd_exited(watch_fd).await;
             let _ = tx.send(Some(Exit {
                 description: "exited".into(),
             }));
-            crate::runtime::wake_supervision();
+            wake.wake();
         });
         Some(Instance {
             record: record.clone(),
@@ -444,6 +452,7 @@ mod tests {
             listeners: Vec::new(),
             run_dir: dir.path().join("run"),
             log_dir: dir.path().join("logs"),
+            wake: Default::default(),
         })
         .unwrap_err();
         assert_eq!(

@@ -33,3 +33,4 @@ pub mod state;
 pub mod steer;
 pub mod sys;
 pub mod unpack;
+pub mod wake;

@@ -91,6 +91,8 @@ pub struct Context {
     /// one of its processes accepted (see [`crate::attribute`]). `None`
     /// judges whoever answers (tests).
     pub instance: Option<std::sync::Arc<crate::attribute::Judged>>,
+    /// Woken when a probe's verdict changes.
+    pub wake: crate::wake::Supervision,
 }
 
 impl Context {
@@ -366,7 +368,7 @@ pub fn start(probe: Probe, ctx: Context, after: Option<watch::Receiver<ProbeStat
             if changed {
                 // Supervision acts on it (a liveness replacement) and
                 // publishes it (the coordinator's rollback waits on it).
-                crate::runtime::wake_supervision();
+                ctx.wake.wake();
             }
         }
     });
@@ -444,6 +446,7 @@ mod tests {
             notify,
             bound: vec![],
             instance: None,
+            wake: Default::default(),
         };
         let target = cutover_common::service::Target {
             listener: None,
@@ -487,6 +490,7 @@ mod tests {
                 std::process::id(),
                 None,
             ))),
+            wake: Default::default(),
         };
         let c = Check::Grpc {
             target: cutover_common::service::Target {

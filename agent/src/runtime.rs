@@ -107,6 +107,7 @@ impl Runtime {
             inherited: host.inherited.clone(),
             health_changed: Default::default(),
             checkers: Default::default(),
+            supervision: Default::default(),
         });
         // Fencing: an unreadable file is an error, never read as "no epoch
         // seen" (that would let a late command of an older rollout run).
@@ -880,20 +881,11 @@ fn refresh(sys: &mut sysinfo::System, pids: &[sysinfo::Pid]) {
     );
 }
 
-/// Wakes supervision now: an instance exited, or a probe changed its
-/// verdict. Spurious wakes are harmless (a pass finds nothing to do).
-pub(crate) fn wake_supervision() {
-    SUPERVISE_NOW.notify_one();
-}
-
-static SUPERVISE_NOW: std::sync::LazyLock<tokio::sync::Notify> =
-    std::sync::LazyLock::new(tokio::sync::Notify::new);
-
 /// How often supervision looks at every service when nothing wakes it
 /// (or as often as the systemd watchdog is pinged, if that is more often):
 /// listeners that stopped listening, drift, log files, the instances' CPU
 /// and memory. What needs acting on at once wakes it instead (see
-/// `wake_supervision`), and so does a restart's backoff deadline.
+/// `crate::wake::Supervision`), and so does a restart's backoff deadline.
 pub(crate) const SUPERVISE_EVERY: Duration = Duration::from_secs(5);
 
 /// Acknowledged journal entries kept (two files each: the entry and its
@@ -908,6 +900,9 @@ pub const JOURNAL_KEEP: usize = 1000;
 pub const JOURNAL_PRUNE_EVERY: Duration = Duration::from_secs(30);
 
 async fn supervise(rt: std::sync::Weak<Runtime>, every: Duration) {
+    let Some(woken) = rt.upgrade().map(|r| r.shared.supervision.clone()) else {
+        return;
+    };
     // Every `SUPERVISE_EVERY`, and at once when an instance exits, a probe
     // changes its verdict or a restart is due: an idle agent wakes rarely
     // (each wake-up of an idle agent is most of its CPU), a crash or a
@@ -926,7 +921,7 @@ async fn supervise(rt: std::sync::Weak<Runtime>, every: Duration) {
             _ = tick.tick() => {}
             // Cancel-safe: a `Notified` dropped after `notify_one` passes
             // the permit on.
-            _ = SUPERVISE_NOW.notified() => {}
+            _ = woken.woken() => {}
         }
         let Some(rt) = rt.upgrade() else { return };
         rt.last_tick_ms.store(

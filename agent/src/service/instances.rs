@@ -41,6 +41,7 @@ impl Service {
                 instance.pid(),
                 route,
             ))),
+            wake: self.shared.supervision.clone(),
         };
         let readiness = probe::start(
             spec.probes.readiness.clone().unwrap_or_else(notify_probe),
@@ -102,6 +103,7 @@ impl Service {
             listeners,
             run_dir: self.shared.state_dir.join("run"),
             log_dir: self.dir.logs_dir(),
+            wake: self.shared.supervision.clone(),
         })
         .map_err(|e| cutover_common::error_chain(&e))?;
         Ok(self.with_probes(inst, spec.clone(), steered.map(|s| s.steering.clone())))

@@ -71,6 +71,9 @@ pub struct Shared {
     pub health_changed: tokio::sync::Notify,
     /// The load balancers checking each service's readiness endpoint.
     pub checkers: Arc<crate::lb::Checkers>,
+    /// Wakes supervision when an instance exits or a probe's verdict
+    /// changes (handed to the tasks watching them).
+    pub supervision: crate::wake::Supervision,
 }
 
 /// How an operation ended.
@@ -249,7 +252,7 @@ impl Service {
         let mut alive: Vec<Instance> = state
             .instances
             .iter()
-            .filter_map(|r| Instance::reattach(r, true))
+            .filter_map(|r| Instance::reattach(r, true, &svc.shared.supervision))
             .collect();
         let alive_ids: Vec<String> = alive.iter().map(|i| i.record.id.clone()).collect();
         tracing::info!(service = name, alive = ?alive_ids, swap = ?state.swap, "re-attaching");

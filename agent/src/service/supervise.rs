@@ -172,9 +172,10 @@ impl Service {
                     self.restart_after = Some(now + delay);
                     // Supervision sleeps between its periodic passes: the
                     // restart is due at its deadline, not at the next one.
+                    let wake = self.shared.supervision.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        crate::runtime::wake_supervision();
+                        wake.wake();
                     });
                     return;
                 }
