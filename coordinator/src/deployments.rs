@@ -489,6 +489,7 @@ async fn switch_back(
         cutover_common::time::now_ms(),
     );
     r.revision += 1;
+    let live = r.live_group_after.clone();
     let (id, json, phase, fin) = (
         record.id.clone(),
         serde_json::to_string(&r).expect("serializable"),
@@ -496,7 +497,7 @@ async fn switch_back(
         r.finished_ms,
     );
     app.store
-        .call(move |c| store::update_deployment(c, &id, &json, &phase, fin))
+        .call(move |c| store::update_deployment(c, &id, &json, &phase, fin, live.as_deref()))
         .await?;
     if !ok {
         return Err(SubmitError::Switch(format!(

@@ -260,20 +260,10 @@ pub async fn live_group(
     service: &str,
     environment: &str,
 ) -> Result<Option<String>, StoreError> {
-    let svc = service.to_string();
-    let env = environment.to_string();
-    let rows = app
-        .store
-        .call(move |c| store::list_deployments(c, &svc, 200))
-        .await?;
-    // Only rollouts that decided a group are parsed (a stored rollout of
-    // 10,000 hosts is about a megabyte of JSON), newest first.
-    Ok(rows
-        .iter()
-        .filter(|d| d.environment == env)
-        .filter(|d| d.rollout_json.contains("\"live_group_after\":\""))
-        .filter_map(|d| serde_json::from_str::<Rollout>(&d.rollout_json).ok())
-        .find_map(|r| r.live_group_after))
+    let (svc, env) = (service.to_string(), environment.to_string());
+    app.store
+        .call(move |c| store::live_group(c, &svc, &env))
+        .await
 }
 
 /// Plans a job against today's fleet.
@@ -753,6 +743,7 @@ async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect], sent: &mut 
 /// Stores `r` as its next revision.
 async fn persist(app: &App, r: &mut Rollout) -> bool {
     r.revision += 1;
+    let live = r.live_group_after.clone();
     let (id, json, phase, fin) = (
         r.id.clone(),
         serde_json::to_string(r).expect("serializable"),
@@ -761,7 +752,7 @@ async fn persist(app: &App, r: &mut Rollout) -> bool {
     );
     match app
         .store
-        .call(move |c| store::update_deployment(c, &id, &json, &phase, fin))
+        .call(move |c| store::update_deployment(c, &id, &json, &phase, fin, live.as_deref()))
         .await
     {
         Ok(()) => true,

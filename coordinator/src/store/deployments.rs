@@ -81,13 +81,31 @@ pub fn update_deployment(
     rollout_json: &str,
     phase: &str,
     finished_at: Option<i64>,
+    live_group: Option<&str>,
 ) -> Result<(), StoreError> {
     exec(
         conn,
-        "UPDATE deployments SET rollout = ?2, phase = ?3, finished_at = ?4 WHERE id = ?1",
-        params![id, rollout_json, phase, finished_at],
+        "UPDATE deployments SET rollout = ?2, phase = ?3, finished_at = ?4, live_group = ?5 WHERE id = ?1",
+        params![id, rollout_json, phase, finished_at, live_group],
     )?;
     Ok(())
+}
+
+/// Blue/green: the group serving `service` in `environment` after its
+/// newest deployment that decided one (a stored column: no rollout is
+/// read).
+pub fn live_group(
+    conn: &Connection,
+    service: &str,
+    environment: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT live_group FROM deployments WHERE service = ?1 AND environment = ?2
+             AND live_group IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        )?
+        .query_row(params![service, environment], |r| r.get(0))
+        .optional()?)
 }
 
 /// The id of the newest deployment of `service` in `environment` ("" for

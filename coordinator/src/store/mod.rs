@@ -188,6 +188,17 @@ fn migrations() -> Migrations<'static> {
             WHERE request_id IS NOT NULL;
         "#,
         ),
+        // Blue/green: the group serving after a deployment, as a column
+        // (was read by parsing every stored rollout).
+        M::up(
+            r#"
+        ALTER TABLE deployments ADD COLUMN live_group TEXT;
+        UPDATE deployments SET live_group = json_extract(rollout, '$.live_group_after')
+            WHERE rollout != '' AND json_valid(rollout);
+        CREATE INDEX deployments_live_group ON deployments(service, environment, seq)
+            WHERE live_group IS NOT NULL;
+        "#,
+        ),
         // Idempotency keys of the other mutating control calls.
         M::up(
             r#"

@@ -447,3 +447,51 @@ fn a_request_id_is_claimed_once_answered_from_the_store_and_kept_per_caller() {
     })
     .unwrap();
 }
+
+#[test]
+fn the_live_blue_green_group_is_read_from_its_column_per_environment() {
+    let (_d, s) = store();
+    s.with(|c| {
+        let mut add = |seq: i64, env: &str| {
+            insert_deployment(
+                c,
+                &DeploymentRecord {
+                    seq,
+                    id: format!("d{seq}"),
+                    service: "web".into(),
+                    version: "1".into(),
+                    spec_toml: String::new(),
+                    artifact_url: String::new(),
+                    artifact_sha256: String::new(),
+                    rollout_json: "{}".into(),
+                    phase: "succeeded".into(),
+                    created_by: "t".into(),
+                    created_at: seq,
+                    finished_at: Some(seq),
+                    commit_time: None,
+                    environment: env.into(),
+                    rollback_of: None,
+                },
+            )
+        };
+        add(1, "production")?;
+        add(2, "production")?;
+        add(3, "staging")?;
+        update_deployment(c, "d1", "{}", "succeeded", Some(1), Some("blue"))?;
+        update_deployment(c, "d3", "{}", "succeeded", Some(3), Some("green"))?;
+        // A newer deployment that decided no group leaves the older one.
+        update_deployment(c, "d2", "{}", "failed", Some(2), None)?;
+        assert_eq!(live_group(c, "web", "production")?, Some("blue".into()));
+        assert_eq!(live_group(c, "web", "staging")?, Some("green".into()));
+        assert_eq!(live_group(c, "web", "")?, None);
+        // The migration's backfill reads stored rollouts with SQLite's JSON.
+        let v: String = c.query_row(
+            "SELECT json_extract('{\"live_group_after\":\"blue\"}', '$.live_group_after')",
+            [],
+            |r| r.get(0),
+        )?;
+        assert_eq!(v, "blue");
+        Ok(())
+    })
+    .unwrap();
+}
