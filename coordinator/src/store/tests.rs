@@ -452,7 +452,7 @@ fn a_request_id_is_claimed_once_answered_from_the_store_and_kept_per_caller() {
 fn the_live_blue_green_group_is_read_from_its_column_per_environment() {
     let (_d, s) = store();
     s.with(|c| {
-        let mut add = |seq: i64, env: &str| {
+        let add = |seq: i64, env: &str| {
             insert_deployment(
                 c,
                 &DeploymentRecord {
