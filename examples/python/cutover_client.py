@@ -47,11 +47,15 @@ def stubs():
     if not os.path.exists(os.path.join(out, "cutover", "v1", "control_pb2_grpc.py")):
         from grpc_tools import protoc
 
+        # google/protobuf/*.proto (Timestamp) ship with grpc_tools.
+        wkt = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+
         def generate(root):
             return protoc.main(
                 [
                     "protoc",
                     f"-I{root}",
+                    f"-I{wkt}",
                     f"--python_out={out}",
                     f"--grpc_python_out={out}",
                     "cutover/v1/agent.proto",
@@ -167,7 +171,13 @@ def main():
                 pb.GetDeploymentRequest(id=d.id, after_revision=last)
             ):
                 last = max(last, info.revision)
-                print(f"revision {info.revision}: {info.phase} {info.blocked_on}".rstrip())
+                # The typed status: enums, hosts, notes (docs/api.md).
+                st = info.status
+                done = sum(1 for h in st.hosts if h.phase == pb.HOST_PHASE_DONE)
+                print(
+                    f"revision {info.revision}: {pb.DeploymentPhase.Name(st.phase)}"
+                    f" ({done}/{len(st.hosts)} hosts done) {st.blocked_on}".rstrip()
+                )
                 if info.phase in TERMINAL:
                     print(f"deployment {d.id} {info.phase}")
                     return TERMINAL[info.phase]

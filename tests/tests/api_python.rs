@@ -74,6 +74,11 @@ fn a_python_client_deploys_retries_safely_and_follows_to_the_end() {
     assert!(out.contains("connected as admin (admin)"), "{out}");
     assert!(out.contains("a retry got d1"), "{out}");
     assert!(out.contains("deployment d1 succeeded"), "{out}");
+    // Read from the typed status.
+    assert!(
+        out.contains("DEPLOYMENT_PHASE_SUCCEEDED (2/2 hosts done)"),
+        "{out}"
+    );
     // A version that crashes is rolled back: exit 3, as the CLI's.
     let (code, out, err) = run(&c, &spec("2", ", \"--crash-on-start\""), "2", &a);
     assert_eq!(code, 3, "{out}\n{err}");

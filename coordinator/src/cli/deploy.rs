@@ -147,6 +147,31 @@ pub(super) fn rollout_of(d: &pb::DeploymentInfo) -> Option<crate::engine::Rollou
     serde_json::from_str(&d.rollout_json).ok()
 }
 
+/// A deployment's typed progress; from a coordinator of the previous
+/// release (which sends none), made here from its rollout.
+pub(super) fn status_of(d: &pb::DeploymentInfo) -> Option<pb::DeploymentStatus> {
+    d.status.clone().or_else(|| {
+        rollout_of(d).map(|r| crate::grpc::convert::status(&r, cutover_common::time::now_ms()))
+    })
+}
+
+/// A host phase's name, as `cutover status` shows it (`done`, `failed`).
+pub(super) fn host_phase_name(p: i32) -> String {
+    pb::HostPhase::try_from(p)
+        .map(|p| {
+            p.as_str_name()
+                .trim_start_matches("HOST_PHASE_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn ms_of(t: &Option<prost_types::Timestamp>) -> i64 {
+    t.as_ref()
+        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+        .unwrap_or(0)
+}
+
 /// Prints a deployment's story as it happens; fails with the outcome's
 /// exit code unless it succeeded.
 pub async fn follow(c: &mut crate::client::Control, id: &str) -> Result<()> {
@@ -243,11 +268,12 @@ pub async fn follow_with(
         };
         retries = 0;
         after = after.max(d.revision);
-        if let Some(r) = rollout_of(&d) {
+        if let Some(r) = status_of(&d) {
             for n in r.notes.iter().skip(printed) {
-                let t =
-                    humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(n.at_ms))
-                        .to_string();
+                let t = humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(
+                    ms_of(&n.at),
+                ))
+                .to_string();
                 let line = format!("{}  {}  {}", &t[11..19], d.id, n.message);
                 match &bar {
                     Some(b) => b.println(line),
@@ -259,12 +285,11 @@ pub async fn follow_with(
                 b.set_length(r.hosts.len() as u64);
                 let done = r
                     .hosts
-                    .values()
-                    .filter(|p| {
+                    .iter()
+                    .filter(|h| {
                         matches!(
-                            p,
-                            crate::engine::HostPhase::Done { .. }
-                                | crate::engine::HostPhase::Skipped { .. }
+                            pb::HostPhase::try_from(h.phase),
+                            Ok(pb::HostPhase::Done | pb::HostPhase::Skipped)
                         )
                     })
                     .count();
@@ -282,8 +307,8 @@ pub async fn follow_with(
         b.finish_and_clear();
     }
     let d = last.context("the coordinator sent nothing")?;
-    let r = rollout_of(&d);
-    let summary = r.as_ref().map(|r| r.summary()).unwrap_or_default();
+    let r = status_of(&d);
+    let summary = r.as_ref().map(|r| r.summary.clone()).unwrap_or_default();
     let (code, what) = match d.phase.as_str() {
         "succeeded" => (0, "succeeded"),
         "rolled_back" => (3, "rolled back"),
@@ -291,12 +316,8 @@ pub async fn follow_with(
         "failed" => (2, "failed"),
         _ => (2, "ended without a result"),
     };
-    let reason = match r.map(|r| r.phase) {
-        Some(crate::engine::Phase::RolledBack { reason })
-        | Some(crate::engine::Phase::Aborted { reason })
-        | Some(crate::engine::Phase::Failed { reason }) => {
-            format!(": {reason}")
-        }
+    let reason = match r.map(|r| r.reason) {
+        Some(reason) if !reason.is_empty() && code != 0 => format!(": {reason}"),
         _ => String::new(),
     };
     let message = format!("deployment {} {what}{reason} ({summary})", d.id);
@@ -332,37 +353,23 @@ pub(super) async fn status_cmd(client: &ClientArgs, id: String, output: Format) 
                 "deployment {}: {} version {} — {}",
                 d.id, d.service, d.version, d.phase
             );
-            if let Some(r) = &r {
+            if let Some(s) = status_of(&d) {
                 println!(
                     "release {}, {} batch(es), started by {}",
-                    r.release_id,
-                    r.batches.len(),
-                    d.created_by
+                    s.release_id, s.batches, d.created_by
                 );
                 if !d.blocked_on.is_empty() {
                     println!("now: {}", d.blocked_on);
                 }
-                let rows: Vec<Vec<String>> = r
+                let rows: Vec<Vec<String>> = s
                     .hosts
                     .iter()
-                    .map(|(h, p)| {
-                        let batch = r
-                            .batches
-                            .iter()
-                            .position(|b| b.contains(h))
-                            .map(|b| (b + 1).to_string())
-                            .unwrap_or_default();
-                        let v = serde_json::to_value(p).unwrap_or_default();
-                        let detail = v
-                            .get("reason")
-                            .and_then(|x| x.as_str())
-                            .unwrap_or_default()
-                            .to_string();
+                    .map(|h| {
                         vec![
-                            h.clone(),
-                            batch,
-                            v["state"].as_str().unwrap_or_default().to_string(),
-                            detail,
+                            h.host_id.clone(),
+                            (h.batch + 1).to_string(),
+                            host_phase_name(h.phase),
+                            h.reason.clone(),
                         ]
                     })
                     .collect();
@@ -419,7 +426,7 @@ pub(super) async fn history(
                         "id": d.id, "service": d.service, "version": d.version, "outcome": d.phase,
                         "environment": d.environment, "rollback_of": d.rollback_of,
                         "by": d.created_by, "started": fmt_ts(d.created_at_ms), "finished": fmt_ts(d.finished_at_ms),
-                        "summary": rollout_of(d).map(|r| r.summary()),
+                        "summary": status_of(d).map(|r| r.summary),
                     })
                 })
                 .collect();
@@ -444,7 +451,7 @@ pub(super) async fn history(
                         },
                         d.created_by.clone(),
                         fmt_ts(d.created_at_ms),
-                        rollout_of(d).map(|r| r.summary()).unwrap_or_default(),
+                        status_of(d).map(|r| r.summary).unwrap_or_default(),
                     ]
                 })
                 .collect();

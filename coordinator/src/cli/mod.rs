@@ -489,15 +489,11 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            if let Some(r) = rollout_of(&d).filter(|r| r.switch_back) {
+            if let Some(r) = deploy::status_of(&d).filter(|r| r.switch_back) {
                 // Blue/green: traffic went back to the old group at once.
                 println!(
                     "{}: switched back to group {}: version {} serves again (deployment {}, undoing {})",
-                    d.service,
-                    r.group.unwrap_or_default(),
-                    d.version,
-                    d.id,
-                    d.rollback_of
+                    d.service, r.group, d.version, d.id, d.rollback_of
                 );
                 return Ok(());
             }

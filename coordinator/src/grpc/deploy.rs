@@ -108,6 +108,13 @@ pub fn info(d: &DeploymentRecord, live: Option<&Rollout>) -> pb::DeploymentInfo 
             .and_then(|r| r.blocked_on(now))
             .unwrap_or_default(),
         revision: rollout.as_ref().map(|r| r.revision).unwrap_or(0),
+        status: rollout.as_ref().map(|r| super::convert::status(r, now)),
+        created_at: Some(super::convert::timestamp(d.created_at)),
+        finished_at: rollout
+            .as_ref()
+            .and_then(|r| r.finished_ms)
+            .or(d.finished_at)
+            .map(super::convert::timestamp),
     }
 }
 

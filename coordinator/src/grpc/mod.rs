@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod auth;
 pub mod control;
+pub mod convert;
 pub mod deploy;
 pub mod enroll;
 pub mod idempotency;
