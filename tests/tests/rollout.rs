@@ -881,3 +881,53 @@ fn every_list_pages_with_tokens_and_cuts_nothing_silently() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v.as_array().map(|a| a.len()), Some(3), "{}", r.stdout);
 }
+
+#[test]
+fn plan_shows_the_batches_what_each_host_runs_and_who_is_left_out() {
+    let (c, a) = fleet(3);
+    let (r, code) = deploy(
+        &c,
+        &spec_file(&c, "1", &[], "kind = \"recreate\""),
+        "1",
+        &a,
+        true,
+    );
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    // No balancer checks these hosts: the drain waits deregistration_delay.
+    let r = c.cutover(&["drain", "web-2"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    poll("web-2 to report drained", Duration::from_secs(10), || {
+        c.hosts()
+            .iter()
+            .any(|h| h["host"] == "web-2" && h["services"][0]["drained"] == true)
+            .then_some(())
+    });
+    let spec = spec_file(&c, "2", &[], "kind = \"rolling\"\nmax_unavailable = 1");
+    let r = c.cutover(&["plan", spec.to_str().unwrap(), "-o", "json"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let batches = v["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 2, "{}", r.stdout);
+    assert_eq!(batches[0]["hosts"][0]["host"], "web-1", "{}", r.stdout);
+    assert!(
+        batches[0]["hosts"][0]["runs_now"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("1-")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(batches[1]["hosts"][0]["host"], "web-3", "{}", r.stdout);
+    assert_eq!(v["skipped"][0]["host"], "web-2", "{}", r.stdout);
+    assert!(
+        v["skipped"][0]["reason"]
+            .as_str()
+            .is_some_and(|s| s.contains("drained")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(v["max_failed"], 0);
+    let r = c.cutover(&["plan", spec.to_str().unwrap()]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(r.stdout.contains("skipped web-2: drained"), "{}", r.stdout);
+    assert!(r.stdout.contains("2 batch(es), 2 host(s)"), "{}", r.stdout);
+}

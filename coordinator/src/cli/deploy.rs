@@ -44,40 +44,63 @@ pub(super) async fn plan(
     let mut req = spec_request(file)?;
     req.include_drained = include_drained;
     let mut c = client.connect().await?;
-    let p = c.plan_deployment(req).await.map_err(status)?.into_inner();
-    let plan: crate::engine::Plan =
-        serde_json::from_str(&p.plan_json).context("reading the plan")?;
+    let mut p = c.plan_deployment(req).await.map_err(status)?.into_inner();
+    if p.batches.is_empty() && !p.plan_json.is_empty() {
+        // A coordinator of the previous release sends only the JSON.
+        let old: crate::engine::Plan =
+            serde_json::from_str(&p.plan_json).context("reading the plan")?;
+        p = crate::grpc::convert::plan(&old);
+    }
     match output {
-        Format::Json => print!("{}", output::json(&plan)),
+        Format::Json => {
+            let v = serde_json::json!({
+                "batches": p.batches.iter().map(|b| serde_json::json!({
+                    "hosts": b.hosts.iter().map(|h| serde_json::json!({
+                        "host": h.host_id,
+                        "runs_now": (!h.runs_now.is_empty()).then_some(&h.runs_now),
+                    })).collect::<Vec<_>>(),
+                    "pause_ms": b.pause.as_ref().map(|d| d.seconds * 1000 + i64::from(d.nanos) / 1_000_000),
+                    "promote": b.promote,
+                    "analysis": b.analysis,
+                    "switch": b.switch_traffic,
+                })).collect::<Vec<_>>(),
+                "skipped": p.skipped.iter().map(|s| serde_json::json!({
+                    "host": s.host_id, "reason": s.reason,
+                })).collect::<Vec<_>>(),
+                "max_failed": p.max_failed,
+                "group": (!p.group.is_empty()).then_some(&p.group),
+                "old_group": (!p.old_group.is_empty()).then_some(&p.old_group),
+            });
+            print!("{}", output::json(&v));
+        }
         Format::Table => {
-            let rows: Vec<Vec<String>> = plan
+            let rows: Vec<Vec<String>> = p
                 .batches
                 .iter()
                 .enumerate()
                 .flat_map(|(i, b)| {
-                    let plan = &plan;
-                    b.iter().map(move |h| {
+                    b.hosts.iter().map(move |h| {
                         vec![
                             format!("{}", i + 1),
-                            h.clone(),
-                            plan.from
-                                .get(h)
-                                .cloned()
-                                .flatten()
-                                .unwrap_or_else(|| "-".into()),
+                            h.host_id.clone(),
+                            if h.runs_now.is_empty() {
+                                "-".into()
+                            } else {
+                                h.runs_now.clone()
+                            },
                         ]
                     })
                 })
                 .collect();
             print!("{}", output::table(&["BATCH", "HOST", "RUNS NOW"], &rows));
-            for (h, why) in &plan.skipped {
-                println!("skipped {h}: {why}");
+            for s in &p.skipped {
+                println!("skipped {}: {}", s.host_id, s.reason);
             }
             println!(
                 "{} batch(es), {} host(s); rolls back after more than {} failed host(s)",
-                plan.batches.len(),
-                plan.batches.iter().map(Vec::len).sum::<usize>(),
-                plan.max_failed
+                p.batches.len(),
+                p.batches.iter().map(|b| b.hosts.len()).sum::<usize>(),
+                p.max_failed
             );
         }
     }

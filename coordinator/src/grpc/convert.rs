@@ -16,6 +16,53 @@ pub fn timestamp(ms: i64) -> prost_types::Timestamp {
     }
 }
 
+/// Milliseconds as a protobuf duration.
+pub fn duration(ms: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// A plan, typed.
+pub fn plan(p: &crate::engine::Plan) -> pb::PlanResponse {
+    pb::PlanResponse {
+        plan_json: serde_json::to_string(p).expect("serializable"),
+        batches: p
+            .batches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let step = p.steps.get(i).cloned().unwrap_or_default();
+                pb::PlannedBatch {
+                    hosts: b
+                        .iter()
+                        .map(|h| pb::PlannedHost {
+                            host_id: h.clone(),
+                            runs_now: p.from.get(h).cloned().flatten().unwrap_or_default(),
+                        })
+                        .collect(),
+                    pause: step.pause_ms.map(duration),
+                    promote: step.manual,
+                    analysis: step.analysis,
+                    switch_traffic: step.switch,
+                }
+            })
+            .collect(),
+        skipped: p
+            .skipped
+            .iter()
+            .map(|(h, why)| pb::SkippedHost {
+                host_id: h.clone(),
+                reason: why.clone(),
+            })
+            .collect(),
+        max_failed: p.max_failed as u32,
+        group: p.group.clone().unwrap_or_default(),
+        old_group: p.old_group.clone().unwrap_or_default(),
+    }
+}
+
 /// The phase, with its reason when it has one.
 pub fn phase(p: &Phase) -> (pb::DeploymentPhase, String) {
     use pb::DeploymentPhase as D;

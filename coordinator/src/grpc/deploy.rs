@@ -195,9 +195,7 @@ pub async fn plan(
         live.as_deref(),
     )
     .map_err(|e| Status::failed_precondition(e.to_string()))?;
-    Ok(Response::new(pb::PlanResponse {
-        plan_json: serde_json::to_string(&plan).expect("serializable"),
-    }))
+    Ok(Response::new(super::convert::plan(&plan)))
 }
 
 pub async fn submit(
