@@ -375,6 +375,40 @@ fn a_canary_with_a_raised_error_ratio_fails_its_analysis_and_is_rolled_back() {
         verdict["metrics"][0]["canary"].as_f64().unwrap() > 0.2,
         "the numbers are stored with the verdict: {verdict:#}"
     );
+    // Typed on the wire, for tools.
+    use cutover_proto::v1 as pb;
+    let mut control = cutover_tests::release::Control::connect(&c);
+    let d3 = control
+        .call(|mut k| async move {
+            k.get_deployment(pb::GetDeploymentRequest {
+                id: "d3".into(),
+                ..Default::default()
+            })
+            .await
+        })
+        .unwrap();
+    let st = d3.status.expect("typed status");
+    assert_eq!(st.phase(), pb::DeploymentPhase::RolledBack);
+    assert!(st.reason.contains("analysis"), "{}", st.reason);
+    assert_eq!(st.strategy(), pb::Strategy::Canary);
+    let analysis = &st.analyses[0];
+    assert_eq!(analysis.verdict(), pb::Verdict::Fail);
+    let m = analysis
+        .metrics
+        .iter()
+        .find(|m| m.metric == "error_ratio")
+        .expect("error_ratio judged");
+    assert!(m.canary > m.baseline && m.canary > 0.2, "{m:?}");
+    assert!(m.canary_samples > 0 && m.baseline_samples > 0, "{m:?}");
+    assert_eq!(
+        st.hosts
+            .iter()
+            .filter(|h| h.phase() == pb::HostPhase::RolledBack)
+            .count(),
+        1,
+        "only the canary was sent back: {:?}",
+        st.hosts
+    );
 }
 
 #[test]

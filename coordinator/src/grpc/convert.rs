@@ -161,6 +161,36 @@ pub fn status(r: &Rollout, now_ms: i64) -> pb::DeploymentStatus {
         started_at: Some(timestamp(r.started_ms)),
         switch_back: r.switch_back,
         summary: r.summary(),
+        analyses: r
+            .verdicts
+            .iter()
+            .map(|(batch, report)| pb::AnalysisVerdict {
+                batch: *batch as u32,
+                verdict: verdict(&report.verdict) as i32,
+                metrics: report
+                    .metrics
+                    .iter()
+                    .map(|m| pb::MetricVerdict {
+                        metric: m.metric.clone(),
+                        canary: m.canary,
+                        baseline: m.baseline,
+                        canary_samples: m.canary_n as u64,
+                        baseline_samples: m.baseline_n as u64,
+                        p_value: m.p_value,
+                        verdict: verdict(&m.verdict) as i32,
+                        why: m.why.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn verdict(v: &crate::analysis::Verdict) -> pb::Verdict {
+    match v {
+        crate::analysis::Verdict::Pass => pb::Verdict::Pass,
+        crate::analysis::Verdict::Fail => pb::Verdict::Fail,
+        crate::analysis::Verdict::Inconclusive => pb::Verdict::Inconclusive,
     }
 }
 
