@@ -337,8 +337,15 @@ pub async fn run_switch(
 }
 
 struct Runner {
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<Asked>,
     view: watch::Receiver<Rollout>,
+}
+
+/// An operator's event for a runner, with where to send the rollout once
+/// the event is applied and stored.
+struct Asked {
+    ev: Event,
+    reply: Option<tokio::sync::oneshot::Sender<Rollout>>,
 }
 
 /// Running rollouts, by deployment id.
@@ -375,7 +382,27 @@ impl Rollouts {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .is_some_and(|r| r.events.send(ev).is_ok())
+            .is_some_and(|r| r.events.send(Asked { ev, reply: None }).is_ok())
+    }
+
+    /// Sends an operator event to a running rollout; the answer is the
+    /// rollout once the event is applied and stored (None: not running).
+    pub fn ask(&self, id: &str, ev: Event) -> Option<tokio::sync::oneshot::Receiver<Rollout>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sent = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .is_some_and(|r| {
+                r.events
+                    .send(Asked {
+                        ev,
+                        reply: Some(tx),
+                    })
+                    .is_ok()
+            });
+        sent.then_some(rx)
     }
 
     /// Follows a running rollout.
@@ -845,7 +872,7 @@ async fn run(
     job: Job,
     mut r: Rollout,
     fresh: bool,
-    mut events: mpsc::UnboundedReceiver<Event>,
+    mut events: mpsc::UnboundedReceiver<Asked>,
     mut results: mpsc::UnboundedReceiver<(String, pb::CommandResult)>,
     view: watch::Sender<Rollout>,
 ) {
@@ -864,6 +891,8 @@ async fn run(
     // A transition computed but not stored yet: nothing it asks for is
     // sent (nor the traffic switch run) until a store write succeeds.
     let mut held = false;
+    // An operator waiting for the event it sent to be applied.
+    let mut reply: Option<tokio::sync::oneshot::Sender<Rollout>> = None;
     let mut window = Window::default();
     let effects = if fresh {
         apply(&mut r, Event::Start)
@@ -903,7 +932,10 @@ async fn run(
         // promote), not with the next batch of progress.
         let (effects, changed, urgent) = tokio::select! {
             // Cancel-safe: channel receives lose nothing when dropped.
-            Some(ev) = events.recv() => (apply(&mut r, ev), true, true),
+            Some(a) = events.recv() => {
+                reply = a.reply;
+                (apply(&mut r, a.ev), true, true)
+            }
             // Cancel-safe: a wake-up missed between two passes of the loop
             // is seen by the next tick (250 ms) instead.
             () = app.fleet.turned_unhealthy.notified() => {
@@ -1015,12 +1047,19 @@ async fn run(
                 // Not stored: do not act. The re-send loop stores it again
                 // and then sends what is in flight.
                 held = true;
+                if let Some(tx) = reply.take() {
+                    let _ = tx.send(r.clone());
+                }
                 continue;
             }
             held = false;
             dirty = false;
             stored_at = Instant::now();
             let _ = view.send(r.clone());
+        }
+        // The operator who asked hears of the state the event led to.
+        if let Some(tx) = reply.take() {
+            let _ = tx.send(r.clone());
         }
         // Effects come only from a change, and a change with effects was
         // stored just above (or the loop went on): `held` is false here.

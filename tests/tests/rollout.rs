@@ -965,3 +965,74 @@ fn plan_shows_the_batches_what_each_host_runs_and_who_is_left_out() {
     assert!(r.stdout.contains("skipped web-2: drained"), "{}", r.stdout);
     assert!(r.stdout.contains("2 batch(es), 2 host(s)"), "{}", r.stdout);
 }
+
+#[test]
+fn pause_resume_promote_and_abort_answer_with_the_state_they_led_to() {
+    use cutover_proto::v1 as pb;
+    let (c, a) = fleet(3);
+    let rolling = spec_file(&c, "1", &[], "kind = \"rolling\"\nmax_unavailable = 3");
+    assert_eq!(deploy(&c, &rolling, "1", &a, true).1, 0);
+    let canary =
+        "kind = \"canary\"\nsteps = [ { hosts = 1, pause = \"manual\" }, { hosts = \"100%\" } ]";
+    let mut control = cutover_tests::release::Control::connect(&c);
+    let mut act = |id: &str, action: &str| {
+        let req = pb::ControlDeploymentRequest {
+            id: id.into(),
+            action: action.into(),
+            ..Default::default()
+        };
+        control
+            .call(|mut k| async move { k.control_deployment(req).await })
+            .unwrap()
+            .status
+            .expect("typed status")
+    };
+    let waiting = |id: &str| {
+        poll(
+            &format!("{id} to wait for promote"),
+            Duration::from_secs(30),
+            || {
+                let s = c.cutover(&["status", id, "-o", "json"]);
+                let v: serde_json::Value = serde_json::from_str(&s.stdout).ok()?;
+                (v["phase"] == "waiting").then_some(())
+            },
+        )
+    };
+    let (r, code) = deploy(&c, &spec_file(&c, "2", &[], canary), "2", &a, false);
+    assert_eq!(code, 0, "{}", r.stderr);
+    waiting("d2");
+    // Each answer is the state after the action, not before it.
+    let s = act("d2", "pause");
+    assert!(s.paused, "{s:?}");
+    let s = act("d2", "resume");
+    assert!(!s.paused, "{s:?}");
+    assert_eq!(s.phase(), pb::DeploymentPhase::Waiting);
+    let s = act("d2", "promote");
+    assert_ne!(s.phase(), pb::DeploymentPhase::Waiting, "{s:?}");
+    let w = c.cutover(&["watch", "d2"]);
+    assert!(w.ok, "{}\n{}", w.stdout, w.stderr);
+    // An abort answers with the rollback it started (or its end).
+    let (r, code) = deploy(&c, &spec_file(&c, "3", &[], canary), "3", &a, false);
+    assert_eq!(code, 0, "{}", r.stderr);
+    waiting("d3");
+    let s = act("d3", "abort");
+    assert!(
+        matches!(
+            s.phase(),
+            pb::DeploymentPhase::RollingBack | pb::DeploymentPhase::Aborted
+        ),
+        "{s:?}"
+    );
+    let w = std::process::Command::new(cutover_tests::bin("cutover"))
+        .args(["watch", "d3"])
+        .env("HOME", c.dir.path())
+        .envs(c.operator_env("admin"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        w.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&w.stdout)
+    );
+}

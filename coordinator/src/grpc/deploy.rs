@@ -443,7 +443,7 @@ async fn control_now(
         }
     };
     let d = record(app, &r.id).await?;
-    if !app.rollouts.send(&d.id, ev) {
+    let Some(answer) = app.rollouts.ask(&d.id, ev) else {
         audit(
             app,
             &op,
@@ -457,7 +457,7 @@ async fn control_now(
             "deployment {} is not running (it is {})",
             d.id, d.phase
         )));
-    }
+    };
     audit(
         app,
         &op,
@@ -467,11 +467,13 @@ async fn control_now(
         r.action.clone(),
     )
     .await;
-    // Let the runner apply it before answering.
-    if let Some(mut w) = app.rollouts.watch(&d.id) {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), w.changed()).await;
-    }
-    let live = app.rollouts.watch(&d.id).map(|w| w.borrow().clone());
+    // The state the action led to, once the runner applied and stored it
+    // (it answers between two steps; a runner that ended meanwhile
+    // answers nothing, and the store has its end).
+    let live = match tokio::time::timeout(std::time::Duration::from_secs(30), answer).await {
+        Ok(Ok(r)) => Some(r),
+        _ => app.rollouts.watch(&d.id).map(|w| w.borrow().clone()),
+    };
     let d = record(app, &d.id).await?;
     Ok(info(&d, live.as_ref()))
 }
