@@ -151,9 +151,7 @@ impl std::fmt::Display for Where {
 }
 
 /// The phases in which a deployment has ended.
-pub fn is_terminal(phase: &str) -> bool {
-    matches!(phase, "succeeded" | "rolled_back" | "aborted" | "failed")
-}
+pub use crate::engine::is_terminal_name as is_terminal;
 
 /// What `cutover rollback` does to `service` in `environment` (None: the
 /// only one it is deployed to), given its history newest first.

@@ -76,7 +76,7 @@ pub struct Dora {
 }
 
 fn ended_badly(phase: &str) -> bool {
-    matches!(phase, "rolled_back" | "aborted" | "failed")
+    crate::engine::is_terminal_name(phase) && phase != "succeeded"
 }
 
 /// Computes the measures for changes finished in `[since_ms, until_ms]`.

@@ -20,7 +20,10 @@ mod tests;
 mod view;
 
 pub use plan::{Candidate, Plan, PlanError, StepPolicy, plan, plan_with};
-pub use state::{Effect, Event, HostPhase, IndexCache, Note, Phase};
+pub use state::{
+    ACTIVE_PHASES, Effect, Event, HostPhase, IndexCache, Note, Phase, TERMINAL_PHASES,
+    is_terminal_name,
+};
 
 use std::collections::BTreeMap;
 

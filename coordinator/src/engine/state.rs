@@ -75,6 +75,26 @@ pub enum Phase {
     Failed { reason: String },
 }
 
+/// The names of the phases in which a rollout still runs, as stored: the
+/// one list (the store resumes these after a restart).
+pub const ACTIVE_PHASES: &[&str] = &[
+    "staging",
+    "stopping",
+    "activating",
+    "waiting",
+    "switching",
+    "rolling_back",
+];
+
+/// The names of the phases in which a rollout has ended.
+pub const TERMINAL_PHASES: &[&str] = &["succeeded", "rolled_back", "aborted", "failed"];
+
+/// Whether a stored phase name is an end (`Phase::is_terminal` of the
+/// phase it names).
+pub fn is_terminal_name(name: &str) -> bool {
+    TERMINAL_PHASES.contains(&name)
+}
+
 impl Phase {
     pub fn is_terminal(&self) -> bool {
         matches!(

@@ -109,12 +109,30 @@ fn every_running_phase_counts_as_active_in_the_store() {
     ];
     for p in running {
         assert!(!p.is_terminal());
+        assert!(!is_terminal_name(p.name()));
         assert!(
             crate::store::ACTIVE_PHASES.contains(&p.name()),
             "{} missing from ACTIVE_PHASES: a restart would not resume it",
             p.name()
         );
     }
+    let ended = [
+        Phase::Succeeded,
+        Phase::RolledBack {
+            reason: String::new(),
+        },
+        Phase::Aborted {
+            reason: String::new(),
+        },
+        Phase::Failed {
+            reason: String::new(),
+        },
+    ];
+    for p in ended {
+        assert!(p.is_terminal() && is_terminal_name(p.name()), "{p:?}");
+        assert!(!ACTIVE_PHASES.contains(&p.name()));
+    }
+    assert_eq!(ACTIVE_PHASES.len() + TERMINAL_PHASES.len(), 10);
 }
 
 #[test]

@@ -27,15 +27,8 @@ pub struct DeploymentRecord {
     pub rollback_of: Option<String>,
 }
 
-/// Phases in which a deployment is still running.
-pub const ACTIVE_PHASES: &[&str] = &[
-    "staging",
-    "stopping",
-    "activating",
-    "waiting",
-    "switching",
-    "rolling_back",
-];
+/// Phases in which a deployment is still running (the engine's).
+pub use crate::engine::ACTIVE_PHASES;
 
 /// The next deployment sequence number (the caller holds the store lock).
 pub fn next_deployment_seq(conn: &Connection) -> Result<i64, StoreError> {
