@@ -746,6 +746,9 @@ fn due_again(app: &App, r: &Rollout, sent: &Sent) -> Vec<Effect> {
 }
 
 async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect], sent: &mut Sent) {
+    // Recorded as operators' commands are: what went to which host, for
+    // which deployment (one group commit for the lot).
+    let mut records = Vec::new();
     for e in effects {
         let Some((session, tx)) = app.fleet.session_sender(e.host()) else {
             tracing::warn!(deployment = %r.id, host = e.host(), "host has no session; will re-send");
@@ -757,17 +760,30 @@ async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect], sent: &mut 
         if let Some(kind) = &cmd.kind {
             app.metrics
                 .command_sent(crate::grpc::command_kind_name(kind));
+            records.push(store::BatchedWrite::CommandSent {
+                id: cmd.command_id.clone(),
+                host: e.host().to_string(),
+                deployment_id: r.id.clone(),
+                kind: crate::grpc::command_kind_name(kind).to_string(),
+                sent_by: format!("deployment {}", r.id),
+                at_ms: now_ms(),
+            });
         }
         let msg = pb::CoordinatorMessage {
             body: Some(pb::coordinator_message::Body::Command(cmd)),
         };
         let _ = tx.send(Box::new(msg)).await;
     }
+    let written = futures::future::join_all(records.into_iter().map(|w| app.store.write(w))).await;
+    if let Some(Err(e)) = written.into_iter().find(Result::is_err) {
+        // The commands went out; only their record is missing.
+        tracing::warn!(deployment = %r.id, error = %e, "recording sent commands failed");
+    }
 }
 
-/// Stores a rollout's state; false when that failed (then its commands
-/// must not be sent: a transition is stored before it acts).
-/// Stores `r` as its next revision.
+/// Stores a rollout's state as its next revision; false when that failed
+/// (then its commands must not be sent: a transition is stored before it
+/// acts).
 async fn persist(app: &App, r: &mut Rollout) -> bool {
     r.revision += 1;
     let live = r.live_group_after.clone();

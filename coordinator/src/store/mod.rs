@@ -242,6 +242,15 @@ pub enum BatchedWrite {
     Host(HostRecord),
     /// [`host_seen`].
     Seen { host: String, at_ms: i64 },
+    /// [`command_sent`].
+    CommandSent {
+        id: String,
+        host: String,
+        deployment_id: String,
+        kind: String,
+        sent_by: String,
+        at_ms: i64,
+    },
 }
 
 type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
@@ -297,6 +306,14 @@ fn write_batch<'a>(
             } => command_result(&tx, host, id, *ok, message, result_json, *finished_at)?,
             BatchedWrite::Host(h) => update_host(&tx, h)?,
             BatchedWrite::Seen { host, at_ms } => host_seen(&tx, host, *at_ms)?,
+            BatchedWrite::CommandSent {
+                id,
+                host,
+                deployment_id,
+                kind,
+                sent_by,
+                at_ms,
+            } => command_sent(&tx, id, host, deployment_id, kind, sent_by, *at_ms)?,
         }
     }
     tx.commit()?;
@@ -404,7 +421,8 @@ impl Store {
     }
 }
 
-/// Records that a command was sent (idempotent per id).
+/// Records that a command was sent (idempotent per id; a result that
+/// arrived first, recorded as sent by `unknown`, gets who sent it).
 pub fn command_sent(
     conn: &Connection,
     id: &str,
@@ -417,7 +435,9 @@ pub fn command_sent(
     exec(
         conn,
         "INSERT INTO commands (id, host, deployment_id, kind, sent_at, sent_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT(id) DO NOTHING",
+         ON CONFLICT(id) DO UPDATE SET deployment_id = excluded.deployment_id,
+             kind = excluded.kind, sent_by = excluded.sent_by, sent_at = excluded.sent_at
+         WHERE commands.sent_by = 'unknown' AND commands.host = excluded.host",
         params![id, host, deployment_id, kind, now, sent_by],
     )?;
     Ok(())

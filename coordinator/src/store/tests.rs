@@ -495,3 +495,51 @@ fn the_live_blue_green_group_is_read_from_its_column_per_environment() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_sent_command_is_recorded_with_who_sent_it_even_when_its_result_came_first() {
+    let (_d, s) = store();
+    s.with(|c| {
+        let row = |c: &Connection, id: &str| -> rusqlite::Result<(String, String, String)> {
+            c.query_row(
+                "SELECT deployment_id, kind, sent_by FROM commands WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        };
+        command_sent(c, "d1-stage-0", "web-1", "d1", "stage", "deployment d1", 1)?;
+        command_result(c, "web-1", "d1-stage-0", true, "ok", "{}", 2)?;
+        assert_eq!(
+            row(c, "d1-stage-0")?,
+            ("d1".into(), "stage".into(), "deployment d1".into())
+        );
+        // The result first (a fast agent), then the record of sending.
+        command_result(c, "web-1", "d1-activate-0", true, "ok", "{}", 3)?;
+        command_sent(
+            c,
+            "d1-activate-0",
+            "web-1",
+            "d1",
+            "activate",
+            "deployment d1",
+            2,
+        )?;
+        assert_eq!(
+            row(c, "d1-activate-0")?,
+            ("d1".into(), "activate".into(), "deployment d1".into())
+        );
+        // Sent again (a re-send): the first record stays.
+        command_sent(
+            c,
+            "d1-activate-0",
+            "web-1",
+            "d1",
+            "activate",
+            "someone else",
+            9,
+        )?;
+        assert_eq!(row(c, "d1-activate-0")?.2, "deployment d1");
+        Ok(())
+    })
+    .unwrap();
+}
