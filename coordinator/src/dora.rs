@@ -79,6 +79,29 @@ fn ended_badly(phase: &str) -> bool {
     crate::engine::is_terminal_name(phase) && phase != "succeeded"
 }
 
+/// The DORA measures over the stored history of `service` (or all) in
+/// `environment` (or all), for changes finished since `since_ms`: a
+/// summary query (no rollout is read).
+pub async fn measure(
+    app: &crate::app::App,
+    service: String,
+    environment: String,
+    since_ms: i64,
+) -> Result<Dora, crate::store::StoreError> {
+    // Changes finished before the window matter only as rollbacks' targets;
+    // a day's margin keeps a restore that spans the window's start.
+    let from = since_ms.saturating_sub(24 * 3600 * 1000);
+    let rows = app
+        .store
+        .call(move |c| crate::store::list_changes(c, &service, from))
+        .await?;
+    let changes: Vec<Change> = rows
+        .into_iter()
+        .filter(|d| environment.is_empty() || d.environment == environment)
+        .collect();
+    Ok(compute(&changes, since_ms, cutover_common::time::now_ms()))
+}
+
 /// Computes the measures for changes finished in `[since_ms, until_ms]`.
 /// `all` is the whole history (rollbacks and recoveries may fall outside
 /// the window).

@@ -229,7 +229,7 @@ impl Metrics {
         self.commands_in_flight
             .set((app.commands.in_flight() + app.rollouts.commands_in_flight()) as i64);
         let since = cutover_common::time::now_ms() - 30 * 86_400_000;
-        if let Ok(d) = crate::grpc::deploy::dora(app, String::new(), String::new(), since).await {
+        if let Ok(d) = crate::dora::measure(app, String::new(), String::new(), since).await {
             self.dora_frequency.set(d.deployments_per_day);
             self.dora_lead_time
                 .set(d.lead_time.map_or(0.0, |s| s.median_ms as f64 / 1000.0));

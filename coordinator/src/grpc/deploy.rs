@@ -557,32 +557,6 @@ async fn rollback_now(
     Ok(info(&d, Some(&live)))
 }
 
-/// The DORA measures over the stored history of `service` (or all) in
-/// `environment` (or all), for changes finished since `since_ms`.
-pub async fn dora(
-    app: &Arc<App>,
-    service: String,
-    environment: String,
-    since_ms: i64,
-) -> Result<crate::dora::Dora, store::StoreError> {
-    // Changes finished before the window matter only as rollbacks' targets;
-    // a day's margin keeps a restore that spans the window's start.
-    let from = since_ms.saturating_sub(24 * 3600 * 1000);
-    let rows = app
-        .store
-        .call(move |c| store::list_changes(c, &service, from))
-        .await?;
-    let changes: Vec<crate::dora::Change> = rows
-        .into_iter()
-        .filter(|d| environment.is_empty() || d.environment == environment)
-        .collect();
-    Ok(crate::dora::compute(
-        &changes,
-        since_ms,
-        cutover_common::time::now_ms(),
-    ))
-}
-
 pub async fn stats(
     app: &Arc<App>,
     req: Request<pb::StatsRequest>,
@@ -594,7 +568,7 @@ pub async fn stats(
         cutover_common::labels::check("environment", &r.environment)
             .map_err(|e| Status::invalid_argument(format!("environment: {e}")))?;
     }
-    let d = dora(app, r.service, r.environment, r.since_ms)
+    let d = crate::dora::measure(app, r.service, r.environment, r.since_ms)
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
     let summary = |s: Option<crate::dora::Summary>| {
