@@ -62,6 +62,11 @@ fn mkdir(path: &Path, mode: u32) -> Result<(), SetupError> {
 }
 
 /// Opens the store under the config's state dir.
+/// Creates the state directory (mode 0700) if needed.
+pub fn ensure_state_dir(cfg: &CoordinatorConfig) -> Result<(), SetupError> {
+    mkdir(&cfg.state_dir, 0o700)
+}
+
 pub fn open_store(cfg: &CoordinatorConfig) -> Result<Store, SetupError> {
     mkdir(&cfg.state_dir, 0o700)?;
     Ok(Store::open(&cfg.db_path())?)

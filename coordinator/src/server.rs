@@ -69,6 +69,65 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
     #[error("building the reflection service: {0}")]
     Reflection(String),
+    #[error(
+        "another coordinator runs on state directory {dir} ({holder}): stop it first, or give this one a state_dir of its own"
+    )]
+    Locked { dir: PathBuf, holder: String },
+    #[error("locking the state directory {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The state directory, held by one coordinator for as long as it runs
+/// (an exclusive `flock` on `coordinator.lock`, released by the kernel
+/// when the process ends, however it ends): a second coordinator on the
+/// same store is refused instead of writing beside the first.
+#[derive(Debug)]
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Takes the lock of `dir`, or says who holds it.
+    pub fn take(dir: &std::path::Path) -> Result<StateLock, ServeError> {
+        use std::io::{Seek, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join("coordinator.lock");
+        let err = |source| ServeError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(err)?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(ServeError::Locked {
+                    dir: dir.to_path_buf(),
+                    holder: match holder.trim() {
+                        "" => "pid unknown".into(),
+                        h => h.to_string(),
+                    },
+                });
+            }
+            Err(e) => return Err(err(e.into())),
+        }
+        // Who holds it, for the next one's message.
+        file.set_len(0).map_err(err)?;
+        file.rewind().map_err(err)?;
+        writeln!(file, "pid {}", std::process::id()).map_err(err)?;
+        Ok(StateLock { _file: file })
+    }
 }
 
 /// The coordinator daemon.
@@ -86,6 +145,8 @@ pub struct Running {
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Held for as long as this coordinator runs.
+    _lock: StateLock,
 }
 
 impl Running {
@@ -193,6 +254,9 @@ fn certificate_refusal(e: &io::Error) -> Option<String> {
 impl Server {
     /// Loads the CA and store, binds `cfg.listen`, and starts serving.
     pub async fn start(cfg: CoordinatorConfig) -> Result<Running, ServeError> {
+        // Before anything is written (the store's migrations, addresses).
+        pki_setup::ensure_state_dir(&cfg)?;
+        let lock = StateLock::take(&cfg.state_dir)?;
         let store = pki_setup::open_store(&cfg)?;
         let ca = pki_setup::load_ca(&cfg)?;
         let server_id = pki_setup::server_identity(&cfg, &ca)?;
@@ -353,6 +417,7 @@ impl Server {
             shutdown,
             tasks: vec![accept, reaper],
             server,
+            _lock: lock,
         })
     }
 }

@@ -694,3 +694,32 @@ fn reflection_lists_the_api_to_operators_only() {
         assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
     });
 }
+
+#[test]
+fn a_second_coordinator_on_the_same_state_directory_is_refused_until_the_first_is_gone() {
+    let mut c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    let addr_file = c.state_dir().join("listen.addr");
+    let before = std::fs::read_to_string(&addr_file).unwrap();
+    let second = std::process::Command::new("timeout")
+        .arg("20")
+        .arg(cutover_tests::bin("cutover"))
+        .args(["serve", "--config"])
+        .arg(&c.config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{err}");
+    let pid = c.coordinator.as_ref().unwrap().child.id();
+    assert!(
+        err.contains("another coordinator runs on state directory")
+            && err.contains(&format!("pid {pid}")),
+        "{err}"
+    );
+    // It changed nothing the first one wrote.
+    assert_eq!(std::fs::read_to_string(&addr_file).unwrap(), before);
+    // Killed, the first one's lock goes with it: the next one starts.
+    c.coordinator.as_mut().unwrap().kill();
+    c.start_coordinator().unwrap();
+    let r = c.cutover(&["hosts"]);
+    assert!(r.ok, "{}", r.stderr);
+}
