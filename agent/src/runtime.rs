@@ -496,6 +496,17 @@ impl Runtime {
     /// rollouts are refused, so a stale coordinator cannot undo a newer
     /// rollout. Epoch 0 marks an operator's one-off command (drain, hooks),
     /// which is not fenced. Seen epochs survive agent restarts.
+    /// The newest fencing epoch seen for any service.
+    pub fn newest_epoch(&self) -> u64 {
+        self.epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+
     fn check_epoch(&self, cmd: &Command) -> Result<(), Report> {
         if cmd.epoch == 0 {
             return Ok(());

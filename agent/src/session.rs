@@ -164,6 +164,7 @@ async fn hello(cfg: &AgentConfig, host_id: &str, rt: &Runtime) -> pb::AgentMessa
                 .iter()
                 .map(|c| c.to_string())
                 .collect(),
+            newest_epoch: rt.newest_epoch(),
         })),
     }
 }

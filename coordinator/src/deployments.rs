@@ -409,6 +409,7 @@ async fn switch_back(
         .map(|r| r.release_id)
         .unwrap_or_default();
     let (a, svc, env) = (actor.clone(), n.service.clone(), n.environment.clone());
+    let floor = app.fleet.newest_epoch() as i64 + 1;
     let (n_id, r2) = (n.id.clone(), restored.clone());
     let (g, hs) = (group.clone(), hosts.clone());
     // Stored as running ("switching") before the switch runs: the service
@@ -421,7 +422,7 @@ async fn switch_back(
             if let Some(e) = rollout::busy_or_moved(&tx, &svc, &env, &newest)? {
                 return Ok(Err(e));
             }
-            let seq = store::next_deployment_seq(&tx)?;
+            let seq = store::next_deployment_seq(&tx)?.max(floor);
             let id = format!("d{seq}");
             let now = cutover_common::time::now_ms();
             let mut r = template;

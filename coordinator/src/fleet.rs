@@ -112,6 +112,8 @@ pub type Services = BTreeMap<String, Box<pb::HostService>>;
 pub struct HelloInfo {
     /// What the agent can do beyond the baseline (common/src/compat.rs).
     pub capabilities: Vec<String>,
+    /// The newest fencing epoch the agent has seen.
+    pub newest_epoch: u64,
     pub agent_version: String,
     pub agent_labels: Labels,
     pub boot_id: String,
@@ -157,6 +159,8 @@ pub struct Fleet {
     /// that rollouts react at once instead of at their next tick.
     pub turned_unhealthy: tokio::sync::Notify,
     host_timeout: Duration,
+    /// The newest fencing epoch any agent reported in `Hello`.
+    newest_epoch: std::sync::atomic::AtomicU64,
 }
 
 impl Fleet {
@@ -192,7 +196,15 @@ impl Fleet {
             unhealthy: Mutex::default(),
             turned_unhealthy: tokio::sync::Notify::new(),
             host_timeout,
+            newest_epoch: Default::default(),
         }
+    }
+
+    /// The newest fencing epoch (deployment number) any agent has seen:
+    /// deployments are numbered past it (a store restored from a backup
+    /// does not know the deployments made after it).
+    pub fn newest_epoch(&self) -> u64 {
+        self.newest_epoch.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -304,6 +316,8 @@ impl Fleet {
         }
         e.last_heard = tokio::time::Instant::now();
         e.capabilities = hello.capabilities;
+        self.newest_epoch
+            .fetch_max(hello.newest_epoch, std::sync::atomic::Ordering::Relaxed);
         let r = &mut e.record;
         let changed = r.agent_version != hello.agent_version
             || r.agent_labels != hello.agent_labels
@@ -654,6 +668,7 @@ mod tests {
     fn hello() -> HelloInfo {
         HelloInfo {
             capabilities: cutover_common::compat::current(),
+            newest_epoch: 0,
             agent_version: "1".into(),
             agent_labels: cutover_common::labels::parse("role=db,zone=a").unwrap(),
             boot_id: "b".into(),

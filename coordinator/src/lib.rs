@@ -9,6 +9,7 @@
 
 pub mod analysis;
 pub mod app;
+pub mod backup;
 pub mod cli;
 pub mod client;
 pub mod commands;

@@ -535,6 +535,8 @@ async fn submit_new(
     }
     let plan = plan(app, &job).await?;
     let release_id = job.release_id();
+    // Past every deployment an agent has seen (after a restore).
+    let floor = app.fleet.newest_epoch() as i64 + 1;
     let (j, a) = (job.clone(), actor.clone());
     let stored = app
         .store
@@ -572,7 +574,7 @@ async fn submit_new(
                     return Ok(Err(refused.into()));
                 }
             }
-            let seq = store::next_deployment_seq(&tx)?;
+            let seq = store::next_deployment_seq(&tx)?.max(floor);
             let id = format!("d{seq}");
             let now = now_ms();
             let rollout =

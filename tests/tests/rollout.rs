@@ -1036,3 +1036,86 @@ fn pause_resume_promote_and_abort_answer_with_the_state_they_led_to() {
         String::from_utf8_lossy(&w.stdout)
     );
 }
+
+#[test]
+fn a_backup_taken_while_the_coordinator_runs_restores_the_store_and_its_ca() {
+    let (mut c, a) = fleet(2);
+    let (r, code) = deploy(
+        &c,
+        &spec_file(&c, "1", &[], "kind = \"recreate\""),
+        "1",
+        &a,
+        true,
+    );
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    let local = |args: &[&str]| -> Run {
+        std::process::Command::new(cutover_tests::bin("cutover"))
+            .args(args)
+            .arg("--config")
+            .arg(&c.config)
+            .output()
+            .unwrap()
+            .into()
+    };
+    let bk = c.dir.path().join("backup");
+    let bk_s = bk.to_str().unwrap().to_string();
+    // Taken live.
+    let r = local(&["backup", "--to", &bk_s]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("backed up 1 deployment(s), 2 host(s)"),
+        "{}",
+        r.stdout
+    );
+    let r = local(&["backup", "--to", &bk_s]);
+    assert!(!r.ok && r.stderr.contains("is not empty"), "{}", r.stderr);
+    // Work after the backup.
+    let (r, code) = deploy(
+        &c,
+        &spec_file(&c, "2", &[], "kind = \"recreate\""),
+        "2",
+        &a,
+        true,
+    );
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    // Not over a running coordinator.
+    let r = local(&["restore", "--from", &bk_s, "--force"]);
+    assert!(
+        !r.ok && r.stderr.contains("another coordinator runs"),
+        "{}",
+        r.stderr
+    );
+    c.coordinator.as_mut().unwrap().kill();
+    let r = local(&["restore", "--from", &bk_s]);
+    assert!(!r.ok && r.stderr.contains("--force"), "{}", r.stderr);
+    let r = local(&["restore", "--from", &bk_s, "--force"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert!(c.state_dir().join("cutover.db.before-restore").exists());
+    c.start_coordinator().unwrap();
+    // The store as it was: d1 only. The same CA: the agents come back.
+    let h = c.cutover(&["history", "web", "-o", "json"]);
+    assert!(h.ok, "{}", h.stderr);
+    let v: serde_json::Value = serde_json::from_str(&h.stdout).unwrap();
+    let ids: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["d1"], "{}", h.stdout);
+    for h in ["web-1", "web-2"] {
+        c.wait_state(h, "ready", Duration::from_secs(20));
+    }
+    // The agents saw deployment d2 (its commands, its fencing epoch),
+    // which the restored store does not know: the next deployment must
+    // not reuse its number.
+    let (r, code) = deploy(
+        &c,
+        &spec_file(&c, "3", &[], "kind = \"recreate\""),
+        "3",
+        &a,
+        true,
+    );
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("deployment d2 "), "{}", r.stdout);
+}

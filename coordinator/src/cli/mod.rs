@@ -48,6 +48,28 @@ impl ConfigArg {
 pub enum Command {
     /// Run the coordinator daemon.
     Serve(ConfigArg),
+    /// Copy the store and the PKI into a new directory, while the
+    /// coordinator runs (run on the coordinator host).
+    Backup {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A new (or empty) directory for the backup.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Put a backup in place of the store and the PKI; the coordinator
+    /// must be stopped (run on the coordinator host).
+    Restore {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A directory `cutover backup` wrote.
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// Replace an existing store (it is kept beside, as
+        /// `.before-restore`).
+        #[arg(long)]
+        force: bool,
+    },
     /// Check the coordinator config and exit (for ExecStartPre=).
     Config {
         #[command(subcommand)]
@@ -343,6 +365,32 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Ca { cmd } => ca(cmd),
+        Command::Backup { config, to } => {
+            let s = crate::backup::backup(&config.load()?, &to)?;
+            println!(
+                "backed up {} deployment(s), {} host(s) and {} PKI file(s) into {} (it holds the CA key: keep it as safe as the coordinator)",
+                s.deployments,
+                s.hosts,
+                s.pki_files,
+                s.dir.display()
+            );
+            Ok(())
+        }
+        Command::Restore {
+            config,
+            from,
+            force,
+        } => {
+            let s = crate::backup::restore(&config.load()?, &from, force)?;
+            println!(
+                "restored {} deployment(s), {} host(s) and {} PKI file(s) into {}; start the coordinator",
+                s.deployments,
+                s.hosts,
+                s.pki_files,
+                s.dir.display()
+            );
+            Ok(())
+        }
         Command::Token { cmd } => token(&cli.client, cmd).await,
         Command::Hosts {
             cmd: Some(HostsCmd::Remove { host }),

@@ -23,6 +23,10 @@ use crate::fleet::{HelloInfo, SessionHandle};
 use crate::grpc::auth::{PeerInfo, peer};
 use crate::store::{self, Audit, HostFacts, HostRecord, Outcome};
 
+/// The largest fencing epoch a host may report in `Hello` (2^40
+/// deployments); larger ones are ignored.
+const MAX_REPORTED_EPOCH: u64 = 1 << 40;
+
 /// How long a new session may take to send its `Hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -178,6 +182,14 @@ fn hello_info(h: &pb::Hello, peer: &PeerInfo) -> Result<HelloInfo, String> {
     cut(&mut boot_id, 64);
     Ok(HelloInfo {
         capabilities: h.capabilities.clone(),
+        // Deployment numbers, not arbitrary values: a host cannot push the
+        // next deployment's number anywhere near overflow.
+        newest_epoch: if h.newest_epoch <= MAX_REPORTED_EPOCH {
+            h.newest_epoch
+        } else {
+            tracing::warn!(peer = ?peer.addr, epoch = h.newest_epoch, "a host reported an impossible fencing epoch; ignored");
+            0
+        },
         agent_version: h.agent_version.clone(),
         agent_labels,
         boot_id,
