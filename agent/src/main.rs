@@ -7,6 +7,7 @@ use cutover_agent::cli::{self, Cli};
 
 fn main() -> std::process::ExitCode {
     cutover_agent::sys::single_heap_arena();
+    cutover_common::quiet_on_closed_pipe();
     let cli = Cli::parse();
     cutover_common::logging::init("info");
     if matches!(cli.command, cli::Command::Run(_)) {

@@ -87,3 +87,24 @@ mod lib_tests {
         assert_eq!(cut, "éé... (200 bytes)");
     }
 }
+
+/// A command-line tool whose output is piped into `head`, `grep -q` or
+/// `true` ends quietly when the reader goes away, as Unix tools do
+/// (status 141, 128 + SIGPIPE), instead of panicking with a backtrace:
+/// Rust ignores SIGPIPE, so `print!` to a closed pipe panics. Installs a
+/// panic hook that does this and leaves every other panic as it was.
+pub fn quiet_on_closed_pipe() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        previous(info);
+    }));
+}

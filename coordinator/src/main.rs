@@ -7,6 +7,7 @@ use clap::Parser;
 use cutover_coordinator::cli::{self, Cli, Command};
 
 fn main() -> std::process::ExitCode {
+    cutover_common::quiet_on_closed_pipe();
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Command::Serve(_));
     cutover_common::logging::init(if daemon { "info" } else { "warn" });

@@ -723,3 +723,33 @@ fn a_second_coordinator_on_the_same_state_directory_is_refused_until_the_first_i
     let r = c.cutover(&["hosts"]);
     assert!(r.ok, "{}", r.stderr);
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_as_unix_tools_do() {
+    let c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    for args in [
+        &["hosts"][..],
+        &["audit"][..],
+        &["whoami"][..],
+        &["history", "web"][..],
+    ] {
+        let mut child = std::process::Command::new(cutover_tests::bin("cutover"))
+            .args(args)
+            .env("HOME", c.dir.path())
+            .envs(c.operator_env("admin"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader is gone before anything is written (`| true`).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(
+            matches!(out.status.code(), Some(0) | Some(141)),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+}
