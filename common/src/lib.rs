@@ -78,16 +78,6 @@ pub fn truncate_for_display(s: &str, max: usize) -> String {
     format!("{}... ({} bytes)", &s[..end], s.len())
 }
 
-#[cfg(test)]
-mod lib_tests {
-    #[test]
-    fn long_text_is_cut_on_a_character_boundary_and_says_its_length() {
-        assert_eq!(super::truncate_for_display("short", 10), "short");
-        let cut = super::truncate_for_display(&"é".repeat(100), 5);
-        assert_eq!(cut, "éé... (200 bytes)");
-    }
-}
-
 /// A command-line tool whose output is piped into `head`, `grep -q` or
 /// `true` ends quietly when the reader goes away, as Unix tools do
 /// (status 141, 128 + SIGPIPE), instead of panicking with a backtrace:
@@ -107,4 +97,14 @@ pub fn quiet_on_closed_pipe() {
         }
         previous(info);
     }));
+}
+
+#[cfg(test)]
+mod lib_tests {
+    #[test]
+    fn long_text_is_cut_on_a_character_boundary_and_says_its_length() {
+        assert_eq!(super::truncate_for_display("short", 10), "short");
+        let cut = super::truncate_for_display(&"é".repeat(100), 5);
+        assert_eq!(cut, "éé... (200 bytes)");
+    }
 }
