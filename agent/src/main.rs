@@ -2,13 +2,12 @@
 
 #![forbid(unsafe_code)]
 
-use clap::Parser;
 use cutover_agent::cli::{self, Cli};
 
 fn main() -> std::process::ExitCode {
     cutover_agent::sys::single_heap_arena();
     cutover_common::quiet_on_closed_pipe();
-    let cli = Cli::parse();
+    let cli: Cli = cutover_common::parse_args();
     cutover_common::logging::init("info");
     if matches!(cli.command, cli::Command::Run(_)) {
         // Before the runtime's threads exist: they inherit it.

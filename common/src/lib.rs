@@ -99,6 +99,27 @@ pub fn quiet_on_closed_pipe() {
     }));
 }
 
+/// The exit status of a command line that could not be parsed (a typo'd
+/// flag, a missing argument): 64, `EX_USAGE`, so that scripts tell it from
+/// a deployment that failed (2), rolled back (3) or was aborted (4).
+pub const EXIT_USAGE: u8 = 64;
+
+/// Parses a command line as clap does, but exits `EXIT_USAGE` (not clap's
+/// 2) when it is wrong; help and version print and exit 0.
+pub fn parse_args<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                i32::from(EXIT_USAGE)
+            } else {
+                0
+            });
+        }
+    }
+}
+
 #[cfg(test)]
 mod lib_tests {
     #[test]

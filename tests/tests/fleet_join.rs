@@ -753,3 +753,26 @@ fn output_into_a_closed_pipe_ends_quietly_as_unix_tools_do() {
         );
     }
 }
+
+#[test]
+fn a_mistyped_command_line_exits_64_not_a_deployment_outcome() {
+    for (bin, args) in [
+        ("cutover", &["deploy", "web.toml", "--wacth"][..]),
+        ("cutover", &["rollback"][..]),
+        ("cutover-agent", &["run", "--bogus"][..]),
+    ] {
+        let out = std::process::Command::new(cutover_tests::bin(bin))
+            .args(args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{bin} {args:?}: {err}");
+        assert!(err.contains("Usage:"), "{err}");
+    }
+    // Help is not an error.
+    let out = std::process::Command::new(cutover_tests::bin("cutover"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+}
