@@ -983,9 +983,7 @@ fn pause_resume_promote_and_abort_answer_with_the_state_they_led_to() {
         };
         control
             .call(|mut k| async move { k.control_deployment(req).await })
-            .unwrap()
-            .status
-            .expect("typed status")
+            .map(|d| d.status.expect("typed status"))
     };
     let waiting = |id: &str| {
         poll(
@@ -1002,20 +1000,32 @@ fn pause_resume_promote_and_abort_answer_with_the_state_they_led_to() {
     assert_eq!(code, 0, "{}", r.stderr);
     waiting("d2");
     // Each answer is the state after the action, not before it.
-    let s = act("d2", "pause");
+    let s = act("d2", "pause").unwrap();
     assert!(s.paused, "{s:?}");
-    let s = act("d2", "resume");
+    let s = act("d2", "resume").unwrap();
     assert!(!s.paused, "{s:?}");
     assert_eq!(s.phase(), pb::DeploymentPhase::Waiting);
-    let s = act("d2", "promote");
+    // Nothing to resume: refused, saying so (was accepted and ignored).
+    let e = act("d2", "resume").unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e}");
+    assert!(e.message().contains("not paused"), "{e}");
+    let s = act("d2", "promote").unwrap();
     assert_ne!(s.phase(), pb::DeploymentPhase::Waiting, "{s:?}");
+    // A second promote: nothing waits for one any more.
+    let r = c.cutover(&["promote", "d2"]);
+    assert!(!r.ok, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("nothing waits for a promote") || r.stderr.contains("not running"),
+        "{}",
+        r.stderr
+    );
     let w = c.cutover(&["watch", "d2"]);
     assert!(w.ok, "{}\n{}", w.stdout, w.stderr);
     // An abort answers with the rollback it started (or its end).
     let (r, code) = deploy(&c, &spec_file(&c, "3", &[], canary), "3", &a, false);
     assert_eq!(code, 0, "{}", r.stderr);
     waiting("d3");
-    let s = act("d3", "abort");
+    let s = act("d3", "abort").unwrap();
     assert!(
         matches!(
             s.phase(),
