@@ -936,6 +936,14 @@ fn plan_shows_the_batches_what_each_host_runs_and_who_is_left_out() {
             .any(|h| h["host"] == "web-2" && h["services"][0]["drained"] == true)
             .then_some(())
     });
+    // `cutover hosts` says so where people look first.
+    let r = c.cutover(&["hosts"]);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("web-2"))
+        .unwrap_or_default();
+    assert!(line.contains("ready, drained: web"), "{}", r.stdout);
     let spec = spec_file(&c, "2", &[], "kind = \"rolling\"\nmax_unavailable = 1");
     let r = c.cutover(&["plan", spec.to_str().unwrap(), "-o", "json"]);
     assert!(r.ok, "{}\n{}", r.stdout, r.stderr);

@@ -262,10 +262,28 @@ pub(super) async fn hosts(client: &ClientArgs, selector: &str, output: Format) -
                         .filter(|s| !s.drift.is_empty())
                         .map(|s| s.service.clone())
                         .collect();
+                    // An operator's drain shows where people look first.
+                    let drained: Vec<String> = h
+                        .services
+                        .iter()
+                        .filter(|s| s.drained)
+                        .map(|s| {
+                            if s.stopped {
+                                format!("{} stopped", s.service)
+                            } else {
+                                s.service.clone()
+                            }
+                        })
+                        .collect();
+                    let state = if drained.is_empty() {
+                        h.state
+                    } else {
+                        format!("{}, drained: {}", h.state, drained.join(", "))
+                    };
                     vec![
                         h.host_id,
                         labels::format(&labels),
-                        h.state,
+                        state,
                         output::ago(h.last_seen_ms),
                         h.agent_version,
                         h.address,
