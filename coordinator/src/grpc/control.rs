@@ -387,18 +387,12 @@ impl pb::control_service_server::ControlService for ControlSvc {
         let page = super::page("hosts", r.page_size, 0, &r.page_token, 500)?;
         let mut views = self.app.fleet.list(&selector);
         views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
-        let n = page.size as usize;
-        let mut views: Vec<_> = views
+        let views: Vec<_> = views
             .into_iter()
             .filter(|v| page.after.as_ref().is_none_or(|a| &v.record.id > a))
-            .take(n + 1)
+            .take(page.size as usize + 1)
             .collect();
-        let more = views.len() > n;
-        views.truncate(n);
-        let next_page_token = match views.last() {
-            Some(v) if more => super::page_token("hosts", &v.record.id),
-            _ => String::new(),
-        };
+        let (views, next_page_token) = page.finish("hosts", views, |v| v.record.id.clone());
         let mut hosts: Vec<pb::HostInfo> = views.into_iter().map(host_info).collect();
         add_drift(&self.app, &mut hosts)
             .await
@@ -543,25 +537,14 @@ impl pb::control_service_server::ControlService for ControlSvc {
         authorize(&self.app, &req, Role::Viewer, None).await?;
         let r = req.into_inner();
         let page = super::page("audit", r.page_size, r.limit, &r.page_token, 100)?;
-        let before = match &page.after {
-            Some(k) => Some(k.parse::<i64>().map_err(|_| {
-                Status::invalid_argument("page_token: not a next_page_token of this list")
-            })?),
-            None => None,
-        };
-        let n = page.size;
-        let mut rows = self
+        let (before, n) = (page.before()?, page.size);
+        let rows = self
             .app
             .store
             .call(move |c| store::list_audit_before(c, before, n + 1))
             .await
             .map_err(|e| Status::internal(format!("store: {e}")))?;
-        let more = rows.len() > n as usize;
-        rows.truncate(n as usize);
-        let next_page_token = match rows.last() {
-            Some(a) if more => super::page_token("audit", &a.id.to_string()),
-            _ => String::new(),
-        };
+        let (rows, next_page_token) = page.finish("audit", rows, |a| a.id.to_string());
         Ok(Response::new(pb::ListAuditResponse {
             next_page_token,
             entries: rows

@@ -362,24 +362,13 @@ pub async fn list(
     let r = req.into_inner();
     super::check_name_arg("service", &r.service, false)?;
     let page = super::page("deployments", r.page_size, r.limit, &r.page_token, 50)?;
-    let before = match &page.after {
-        Some(k) => Some(k.parse::<i64>().map_err(|_| {
-            Status::invalid_argument("page_token: not a next_page_token of this list")
-        })?),
-        None => None,
-    };
-    let n = page.size;
-    let mut rows = app
+    let (before, n) = (page.before()?, page.size);
+    let rows = app
         .store
         .call(move |c| store::list_deployments_before(c, &r.service, before, n + 1))
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
-    let more = rows.len() > n as usize;
-    rows.truncate(n as usize);
-    let next_page_token = match rows.last() {
-        Some(d) if more => super::page_token("deployments", &d.seq.to_string()),
-        _ => String::new(),
-    };
+    let (rows, next_page_token) = page.finish("deployments", rows, |d| d.seq.to_string());
     Ok(Response::new(pb::ListDeploymentsResponse {
         next_page_token,
         deployments: rows

@@ -120,6 +120,40 @@ pub fn page_token(kind: &str, key: &str) -> String {
     format!("{kind}.{}", hex::encode(key))
 }
 
+impl Page {
+    /// The key to continue after, for lists keyed by a number (newest
+    /// first: the items before it).
+    pub fn before(&self) -> Result<Option<i64>, tonic::Status> {
+        self.after
+            .as_deref()
+            .map(|k| {
+                k.parse::<i64>().map_err(|_| {
+                    tonic::Status::invalid_argument(
+                        "page_token: not a next_page_token of this list",
+                    )
+                })
+            })
+            .transpose()
+    }
+
+    /// Cuts `rows` (fetched as `size + 1`) to the page, with the token of
+    /// the next page (empty on the last), keyed by `key`.
+    pub fn finish<T>(
+        &self,
+        kind: &str,
+        mut rows: Vec<T>,
+        key: impl Fn(&T) -> String,
+    ) -> (Vec<T>, String) {
+        let more = rows.len() > self.size as usize;
+        rows.truncate(self.size as usize);
+        let next = match rows.last() {
+            Some(last) if more => page_token(kind, &key(last)),
+            _ => String::new(),
+        };
+        (rows, next)
+    }
+}
+
 #[cfg(test)]
 mod paging {
     use super::*;
