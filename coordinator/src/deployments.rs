@@ -150,9 +150,6 @@ impl std::fmt::Display for Where {
     }
 }
 
-/// The phases in which a deployment has ended.
-pub use crate::engine::is_terminal_name as is_terminal;
-
 /// What `cutover rollback` does to `service` in `environment` (None: the
 /// only one it is deployed to), given its history newest first.
 ///
@@ -208,7 +205,7 @@ pub fn plan_rollback(
             env: at,
         });
     };
-    if !is_terminal(&newest.phase) {
+    if !crate::engine::is_terminal_name(&newest.phase) {
         return Err(RollbackError::Running {
             service: service.into(),
             id: newest.id.clone(),
@@ -360,7 +357,12 @@ pub async fn rollback(
                 undoes,
                 newest: planned.newest,
             };
-            rollout::submit(app, j, actor, None, Some(of), None).await
+            let by = rollout::Submission {
+                actor,
+                rollback: Some(of),
+                ..Default::default()
+            };
+            rollout::submit(app, j, by).await
         }
         RollbackPlan::SwitchBack {
             undoes,

@@ -345,7 +345,7 @@ struct Runner {
 /// the event is applied and stored.
 struct Asked {
     ev: Event,
-    reply: Option<tokio::sync::oneshot::Sender<Rollout>>,
+    reply: tokio::sync::oneshot::Sender<Rollout>,
 }
 
 /// Running rollouts, by deployment id.
@@ -376,15 +376,6 @@ impl Rollouts {
         self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    /// Sends an operator event to a running rollout.
-    pub fn send(&self, id: &str, ev: Event) -> bool {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .is_some_and(|r| r.events.send(Asked { ev, reply: None }).is_ok())
-    }
-
     /// Sends an operator event to a running rollout; the answer is the
     /// rollout once the event is applied and stored (None: not running).
     pub fn ask(&self, id: &str, ev: Event) -> Option<tokio::sync::oneshot::Receiver<Rollout>> {
@@ -394,14 +385,7 @@ impl Rollouts {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .is_some_and(|r| {
-                r.events
-                    .send(Asked {
-                        ev,
-                        reply: Some(tx),
-                    })
-                    .is_ok()
-            });
+            .is_some_and(|r| r.events.send(Asked { ev, reply: tx }).is_ok());
         sent.then_some(rx)
     }
 
@@ -425,17 +409,26 @@ impl Rollouts {
 pub async fn submit(
     app: &Arc<App>,
     job: Job,
-    actor: String,
-    commit_time: Option<i64>,
-    rollback: Option<RollbackOf>,
-    request_id: Option<String>,
+    by: Submission,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
     let app = app.clone();
-    tokio::spawn(
-        async move { submit_now(&app, job, actor, commit_time, rollback, request_id).await },
-    )
-    .await
-    .unwrap_or_else(|e| Err(SubmitError::Internal(format!("submitting failed: {e}"))))
+    tokio::spawn(async move { submit_now(&app, job, by).await })
+        .await
+        .unwrap_or_else(|e| Err(SubmitError::Internal(format!("submitting failed: {e}"))))
+}
+
+/// Who submits a deployment, and how.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    /// For the audit log and `created_by`.
+    pub actor: String,
+    /// When the change was committed (lead time), Unix ms.
+    pub commit_time: Option<i64>,
+    /// Set for an operator's rollback.
+    pub rollback: Option<RollbackOf>,
+    /// The caller's idempotency key: a retry gets the deployment the
+    /// first try stored.
+    pub request_id: Option<String>,
 }
 
 /// A request id seen before: the same deployment (Ok, not started again),
@@ -463,42 +456,25 @@ fn repeated(
 async fn submit_now(
     app: &Arc<App>,
     job: Job,
-    actor: String,
-    commit_time: Option<i64>,
-    rollback: Option<RollbackOf>,
-    request_id: Option<String>,
+    by: Submission,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
-    // A retry of a submit already stored gets that deployment, however far
-    // it has got, and starts nothing.
-    let again = |prev| known(app, prev);
-    let Some(rid) = request_id else {
-        return submit_new(app, job, actor, commit_time, rollback, None).await;
-    };
-    let seen = |job: Job, actor: String, rid: String| async move {
-        let prev = app
-            .store
-            .call(move |c| store::by_request_id(c, &actor, &rid).map(|p| repeated(p, &job, &rid)))
-            .await?;
-        Ok::<_, SubmitError>(prev)
-    };
-    if let Some(r) = seen(job.clone(), actor.clone(), rid.clone()).await? {
-        return again(r?);
-    }
-    match submit_new(
-        app,
-        job.clone(),
-        actor.clone(),
-        commit_time,
-        rollback,
-        Some(rid.clone()),
-    )
-    .await
-    {
+    let (actor, rid) = (by.actor.clone(), by.request_id.clone());
+    match submit_new(app, job.clone(), by).await {
         // Refused (say, as busy) while the first try of this request was
-        // being stored beside it: the retry gets the first one's deployment.
-        Err(e) if !matches!(e, SubmitError::RequestReused { .. }) => {
-            match seen(job, actor, rid).await? {
-                Some(r) => again(r?),
+        // being stored beside it, or already done: the retry gets the
+        // first one's deployment, however far it has got, and starts
+        // nothing. (A retry that finds it first is answered inside the
+        // storing transaction.)
+        Err(e) if rid.is_some() && !matches!(e, SubmitError::RequestReused { .. }) => {
+            let rid = rid.expect("checked");
+            let prev = app
+                .store
+                .call(move |c| {
+                    store::by_request_id(c, &actor, &rid).map(|p| repeated(p, &job, &rid))
+                })
+                .await?;
+            match prev {
+                Some(r) => known(app, r?),
                 None => Err(e),
             }
         }
@@ -510,33 +486,31 @@ async fn submit_now(
 async fn submit_new(
     app: &Arc<App>,
     job: Job,
-    actor: String,
-    commit_time: Option<i64>,
-    rollback: Option<RollbackOf>,
-    request_id: Option<String>,
+    by: Submission,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
-    let service = job.spec.service.clone();
-    let svc = service.clone();
-    let busy = app
+    // Before planning: a service busy with another deployment is refused
+    // at once (and checked again when storing).
+    let (svc, env) = (
+        job.spec.service.clone(),
+        job.spec.targets.environment.clone().unwrap_or_default(),
+    );
+    if let Some(e) = app
         .store
-        .call(move |c| {
-            Ok(store::list_deployments(c, &svc, 20)?
-                .into_iter()
-                .find(|d| store::ACTIVE_PHASES.contains(&d.phase.as_str())))
-        })
-        .await?;
-    if let Some(d) = busy {
-        return Err(SubmitError::Busy {
-            id: d.id,
-            service,
-            phase: d.phase,
-            by: d.created_by,
-        });
+        .call(move |c| busy_or_moved(c, &svc, &env, ""))
+        .await?
+    {
+        return Err(e);
     }
     let plan = plan(app, &job).await?;
     let release_id = job.release_id();
     // Past every deployment an agent has seen (after a restore).
     let floor = app.fleet.newest_epoch() as i64 + 1;
+    let Submission {
+        actor,
+        commit_time,
+        rollback,
+        request_id,
+    } = by;
     let (j, a) = (job.clone(), actor.clone());
     let stored = app
         .store
@@ -951,7 +925,7 @@ async fn run(
         let (effects, changed, urgent) = tokio::select! {
             // Cancel-safe: channel receives lose nothing when dropped.
             Some(a) = events.recv() => {
-                reply = a.reply;
+                reply = Some(a.reply);
                 (apply(&mut r, a.ev), true, true)
             }
             // Cancel-safe: a wake-up missed between two passes of the loop

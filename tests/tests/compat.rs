@@ -68,6 +68,22 @@ fn all_on(c: &Cluster, version: &str) {
     );
 }
 
+/// Waits for both hosts; the demo artifact.
+fn ready(c: &Cluster) -> cutover_tests::release::Artifact {
+    for h in ["web-1", "web-2"] {
+        c.wait_state(h, "ready", Duration::from_secs(20));
+    }
+    demo_tarball(c.dir.path(), "demo.tar")
+}
+
+/// Deploys `v` with the default spec: it succeeds and both hosts run it.
+fn deploy_ok(c: &Cluster, v: &str, a: &cutover_tests::release::Artifact) {
+    let r = deploy(c, &spec(c, v, ""), v, a);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("succeeded"), "{}", r.stdout);
+    all_on(c, v);
+}
+
 #[test]
 fn an_agent_of_the_previous_release_works_with_this_coordinator() {
     let Some((_, old_agent)) = previous_release() else {
@@ -78,17 +94,11 @@ fn an_agent_of_the_previous_release_works_with_this_coordinator() {
     c.add_agent("web-1", "role=web", "").unwrap();
     c.agent_binary = None;
     c.add_agent("web-2", "role=web", "").unwrap();
-    for h in ["web-1", "web-2"] {
-        c.wait_state(h, "ready", Duration::from_secs(20));
-    }
-    let a = demo_tarball(c.dir.path(), "demo.tar");
+    let a = ready(&c);
     // This tree's spec has fields the older agent does not know: at their
     // defaults they are left out of what it is sent.
     for v in ["1", "2"] {
-        let r = deploy(&c, &spec(&c, v, ""), v, &a);
-        assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
-        assert!(r.stdout.contains("succeeded"), "{}", r.stdout);
-        all_on(&c, v);
+        deploy_ok(&c, v, &a);
     }
     // One it would have to honour is refused before anything is staged,
     // naming the host.
@@ -133,15 +143,9 @@ fn this_agent_works_with_a_coordinator_of_the_previous_release() {
     .unwrap();
     c.add_agent("web-1", "role=web", "").unwrap();
     c.add_agent("web-2", "role=web", "").unwrap();
-    for h in ["web-1", "web-2"] {
-        c.wait_state(h, "ready", Duration::from_secs(20));
-    }
-    let a = demo_tarball(c.dir.path(), "demo.tar");
+    let a = ready(&c);
     for v in ["1", "2"] {
-        let r = deploy(&c, &spec(&c, v, ""), v, &a);
-        assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
-        assert!(r.stdout.contains("succeeded"), "{}", r.stdout);
-        all_on(&c, v);
+        deploy_ok(&c, v, &a);
     }
     // A bad version is rolled back by the older coordinator through this
     // agent.

@@ -92,6 +92,19 @@ fn deploy(
     (out.into(), code)
 }
 
+/// Deploys `version` (recreate, the demo service) with --watch, which must
+/// succeed.
+fn deploy_ok(c: &Cluster, version: &str, a: &cutover_tests::release::Artifact) {
+    let (r, code) = deploy(
+        c,
+        &spec_file(c, version, &[], "kind = \"recreate\""),
+        version,
+        a,
+        true,
+    );
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
 fn releases(c: &Cluster) -> Vec<String> {
     c.releases().into_iter().map(|(_, r)| r).collect()
 }
@@ -608,14 +621,7 @@ fn a_submit_cancelled_by_its_client_leaves_nothing_or_a_deployment_that_runs_and
     assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e}");
     assert!(e.message().contains("ci-run-3"), "{e}");
     // And a deployment goes through after all of it.
-    let (r, code) = deploy(
-        &c,
-        &spec_file(&c, "21", &[], "kind = \"recreate\""),
-        "21",
-        &a,
-        true,
-    );
-    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    deploy_ok(&c, "21", &a);
 }
 
 /// A spec of `spec_file` for one environment, in its own file.
@@ -758,14 +764,7 @@ fn a_mutating_call_retried_with_its_request_id_is_done_once() {
     use cutover_proto::v1 as pb;
     let (c, a) = fleet(2);
     for v in ["1", "2"] {
-        let (r, code) = deploy(
-            &c,
-            &spec_file(&c, v, &[], "kind = \"recreate\""),
-            v,
-            &a,
-            true,
-        );
-        assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+        deploy_ok(&c, v, &a);
     }
     let mut control = cutover_tests::release::Control::connect(&c);
     // A rollback, retried: the same deployment, not a second rollback
@@ -836,14 +835,7 @@ fn every_list_pages_with_tokens_and_cuts_nothing_silently() {
     use cutover_proto::v1 as pb;
     let (c, a) = fleet(3);
     for v in ["1", "2", "3"] {
-        let (r, code) = deploy(
-            &c,
-            &spec_file(&c, v, &[], "kind = \"recreate\""),
-            v,
-            &a,
-            true,
-        );
-        assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+        deploy_ok(&c, v, &a);
     }
     let mut control = cutover_tests::release::Control::connect(&c);
     // Deployments, two at a time, newest first.
@@ -919,14 +911,7 @@ fn every_list_pages_with_tokens_and_cuts_nothing_silently() {
 #[test]
 fn plan_shows_the_batches_what_each_host_runs_and_who_is_left_out() {
     let (c, a) = fleet(3);
-    let (r, code) = deploy(
-        &c,
-        &spec_file(&c, "1", &[], "kind = \"recreate\""),
-        "1",
-        &a,
-        true,
-    );
-    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    deploy_ok(&c, "1", &a);
     // No balancer checks these hosts: the drain waits deregistration_delay.
     let r = c.cutover(&["drain", "web-2"]);
     assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
@@ -1058,14 +1043,7 @@ fn pause_resume_promote_and_abort_answer_with_the_state_they_led_to() {
 #[test]
 fn a_backup_taken_while_the_coordinator_runs_restores_the_store_and_its_ca() {
     let (mut c, a) = fleet(2);
-    let (r, code) = deploy(
-        &c,
-        &spec_file(&c, "1", &[], "kind = \"recreate\""),
-        "1",
-        &a,
-        true,
-    );
-    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    deploy_ok(&c, "1", &a);
     let local = |args: &[&str]| -> Run {
         std::process::Command::new(cutover_tests::bin("cutover"))
             .args(args)
@@ -1088,14 +1066,7 @@ fn a_backup_taken_while_the_coordinator_runs_restores_the_store_and_its_ca() {
     let r = local(&["backup", "--to", &bk_s]);
     assert!(!r.ok && r.stderr.contains("is not empty"), "{}", r.stderr);
     // Work after the backup.
-    let (r, code) = deploy(
-        &c,
-        &spec_file(&c, "2", &[], "kind = \"recreate\""),
-        "2",
-        &a,
-        true,
-    );
-    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    deploy_ok(&c, "2", &a);
     // Not over a running coordinator.
     let r = local(&["restore", "--from", &bk_s, "--force"]);
     assert!(
@@ -1127,13 +1098,6 @@ fn a_backup_taken_while_the_coordinator_runs_restores_the_store_and_its_ca() {
     // The agents saw deployment d2 (its commands, its fencing epoch),
     // which the restored store does not know: the next deployment must
     // not reuse its number.
-    let (r, code) = deploy(
-        &c,
-        &spec_file(&c, "3", &[], "kind = \"recreate\""),
-        "3",
-        &a,
-        true,
-    );
-    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    deploy_ok(&c, "3", &a);
     assert!(!r.stdout.contains("deployment d2 "), "{}", r.stdout);
 }

@@ -230,7 +230,13 @@ pub async fn submit(
     let commit = (r.commit_time_ms > 0).then_some(r.commit_time_ms);
     let request_id = super::check_request_id(&r.request_id)?;
     let result = async {
-        rollout::submit(app, job(&spec)?, op.peer.actor(), commit, None, request_id).await
+        let by = rollout::Submission {
+            actor: op.peer.actor(),
+            commit_time: commit,
+            rollback: None,
+            request_id,
+        };
+        rollout::submit(app, job(&spec)?, by).await
     }
     .await;
     match result {
@@ -287,7 +293,7 @@ pub async fn watch(
     let first = info(&d, w.as_ref().map(|w| w.borrow().clone()).as_ref());
     let app = app.clone();
     tokio::spawn(async move {
-        let terminal = |i: &pb::DeploymentInfo| crate::deployments::is_terminal(&i.phase);
+        let terminal = |i: &pb::DeploymentInfo| crate::engine::is_terminal_name(&i.phase);
         let mut last = after;
         if first.revision > after || terminal(&first) {
             last = last.max(first.revision);
