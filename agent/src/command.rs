@@ -156,6 +156,9 @@ pub struct CommandResult {
     /// Whether the service is drained.
     #[serde(default)]
     pub drained: bool,
+    /// Why it failed (journaled results of older agents have none).
+    #[serde(default)]
+    pub failure: Option<cutover_common::failure::Failure>,
 }
 
 /// A wire command that cannot be understood.
@@ -304,6 +307,7 @@ impl From<&CommandResult> for pb::CommandResult {
             deployment_id: r.deployment_id.clone(),
             pid: r.pid,
             drained: r.drained,
+            failure: cutover_common::failure::Failure::to_wire(r.failure) as i32,
         }
     }
 }

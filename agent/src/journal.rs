@@ -199,6 +199,7 @@ mod tests {
             finished_at_ms: 1,
             pid: 0,
             drained: false,
+            failure: None,
         }
     }
 

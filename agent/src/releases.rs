@@ -55,7 +55,18 @@ pub const STAGE_RETRY_DELAYS: [Duration; 3] = [
 
 impl StageError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StageError::Fetch(f) if f.is_retryable())
+        self.failure().is_retryable()
+    }
+
+    /// The kind reported to the coordinator.
+    pub fn failure(&self) -> cutover_common::failure::Failure {
+        use cutover_common::failure::Failure;
+        match self {
+            StageError::BadId(_) => Failure::Invalid,
+            StageError::Fetch(f) if f.is_retryable() => Failure::Unavailable,
+            StageError::Fetch(_) | StageError::Unpack(_) => Failure::Artifact,
+            StageError::Io { .. } => Failure::Internal,
+        }
     }
 }
 
@@ -436,6 +447,8 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!((attempts, hits.load(Ordering::SeqCst)), (4, 4), "{e}");
+        // Reported so that the rollout tries again later.
+        assert_eq!(e.failure(), cutover_common::failure::Failure::Unavailable);
         // A wrong checksum is not a blip: one attempt.
         let (url, hits) = flaky_server(body, 0);
         let a = Artifact {
@@ -449,6 +462,8 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("checksum"), "{e}");
         assert_eq!((attempts, hits.load(Ordering::SeqCst)), (1, 1));
+        assert_eq!(e.failure(), cutover_common::failure::Failure::Artifact);
+        assert!(!e.is_retryable());
     }
 
     #[tokio::test]

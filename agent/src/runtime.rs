@@ -15,6 +15,7 @@ use crate::command::{Command, CommandResult, Kind};
 use crate::journal::Journal;
 use crate::releases::{STAGE_RETRY_DELAYS, ServiceDir, StageError};
 use crate::service::{Health, OpResult, ProgressEvent, Report, Service, Shared};
+use cutover_common::failure::Failure;
 
 type ServiceHandle = Arc<tokio::sync::Mutex<Service>>;
 
@@ -314,6 +315,7 @@ impl Runtime {
                                     cutover_common::REUSED_COMMAND_ID
                                 ),
                                 hooks: vec![],
+                                failure: Some(Failure::Refused),
                             }),
                             None,
                         ),
@@ -332,6 +334,7 @@ impl Runtime {
                                     message: "the command's first run ended without a result"
                                         .into(),
                                     hooks: vec![],
+                                    failure: Some(Failure::Internal),
                                 }),
                                 None,
                             ),
@@ -375,6 +378,7 @@ impl Runtime {
                         Err(Report {
                             message: format!("cannot journal the command: {e}"),
                             hooks: vec![],
+                            failure: Some(Failure::Internal),
                         }),
                         None,
                     ),
@@ -443,6 +447,7 @@ impl Runtime {
                             "internal error ({what}); the service was reloaded from its state on disk, as after an agent restart"
                         ),
                         hooks: vec![],
+                        failure: Some(Failure::Internal),
                     }),
                     None,
                 )
@@ -475,7 +480,7 @@ impl Runtime {
             Ok(r) => (true, r),
             Err(r) => (false, r),
         };
-        tracing::info!(command = %cmd.id, kind = cmd.kind.name(), service = %service, ok, "{}", report.message);
+        tracing::info!(command = %cmd.id, kind = cmd.kind.name(), service = %service, ok, failure = report.failure.map(|f| f.name()), "{}", report.message);
         CommandResult {
             command_id: cmd.id.clone(),
             deployment_id: cmd.deployment_id.clone(),
@@ -488,6 +493,8 @@ impl Runtime {
             finished_at_ms: cutover_common::time::now_ms(),
             pid: after.pid,
             drained: after.drained,
+            // Every failure is given a kind where it is made.
+            failure: (!ok).then(|| report.failure.unwrap_or(Failure::Internal)),
         }
     }
 
@@ -520,6 +527,7 @@ impl Runtime {
                     cmd.epoch, seen
                 ),
                 hooks: vec![],
+                failure: Some(Failure::Refused),
             });
         }
         if cmd.epoch > *seen {
@@ -563,6 +571,7 @@ impl Runtime {
                         .map_err(|e| Report {
                             message: e.to_string(),
                             hooks: vec![],
+                            failure: Some(Failure::Invalid),
                         })?;
                     let lock = self
                         .staging
@@ -618,6 +627,7 @@ impl Runtime {
                                 m.release_id, m.version
                             ),
                             hooks: vec![],
+                            failure: None,
                         }),
                         Err((e, attempts)) => Err(Report {
                             message: format!(
@@ -630,6 +640,7 @@ impl Runtime {
                                 cutover_common::error_chain(&e)
                             ),
                             hooks: vec![],
+                            failure: Some(e.failure()),
                         }),
                     }
                 }

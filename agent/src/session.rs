@@ -501,6 +501,7 @@ async fn session(
                                     finished_at_ms: now_ms(),
                                     pid: 0,
                                     drained: false,
+                                    failure: Some(cutover_common::failure::Failure::Invalid),
                                 };
                                 let _ = tx.send(result_message(&r)).await;
                             }

@@ -10,6 +10,7 @@
 pub mod compat;
 pub mod config;
 pub mod deploy;
+pub mod failure;
 pub mod fsutil;
 pub mod fuzz;
 pub mod identity;

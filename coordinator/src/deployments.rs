@@ -481,7 +481,14 @@ async fn switch_back(
             Ok(Ok((record, r)))
         })
         .await??;
-    let (ok, detail) = rollout::run_switch(&job, &r, &group, r.old_group.as_deref(), &hosts).await;
+    let (ok, detail) = rollout::run_switch(
+        &job,
+        &rollout::SwitchEnv::of(&r),
+        &group,
+        r.old_group.as_deref(),
+        &hosts,
+    )
+    .await;
     r.step(
         Event::Switched {
             ok,

@@ -277,11 +277,30 @@ pub async fn plan(app: &App, job: &Job) -> Result<Plan, SubmitError> {
     )?)
 }
 
+/// What a switch command is told of its deployment.
+#[derive(Debug, Clone)]
+pub struct SwitchEnv {
+    pub service: String,
+    /// The version traffic goes to.
+    pub version: String,
+    pub deployment: String,
+}
+
+impl SwitchEnv {
+    pub fn of(r: &Rollout) -> Self {
+        SwitchEnv {
+            service: r.service.clone(),
+            version: r.version.clone(),
+            deployment: r.id.clone(),
+        }
+    }
+}
+
 /// Runs the blue/green switch command on this coordinator: traffic to
 /// `live`. Returns (ok, what happened).
 pub async fn run_switch(
     job: &Job,
-    r: &Rollout,
+    r: &SwitchEnv,
     live: &str,
     old: Option<&str>,
     hosts: &[String],
@@ -301,7 +320,7 @@ pub async fn run_switch(
         )
         .env("CUTOVER_SERVICE", &r.service)
         .env("CUTOVER_VERSION", &r.version)
-        .env("CUTOVER_DEPLOYMENT", &r.id)
+        .env("CUTOVER_DEPLOYMENT", &r.deployment)
         .env("CUTOVER_LIVE_GROUP", live)
         .env("CUTOVER_OLD_GROUP", old.unwrap_or(""))
         .env("CUTOVER_HOSTS", hosts.join(","))
@@ -650,11 +669,13 @@ fn spawn(app: &Arc<App>, job: Job, rollout: Rollout, fresh: bool) {
     tokio::spawn(run(app.clone(), job, rollout, fresh, erx, results, vtx));
 }
 
-/// The command for effect `e`, for a host whose agent announced `caps`.
-fn command(job: &Job, r: &Rollout, e: &Effect, caps: &[String]) -> pb::Command {
+/// The command for effect `e`, for a host whose agent announced `caps`;
+/// `None` for the switch, which is no host's command.
+fn command(job: &Job, r: &Rollout, e: &Effect, caps: &[String]) -> Option<pb::Command> {
     use pb::command::Kind;
     let service = r.service.clone();
     let kind = match e {
+        Effect::Switch { .. } => return None,
         Effect::Stage { .. } => Kind::Stage(pb::StageCommand {
             service,
             release_id: r.release_id.clone(),
@@ -688,13 +709,13 @@ fn command(job: &Job, r: &Rollout, e: &Effect, caps: &[String]) -> pb::Command {
             include_drained: true,
         }),
     };
-    pb::Command {
+    Some(pb::Command {
         command_id: e.command_id().into(),
         deployment_id: r.id.clone(),
         step: r.current_batch().unwrap_or(0) as u32,
         epoch: r.epoch,
         kind: Some(kind),
-    }
+    })
 }
 
 /// When each command went out, and on which session of its host.
@@ -725,14 +746,16 @@ async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect], sent: &mut 
     // Recorded as operators' commands are: what went to which host, for
     // which deployment (one group commit for the lot).
     let mut records = Vec::new();
-    for e in effects {
+    for e in effects.iter().filter(|e| e.kind().is_some()) {
         let Some((session, tx)) = app.fleet.session_sender(e.host()) else {
             tracing::warn!(deployment = %r.id, host = e.host(), "host has no session; will re-send");
             continue;
         };
         sent.insert(e.command_id().to_string(), (session, Instant::now()));
         let caps = app.fleet.capabilities(e.host());
-        let cmd = command(job, r, e, &caps);
+        let Some(cmd) = command(job, r, e, &caps) else {
+            continue;
+        };
         if let Some(kind) = &cmd.kind {
             app.metrics
                 .command_sent(crate::grpc::command_kind_name(kind));
@@ -755,6 +778,35 @@ async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect], sent: &mut 
         // The commands went out; only their record is missing.
         tracing::warn!(deployment = %r.id, error = %e, "recording sent commands failed");
     }
+}
+
+/// The outcome of a switch command: (ok, what happened).
+type SwitchOutcome = (bool, String);
+
+/// Starts the switch `effects` ask for, unless one runs already: it runs
+/// beside the runner's loop (which goes on hearing hosts and operators)
+/// and its outcome comes back on `done`.
+fn start_switch(
+    job: &Job,
+    r: &Rollout,
+    effects: &[Effect],
+    running: &mut bool,
+    done: &mpsc::UnboundedSender<SwitchOutcome>,
+) {
+    let Some(Effect::Switch { live, old, hosts }) =
+        effects.iter().find(|e| matches!(e, Effect::Switch { .. }))
+    else {
+        return;
+    };
+    if std::mem::replace(running, true) {
+        return;
+    }
+    let (job, env, done) = (job.clone(), SwitchEnv::of(r), done.clone());
+    let (live, old, hosts) = (live.clone(), old.clone(), hosts.clone());
+    tokio::spawn(async move {
+        let outcome = run_switch(&job, &env, &live, old.as_deref(), &hosts).await;
+        let _ = done.send(outcome);
+    });
 }
 
 /// Stores a rollout's state as its next revision; false when that failed
@@ -886,6 +938,9 @@ async fn run(
     // An operator waiting for the event it sent to be applied.
     let mut reply: Option<tokio::sync::oneshot::Sender<Rollout>> = None;
     let mut window = Window::default();
+    // The blue/green switch, when one runs, and where its outcome arrives.
+    let mut switching = false;
+    let (switch_tx, mut switched) = mpsc::unbounded_channel::<SwitchOutcome>();
     let effects = if fresh {
         apply(&mut r, Event::Start)
     } else {
@@ -894,6 +949,7 @@ async fn run(
     if persist(&app, &mut r).await {
         let _ = view.send(r.clone());
         send(&app, &job, &r, &effects, &mut sent).await;
+        start_switch(&job, &r, &effects, &mut switching, &switch_tx);
     } else {
         held = true;
     }
@@ -939,12 +995,17 @@ async fn run(
                 }
                 (out, any, any)
             }
+            Some((ok, detail)) = switched.recv() => {
+                switching = false;
+                (apply(&mut r, Event::Switched { ok, detail }), true, true)
+            }
             Some((host, res)) = results.recv() => {
                 // Every result already waiting is applied before the one
                 // store write below: with thousands of hosts answering at
                 // once, one write per batch instead of one per host.
                 let as_event = |host, res: pb::CommandResult| Event::Result {
                     host,
+                    failure: cutover_common::failure::Failure::from_wire(res.failure),
                     command_id: res.command_id,
                     ok: res.ok,
                     message: res.message,
@@ -991,12 +1052,6 @@ async fn run(
                     }
                     out.extend(apply(&mut r, Event::Analysis { batch, report }));
                 }
-                if !held && let engine::Phase::Switching { batch } = r.phase {
-                    let live = r.group.clone().unwrap_or_default();
-                    let hosts = r.batches[batch].clone();
-                    let (ok, detail) = run_switch(&job, &r, &live, r.old_group.as_deref(), &hosts).await;
-                    out.extend(apply(&mut r, Event::Switched { ok, detail }));
-                }
                 // Most ticks change nothing; this also stores progress
                 // held back below. (Already dirty: no need to compare the
                 // whole rollout.)
@@ -1017,6 +1072,9 @@ async fn run(
                 // flight in the rollout and not yet in `sent`.
                 let again = due_again(&app, &r, &sent);
                 send(&app, &job, &r, &again, &mut sent).await;
+                // A switch asked for by a transition stored late.
+                let switch: Vec<Effect> = r.switch_effect().into_iter().collect();
+                start_switch(&job, &r, &switch, &mut switching, &switch_tx);
                 continue;
             }
         };
@@ -1056,6 +1114,7 @@ async fn run(
         // Effects come only from a change, and a change with effects was
         // stored just above (or the loop went on): `held` is false here.
         send(&app, &job, &r, &effects, &mut sent).await;
+        start_switch(&job, &r, &effects, &mut switching, &switch_tx);
     }
     // Finished: an operator's late pause or abort is told "not running"
     // rather than accepted and never applied.

@@ -16,6 +16,9 @@ pub struct ArtifactServer {
     pub requests: Arc<Mutex<Vec<String>>>,
     /// When non-zero, the next response is cut after this many body bytes.
     pub cut_next_after: Arc<AtomicU64>,
+    /// While non-zero, requests are answered 503 (an artifact server
+    /// restarting), each taking one off.
+    pub unavailable_for: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -32,7 +35,9 @@ impl ArtifactServer {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let cut = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
+        let unavailable = Arc::new(AtomicU64::new(0));
         let (r2, c2, s2) = (requests.clone(), cut.clone(), stop.clone());
+        let u2 = unavailable.clone();
         std::thread::spawn(move || {
             for conn in l.incoming() {
                 if s2.load(Ordering::Relaxed) {
@@ -42,7 +47,7 @@ impl ArtifactServer {
                 // One thread per download: a client cut off mid-transfer
                 // (a partitioned host) must not hold up the others.
                 let _ = conn.set_write_timeout(Some(std::time::Duration::from_secs(30)));
-                let (r2, c2, dir) = (r2.clone(), c2.clone(), dir.clone());
+                let (r2, c2, dir, u2) = (r2.clone(), c2.clone(), dir.clone(), u2.clone());
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(conn.try_clone().unwrap());
                     let mut line = String::new();
@@ -68,6 +73,15 @@ impl ArtifactServer {
                     r2.lock()
                         .unwrap()
                         .push(format!("GET /{path} range={range_start:?}"));
+                    if u2
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok()
+                    {
+                        let _ = conn.write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return;
+                    }
                     let Ok(data) = std::fs::read(dir.join(&path)) else {
                         let _ = conn.write_all(
                             b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -103,6 +117,7 @@ impl ArtifactServer {
             addr,
             requests,
             cut_next_after: cut,
+            unavailable_for: unavailable,
             stop,
         }
     }

@@ -292,6 +292,11 @@ selector = "role=web"
         a
     }
 
+    /// The server the fleet's artifacts come from.
+    pub fn artifacts(&self) -> &crate::artifacts::ArtifactServer {
+        &self._artifacts
+    }
+
     /// Packs `files` (path in the release, contents, mode) as a tarball
     /// served like the demo service's: a release of another app.
     pub fn publish(&self, name: &str, files: &[(&str, &str, u32)]) -> Artifact {

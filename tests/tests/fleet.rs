@@ -518,3 +518,22 @@ fn a_rollback_reaches_a_host_stopped_for_maintenance_without_starting_it() {
     let got = http_get(&f.addr(1).to_string(), "/").unwrap();
     assert!(got.1.contains("version=1"), "{got:?}");
 }
+
+#[test]
+fn an_artifact_server_down_for_longer_than_the_agents_own_retries_delays_the_rollout_but_fails_no_host()
+ {
+    let f = TestFleet::builder().hosts(2).start();
+    // Every download attempt of both hosts' first staging gets a 503 (4
+    // attempts each, ~13 s): each reports the failure as transient, and
+    // the rollout tries its staging again.
+    f.artifacts()
+        .unavailable_for
+        .store(8, std::sync::atomic::Ordering::SeqCst);
+    let out = deploy_ok(&f, "1", "kind = \"rolling\"\nmax_unavailable = 1", "");
+    assert!(out.contains("trying again (1 of 2)"), "{out}");
+    f.wait_all_on("1");
+    let v = history(&f);
+    assert_eq!(v[0]["outcome"], "succeeded", "{v}");
+    let requests = f.artifacts().requests.lock().unwrap().len();
+    assert!(requests >= 10, "8 refused, then one per host: {requests}");
+}

@@ -81,6 +81,19 @@ pub struct Shared {
 pub struct Report {
     pub message: String,
     pub hooks: Vec<HookOutput>,
+    /// Why it failed (`None` when it succeeded).
+    pub failure: Option<Failure>,
+}
+
+impl Report {
+    /// A failure of kind `kind`.
+    pub fn failed(kind: Failure, message: impl Into<String>, hooks: Vec<HookOutput>) -> Self {
+        Report {
+            message: message.into(),
+            hooks,
+            failure: Some(kind),
+        }
+    }
 }
 
 /// An operation that failed; `report.message` says why.
@@ -157,12 +170,17 @@ impl std::fmt::Debug for Service {
     }
 }
 
-fn fail(message: impl Into<String>, hooks: Vec<HookOutput>) -> Report {
+/// What an operation that succeeded says.
+fn done(message: impl Into<String>, hooks: Vec<HookOutput>) -> Report {
     Report {
         message: message.into(),
         hooks,
+        failure: None,
     }
 }
+
+use Report as R;
+use cutover_common::failure::Failure;
 
 /// The readiness probe used when a spec has none: the instance's `READY=1`.
 fn notify_probe() -> Probe {
@@ -514,7 +532,8 @@ impl Service {
         preempted: tokio::sync::watch::Receiver<u64>,
     ) -> OpResult {
         if preempted.has_changed().unwrap_or(false) {
-            return Err(fail(
+            return Err(R::failed(
+                Failure::Superseded,
                 format!("{}; nothing was started", instances::PREEMPTED),
                 vec![],
             ));
@@ -538,7 +557,8 @@ impl Service {
             } else {
                 "drained (`cutover drain`)"
             };
-            return Err(fail(
+            return Err(R::failed(
+                Failure::Drained,
                 format!(
                     "{} ({how}); nothing was changed: `cutover undrain` it, or deploy with --include-drained",
                     cutover_common::SKIPPED_DRAINED
@@ -553,7 +573,8 @@ impl Service {
     /// without starting it: `undrain` starts it.
     fn make_active_stopped(&mut self, target: &str) -> OpResult {
         if self.dir.meta(target).is_none() {
-            return Err(fail(
+            return Err(R::failed(
+                Failure::Invalid,
                 format!("release {target} is not staged on this host"),
                 vec![],
             ));
@@ -564,7 +585,7 @@ impl Service {
         }
         self.update_links();
         self.save();
-        Ok(fail(
+        Ok(done(
             format!(
                 "release {target} is active but not started: the service was stopped by `drain --stop`; `cutover undrain` starts it"
             ),
@@ -582,7 +603,8 @@ impl Service {
         preempted: Option<tokio::sync::watch::Receiver<u64>>,
     ) -> OpResult {
         let Some(meta) = self.dir.meta(target) else {
-            return Err(fail(
+            return Err(R::failed(
+                Failure::Invalid,
                 format!("release {target} is not staged on this host"),
                 vec![],
             ));
@@ -597,16 +619,16 @@ impl Service {
             && running
             && !self.state.stopped
         {
-            return Ok(fail(format!("release {target} is already active"), vec![]));
+            return Ok(done(format!("release {target} is already active"), vec![]));
         }
         let mut hooks = Vec::new();
         if !self.hook("before_start", &spec, target, &mut hooks).await {
-            return Err(fail("before_start hook failed", hooks));
+            return Err(R::failed(Failure::Hook, "before_start hook failed", hooks));
         }
         if spec.swap.mode == SwapMode::Handover
             && let Err(e) = self.ensure_listeners(&spec)
         {
-            return Err(fail(e, hooks));
+            return Err(R::failed(Failure::Start, e, hooks));
         }
         if spec.swap.mode == SwapMode::Reuseport {
             let _ = enable_tcp_migrate_req();
@@ -668,7 +690,8 @@ impl Service {
         if let Err(e) = self.try_save() {
             self.state.swap = None;
             self.save();
-            return Err(fail(
+            return Err(R::failed(
+                Failure::Internal,
                 format!(
                     "cannot record the swap in {} ({e}); nothing was started",
                     self.dir.state_file().display()
@@ -695,7 +718,11 @@ impl Service {
                 self.state.swap = None;
                 self.keep_serving_listeners();
                 self.save();
-                return Err(fail(format!("cannot start the new instance: {e}"), hooks));
+                return Err(R::failed(
+                    Failure::Start,
+                    format!("cannot start the new instance: {e}"),
+                    hooks,
+                ));
             }
         };
         self.state.instances.push(new.instance.record.clone());
@@ -841,7 +868,7 @@ impl Service {
         .flatten()
         .collect();
         self.dir.prune(5, &keep);
-        Ok(fail(format!("release {target} active (pid {pid})"), hooks))
+        Ok(done(format!("release {target} active (pid {pid})"), hooks))
     }
 
     /// Whether the serving instance is running and healthy: clients are
@@ -883,7 +910,12 @@ impl Service {
         self.state.swap = None;
         self.keep_serving_listeners();
         self.save();
-        fail(why, hooks)
+        let kind = if why.starts_with(instances::PREEMPTED) {
+            Failure::Superseded
+        } else {
+            Failure::Unhealthy
+        };
+        R::failed(kind, why, hooks)
     }
 
     /// After a swap given up: sockets bound for the new release alone (a
@@ -900,7 +932,11 @@ impl Service {
     /// Activates the previous release (already staged: no download).
     pub async fn rollback(&mut self, command_id: &str, to: Option<&str>) -> OpResult {
         let Some(prev) = to.map(str::to_string) else {
-            return Err(fail("no previous release to roll back to", vec![]));
+            return Err(R::failed(
+                Failure::Invalid,
+                "no previous release to roll back to",
+                vec![],
+            ));
         };
         let from = self.state.active_release.clone();
         if self.state.drained && self.state.stopped {
@@ -938,7 +974,7 @@ impl Service {
             self.listeners.clear();
         }
         self.save();
-        Ok(fail(
+        Ok(done(
             if keep_listeners {
                 "service stopped; its sockets stay open"
             } else {
@@ -995,7 +1031,8 @@ impl Service {
             if let Some(spec) = &spec {
                 self.hook("post_drain", spec, &release, &mut hooks).await;
             }
-            return Err(fail(
+            return Err(R::failed(
+                Failure::Unavailable,
                 format!(
                     "drained (the readiness endpoint answers 503) but not confirmed: {}{}",
                     said.join("; "),
@@ -1040,7 +1077,7 @@ impl Service {
         if let Some(spec) = &spec {
             self.hook("post_drain", spec, &release, &mut hooks).await;
         }
-        Ok(fail(format!("drained: {}", said.join("; ")), hooks))
+        Ok(done(format!("drained: {}", said.join("; ")), hooks))
     }
 
     /// A drain's wait (see [`Self::drain`]), reporting who it waits for
@@ -1117,26 +1154,31 @@ impl Service {
             }
             _ => "no instance running".to_string(),
         };
-        Ok(fail(format!("undrained: {running}{said}"), vec![]))
+        Ok(done(format!("undrained: {running}{said}"), vec![]))
     }
 
     /// Runs one hook of the active release.
     pub async fn run_hook(&mut self, name: &str) -> OpResult {
         let Some(a) = &self.active else {
-            return Err(fail("no active release", vec![]));
+            return Err(R::failed(Failure::Invalid, "no active release", vec![]));
         };
         let (spec, release) = (a.spec.clone(), a.release.clone());
         if spec.hooks.get(name).is_none() {
-            return Err(fail(
+            return Err(R::failed(
+                Failure::Invalid,
                 format!("the active release has no `{name}` hook"),
                 vec![],
             ));
         }
         let mut hooks = Vec::new();
         if self.hook(name, &spec, &release, &mut hooks).await {
-            Ok(fail(format!("hook {name} succeeded"), hooks))
+            Ok(done(format!("hook {name} succeeded"), hooks))
         } else {
-            Err(fail(format!("hook {name} failed"), hooks))
+            Err(R::failed(
+                Failure::Hook,
+                format!("hook {name} failed"),
+                hooks,
+            ))
         }
     }
 }

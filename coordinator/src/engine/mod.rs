@@ -21,13 +21,18 @@ mod view;
 
 pub use plan::{Candidate, Plan, PlanError, StepPolicy, plan, plan_with};
 pub use state::{
-    ACTIVE_PHASES, Effect, Event, HostPhase, IndexCache, Note, Phase, TERMINAL_PHASES,
+    ACTIVE_PHASES, CommandKind, Effect, Event, HostPhase, IndexCache, Note, Phase, TERMINAL_PHASES,
     is_terminal_name,
 };
 
 use std::collections::BTreeMap;
 
 use cutover_common::deploy::{DeploySpec, StrategyKind};
+use cutover_common::failure::Failure;
+
+/// How many times a host's staging is tried again by the rollout after a
+/// transient failure (each after the agent's own retries, ~13 s).
+pub const STAGE_RETRIES: u32 = 2;
 
 use serde::{Deserialize, Serialize};
 
@@ -101,6 +106,10 @@ pub struct Rollout {
     /// A batch held back by a pause, started on resume.
     #[serde(default)]
     pub held_batch: Option<usize>,
+    /// Hosts whose staging failed for a transient reason, and how many
+    /// times it was tried again (each try is a new command id).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stage_retries: BTreeMap<String, u32>,
     /// Host -> position, for command ids (the host set never changes).
     #[serde(skip)]
     pub(crate) index_cache: IndexCache,
@@ -166,6 +175,7 @@ impl Rollout {
             index_cache: IndexCache::default(),
             rollback_since_ms: None,
             held_batch: None,
+            stage_retries: BTreeMap::new(),
         }
     }
 
@@ -200,7 +210,7 @@ impl Rollout {
                 for h in hosts {
                     self.hosts.insert(h.clone(), HostPhase::Staging);
                     out.push(Effect::Stage {
-                        command_id: self.command_id("stage", &h),
+                        command_id: self.command_id(CommandKind::Stage, &h),
                         host: h,
                     });
                 }
@@ -210,7 +220,8 @@ impl Rollout {
                 command_id,
                 ok,
                 message,
-            } => self.record_result(host, command_id, ok, message, now),
+                failure,
+            } => out.extend(self.record_result(host, command_id, ok, message, failure, now)),
             Event::Unhealthy { host, status } => {
                 if matches!(self.hosts.get(&host), Some(HostPhase::Done { .. }))
                     && !matches!(self.phase, Phase::RollingBack { .. })
@@ -280,7 +291,10 @@ impl Rollout {
                     // The deadline counts from the last batch start; a step
                     // baking or waiting for an operator is not stuck.
                     let since = self.progress_since_ms.max(self.started_ms);
-                    let waiting = matches!(self.phase, Phase::Waiting { .. }) || self.paused;
+                    // Nor is the switch command, which has its own timeout.
+                    let waiting =
+                        matches!(self.phase, Phase::Waiting { .. } | Phase::Switching { .. })
+                            || self.paused;
                     if now - since > self.progress_deadline_ms && !waiting {
                         return self.begin_rollback(now, "progress deadline passed".into(), false);
                     }
@@ -465,8 +479,9 @@ impl Rollout {
                     command_id,
                     ok,
                     message,
+                    failure,
                 } => {
-                    self.record_result(host, command_id, ok, message, now);
+                    out.extend(self.record_result(host, command_id, ok, message, failure, now));
                     pending = true;
                 }
                 ev => {
@@ -483,24 +498,43 @@ impl Rollout {
         out
     }
 
-    /// Records one command result on its host (without advancing).
+    /// Records one command result on its host (without advancing); a
+    /// transient staging failure is tried again (the command to send).
     fn record_result(
         &mut self,
         host: String,
         command_id: String,
         ok: bool,
         message: String,
+        failure: Option<Failure>,
         now: i64,
-    ) {
-        let Some((kind, h)) = self.host_of(&command_id) else {
-            return;
+    ) -> Vec<Effect> {
+        // Only this host's own commands count (a host answering for
+        // another host's command id, or an earlier try, matches nothing).
+        let Some(kind) = self.kind_of(&host, &command_id) else {
+            return Vec::new();
         };
-        if h != host {
-            return; // a host answering for another host's command
-        }
+        // Agents older than `CommandResult.failure` say it in words.
+        let drained = failure == Some(Failure::Drained)
+            || (failure.is_none() && message.starts_with(cutover_common::SKIPPED_DRAINED));
         let cur = self.hosts.get(&host).cloned();
         match (kind, cur) {
-            ("stage", Some(HostPhase::Staging)) => {
+            (CommandKind::Stage, Some(HostPhase::Staging)) => {
+                let tries = self.stage_retries.get(&host).copied().unwrap_or(0);
+                if !ok && failure.is_some_and(Failure::is_retryable) && tries < STAGE_RETRIES {
+                    self.stage_retries.insert(host.clone(), tries + 1);
+                    self.note(
+                        now,
+                        format!(
+                            "{host}: staging failed for now ({message}); trying again ({} of {STAGE_RETRIES})",
+                            tries + 1
+                        ),
+                    );
+                    return vec![Effect::Stage {
+                        command_id: self.command_id(CommandKind::Stage, &host),
+                        host,
+                    }];
+                }
                 let p = if ok {
                     HostPhase::Staged
                 } else {
@@ -510,9 +544,9 @@ impl Rollout {
                 self.hosts.insert(host, p);
             }
             (
-                "stop" | "activate",
+                CommandKind::Stop | CommandKind::Activate,
                 Some(HostPhase::Stopping { .. } | HostPhase::Activating { .. }),
-            ) if !ok && message.starts_with(cutover_common::SKIPPED_DRAINED) => {
+            ) if !ok && drained => {
                 self.note(
                     now,
                     format!(
@@ -522,7 +556,7 @@ impl Rollout {
                 self.hosts
                     .insert(host, HostPhase::Skipped { reason: message });
             }
-            ("stop", Some(HostPhase::Stopping { .. })) => {
+            (CommandKind::Stop, Some(HostPhase::Stopping { .. })) => {
                 let p = if ok {
                     HostPhase::Stopped
                 } else {
@@ -539,7 +573,7 @@ impl Rollout {
                 };
                 self.hosts.insert(host, p);
             }
-            ("activate", Some(HostPhase::Activating { .. })) => {
+            (CommandKind::Activate, Some(HostPhase::Activating { .. })) => {
                 let p = if ok {
                     self.note(now, format!("{host}: runs {}", self.release_id));
                     HostPhase::Done { at_ms: now }
@@ -561,12 +595,12 @@ impl Rollout {
                 };
                 self.hosts.insert(host, p);
             }
-            ("activate", Some(HostPhase::RollingBack)) if !ok => {
+            (CommandKind::Activate, Some(HostPhase::RollingBack)) if !ok => {
                 // The swap failed on its own: the host never left
                 // its old release. The revert (queued behind it)
                 // will answer too.
             }
-            ("revert", Some(HostPhase::RollingBack)) => {
+            (CommandKind::Revert, Some(HostPhase::RollingBack)) => {
                 let p = if ok {
                     self.note(
                         now,
@@ -588,6 +622,7 @@ impl Rollout {
             }
             _ => {}
         }
+        Vec::new()
     }
 
     /// Moves to the next phase when the current one is complete.
@@ -655,7 +690,7 @@ impl Rollout {
                         ),
                     );
                     self.phase = Phase::Switching { batch };
-                    return Vec::new();
+                    return self.switch_effect().into_iter().collect();
                 }
                 // The last batch waits too when its step asks for a pause
                 // or a promote: a final bake of the whole fleet, during which
@@ -766,7 +801,7 @@ impl Rollout {
                 self.hosts
                     .insert(h.clone(), HostPhase::Stopping { since_ms: now });
                 Effect::Stop {
-                    command_id: self.command_id("stop", &h),
+                    command_id: self.command_id(CommandKind::Stop, &h),
                     host: h,
                 }
             })
@@ -813,7 +848,7 @@ impl Rollout {
                     self.hosts
                         .insert(h.clone(), HostPhase::Activating { since_ms: now });
                     Effect::Activate {
-                        command_id: self.command_id("activate", &h),
+                        command_id: self.command_id(CommandKind::Activate, &h),
                         host: h,
                     }
                 })
@@ -841,6 +876,16 @@ impl Rollout {
         if matches!(self.phase, Phase::RollingBack { .. }) || self.phase.is_terminal() {
             return Vec::new();
         }
+        if matches!(self.phase, Phase::Switching { .. }) {
+            // Traffic may be moving to the new group: stopping it now could
+            // take the service down. The switch ends the rollout either way;
+            // `cutover rollback` then switches back.
+            self.note(
+                now,
+                format!("not rolled back while the switch command runs: {reason}"),
+            );
+            return Vec::new();
+        }
         self.note(now, format!("rolling back: {reason}"));
         self.phase = Phase::RollingBack { reason, aborted };
         self.rollback_since_ms = Some(now);
@@ -862,7 +907,7 @@ impl Rollout {
         for h in changed {
             self.hosts.insert(h.clone(), HostPhase::RollingBack);
             out.push(Effect::Revert {
-                command_id: self.command_id("revert", &h),
+                command_id: self.command_id(CommandKind::Revert, &h),
                 to: self.from.get(&h).cloned().flatten(),
                 host: h,
             });
@@ -912,6 +957,22 @@ impl Rollout {
             now,
             format!("resumed after a coordinator restart; deadlines of {in_flight} host(s) in flight run from now"),
         );
-        self.in_flight()
+        let mut out = self.in_flight();
+        // Cut off mid-switch: traffic may be on either group; running the
+        // switch again puts it where this rollout was sending it.
+        out.extend(self.switch_effect());
+        out
+    }
+
+    /// The switch this rollout is running, if it is switching.
+    pub fn switch_effect(&self) -> Option<Effect> {
+        let Phase::Switching { batch } = self.phase else {
+            return None;
+        };
+        Some(Effect::Switch {
+            live: self.group.clone().unwrap_or_default(),
+            old: self.old_group.clone(),
+            hosts: self.batches.get(batch).cloned().unwrap_or_default(),
+        })
     }
 }

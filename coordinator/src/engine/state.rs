@@ -132,6 +132,8 @@ pub enum Event {
         command_id: String,
         ok: bool,
         message: String,
+        /// Why it failed, when the agent says (see [`Failure`]).
+        failure: Option<cutover_common::failure::Failure>,
     },
     /// A host that runs the new release reports it unhealthy.
     Unhealthy {
@@ -165,7 +167,39 @@ pub enum Event {
     },
 }
 
-/// A command for a runner to send.
+/// What a rollout asks a host to do. Which kind a result answers is told
+/// by matching its command id against the ids this rollout would give the
+/// host (never by reading the id back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommandKind {
+    Stage,
+    Activate,
+    Stop,
+    Revert,
+}
+
+impl CommandKind {
+    pub const ALL: [CommandKind; 4] = [
+        CommandKind::Stage,
+        CommandKind::Activate,
+        CommandKind::Stop,
+        CommandKind::Revert,
+    ];
+
+    /// The word in command ids (`d7-stage-3`): part of the wire contract,
+    /// since agents journal commands by id.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::Stage => "stage",
+            CommandKind::Activate => "activate",
+            CommandKind::Stop => "stop",
+            CommandKind::Revert => "revert",
+        }
+    }
+}
+
+/// What a runner is to do for a transition: commands to hosts, or the
+/// blue/green switch, which the coordinator itself runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Stage {
@@ -188,23 +222,48 @@ pub enum Effect {
         command_id: String,
         to: Option<String>,
     },
+    /// Run the blue/green switch command: traffic to group `live` (served
+    /// by `hosts`), away from `old`. Its outcome comes back as
+    /// [`Event::Switched`]; running it again sends traffic to the same
+    /// place, so a resumed rollout asks for it again.
+    Switch {
+        live: String,
+        old: Option<String>,
+        hosts: Vec<String>,
+    },
 }
 
 impl Effect {
+    /// The command's kind; `None` for the switch (not a host's command).
+    pub fn kind(&self) -> Option<CommandKind> {
+        match self {
+            Effect::Stage { .. } => Some(CommandKind::Stage),
+            Effect::Activate { .. } => Some(CommandKind::Activate),
+            Effect::Stop { .. } => Some(CommandKind::Stop),
+            Effect::Revert { .. } => Some(CommandKind::Revert),
+            Effect::Switch { .. } => None,
+        }
+    }
+
+    /// The host a command goes to; empty for the switch.
     pub fn host(&self) -> &str {
         match self {
             Effect::Stage { host, .. }
             | Effect::Activate { host, .. }
             | Effect::Stop { host, .. }
             | Effect::Revert { host, .. } => host,
+            Effect::Switch { .. } => "",
         }
     }
+
+    /// The command's id; empty for the switch.
     pub fn command_id(&self) -> &str {
         match self {
             Effect::Stage { command_id, .. }
             | Effect::Activate { command_id, .. }
             | Effect::Stop { command_id, .. }
             | Effect::Revert { command_id, .. } => command_id,
+            Effect::Switch { .. } => "",
         }
     }
 }

@@ -11,6 +11,7 @@ fn ok(e: &Effect) -> Event {
         command_id: e.command_id().into(),
         ok: true,
         message: String::new(),
+        failure: None,
     }
 }
 
@@ -81,6 +82,7 @@ fn drive(r: &mut Rollout, mut answer: impl FnMut(&Effect) -> bool) -> (Vec<Effec
                 command_id: e.command_id().into(),
                 ok,
                 message: if ok { "ok".into() } else { "boom".into() },
+                failure: None,
             },
             now,
         );
@@ -391,6 +393,7 @@ fn results_applied_together_end_where_results_applied_one_by_one_end() {
                 host,
                 command_id,
                 message,
+                failure: None,
             },
             ev => ev,
         };
@@ -473,6 +476,7 @@ fn a_host_cannot_answer_for_another_and_unknown_commands_are_ignored() {
             command_id: q[0].command_id().into(),
             ok: true,
             message: String::new(),
+            failure: None,
         },
         1,
     );
@@ -482,6 +486,7 @@ fn a_host_cannot_answer_for_another_and_unknown_commands_are_ignored() {
             command_id: "other-stage-0".into(),
             ok: true,
             message: String::new(),
+            failure: None,
         },
         1,
     );
@@ -674,12 +679,24 @@ fn blue_green_deploys_to_the_idle_group_then_switches() {
     let mut r = Rollout::new("d1", &s, "2", "v2", p, 1, 0);
     r.watch_ms = 0;
     let e = r.step(Event::Start, 0);
-    answer_all(&mut r, e, 1);
+    let out = answer_all(&mut r, e, 1);
     assert!(
         matches!(r.phase, Phase::Switching { batch: 0 }),
         "{:?}",
         r.phase
     );
+    // The switch is an effect for the runner, asked for once.
+    let switch = Effect::Switch {
+        live: "green".into(),
+        old: Some("blue".into()),
+        hosts: vec!["web-2".into(), "web-4".into()],
+    };
+    assert_eq!(out.last(), Some(&switch), "{out:?}");
+    assert_eq!(out.iter().filter(|e| e.kind().is_none()).count(), 1);
+    // A coordinator restart mid-switch asks for it again (traffic may be
+    // on either group), and sends no host a command.
+    let mut resumed = r.clone();
+    assert_eq!(resumed.resume(5), vec![switch]);
     r.step(
         Event::Switched {
             ok: true,
@@ -1087,6 +1104,7 @@ fn drive_with(r: &mut Rollout, mut answer: impl FnMut(&Effect) -> (bool, String)
                 command_id: e.command_id().into(),
                 ok,
                 message,
+                failure: None,
             },
             now,
         );
@@ -1184,4 +1202,184 @@ fn a_spec_setting_a_field_older_agents_cannot_honour_is_refused_naming_their_hos
         "{e}"
     );
     assert!(plan(&spec("[drain]\nwait_for = \"delay\""), &f[2..3]).is_ok());
+}
+
+#[test]
+fn nothing_is_rolled_back_while_the_switch_command_runs() {
+    let s = spec(BG);
+    let p = plan_with(&s, &colored(4), Some("blue")).unwrap();
+    let mut r = Rollout::new("d1", &s, "2", "v2", p, 1, 0);
+    r.watch_ms = 0;
+    let e = r.step(Event::Start, 0);
+    answer_all(&mut r, e, 1);
+    assert!(matches!(r.phase, Phase::Switching { .. }));
+    // An operator's abort, a new host turning unhealthy and the progress
+    // deadline passing all wait for the switch: stopping the group that
+    // traffic may be moving to would take the service down.
+    assert!(r.refuses(&Event::Abort).unwrap().contains("switch command"));
+    assert!(r.refuses(&Event::Rollback).is_some());
+    assert!(
+        r.refuses(&Event::Promote)
+            .unwrap()
+            .contains("nothing waits")
+    );
+    assert!(r.refuses(&Event::Pause).is_none());
+    assert!(r.step(Event::Abort, 2).is_empty());
+    assert!(
+        r.step(
+            Event::Unhealthy {
+                host: "web-2".into(),
+                status: "readiness failing".into()
+            },
+            3
+        )
+        .is_empty()
+    );
+    assert!(
+        r.step(Event::Tick, 3 + r.progress_deadline_ms * 2)
+            .is_empty()
+    );
+    assert!(matches!(r.phase, Phase::Switching { .. }), "{:?}", r.phase);
+    assert!(
+        r.notes.iter().any(|n| n
+            .message
+            .contains("not rolled back while the switch command runs")),
+        "{:?}",
+        r.notes
+    );
+    r.step(
+        Event::Switched {
+            ok: true,
+            detail: "exit 0".into(),
+        },
+        4,
+    );
+    assert_eq!(r.phase, Phase::Succeeded);
+}
+
+#[test]
+fn a_result_counts_only_for_the_command_its_host_was_sent() {
+    let mut r = rollout("[strategy]\nkind = \"rolling\"\nmax_unavailable = 1", 2);
+    let staged = r.step(Event::Start, 0);
+    let web1 = staged.iter().find(|e| e.host() == "web-1").unwrap().clone();
+    let web2 = staged.iter().find(|e| e.host() == "web-2").unwrap().clone();
+    let answer = |host: &str, id: String, ok: bool| Event::Result {
+        host: host.into(),
+        command_id: id,
+        ok,
+        message: "x".into(),
+        failure: Some(cutover_common::failure::Failure::Invalid),
+    };
+    // web-2 answering web-1's command id, and web-1 answering a kind of
+    // command it was not sent, change nothing.
+    r.step(answer("web-2", web1.command_id().into(), false), 1);
+    r.step(
+        answer("web-1", r.command_id(CommandKind::Revert, "web-1"), false),
+        1,
+    );
+    r.step(answer("web-1", "d1-stage-999".into(), false), 1);
+    r.step(answer("web-1", "d9-stage-0".into(), false), 1);
+    assert!(
+        r.hosts.values().all(|p| matches!(p, HostPhase::Staging)),
+        "{:?}",
+        r.hosts
+    );
+    r.step(ok(&web1), 2);
+    r.step(ok(&web2), 2);
+    assert!(
+        matches!(r.phase, Phase::Activating { batch: 0 }),
+        "{:?}",
+        r.phase
+    );
+}
+
+fn failed(e: &Effect, kind: cutover_common::failure::Failure, message: &str) -> Event {
+    Event::Result {
+        host: e.host().into(),
+        command_id: e.command_id().into(),
+        ok: false,
+        message: message.into(),
+        failure: Some(kind),
+    }
+}
+
+#[test]
+fn a_transient_staging_failure_is_tried_again_with_a_new_id_then_fails_the_host() {
+    use cutover_common::failure::Failure;
+    let mut r = rollout("[strategy]\nkind = \"rolling\"\nmax_unavailable = 1", 2);
+    let staged = r.step(Event::Start, 0);
+    let first = staged.iter().find(|e| e.host() == "web-1").unwrap().clone();
+    let mut cur = first.clone();
+    let mut ids = vec![first.command_id().to_string()];
+    for n in 1..=STAGE_RETRIES {
+        let again = r.step(
+            failed(&cur, Failure::Unavailable, "connection refused"),
+            n as i64,
+        );
+        assert!(
+            matches!(again.as_slice(), [Effect::Stage { host, .. }] if host == "web-1"),
+            "{again:?}"
+        );
+        cur = again[0].clone();
+        assert!(
+            !ids.contains(&cur.command_id().to_string()),
+            "a new id per try"
+        );
+        ids.push(cur.command_id().to_string());
+        assert!(matches!(r.hosts["web-1"], HostPhase::Staging));
+        // The first try's answer, heard again, changes nothing.
+        assert!(
+            r.step(failed(&first, Failure::Unavailable, "late"), n as i64)
+                .is_empty()
+        );
+    }
+    // A resumed coordinator re-sends the try in flight, not the first.
+    assert!(
+        r.clone()
+            .resume(10)
+            .iter()
+            .any(|e| e.command_id() == cur.command_id())
+    );
+    assert!(
+        r.step(failed(&cur, Failure::Unavailable, "still down"), 9)
+            .is_empty()
+    );
+    assert!(
+        matches!(&r.hosts["web-1"], HostPhase::Failed { reason } if reason == "still down"),
+        "{:?}",
+        r.hosts
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.message.contains("trying again (2 of 2)"))
+    );
+}
+
+#[test]
+fn a_bad_artifact_fails_the_host_at_once_and_a_drained_answer_skips_it_by_kind() {
+    use cutover_common::failure::Failure;
+    let mut r = rollout(
+        "[strategy]\nkind = \"rolling\"\nmax_unavailable = 1\n[rollback]\nmax_failed = 1",
+        2,
+    );
+    let staged = r.step(Event::Start, 0);
+    let web1 = staged.iter().find(|e| e.host() == "web-1").unwrap().clone();
+    let web2 = staged.iter().find(|e| e.host() == "web-2").unwrap().clone();
+    assert!(
+        r.step(failed(&web1, Failure::Artifact, "sha256 mismatch"), 1)
+            .is_empty()
+    );
+    assert!(matches!(r.hosts["web-1"], HostPhase::Failed { .. }));
+    let act = r.step(ok(&web2), 2);
+    let [a] = act.as_slice() else {
+        panic!("{act:?}")
+    };
+    // Worded as the agent likes: the kind decides.
+    r.step(failed(a, Failure::Drained, "left alone: drained"), 3);
+    assert!(
+        matches!(r.hosts["web-2"], HostPhase::Skipped { .. }),
+        "{:?}",
+        r.hosts
+    );
 }

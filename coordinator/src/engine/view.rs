@@ -24,23 +24,24 @@ impl Rollout {
     /// The command id of `kind` for `host`: deterministic, so a resumed
     /// rollout re-sends the very same commands and agents answer from their
     /// journal instead of acting twice.
-    pub fn command_id(&self, kind: &str, host: &str) -> String {
-        format!("{}-{kind}-{}", self.id, self.index(host))
+    /// A staging tried again gets an id of its own (`d7-stage_2-3`): the
+    /// agent journals the first try's failure under the first id.
+    pub fn command_id(&self, kind: CommandKind, host: &str) -> String {
+        let idx = self.index(host);
+        match (kind, self.stage_retries.get(host)) {
+            (CommandKind::Stage, Some(n)) => format!("{}-stage_{}-{idx}", self.id, n + 1),
+            _ => format!("{}-{}-{idx}", self.id, kind.as_str()),
+        }
     }
 
-    pub(super) fn host_of(&self, command_id: &str) -> Option<(&'static str, String)> {
-        let rest = command_id.strip_prefix(&format!("{}-", self.id))?;
-        let (kind, idx) = rest.rsplit_once('-')?;
-        let idx: usize = idx.parse().ok()?;
-        let host = self.positions().1.get(idx)?.clone();
-        let kind = match kind {
-            "stage" => "stage",
-            "activate" => "activate",
-            "stop" => "stop",
-            "revert" => "revert",
-            _ => return None,
-        };
-        Some((kind, host))
+    /// Which of this rollout's commands to `host` `command_id` is, if any.
+    pub(super) fn kind_of(&self, host: &str, command_id: &str) -> Option<CommandKind> {
+        if !self.hosts.contains_key(host) {
+            return None;
+        }
+        CommandKind::ALL
+            .into_iter()
+            .find(|k| self.command_id(*k, host) == command_id)
     }
 
     /// The batch currently being activated or waited on, if any.
@@ -158,6 +159,28 @@ impl Rollout {
         }
     }
 
+    /// Why an operator's `ev` would change nothing now, or could not be
+    /// carried out safely: refused saying so rather than accepted and
+    /// ignored.
+    pub fn refuses(&self, ev: &Event) -> Option<String> {
+        let id = &self.id;
+        match ev {
+            Event::Promote if !matches!(self.phase, Phase::Waiting { .. }) => Some(format!(
+                "nothing waits for a promote: deployment {id} is {}",
+                self.phase.name()
+            )),
+            Event::Resume if !self.paused => Some(format!("deployment {id} is not paused")),
+            Event::Abort | Event::Rollback if matches!(self.phase, Phase::Switching { .. }) => {
+                Some(format!(
+                    "deployment {id} is running its switch command: traffic may be moving to the new group; \
+                     wait for it to end, then `cutover rollback {}` switches back",
+                    self.service
+                ))
+            }
+            _ => None,
+        }
+    }
+
     /// Commands in flight (see [`Rollout::resume`]).
     pub fn in_flight(&self) -> Vec<Effect> {
         self.hosts
@@ -165,19 +188,19 @@ impl Rollout {
             .filter_map(|(h, p)| match p {
                 HostPhase::Staging => Some(Effect::Stage {
                     host: h.clone(),
-                    command_id: self.command_id("stage", h),
+                    command_id: self.command_id(CommandKind::Stage, h),
                 }),
                 HostPhase::Activating { .. } => Some(Effect::Activate {
                     host: h.clone(),
-                    command_id: self.command_id("activate", h),
+                    command_id: self.command_id(CommandKind::Activate, h),
                 }),
                 HostPhase::Stopping { .. } => Some(Effect::Stop {
                     host: h.clone(),
-                    command_id: self.command_id("stop", h),
+                    command_id: self.command_id(CommandKind::Stop, h),
                 }),
                 HostPhase::RollingBack => Some(Effect::Revert {
                     host: h.clone(),
-                    command_id: self.command_id("revert", h),
+                    command_id: self.command_id(CommandKind::Revert, h),
                     to: self.from.get(h).cloned().flatten(),
                 }),
                 _ => None,

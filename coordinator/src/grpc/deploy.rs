@@ -440,21 +440,10 @@ async fn control_now(
     let d = record(app, &r.id).await?;
     // An action that would change nothing is refused, saying why (was:
     // accepted, ignored, exit 0).
-    if let Some(now) = app.rollouts.watch(&d.id).map(|w| w.borrow().clone()) {
-        let pointless = match ev {
-            Event::Promote if !matches!(now.phase, crate::engine::Phase::Waiting { .. }) => {
-                Some(format!(
-                    "nothing waits for a promote: deployment {} is {}",
-                    d.id,
-                    now.phase.name()
-                ))
-            }
-            Event::Resume if !now.paused => Some(format!("deployment {} is not paused", d.id)),
-            _ => None,
-        };
-        if let Some(why) = pointless {
-            return Err(Status::failed_precondition(why));
-        }
+    if let Some(now) = app.rollouts.watch(&d.id).map(|w| w.borrow().clone())
+        && let Some(why) = now.refuses(&ev)
+    {
+        return Err(Status::failed_precondition(why));
     }
     let Some(answer) = app.rollouts.ask(&d.id, ev) else {
         audit(
