@@ -911,6 +911,28 @@ fn degraded(app: &App, r: &Rollout) -> Vec<(String, String)> {
 /// shown to watchers), at most.
 const PROGRESS_STORE_EVERY: Duration = Duration::from_millis(250);
 
+/// A runner's clock: the wall time when the runner started plus the
+/// monotonic time since. A wall clock stepped during a rollout (NTP) does
+/// not move its deadlines, and tests that pause tokio's time move them.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    wall_ms: i64,
+    at: tokio::time::Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        Clock {
+            wall_ms: now_ms(),
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.wall_ms + self.at.elapsed().as_millis() as i64
+    }
+}
+
 async fn run(
     app: Arc<App>,
     job: Job,
@@ -920,6 +942,8 @@ async fn run(
     mut results: mpsc::UnboundedReceiver<(String, pb::CommandResult)>,
     view: watch::Sender<Rollout>,
 ) {
+    let clock = Clock::start();
+    let now_ms = || clock.now_ms();
     // Results that arrive together are recorded together and the rollout
     // advanced once (see `Rollout::step_all`).
     let apply_all = |r: &mut Rollout, evs: Vec<Event>| {
@@ -1137,3 +1161,7 @@ async fn run(
         .remove(&r.id);
     tracing::info!(deployment = %r.id, service = %r.service, outcome = r.phase.name(), summary = %r.summary(), "rollout finished");
 }
+
+#[cfg(test)]
+#[path = "rollout_tests.rs"]
+mod tests;

@@ -1,17 +1,22 @@
 //! The rollout engine: a pure state machine. [`Rollout::step`] takes an
-//! event and the time and returns the effects (commands to hosts) for a
-//! runner to carry out; it does no I/O, so it is tested with simulated
-//! agents and made-up clocks, and the same events always give the same
-//! commands. [`plan`] computes the batches a spec makes against the fleet.
+//! event and the time and returns the effects (commands to hosts, or the
+//! blue/green switch, which the coordinator runs) for a runner to carry
+//! out; it does no I/O, so it is tested with simulated agents and made-up
+//! clocks, and the same events always give the same effects. [`plan`]
+//! computes the batches a spec makes against the fleet.
 //!
-//! Strategies here: `rolling` (stage everywhere in parallel, then activate
-//! batch by batch) and `recreate` (stage everywhere, stop the old release
+//! Strategies: `rolling` (stage everywhere in parallel, then activate
+//! batch by batch), `recreate` (stage everywhere, stop the old release
 //! everywhere, then start the new one everywhere: two versions never serve
-//! at once; agents keep the listening sockets, so clients queue meanwhile). Automatic
-//! rollback on: more failed hosts than `max_failed`, a host not healthy
-//! within `healthy_deadline`, a done host whose health degrades during the
-//! rollout, `progress_deadline` passed. Rollback re-activates, in parallel,
-//! the release each changed host ran before (already staged: no download).
+//! at once; agents keep the listening sockets, so clients queue
+//! meanwhile), `canary` (steps with bakes, analysis and manual promotes)
+//! and `blue_green` (the idle group, then the switch). Automatic rollback
+//! on: more failed hosts than `max_failed`, a host not healthy within
+//! `healthy_deadline`, a done host whose health degrades during the
+//! rollout, a failed canary analysis, `progress_deadline` passed. Rollback
+//! sends each changed host back, in parallel, to the release it ran before
+//! (a `Rollback` command: already staged, no download), or stops the
+//! service where it ran none.
 
 mod plan;
 mod state;

@@ -402,7 +402,7 @@ async fn run_session(
 }
 
 /// Stores a command result, hands it to whoever waits, and acks it.
-async fn record_result(
+pub(crate) async fn record_result(
     app: &App,
     host: &str,
     r: pb::CommandResult,
