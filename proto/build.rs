@@ -2,7 +2,11 @@
 //! fresh machine needs no `protoc`.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["cutover/v1/agent.proto", "cutover/v1/control.proto"];
+    let files = [
+        "cutover/v1/agent.proto",
+        "cutover/v1/control.proto",
+        "cutover/v1/spec.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -261,8 +261,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                         version: version.into(),
                         artifact_url: artifact.0.clone(),
                         artifact_sha256: artifact.1.clone(),
-                        require_success_in: Vec::new(),
-                        include_drained: false,
+                        ..Default::default()
                     }),
                     commit_time_ms: 0,
                     request_id: String::new(),

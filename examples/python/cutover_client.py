@@ -33,6 +33,8 @@ SERVER_NAME = "coordinator.cutover"
 
 TERMINAL = {"succeeded": 0, "rolled_back": 3, "aborted": 4, "failed": 2}
 
+PROTOS = ("agent.proto", "control.proto", "spec.proto")
+
 
 def stubs():
     """Imports the generated modules, generating them first if needed."""
@@ -40,7 +42,7 @@ def stubs():
     proto_root = os.path.join(here, "..", "..", "proto")
     # Keyed by the protos' content: changed protos get fresh stubs.
     digest = hashlib.sha256()
-    for f in ("agent.proto", "control.proto"):
+    for f in PROTOS:
         digest.update(open(os.path.join(proto_root, "cutover", "v1", f), "rb").read())
     out = os.path.join(tempfile.gettempdir(), f"cutover-python-stubs-{digest.hexdigest()[:12]}")
     os.makedirs(out, exist_ok=True)
@@ -58,9 +60,8 @@ def stubs():
                     f"-I{wkt}",
                     f"--python_out={out}",
                     f"--grpc_python_out={out}",
-                    "cutover/v1/agent.proto",
-                    "cutover/v1/control.proto",
                 ]
+                + [f"cutover/v1/{f}" for f in PROTOS]
             )
 
         if generate(proto_root) != 0:
@@ -69,7 +70,7 @@ def stubs():
             # only loses "was it set" (read it as 0 when absent).
             plain = tempfile.mkdtemp()
             os.makedirs(os.path.join(plain, "cutover", "v1"))
-            for f in ("agent.proto", "control.proto"):
+            for f in PROTOS:
                 text = open(os.path.join(proto_root, "cutover", "v1", f)).read()
                 text = "\n".join(
                     line.replace("optional ", "", 1) if line.lstrip().startswith("optional ") else line
@@ -81,9 +82,9 @@ def stubs():
         for d in ("cutover", os.path.join("cutover", "v1")):
             open(os.path.join(out, d, "__init__.py"), "a").close()
     sys.path.insert(0, out)
-    from cutover.v1 import control_pb2, control_pb2_grpc
+    from cutover.v1 import control_pb2, control_pb2_grpc, spec_pb2
 
-    return control_pb2, control_pb2_grpc
+    return control_pb2, control_pb2_grpc, spec_pb2
 
 
 def split_bundle(path):
@@ -118,9 +119,14 @@ def main():
     p.add_argument("--artifact", required=True)
     p.add_argument("--sha256", required=True)
     p.add_argument("--request-id", default=None, help="default: a new UUID")
+    p.add_argument(
+        "--all-at-once",
+        action="store_true",
+        help="read the spec into typed fields (ParseSpec), set every host to swap at once in code, submit the typed spec",
+    )
     a = p.parse_args()
 
-    pb, rpc = stubs()
+    pb, rpc, specs = stubs()
     cert, key = split_bundle(a.identity)
     creds = grpc.ssl_channel_credentials(
         root_certificates=open(a.ca, "rb").read(),
@@ -150,6 +156,27 @@ def main():
         return 1
     print(f"spec ok: {check.summary}")
 
+    if a.all_at_once:
+        # A spec built in code: the TOML read into typed fields (every
+        # default filled in), changed, and sent as typed fields. (With an
+        # older protoc the `optional` fields lose their presence: one set to
+        # its zero value, `rollback.auto = false` say, would read as unset.)
+        parsed = api.ParseSpec(pb.SpecRequest(spec_toml=spec.spec_toml, file_name=spec.file_name), timeout=10)
+        typed = parsed.spec
+        print(
+            f"typed spec: {typed.service}, {specs.Strategy.Name(typed.strategy.kind)},"
+            f" healthy_deadline {typed.strategy.healthy_deadline.seconds}s,"
+            f" max_unavailable {typed.strategy.max_unavailable.WhichOneof('amount')}"
+            f" {getattr(typed.strategy.max_unavailable, typed.strategy.max_unavailable.WhichOneof('amount'))}"
+        )
+        typed.strategy.max_unavailable.percent = 100
+        spec = pb.SpecRequest(
+            spec=typed,
+            version=a.version,
+            artifact_url=a.artifact,
+            artifact_sha256=a.sha256,
+        )
+
     # A request id makes the submit safe to retry: a retry after a timeout
     # gets the deployment the first try stored, never a second one.
     rid = a.request_id or str(uuid.uuid4())
@@ -176,7 +203,7 @@ def main():
                 done = sum(1 for h in st.hosts if h.phase == pb.HOST_PHASE_DONE)
                 print(
                     f"revision {info.revision}: {pb.DeploymentPhase.Name(st.phase)}"
-                    f" ({done}/{len(st.hosts)} hosts done) {st.blocked_on}".rstrip()
+                    f" ({done}/{len(st.hosts)} hosts done, {st.batches} batches) {st.blocked_on}".rstrip()
                 )
                 if info.phase in TERMINAL:
                     print(f"deployment {d.id} {info.phase}")

@@ -14,6 +14,7 @@ fn run(
     spec: &std::path::Path,
     version: &str,
     a: &cutover_tests::release::Artifact,
+    flags: &[&str],
 ) -> (i32, String, String) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../examples/python/cutover_client.py");
@@ -35,6 +36,7 @@ fn run(
             "--sha256",
             &a.sha256,
         ])
+        .args(flags)
         .env("TMPDIR", c.dir.path())
         .output()
         .unwrap();
@@ -69,24 +71,38 @@ fn a_python_client_deploys_retries_safely_and_follows_to_the_end() {
         .unwrap();
         p
     };
-    let (code, out, err) = run(&c, &spec("1", ""), "1", &a);
+    let (code, out, err) = run(&c, &spec("1", ""), "1", &a, &[]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("connected as admin (admin)"), "{out}");
     assert!(out.contains("a retry got d1"), "{out}");
     assert!(out.contains("deployment d1 succeeded"), "{out}");
     // Read from the typed status.
     assert!(
-        out.contains("DEPLOYMENT_PHASE_SUCCEEDED (2/2 hosts done)"),
+        out.contains("DEPLOYMENT_PHASE_SUCCEEDED (2/2 hosts done, 2 batches)"),
+        "{out}"
+    );
+    // A spec changed in code: read into typed fields (every default filled
+    // in), every host set to swap at once, sent as typed fields: one batch.
+    let (code, out, err) = run(&c, &spec("1b", ""), "1b", &a, &["--all-at-once"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(
+            "typed spec: web, STRATEGY_ROLLING, healthy_deadline 20s, max_unavailable count 1"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("DEPLOYMENT_PHASE_SUCCEEDED (2/2 hosts done, 1 batches)"),
         "{out}"
     );
     // A version that crashes is rolled back: exit 3, as the CLI's.
-    let (code, out, err) = run(&c, &spec("2", ", \"--crash-on-start\""), "2", &a);
+    let (code, out, err) = run(&c, &spec("2", ", \"--crash-on-start\""), "2", &a, &[]);
     assert_eq!(code, 3, "{out}\n{err}");
-    assert!(out.contains("deployment d2 rolled_back"), "{out}");
+    assert!(out.contains("deployment d3 rolled_back"), "{out}");
     // A bad spec: refused with where it is wrong.
     let bad = c.dir.path().join("bad.toml");
     std::fs::write(&bad, "service = \"web\"\n[run]\ncommand = 7\n").unwrap();
-    let (code, out, err) = run(&c, &bad, "3", &a);
+    let (code, out, err) = run(&c, &bad, "3", &a, &[]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(err.contains("spec refused: bad.toml:3:"), "{err}");
 }

@@ -238,6 +238,12 @@ impl pb::control_service_server::ControlService for ControlSvc {
     ) -> Result<Response<pb::ValidateResponse>, Status> {
         crate::grpc::deploy::validate(&self.app, req).await
     }
+    async fn parse_spec(
+        &self,
+        req: Request<pb::SpecRequest>,
+    ) -> Result<Response<pb::ParseSpecResponse>, Status> {
+        crate::grpc::deploy::parse(&self.app, req).await
+    }
     async fn plan_deployment(
         &self,
         req: Request<pb::SpecRequest>,

@@ -34,19 +34,44 @@ impl From<SubmitError> for Status {
     }
 }
 
-fn job(s: &pb::SpecRequest) -> Result<Job, SubmitError> {
-    let file = if s.file_name.is_empty() {
-        "spec"
-    } else {
-        &s.file_name
+/// The spec's TOML and the name its errors give it: the text sent, or the
+/// typed spec written as TOML (checked by the same parse).
+fn spec_text(s: &pb::SpecRequest) -> Result<(String, String), SubmitError> {
+    let file = |default: &str| {
+        if s.file_name.is_empty() {
+            default.to_string()
+        } else {
+            s.file_name.clone()
+        }
     };
-    let mut j = Job::new(
-        &s.spec_toml,
-        file,
-        &s.version,
-        &s.artifact_url,
-        &s.artifact_sha256,
-    )?;
+    let refused = |field: &str, expected: String| {
+        SubmitError::Spec(cutover_common::deploy::SpecError {
+            file: file("typed spec"),
+            line: 0,
+            column: 0,
+            field: field.into(),
+            expected,
+        })
+    };
+    match &s.spec {
+        Some(_) if !s.spec_toml.is_empty() => {
+            Err(refused("spec", "spec_toml or spec, not both".into()))
+        }
+        Some(typed) => {
+            let text = super::spec::to_toml(typed).map_err(|e| refused(&e.field, e.why))?;
+            Ok((text, file("typed spec")))
+        }
+        None => Ok((s.spec_toml.clone(), file("spec"))),
+    }
+}
+
+fn job(s: &pb::SpecRequest) -> Result<Job, SubmitError> {
+    let (text, file) = spec_text(s)?;
+    job_of(s, &text, &file)
+}
+
+fn job_of(s: &pb::SpecRequest, text: &str, file: &str) -> Result<Job, SubmitError> {
+    let mut j = Job::new(text, file, &s.version, &s.artifact_url, &s.artifact_sha256)?;
     j.spec.targets.include_drained |= s.include_drained;
     for env in &s.require_success_in {
         if let Err(e) = cutover_common::labels::check("environment", env) {
@@ -157,18 +182,40 @@ pub async fn validate(
 ) -> Result<Response<pb::ValidateResponse>, Status> {
     authorize(app, &req, Role::Viewer, None).await?;
     let s = req.into_inner();
-    let file = if s.file_name.is_empty() {
-        "spec"
-    } else {
-        &s.file_name
-    };
-    let spec = cutover_common::deploy::DeploySpec::parse(&s.spec_toml, file)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let spec = parsed(&s)?;
     Ok(Response::new(pb::ValidateResponse {
-        summary: format!(
-            "service {} ({:?}, targets {})",
-            spec.service, spec.strategy.kind, spec.targets.selector
-        ),
+        summary: summary(&spec),
+    }))
+}
+
+/// The spec of a request, parsed and checked (overrides not applied).
+fn parsed(s: &pb::SpecRequest) -> Result<cutover_common::deploy::DeploySpec, Status> {
+    let (text, file) = spec_text(s).map_err(Status::from)?;
+    cutover_common::deploy::DeploySpec::parse(&text, &file)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+fn summary(spec: &cutover_common::deploy::DeploySpec) -> String {
+    format!(
+        "service {} ({:?}, targets {})",
+        spec.service, spec.strategy.kind, spec.targets.selector
+    )
+}
+
+/// `ParseSpec`: the spec as typed fields and as TOML, every default
+/// filled in.
+pub async fn parse(
+    app: &Arc<App>,
+    req: Request<pb::SpecRequest>,
+) -> Result<Response<pb::ParseSpecResponse>, Status> {
+    authorize(app, &req, Role::Viewer, None).await?;
+    let spec = parsed(req.get_ref())?;
+    let spec_toml = toml::to_string(&spec)
+        .map_err(|e| Status::internal(format!("writing the spec as TOML: {e}")))?;
+    Ok(Response::new(pb::ParseSpecResponse {
+        spec: Some(super::spec::from_spec(&spec)),
+        spec_toml,
+        summary: summary(&spec),
     }))
 }
 
@@ -178,13 +225,9 @@ pub async fn plan(
 ) -> Result<Response<pb::PlanResponse>, Status> {
     authorize(app, &req, Role::Viewer, None).await?;
     let s = req.into_inner();
-    let file = if s.file_name.is_empty() {
-        "spec"
-    } else {
-        &s.file_name
-    };
-    let spec = cutover_common::deploy::DeploySpec::parse(&s.spec_toml, file)
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let mut spec = parsed(&s)?;
+    // The override a submit would apply changes who is planned.
+    spec.targets.include_drained |= s.include_drained;
     let env = spec.targets.environment.clone().unwrap_or_default();
     let live = rollout::live_group(app, &spec.service, &env)
         .await

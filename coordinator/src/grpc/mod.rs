@@ -9,6 +9,7 @@ pub mod convert;
 pub mod deploy;
 pub mod enroll;
 pub mod idempotency;
+pub mod spec;
 
 /// The service a command is for.
 pub fn command_service(k: &cutover_proto::v1::command::Kind) -> &str {
