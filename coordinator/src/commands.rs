@@ -1,14 +1,69 @@
-//! Commands in flight to hosts: who is waiting for their progress and
-//! results. The session that receives a result hands it here; the caller
-//! that sent the command (an operator's `SendCommand`, later the rollout
-//! engine) receives it. Waiters are keyed by (host, command id): a host can
-//! only answer for commands sent to it.
+//! Commands to hosts, one path for rollouts and operators alike:
+//! [`dispatch`] records them and sends them on their hosts' sessions; the
+//! session that receives a result stores it and hands it here
+//! (`grpc::agent::record_result`), and the [`CommandHub`] routes it to who
+//! waits: an operator's `SendCommand`, or the rollout that sent it.
+//! Waiters are keyed by (host, command id): a host can only answer for
+//! commands sent to it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use cutover_proto::v1 as pb;
 use tokio::sync::mpsc;
+
+/// Sends `commands` (host, command) for `sent_by` (an operator's actor,
+/// or `deployment dN`): those whose host has a live session are recorded
+/// first (one group commit), then sent. Answers, per command, the session
+/// it went on; `None`: no live session, or it closed (not sent; send it
+/// again later). A store failure sends nothing.
+pub async fn dispatch(
+    app: &crate::app::App,
+    commands: Vec<(String, pb::Command)>,
+    sent_by: &str,
+) -> Result<Vec<Option<String>>, crate::store::StoreError> {
+    let now = cutover_common::time::now_ms();
+    let routed: Vec<_> = commands
+        .into_iter()
+        .map(|(host, cmd)| {
+            let session = app.fleet.session_sender(&host);
+            (host, cmd, session)
+        })
+        .collect();
+    let records = routed
+        .iter()
+        .filter(|(_, _, session)| session.is_some())
+        .map(|(host, cmd, _)| crate::store::BatchedWrite::CommandSent {
+            id: cmd.command_id.clone(),
+            host: host.clone(),
+            deployment_id: cmd.deployment_id.clone(),
+            kind: kind_name(cmd).into(),
+            sent_by: sent_by.into(),
+            at_ms: now,
+        })
+        .collect();
+    app.store.write_all(records).await?;
+    let mut out = Vec::with_capacity(routed.len());
+    for (_, cmd, session) in routed {
+        let Some((session, tx)) = session else {
+            out.push(None);
+            continue;
+        };
+        app.metrics.command_sent(kind_name(&cmd));
+        let msg = pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Command(cmd)),
+        };
+        out.push(tx.send(Box::new(msg)).await.is_ok().then_some(session));
+    }
+    Ok(out)
+}
+
+/// The command's kind as recorded and counted (`stage`, `drain`, ...).
+pub fn kind_name(c: &pb::Command) -> &'static str {
+    c.kind
+        .as_ref()
+        .map_or("none", crate::grpc::command_kind_name)
+}
 
 fn key(host: &str, id: &str) -> (String, String) {
     (host.to_string(), id.to_string())

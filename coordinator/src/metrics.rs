@@ -123,7 +123,7 @@ impl Default for Metrics {
         );
         registry.register(
             "commands_sent",
-            "Commands sent to agents by rollouts, by kind (re-sends included)",
+            "Commands sent to agents by rollouts and operators, by kind (re-sends included)",
             m.commands_sent.clone(),
         );
         registry.register(

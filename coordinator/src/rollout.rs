@@ -230,6 +230,15 @@ pub fn candidates(app: &App, service: &str) -> Vec<Candidate> {
         .map_hosts(|record, state, session, services| Candidate {
             labels: record.labels(),
             ready: state.as_str() == "ready" && session,
+            unready: match (state.as_str(), session) {
+                ("ready", true) => None,
+                // Stored as ready: its agent has not reconnected since this
+                // coordinator started (`cutover hosts` shows no session).
+                ("ready", false) => {
+                    Some("not connected yet (no session since the coordinator started)".into())
+                }
+                (other, _) => Some(format!("not ready ({other})")),
+            },
             active_release: services
                 .get(service)
                 .filter(|s| !s.active_release.is_empty())
@@ -743,40 +752,38 @@ fn due_again(app: &App, r: &Rollout, sent: &Sent) -> Vec<Effect> {
 }
 
 async fn send(app: &App, job: &Job, r: &Rollout, effects: &[Effect], sent: &mut Sent) {
-    // Recorded as operators' commands are: what went to which host, for
-    // which deployment (one group commit for the lot).
-    let mut records = Vec::new();
-    for e in effects.iter().filter(|e| e.kind().is_some()) {
-        let Some((session, tx)) = app.fleet.session_sender(e.host()) else {
-            tracing::warn!(deployment = %r.id, host = e.host(), "host has no session; will re-send");
-            continue;
-        };
-        sent.insert(e.command_id().to_string(), (session, Instant::now()));
-        let caps = app.fleet.capabilities(e.host());
-        let Some(cmd) = command(job, r, e, &caps) else {
-            continue;
-        };
-        if let Some(kind) = &cmd.kind {
-            app.metrics
-                .command_sent(crate::grpc::command_kind_name(kind));
-            records.push(store::BatchedWrite::CommandSent {
-                id: cmd.command_id.clone(),
-                host: e.host().to_string(),
-                deployment_id: r.id.clone(),
-                kind: crate::grpc::command_kind_name(kind).to_string(),
-                sent_by: format!("deployment {}", r.id),
-                at_ms: now_ms(),
-            });
-        }
-        let msg = pb::CoordinatorMessage {
-            body: Some(pb::coordinator_message::Body::Command(cmd)),
-        };
-        let _ = tx.send(Box::new(msg)).await;
+    let commands: Vec<(String, pb::Command)> = effects
+        .iter()
+        .filter_map(|e| {
+            let caps = app.fleet.capabilities(e.host());
+            command(job, r, e, &caps).map(|c| (e.host().to_string(), c))
+        })
+        .collect();
+    if commands.is_empty() {
+        return;
     }
-    let written = futures::future::join_all(records.into_iter().map(|w| app.store.write(w))).await;
-    if let Some(Err(e)) = written.into_iter().find(Result::is_err) {
-        // The commands went out; only their record is missing.
-        tracing::warn!(deployment = %r.id, error = %e, "recording sent commands failed");
+    let ids: Vec<(String, String)> = commands
+        .iter()
+        .map(|(h, c)| (h.clone(), c.command_id.clone()))
+        .collect();
+    // The path operators' commands take: recorded, then sent.
+    match crate::commands::dispatch(app, commands, &format!("deployment {}", r.id)).await {
+        Ok(sessions) => {
+            for ((host, id), session) in ids.into_iter().zip(sessions) {
+                match session {
+                    Some(s) => {
+                        sent.insert(id, (s, Instant::now()));
+                    }
+                    None => {
+                        tracing::warn!(deployment = %r.id, host, "host has no session; will re-send")
+                    }
+                }
+            }
+        }
+        // Nothing went out: the re-send loop tries again (3 s).
+        Err(e) => {
+            tracing::warn!(deployment = %r.id, error = %e, "recording commands failed; will re-send")
+        }
     }
 }
 

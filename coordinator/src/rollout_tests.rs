@@ -336,3 +336,21 @@ async fn an_operator_hears_the_state_their_pause_and_resume_led_to() {
     }
     assert_eq!(w.borrow().phase, engine::Phase::Succeeded);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_host_stored_ready_whose_agent_has_not_reconnected_is_named_as_such() {
+    let f = fleet(1, always_ok());
+    // As loaded after a coordinator restart: stored ready, no session.
+    let mut r = record("web-2", "role=web");
+    r.state = "ready".into();
+    r.last_seen = Some(cutover_common::time::now_ms());
+    f.app.fleet.add(r);
+    let c = candidates(&f.app, "web");
+    let web2 = c.iter().find(|c| c.host == "web-2").unwrap();
+    assert!(!web2.ready);
+    assert_eq!(
+        web2.unready.as_deref(),
+        Some("not connected yet (no session since the coordinator started)")
+    );
+    assert!(c.iter().find(|c| c.host == "web-1").unwrap().ready);
+}

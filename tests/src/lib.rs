@@ -761,8 +761,11 @@ impl Cluster {
 
     /// Waits until `host_id` is in `state`.
     pub fn wait_state(&self, host_id: &str, state: &str, timeout: Duration) -> Value {
+        // Ready to deploy to: connected too (a restarted coordinator shows
+        // hosts stored as ready before their agents reconnect).
         poll(&format!("{host_id} to be {state}"), timeout, || {
-            self.host(host_id).filter(|h| h["state"] == state)
+            self.host(host_id)
+                .filter(|h| h["state"] == state && (state != "ready" || !h["session"].is_null()))
         })
     }
 

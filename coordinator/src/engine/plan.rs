@@ -14,6 +14,8 @@ pub struct Candidate {
     pub host: String,
     pub labels: Labels,
     pub ready: bool,
+    /// Why it is not ready, as the refusal of a plan names it.
+    pub unready: Option<String>,
     /// The release of this service the host runs now, if any.
     pub active_release: Option<String>,
     /// Why an operator has this service out of service here (drained,
@@ -102,7 +104,10 @@ pub fn plan_with(
             continue;
         }
         if !c.ready {
-            skipped.push((c.host.clone(), "not ready".to_string()));
+            skipped.push((
+                c.host.clone(),
+                c.unready.clone().unwrap_or_else(|| "not ready".into()),
+            ));
         } else if let Some(why) = c.drained.as_ref().filter(|_| !spec.targets.include_drained) {
             skipped.push((
                 c.host.clone(),

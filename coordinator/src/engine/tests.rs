@@ -31,6 +31,7 @@ fn fleet(n: usize) -> Vec<Candidate> {
             host: format!("web-{i}"),
             labels: labels::parse("role=web").unwrap(),
             ready: true,
+            unready: None,
             active_release: Some("v1".into()),
             drained: None,
             capabilities: cutover_common::compat::current(),
@@ -658,6 +659,7 @@ fn colored(n: usize) -> Vec<Candidate> {
             ))
             .unwrap(),
             ready: true,
+            unready: None,
             active_release: None,
             drained: None,
             capabilities: cutover_common::compat::current(),

@@ -143,7 +143,10 @@ pub fn operator_command(r: &pb::SendCommandRequest) -> Result<pb::Command, Strin
     };
     let service = crate::grpc::command_service(kind);
     if let Err(e) = cutover_common::identity::check_name(service) {
-        return Err(format!("command.{}.service: {e}", command_kind(&cmd)));
+        return Err(format!(
+            "command.{}.service: {e}",
+            crate::commands::kind_name(&cmd)
+        ));
     }
     if cmd.epoch != 0 {
         return Err(format!(
@@ -178,12 +181,6 @@ pub fn operator_command(r: &pb::SendCommandRequest) -> Result<pb::Command, Strin
     };
     cmd.command_id = format!("{OPERATOR_COMMAND_PREFIX}{own}");
     Ok(cmd)
-}
-
-fn command_kind(c: &pb::Command) -> &'static str {
-    c.kind
-        .as_ref()
-        .map_or("none", crate::grpc::command_kind_name)
 }
 
 type EventStream =
@@ -309,58 +306,43 @@ impl pb::control_service_server::ControlService for ControlSvc {
         let op = authorize(&self.app, &req, required, Some("host.command")).await?;
         let r = req.into_inner();
         let cmd = operator_command(&r).map_err(Status::invalid_argument)?;
-        let kind = command_kind(&cmd);
-        let Some((_, tx)) = self.app.fleet.session_sender(&r.host_id) else {
+        let kind = crate::commands::kind_name(&cmd);
+        if self.app.fleet.session_sender(&r.host_id).is_none() {
             return Err(Status::failed_precondition(format!(
                 "host `{}` has no live session",
                 r.host_id
             )));
-        };
-        let (id, host, dep, actor) = (
-            cmd.command_id.clone(),
-            r.host_id.clone(),
-            cmd.deployment_id.clone(),
-            op.peer.actor(),
-        );
-        self.app
-            .store
-            .call(move |c| {
-                store::command_sent(
-                    c,
-                    &id,
-                    &host,
-                    &dep,
-                    kind,
-                    &actor,
-                    cutover_common::time::now_ms(),
-                )
-            })
-            .await
-            .map_err(|e| Status::internal(format!("store: {e}")))?;
+        }
+        // Waiting before it is sent: its result may come back at once.
         let events = self.app.commands.watch(&r.host_id, &cmd.command_id);
-        self.app
-            .audit(Audit {
-                actor: op.peer.actor(),
-                action: "host.command",
-                target: r.host_id.clone(),
-                outcome: Outcome::Ok,
-                detail: format!("{kind} {}", cmd.command_id),
-            })
-            .await;
         let id = cmd.command_id.clone();
-        if tx
-            .send(Box::new(pb::CoordinatorMessage {
-                body: Some(pb::coordinator_message::Body::Command(cmd)),
-            }))
-            .await
-            .is_err()
-        {
+        let detail = format!("{kind} {id}");
+        let sent =
+            crate::commands::dispatch(&self.app, vec![(r.host_id.clone(), cmd)], &op.peer.actor())
+                .await;
+        let sent = match sent {
+            Ok(s) => s.into_iter().next().flatten(),
+            Err(e) => {
+                self.app.commands.forget(&r.host_id, &id);
+                return Err(Status::internal(format!("store: {e}")));
+            }
+        };
+        if sent.is_none() {
             self.app.commands.forget(&r.host_id, &id);
             return Err(Status::unavailable(format!(
                 "the session of host `{}` closed",
                 r.host_id
             )));
         }
+        self.app
+            .audit(Audit {
+                actor: op.peer.actor(),
+                action: "host.command",
+                target: r.host_id.clone(),
+                outcome: Outcome::Ok,
+                detail,
+            })
+            .await;
         let timeout = match r.timeout_ms {
             0 => Duration::from_secs(300),
             ms => Duration::from_millis(ms),
