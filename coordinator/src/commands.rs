@@ -13,10 +13,13 @@ use cutover_proto::v1 as pb;
 use tokio::sync::mpsc;
 
 /// Sends `commands` (host, command) for `sent_by` (an operator's actor,
-/// or `deployment dN`): those whose host has a live session are recorded
-/// first (one group commit), then sent. Answers, per command, the session
-/// it went on; `None`: no live session, or it closed (not sent; send it
-/// again later). A store failure sends nothing.
+/// or `deployment dN`): each one whose host has a live session is
+/// recorded, then sent. The records are queued at once, so the writer
+/// commits them in few transactions, and the first commands go out while
+/// it commits the rest (10k hosts: the first Stage is not held up by
+/// 10k records). Answers, per command, the session it went on; `None`: no
+/// live session, or it closed (not sent; send it again later). A store
+/// failure stops the sending there.
 pub async fn dispatch(
     app: &crate::app::App,
     commands: Vec<(String, pb::Command)>,
@@ -42,13 +45,16 @@ pub async fn dispatch(
             at_ms: now,
         })
         .collect();
-    app.store.write_all(records).await?;
+    let mut recorded = app.store.queue_all(records)?.into_iter();
     let mut out = Vec::with_capacity(routed.len());
     for (_, cmd, session) in routed {
         let Some((session, tx)) = session else {
             out.push(None);
             continue;
         };
+        if let Some(w) = recorded.next() {
+            w.written().await?;
+        }
         app.metrics.command_sent(kind_name(&cmd));
         let msg = pb::CoordinatorMessage {
             body: Some(pb::coordinator_message::Body::Command(cmd)),

@@ -9,6 +9,14 @@ use std::time::Duration;
 use cutover_tests::release::demo_tarball;
 use cutover_tests::{Cluster, CoordinatorOptions, real_python_module};
 
+/// The operator a run connects as: `as:NAME` among the flags, or admin.
+fn identity<'a>(flags: &[&'a str]) -> &'a str {
+    flags
+        .iter()
+        .find_map(|f| f.strip_prefix("as:"))
+        .unwrap_or("admin")
+}
+
 fn run(
     c: &Cluster,
     spec: &std::path::Path,
@@ -25,7 +33,10 @@ fn run(
         .arg("--ca")
         .arg(c.pki_dir().join("ca.crt"))
         .arg("--identity")
-        .arg(c.pki_dir().join("operators/admin.pem"))
+        .arg(
+            c.pki_dir()
+                .join(format!("operators/{}.pem", identity(flags))),
+        )
         .arg("--spec")
         .arg(spec)
         .args([
@@ -36,7 +47,7 @@ fn run(
             "--sha256",
             &a.sha256,
         ])
-        .args(flags)
+        .args(flags.iter().filter(|f| !f.starts_with("as:")))
         .env("TMPDIR", c.dir.path())
         .output()
         .unwrap();
@@ -94,6 +105,21 @@ fn a_python_client_deploys_retries_safely_and_follows_to_the_end() {
     assert!(
         out.contains("DEPLOYMENT_PHASE_SUCCEEDED (2/2 hosts done, 1 batches)"),
         "{out}"
+    );
+    // The switch command runs on the coordinator: a deployer may not submit
+    // one, however the spec is sent (here as typed fields).
+    c.issue_operator("deployer", "deployer").unwrap();
+    let p = c.dir.path().join("bg.toml");
+    std::fs::write(
+        &p,
+        "service = \"web\"\n[run]\ncommand = [\"bin/demo-service\"]\n[strategy]\nkind = \"blue_green\"\nswitch = { command = [\"/bin/true\"] }\n[targets]\nselector = \"role=web\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(&c, &p, "9", &a, &["--all-at-once", "as:deployer"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        err.contains("PERMISSION_DENIED") && err.contains("needs the admin role"),
+        "{out}\n{err}"
     );
     // A version that crashes is rolled back: exit 3, as the CLI's.
     let (code, out, err) = run(&c, &spec("2", ", \"--crash-on-start\""), "2", &a, &[]);

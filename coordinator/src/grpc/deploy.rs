@@ -250,12 +250,27 @@ pub async fn submit(
     let spec = r
         .spec
         .ok_or_else(|| Status::invalid_argument("spec: expected a spec"))?;
+    let commit = (r.commit_time_ms > 0).then_some(r.commit_time_ms);
+    let request_id = super::check_request_id(&r.request_id)?;
+    let job = match job(&spec) {
+        Ok(j) => j,
+        Err(e) => {
+            audit(
+                app,
+                &op,
+                "deployment.submit",
+                "",
+                Outcome::Error,
+                e.to_string(),
+            )
+            .await;
+            return Err(e.into());
+        }
+    };
     // A switch command runs on the coordinator itself: only admins (who
-    // hold the CA anyway) may submit one.
-    if op.role < Role::Admin
-        && let Ok(parsed) = cutover_common::deploy::DeploySpec::parse(&spec.spec_toml, "spec")
-        && parsed.strategy.switch.is_some()
-    {
+    // hold the CA anyway) may submit one. Checked on the spec as parsed,
+    // however it was sent (TOML or typed).
+    if op.role < Role::Admin && job.spec.strategy.switch.is_some() {
         let msg =
             "strategy.switch runs a command on the coordinator: submitting it needs the admin role"
                 .to_string();
@@ -270,18 +285,13 @@ pub async fn submit(
         .await;
         return Err(Status::permission_denied(msg));
     }
-    let commit = (r.commit_time_ms > 0).then_some(r.commit_time_ms);
-    let request_id = super::check_request_id(&r.request_id)?;
-    let result = async {
-        let by = rollout::Submission {
-            actor: op.peer.actor(),
-            commit_time: commit,
-            rollback: None,
-            request_id,
-        };
-        rollout::submit(app, job(&spec)?, by).await
-    }
-    .await;
+    let by = rollout::Submission {
+        actor: op.peer.actor(),
+        commit_time: commit,
+        rollback: None,
+        request_id,
+    };
+    let result = rollout::submit(app, job, by).await;
     match result {
         Ok((d, live)) => {
             audit(

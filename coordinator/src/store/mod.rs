@@ -255,6 +255,24 @@ pub enum BatchedWrite {
 
 type Waiter = tokio::sync::oneshot::Sender<Result<(), String>>;
 
+/// A write queued by [`Store::queue_all`].
+#[derive(Debug)]
+pub struct Queued(tokio::sync::oneshot::Receiver<Result<(), String>>);
+
+impl Queued {
+    /// Waits until the write is committed (or failed).
+    pub async fn written(self) -> Result<(), StoreError> {
+        self.0
+            .await
+            .map_err(|_| writer_stopped())?
+            .map_err(StoreError::Batch)
+    }
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::Batch("the store writer has stopped".into())
+}
+
 /// Writes queued at most in one transaction.
 const MAX_BATCH: usize = 4096;
 
@@ -380,21 +398,28 @@ impl Store {
     /// Writes every one of `ws` durably, queued at once so that they share
     /// transactions; the first error, if any.
     pub async fn write_all(&self, ws: Vec<BatchedWrite>) -> Result<(), StoreError> {
-        let stopped = || StoreError::Batch("the store writer has stopped".into());
-        let mut waiting = Vec::with_capacity(ws.len());
-        for w in ws {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            self.batched.send((w, tx)).map_err(|_| stopped())?;
-            waiting.push(rx);
-        }
         let mut result = Ok(());
-        for rx in waiting {
-            let r = rx.await.map_err(|_| stopped())?.map_err(StoreError::Batch);
+        for w in self.queue_all(ws)? {
+            let r = w.written().await;
             if result.is_ok() {
                 result = r;
             }
         }
         result
+    }
+
+    /// Queues `ws` for the writer now (it commits them in as few
+    /// transactions as it can); each [`Queued`] tells when its write is
+    /// durable. A caller can act on the first writes while the writer
+    /// commits the rest.
+    pub fn queue_all(&self, ws: Vec<BatchedWrite>) -> Result<Vec<Queued>, StoreError> {
+        let mut waiting = Vec::with_capacity(ws.len());
+        for w in ws {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.batched.send((w, tx)).map_err(|_| writer_stopped())?;
+            waiting.push(Queued(rx));
+        }
+        Ok(waiting)
     }
 
     /// Runs `f` with the connection on the blocking pool.
