@@ -31,9 +31,27 @@ struct StateLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
-    outcome: String,
+    service: String,
+    environment: String,
     strategy: String,
+    outcome: String,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RollbackLabel {
+    service: String,
+    environment: String,
+    kind: String,
+}
+
+/// How deployments end: every one is a series from the start, at 0, so
+/// that `increase()` sees the first of each (docs/metrics.md).
+const OUTCOMES: [&str; 4] = ["succeeded", "rolled_back", "aborted", "failed"];
+const ROLLBACK_KINDS: [&str; 2] = ["auto", "operator"];
+const COMMAND_KINDS: [&str; 7] = [
+    "stage", "activate", "rollback", "stop", "drain", "undrain", "run_hook",
+];
+const HOST_STATES: [&str; 3] = ["enrolled", "ready", "lost"];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
@@ -55,7 +73,7 @@ pub struct Metrics {
     sessions: Gauge,
     deployments_active: Gauge,
     deployments: Family<OutcomeLabel, Counter>,
-    rollbacks: Family<KindLabel, Counter>,
+    rollbacks: Family<RollbackLabel, Counter>,
     rollout_duration: Family<StrategyLabel, Histogram>,
     batch_duration: Histogram,
     commands_sent: Family<KindLabel, Counter>,
@@ -158,22 +176,71 @@ impl Default for Metrics {
             Unit::Seconds,
             m.dora_restore.clone(),
         );
+        for kind in COMMAND_KINDS {
+            let _ = m
+                .commands_sent
+                .get_or_create(&KindLabel { kind: kind.into() });
+        }
+        for kind in ["full", "resumed"] {
+            let _ = m
+                .tls_handshakes
+                .get_or_create(&KindLabel { kind: kind.into() });
+        }
+        for state in HOST_STATES {
+            let _ = m.hosts.get_or_create(&StateLabel {
+                state: state.into(),
+            });
+        }
         Metrics { registry, ..m }
     }
 }
 
+/// The spec's own name of a strategy (`blue_green`).
+fn strategy_name(s: cutover_common::deploy::StrategyKind) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 impl Metrics {
+    /// Makes the series of `service` in `environment` deployed by
+    /// `strategy` exist, at 0: a deployment's end and a rollback then show
+    /// as an increase from the first one (a series born at 1 does not).
+    /// Called for the services of the stored history at start and for
+    /// each deployment as it starts.
+    pub fn known(&self, service: &str, environment: &str, strategy: &str) {
+        for outcome in OUTCOMES {
+            let _ = self.deployments.get_or_create(&OutcomeLabel {
+                service: service.into(),
+                environment: environment.into(),
+                strategy: strategy.into(),
+                outcome: outcome.into(),
+            });
+        }
+        for kind in ROLLBACK_KINDS {
+            let _ = self.rollbacks.get_or_create(&RollbackLabel {
+                service: service.into(),
+                environment: environment.into(),
+                kind: kind.into(),
+            });
+        }
+    }
+
+    /// A rollout of `service` in `environment` started.
+    pub fn rollout_started(&self, r: &crate::engine::Rollout, environment: &str) {
+        self.known(&r.service, environment, &strategy_name(r.strategy));
+    }
+
     /// A rollout ended.
-    pub fn rollout_finished(&self, r: &crate::engine::Rollout) {
-        // The spec's own name (`blue_green`).
-        let strategy = serde_json::to_value(r.strategy)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+    pub fn rollout_finished(&self, r: &crate::engine::Rollout, environment: &str) {
+        let strategy = strategy_name(r.strategy);
         self.deployments
             .get_or_create(&OutcomeLabel {
-                outcome: r.phase.name().into(),
+                service: r.service.clone(),
+                environment: environment.into(),
                 strategy: strategy.clone(),
+                outcome: r.phase.name().into(),
             })
             .inc();
         if let Some(end) = r.finished_ms {
@@ -182,16 +249,25 @@ impl Metrics {
                 .observe((end - r.started_ms).max(0) as f64 / 1000.0);
         }
         match r.phase {
-            crate::engine::Phase::RolledBack { .. } => self.rollback("auto"),
-            crate::engine::Phase::Aborted { .. } => self.rollback("operator"),
+            crate::engine::Phase::RolledBack { .. } => {
+                self.rollback(&r.service, environment, "auto")
+            }
+            crate::engine::Phase::Aborted { .. } => {
+                self.rollback(&r.service, environment, "operator")
+            }
             _ => {}
         }
     }
 
-    /// A rollback happened (`auto` or `operator`).
-    pub fn rollback(&self, kind: &str) {
+    /// A rollback of `service` in `environment` happened (`auto` or
+    /// `operator`).
+    pub fn rollback(&self, service: &str, environment: &str, kind: &str) {
         self.rollbacks
-            .get_or_create(&KindLabel { kind: kind.into() })
+            .get_or_create(&RollbackLabel {
+                service: service.into(),
+                environment: environment.into(),
+                kind: kind.into(),
+            })
             .inc();
     }
 
@@ -217,6 +293,13 @@ impl Metrics {
 
     /// Refreshes the gauges from the live state, then encodes everything.
     pub async fn render(&self, app: &Arc<App>) -> String {
+        for state in HOST_STATES {
+            self.hosts
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .set(0);
+        }
         for (state, n) in app.fleet.count_by_state() {
             self.hosts
                 .get_or_create(&StateLabel {
@@ -247,6 +330,39 @@ impl Metrics {
     }
 }
 
+/// OpenMetrics text as Prometheus' older text format (0.0.4), for
+/// scrapers that do not ask for OpenMetrics: counters named with their
+/// `_total` in HELP and TYPE, no UNIT lines, no `# EOF`.
+pub fn text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// Whether a scrape's `Accept` header asks for OpenMetrics (Prometheus
+/// does); anything else gets the text format.
+fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
 /// Serves `GET /metrics` on `listener` until `shutdown`, within the
 /// bounds of an endpoint anyone on the network can reach
 /// ([`cutover_common::net::HttpLimits`]).
@@ -260,11 +376,24 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: CancellationT
             let app = app.clone();
             async move {
                 let (status, ctype, body) = if req.uri().path() == "/metrics" {
-                    (
-                        StatusCode::OK,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        app.metrics.render(&app).await,
-                    )
+                    let accept = req
+                        .headers()
+                        .get(hyper::header::ACCEPT)
+                        .and_then(|v| v.to_str().ok());
+                    let om = app.metrics.render(&app).await;
+                    if wants_openmetrics(accept) {
+                        (
+                            StatusCode::OK,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            om,
+                        )
+                    } else {
+                        (
+                            StatusCode::OK,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                            text_format(&om),
+                        )
+                    }
                 } else {
                     (
                         StatusCode::NOT_FOUND,
@@ -286,4 +415,44 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: CancellationT
 /// Binds `addr` for [`serve`] (so a bad address stops the start).
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format_names_counters_with_total_and_drops_what_openmetrics_adds() {
+        let m = Metrics::default();
+        m.known("web", "production", "rolling");
+        let mut om = String::new();
+        prometheus_client::encoding::text::encode(&mut om, &m.registry).unwrap();
+        assert!(om.contains("# TYPE cutover_deployments counter"), "{om}");
+        let text = text_format(&om);
+        assert!(
+            text.contains("# TYPE cutover_deployments_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP cutover_deployments_total "), "{text}");
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        // Every series a deployment or rollback will move exists at 0.
+        assert!(text.contains(
+            "cutover_deployments_total{service=\"web\",environment=\"production\",strategy=\"rolling\",outcome=\"rolled_back\"} 0"
+        ), "{text}");
+        assert!(text.contains(
+            "cutover_rollbacks_total{service=\"web\",environment=\"production\",kind=\"auto\"} 0"
+        ), "{text}");
+        assert!(
+            text.contains("cutover_commands_sent_total{kind=\"drain\"} 0"),
+            "{text}"
+        );
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )));
+        assert!(!wants_openmetrics(Some("*/*")));
+        assert!(!wants_openmetrics(None));
+    }
 }

@@ -951,6 +951,8 @@ async fn run(
 ) {
     let clock = Clock::start();
     let now_ms = || clock.now_ms();
+    let environment = job.spec.targets.environment.clone().unwrap_or_default();
+    app.metrics.rollout_started(&r, &environment);
     // Results that arrive together are recorded together and the rollout
     // advanced once (see `Rollout::step_all`).
     let apply_all = |r: &mut Rollout, evs: Vec<Event>| {
@@ -1159,7 +1161,7 @@ async fn run(
     if let (Some((_, since)), engine::Phase::Succeeded) = (batch, &r.phase) {
         app.metrics.batch_done(now_ms() - since);
     }
-    app.metrics.rollout_finished(&r);
+    app.metrics.rollout_finished(&r, &environment);
     app.commands.unsubscribe_deployment(&r.id);
     app.rollouts
         .running

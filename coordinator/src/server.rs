@@ -311,6 +311,16 @@ impl Server {
             metrics: Default::default(),
             guard: Arc::new(crate::guard::Guard::new(Default::default())),
         });
+        match app.store.call(|c| store::deployed_services(c)).await {
+            Ok(known) => {
+                for (service, environment, strategy) in known {
+                    app.metrics.known(&service, &environment, &strategy);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %cutover_common::error_chain(&e), "reading the deployed services for the metrics failed")
+            }
+        }
         match crate::rollout::resume_all(&app).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(rollouts = n, "resumed unfinished rollouts"),

@@ -419,7 +419,8 @@ impl Cluster {
     pub fn metrics(&self) -> (Vec<(String, f64)>, String) {
         let addr = std::fs::read_to_string(self.state_dir().join("metrics.addr"))
             .expect("metrics.addr: the coordinator serves metrics");
-        let (status, body) = http_get(addr.trim(), "/metrics").expect("scraping /metrics");
+        let (status, body) =
+            http_get_with(addr.trim(), "/metrics", OPENMETRICS).expect("scraping /metrics");
         assert_eq!(status, 200, "{body}");
         (parse_openmetrics(&body), body)
     }
@@ -429,7 +430,7 @@ impl Cluster {
     /// such series yet.
     pub fn metric(&self, series: &str) -> Option<f64> {
         let addr = std::fs::read_to_string(self.state_dir().join("metrics.addr")).ok()?;
-        let (status, body) = http_get(addr.trim(), "/metrics")?;
+        let (status, body) = http_get_with(addr.trim(), "/metrics", OPENMETRICS)?;
         if status != 200 {
             return None;
         }
@@ -791,14 +792,22 @@ impl Cluster {
     }
 }
 
+/// What Prometheus asks a target for.
+pub const OPENMETRICS: &str = "Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
+
 /// A plain HTTP/1.1 GET to a test address; returns (status, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    http_get_with(addr, path, "")
+}
+
+/// [`http_get`] with extra header lines (each ending in `\r\n`).
+pub fn http_get_with(addr: &str, path: &str, headers: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: test\r\n{headers}Connection: close\r\n\r\n"
     )
     .ok()?;
     let mut buf = String::new();

@@ -157,7 +157,7 @@ fn stats_report_delivery_performance_from_the_stored_history() {
 
 #[test]
 fn metrics_scrape_parses_and_moves_when_deployments_run() {
-    let f = TestFleet::builder().hosts(2).start();
+    let mut f = TestFleet::builder().hosts(2).start();
     let get = |samples: &[(String, f64)], series: &str| {
         samples
             .iter()
@@ -172,8 +172,14 @@ fn metrics_scrape_parses_and_moves_when_deployments_run() {
     assert_eq!(get(&before, "cutover_deployments_active"), 0.0);
     assert!(
         !text.contains("cutover_deployments_total{"),
-        "no deployment yet: {text}"
+        "no deployment yet, no service known: {text}"
     );
+    // Counters without labels of a service exist from the start, at 0.
+    assert_eq!(
+        get(&before, "cutover_commands_sent_total{kind=\"stage\"}"),
+        0.0
+    );
+    assert_eq!(get(&before, "cutover_hosts{state=\"lost\"}"), 0.0);
 
     let rolling = "kind = \"rolling\"\nmax_unavailable = 1";
     let (_, code) = f.deploy(&f.spec("1", &[], rolling, ""), "1");
@@ -182,11 +188,18 @@ fn metrics_scrape_parses_and_moves_when_deployments_run() {
     assert_eq!(code, 3);
 
     let (after, _) = f.cluster.metrics();
-    let rolling_outcome =
-        |o: &str| format!("cutover_deployments_total{{outcome=\"{o}\",strategy=\"rolling\"}}");
+    let rolling_outcome = |o: &str| {
+        format!(
+            "cutover_deployments_total{{service=\"web\",environment=\"\",strategy=\"rolling\",outcome=\"{o}\"}}"
+        )
+    };
+    let rollbacks = |kind: &str| {
+        format!("cutover_rollbacks_total{{service=\"web\",environment=\"\",kind=\"{kind}\"}}")
+    };
     assert_eq!(get(&after, &rolling_outcome("succeeded")), 1.0);
     assert_eq!(get(&after, &rolling_outcome("rolled_back")), 1.0);
-    assert_eq!(get(&after, "cutover_rollbacks_total{kind=\"auto\"}"), 1.0);
+    assert_eq!(get(&after, &rolling_outcome("failed")), 0.0);
+    assert_eq!(get(&after, &rollbacks("auto")), 1.0);
     assert_eq!(
         get(
             &after,
@@ -202,6 +215,45 @@ fn metrics_scrape_parses_and_moves_when_deployments_run() {
     );
     assert_eq!(get(&after, "cutover_dora_change_failure_ratio"), 0.5);
     assert_eq!(get(&after, "cutover_hosts{state=\"ready\"}"), 2.0);
+
+    // After a restart, the services of the history have their series at
+    // 0 before anything happens: the first rollback after it is an
+    // increase an alert sees (a series born at 1 is not).
+    let c = &mut f.cluster;
+    c.coordinator.as_mut().unwrap().kill();
+    c.start_coordinator().unwrap();
+    let (restarted, text) = c.metrics();
+    assert_eq!(get(&restarted, &rollbacks("auto")), 0.0, "{text}");
+    assert_eq!(get(&restarted, &rolling_outcome("failed")), 0.0, "{text}");
+
+    // A scraper that does not ask for OpenMetrics gets Prometheus' text
+    // format, which promtool checks (names, help, types).
+    let addr = std::fs::read_to_string(c.state_dir().join("metrics.addr")).unwrap();
+    let (status, plain) = cutover_tests::http_get(addr.trim(), "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(!plain.contains("# EOF"), "{plain}");
+    assert!(
+        plain.contains("# TYPE cutover_rollbacks_total counter"),
+        "{plain}"
+    );
+    if cutover_tests::real_component("promtool") {
+        use std::io::Write;
+        let mut p = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        p.stdin.take().unwrap().write_all(plain.as_bytes()).unwrap();
+        let out = p.wait_with_output().unwrap();
+        assert!(
+            out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+            "promtool check metrics:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

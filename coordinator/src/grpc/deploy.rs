@@ -591,7 +591,7 @@ async fn rollback_now(
             return Err(e.into());
         }
     };
-    app.metrics.rollback("operator");
+    app.metrics.rollback(&d.service, &d.environment, "operator");
     let what = if live.switch_back {
         format!(
             "{} switched back to group {} (version {}), undoing {}",

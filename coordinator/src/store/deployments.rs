@@ -320,3 +320,17 @@ pub fn prune(
         audit,
     })
 }
+
+/// Every (service, environment, strategy) deployed so far, for the
+/// metrics' series to exist from the start (pruned rollouts are skipped:
+/// each service keeps its newest).
+pub fn deployed_services(conn: &Connection) -> Result<Vec<(String, String, String)>, StoreError> {
+    let mut st = conn.prepare(
+        "SELECT DISTINCT service, environment, COALESCE(json_extract(rollout, '$.strategy'), '')
+         FROM deployments WHERE json_valid(rollout)",
+    )?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}

@@ -543,3 +543,49 @@ fn a_sent_command_is_recorded_with_who_sent_it_even_when_its_result_came_first()
     })
     .unwrap();
 }
+
+#[test]
+fn the_deployed_services_are_listed_with_their_environment_and_strategy() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("s.db")).unwrap();
+    let rec = |seq: i64, service: &str, env: &str, strategy: &str| DeploymentRecord {
+        seq,
+        id: format!("d{seq}"),
+        service: service.into(),
+        version: "1".into(),
+        spec_toml: String::new(),
+        artifact_url: String::new(),
+        artifact_sha256: String::new(),
+        rollout_json: format!("{{\"strategy\":\"{strategy}\"}}"),
+        phase: "succeeded".into(),
+        created_by: "t".into(),
+        created_at: seq,
+        finished_at: Some(seq),
+        commit_time: None,
+        environment: env.into(),
+        rollback_of: None,
+    };
+    s.with(|c| {
+        insert_deployment(c, &rec(1, "web", "", "rolling"))?;
+        insert_deployment(c, &rec(2, "web", "", "rolling"))?;
+        insert_deployment(c, &rec(3, "api", "production", "blue_green"))?;
+        // Pruned by retention: its rollout is gone.
+        let mut old = rec(4, "old", "", "rolling");
+        old.rollout_json = String::new();
+        insert_deployment(c, &old)
+    })
+    .unwrap();
+    let mut got = s.with(|c| deployed_services(c)).unwrap();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "api".to_string(),
+                "production".to_string(),
+                "blue_green".to_string()
+            ),
+            ("web".into(), "".into(), "rolling".into()),
+        ]
+    );
+}
