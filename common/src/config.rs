@@ -82,29 +82,188 @@ where
             env_keys.contains(&top)
         });
     fig = fig.merge(env);
+    let mut problems = unknown_variables(std::env::vars_os(), env_prefix, env_keys);
     match fig.extract::<T>() {
-        Ok(v) => Ok((v, origin)),
-        Err(e) => Err(describe(e)),
+        Ok(v) if problems.is_empty() => Ok((v, origin)),
+        Ok(_) => Err(ConfigError::Invalid { problems }),
+        Err(e) => {
+            let ConfigError::Invalid { problems: more } = describe(e, env_prefix) else {
+                unreachable!("describe gives Invalid")
+            };
+            problems.extend(more);
+            Err(ConfigError::Invalid { problems })
+        }
     }
 }
 
-fn describe(err: figment::Error) -> ConfigError {
+/// The line and column of `path` (`limits.max_connections`) in the TOML
+/// file at `file`: the key's line under its table. None when not found
+/// (a value set inline, or a key missing altogether).
+fn locate(file: &Path, path: &[String]) -> Option<(usize, usize)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let (key, tables) = path.split_last()?;
+    let want_table = tables.join(".");
+    let mut table = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if let Some(h) = t.strip_prefix('[') {
+            table = h
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            continue;
+        }
+        if table != want_table {
+            continue;
+        }
+        let Some((k, _)) = t.split_once('=') else {
+            continue;
+        };
+        if k.trim().trim_matches('"') == key {
+            let col = line.len() - line.trim_start().len() + 1;
+            return Some((i + 1, col));
+        }
+    }
+    None
+}
+
+/// serde's Rust type names in an error as a person reads them.
+fn plain_types(what: &str) -> String {
+    let mut out = what.to_string();
+    for (rust, plain) in [
+        ("expected usize", "expected a whole number (0 or more)"),
+        ("expected u64", "expected a whole number (0 or more)"),
+        ("expected u32", "expected a whole number (0 to 4294967295)"),
+        ("expected u16", "expected a whole number (0 to 65535)"),
+        ("expected u8", "expected a whole number (0 to 255)"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a string", "expected a string (in quotes)"),
+    ] {
+        if let Some(at) = out.find(rust)
+            && !out[at + rust.len()..].starts_with(|c: char| c.is_ascii_alphanumeric())
+        {
+            out.replace_range(at..at + rust.len(), plain);
+        }
+    }
+    out
+}
+
+/// Variables with Cutover's prefixes that are not settings: the CLI's,
+/// the logging filter, those Cutover sets for apps, hooks and switch
+/// commands, the agent's (for the coordinator) and the test harness's.
+const NOT_SETTINGS: &[&str] = &[
+    "CUTOVER_LOG",
+    "CUTOVER_CONFIG",
+    "CUTOVER_CLI_CONFIG",
+    "CUTOVER_COORDINATOR",
+    "CUTOVER_CA",
+    "CUTOVER_IDENTITY",
+    "CUTOVER_JOIN_TOKEN",
+    "CUTOVER_SERVICE",
+    "CUTOVER_VERSION",
+    "CUTOVER_RELEASE",
+    "CUTOVER_RELEASE_DIR",
+    "CUTOVER_INSTANCE",
+    "CUTOVER_INSTANCE_PID",
+    "CUTOVER_DEPLOYMENT",
+    "CUTOVER_HOOK",
+    "CUTOVER_HOOK_OF",
+    "CUTOVER_LIVE_GROUP",
+    "CUTOVER_OLD_GROUP",
+    "CUTOVER_HOSTS",
+    "CUTOVER_REQUIRE_REAL",
+    "CUTOVER_BIN_DIR",
+    "CUTOVER_PREVIOUS_BIN_DIR",
+    "CUTOVER_AGENT_CONFIG",
+    "CUTOVER_AGENT_BIN",
+];
+
+/// Prefixes of variables that are not settings of the binary loading
+/// with `prefix` (the agent's own settings, for the coordinator; tests').
+fn other_prefixes(prefix: &str) -> &'static [&'static str] {
+    if prefix == "CUTOVER_" {
+        &["CUTOVER_AGENT_", "CUTOVER_TEST_"]
+    } else {
+        &["CUTOVER_TEST_"]
+    }
+}
+
+/// Environment variables that look like settings (`prefix` + a key) but
+/// name none: a typo there would otherwise be ignored without a word.
+fn unknown_variables(
+    vars: impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    prefix: &str,
+    keys: &[&str],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, _) in vars {
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if NOT_SETTINGS.contains(&name)
+            || other_prefixes(prefix).iter().any(|p| name.starts_with(p))
+        {
+            continue;
+        }
+        let top = rest
+            .split("__")
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if keys.contains(&top.as_str()) {
+            continue;
+        }
+        let near = keys
+            .iter()
+            .map(|k| (strsim::levenshtein(k, &top), k))
+            .filter(|(d, _)| *d <= 3)
+            .min();
+        let hint = match near {
+            Some((_, k)) => format!("did you mean {prefix}{}? ", k.to_ascii_uppercase()),
+            None => String::new(),
+        };
+        let all: Vec<String> = keys
+            .iter()
+            .map(|k| format!("{prefix}{}", k.to_ascii_uppercase()))
+            .collect();
+        out.push(format!(
+            "environment variable {name}: not a setting; {hint}(settings: {})",
+            all.join(", ")
+        ));
+    }
+    out.sort();
+    out
+}
+
+fn describe(err: figment::Error, env_prefix: &str) -> ConfigError {
     let problems = err
         .into_iter()
         .map(|e| {
             let key = e.path.join(".");
             let origin = match &e.metadata {
                 Some(md) => match &md.source {
-                    Some(figment::Source::File(p)) => p.display().to_string(),
+                    Some(figment::Source::File(p)) => match locate(p, &e.path) {
+                        Some((line, col)) => format!("{}:{line}:{col}", p.display()),
+                        None => p.display().to_string(),
+                    },
                     _ if !e.path.is_empty() && md.name.contains("environment") => {
-                        let profile = e.profile.clone().unwrap_or_default();
-                        format!("environment variable {}", md.interpolate(&profile, &e.path))
+                        // The variable as it is set: prefix, key, `__`
+                        // between nested keys.
+                        format!(
+                            "environment variable {env_prefix}{}",
+                            e.path.join("__").to_ascii_uppercase()
+                        )
                     }
                     _ => md.name.to_string(),
                 },
                 None => "config".into(),
             };
-            let what = e.kind.to_string();
+            let what = plain_types(&e.kind.to_string());
             if key.is_empty() {
                 format!("{origin}: {what}")
             } else {
@@ -158,6 +317,19 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_value_in_a_file_is_named_by_line_and_column_in_plain_words() {
+        let err = load_text("name = \"a\"\n  port = 99999\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml:2:3: `port`"), "{err}");
+        assert!(
+            err.contains("expected a whole number (0 to 65535)"),
+            "{err}"
+        );
+        assert!(!err.contains("u16"), "{err}");
+    }
+
+    #[test]
     fn an_unknown_key_is_refused() {
         let err = load_text("prot = 1").unwrap_err().to_string();
         assert!(err.contains("prot"), "{err}");
@@ -167,6 +339,52 @@ mod tests {
     fn a_syntax_error_names_the_file() {
         let err = load_text("port = = 1").unwrap_err().to_string();
         assert!(err.contains("c.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_mistyped_variable_is_refused_with_a_suggestion_and_others_are_left_alone() {
+        let vars = [
+            ("CUTOVER_HOST_TIMEOT", "45s"),
+            ("CUTOVER_LOG", "debug"),
+            ("CUTOVER_AGENT_COORDINATOR", "https://x"),
+            ("CUTOVER_LIMITS__MAX_MESSAGE_BYTES", "1"),
+            ("CUTOVER_ZZZ", "1"),
+            ("PATH", "/bin"),
+        ]
+        .map(|(k, v)| (k.into(), v.into()));
+        let got = unknown_variables(
+            vars.into_iter(),
+            "CUTOVER_",
+            &["host_timeout", "limits", "listen"],
+        );
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[0].starts_with(
+                "environment variable CUTOVER_HOST_TIMEOT: not a setting; did you mean CUTOVER_HOST_TIMEOUT?"
+            ),
+            "{got:?}"
+        );
+        assert!(got[1].starts_with("environment variable CUTOVER_ZZZ: not a setting; (settings: CUTOVER_HOST_TIMEOUT, CUTOVER_LIMITS, CUTOVER_LISTEN)"), "{got:?}");
+    }
+
+    #[test]
+    fn a_bad_value_in_a_variable_is_named_with_its_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "").unwrap();
+        // figment's Jail sets the variable for this closure only.
+        let mut err = String::new();
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CUTOVER_CFGTEST2_PORT", "eighty");
+            err = load::<Cfg>(&p, true, "CUTOVER_CFGTEST2_", &["port", "name"])
+                .unwrap_err()
+                .to_string();
+            Ok(())
+        });
+        assert!(
+            err.contains("environment variable CUTOVER_CFGTEST2_PORT"),
+            "{err}"
+        );
     }
 
     #[test]

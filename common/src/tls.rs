@@ -568,6 +568,10 @@ pub fn explain(chain: &str) -> Option<&'static str> {
         Some("nothing is listening there: is `cutover serve` running, and is the address right?")
     } else if c.contains("notvalidforname") || c.contains("not valid for name") {
         Some("the server's certificate is not a Cutover coordinator certificate")
+    } else if c.contains("invalidcontenttype") || c.contains("corrupt message") {
+        Some(
+            "that port does not speak TLS (a metrics or readiness port, or another server): the coordinator's port is `listen` in coordinator.toml, also written to its state directory's listen.addr",
+        )
     } else {
         None
     }

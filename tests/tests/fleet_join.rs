@@ -776,3 +776,53 @@ fn a_mistyped_command_line_exits_64_not_a_deployment_outcome() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
+
+#[test]
+fn a_mistyped_setting_in_the_environment_stops_the_coordinator_naming_it() {
+    let c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    let run = |var: &str, value: &str| {
+        std::process::Command::new("timeout")
+            .arg("20")
+            .arg(cutover_tests::bin("cutover"))
+            .args(["serve", "--config"])
+            .arg(&c.config)
+            .env(var, value)
+            .output()
+            .unwrap()
+    };
+    // A typo was ignored without a word (the README says unknown keys are
+    // errors); it is refused before anything starts, with the likely name.
+    let out = run("CUTOVER_HOST_TIMEOT", "45s");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("environment variable CUTOVER_HOST_TIMEOT: not a setting; did you mean CUTOVER_HOST_TIMEOUT?"),
+        "{err}"
+    );
+    assert!(!err.contains("another coordinator"), "checked first: {err}");
+    // A bad value is named by its whole variable name.
+    let out = run("CUTOVER_HOST_TIMEOUT", "soon");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("environment variable CUTOVER_HOST_TIMEOUT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_cli_pointed_at_a_plain_http_port_says_so() {
+    let c = Cluster::start(CoordinatorOptions::default()).unwrap();
+    let metrics = std::fs::read_to_string(c.state_dir().join("metrics.addr")).unwrap();
+    let r = c.cutover(&[
+        "hosts",
+        "--coordinator",
+        &format!("https://{}", metrics.trim()),
+    ]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("hint: that port does not speak TLS"),
+        "{}",
+        r.stderr
+    );
+}
