@@ -68,6 +68,18 @@ pub enum Command {
         #[command(subcommand)]
         cmd: ConfigCmd,
     },
+    /// Print the shell completion script (e.g. `cutover-agent completions
+    /// bash > /etc/bash_completion.d/cutover-agent`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: cutover_common::cli_docs::Shell,
+    },
+    /// Write the manual pages (cutover-agent.1 and one per command) into DIR.
+    Man {
+        /// The directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -205,6 +217,22 @@ pub async fn run(cli: Cli) -> Result<()> {
             eprintln!("config ok");
             Ok(())
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // print!: a closed pipe ends quietly (exit 141), as elsewhere.
+            print!(
+                "{}",
+                cutover_common::cli_docs::completions(Cli::command(), shell)
+            );
+            Ok(())
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            let files = cutover_common::cli_docs::man_pages(Cli::command(), &dir)
+                .with_context(|| format!("writing manual pages into {}", dir.display()))?;
+            println!("wrote {} manual pages into {}", files.len(), dir.display());
+            Ok(())
+        }
     }
 }
 
@@ -228,5 +256,23 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+}
+
+#[cfg(test)]
+mod docs_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_packaged_manual_pages_and_completions_are_those_of_this_build() {
+        let packaging = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+        let stale = cutover_common::cli_docs::stale_in(Cli::command(), &packaging);
+        assert!(
+            stale.is_empty(),
+            "stale (make them again: `cutover-agent man --dir packaging/man/cutover-agent` and \
+             `cutover-agent completions SHELL > packaging/completions/cutover-agent.SHELL`):\n{}",
+            stale.join("\n")
+        );
     }
 }

@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli_docs;
 pub mod compat;
 pub mod config;
 pub mod deploy;

@@ -12,20 +12,25 @@ use serde::Deserialize;
 use tonic::transport::Channel;
 
 /// Connection settings as given on the command line or in the environment.
+/// Where the connection options show in `--help`: apart from each
+/// command's own (local commands such as `validate`, `serve` and `demo`
+/// ignore them).
+const CONNECTION: &str = "Connection (commands that talk to a coordinator)";
+
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ClientArgs {
     /// Coordinator URL, e.g. https://coordinator:7443.
-    #[arg(long, env = "CUTOVER_COORDINATOR", global = true)]
+    #[arg(long, env = "CUTOVER_COORDINATOR", global = true, help_heading = CONNECTION)]
     pub coordinator: Option<String>,
     /// The cluster CA certificate (PEM).
-    #[arg(long, env = "CUTOVER_CA", global = true)]
+    #[arg(long, env = "CUTOVER_CA", global = true, help_heading = CONNECTION)]
     pub ca: Option<PathBuf>,
     /// Operator certificate and key bundle (PEM, mode 0600).
-    #[arg(long, env = "CUTOVER_IDENTITY", global = true)]
+    #[arg(long, env = "CUTOVER_IDENTITY", global = true, help_heading = CONNECTION)]
     pub identity: Option<PathBuf>,
     /// CLI config file with `coordinator`, `ca` and `identity`
     /// (default ~/.config/cutover/cli.toml).
-    #[arg(long, env = "CUTOVER_CLI_CONFIG", global = true)]
+    #[arg(long, env = "CUTOVER_CLI_CONFIG", global = true, help_heading = CONNECTION)]
     pub cli_config: Option<PathBuf>,
 }
 

@@ -192,6 +192,9 @@ fn the_debs_hold_the_right_files_and_install_into_a_throwaway_root() {
         "./etc/cutover/agent.toml",
         "./usr/lib/systemd/system/cutover-agent.service",
         "./usr/lib/sysctl.d/60-cutover-agent.conf",
+        "./usr/share/man/man1/cutover-agent.1",
+        "./usr/share/man/man1/cutover-agent-enroll.1",
+        "./usr/share/bash-completion/completions/cutover-agent",
     ] {
         assert!(
             a.contains(want),
@@ -204,6 +207,10 @@ fn the_debs_hold_the_right_files_and_install_into_a_throwaway_root() {
         "./etc/cutover/coordinator.toml",
         "./usr/lib/systemd/system/cutover-coordinator.service",
         "./usr/lib/sysusers.d/cutover-coordinator.conf",
+        "./usr/share/man/man1/cutover.1",
+        "./usr/share/man/man1/cutover-deploy.1",
+        "./usr/share/bash-completion/completions/cutover",
+        "./usr/share/zsh/vendor-completions/_cutover",
     ] {
         assert!(
             c.contains(want),

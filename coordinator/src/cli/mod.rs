@@ -23,13 +23,35 @@ use crate::output::Format;
 
 /// Cutover: boring deploys for fleets of Linux hosts.
 #[derive(Debug, Parser)]
-#[command(name = "cutover", version, about)]
+#[command(name = "cutover", version, about, after_help = EXAMPLES)]
 pub struct Cli {
     #[command(flatten)]
     pub client: ClientArgs,
     #[command(subcommand)]
     pub command: Command,
 }
+
+const EXAMPLES: &str = "\
+Examples:
+  cutover demo                                  a whole fleet on this machine, a deploy and a rollback
+  cutover validate web.toml                     check a spec (no coordinator needed)
+  cutover plan web.toml                         the batches it would make against today's fleet
+  cutover deploy web.toml --version 1.4.2 --artifact https://artifacts/web-1.4.2.tar.gz --sha256 9f2c... --watch
+  cutover status                                the newest deployment; `cutover status d42` one of them
+  cutover rollback web --environment production --watch
+  cutover hosts -l role=web -o json             the fleet, for scripts
+  cutover drain web-3 --stop                    out of the load balancers for maintenance
+
+Exit codes: 0 ok, 1 error, 64 usage error; with --watch also 2 failed, 3 rolled back, 4 aborted.
+The connection options (--coordinator, --ca, --identity, --cli-config) apply to every
+command that talks to a coordinator; `cutover whoami` checks them.
+Manual pages: `cutover man --dir DIR`; completions: `cutover completions bash`.";
+
+const DEPLOY_EXAMPLES: &str = "\
+Examples:
+  cutover deploy web.toml --version 1.4.2 --artifact https://artifacts/web-1.4.2.tar.gz --sha256 9f2c... --watch
+  cutover deploy web.toml --watch --request-id \"$CI_PIPELINE_ID\"       safe to retry from CI
+  cutover deploy web.toml --require-success-in staging --watch   the promotion gate";
 
 #[derive(Debug, clap::Args)]
 pub struct ConfigArg {
@@ -92,13 +114,16 @@ pub enum Command {
         /// Only hosts matching this label selector (e.g. role=web,zone!=b).
         #[arg(long, short = 'l', default_value = "")]
         selector: String,
+        /// Output: `text` for people, `json` for scripts.
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
     /// Show the coordinator's audit log, newest first.
     Audit {
+        /// At most this many entries, newest first.
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Output: `text` for people, `json` for scripts.
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -130,6 +155,7 @@ pub enum Command {
     /// deployments skip the host unless --include-drained.
     /// docs/load-balancers.md.
     Drain {
+        /// The host's id (see `cutover hosts`).
         host: String,
         /// Only these services (default: every service on the host).
         #[arg(long = "service", short = 's')]
@@ -143,24 +169,33 @@ pub enum Command {
     },
     /// Put a drained host back (starting services the drain stopped).
     Undrain {
+        /// The host's id (see `cutover hosts`).
         host: String,
+        /// Only these services (default: every drained service on the host).
         #[arg(long = "service", short = 's')]
         services: Vec<String>,
     },
     /// Check a deployment spec (locally; no coordinator needed).
-    Validate { file: PathBuf },
+    Validate {
+        /// The deployment spec (TOML; docs/spec-reference.md).
+        file: PathBuf,
+    },
     /// Show the batches a spec would make against today's fleet.
     Plan {
+        /// The deployment spec (TOML).
         file: PathBuf,
         /// As `deploy --include-drained`.
         #[arg(long)]
         include_drained: bool,
+        /// Output: `text` for people, `json` for scripts.
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
     /// Deploy a spec. Exit codes with --watch: 0 succeeded, 2 failed,
     /// 3 rolled back, 4 aborted (1: could not start).
+    #[command(after_help = DEPLOY_EXAMPLES)]
     Deploy {
+        /// The deployment spec (TOML).
         file: PathBuf,
         /// The version being deployed (or `version` in the spec).
         #[arg(long)]
@@ -168,6 +203,8 @@ pub enum Command {
         /// Artifact URL (or `[artifact]` in the spec).
         #[arg(long, requires = "sha256")]
         artifact: Option<String>,
+        /// The artifact's SHA-256 (64 hex digits; `sha256:` prefix and
+        /// either case accepted).
         #[arg(long, requires = "artifact")]
         sha256: Option<String>,
         /// When the change was committed (RFC 3339, any offset, e.g. from
@@ -201,6 +238,7 @@ pub enum Command {
         /// Only hosts matching this label selector.
         #[arg(long, short = 'l', default_value = "")]
         selector: String,
+        /// Output: `text` for people, `json` for scripts.
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -216,35 +254,57 @@ pub enum Command {
         /// The window, back from now.
         #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
         since: std::time::Duration,
+        /// Output: `text` for people, `json` for scripts.
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
     /// A deployment's state (default: the newest).
     Status {
+        /// A deployment id (d42; see `cutover history SERVICE`).
         id: Option<String>,
+        /// Output: `text` for people, `json` for scripts.
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
     /// Follow a deployment until it ends (same exit codes as deploy --watch).
-    Watch { id: String },
+    Watch {
+        /// A deployment id (d42).
+        id: String,
+    },
     /// Deployments of a service, newest first.
     History {
+        /// The service.
         service: String,
+        /// At most this many, newest first.
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Output: `text` for people, `json` for scripts.
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
     /// Stop starting new batches of a deployment.
-    Pause { id: String },
+    Pause {
+        /// A deployment id (d42).
+        id: String,
+    },
     /// Go on with a paused deployment.
-    Resume { id: String },
+    Resume {
+        /// A deployment id (d42).
+        id: String,
+    },
     /// Stop a deployment and roll back the hosts it changed.
-    Abort { id: String },
+    Abort {
+        /// A deployment id (d42).
+        id: String,
+    },
     /// Promote a canary step.
-    Promote { id: String },
+    Promote {
+        /// A deployment id (d42).
+        id: String,
+    },
     /// Deploy an earlier successful version of a service again.
     Rollback {
+        /// The service to roll back.
         service: String,
         /// Default: one step back from what is live (see docs/rollouts.md).
         #[arg(long)]
@@ -257,11 +317,24 @@ pub enum Command {
         /// same ID from the same operator gets the first run's answer.
         #[arg(long, value_name = "ID")]
         request_id: Option<String>,
+        /// Follow the rollback until it ends (exit codes as deploy --watch).
         #[arg(long)]
         watch: bool,
     },
     /// Run a whole fleet on this machine: a coordinator, agents and a sample service.
     Demo(crate::demo::DemoArgs),
+    /// Print the shell completion script (e.g. `cutover completions bash >
+    /// /etc/bash_completion.d/cutover`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: cutover_common::cli_docs::Shell,
+    },
+    /// Write the manual pages (cutover.1 and one per command) into DIR.
+    Man {
+        /// The directory to write them to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -286,6 +359,7 @@ pub enum CaCmd {
     IssueOperator {
         #[command(flatten)]
         config: ConfigArg,
+        /// The operator's name (in the certificate and the audit log).
         #[arg(long)]
         name: String,
         /// admin | deployer | viewer
@@ -338,6 +412,7 @@ pub enum TokenCmd {
         /// Labels bound to every host that enrolls with it (k=v,k2=v2).
         #[arg(long, default_value = "")]
         labels: String,
+        /// Output: `text` for people, `json` for scripts.
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -346,7 +421,10 @@ pub enum TokenCmd {
 #[derive(Debug, Subcommand)]
 pub enum HostsCmd {
     /// Forget a host; its certificate stops working at its next connection.
-    Remove { host: String },
+    Remove {
+        /// The host's id (see `cutover hosts`).
+        host: String,
+    },
 }
 
 /// Runs a parsed command.
@@ -556,6 +634,22 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            // print!: a closed pipe ends quietly (exit 141), as elsewhere.
+            print!(
+                "{}",
+                cutover_common::cli_docs::completions(Cli::command(), shell)
+            );
+            Ok(())
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            let files = cutover_common::cli_docs::man_pages(Cli::command(), &dir)
+                .with_context(|| format!("writing manual pages into {}", dir.display()))?;
+            println!("wrote {} manual pages into {}", files.len(), dir.display());
+            Ok(())
+        }
     }
 }
 
@@ -605,5 +699,49 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        let path = format!("{path} {}", cmd.get_name());
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if a.get_help().is_none() && a.get_long_help().is_none() {
+                out.push(format!("{path}: {id}"));
+            }
+        }
+        if cmd.get_about().is_none() && cmd.get_long_about().is_none() && path != " cutover" {
+            out.push(format!("{path}: (command)"));
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &path, out);
+        }
+    }
+
+    #[test]
+    fn the_packaged_manual_pages_and_completions_are_those_of_this_build() {
+        let packaging = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+        let stale = cutover_common::cli_docs::stale_in(Cli::command(), &packaging);
+        assert!(
+            stale.is_empty(),
+            "stale (make them again: `cutover man --dir packaging/man/cutover` and \
+             `cutover completions SHELL > packaging/completions/cutover.SHELL`):\n{}",
+            stale.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_command_option_and_argument_says_what_it_is() {
+        let mut out = Vec::new();
+        undocumented(&Cli::command(), "", &mut out);
+        assert!(out.is_empty(), "without a description:\n{}", out.join("\n"));
     }
 }
