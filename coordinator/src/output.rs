@@ -36,6 +36,14 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n") + "\n"
 }
 
+/// A time as every `-o json` shows it: RFC 3339, UTC, milliseconds;
+/// `None` (JSON `null`) for 0, "never".
+pub fn rfc3339(ms: i64) -> Option<String> {
+    (ms > 0).then(|| {
+        humantime::format_rfc3339_millis(cutover_common::time::from_unix_ms(ms)).to_string()
+    })
+}
+
 /// Pretty JSON with a trailing newline.
 pub fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).expect("serializable") + "\n"

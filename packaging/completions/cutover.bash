@@ -908,7 +908,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__deploy)
-            opts="-h --version --artifact --sha256 --commit-time --require-success-in --include-drained --request-id --watch --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --version --artifact --sha256 --commit-time --require-success-in --include-drained --request-id --watch --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -936,6 +936,14 @@ _cutover() {
                     ;;
                 --request-id)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)
@@ -1970,7 +1978,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__rollback)
-            opts="-h --to --environment --request-id --watch --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --to --environment --request-id --watch --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1986,6 +1994,14 @@ _cutover() {
                     ;;
                 --request-id)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)
@@ -2328,12 +2344,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__watch)
-            opts="-h --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2358,12 +2382,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__whoami)
-            opts="-h --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

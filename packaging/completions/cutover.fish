@@ -153,7 +153,7 @@ complete -c cutover -n "__fish_cutover_using_subcommand token; and not __fish_se
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -d 'How long the token stays valid' -r
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l uses -d 'How many hosts may enroll with it' -r
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l labels -d 'Labels bound to every host that enrolls with it (k=v,k2=v2)' -r
-complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "table\t''
+complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
 json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l ca -d 'The cluster CA certificate (PEM)' -r -F
@@ -163,7 +163,7 @@ complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_s
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a join token and print it with the CA fingerprint'
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove help" -s l -l selector -d 'Only hosts matching this label selector (e.g. role=web,zone!=b)' -r
-complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove help" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "table\t''
+complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove help" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
 json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove help" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove help" -l ca -d 'The cluster CA certificate (PEM)' -r -F
@@ -180,13 +180,15 @@ complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_s
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Forget a host; its certificate stops working at its next connection'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -l limit -d 'At most this many entries, newest first' -r
-complete -c cutover -n "__fish_cutover_using_subcommand audit" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "table\t''
+complete -c cutover -n "__fish_cutover_using_subcommand audit" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
 json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand whoami" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
+json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand whoami" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand whoami" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand whoami" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
@@ -218,7 +220,7 @@ complete -c cutover -n "__fish_cutover_using_subcommand validate" -l ca -d 'The 
 complete -c cutover -n "__fish_cutover_using_subcommand validate" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand validate" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand validate" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand plan" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "table\t''
+complete -c cutover -n "__fish_cutover_using_subcommand plan" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
 json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand plan" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand plan" -l ca -d 'The cluster CA certificate (PEM)' -r -F
@@ -232,6 +234,8 @@ complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l sha256 -d 'Th
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l commit-time -d 'When the change was committed (RFC 3339, any offset, e.g. from `git log -1 --format=%cI`), for lead-time stats' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l require-success-in -d 'The promotion gate: refuse unless this version (same artifact) succeeded in ENV first. Repeatable; adds to the spec\'s `targets.requires_success_in`' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l request-id -d 'Makes the deploy safe to run again (a CI job retried after a timeout): the same ID from the same operator gets the deployment the first run started, not a second one. E.g. the CI run\'s id' -r
+complete -c cutover -n "__fish_cutover_using_subcommand deploy" -s o -l output -d 'Output: `text`, or `json`: the deployment (with --watch, one line of JSON per state until it ends)' -r -f -a "table\t''
+json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
@@ -240,7 +244,7 @@ complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l include-drain
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l watch -d 'Follow the rollout until it ends; the exit code tells how'
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -s h -l help -d 'Print help'
 complete -c cutover -n "__fish_cutover_using_subcommand drift" -s l -l selector -d 'Only hosts matching this label selector' -r
-complete -c cutover -n "__fish_cutover_using_subcommand drift" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "table\t''
+complete -c cutover -n "__fish_cutover_using_subcommand drift" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
 json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand drift" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand drift" -l ca -d 'The cluster CA certificate (PEM)' -r -F
@@ -250,27 +254,29 @@ complete -c cutover -n "__fish_cutover_using_subcommand drift" -s h -l help -d '
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l service -d 'One service (default: all)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l environment -d 'One environment (default: all)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l since -d 'The window, back from now' -r
-complete -c cutover -n "__fish_cutover_using_subcommand stats" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "table\t''
+complete -c cutover -n "__fish_cutover_using_subcommand stats" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
 json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand status" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "table\t''
+complete -c cutover -n "__fish_cutover_using_subcommand status" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
 json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand status" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand status" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand status" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand status" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand status" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand watch" -s o -l output -d 'Output: `text`, or `json`: one line of JSON per state until it ends (the `status -o json` schema)' -r -f -a "table\t''
+json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand watch" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand watch" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand watch" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand watch" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand watch" -s h -l help -d 'Print help'
 complete -c cutover -n "__fish_cutover_using_subcommand history" -l limit -d 'At most this many, newest first' -r
-complete -c cutover -n "__fish_cutover_using_subcommand history" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "table\t''
+complete -c cutover -n "__fish_cutover_using_subcommand history" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
 json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand history" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand history" -l ca -d 'The cluster CA certificate (PEM)' -r -F
@@ -300,6 +306,8 @@ complete -c cutover -n "__fish_cutover_using_subcommand promote" -s h -l help -d
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l to -d 'Default: one step back from what is live (see docs/rollouts.md)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l environment -d 'The environment to roll back in; required when the service is deployed to several' -r
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l request-id -d 'Makes the rollback safe to run again (a retried CI job): the same ID from the same operator gets the first run\'s answer' -r
+complete -c cutover -n "__fish_cutover_using_subcommand rollback" -s o -l output -d 'Output: `text`, or `json`: the deployment (with --watch, one line of JSON per state until it ends)' -r -f -a "table\t''
+json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F

@@ -265,8 +265,8 @@ _arguments "${_arguments_options[@]}" : \
 '--ttl=[How long the token stays valid]:TTL:_default' \
 '--uses=[How many hosts may enroll with it]:USES:_default' \
 '--labels=[Labels bound to every host that enrolls with it (k=v,k2=v2)]:LABELS:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -307,8 +307,8 @@ esac
 _arguments "${_arguments_options[@]}" : \
 '-l+[Only hosts matching this label selector (e.g. role=web,zone!=b)]:SELECTOR:_default' \
 '--selector=[Only hosts matching this label selector (e.g. role=web,zone!=b)]:SELECTOR:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -367,8 +367,8 @@ esac
 (audit)
 _arguments "${_arguments_options[@]}" : \
 '--limit=[At most this many entries, newest first]:LIMIT:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -379,6 +379,8 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (whoami)
 _arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -440,8 +442,8 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (plan)
 _arguments "${_arguments_options[@]}" : \
-'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -460,6 +462,8 @@ _arguments "${_arguments_options[@]}" : \
 '--commit-time=[When the change was committed (RFC 3339, any offset, e.g. from \`git log -1 --format=%cI\`), for lead-time stats]:COMMIT_TIME:_default' \
 '*--require-success-in=[The promotion gate\: refuse unless this version (same artifact) succeeded in ENV first. Repeatable; adds to the spec'\''s \`targets.requires_success_in\`]:ENV:_default' \
 '--request-id=[Makes the deploy safe to run again (a CI job retried after a timeout)\: the same ID from the same operator gets the deployment the first run started, not a second one. E.g. the CI run'\''s id]:ID:_default' \
+'-o+[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -475,8 +479,8 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-l+[Only hosts matching this label selector]:SELECTOR:_default' \
 '--selector=[Only hosts matching this label selector]:SELECTOR:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -490,8 +494,8 @@ _arguments "${_arguments_options[@]}" : \
 '--service=[One service (default\: all)]:SERVICE:_default' \
 '--environment=[One environment (default\: all)]:ENVIRONMENT:_default' \
 '--since=[The window, back from now]:SINCE:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -502,8 +506,8 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (status)
 _arguments "${_arguments_options[@]}" : \
-'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -515,6 +519,8 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (watch)
 _arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\`, or \`json\`\: one line of JSON per state until it ends (the \`status -o json\` schema)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\`, or \`json\`\: one line of JSON per state until it ends (the \`status -o json\` schema)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -527,8 +533,8 @@ _arguments "${_arguments_options[@]}" : \
 (history)
 _arguments "${_arguments_options[@]}" : \
 '--limit=[At most this many, newest first]:LIMIT:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -587,6 +593,8 @@ _arguments "${_arguments_options[@]}" : \
 '--to=[Default\: one step back from what is live (see docs/rollouts.md)]:TO:_default' \
 '--environment=[The environment to roll back in; required when the service is deployed to several]:NAME:_default' \
 '--request-id=[Makes the rollback safe to run again (a retried CI job)\: the same ID from the same operator gets the first run'\''s answer]:ID:_default' \
+'-o+[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \

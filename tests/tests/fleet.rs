@@ -50,7 +50,7 @@ fn rolling_six_hosts_two_at_a_time_fails_no_request() {
     assert_none_failed(&load.stop());
     f.wait_all_on("2");
     let v = history(&f);
-    assert_eq!(v[0]["outcome"], "succeeded");
+    assert_eq!(v[0]["phase"], "succeeded");
     assert_eq!(v[0]["version"], "2");
 }
 
@@ -79,7 +79,7 @@ fn a_canary_with_a_raised_error_ratio_is_rolled_back_and_only_it_answered_badly(
         }
     }
     f.wait_all_on("2");
-    assert_eq!(history(&f)[0]["outcome"], "rolled_back");
+    assert_eq!(history(&f)[0]["phase"], "rolled_back");
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn a_version_that_crashes_on_start_is_rolled_back_and_no_request_fails() {
     f.wait_all_on("1");
     let v = history(&f);
     assert_eq!(v[0]["version"], "4");
-    assert_eq!(v[0]["outcome"], "rolled_back");
+    assert_eq!(v[0]["phase"], "rolled_back");
 }
 
 #[test]
@@ -284,7 +284,7 @@ fn the_coordinator_killed_mid_rollout_resumes_no_host_swaps_twice_no_request_fai
     poll("the second batch to start", Duration::from_secs(30), || {
         let s = f.cutover(&["status", "d2", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&s.stdout).ok()?;
-        (v["rollout"]["phase"]["batch"].as_u64() == Some(1)).then_some(())
+        (v["progress"]["batch"].as_u64() == Some(2)).then_some(())
     });
     f.cluster.coordinator.as_mut().unwrap().kill();
     f.cluster.start_coordinator().unwrap();
@@ -533,7 +533,7 @@ fn an_artifact_server_down_for_longer_than_the_agents_own_retries_delays_the_rol
     assert!(out.contains("trying again (1 of 2)"), "{out}");
     f.wait_all_on("1");
     let v = history(&f);
-    assert_eq!(v[0]["outcome"], "succeeded", "{v}");
+    assert_eq!(v[0]["phase"], "succeeded", "{v}");
     let requests = f.artifacts().requests.lock().unwrap().len();
     assert!(requests >= 10, "8 refused, then one per host: {requests}");
 }

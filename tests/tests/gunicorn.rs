@@ -237,7 +237,7 @@ fn a_canary_failing_a_fifth_of_real_requests_is_rolled_back_and_a_good_one_after
     let id = apps::deployment_id(&r.stdout);
     let st = f.cutover(&["status", &id, "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
-    let verdict = &v["rollout"]["verdicts"][0][1];
+    let verdict = &v["progress"]["analyses"][0];
     assert_eq!(verdict["verdict"], "fail", "{v:#}");
     let requests = verdict["metrics"]
         .as_array()
@@ -249,7 +249,10 @@ fn a_canary_failing_a_fifth_of_real_requests_is_rolled_back_and_a_good_one_after
     let canary = requests["canary"].as_f64().unwrap();
     assert!((0.15..0.25).contains(&canary), "{requests:#}");
     assert_eq!(requests["baseline"].as_f64(), Some(0.0), "{requests:#}");
-    assert!(requests["canary_n"].as_u64().unwrap() >= 20, "{requests:#}");
+    assert!(
+        requests["canary_samples"].as_u64().unwrap() >= 20,
+        "{requests:#}"
+    );
     f.wait_all_on("1");
 
     // A good v3 right after: the bad release's failures on the canary host
@@ -384,7 +387,7 @@ max_increase = 0.05
     let id = apps::deployment_id(&r.stdout);
     let st = f.cutover(&["status", &id, "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
-    let verdict = &v["rollout"]["verdicts"][0][1];
+    let verdict = &v["progress"]["analyses"][0];
     let m = verdict["metrics"]
         .as_array()
         .unwrap()

@@ -151,7 +151,7 @@ fn deploy_watch_status_history_auto_rollback_and_operator_rollback() {
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
     assert_eq!(v["phase"], "rolled_back");
     assert!(
-        v["rollout"]["phase"]["reason"]
+        v["reason"]
             .as_str()
             .unwrap()
             .contains("more than max_failed"),
@@ -164,10 +164,22 @@ fn deploy_watch_status_history_auto_rollback_and_operator_rollback() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| d["outcome"].as_str().unwrap())
+        .map(|d| d["phase"].as_str().unwrap())
         .collect();
     assert_eq!(outcomes, vec!["rolled_back", "succeeded", "succeeded"]);
-    assert_eq!(list[0]["by"], "operator:admin");
+    assert_eq!(list[0]["created_by"], "operator:admin");
+    // One schema: RFC 3339 times, null for what is not there, no engine
+    // internals.
+    assert!(
+        list[0]["created_at"].as_str().unwrap().ends_with('Z'),
+        "{list:#}"
+    );
+    assert!(list[0]["environment"].is_null(), "{list:#}");
+    assert!(list[0]["rollback_of"].is_null(), "{list:#}");
+    assert!(
+        list[0].get("rollout").is_none() && list[0].get("progress").is_none(),
+        "{list:#}"
+    );
 
     // The operator goes back one version: a new deployment of v1.
     let r = c.cutover(&["rollback", "web", "--watch"]);
@@ -241,7 +253,7 @@ fn the_coordinator_killed_mid_rollout_resumes_and_no_host_swaps_twice() {
     poll("the second batch to start", Duration::from_secs(20), || {
         let s = c.cutover(&["status", "d2", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&s.stdout).ok()?;
-        (v["rollout"]["phase"]["batch"].as_u64() == Some(1)).then_some(())
+        (v["progress"]["batch"].as_u64() == Some(2)).then_some(())
     });
     // An operator was watching: the watch follows the restarted
     // coordinator from where it was, and ends with the result.
@@ -382,7 +394,7 @@ fn a_canary_with_a_raised_error_ratio_fails_its_analysis_and_is_rolled_back() {
     });
     let st = c.cutover(&["status", "d3", "-o", "json"]);
     let v: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
-    let verdict = &v["rollout"]["verdicts"][0][1];
+    let verdict = &v["progress"]["analyses"][0];
     assert_eq!(verdict["verdict"], "fail", "{v:#}");
     assert!(
         verdict["metrics"][0]["canary"].as_f64().unwrap() > 0.2,
@@ -531,9 +543,14 @@ fn blue_green_switches_to_the_new_group_and_back_instantly() {
     let newest: serde_json::Value = serde_json::from_str(&newest.stdout).unwrap();
     assert!(newest.to_string().contains("undoing d2"), "{newest}");
     let end = |v: &serde_json::Value| {
-        v["rollout"]["finished_ms"]
-            .as_i64()
-            .unwrap_or_else(|| panic!("no end in {v}"))
+        let at = v["finished_at"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no end in {v}"));
+        humantime::parse_rfc3339(at)
+            .unwrap()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
     };
     assert_eq!(
         v["time_to_restore"]["median_ms"].as_i64().unwrap(),
@@ -1100,4 +1117,118 @@ fn a_backup_taken_while_the_coordinator_runs_restores_the_store_and_its_ca() {
     // not reuse its number.
     deploy_ok(&c, "3", &a);
     assert!(!r.stdout.contains("deployment d2 "), "{}", r.stdout);
+}
+
+/// Every key of a JSON value, at any depth.
+fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, v) in m {
+                out.push(k.clone());
+                keys(v, out);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn every_json_output_about_deployments_has_one_schema_and_watch_streams_json_lines() {
+    let (c, a) = fleet(2);
+    let spec = spec_file(&c, "1", &[], "kind = \"rolling\"\nmax_unavailable = 1");
+    let run = |args: &[&str]| -> (Run, i32) {
+        let out = std::process::Command::new("timeout")
+            .arg("90")
+            .arg(cutover_tests::bin("cutover"))
+            .args(args)
+            .env("HOME", c.dir.path())
+            .envs(c.operator_env("admin"))
+            .output()
+            .unwrap();
+        let code = out.status.code().unwrap_or(-1);
+        (out.into(), code)
+    };
+    let deploy_args = |version: &str, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "deploy",
+            spec.to_str().unwrap(),
+            "--version",
+            version,
+            "--artifact",
+            &a.url,
+            "--sha256",
+            &a.sha256,
+            "-o",
+            "json",
+        ]
+        .map(String::from)
+        .to_vec();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    // deploy -o json: the deployment, its id first of all.
+    let args = deploy_args("1", &[]);
+    let (r, code) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{}", r.stderr);
+    let d: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(d["id"], "d1", "{d:#}");
+    assert!(
+        d["finished_at"].is_null() && d["environment"].is_null(),
+        "{d:#}"
+    );
+    // watch -o json: one JSON line per state, the last one terminal.
+    let (r, code) = run(&["watch", "d1", "-o", "json"]);
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    let lines: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["phase"], "succeeded", "{last:#}");
+    assert!(last["finished_at"].as_str().unwrap().ends_with('Z'));
+    assert!(
+        last["progress"]["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["phase"] == "done"),
+        "{last:#}"
+    );
+    assert!(r.stderr.contains("deployment d1 succeeded"), "{}", r.stderr);
+    // deploy --watch -o json: the same stream, and the exit code.
+    let args = deploy_args("2", &["--watch"]);
+    let (r, code) = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code, 0, "{}\n{}", r.stdout, r.stderr);
+    let first: serde_json::Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(first["id"], "d2");
+    // status, history: the same names; times in RFC 3339; no engine
+    // internals and no epoch milliseconds.
+    let (r, _) = run(&["status", "d2", "-o", "json"]);
+    let st: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let (r, _) = run(&["history", "web", "-o", "json"]);
+    let h: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(h[0]["id"], st["id"]);
+    assert_eq!(h[0]["created_at"], st["created_at"]);
+    assert_eq!(h[0]["created_by"], "operator:admin");
+    let mut all = Vec::new();
+    keys(&st, &mut all);
+    keys(&h, &mut all);
+    for k in &all {
+        assert!(
+            !k.ends_with("_ms")
+                && !["rollout", "held_batch", "by", "outcome"].contains(&k.as_str()),
+            "{k} in {st:#}"
+        );
+    }
+    let note_at = st["progress"]["notes"][0]["at"].as_str().unwrap();
+    assert!(humantime::parse_rfc3339(note_at).is_ok(), "{note_at}");
+    let (r, code) = run(&["whoami", "-o", "json"]);
+    assert_eq!(code, 0);
+    let me: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (me["name"].as_str(), me["role"].as_str()),
+        (Some("admin"), Some("admin"))
+    );
 }

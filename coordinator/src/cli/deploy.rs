@@ -117,6 +117,7 @@ pub(super) struct DeployOptions {
     pub(super) include_drained: bool,
     pub(super) request_id: Option<String>,
     pub(super) watch: bool,
+    pub(super) output: Format,
 }
 
 pub(super) async fn deploy(
@@ -133,6 +134,7 @@ pub(super) async fn deploy(
         include_drained,
         request_id,
         watch,
+        output,
     } = o;
     let mut spec = spec_request(file)?;
     spec.require_success_in = require_success_in;
@@ -155,12 +157,39 @@ pub(super) async fn deploy(
         .await
         .map_err(status)?
         .into_inner();
-    println!(
-        "deployment {} of {} version {} started",
-        d.id, d.service, d.version
-    );
+    started(&mut c, &d, output, watch, || {
+        format!(
+            "deployment {} of {} version {} started",
+            d.id, d.service, d.version
+        )
+    })
+    .await
+}
+
+/// After a deployment was started (deploy, rollback): says so, as text or
+/// as the deployment in JSON, then follows it when asked (JSON lines).
+pub(super) async fn started(
+    c: &mut crate::client::Control,
+    d: &pb::DeploymentInfo,
+    output: Format,
+    watch: bool,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    match (output, watch) {
+        (Format::Table, _) => println!("{}", text()),
+        // The watch's first line is this deployment.
+        (Format::Json, true) => {}
+        (Format::Json, false) => print!(
+            "{}",
+            output::json(&super::json::Deployment::of(
+                d,
+                status_of(d).as_ref(),
+                false
+            ))
+        ),
+    }
     if watch {
-        follow(&mut c, &d.id).await
+        follow_as(c, &d.id, None, output).await
     } else {
         Ok(())
     }
@@ -207,6 +236,19 @@ pub async fn follow_with(
     id: &str,
     traffic: Option<&(dyn Fn() -> String + Send + Sync)>,
 ) -> Result<()> {
+    follow_as(c, id, traffic, Format::Table).await
+}
+
+/// [`follow_with`]; with `Format::Json`, each state the deployment goes
+/// through is one line of JSON on stdout (the `status -o json` schema),
+/// and the outcome's line goes to stderr.
+pub async fn follow_as(
+    c: &mut crate::client::Control,
+    id: &str,
+    traffic: Option<&(dyn Fn() -> String + Send + Sync)>,
+    output: Format,
+) -> Result<()> {
+    let json = output == Format::Json;
     // A watch cut short (the coordinator restarting, a dropped
     // connection) is opened again from the last revision seen, for up to
     // a minute without news.
@@ -230,7 +272,7 @@ pub async fn follow_with(
     let mut last: Option<pb::DeploymentInfo> = None;
     // On a terminal: a live bar of hosts on the new release under the
     // story; otherwise (CI logs) plain timestamped lines only.
-    let bar = std::io::IsTerminal::is_terminal(&std::io::stdout()).then(|| {
+    let bar = (!json && std::io::IsTerminal::is_terminal(&std::io::stdout())).then(|| {
         let b = indicatif::ProgressBar::new(0);
         b.set_style(
             indicatif::ProgressStyle::with_template(
@@ -255,6 +297,7 @@ pub async fn follow_with(
                         let line = format!("          lost the watch ({}); following again", e.message());
                         match &bar {
                             Some(b) => b.println(line),
+                            None if json => eprintln!("{}", line.trim_start()),
                             None => println!("{line}"),
                         }
                     }
@@ -291,6 +334,16 @@ pub async fn follow_with(
         };
         retries = 0;
         after = after.max(d.revision);
+        if json {
+            let s = status_of(&d);
+            println!(
+                "{}",
+                serde_json::to_string(&super::json::Deployment::of(&d, s.as_ref(), true))
+                    .expect("serializable")
+            );
+            last = Some(d);
+            continue;
+        }
         if let Some(r) = status_of(&d) {
             for n in r.notes.iter().skip(printed) {
                 let t = humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(
@@ -345,7 +398,11 @@ pub async fn follow_with(
     };
     let message = format!("deployment {} {what}{reason} ({summary})", d.id);
     if code == 0 {
-        println!("{message}");
+        if json {
+            eprintln!("{message}");
+        } else {
+            println!("{message}");
+        }
         Ok(())
     } else {
         Err(DeployOutcome { code, message }.into())
@@ -362,14 +419,13 @@ pub(super) async fn status_cmd(client: &ClientArgs, id: String, output: Format) 
         .await
         .map_err(status)?
         .into_inner();
-    let r = rollout_of(&d);
     match output {
         Format::Json => {
-            let v = serde_json::json!({
-                "id": d.id, "service": d.service, "version": d.version, "phase": d.phase,
-                "created_by": d.created_by, "blocked_on": d.blocked_on, "rollout": r,
-            });
-            print!("{}", output::json(&v));
+            let s = status_of(&d);
+            print!(
+                "{}",
+                output::json(&super::json::Deployment::of(&d, s.as_ref(), true))
+            );
         }
         Format::Table => {
             println!(
@@ -442,16 +498,9 @@ pub(super) async fn history(
     };
     match output {
         Format::Json => {
-            let v: Vec<serde_json::Value> = list
+            let v: Vec<super::json::Deployment> = list
                 .iter()
-                .map(|d| {
-                    serde_json::json!({
-                        "id": d.id, "service": d.service, "version": d.version, "outcome": d.phase,
-                        "environment": d.environment, "rollback_of": d.rollback_of,
-                        "by": d.created_by, "started": fmt_ts(d.created_at_ms), "finished": fmt_ts(d.finished_at_ms),
-                        "summary": status_of(d).map(|r| r.summary),
-                    })
-                })
+                .map(|d| super::json::Deployment::of(d, status_of(d).as_ref(), false))
                 .collect();
             print!("{}", output::json(&v));
         }

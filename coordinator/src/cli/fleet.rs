@@ -104,10 +104,7 @@ pub(super) async fn token(client: &ClientArgs, cmd: TokenCmd) -> Result<()> {
     let out = TokenOut {
         token: r.token,
         token_id: r.token_id,
-        expires_at: humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(
-            r.expires_at_ms,
-        ))
-        .to_string(),
+        expires_at: output::rfc3339(r.expires_at_ms).unwrap_or_default(),
         ca_fingerprint: r.ca_fingerprint,
         coordinator: resolved.url,
     };
@@ -144,7 +141,7 @@ pub(super) struct HostOut {
     kernel: String,
     arch: String,
     boot_id: String,
-    certificate_expires: String,
+    certificate_expires: Option<String>,
     session: Option<String>,
     services: Vec<ServiceOut>,
 }
@@ -192,9 +189,7 @@ pub(super) async fn list_hosts(
 
 pub(super) async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
     let r = list_hosts(client, selector).await?;
-    let fmt_ts = |ms: i64| {
-        humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(ms)).to_string()
-    };
+    let fmt_ts = |ms: i64| output::rfc3339(ms);
     match output {
         Format::Json => {
             let hosts: Vec<HostOut> = r
@@ -206,12 +201,7 @@ pub(super) async fn hosts(client: &ClientArgs, selector: &str, output: Format) -
                         host: h.host_id,
                         labels: h.labels.into_iter().collect(),
                         state: h.state,
-                        last_seen: (h.last_seen_ms > 0).then(|| {
-                            humantime::format_rfc3339_millis(cutover_common::time::from_unix_ms(
-                                h.last_seen_ms,
-                            ))
-                            .to_string()
-                        }),
+                        last_seen: output::rfc3339(h.last_seen_ms),
                         agent_version: h.agent_version,
                         address: h.address,
                         hostname: f.hostname,
@@ -351,8 +341,7 @@ pub(super) async fn audit(client: &ClientArgs, limit: u32, output: Format) -> Re
         .into_iter()
         .map(|e| AuditOut {
             id: e.id,
-            at: humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(e.at_ms))
-                .to_string(),
+            at: output::rfc3339(e.at_ms).unwrap_or_default(),
             actor: e.actor,
             action: e.action,
             target: e.target,
@@ -414,7 +403,7 @@ pub(super) async fn stats(
         Format::Json => {
             let v = serde_json::json!({
                 "service": service, "environment": environment,
-                "since_ms": s.since_ms, "until_ms": s.until_ms,
+                "since": output::rfc3339(s.since_ms), "until": output::rfc3339(s.until_ms),
                 "changes": s.changes, "succeeded": s.succeeded, "failed": s.failed,
                 "deployment_frequency_per_day": s.deployments_per_day,
                 "lead_time": summary(&s.lead_time),

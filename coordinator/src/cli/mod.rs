@@ -4,6 +4,7 @@
 
 mod deploy;
 mod fleet;
+mod json;
 
 use deploy::*;
 pub use deploy::{DeployOutcome, follow, follow_with};
@@ -114,7 +115,7 @@ pub enum Command {
         /// Only hosts matching this label selector (e.g. role=web,zone!=b).
         #[arg(long, short = 'l', default_value = "")]
         selector: String,
-        /// Output: `text` for people, `json` for scripts.
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -123,12 +124,16 @@ pub enum Command {
         /// At most this many entries, newest first.
         #[arg(long, default_value_t = 50)]
         limit: u32,
-        /// Output: `text` for people, `json` for scripts.
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
     /// Show which operator and role this CLI authenticates as.
-    Whoami,
+    Whoami {
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
     /// A blue/green switch command for HAProxy (a spec's
     /// `strategy.switch`): sets the live group's servers of BACKEND
     /// (named after the hosts, from CUTOVER_HOSTS) `ready`, waits until
@@ -187,7 +192,7 @@ pub enum Command {
         /// As `deploy --include-drained`.
         #[arg(long)]
         include_drained: bool,
-        /// Output: `text` for people, `json` for scripts.
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -231,6 +236,10 @@ pub enum Command {
         /// Follow the rollout until it ends; the exit code tells how.
         #[arg(long)]
         watch: bool,
+        /// Output: `text`, or `json`: the deployment (with --watch, one
+        /// line of JSON per state until it ends).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Hosts whose services differ from what Cutover deployed, and why
     /// (exit 0 either way; `-o json` for scripts).
@@ -238,7 +247,7 @@ pub enum Command {
         /// Only hosts matching this label selector.
         #[arg(long, short = 'l', default_value = "")]
         selector: String,
-        /// Output: `text` for people, `json` for scripts.
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -254,7 +263,7 @@ pub enum Command {
         /// The window, back from now.
         #[arg(long, default_value = "30d", value_parser = humantime::parse_duration)]
         since: std::time::Duration,
-        /// Output: `text` for people, `json` for scripts.
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -262,7 +271,7 @@ pub enum Command {
     Status {
         /// A deployment id (d42; see `cutover history SERVICE`).
         id: Option<String>,
-        /// Output: `text` for people, `json` for scripts.
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -270,6 +279,10 @@ pub enum Command {
     Watch {
         /// A deployment id (d42).
         id: String,
+        /// Output: `text`, or `json`: one line of JSON per state until it
+        /// ends (the `status -o json` schema).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Deployments of a service, newest first.
     History {
@@ -278,7 +291,7 @@ pub enum Command {
         /// At most this many, newest first.
         #[arg(long, default_value_t = 20)]
         limit: u32,
-        /// Output: `text` for people, `json` for scripts.
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -320,6 +333,10 @@ pub enum Command {
         /// Follow the rollback until it ends (exit codes as deploy --watch).
         #[arg(long)]
         watch: bool,
+        /// Output: `text`, or `json`: the deployment (with --watch, one
+        /// line of JSON per state until it ends).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Run a whole fleet on this machine: a coordinator, agents and a sample service.
     Demo(crate::demo::DemoArgs),
@@ -412,7 +429,7 @@ pub enum TokenCmd {
         /// Labels bound to every host that enrolls with it (k=v,k2=v2).
         #[arg(long, default_value = "")]
         labels: String,
-        /// Output: `text` for people, `json` for scripts.
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
@@ -509,20 +526,32 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("group {group}: {done}");
             Ok(())
         }
-        Command::Whoami => {
+        Command::Whoami { output } => {
             let mut c = cli.client.connect().await?;
             let r = c
                 .who_am_i(pb::WhoAmIRequest {})
                 .await
                 .map_err(status)?
                 .into_inner();
-            let until = cutover_common::time::from_unix_ms(r.certificate_not_after_ms);
-            println!(
-                "operator {} (role {}), certificate valid until {}",
-                r.name,
-                r.role,
-                humantime::format_rfc3339_seconds(until)
-            );
+            match output {
+                Format::Json => print!(
+                    "{}",
+                    crate::output::json(&serde_json::json!({
+                        "name": r.name,
+                        "role": r.role,
+                        "certificate_expires": crate::output::rfc3339(r.certificate_not_after_ms),
+                    }))
+                ),
+                Format::Table => {
+                    let until = cutover_common::time::from_unix_ms(r.certificate_not_after_ms);
+                    println!(
+                        "operator {} (role {}), certificate valid until {}",
+                        r.name,
+                        r.role,
+                        humantime::format_rfc3339_seconds(until)
+                    );
+                }
+            }
             Ok(())
         }
         Command::Drain {
@@ -557,6 +586,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             include_drained,
             request_id,
             watch,
+            output,
         } => {
             deploy(
                 &cli.client,
@@ -570,6 +600,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     include_drained,
                     request_id,
                     watch,
+                    output,
                 },
             )
             .await
@@ -584,9 +615,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status { id, output } => {
             status_cmd(&cli.client, id.unwrap_or_default(), output).await
         }
-        Command::Watch { id } => {
+        Command::Watch { id, output } => {
             let mut c = cli.client.connect().await?;
-            follow(&mut c, &id).await
+            deploy::follow_as(&mut c, &id, None, output).await
         }
         Command::History {
             service,
@@ -603,6 +634,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             environment,
             request_id,
             watch,
+            output,
         } => {
             let mut c = cli.client.connect().await?;
             let d = c
@@ -617,21 +649,22 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .into_inner();
             if let Some(r) = deploy::status_of(&d).filter(|r| r.switch_back) {
                 // Blue/green: traffic went back to the old group at once.
-                println!(
-                    "{}: switched back to group {}: version {} serves again (deployment {}, undoing {})",
-                    d.service, r.group, d.version, d.id, d.rollback_of
-                );
-                return Ok(());
+                // Done already: nothing to follow.
+                return deploy::started(&mut c, &d, output, false, || {
+                    format!(
+                        "{}: switched back to group {}: version {} serves again (deployment {}, undoing {})",
+                        d.service, r.group, d.version, d.id, d.rollback_of
+                    )
+                })
+                .await;
             }
-            println!(
-                "deployment {} rolls {} back to version {}",
-                d.id, d.service, d.version
-            );
-            if watch {
-                follow(&mut c, &d.id).await
-            } else {
-                Ok(())
-            }
+            deploy::started(&mut c, &d, output, watch, || {
+                format!(
+                    "deployment {} rolls {} back to version {}",
+                    d.id, d.service, d.version
+                )
+            })
+            .await
         }
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Completions { shell } => {
