@@ -99,6 +99,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     );
     let running = Server::start(cfg).await?;
     println!("2. coordinator listening on {}", running.url);
+    // The CLI config was written before the port was chosen: give it the
+    // address the coordinator listens on.
+    point_cli_config(&init.admin.cli_config, &running.url)?;
 
     let admin = Resolved {
         url: running.url.clone(),
@@ -237,7 +240,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             (
                 "1",
                 &[],
-                "5. deploying demo-service v1 (recreate: every host at once)",
+                "5. deploying service `web` v1, the demo service (recreate: every host at once)",
             ),
             ("2", &[], "6. rolling update to v2, one host at a time"),
             (
@@ -484,8 +487,30 @@ fn spawn_agent(bin: &Path, cfg: &Path, log: &Path) -> Result<Child> {
         .stdout(out)
         .stderr(err)
         .kill_on_drop(true)
+        // A group of its own: Ctrl-C in the terminal reaches the demo only,
+        // which stops the service through the agents, then the agents (an
+        // agent killed by the same Ctrl-C left its app instances running).
+        .process_group(0)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))
+}
+
+/// Rewrites the `coordinator = ...` line of a CLI config to `url`.
+fn point_cli_config(path: &Path, url: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("coordinator = ") {
+                format!("coordinator = \"{url}\"\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    cutover_common::pki::write(path, text.as_bytes(), cutover_common::fsutil::SECRET_MODE)?;
+    Ok(())
 }
 
 async fn stop_child(child: &mut Child) {

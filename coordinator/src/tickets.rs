@@ -159,6 +159,8 @@ impl Ticketer {
         };
         let loaded = match read_keys(path) {
             Ok((ca, keys)) if ca == ca_fingerprint => keys,
+            // No file yet (the first start): nothing to say.
+            Ok((ca, keys)) if ca.is_empty() && keys.is_empty() => keys,
             Ok(_) => {
                 tracing::info!(path = %path.display(), "session-ticket keys were made for another CA; starting new ones");
                 Vec::new()
