@@ -157,7 +157,7 @@ fn build_deb(package: &str, bins: &[&str], work: &Path) -> PathBuf {
         out.status.success(),
         "cargo deb -p {package} failed (is cargo-deb installed? `cargo install cargo-deb --locked`):\n{text}"
     );
-    std::fs::read_dir(&out_dir)
+    let deb = std::fs::read_dir(&out_dir)
         .unwrap()
         .flatten()
         .map(|e| e.path())
@@ -167,7 +167,12 @@ fn build_deb(package: &str, bins: &[&str], work: &Path) -> PathBuf {
                 .to_string_lossy()
                 .starts_with(&format!("{package}_"))
         })
-        .expect("a .deb")
+        .expect("a .deb");
+    // As packaging/build-debs.sh finishes them.
+    run(Command::new(repo().join("packaging/finish-deb.sh"))
+        .arg(&deb)
+        .env("DEB_COMPRESS", "gzip"));
+    deb
 }
 
 #[test]
@@ -187,7 +192,10 @@ fn the_debs_hold_the_right_files_and_install_into_a_throwaway_root() {
         .lines()
         .find(|l| l.ends_with("./usr/bin/cutover-agent"))
         .unwrap_or_else(|| panic!("no binary in the agent package:\n{a}"));
-    assert!(bin_line.starts_with("-rwxr-xr-x 0/0"), "{bin_line}");
+    assert!(
+        bin_line.starts_with("-rwxr-xr-x 0/0") || bin_line.starts_with("-rwxr-xr-x root/root"),
+        "{bin_line}"
+    );
     for want in [
         "./etc/cutover/agent.toml",
         "./usr/lib/systemd/system/cutover-agent.service",
@@ -228,6 +236,20 @@ fn the_debs_hold_the_right_files_and_install_into_a_throwaway_root() {
     run(Command::new("dpkg-deb").arg("-e").arg(&agent).arg(&ctl));
     let conffiles = std::fs::read_to_string(ctl.join("conffiles")).unwrap();
     assert!(conffiles.contains("/etc/cutover/agent.toml"), "{conffiles}");
+    // What lintian asks of a package: sums of its files (not of its
+    // conffiles), a changelog, maintainer scripts that leave /etc/passwd
+    // to the tools that own it.
+    let sums = std::fs::read_to_string(ctl.join("md5sums")).unwrap();
+    assert!(sums.contains("  usr/bin/cutover-agent\n"), "{sums}");
+    assert!(!sums.contains("etc/cutover/agent.toml"), "{sums}");
+    assert!(a.contains("./usr/share/doc/cutover-agent/changelog"), "{a}");
+    let cctl = work.path().join("cctl");
+    run(Command::new("dpkg-deb").arg("-e").arg(&coord).arg(&cctl));
+    for script in ["postinst", "postrm"] {
+        let text = std::fs::read_to_string(cctl.join(script)).unwrap();
+        assert!(!text.contains("/etc/passwd"), "{script}:\n{text}");
+        assert!(!text.contains("sudo"), "{script}:\n{text}");
+    }
     // The unit the package ships is the one the repository tests.
     let unit = work.path().join("unit");
     run(Command::new("dpkg-deb").arg("-x").arg(&agent).arg(&unit));
@@ -278,10 +300,43 @@ fn the_debs_hold_the_right_files_and_install_into_a_throwaway_root() {
     );
     assert_eq!(mode(&r.join("var/lib/cutover-coordinator")), 0o700);
     assert_eq!(mode(&r.join("var/lib/cutover")), 0o711);
-    // Removal takes the files and keeps the configs (until purge).
+    // Every installed file is as packaged.
+    let verify = Command::new("dpkg")
+        .arg(format!("--root={}", r.display()))
+        .args(["--verify", "cutover-agent", "cutover-coordinator"])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success() && verify.stdout.is_empty(),
+        "dpkg --verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    // State as the daemons leave it: a host identity, a CA key.
+    std::fs::create_dir_all(r.join("var/lib/cutover/identity")).unwrap();
+    std::fs::write(r.join("var/lib/cutover/identity/host.key"), "k").unwrap();
+    std::fs::create_dir_all(r.join("var/lib/cutover-coordinator/pki")).unwrap();
+    std::fs::write(r.join("var/lib/cutover-coordinator/pki/ca.key"), "k").unwrap();
+    // Removal takes the files and keeps the configs and state (until purge).
     run(Command::new("dpkg")
         .arg(format!("--root={}", r.display()))
         .args(["--force-script-chrootless", "-r", "cutover-agent"]));
     assert!(!r.join("usr/bin/cutover-agent").exists());
     assert!(r.join("etc/cutover/agent.toml").exists());
+    assert!(r.join("var/lib/cutover/identity/host.key").exists());
+    // Purge takes everything, as install.sh --purge does: a host purged
+    // and installed again can enroll again; a coordinator starts a new
+    // cluster (docs/operator-guide.md says to back up first).
+    run(Command::new("dpkg")
+        .arg(format!("--root={}", r.display()))
+        .args([
+            "--force-script-chrootless",
+            "--purge",
+            "cutover-agent",
+            "cutover-coordinator",
+        ]));
+    assert!(!r.join("var/lib/cutover").exists());
+    assert!(!r.join("var/lib/cutover-coordinator").exists());
+    assert!(!r.join("etc/cutover/agent.toml").exists());
+    assert!(!r.join("etc/cutover/coordinator.toml").exists());
 }
