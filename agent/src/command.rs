@@ -159,6 +159,9 @@ pub struct CommandResult {
     /// Why it failed (journaled results of older agents have none).
     #[serde(default)]
     pub failure: Option<cutover_common::failure::Failure>,
+    /// The service's releases on disk after the command.
+    #[serde(default)]
+    pub staged: Vec<String>,
 }
 
 /// A wire command that cannot be understood.
@@ -308,6 +311,7 @@ impl From<&CommandResult> for pb::CommandResult {
             pid: r.pid,
             drained: r.drained,
             failure: cutover_common::failure::Failure::to_wire(r.failure) as i32,
+            staged_releases: r.staged.clone(),
         }
     }
 }

@@ -200,6 +200,7 @@ mod tests {
             pid: 0,
             drained: false,
             failure: None,
+            staged: Vec::new(),
         }
     }
 

@@ -493,6 +493,7 @@ impl Runtime {
             finished_at_ms: cutover_common::time::now_ms(),
             pid: after.pid,
             drained: after.drained,
+            staged: after.staged,
             // Every failure is given a kind where it is made.
             failure: (!ok).then(|| report.failure.unwrap_or(Failure::Internal)),
         }
@@ -820,6 +821,8 @@ struct After {
     previous: String,
     pid: u32,
     drained: bool,
+    /// The releases on disk (`cutover hosts` shows them).
+    staged: Vec<String>,
 }
 
 impl After {
@@ -834,6 +837,12 @@ impl After {
                 h.pid
             },
             drained: s.state().drained,
+            staged: s
+                .dir()
+                .releases()
+                .into_iter()
+                .map(|m| m.release_id)
+                .collect(),
         }
     }
 }

@@ -502,6 +502,7 @@ async fn session(
                                     pid: 0,
                                     drained: false,
                                     failure: Some(cutover_common::failure::Failure::Invalid),
+                                    staged: Vec::new(),
                                 };
                                 let _ = tx.send(result_message(&r)).await;
                             }

@@ -595,6 +595,16 @@ impl Fleet {
             });
             s.active_release = r.active_release.clone();
             s.previous_release = r.previous_release.clone();
+            if !r.staged_releases.is_empty() {
+                s.staged_releases = r.staged_releases.clone();
+            } else {
+                // An older agent: what is active or previous is on disk.
+                for rel in [&r.active_release, &r.previous_release] {
+                    if !rel.is_empty() && !s.staged_releases.contains(rel) {
+                        s.staged_releases.push(rel.clone());
+                    }
+                }
+            }
             // A drain's result marks the host at once, before its next
             // health report (which says when it is undrained).
             if r.drained {

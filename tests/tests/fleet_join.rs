@@ -202,6 +202,24 @@ fn a_viewer_reads_but_cannot_change_anything_and_the_refusal_is_audited() {
         .collect();
     assert!(denied.contains(&"token.create".to_string()), "{audit:#?}");
     assert!(denied.contains(&"host.remove".to_string()), "{audit:#?}");
+    // Who was denied what, and on what.
+    assert!(
+        audit.iter().any(|e| e["actor"] == "operator:vic"
+            && e["action"] == "host.remove"
+            && e["outcome"] == "denied"
+            && e["target"] == "anything"),
+        "{audit:#?}"
+    );
+    let r = c.cutover_as("vic", &["rollback", "web"]);
+    assert!(!r.ok);
+    assert!(
+        c.audit()
+            .iter()
+            .any(|e| e["action"] == "deployment.rollback"
+                && e["outcome"] == "denied"
+                && e["target"] == "web"),
+        "the rollback refused names its service"
+    );
 }
 
 /// A raw control client with the given TLS identity (or none).

@@ -1224,6 +1224,18 @@ fn every_json_output_about_deployments_has_one_schema_and_watch_streams_json_lin
     }
     let note_at = st["progress"]["notes"][0]["at"].as_str().unwrap();
     assert!(humantime::parse_rfc3339(note_at).is_ok(), "{note_at}");
+    // What each host has on disk: both releases, as the agents said in
+    // their results (it was always [] until a host reconnected).
+    let (r, _) = run(&["hosts", "-o", "json"]);
+    let hosts: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for h in hosts.as_array().unwrap() {
+        let staged = h["services"][0]["staged_releases"].as_array().unwrap();
+        assert_eq!(staged.len(), 2, "{h:#}");
+        assert!(
+            staged.contains(&h["services"][0]["active_release"]),
+            "{h:#}"
+        );
+    }
     let (r, code) = run(&["whoami", "-o", "json"]);
     assert_eq!(code, 0);
     let me: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();

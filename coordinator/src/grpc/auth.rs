@@ -8,6 +8,7 @@ use std::str::FromStr;
 use std::time::SystemTime;
 
 use cutover_common::identity::Identity;
+use cutover_proto::v1 as pb;
 use tonic::{Request, Status};
 
 use crate::app::App;
@@ -92,6 +93,80 @@ pub struct Operator {
     pub peer: PeerInfo,
 }
 
+/// What a mutating call acts on, for its audit line (a refusal's too:
+/// "who was denied what, on what").
+pub trait AuditTarget {
+    fn audit_target(&self) -> String;
+}
+
+impl AuditTarget for pb::SendCommandRequest {
+    fn audit_target(&self) -> String {
+        self.host_id.clone()
+    }
+}
+
+impl AuditTarget for pb::RemoveHostRequest {
+    fn audit_target(&self) -> String {
+        self.host_id.clone()
+    }
+}
+
+impl AuditTarget for pb::CreateTokenRequest {
+    fn audit_target(&self) -> String {
+        let mut labels: Vec<String> = self
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        format!("token labels {}", labels.join(","))
+    }
+}
+
+impl AuditTarget for pb::SubmitDeploymentRequest {
+    fn audit_target(&self) -> String {
+        // The service, when the spec names one it can read (the full
+        // parse comes later, after the caller is known).
+        let Some(s) = &self.spec else {
+            return String::new();
+        };
+        if let Some(typed) = &s.spec {
+            return typed.service.clone();
+        }
+        toml::from_str::<toml::Table>(&s.spec_toml)
+            .ok()
+            .and_then(|t| {
+                t.get("service")
+                    .and_then(|v| v.as_str().map(str::to_string))
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl AuditTarget for pb::ControlDeploymentRequest {
+    fn audit_target(&self) -> String {
+        self.id.clone()
+    }
+}
+
+impl AuditTarget for pb::RollbackServiceRequest {
+    fn audit_target(&self) -> String {
+        self.service.clone()
+    }
+}
+
+/// [`authorize`] for a mutating call: a refusal is audited as `action` on
+/// what the request acts on.
+pub async fn authorize_change<T: AuditTarget>(
+    app: &App,
+    req: &Request<T>,
+    required: Role,
+    action: &'static str,
+) -> Result<Operator, Status> {
+    let target = req.get_ref().audit_target();
+    authorize_inner(app, req, required, Some((action, target))).await
+}
+
 /// Checks that the caller is an operator with at least `required`. When
 /// `action` is a mutating action, a refusal is written to the audit log.
 pub async fn authorize<T>(
@@ -100,13 +175,22 @@ pub async fn authorize<T>(
     required: Role,
     action: Option<&'static str>,
 ) -> Result<Operator, Status> {
+    authorize_inner(app, req, required, action.map(|a| (a, String::new()))).await
+}
+
+async fn authorize_inner<T>(
+    app: &App,
+    req: &Request<T>,
+    required: Role,
+    action: Option<(&'static str, String)>,
+) -> Result<Operator, Status> {
     let peer = peer(req);
     let refuse = |status: Status| async {
-        if let Some(action) = action {
+        if let Some((action, target)) = &action {
             app.audit(Audit {
                 actor: peer.actor(),
                 action,
-                target: String::new(),
+                target: target.clone(),
                 outcome: Outcome::Denied,
                 detail: status.message().to_string(),
             })

@@ -303,7 +303,8 @@ impl pb::control_service_server::ControlService for ControlSvc {
             Some(k) => operator_command_role(k),
             None => Role::Deployer,
         };
-        let op = authorize(&self.app, &req, required, Some("host.command")).await?;
+        let op =
+            crate::grpc::auth::authorize_change(&self.app, &req, required, "host.command").await?;
         let r = req.into_inner();
         let cmd = operator_command(&r).map_err(Status::invalid_argument)?;
         let kind = crate::commands::kind_name(&cmd);
@@ -397,7 +398,8 @@ impl pb::control_service_server::ControlService for ControlSvc {
     ) -> Result<Response<pb::RemoveHostResponse>, Status> {
         let app = self.app.clone();
         detached(async move {
-            let op = authorize(&app, &req, Role::Admin, Some("host.remove")).await?;
+            let op =
+                crate::grpc::auth::authorize_change(&app, &req, Role::Admin, "host.remove").await?;
             let r = req.into_inner();
             let key = prost::Message::encode_to_vec(&r);
             let call = async {
@@ -441,7 +443,7 @@ impl pb::control_service_server::ControlService for ControlSvc {
     ) -> Result<Response<pb::CreateTokenResponse>, Status> {
         let app = self.app.clone();
         detached(async move {
-            let op = authorize(&app, &req, Role::Admin, Some("token.create")).await?;
+            let op = crate::grpc::auth::authorize_change(&app, &req, Role::Admin, "token.create").await?;
             let r = req.into_inner();
             // Canonical: the labels map in key order.
             let key = format!(

@@ -245,7 +245,8 @@ pub async fn submit(
     app: &Arc<App>,
     req: Request<pb::SubmitDeploymentRequest>,
 ) -> Result<Response<pb::DeploymentInfo>, Status> {
-    let op = authorize(app, &req, Role::Deployer, Some("deployment.submit")).await?;
+    let op =
+        crate::grpc::auth::authorize_change(app, &req, Role::Deployer, "deployment.submit").await?;
     let r = req.into_inner();
     let spec = r
         .spec
@@ -449,7 +450,8 @@ pub async fn control(
     app: &Arc<App>,
     req: Request<pb::ControlDeploymentRequest>,
 ) -> Result<Response<pb::DeploymentInfo>, Status> {
-    let op = authorize(app, &req, Role::Deployer, Some("deployment.control")).await?;
+    let op = crate::grpc::auth::authorize_change(app, &req, Role::Deployer, "deployment.control")
+        .await?;
     let r = req.into_inner();
     let (key, rid, actor) = (
         prost::Message::encode_to_vec(&r),
@@ -537,7 +539,8 @@ pub async fn rollback_service(
     app: &Arc<App>,
     req: Request<pb::RollbackServiceRequest>,
 ) -> Result<Response<pb::DeploymentInfo>, Status> {
-    let op = authorize(app, &req, Role::Deployer, Some("deployment.rollback")).await?;
+    let op = crate::grpc::auth::authorize_change(app, &req, Role::Deployer, "deployment.rollback")
+        .await?;
     let r = req.into_inner();
     let (key, rid, actor) = (
         prost::Message::encode_to_vec(&r),
