@@ -62,10 +62,27 @@ pub struct Plan {
 /// Why a spec cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
-    #[error("targets.selector `{selector}` matches no ready host{}", if .not_ready.is_empty() { String::new() } else { format!(" ({} matching but left out: {})", .not_ready.len(), .not_ready.join("; ")) })]
+    #[error(
+        "targets.selector `{selector}` matches no ready host{}{}",
+        match environment {
+            Some(env) if !other_environments.is_empty() => format!(
+                " in environment `{env}` ({} matching host(s) are in another: {}; hosts are in an environment by their `environment` label)",
+                other_environments.len(),
+                other_environments.join(", ")
+            ),
+            Some(env) => format!(" in environment `{env}`"),
+            None => String::new(),
+        },
+        if .not_ready.is_empty() { String::new() } else { format!(" ({} matching but left out: {})", .not_ready.len(), .not_ready.join("; ")) }
+    )]
     NoHosts {
         selector: String,
         not_ready: Vec<String>,
+        /// The spec's `targets.environment`.
+        environment: Option<String>,
+        /// Hosts the selector matches in other environments (`host
+        /// (environment=x)`, or `(no environment label)`).
+        other_environments: Vec<String>,
     },
     #[error("no ready host of group `{group}` (label {label}={group}) among the targets")]
     EmptyGroup { label: String, group: String },
@@ -94,6 +111,7 @@ pub fn plan_with(
     let selector = Selector::parse(&spec.targets.selector).unwrap_or_default();
     let mut targets = Vec::new();
     let mut skipped = Vec::new();
+    let mut other_environments = Vec::new();
     for c in fleet {
         if !selector.matches(&c.labels) {
             continue;
@@ -101,6 +119,10 @@ pub fn plan_with(
         if let Some(env) = &spec.targets.environment
             && c.labels.get("environment") != Some(env)
         {
+            other_environments.push(match c.labels.get("environment") {
+                Some(e) => format!("{} (environment={e})", c.host),
+                None => format!("{} (no environment label)", c.host),
+            });
             continue;
         }
         if !c.ready {
@@ -140,6 +162,8 @@ pub fn plan_with(
     }
     if targets.is_empty() {
         return Err(PlanError::NoHosts {
+            environment: spec.targets.environment.clone(),
+            other_environments,
             selector: spec.targets.selector.clone(),
             not_ready: skipped
                 .into_iter()

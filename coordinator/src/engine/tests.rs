@@ -1385,3 +1385,15 @@ fn a_bad_artifact_fails_the_host_at_once_and_a_drained_answer_skips_it_by_kind()
         r.hosts
     );
 }
+
+#[test]
+fn a_spec_for_an_environment_no_host_is_in_says_where_the_matching_hosts_are() {
+    let s = spec("environment = \"production\"\n");
+    let mut f = fleet(3);
+    f[0].labels.insert("environment".into(), "staging".into());
+    let e = plan(&s, &f).unwrap_err().to_string();
+    assert!(
+        e.contains("matches no ready host in environment `production` (3 matching host(s) are in another: web-1 (environment=staging), web-2 (no environment label), web-3 (no environment label)"),
+        "{e}"
+    );
+}
