@@ -1244,3 +1244,37 @@ fn every_json_output_about_deployments_has_one_schema_and_watch_streams_json_lin
         (Some("admin"), Some("admin"))
     );
 }
+
+#[test]
+fn a_watch_in_a_ci_log_says_now_and_then_that_a_canary_still_waits() {
+    let (c, a) = fleet(2);
+    let spec = canary_spec(
+        &c,
+        "1",
+        &[],
+        "kind = \"canary\"\nsteps = [ { hosts = 1, pause = \"manual\" }, { hosts = \"100%\" } ]",
+    );
+    let (r, code) = deploy(&c, &spec, "1", &a, false);
+    assert_eq!(code, 0, "{}", r.stderr);
+    poll("the canary step to wait", Duration::from_secs(30), || {
+        let s = c.cutover(&["status", "d1", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&s.stdout).ok()?;
+        (v["phase"] == "waiting").then_some(())
+    });
+    // Not a terminal (as in CI): no progress bar, so without these lines a
+    // long wait would look like a hang.
+    let out = std::process::Command::new("timeout")
+        .args(["-s", "INT", "40"])
+        .arg(cutover_tests::bin("cutover"))
+        .args(["watch", "d1"])
+        .env("HOME", c.dir.path())
+        .envs(c.operator_env("admin"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("d1  still step 1/2: waiting for `cutover promote d1`"),
+        "{stdout}"
+    );
+    assert!(c.cutover(&["promote", "d1"]).ok);
+}

@@ -224,6 +224,10 @@ fn ms_of(t: &Option<prost_types::Timestamp>) -> i64 {
         .unwrap_or(0)
 }
 
+/// How often a deployment that waits (a bake, a promote) says so when
+/// nothing else happens and the output is not a terminal.
+const STILL_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Prints a deployment's story as it happens; fails with the outcome's
 /// exit code unless it succeeded.
 pub async fn follow(c: &mut crate::client::Control, id: &str) -> Result<()> {
@@ -287,6 +291,9 @@ pub async fn follow_as(
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut blocked = String::new();
+    // When the story last said something (for the "still" lines).
+    let mut quiet_since = std::time::Instant::now();
+    let mut bake_until: Option<i64> = None;
     loop {
         let d = tokio::select! {
             m = stream.message() => match m {
@@ -323,11 +330,28 @@ pub async fn follow_as(
                 }
                 Err(e) => return Err(status(e)),
             },
-            _ = tick.tick(), if traffic.is_some() => {
-                let t = traffic.map(|f| f()).unwrap_or_default();
-                match &bar {
-                    Some(b) => b.set_message(format!("{blocked} | {t}")),
-                    None => println!("          clients: {t}"),
+            _ = tick.tick(), if traffic.is_some() || (bar.is_none() && !json) => {
+                if let Some(f) = traffic {
+                    let t = f();
+                    match &bar {
+                        Some(b) => b.set_message(format!("{blocked} | {t}")),
+                        None => println!("          clients: {t}"),
+                    }
+                } else if !blocked.is_empty() && quiet_since.elapsed() >= STILL_EVERY {
+                    // Not on a terminal (a CI log): a long bake or a wait
+                    // for promote says it is still there, now and then.
+                    let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+                    // A bake's "waiting Ns more" is counted again from
+                    // its end, not repeated from the last state.
+                    let what = match bake_until {
+                        Some(end) => format!(
+                            "baking: {}s more",
+                            ((end - cutover_common::time::now_ms()) / 1000).max(0)
+                        ),
+                        None => blocked.clone(),
+                    };
+                    println!("{}  {id}  still {what}", &t[11..19]);
+                    quiet_since = std::time::Instant::now();
                 }
                 continue;
             }
@@ -344,7 +368,14 @@ pub async fn follow_as(
             last = Some(d);
             continue;
         }
+        blocked = d.blocked_on.clone();
+        bake_until = status_of(&d)
+            .and_then(|s| s.waiting_until)
+            .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
         if let Some(r) = status_of(&d) {
+            if r.notes.len() > printed {
+                quiet_since = std::time::Instant::now();
+            }
             for n in r.notes.iter().skip(printed) {
                 let t = humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(
                     ms_of(&n.at),
@@ -370,7 +401,6 @@ pub async fn follow_as(
                     })
                     .count();
                 b.set_position(done as u64);
-                blocked = d.blocked_on.clone();
                 match traffic {
                     Some(f) => b.set_message(format!("{blocked} | {}", f())),
                     None => b.set_message(blocked.clone()),
