@@ -30,6 +30,8 @@ pub struct App {
     pub metrics: crate::metrics::Metrics,
     /// Rate limits and refusal summaries (what one peer may cost).
     pub guard: std::sync::Arc<crate::guard::Guard>,
+    /// Rollout events to the webhooks (set once the app exists).
+    pub notifier: std::sync::OnceLock<crate::notify::Notifier>,
 }
 
 /// A join token as handed to a person: `cutover1.<id>.<secret>`.
@@ -86,6 +88,13 @@ impl JoinToken {
 }
 
 impl App {
+    /// Deployment `id` started or finished: tells the webhooks, if any.
+    pub fn notify(&self, event: crate::notify::Event, id: &str) {
+        if let Some(n) = self.notifier.get() {
+            n.send(event, id);
+        }
+    }
+
     /// Writes an audit line (and logs it). A failing audit write is logged
     /// as an error but does not fail the call that is being audited.
     /// Client-supplied text is cut to its bounds first, and refusals past a

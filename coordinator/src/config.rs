@@ -55,6 +55,33 @@ pub struct CoordinatorConfig {
     pub limits: Limits,
     /// What the store keeps, and for how long.
     pub retention: Retention,
+    /// Where rollout events are sent.
+    pub notify: Notify,
+}
+
+/// Where rollout events go (docs/operator-guide.md, "Notifications"):
+/// each deployment's start and end, as JSON, POSTed to every webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Notify {
+    /// http:// or https:// URLs that hold no secret.
+    pub webhooks: Vec<String>,
+    /// Files each holding one webhook URL (a chat service's URL is its
+    /// credential): read at start, never logged (only their host is).
+    pub webhook_files: Vec<PathBuf>,
+    /// How long one delivery may take; each is tried three times.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for Notify {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            webhook_files: Vec::new(),
+            timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 /// How long the store keeps what grows with use (docs/operator-guide.md,
@@ -147,6 +174,7 @@ impl Default for CoordinatorConfig {
             session_ticket_lifetime: Duration::from_secs(24 * 3600),
             limits: Limits::default(),
             retention: Retention::default(),
+            notify: Notify::default(),
         }
     }
 }
@@ -166,6 +194,7 @@ const ENV_KEYS: &[&str] = &[
     "session_ticket_lifetime",
     "limits",
     "retention",
+    "notify",
 ];
 
 impl CoordinatorConfig {
@@ -232,6 +261,22 @@ impl CoordinatorConfig {
                 origin,
                 "limits",
                 "expected non-zero stream and connection limits",
+            ));
+        }
+        for (i, url) in self.notify.webhooks.iter().enumerate() {
+            if let Err(why) = crate::notify::check_url(url) {
+                return Err(ConfigError::invalid(
+                    origin,
+                    &format!("notify.webhooks[{i}]"),
+                    why,
+                ));
+            }
+        }
+        if self.notify.timeout.is_zero() {
+            return Err(ConfigError::invalid(
+                origin,
+                "notify.timeout",
+                "expected a duration above zero",
             ));
         }
         if let Some(url) = &self.advertise_url

@@ -507,6 +507,8 @@ async fn switch_back(
     app.store
         .call(move |c| store::update_deployment(c, &id, &json, &phase, fin, live.as_deref()))
         .await?;
+    app.notify(crate::notify::Event::Started, &record.id);
+    app.notify(crate::notify::Event::Finished, &record.id);
     if !ok {
         return Err(SubmitError::Switch(format!(
             "{detail} (recorded as {}; traffic may be on either group: check, then run the rollback again)",

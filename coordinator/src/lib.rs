@@ -25,6 +25,7 @@ pub mod grpc;
 pub mod guard;
 pub mod haproxy;
 pub mod metrics;
+pub mod notify;
 pub mod output;
 pub mod pki_setup;
 pub mod promotion;

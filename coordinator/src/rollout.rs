@@ -953,6 +953,9 @@ async fn run(
     let now_ms = || clock.now_ms();
     let environment = job.spec.targets.environment.clone().unwrap_or_default();
     app.metrics.rollout_started(&r, &environment);
+    if fresh {
+        app.notify(crate::notify::Event::Started, &r.id);
+    }
     // Results that arrive together are recorded together and the rollout
     // advanced once (see `Rollout::step_all`).
     let apply_all = |r: &mut Rollout, evs: Vec<Event>| {
@@ -1162,6 +1165,7 @@ async fn run(
         app.metrics.batch_done(now_ms() - since);
     }
     app.metrics.rollout_finished(&r, &environment);
+    app.notify(crate::notify::Event::Finished, &r.id);
     app.commands.unsubscribe_deployment(&r.id);
     app.rollouts
         .running

@@ -65,6 +65,7 @@ fn fleet(n: usize, answer: Answer) -> Fake {
         rollouts: Default::default(),
         metrics: Default::default(),
         guard: Arc::new(crate::guard::Guard::new(Default::default())),
+        notifier: Default::default(),
     });
     let got = Arc::new(Mutex::new(Vec::new()));
     for i in 1..=n {

@@ -69,6 +69,8 @@ pub enum ServeError {
     Grpc(#[from] tonic::transport::Error),
     #[error("building the reflection service: {0}")]
     Reflection(String),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::NotifyError),
     #[error(
         "another coordinator runs on state directory {dir} ({holder}): stop it first, or give this one a state_dir of its own"
     )]
@@ -310,7 +312,9 @@ impl Server {
             rollouts: Default::default(),
             metrics: Default::default(),
             guard: Arc::new(crate::guard::Guard::new(Default::default())),
+            notifier: Default::default(),
         });
+        let _ = app.notifier.set(crate::notify::Notifier::start(&app)?);
         match app.store.call(|c| store::deployed_services(c)).await {
             Ok(known) => {
                 for (service, environment, strategy) in known {

@@ -318,6 +318,8 @@ pub struct CoordinatorOptions {
     /// Another `cutover` binary to run the coordinator with (and `ca
     /// init`): a previous release's, for mixed-version tests.
     pub binary: Option<PathBuf>,
+    /// More of coordinator.toml (tables such as `[notify]`), appended.
+    pub extra_config: String,
 }
 
 impl Default for CoordinatorOptions {
@@ -329,6 +331,7 @@ impl Default for CoordinatorOptions {
             session_ticket_lifetime: "24h",
             listen_ip: None,
             binary: None,
+            extra_config: String::new(),
         }
     }
 }
@@ -405,7 +408,7 @@ impl Cluster {
             self.opts.heartbeat_interval,
             self.opts.host_cert_ttl,
             self.opts.session_ticket_lifetime,
-        );
+        ) + &self.opts.extra_config;
         std::fs::write(&self.config, text)?;
         Ok(())
     }

@@ -1278,3 +1278,126 @@ fn a_watch_in_a_ci_log_says_now_and_then_that_a_canary_still_waits() {
     );
     assert!(c.cutover(&["promote", "d1"]).ok);
 }
+
+/// A webhook receiver: every POST body, in order; answers 200.
+fn webhook_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut r = BufReader::new(conn.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if r.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice(&body)
+            {
+                g.lock().unwrap().push(v);
+            }
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (format!("http://{addr}"), got)
+}
+
+#[test]
+fn every_deployment_start_and_end_reaches_the_webhooks_and_a_secret_url_is_not_logged() {
+    let (url, got) = webhook_receiver();
+    let secret = std::env::temp_dir().join(format!("cutover-hook-{}", std::process::id()));
+    std::fs::write(&secret, format!("{url}/hook/s3cr3t-token\n")).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut c = Cluster::start(CoordinatorOptions {
+        extra_config: format!(
+            "[notify]\nwebhooks = [\"{url}/plain\"]\nwebhook_files = [\"{}\"]\n",
+            secret.display()
+        ),
+        ..Default::default()
+    })
+    .unwrap();
+    for h in ["web-1", "web-2"] {
+        c.add_agent(h, "role=web", "").unwrap();
+    }
+    for h in ["web-1", "web-2"] {
+        c.wait_state(h, "ready", Duration::from_secs(20));
+    }
+    let a = demo_tarball(c.dir.path(), "demo.tar");
+    deploy_ok(&c, "1", &a);
+    let (r, code) = deploy(
+        &c,
+        &spec_file(
+            &c,
+            "2",
+            &["--crash-on-start"],
+            "kind = \"rolling\"\nmax_unavailable = 1",
+        ),
+        "2",
+        &a,
+        true,
+    );
+    assert_eq!(code, 3, "{}", r.stdout);
+    // Two webhooks, two deployments, a start and an end each.
+    let events = poll("eight notifications", Duration::from_secs(20), || {
+        let g = got.lock().unwrap();
+        (g.len() >= 8).then(|| g.clone())
+    });
+    let seen = |event: &str, id: &str, phase: &str| {
+        events
+            .iter()
+            .filter(|e| {
+                e["event"] == event
+                    && e["deployment"]["id"] == id
+                    && e["deployment"]["phase"] == phase
+            })
+            .count()
+    };
+    assert_eq!(
+        seen("deployment.finished", "d1", "succeeded"),
+        2,
+        "{events:#?}"
+    );
+    assert_eq!(
+        seen("deployment.finished", "d2", "rolled_back"),
+        2,
+        "{events:#?}"
+    );
+    let d2 = events
+        .iter()
+        .find(|e| e["event"] == "deployment.finished" && e["deployment"]["id"] == "d2")
+        .unwrap();
+    assert_eq!(d2["deployment"]["service"], "web");
+    assert!(
+        d2["deployment"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_failed"),
+        "{d2:#}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event"] == "deployment.started")
+            .count(),
+        4,
+        "{events:#?}"
+    );
+    // The secret URL's token is nowhere in the coordinator's log.
+    let log = c.coordinator.as_mut().unwrap().log_text();
+    assert!(!log.contains("s3cr3t"), "the webhook's token was logged");
+    let _ = std::fs::remove_file(&secret);
+}

@@ -4,7 +4,7 @@
 
 mod deploy;
 mod fleet;
-mod json;
+pub(crate) mod json;
 
 use deploy::*;
 pub use deploy::{DeployOutcome, follow, follow_with};
