@@ -82,6 +82,9 @@ _cutover() {
             cutover,serve)
                 cmd="cutover__subcmd__serve"
                 ;;
+            cutover,service)
+                cmd="cutover__subcmd__service"
+                ;;
             cutover,stats)
                 cmd="cutover__subcmd__stats"
                 ;;
@@ -211,6 +214,9 @@ _cutover() {
             cutover__subcmd__help,serve)
                 cmd="cutover__subcmd__help__subcmd__serve"
                 ;;
+            cutover__subcmd__help,service)
+                cmd="cutover__subcmd__help__subcmd__service"
+                ;;
             cutover__subcmd__help,stats)
                 cmd="cutover__subcmd__help__subcmd__stats"
                 ;;
@@ -250,6 +256,9 @@ _cutover() {
             cutover__subcmd__help__subcmd__hosts,remove)
                 cmd="cutover__subcmd__help__subcmd__hosts__subcmd__remove"
                 ;;
+            cutover__subcmd__help__subcmd__hosts,show)
+                cmd="cutover__subcmd__help__subcmd__hosts__subcmd__show"
+                ;;
             cutover__subcmd__help__subcmd__token,create)
                 cmd="cutover__subcmd__help__subcmd__token__subcmd__create"
                 ;;
@@ -259,11 +268,17 @@ _cutover() {
             cutover__subcmd__hosts,remove)
                 cmd="cutover__subcmd__hosts__subcmd__remove"
                 ;;
+            cutover__subcmd__hosts,show)
+                cmd="cutover__subcmd__hosts__subcmd__show"
+                ;;
             cutover__subcmd__hosts__subcmd__help,help)
                 cmd="cutover__subcmd__hosts__subcmd__help__subcmd__help"
                 ;;
             cutover__subcmd__hosts__subcmd__help,remove)
                 cmd="cutover__subcmd__hosts__subcmd__help__subcmd__remove"
+                ;;
+            cutover__subcmd__hosts__subcmd__help,show)
+                cmd="cutover__subcmd__hosts__subcmd__help__subcmd__show"
                 ;;
             cutover__subcmd__token,create)
                 cmd="cutover__subcmd__token__subcmd__create"
@@ -284,7 +299,7 @@ _cutover() {
 
     case "${cmd}" in
         cutover)
-            opts="-h -V --coordinator --ca --identity --cli-config --help --version serve backup restore config ca token hosts audit whoami haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote rollback demo completions man help"
+            opts="-h -V --coordinator --ca --identity --cli-config --help --version serve backup restore config ca token hosts service audit whoami haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote rollback demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1096,7 +1111,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__help)
-            opts="serve backup restore config ca token hosts audit whoami haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote rollback demo completions man help"
+            opts="serve backup restore config ca token hosts service audit whoami haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote rollback demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1362,7 +1377,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__help__subcmd__hosts)
-            opts="remove"
+            opts="remove show"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1376,6 +1391,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__help__subcmd__hosts__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cutover__subcmd__help__subcmd__hosts__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1488,6 +1517,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__help__subcmd__serve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cutover__subcmd__help__subcmd__service)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1656,7 +1699,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__hosts)
-            opts="-l -o -h --selector --output --coordinator --ca --identity --cli-config --help remove help"
+            opts="-l -o -h --selector --output --coordinator --ca --identity --cli-config --help remove show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1702,7 +1745,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__hosts__subcmd__help)
-            opts="remove help"
+            opts="remove show help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1743,6 +1786,20 @@ _cutover() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cutover__subcmd__hosts__subcmd__help__subcmd__show)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cutover__subcmd__hosts__subcmd__remove)
             opts="-h --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1750,6 +1807,44 @@ _cutover() {
                 return 0
             fi
             case "${prev}" in
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cli-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cutover__subcmd__hosts__subcmd__show)
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2040,6 +2135,44 @@ _cutover() {
                     ;;
                 -c)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cli-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cutover__subcmd__service)
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)

@@ -336,6 +336,19 @@ _arguments "${_arguments_options[@]}" : \
 ':host -- The host'\''s id (see `cutover hosts`):_default' \
 && ret=0
 ;;
+(show)
+_arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
+'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
+'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+':host -- The host'\''s id (see `cutover hosts`):_default' \
+&& ret=0
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 ":: :_cutover__subcmd__hosts__subcmd__help_commands" \
@@ -352,6 +365,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(show)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (help)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -363,6 +380,19 @@ esac
         esac
     ;;
 esac
+;;
+(service)
+_arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
+'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
+'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+':service -- The service:_default' \
+&& ret=0
 ;;
 (audit)
 _arguments "${_arguments_options[@]}" : \
@@ -754,9 +784,17 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(show)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
         esac
     ;;
 esac
+;;
+(service)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
 ;;
 (audit)
 _arguments "${_arguments_options[@]}" : \
@@ -865,6 +903,7 @@ _cutover_commands() {
 'ca:Manage the cluster CA and operator certificates (run on the coordinator host)' \
 'token:Manage join tokens for new hosts' \
 'hosts:List the fleet, or remove a host' \
+'service:One service\: what is live in each environment, the deployment running now, every host that runs it (version, health, drain, drift) and the latest deployments' \
 'audit:Show the coordinator'\''s audit log, newest first' \
 'whoami:Show which operator and role this CLI authenticates as' \
 'haproxy-switch:A blue/green switch command for HAProxy (a spec'\''s \`strategy.switch\`)\: sets the live group'\''s servers of BACKEND (named after the hosts, from CUTOVER_HOSTS) \`ready\`, waits until HAProxy has them up, then sets every other server \`drain\`. Talks to HAProxy'\''s admin socket (\`stats socket ... level admin\`). docs/load-balancers.md' \
@@ -1043,6 +1082,7 @@ _cutover__subcmd__help_commands() {
 'ca:Manage the cluster CA and operator certificates (run on the coordinator host)' \
 'token:Manage join tokens for new hosts' \
 'hosts:List the fleet, or remove a host' \
+'service:One service\: what is live in each environment, the deployment running now, every host that runs it (version, health, drain, drift) and the latest deployments' \
 'audit:Show the coordinator'\''s audit log, newest first' \
 'whoami:Show which operator and role this CLI authenticates as' \
 'haproxy-switch:A blue/green switch command for HAProxy (a spec'\''s \`strategy.switch\`)\: sets the live group'\''s servers of BACKEND (named after the hosts, from CUTOVER_HOSTS) \`ready\`, waits until HAProxy has them up, then sets every other server \`drain\`. Talks to HAProxy'\''s admin socket (\`stats socket ... level admin\`). docs/load-balancers.md' \
@@ -1169,6 +1209,7 @@ _cutover__subcmd__help__subcmd__history_commands() {
 _cutover__subcmd__help__subcmd__hosts_commands() {
     local commands; commands=(
 'remove:Forget a host; its certificate stops working at its next connection' \
+'show:One host in detail\: labels, machine, agent, and every service with its releases, health, drain and drift' \
     )
     _describe -t commands 'cutover help hosts commands' commands "$@"
 }
@@ -1176,6 +1217,11 @@ _cutover__subcmd__help__subcmd__hosts_commands() {
 _cutover__subcmd__help__subcmd__hosts__subcmd__remove_commands() {
     local commands; commands=()
     _describe -t commands 'cutover help hosts remove commands' commands "$@"
+}
+(( $+functions[_cutover__subcmd__help__subcmd__hosts__subcmd__show_commands] )) ||
+_cutover__subcmd__help__subcmd__hosts__subcmd__show_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover help hosts show commands' commands "$@"
 }
 (( $+functions[_cutover__subcmd__help__subcmd__man_commands] )) ||
 _cutover__subcmd__help__subcmd__man_commands() {
@@ -1216,6 +1262,11 @@ _cutover__subcmd__help__subcmd__rollback_commands() {
 _cutover__subcmd__help__subcmd__serve_commands() {
     local commands; commands=()
     _describe -t commands 'cutover help serve commands' commands "$@"
+}
+(( $+functions[_cutover__subcmd__help__subcmd__service_commands] )) ||
+_cutover__subcmd__help__subcmd__service_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover help service commands' commands "$@"
 }
 (( $+functions[_cutover__subcmd__help__subcmd__stats_commands] )) ||
 _cutover__subcmd__help__subcmd__stats_commands() {
@@ -1268,6 +1319,7 @@ _cutover__subcmd__history_commands() {
 _cutover__subcmd__hosts_commands() {
     local commands; commands=(
 'remove:Forget a host; its certificate stops working at its next connection' \
+'show:One host in detail\: labels, machine, agent, and every service with its releases, health, drain and drift' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'cutover hosts commands' commands "$@"
@@ -1276,6 +1328,7 @@ _cutover__subcmd__hosts_commands() {
 _cutover__subcmd__hosts__subcmd__help_commands() {
     local commands; commands=(
 'remove:Forget a host; its certificate stops working at its next connection' \
+'show:One host in detail\: labels, machine, agent, and every service with its releases, health, drain and drift' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'cutover hosts help commands' commands "$@"
@@ -1290,10 +1343,20 @@ _cutover__subcmd__hosts__subcmd__help__subcmd__remove_commands() {
     local commands; commands=()
     _describe -t commands 'cutover hosts help remove commands' commands "$@"
 }
+(( $+functions[_cutover__subcmd__hosts__subcmd__help__subcmd__show_commands] )) ||
+_cutover__subcmd__hosts__subcmd__help__subcmd__show_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover hosts help show commands' commands "$@"
+}
 (( $+functions[_cutover__subcmd__hosts__subcmd__remove_commands] )) ||
 _cutover__subcmd__hosts__subcmd__remove_commands() {
     local commands; commands=()
     _describe -t commands 'cutover hosts remove commands' commands "$@"
+}
+(( $+functions[_cutover__subcmd__hosts__subcmd__show_commands] )) ||
+_cutover__subcmd__hosts__subcmd__show_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover hosts show commands' commands "$@"
 }
 (( $+functions[_cutover__subcmd__man_commands] )) ||
 _cutover__subcmd__man_commands() {
@@ -1334,6 +1397,11 @@ _cutover__subcmd__rollback_commands() {
 _cutover__subcmd__serve_commands() {
     local commands; commands=()
     _describe -t commands 'cutover serve commands' commands "$@"
+}
+(( $+functions[_cutover__subcmd__service_commands] )) ||
+_cutover__subcmd__service_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover service commands' commands "$@"
 }
 (( $+functions[_cutover__subcmd__stats_commands] )) ||
 _cutover__subcmd__stats_commands() {

@@ -1236,6 +1236,36 @@ fn every_json_output_about_deployments_has_one_schema_and_watch_streams_json_lin
             "{h:#}"
         );
     }
+    // The per-service view: what is live, where, and lately.
+    let (r, code) = run(&["service", "web", "-o", "json"]);
+    assert_eq!(code, 0, "{}", r.stderr);
+    let sv: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(sv["live"][0]["version"], "2", "{sv:#}");
+    assert_eq!(sv["live"][0]["deployment"], "d2", "{sv:#}");
+    assert!(sv["live"][0]["environment"].is_null(), "{sv:#}");
+    assert!(sv["running"].is_null(), "{sv:#}");
+    let on: Vec<&serde_json::Value> = sv["hosts"].as_array().unwrap().iter().collect();
+    assert_eq!(on.len(), 2, "{sv:#}");
+    assert!(on.iter().all(|h| h["version"] == "2"), "{sv:#}");
+    assert_eq!(sv["recent"][0]["id"], "d2", "{sv:#}");
+    let (r, _) = run(&["service", "web"]);
+    assert!(
+        r.stdout.contains("LIVE VERSION") && r.stdout.contains("no deployment running"),
+        "{}",
+        r.stdout
+    );
+    let (r, code) = run(&["service", "nothing"]);
+    assert_ne!(code, 0);
+    assert!(r.stderr.contains("no service `nothing`"), "{}", r.stderr);
+    // The per-host view.
+    let (r, code) = run(&["hosts", "show", "web-1", "-o", "json"]);
+    assert_eq!(code, 0, "{}", r.stderr);
+    let hv: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(hv["host"], "web-1");
+    assert_eq!(hv["services"][0]["service"], "web", "{hv:#}");
+    let (r, _) = run(&["hosts", "show", "web-1"]);
+    assert!(r.stdout.starts_with("host web-1 (ready"), "{}", r.stdout);
+    assert!(r.stdout.contains("2 release(s) on disk"), "{}", r.stdout);
     let (r, code) = run(&["whoami", "-o", "json"]);
     assert_eq!(code, 0);
     let me: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();

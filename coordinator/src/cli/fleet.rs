@@ -187,57 +187,56 @@ pub(super) async fn list_hosts(
     }
 }
 
+/// A host as `-o json` shows it.
+pub(super) fn host_out(h: pb::HostInfo) -> HostOut {
+    let fmt_ts = |ms: i64| output::rfc3339(ms);
+    let f = h.facts.unwrap_or_default();
+    HostOut {
+        host: h.host_id,
+        labels: h.labels.into_iter().collect(),
+        state: h.state,
+        last_seen: output::rfc3339(h.last_seen_ms),
+        agent_version: h.agent_version,
+        address: h.address,
+        hostname: f.hostname,
+        cpus: f.cpus,
+        memory_bytes: f.memory_bytes,
+        os: f.os,
+        kernel: f.kernel,
+        arch: f.arch,
+        boot_id: h.boot_id,
+        certificate_expires: fmt_ts(h.certificate_not_after_ms),
+        session: (!h.session_id.is_empty()).then_some(h.session_id),
+        services: h
+            .services
+            .into_iter()
+            .map(|s| {
+                let health = s.health.unwrap_or_default();
+                ServiceOut {
+                    service: s.service,
+                    active_release: s.active_release,
+                    previous_release: s.previous_release,
+                    staged_releases: s.staged_releases,
+                    drained: s.drained,
+                    status: if s.stopped {
+                        "stopped".into()
+                    } else {
+                        health.status
+                    },
+                    pid: health.pid,
+                    restarts: health.restarts,
+                    drift: s.drift,
+                }
+            })
+            .collect(),
+    }
+}
+
 pub(super) async fn hosts(client: &ClientArgs, selector: &str, output: Format) -> Result<()> {
     let r = list_hosts(client, selector).await?;
-    let fmt_ts = |ms: i64| output::rfc3339(ms);
     match output {
         Format::Json => {
-            let hosts: Vec<HostOut> = r
-                .hosts
-                .into_iter()
-                .map(|h| {
-                    let f = h.facts.unwrap_or_default();
-                    HostOut {
-                        host: h.host_id,
-                        labels: h.labels.into_iter().collect(),
-                        state: h.state,
-                        last_seen: output::rfc3339(h.last_seen_ms),
-                        agent_version: h.agent_version,
-                        address: h.address,
-                        hostname: f.hostname,
-                        cpus: f.cpus,
-                        memory_bytes: f.memory_bytes,
-                        os: f.os,
-                        kernel: f.kernel,
-                        arch: f.arch,
-                        boot_id: h.boot_id,
-                        certificate_expires: fmt_ts(h.certificate_not_after_ms),
-                        session: (!h.session_id.is_empty()).then_some(h.session_id),
-                        services: h
-                            .services
-                            .into_iter()
-                            .map(|s| {
-                                let health = s.health.unwrap_or_default();
-                                ServiceOut {
-                                    service: s.service,
-                                    active_release: s.active_release,
-                                    previous_release: s.previous_release,
-                                    staged_releases: s.staged_releases,
-                                    drained: s.drained,
-                                    status: if s.stopped {
-                                        "stopped".into()
-                                    } else {
-                                        health.status
-                                    },
-                                    pid: health.pid,
-                                    restarts: health.restarts,
-                                    drift: s.drift,
-                                }
-                            })
-                            .collect(),
-                    }
-                })
-                .collect();
+            let hosts: Vec<HostOut> = r.hosts.into_iter().map(host_out).collect();
             print!("{}", output::json(&hosts));
         }
         Format::Table => {
@@ -529,4 +528,291 @@ pub(super) fn parse_commit_time(t: &str) -> Result<i64> {
     };
     let utc = humantime::parse_rfc3339_weak(&format!("{base}Z"))?;
     Ok(cutover_common::time::to_unix_ms(utc) - offset_s * 1000)
+}
+
+/// `cutover hosts show HOST`: one host in detail.
+pub(super) async fn host_detail(client: &ClientArgs, host: &str, output: Format) -> Result<()> {
+    let r = list_hosts(client, "").await?;
+    let Some(h) = r.hosts.into_iter().find(|h| h.host_id == host) else {
+        anyhow::bail!("no host `{host}` in the fleet (see `cutover hosts`)");
+    };
+    let last_seen = h.last_seen_ms;
+    let out = host_out(h);
+    if output == Format::Json {
+        print!("{}", output::json(&out));
+        return Ok(());
+    }
+    println!(
+        "host {} ({}, last seen {}{})",
+        out.host,
+        out.state,
+        output::ago(last_seen),
+        if out.session.is_some() {
+            ", connected"
+        } else {
+            ", not connected"
+        }
+    );
+    let labels: Vec<String> = out.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("labels: {}", labels.join(","));
+    println!(
+        "agent {} at {}, certificate until {}",
+        out.agent_version,
+        out.address,
+        out.certificate_expires.as_deref().unwrap_or("-")
+    );
+    println!(
+        "machine: {}, {} CPU(s), {} MiB, {}, kernel {}, {}",
+        out.hostname,
+        out.cpus,
+        out.memory_bytes >> 20,
+        out.os,
+        out.kernel,
+        out.arch
+    );
+    if out.services.is_empty() {
+        println!("no service deployed here yet");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = out
+        .services
+        .iter()
+        .map(|s| {
+            vec![
+                s.service.clone(),
+                s.active_release.clone(),
+                s.previous_release.clone(),
+                s.status.clone(),
+                s.pid.to_string(),
+                s.restarts.to_string(),
+                if s.drained { "yes".into() } else { "-".into() },
+                if s.drift.is_empty() {
+                    "-".into()
+                } else {
+                    s.drift.join("; ")
+                },
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "SERVICE", "RELEASE", "PREVIOUS", "STATUS", "PID", "RESTARTS", "DRAINED", "DRIFT"
+            ],
+            &rows
+        )
+    );
+    for s in &out.services {
+        println!(
+            "{}: {} release(s) on disk: {}",
+            s.service,
+            s.staged_releases.len(),
+            s.staged_releases.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// What `cutover service NAME -o json` prints.
+#[derive(Serialize)]
+struct ServiceView {
+    service: String,
+    /// Per environment (`null`: deployments that name none), the newest
+    /// deployment that succeeded there.
+    live: Vec<LiveIn>,
+    /// The deployment running now, if any.
+    running: Option<super::json::Deployment>,
+    hosts: Vec<ServiceHost>,
+    /// The newest deployments, newest first.
+    recent: Vec<super::json::Deployment>,
+}
+
+#[derive(Serialize)]
+struct LiveIn {
+    environment: Option<String>,
+    version: String,
+    deployment: String,
+    since: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ServiceHost {
+    host: String,
+    environment: Option<String>,
+    release: String,
+    /// The version of that release, when a deployment of this history
+    /// made it.
+    version: Option<String>,
+    status: String,
+    drained: bool,
+    drift: Vec<String>,
+}
+
+/// `cutover service NAME`: where a service runs, what is live in each
+/// environment, what is running now and what happened lately.
+pub(super) async fn service_view(client: &ClientArgs, service: &str, output: Format) -> Result<()> {
+    let hosts = list_hosts(client, "").await?;
+    let mut c = client.connect().await?;
+    let list = c
+        .list_deployments(pb::ListDeploymentsRequest {
+            service: service.into(),
+            page_size: 200,
+            ..Default::default()
+        })
+        .await
+        .map_err(status)?
+        .into_inner()
+        .deployments;
+    let status_of = super::deploy::status_of;
+    let mut versions: BTreeMap<String, String> = BTreeMap::new();
+    for d in &list {
+        if let Some(s) = status_of(d) {
+            versions
+                .entry(s.release_id.clone())
+                .or_insert_with(|| d.version.clone());
+        }
+    }
+    let mut live: Vec<LiveIn> = Vec::new();
+    for d in list.iter().filter(|d| d.phase == "succeeded") {
+        let env = (!d.environment.is_empty()).then(|| d.environment.clone());
+        if live.iter().any(|l| l.environment == env) {
+            continue;
+        }
+        live.push(LiveIn {
+            environment: env,
+            version: d.version.clone(),
+            deployment: d.id.clone(),
+            since: output::rfc3339(d.finished_at_ms),
+        });
+    }
+    let running = list
+        .iter()
+        .find(|d| d.finished_at_ms == 0)
+        .map(|d| super::json::Deployment::of(d, status_of(d).as_ref(), false));
+    let hosts: Vec<ServiceHost> = hosts
+        .hosts
+        .into_iter()
+        .filter_map(|h| {
+            let env = h.labels.get("environment").cloned();
+            let s = h.services.into_iter().find(|s| s.service == service)?;
+            let health = s.health.clone().unwrap_or_default();
+            Some(ServiceHost {
+                host: h.host_id,
+                environment: env,
+                version: versions.get(&s.active_release).cloned(),
+                release: s.active_release,
+                status: if s.stopped {
+                    "stopped".into()
+                } else {
+                    health.status
+                },
+                drained: s.drained,
+                drift: s.drift,
+            })
+        })
+        .collect();
+    if hosts.is_empty() && list.is_empty() {
+        anyhow::bail!("no service `{service}`: never deployed, and on no host");
+    }
+    let recent = list
+        .iter()
+        .take(5)
+        .map(|d| super::json::Deployment::of(d, status_of(d).as_ref(), false))
+        .collect();
+    let view = ServiceView {
+        service: service.into(),
+        live,
+        running,
+        hosts,
+        recent,
+    };
+    if output == Format::Json {
+        print!("{}", output::json(&view));
+        return Ok(());
+    }
+    println!("service {}", view.service);
+    let rows: Vec<Vec<String>> = view
+        .live
+        .iter()
+        .map(|l| {
+            vec![
+                l.environment.clone().unwrap_or_else(|| "-".into()),
+                l.version.clone(),
+                l.deployment.clone(),
+                l.since.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &["ENVIRONMENT", "LIVE VERSION", "DEPLOYMENT", "SINCE"],
+            &rows
+        )
+    );
+    match &view.running {
+        Some(d) => println!(
+            "running now: {} (version {}, {}{})",
+            d.id,
+            d.version,
+            d.phase,
+            d.summary
+                .as_ref()
+                .map(|s| format!(", {s}"))
+                .unwrap_or_default()
+        ),
+        None => println!("no deployment running"),
+    }
+    let rows: Vec<Vec<String>> = view
+        .hosts
+        .iter()
+        .map(|h| {
+            vec![
+                h.host.clone(),
+                h.environment.clone().unwrap_or_else(|| "-".into()),
+                h.version.clone().unwrap_or_else(|| "?".into()),
+                h.status.clone(),
+                if h.drained { "yes".into() } else { "-".into() },
+                if h.drift.is_empty() {
+                    "-".into()
+                } else {
+                    h.drift.join("; ")
+                },
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "HOST",
+                "ENVIRONMENT",
+                "VERSION",
+                "STATUS",
+                "DRAINED",
+                "DRIFT"
+            ],
+            &rows
+        )
+    );
+    let rows: Vec<Vec<String>> = view
+        .recent
+        .iter()
+        .map(|d| {
+            vec![
+                d.id.clone(),
+                d.version.clone(),
+                d.environment.clone().unwrap_or_else(|| "-".into()),
+                d.phase.clone(),
+                d.created_at.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    println!("recent deployments:");
+    print!(
+        "{}",
+        output::table(&["ID", "VERSION", "ENVIRONMENT", "PHASE", "STARTED"], &rows)
+    );
+    Ok(())
 }

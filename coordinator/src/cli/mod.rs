@@ -119,6 +119,16 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
+    /// One service: what is live in each environment, the deployment
+    /// running now, every host that runs it (version, health, drain,
+    /// drift) and the latest deployments.
+    Service {
+        /// The service.
+        service: String,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
     /// Show the coordinator's audit log, newest first.
     Audit {
         /// At most this many entries, newest first.
@@ -442,6 +452,15 @@ pub enum HostsCmd {
         /// The host's id (see `cutover hosts`).
         host: String,
     },
+    /// One host in detail: labels, machine, agent, and every service with
+    /// its releases, health, drain and drift.
+    Show {
+        /// The host's id (see `cutover hosts`).
+        host: String,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
 }
 
 /// Runs a parsed command.
@@ -506,6 +525,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             selector,
             output,
         } => hosts(&cli.client, &selector, output).await,
+        Command::Hosts {
+            cmd: Some(HostsCmd::Show { host, output }),
+            ..
+        } => host_detail(&cli.client, &host, output).await,
+        Command::Service { service, output } => service_view(&cli.client, &service, output).await,
         Command::Audit { limit, output } => audit(&cli.client, limit, output).await,
         Command::HaproxySwitch {
             socket,
