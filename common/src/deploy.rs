@@ -367,6 +367,11 @@ pub struct Targets {
     /// --include-drained` sets this).
     #[serde(default)]
     pub include_drained: bool,
+    /// A person must approve the deployment (`cutover approve ID`, an
+    /// operator other than the one who submitted it) before any host
+    /// changes: it stages everywhere, then waits.
+    #[serde(default)]
+    pub approval: bool,
 }
 
 /// A whole deployment spec.

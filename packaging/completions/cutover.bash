@@ -19,6 +19,9 @@ _cutover() {
             cutover,abort)
                 cmd="cutover__subcmd__abort"
                 ;;
+            cutover,approve)
+                cmd="cutover__subcmd__approve"
+                ;;
             cutover,audit)
                 cmd="cutover__subcmd__audit"
                 ;;
@@ -150,6 +153,9 @@ _cutover() {
                 ;;
             cutover__subcmd__help,abort)
                 cmd="cutover__subcmd__help__subcmd__abort"
+                ;;
+            cutover__subcmd__help,approve)
+                cmd="cutover__subcmd__help__subcmd__approve"
                 ;;
             cutover__subcmd__help,audit)
                 cmd="cutover__subcmd__help__subcmd__audit"
@@ -299,7 +305,7 @@ _cutover() {
 
     case "${cmd}" in
         cutover)
-            opts="-h -V --coordinator --ca --identity --cli-config --help --version serve backup restore config ca token hosts service audit whoami haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote rollback demo completions man help"
+            opts="-h -V --coordinator --ca --identity --cli-config --help --version serve backup restore config ca token hosts service audit whoami haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote approve rollback demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,6 +335,36 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__abort)
+            opts="-h --coordinator --ca --identity --cli-config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cli-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cutover__subcmd__approve)
             opts="-h --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -1111,7 +1147,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__help)
-            opts="serve backup restore config ca token hosts service audit whoami haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote rollback demo completions man help"
+            opts="serve backup restore config ca token hosts service audit whoami haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote approve rollback demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1125,6 +1161,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__help__subcmd__abort)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cutover__subcmd__help__subcmd__approve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

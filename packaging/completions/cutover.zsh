@@ -618,6 +618,17 @@ _arguments "${_arguments_options[@]}" : \
 ':id -- A deployment id (d42):_default' \
 && ret=0
 ;;
+(approve)
+_arguments "${_arguments_options[@]}" : \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
+'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
+'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+':id -- A deployment id (d42):_default' \
+&& ret=0
+;;
 (rollback)
 _arguments "${_arguments_options[@]}" : \
 '--to=[Default\: one step back from what is live (see docs/rollouts.md)]:TO:_default' \
@@ -864,6 +875,10 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(approve)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (rollback)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -921,6 +936,7 @@ _cutover_commands() {
 'resume:Go on with a paused deployment' \
 'abort:Stop a deployment and roll back the hosts it changed' \
 'promote:Promote a canary step' \
+'approve:Approve a deployment whose spec asks for it (\`targets.approval\`)\: it has staged everywhere and waits; an operator other than the one who submitted it lets it go on' \
 'rollback:Deploy an earlier successful version of a service again' \
 'demo:Run a whole fleet on this machine\: a coordinator, agents and a sample service' \
 'completions:Print the shell completion script (e.g. \`cutover completions bash > /etc/bash_completion.d/cutover\`)' \
@@ -933,6 +949,11 @@ _cutover_commands() {
 _cutover__subcmd__abort_commands() {
     local commands; commands=()
     _describe -t commands 'cutover abort commands' commands "$@"
+}
+(( $+functions[_cutover__subcmd__approve_commands] )) ||
+_cutover__subcmd__approve_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover approve commands' commands "$@"
 }
 (( $+functions[_cutover__subcmd__audit_commands] )) ||
 _cutover__subcmd__audit_commands() {
@@ -1100,6 +1121,7 @@ _cutover__subcmd__help_commands() {
 'resume:Go on with a paused deployment' \
 'abort:Stop a deployment and roll back the hosts it changed' \
 'promote:Promote a canary step' \
+'approve:Approve a deployment whose spec asks for it (\`targets.approval\`)\: it has staged everywhere and waits; an operator other than the one who submitted it lets it go on' \
 'rollback:Deploy an earlier successful version of a service again' \
 'demo:Run a whole fleet on this machine\: a coordinator, agents and a sample service' \
 'completions:Print the shell completion script (e.g. \`cutover completions bash > /etc/bash_completion.d/cutover\`)' \
@@ -1112,6 +1134,11 @@ _cutover__subcmd__help_commands() {
 _cutover__subcmd__help__subcmd__abort_commands() {
     local commands; commands=()
     _describe -t commands 'cutover help abort commands' commands "$@"
+}
+(( $+functions[_cutover__subcmd__help__subcmd__approve_commands] )) ||
+_cutover__subcmd__help__subcmd__approve_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover help approve commands' commands "$@"
 }
 (( $+functions[_cutover__subcmd__help__subcmd__audit_commands] )) ||
 _cutover__subcmd__help__subcmd__audit_commands() {

@@ -1431,3 +1431,57 @@ fn every_deployment_start_and_end_reaches_the_webhooks_and_a_secret_url_is_not_l
     assert!(!log.contains("s3cr3t"), "the webhook's token was logged");
     let _ = std::fs::remove_file(&secret);
 }
+
+#[test]
+fn a_deployment_that_needs_approval_waits_for_another_operator() {
+    let (c, a) = fleet(2);
+    deploy_ok(&c, "1", &a);
+    let spec = spec_file(&c, "2", &[], "kind = \"rolling\"\nmax_unavailable = 1");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(text.contains("[targets]\n"));
+    std::fs::write(
+        &spec,
+        text.replace("[targets]\n", "[targets]\napproval = true\n"),
+    )
+    .unwrap();
+    let (r, code) = deploy(&c, &spec, "2", &a, false);
+    assert_eq!(code, 0, "{}", r.stderr);
+    poll("d2 to wait for approval", Duration::from_secs(30), || {
+        let s = c.cutover(&["status", "d2", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&s.stdout).ok()?;
+        v["progress"]["waiting_for"]
+            .as_str()
+            .is_some_and(|w| w.contains("waiting for approval"))
+            .then_some(())
+    });
+    // Staged everywhere, changed nowhere.
+    assert!(
+        releases(&c).iter().all(|r| r.starts_with("1-")),
+        "{:?}",
+        releases(&c)
+    );
+    // Not by the one who submitted it.
+    let r = c.cutover(&["approve", "d2"]);
+    assert!(!r.ok);
+    assert!(
+        r.stderr.contains("another operator must approve it"),
+        "{}",
+        r.stderr
+    );
+    assert!(c.audited("deployment.control", "denied", "another operator"));
+    c.issue_operator("bob", "deployer").unwrap();
+    let r = c.cutover_as("bob", &["approve", "d2"]);
+    assert!(r.ok, "{}", r.stderr);
+    let w = c.cutover(&["watch", "d2"]);
+    assert!(w.ok, "{}\n{}", w.stdout, w.stderr);
+    assert!(
+        w.stdout.contains("approved by operator:bob"),
+        "{}",
+        w.stdout
+    );
+    assert!(
+        releases(&c).iter().all(|r| r.starts_with("2-")),
+        "{:?}",
+        releases(&c)
+    );
+}

@@ -325,6 +325,13 @@ pub enum Command {
         /// A deployment id (d42).
         id: String,
     },
+    /// Approve a deployment whose spec asks for it (`targets.approval`):
+    /// it has staged everywhere and waits; an operator other than the one
+    /// who submitted it lets it go on.
+    Approve {
+        /// A deployment id (d42).
+        id: String,
+    },
     /// Deploy an earlier successful version of a service again.
     Rollback {
         /// The service to roll back.
@@ -652,6 +659,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Resume { id } => control(&cli.client, &id, "resume").await,
         Command::Abort { id } => control(&cli.client, &id, "abort").await,
         Command::Promote { id } => control(&cli.client, &id, "promote").await,
+        Command::Approve { id } => control(&cli.client, &id, "approve").await,
         Command::Rollback {
             service,
             to,

@@ -115,6 +115,16 @@ pub struct Rollout {
     /// times it was tried again (each try is a new command id).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stage_retries: BTreeMap<String, u32>,
+    /// The spec's `targets.approval`: no host changes before a person
+    /// approves.
+    #[serde(default)]
+    pub approval_required: bool,
+    /// Staged everywhere, waiting for that approval.
+    #[serde(default)]
+    pub awaiting_approval: bool,
+    /// Who approved it.
+    #[serde(default)]
+    pub approved_by: Option<String>,
     /// Host -> position, for command ids (the host set never changes).
     #[serde(skip)]
     pub(crate) index_cache: IndexCache,
@@ -181,6 +191,9 @@ impl Rollout {
             rollback_since_ms: None,
             held_batch: None,
             stage_retries: BTreeMap::new(),
+            approval_required: spec.targets.approval,
+            awaiting_approval: false,
+            approved_by: None,
         }
     }
 
@@ -299,7 +312,8 @@ impl Rollout {
                     // Nor is the switch command, which has its own timeout.
                     let waiting =
                         matches!(self.phase, Phase::Waiting { .. } | Phase::Switching { .. })
-                            || self.paused;
+                            || self.paused
+                            || self.awaiting_approval;
                     if now - since > self.progress_deadline_ms && !waiting {
                         return self.begin_rollback(now, "progress deadline passed".into(), false);
                     }
@@ -456,6 +470,13 @@ impl Rollout {
                             reason: "host lost".into(),
                         },
                     );
+                }
+            }
+            Event::Approve { by } => {
+                if self.awaiting_approval {
+                    self.awaiting_approval = false;
+                    self.note(now, format!("approved by {by}"));
+                    self.approved_by = Some(by);
                 }
             }
             Event::Abort => return self.begin_rollback(now, "aborted by an operator".into(), true),
@@ -655,6 +676,19 @@ impl Rollout {
                 if self.held_batch.is_some()
                     || self.hosts.values().any(|p| matches!(p, HostPhase::Staging))
                 {
+                    return Vec::new();
+                }
+                if self.approval_required && self.approved_by.is_none() {
+                    if !self.awaiting_approval {
+                        self.awaiting_approval = true;
+                        self.note(
+                            now,
+                            format!(
+                                "staged everywhere; waiting for approval: `cutover approve {}` (an operator other than the submitter)",
+                                self.id
+                            ),
+                        );
+                    }
                     return Vec::new();
                 }
                 self.note(now, "staged everywhere");

@@ -150,6 +150,10 @@ pub enum Event {
     Rollback,
     /// Operator: go on to the next canary step now.
     Promote,
+    /// An operator approved the deployment (`targets.approval`).
+    Approve {
+        by: String,
+    },
     /// The verdict of the analysis the rollout asked for.
     Analysis {
         batch: usize,

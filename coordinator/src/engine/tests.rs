@@ -1397,3 +1397,45 @@ fn a_spec_for_an_environment_no_host_is_in_says_where_the_matching_hosts_are() {
         "{e}"
     );
 }
+
+#[test]
+fn a_deployment_that_needs_approval_stages_then_changes_no_host_until_approved() {
+    let mut r = rollout(
+        "approval = true\n[strategy]\nkind = \"rolling\"\nmax_unavailable = 1",
+        2,
+    );
+    assert!(r.approval_required);
+    let staged = r.step(Event::Start, 0);
+    let mut out = Vec::new();
+    for e in &staged {
+        out.extend(r.step(ok(e), 1));
+    }
+    assert!(out.is_empty(), "nothing activates before approval: {out:?}");
+    assert!(r.awaiting_approval);
+    assert!(r.blocked_on(1).unwrap().contains("waiting for approval"));
+    // Long past the progress deadline: a person may take their time.
+    assert!(r.step(Event::Tick, r.progress_deadline_ms * 3).is_empty());
+    assert_eq!(r.phase, Phase::Staging);
+    assert!(r.refuses(&Event::Promote).is_some());
+    let go = r.step(
+        Event::Approve {
+            by: "operator:bob".into(),
+        },
+        r.progress_deadline_ms * 3 + 1,
+    );
+    assert!(matches!(go.as_slice(), [Effect::Activate { .. }]), "{go:?}");
+    assert_eq!(r.approved_by.as_deref(), Some("operator:bob"));
+    assert!(
+        r.refuses(&Event::Approve { by: "x".into() })
+            .unwrap()
+            .contains("approved already, by operator:bob")
+    );
+    // Without the spec's approval, approving is refused as pointless.
+    let plain = rollout("", 1);
+    assert!(
+        plain
+            .refuses(&Event::Approve { by: "x".into() })
+            .unwrap()
+            .contains("needs no approval")
+    );
+}

@@ -72,6 +72,10 @@ impl Rollout {
     /// Why the rollout is not moving, for `cutover status`.
     pub fn blocked_on(&self, now: i64) -> Option<String> {
         match &self.phase {
+            Phase::Staging if self.awaiting_approval => Some(format!(
+                "waiting for approval: `cutover approve {}` by an operator other than the submitter",
+                self.id
+            )),
             Phase::Staging => {
                 let staged = self
                     .hosts
@@ -170,6 +174,18 @@ impl Rollout {
                 self.phase.name()
             )),
             Event::Resume if !self.paused => Some(format!("deployment {id} is not paused")),
+            Event::Approve { .. } if !self.awaiting_approval => Some(match &self.approved_by {
+                Some(by) => format!("deployment {id} was approved already, by {by}"),
+                None if self.approval_required => {
+                    format!(
+                        "deployment {id} is not waiting for approval yet (it is {})",
+                        self.phase.name()
+                    )
+                }
+                None => {
+                    format!("deployment {id} needs no approval (its spec does not ask for one)")
+                }
+            }),
             Event::Abort | Event::Rollback if matches!(self.phase, Phase::Switching { .. }) => {
                 Some(format!(
                     "deployment {id} is running its switch command: traffic may be moving to the new group; \

@@ -486,13 +486,33 @@ async fn control_now(
         "abort" => Event::Abort,
         "rollback" => Event::Rollback,
         "promote" => Event::Promote,
+        "approve" => Event::Approve {
+            by: op.peer.actor(),
+        },
         other => {
             return Err(Status::invalid_argument(format!(
-                "action `{other}`: expected pause, resume, promote, abort or rollback"
+                "action `{other}`: expected pause, resume, promote, approve, abort or rollback"
             )));
         }
     };
     let d = record(app, &r.id).await?;
+    // Four eyes: whoever submitted a deployment cannot approve it.
+    if matches!(ev, Event::Approve { .. }) && d.created_by == op.peer.actor() {
+        let msg = format!(
+            "{} submitted deployment {}: another operator must approve it",
+            d.created_by, d.id
+        );
+        audit(
+            app,
+            &op,
+            "deployment.control",
+            &d.id,
+            Outcome::Denied,
+            msg.clone(),
+        )
+        .await;
+        return Err(Status::permission_denied(msg));
+    }
     // An action that would change nothing is refused, saying why (was:
     // accepted, ignored, exit 0).
     if let Some(now) = app.rollouts.watch(&d.id).map(|w| w.borrow().clone())

@@ -282,6 +282,9 @@ pub fn to_toml(s: &pb::DeploySpec) -> Result<String, TypedSpecError> {
         if g.include_drained {
             x.insert("include_drained".into(), true.into());
         }
+        if g.approval {
+            x.insert("approval".into(), true.into());
+        }
         t.insert("targets".into(), x.into());
     }
     toml::to_string(&t).map_err(|e| err("", e.to_string()))
@@ -596,6 +599,7 @@ pub fn from_spec(s: &DeploySpec) -> pb::DeploySpec {
             environment: s.targets.environment.clone().unwrap_or_default(),
             requires_success_in: s.targets.requires_success_in.clone(),
             include_drained: s.targets.include_drained,
+            approval: s.targets.approval,
         }),
     }
 }
