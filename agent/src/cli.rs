@@ -98,8 +98,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             let cfg = AgentConfig::load(c.config.as_deref())?;
             let shutdown = CancellationToken::new();
             let stop = shutdown.clone();
+            // Installed here, before anything can tell systemd READY=1: a
+            // stop sent at once must find the handler.
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term =
+                signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+            let mut int =
+                signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
             tokio::spawn(async move {
-                shutdown_signal().await;
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
                 tracing::info!("shutting down");
                 stop.cancel();
             });

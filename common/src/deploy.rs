@@ -372,6 +372,11 @@ pub struct Targets {
     /// changes: it stages everywhere, then waits.
     #[serde(default)]
     pub approval: bool,
+    /// When a deployment may start, in UTC (`"mon-fri 09:00-17:00"`);
+    /// empty: any time. Rollbacks are never held. `cutover deploy
+    /// --outside-window REASON` starts one anyway (audited).
+    #[serde(default)]
+    pub windows: Vec<String>,
 }
 
 /// A whole deployment spec.
@@ -651,6 +656,9 @@ impl DeploySpec {
             && let Err(le) = crate::labels::check("environment", env)
         {
             return e("targets.environment", le.to_string());
+        }
+        if let Err((i, why)) = crate::windows::parse_all(&self.targets.windows) {
+            return e(&format!("targets.windows[{i}]"), why);
         }
         for (i, env) in self.targets.requires_success_in.iter().enumerate() {
             if let Err(le) = crate::labels::check("environment", env) {

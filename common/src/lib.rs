@@ -23,6 +23,7 @@ pub mod sdnotify;
 pub mod service;
 pub mod time;
 pub mod tls;
+pub mod windows;
 
 /// What an agent's refusal of a command says when the command's id is
 /// already used for a different command; the coordinator audits results

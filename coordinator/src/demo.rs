@@ -268,6 +268,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                     }),
                     commit_time_ms: 0,
                     request_id: String::new(),
+                    outside_window_reason: String::new(),
                 })
                 .await
                 .map_err(crate::cli::status)?

@@ -61,6 +61,14 @@ pub enum SubmitError {
     #[error("internal error: {0}")]
     Internal(String),
     #[error(
+        "outside the deploy windows of `{service}` ({windows}, UTC): the next opens at {next}; `cutover deploy --outside-window REASON` starts it anyway (audited)"
+    )]
+    OutsideWindow {
+        service: String,
+        windows: String,
+        next: String,
+    },
+    #[error(
         "request_id `{request_id}` was already used for a different deployment ({id}); use a new request id for a new deployment"
     )]
     RequestReused { request_id: String, id: String },
@@ -457,6 +465,9 @@ pub struct Submission {
     /// The caller's idempotency key: a retry gets the deployment the
     /// first try stored.
     pub request_id: Option<String>,
+    /// Why it starts outside the spec's deploy windows (`--outside-window`);
+    /// `None`: only inside them.
+    pub outside_window: Option<String>,
 }
 
 /// A request id seen before: the same deployment (Ok, not started again),
@@ -516,6 +527,20 @@ async fn submit_new(
     job: Job,
     by: Submission,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
+    // Deploy windows hold new deployments, never the way back.
+    if by.rollback.is_none() && by.outside_window.is_none() {
+        let windows = cutover_common::windows::parse_all(&job.spec.targets.windows)
+            .map_err(|(i, why)| SubmitError::Internal(format!("targets.windows[{i}]: {why}")))?;
+        if let Err(next) = cutover_common::windows::check(&windows, cutover_common::time::now_ms())
+        {
+            return Err(SubmitError::OutsideWindow {
+                service: job.spec.service.clone(),
+                windows: job.spec.targets.windows.join(", "),
+                next: humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(next))
+                    .to_string(),
+            });
+        }
+    }
     // Before planning: a service busy with another deployment is refused
     // at once (and checked again when storing).
     let (svc, env) = (
@@ -538,6 +563,7 @@ async fn submit_new(
         commit_time,
         rollback,
         request_id,
+        outside_window: _,
     } = by;
     let (j, a) = (job.clone(), actor.clone());
     let stored = app

@@ -959,7 +959,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__deploy)
-            opts="-o -h --version --artifact --sha256 --commit-time --require-success-in --include-drained --request-id --watch --output --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --version --artifact --sha256 --commit-time --require-success-in --include-drained --request-id --outside-window --watch --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -986,6 +986,10 @@ _cutover() {
                     return 0
                     ;;
                 --request-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --outside-window)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

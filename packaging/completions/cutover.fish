@@ -252,6 +252,7 @@ complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l sha256 -d 'Th
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l commit-time -d 'When the change was committed (RFC 3339, any offset, e.g. from `git log -1 --format=%cI`), for lead-time stats' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l require-success-in -d 'The promotion gate: refuse unless this version (same artifact) succeeded in ENV first. Repeatable; adds to the spec\'s `targets.requires_success_in`' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l request-id -d 'Makes the deploy safe to run again (a CI job retried after a timeout): the same ID from the same operator gets the deployment the first run started, not a second one. E.g. the CI run\'s id' -r
+complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l outside-window -d 'Start it even outside the spec\'s deploy windows (`targets.windows`), saying why: the reason goes to the audit log' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -s o -l output -d 'Output: `text`, or `json`: the deployment (with --watch, one line of JSON per state until it ends)' -r -f -a "table\t''
 json\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r

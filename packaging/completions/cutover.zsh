@@ -492,6 +492,7 @@ _arguments "${_arguments_options[@]}" : \
 '--commit-time=[When the change was committed (RFC 3339, any offset, e.g. from \`git log -1 --format=%cI\`), for lead-time stats]:COMMIT_TIME:_default' \
 '*--require-success-in=[The promotion gate\: refuse unless this version (same artifact) succeeded in ENV first. Repeatable; adds to the spec'\''s \`targets.requires_success_in\`]:ENV:_default' \
 '--request-id=[Makes the deploy safe to run again (a CI job retried after a timeout)\: the same ID from the same operator gets the deployment the first run started, not a second one. E.g. the CI run'\''s id]:ID:_default' \
+'--outside-window=[Start it even outside the spec'\''s deploy windows (\`targets.windows\`), saying why\: the reason goes to the audit log]:REASON:_default' \
 '-o+[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \

@@ -236,6 +236,7 @@ impl Control {
                 spec: Some(spec),
                 commit_time_ms: 0,
                 request_id,
+                ..Default::default()
             };
             let call =
                 tokio::spawn(
@@ -275,6 +276,7 @@ impl Control {
             spec: Some(spec),
             commit_time_ms: 0,
             request_id: request_id.to_string(),
+            ..Default::default()
         };
         self.rt
             .block_on(async move { client.submit_deployment(req).await.map(|r| r.into_inner()) })

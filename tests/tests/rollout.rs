@@ -1485,3 +1485,75 @@ fn a_deployment_that_needs_approval_waits_for_another_operator() {
         releases(&c)
     );
 }
+
+#[test]
+fn outside_its_deploy_windows_a_deploy_is_refused_unless_a_reason_is_given_and_rollbacks_never_wait()
+ {
+    let (c, a) = fleet(2);
+    deploy_ok(&c, "1", &a);
+    // A window that is closed now: one minute, the day after tomorrow.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let weekday = ((now / 86_400 + 3).rem_euclid(7)) as usize;
+    let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][(weekday + 2) % 7];
+    let spec = spec_file(&c, "2", &[], "kind = \"rolling\"\nmax_unavailable = 1");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        text.replace(
+            "[targets]\n",
+            &format!("[targets]\nwindows = [\"{day} 00:00-00:01\"]\n"),
+        ),
+    )
+    .unwrap();
+    let (r, code) = deploy(&c, &spec, "2", &a, true);
+    assert_ne!(code, 0);
+    assert!(
+        r.stderr.contains("outside the deploy windows of `web`")
+            && r.stderr.contains("the next opens at"),
+        "{}",
+        r.stderr
+    );
+    assert!(releases(&c).iter().all(|r| r.starts_with("1-")));
+    // A hotfix, said so: it goes, and the audit log keeps why.
+    let out = std::process::Command::new("timeout")
+        .arg("90")
+        .arg(cutover_tests::bin("cutover"))
+        .args([
+            "deploy",
+            spec.to_str().unwrap(),
+            "--version",
+            "2",
+            "--artifact",
+            &a.url,
+            "--sha256",
+            &a.sha256,
+            "--outside-window",
+            "hotfix for INC-42",
+            "--watch",
+        ])
+        .env("HOME", c.dir.path())
+        .envs(c.operator_env("admin"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(c.audited(
+        "deployment.submit",
+        "ok",
+        "outside its deploy windows: hotfix for INC-42"
+    ));
+    // The way back is never held by a window.
+    let r = c.cutover(&["rollback", "web", "--watch"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        releases(&c).iter().all(|r| r.starts_with("1-")),
+        "{:?}",
+        releases(&c)
+    );
+}

@@ -116,6 +116,7 @@ pub(super) struct DeployOptions {
     pub(super) require_success_in: Vec<String>,
     pub(super) include_drained: bool,
     pub(super) request_id: Option<String>,
+    pub(super) outside_window: Option<String>,
     pub(super) watch: bool,
     pub(super) output: Format,
 }
@@ -133,6 +134,7 @@ pub(super) async fn deploy(
         require_success_in,
         include_drained,
         request_id,
+        outside_window,
         watch,
         output,
     } = o;
@@ -153,6 +155,7 @@ pub(super) async fn deploy(
             spec: Some(spec),
             commit_time_ms,
             request_id: request_id.unwrap_or_default(),
+            outside_window_reason: outside_window.unwrap_or_default(),
         })
         .await
         .map_err(status)?

@@ -243,6 +243,11 @@ pub enum Command {
         /// CI run's id.
         #[arg(long, value_name = "ID")]
         request_id: Option<String>,
+        /// Start it even outside the spec's deploy windows
+        /// (`targets.windows`), saying why: the reason goes to the audit
+        /// log.
+        #[arg(long, value_name = "REASON")]
+        outside_window: Option<String>,
         /// Follow the rollout until it ends; the exit code tells how.
         #[arg(long)]
         watch: bool,
@@ -616,6 +621,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             require_success_in,
             include_drained,
             request_id,
+            outside_window,
             watch,
             output,
         } => {
@@ -630,6 +636,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     require_success_in,
                     include_drained,
                     request_id,
+                    outside_window,
                     watch,
                     output,
                 },
@@ -734,18 +741,36 @@ pub fn status(s: tonic::Status) -> anyhow::Error {
 
 async fn serve(cfg: CoordinatorConfig) -> Result<()> {
     let running = crate::server::Server::start(cfg).await?;
+    // Before READY: a stop sent the moment systemd hears it must find the
+    // handler in place (else SIGTERM's default ends the process at once,
+    // without STOPPING=1 or a clean shutdown).
+    let stop = shutdown_signals()?;
     let status = format!("READY=1\nSTATUS=listening on {}", running.url);
     if let Err(e) = cutover_common::sdnotify::notify(&status) {
         tracing::warn!(error = %e, "notifying systemd failed");
     }
     running
         .run_until(async {
-            shutdown_signal().await;
+            stop.await;
             tracing::info!("shutting down");
             let _ = cutover_common::sdnotify::notify("STOPPING=1");
         })
         .await?;
     Ok(())
+}
+
+/// Installs the SIGINT and SIGTERM handlers now; the future resolves on
+/// either.
+fn shutdown_signals() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
 }
 
 /// Resolves on SIGINT or SIGTERM.

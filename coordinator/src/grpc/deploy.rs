@@ -20,7 +20,9 @@ impl From<SubmitError> for Status {
                 Status::failed_precondition(e.to_string())
             }
             SubmitError::Plan(_) => Status::failed_precondition(e.to_string()),
-            SubmitError::Promotion(_) => Status::failed_precondition(e.to_string()),
+            SubmitError::Promotion(_) | SubmitError::OutsideWindow { .. } => {
+                Status::failed_precondition(e.to_string())
+            }
             SubmitError::Store(_) | SubmitError::Internal(_) => Status::internal(e.to_string()),
             SubmitError::RequestReused { .. } => Status::already_exists(e.to_string()),
             SubmitError::Rollback(crate::deployments::RollbackError::NotFound { .. }) => {
@@ -286,11 +288,14 @@ pub async fn submit(
         .await;
         return Err(Status::permission_denied(msg));
     }
+    let outside_window = (!r.outside_window_reason.trim().is_empty())
+        .then(|| r.outside_window_reason.trim().to_string());
     let by = rollout::Submission {
         actor: op.peer.actor(),
         commit_time: commit,
         rollback: None,
         request_id,
+        outside_window: outside_window.clone(),
     };
     let result = rollout::submit(app, job, by).await;
     match result {
@@ -301,7 +306,16 @@ pub async fn submit(
                 "deployment.submit",
                 &d.id,
                 Outcome::Ok,
-                format!("{} version {} ({})", d.service, d.version, live.release_id),
+                format!(
+                    "{} version {} ({}){}",
+                    d.service,
+                    d.version,
+                    live.release_id,
+                    outside_window
+                        .as_ref()
+                        .map(|w| format!(", outside its deploy windows: {w}"))
+                        .unwrap_or_default()
+                ),
             )
             .await;
             Ok(Response::new(info(&d, Some(&live))))

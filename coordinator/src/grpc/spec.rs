@@ -285,6 +285,9 @@ pub fn to_toml(s: &pb::DeploySpec) -> Result<String, TypedSpecError> {
         if g.approval {
             x.insert("approval".into(), true.into());
         }
+        if !g.windows.is_empty() {
+            x.insert("windows".into(), strings(&g.windows));
+        }
         t.insert("targets".into(), x.into());
     }
     toml::to_string(&t).map_err(|e| err("", e.to_string()))
@@ -600,6 +603,7 @@ pub fn from_spec(s: &DeploySpec) -> pb::DeploySpec {
             requires_success_in: s.targets.requires_success_in.clone(),
             include_drained: s.targets.include_drained,
             approval: s.targets.approval,
+            windows: s.targets.windows.clone(),
         }),
     }
 }
