@@ -132,7 +132,8 @@ pub enum Event {
         command_id: String,
         ok: bool,
         message: String,
-        /// Why it failed, when the agent says (see [`Failure`]).
+        /// Why it failed, when the agent says (see
+        /// [`Failure`](cutover_common::failure::Failure)).
         failure: Option<cutover_common::failure::Failure>,
     },
     /// A host that runs the new release reports it unhealthy.
