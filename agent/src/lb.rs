@@ -26,6 +26,9 @@ use crate::runtime::Runtime;
 
 fn answer(rt: &Runtime, path: &str) -> (StatusCode, String) {
     let health = rt.health_now();
+    if path == "/metrics" {
+        return (StatusCode::OK, metrics(&health));
+    }
     match path.strip_prefix("/ready") {
         Some("") | Some("/") => {
             let all: Vec<serde_json::Value> = health
@@ -54,6 +57,73 @@ fn answer(rt: &Runtime, path: &str) -> (StatusCode, String) {
     }
 }
 
+/// A label value as Prometheus' text format writes it.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The host's services as Prometheus metrics (text format 0.0.4), at
+/// `GET /metrics` on the readiness port: what a host dashboard or an
+/// alert on one host needs without asking the coordinator.
+pub fn metrics(health: &[crate::service::Health]) -> String {
+    let mut out = String::new();
+    let mut family =
+        |name: &str, kind: &str, help: &str, value: &dyn Fn(&crate::service::Health) -> f64| {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+            for h in health {
+                out.push_str(&format!(
+                    "{name}{{service=\"{}\",release=\"{}\"}} {}\n",
+                    label(&h.service),
+                    label(&h.release),
+                    value(h)
+                ));
+            }
+        };
+    family(
+        "cutover_agent_service_serving",
+        "gauge",
+        "Whether the service's instance serves (1) or not (0: unhealthy, drained, down, stopped)",
+        &|h| f64::from(u8::from(h.status == "serving")),
+    );
+    family(
+        "cutover_agent_service_drained",
+        "gauge",
+        "Whether an operator drained the service on this host",
+        &|h| f64::from(u8::from(h.drained)),
+    );
+    family(
+        "cutover_agent_service_drifted",
+        "gauge",
+        "Whether the active release differs from what Cutover staged (cutover drift)",
+        &|h| f64::from(u8::from(!h.drift.is_empty())),
+    );
+    family(
+        "cutover_agent_service_restarts_total",
+        "counter",
+        "Restarts of the service's instance after it exited, since the agent started",
+        &|h| f64::from(h.restarts),
+    );
+    family(
+        "cutover_agent_service_cpu_percent",
+        "gauge",
+        "CPU use of the instance, percent of one core",
+        &|h| f64::from(h.cpu_percent),
+    );
+    family(
+        "cutover_agent_service_memory_bytes",
+        "gauge",
+        "Resident memory of the instance",
+        &|h| h.memory_bytes as f64,
+    );
+    out.push_str(&format!(
+        "# HELP cutover_agent_info The agent's version\n# TYPE cutover_agent_info gauge\ncutover_agent_info{{version=\"{}\"}} 1\n",
+        label(cutover_common::VERSION)
+    ));
+    out
+}
+
 /// Serves the endpoint on `addr` until `shutdown`, within the bounds of
 /// an endpoint anyone on the network can reach
 /// ([`cutover_common::net::HttpLimits`]): balancers' checks are a few
@@ -73,6 +143,7 @@ pub async fn serve(
         "readiness",
         move |peer: SocketAddr, req: Request<Incoming>| {
             let path = req.uri().path();
+            let is_metrics = path == "/metrics";
             let (status, body) = answer(&rt, path);
             if let Some(service) = path.strip_prefix("/ready/")
                 && status != StatusCode::NOT_FOUND
@@ -98,7 +169,14 @@ pub async fn serve(
             async move {
                 Response::builder()
                     .status(status)
-                    .header("content-type", "text/plain")
+                    .header(
+                        "content-type",
+                        if is_metrics {
+                            "text/plain; version=0.0.4; charset=utf-8"
+                        } else {
+                            "text/plain"
+                        },
+                    )
                     .body(Full::new(Bytes::from(body)))
                     .expect("valid response")
             }

@@ -3,6 +3,7 @@
 //! history, metrics, drift.
 
 use cutover_tests::fleet::TestFleet;
+use cutover_tests::http_get;
 
 fn staging_and_production() -> TestFleet {
     TestFleet::builder()
@@ -216,6 +217,21 @@ fn metrics_scrape_parses_and_moves_when_deployments_run() {
     assert_eq!(get(&after, "cutover_dora_change_failure_ratio"), 0.5);
     assert_eq!(get(&after, "cutover_hosts{state=\"ready\"}"), 2.0);
 
+    // Each agent serves its host's view at /metrics on its readiness
+    // port, in the text format promtool checks.
+    let (status, agent_text) = http_get(&f.readiness(0), "/metrics").expect("scraping the agent");
+    assert_eq!(status, 200, "{agent_text}");
+    let serving = agent_text
+        .lines()
+        .find(|l| l.starts_with("cutover_agent_service_serving{service=\"web\",release=\"1-"))
+        .unwrap_or_else(|| panic!("no serving line for v1:\n{agent_text}"));
+    assert!(serving.ends_with(" 1"), "{serving}");
+    assert!(
+        agent_text.contains("cutover_agent_service_drained{service=\"web\""),
+        "{agent_text}"
+    );
+    promtool_check(&agent_text);
+
     // After a restart, the services of the history have their series at
     // 0 before anything happens: the first rollback after it is an
     // increase an alert sees (a series born at 1 is not).
@@ -229,13 +245,18 @@ fn metrics_scrape_parses_and_moves_when_deployments_run() {
     // A scraper that does not ask for OpenMetrics gets Prometheus' text
     // format, which promtool checks (names, help, types).
     let addr = std::fs::read_to_string(c.state_dir().join("metrics.addr")).unwrap();
-    let (status, plain) = cutover_tests::http_get(addr.trim(), "/metrics").unwrap();
+    let (status, plain) = http_get(addr.trim(), "/metrics").unwrap();
     assert_eq!(status, 200);
     assert!(!plain.contains("# EOF"), "{plain}");
     assert!(
         plain.contains("# TYPE cutover_rollbacks_total counter"),
         "{plain}"
     );
+    promtool_check(&plain);
+}
+
+/// `promtool check metrics` on `text`: no error, no lint.
+fn promtool_check(text: &str) {
     if cutover_tests::real_component("promtool") {
         use std::io::Write;
         let mut p = std::process::Command::new("promtool")
@@ -245,7 +266,7 @@ fn metrics_scrape_parses_and_moves_when_deployments_run() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        p.stdin.take().unwrap().write_all(plain.as_bytes()).unwrap();
+        p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
         let out = p.wait_with_output().unwrap();
         assert!(
             out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
