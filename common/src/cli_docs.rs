@@ -15,6 +15,20 @@ pub fn completions(mut cmd: clap::Command, shell: Shell) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// `NAME completions SHELL`: prints the script (`print!`: a closed pipe
+/// ends quietly, exit 141, as everywhere in the CLIs).
+pub fn print_completions(cmd: clap::Command, shell: Shell) {
+    print!("{}", completions(cmd, shell));
+}
+
+/// `NAME man --dir DIR`: writes the pages and says how many.
+pub fn write_man_pages(cmd: clap::Command, dir: &Path) -> Result<(), String> {
+    let files = man_pages(cmd, dir)
+        .map_err(|e| format!("writing manual pages into {}: {e}", dir.display()))?;
+    println!("wrote {} manual pages into {}", files.len(), dir.display());
+    Ok(())
+}
+
 /// Writes the manual pages of `cmd` into `dir`: `NAME.1`, and
 /// `NAME-SUB.1` for each subcommand (and theirs). Returns the files.
 pub fn man_pages(cmd: clap::Command, dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {

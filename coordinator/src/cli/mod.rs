@@ -708,19 +708,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Completions { shell } => {
             use clap::CommandFactory;
-            // print!: a closed pipe ends quietly (exit 141), as elsewhere.
-            print!(
-                "{}",
-                cutover_common::cli_docs::completions(Cli::command(), shell)
-            );
+            cutover_common::cli_docs::print_completions(Cli::command(), shell);
             Ok(())
         }
         Command::Man { dir } => {
             use clap::CommandFactory;
-            let files = cutover_common::cli_docs::man_pages(Cli::command(), &dir)
-                .with_context(|| format!("writing manual pages into {}", dir.display()))?;
-            println!("wrote {} manual pages into {}", files.len(), dir.display());
-            Ok(())
+            cutover_common::cli_docs::write_man_pages(Cli::command(), &dir)
+                .map_err(anyhow::Error::msg)
         }
     }
 }
