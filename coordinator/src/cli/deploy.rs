@@ -221,7 +221,8 @@ pub(super) fn host_phase_name(p: i32) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-fn ms_of(t: &Option<prost_types::Timestamp>) -> i64 {
+/// A wire timestamp as Unix ms (0: none).
+pub(super) fn ms_of(t: &Option<prost_types::Timestamp>) -> i64 {
     t.as_ref()
         .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
         .unwrap_or(0)
@@ -372,10 +373,12 @@ pub async fn follow_as(
             continue;
         }
         blocked = d.blocked_on.clone();
-        bake_until = status_of(&d)
-            .and_then(|s| s.waiting_until)
-            .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
-        if let Some(r) = status_of(&d) {
+        let st = status_of(&d);
+        bake_until = st
+            .as_ref()
+            .map(|s| ms_of(&s.waiting_until))
+            .filter(|ms| *ms > 0);
+        if let Some(r) = st {
             if r.notes.len() > printed {
                 quiet_since = std::time::Instant::now();
             }

@@ -113,8 +113,7 @@ pub fn time_ms(ms: i64) -> Option<String> {
 }
 
 fn time(t: &Option<prost_types::Timestamp>) -> Option<String> {
-    t.as_ref()
-        .and_then(|t| time_ms(t.seconds * 1000 + i64::from(t.nanos) / 1_000_000))
+    time_ms(super::deploy::ms_of(t))
 }
 
 /// An enum value's name without its prefix, in lower case.

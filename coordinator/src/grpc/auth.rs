@@ -163,8 +163,9 @@ pub async fn authorize_change<T: AuditTarget>(
     required: Role,
     action: &'static str,
 ) -> Result<Operator, Status> {
-    let target = req.get_ref().audit_target();
-    authorize_inner(app, req, required, Some((action, target))).await
+    // The target is read only for a refusal's audit line (a submit's is
+    // a parse of its spec).
+    authorize_inner(app, req, required, Some((action, T::audit_target))).await
 }
 
 /// Checks that the caller is an operator with at least `required`. When
@@ -175,14 +176,28 @@ pub async fn authorize<T>(
     required: Role,
     action: Option<&'static str>,
 ) -> Result<Operator, Status> {
-    authorize_inner(app, req, required, action.map(|a| (a, String::new()))).await
+    authorize_inner(
+        app,
+        req,
+        required,
+        action.map(|a| (a, no_target::<T> as fn(&T) -> String)),
+    )
+    .await
+}
+
+/// A mutating call's audit action, and how to read its target from the
+/// request (only when it is refused).
+type AuditedAs<T> = (&'static str, fn(&T) -> String);
+
+fn no_target<T>(_: &T) -> String {
+    String::new()
 }
 
 async fn authorize_inner<T>(
     app: &App,
     req: &Request<T>,
     required: Role,
-    action: Option<(&'static str, String)>,
+    action: Option<AuditedAs<T>>,
 ) -> Result<Operator, Status> {
     let peer = peer(req);
     let refuse = |status: Status| async {
@@ -190,7 +205,7 @@ async fn authorize_inner<T>(
             app.audit(Audit {
                 actor: peer.actor(),
                 action,
-                target: target.clone(),
+                target: target(req.get_ref()),
                 outcome: Outcome::Denied,
                 detail: status.message().to_string(),
             })

@@ -255,49 +255,38 @@ pub async fn submit(
         .ok_or_else(|| Status::invalid_argument("spec: expected a spec"))?;
     let commit = (r.commit_time_ms > 0).then_some(r.commit_time_ms);
     let request_id = super::check_request_id(&r.request_id)?;
-    let job = match job(&spec) {
-        Ok(j) => j,
-        Err(e) => {
-            audit(
-                app,
-                &op,
-                "deployment.submit",
-                "",
-                Outcome::Error,
-                e.to_string(),
-            )
-            .await;
-            return Err(e.into());
-        }
-    };
-    // A switch command runs on the coordinator itself: only admins (who
-    // hold the CA anyway) may submit one. Checked on the spec as parsed,
-    // however it was sent (TOML or typed).
-    if op.role < Role::Admin && job.spec.strategy.switch.is_some() {
-        let msg =
-            "strategy.switch runs a command on the coordinator: submitting it needs the admin role"
-                .to_string();
-        audit(
-            app,
-            &op,
-            "deployment.submit",
-            "",
-            Outcome::Denied,
-            msg.clone(),
-        )
-        .await;
-        return Err(Status::permission_denied(msg));
-    }
     let outside_window = (!r.outside_window_reason.trim().is_empty())
         .then(|| r.outside_window_reason.trim().to_string());
-    let by = rollout::Submission {
-        actor: op.peer.actor(),
-        commit_time: commit,
-        rollback: None,
-        request_id,
-        outside_window: outside_window.clone(),
+    let result = match job(&spec) {
+        Ok(job) => {
+            // A switch command runs on the coordinator itself: only admins
+            // (who hold the CA anyway) may submit one. Checked on the spec
+            // as parsed, however it was sent (TOML or typed).
+            if op.role < Role::Admin && job.spec.strategy.switch.is_some() {
+                let msg = "strategy.switch runs a command on the coordinator: submitting it needs the admin role"
+                    .to_string();
+                audit(
+                    app,
+                    &op,
+                    "deployment.submit",
+                    &job.spec.service,
+                    Outcome::Denied,
+                    msg.clone(),
+                )
+                .await;
+                return Err(Status::permission_denied(msg));
+            }
+            let by = rollout::Submission {
+                actor: op.peer.actor(),
+                commit_time: commit,
+                rollback: None,
+                request_id,
+                outside_window: outside_window.clone(),
+            };
+            rollout::submit(app, job, by).await
+        }
+        Err(e) => Err(e),
     };
-    let result = rollout::submit(app, job, by).await;
     match result {
         Ok((d, live)) => {
             audit(
