@@ -21,6 +21,7 @@ pub mod net;
 pub mod pki;
 pub mod sdnotify;
 pub mod service;
+pub mod throwaway_pg;
 pub mod time;
 pub mod tls;
 pub mod windows;

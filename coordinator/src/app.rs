@@ -32,6 +32,27 @@ pub struct App {
     pub guard: std::sync::Arc<crate::guard::Guard>,
     /// Rollout events to the webhooks (set once the app exists).
     pub notifier: std::sync::OnceLock<crate::notify::Notifier>,
+    /// The leader term this coordinator acts in (PostgreSQL store), sent
+    /// with every command and session; `None` with the SQLite store (one
+    /// coordinator, nothing to fence).
+    pub leadership: Option<Leadership>,
+    /// When this coordinator started serving (Unix ms).
+    pub started_ms: i64,
+}
+
+/// This coordinator leads (PostgreSQL store).
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    pub term: u64,
+    pub member: crate::leader::Member,
+    pub lease: Duration,
+}
+
+impl App {
+    /// The term commands and sessions carry (0: not fenced).
+    pub fn term(&self) -> u64 {
+        self.leadership.as_ref().map_or(0, |l| l.term)
+    }
 }
 
 /// A join token as handed to a person: `cutover1.<id>.<secret>`.

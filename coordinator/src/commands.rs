@@ -26,9 +26,12 @@ pub async fn dispatch(
     sent_by: &str,
 ) -> Result<Vec<Option<String>>, crate::store::StoreError> {
     let now = cutover_common::time::now_ms();
+    let term = app.term();
     let routed: Vec<_> = commands
         .into_iter()
-        .map(|(host, cmd)| {
+        .map(|(host, mut cmd)| {
+            // The leader term: agents refuse a deposed leader's commands.
+            cmd.term = term;
             let session = app.fleet.session_sender(&host);
             (host, cmd, session)
         })

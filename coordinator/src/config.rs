@@ -57,6 +57,27 @@ pub struct CoordinatorConfig {
     pub retention: Retention,
     /// Where rollout events are sent.
     pub notify: Notify,
+    /// The store: unset for the SQLite file in `state_dir` (one
+    /// coordinator); `postgres://USER@HOST:PORT/DATABASE` for PostgreSQL,
+    /// which several coordinators share (one leads, the others stand by;
+    /// docs/operator-guide.md, "High availability"). The URL holds no
+    /// password.
+    pub store: Option<String>,
+    /// File holding the PostgreSQL password (mode 0600): read at start,
+    /// never logged.
+    pub store_password_file: Option<PathBuf>,
+    /// PEM certificate(s) the PostgreSQL server's certificate chains to:
+    /// TLS to the database is then required (and it is required for any
+    /// database not on this machine).
+    pub store_ca_file: Option<PathBuf>,
+    /// This coordinator's name among several (`cutover coordinators`);
+    /// default the hostname.
+    pub name: Option<String>,
+    /// PostgreSQL store: how long the leader's lease lasts unless renewed
+    /// (every third of it). A dead leader is replaced within about this
+    /// long; a leader that cannot renew steps down when it runs out.
+    #[serde(with = "humantime_serde")]
+    pub leader_lease: Duration,
 }
 
 /// Where rollout events go (docs/operator-guide.md, "Notifications"):
@@ -175,6 +196,11 @@ impl Default for CoordinatorConfig {
             limits: Limits::default(),
             retention: Retention::default(),
             notify: Notify::default(),
+            store: None,
+            store_password_file: None,
+            store_ca_file: None,
+            name: None,
+            leader_lease: Duration::from_secs(3),
         }
     }
 }
@@ -195,6 +221,11 @@ const ENV_KEYS: &[&str] = &[
     "limits",
     "retention",
     "notify",
+    "store",
+    "store_password_file",
+    "store_ca_file",
+    "name",
+    "leader_lease",
 ];
 
 impl CoordinatorConfig {
@@ -279,6 +310,43 @@ impl CoordinatorConfig {
                 "expected a duration above zero",
             ));
         }
+        match &self.store {
+            Some(url) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                    return Err(ConfigError::invalid(
+                        origin,
+                        "store",
+                        format!(
+                            "expected a postgres:// URL such as postgres://cutover@db.example:5432/cutover (or no `store` for the SQLite file in state_dir), found `{url}`"
+                        ),
+                    ));
+                }
+            }
+            None => {
+                for (key, set) in [
+                    ("store_password_file", self.store_password_file.is_some()),
+                    ("store_ca_file", self.store_ca_file.is_some()),
+                ] {
+                    if set {
+                        return Err(ConfigError::invalid(
+                            origin,
+                            key,
+                            "only used with a PostgreSQL `store`, which is not set",
+                        ));
+                    }
+                }
+            }
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&self.leader_lease) {
+            return Err(ConfigError::invalid(
+                origin,
+                "leader_lease",
+                format!(
+                    "expected between 1s and 60s, e.g. 3s, found {}",
+                    humantime::format_duration(self.leader_lease)
+                ),
+            ));
+        }
         if let Some(url) = &self.advertise_url
             && !url.starts_with("https://")
         {
@@ -301,6 +369,28 @@ impl CoordinatorConfig {
     /// The SQLite database file.
     pub fn db_path(&self) -> PathBuf {
         self.state_dir.join("cutover.db")
+    }
+
+    /// Where the store is (reads the password file of a PostgreSQL one).
+    pub fn store_location(&self) -> Result<crate::store::Location, crate::store::StoreError> {
+        Ok(match &self.store {
+            None => crate::store::Location::Sqlite(self.db_path()),
+            Some(url) => crate::store::Location::Postgres(crate::store::PgTarget::new(
+                url,
+                self.store_password_file.as_deref(),
+                self.store_ca_file.clone(),
+            )?),
+        })
+    }
+
+    /// This coordinator's name among several.
+    pub fn member_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            rustix::system::uname()
+                .nodename()
+                .to_string_lossy()
+                .into_owned()
+        })
     }
 
     /// The URL to give agents and operators.

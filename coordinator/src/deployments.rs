@@ -420,11 +420,11 @@ async fn switch_back(
     let (record, mut r) = app
         .store
         .call(move |c| {
-            let tx = c.transaction()?;
-            if let Some(e) = rollout::busy_or_moved(&tx, &svc, &env, &newest)? {
+            let mut tx = c.transaction()?;
+            if let Some(e) = rollout::busy_or_moved(&mut tx, &svc, &env, &newest)? {
                 return Ok(Err(e));
             }
-            let seq = store::next_deployment_seq(&tx)?.max(floor);
+            let seq = store::next_deployment_seq(&mut tx)?.max(floor);
             let id = format!("d{seq}");
             let now = cutover_common::time::now_ms();
             let mut r = template;
@@ -476,7 +476,7 @@ async fn switch_back(
                 environment: env,
                 rollback_of: Some(n_id),
             };
-            store::insert_deployment(&tx, &record)?;
+            store::insert_deployment(&mut tx, &record)?;
             tx.commit()?;
             Ok(Ok((record, r)))
         })

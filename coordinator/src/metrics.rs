@@ -83,6 +83,8 @@ pub struct Metrics {
     dora_lead_time: FloatGauge,
     dora_failure_rate: FloatGauge,
     dora_restore: FloatGauge,
+    leader_term: Gauge,
+    leader_since: Gauge,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -108,6 +110,8 @@ impl Default for Metrics {
             dora_lead_time: FloatGauge::default(),
             dora_failure_rate: FloatGauge::default(),
             dora_restore: FloatGauge::default(),
+            leader_term: Gauge::default(),
+            leader_since: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("hosts", "Enrolled hosts by state", m.hosts.clone());
@@ -176,6 +180,18 @@ impl Default for Metrics {
             Unit::Seconds,
             m.dora_restore.clone(),
         );
+        registry.register(
+            "leader_term",
+            "The leader term this coordinator acts in (PostgreSQL store; 0 with SQLite, where one coordinator is always the leader). Each failover starts a new term: changes() counts them",
+            m.leader_term.clone(),
+        );
+        registry.register_with_unit(
+            "leader_since_timestamp",
+            "When this coordinator started to lead (Unix time; its start with SQLite)",
+            Unit::Seconds,
+            m.leader_since.clone(),
+        );
+        m.leader_since.set(cutover_common::time::now_ms() / 1000);
         for kind in COMMAND_KINDS {
             let _ = m
                 .commands_sent
@@ -204,6 +220,12 @@ fn strategy_name(s: cutover_common::deploy::StrategyKind) -> String {
 }
 
 impl Metrics {
+    /// This coordinator leads `term` from now.
+    pub fn leading(&self, term: u64) {
+        self.leader_term.set(term as i64);
+        self.leader_since.set(cutover_common::time::now_ms() / 1000);
+    }
+
     /// Makes the series of `service` in `environment` deployed by
     /// `strategy` exist, at 0: a deployment's end and a rollback then show
     /// as an increase from the first one (a series born at 1 does not).

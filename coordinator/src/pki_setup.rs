@@ -69,7 +69,7 @@ pub fn ensure_state_dir(cfg: &CoordinatorConfig) -> Result<(), SetupError> {
 
 pub fn open_store(cfg: &CoordinatorConfig) -> Result<Store, SetupError> {
     mkdir(&cfg.state_dir, 0o700)?;
-    Ok(Store::open(&cfg.db_path())?)
+    Ok(Store::open_at(&cfg.store_location()?)?)
 }
 
 /// `cutover ca init`: creates the CA, the server certificate and a first

@@ -87,7 +87,7 @@ pub struct RollbackOf {
 /// Inside a submit's transaction: a deployment of `service` still running,
 /// or (for a rollback planned from `newest`) a history that moved since.
 pub(crate) fn busy_or_moved(
-    tx: &rusqlite::Connection,
+    tx: &mut dyn store::Db,
     service: &str,
     environment: &str,
     newest: &str,
@@ -569,11 +569,11 @@ async fn submit_new(
     let stored = app
         .store
         .call(move |c| {
-            let tx = c.transaction()?;
+            let mut tx = c.transaction()?;
             // Two retries of one request at once: the second finds the
             // first's deployment.
             if let Some(rid) = &request_id
-                && let Some(r) = repeated(store::by_request_id(&tx, &a, rid)?, &j, rid)
+                && let Some(r) = repeated(store::by_request_id(&mut tx, &a, rid)?, &j, rid)
             {
                 return Ok(r.map(Stored::Again));
             }
@@ -584,14 +584,14 @@ async fn submit_new(
             // and nothing is done.
             let env = j.spec.targets.environment.clone().unwrap_or_default();
             let newest = rollback.as_ref().map(|r| r.newest.as_str()).unwrap_or("");
-            if let Some(e) = busy_or_moved(&tx, &j.spec.service, &env, newest)? {
+            if let Some(e) = busy_or_moved(&mut tx, &j.spec.service, &env, newest)? {
                 return Ok(Err(e));
             }
             // The promotion gate, against the stored history. An
             // operator's rollback goes back to a version that already ran
             // here: it is never held up.
             if rollback.is_none() && !j.spec.targets.requires_success_in.is_empty() {
-                let history = store::list_deployments(&tx, &j.spec.service, u32::MAX)?;
+                let history = store::list_deployments(&mut tx, &j.spec.service, u32::MAX)?;
                 if let Err(refused) = crate::promotion::check(
                     &j.spec.targets.requires_success_in,
                     &j.spec.service,
@@ -602,7 +602,7 @@ async fn submit_new(
                     return Ok(Err(refused.into()));
                 }
             }
-            let seq = store::next_deployment_seq(&tx)?.max(floor);
+            let seq = store::next_deployment_seq(&mut tx)?.max(floor);
             let id = format!("d{seq}");
             let now = now_ms();
             let rollout =
@@ -624,9 +624,9 @@ async fn submit_new(
                 environment: env,
                 rollback_of: rollback.map(|r| r.undoes),
             };
-            store::insert_deployment(&tx, &record)?;
+            store::insert_deployment(&mut tx, &record)?;
             if let Some(rid) = &request_id {
-                store::set_request_id(&tx, &record.id, rid)?;
+                store::set_request_id(&mut tx, &record.id, rid)?;
             }
             tx.commit()?;
             Ok(Ok(Stored::New(record, rollout)))
@@ -749,6 +749,7 @@ fn command(job: &Job, r: &Rollout, e: &Effect, caps: &[String]) -> Option<pb::Co
         deployment_id: r.id.clone(),
         step: r.current_batch().unwrap_or(0) as u32,
         epoch: r.epoch,
+        term: 0,
         kind: Some(kind),
     })
 }

@@ -66,6 +66,8 @@ fn fleet(n: usize, answer: Answer) -> Fake {
         metrics: Default::default(),
         guard: Arc::new(crate::guard::Guard::new(Default::default())),
         notifier: Default::default(),
+        leadership: None,
+        started_ms: 0,
     });
     let got = Arc::new(Mutex::new(Vec::new()));
     for i in 1..=n {
@@ -206,13 +208,14 @@ async fn a_rolling_rollout_stages_everywhere_then_swaps_one_host_at_a_time_and_r
         .app
         .store
         .call(move |c| {
-            let mut st = c.prepare(
+            use crate::store::Db;
+            c.rows(
                 "SELECT kind, sent_by, ok FROM commands WHERE deployment_id = ?1 ORDER BY id",
-            )?;
-            let rows = st
-                .query_map([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+                crate::store::db::vals![id],
+            )?
+            .iter()
+            .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .collect()
         })
         .await
         .unwrap();

@@ -149,6 +149,9 @@ pub struct Running {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     /// Held for as long as this coordinator runs.
     _lock: StateLock,
+    /// The leader lease, renewed for as long as this coordinator runs
+    /// (PostgreSQL store).
+    _lease: Option<crate::leader::Lease>,
 }
 
 impl Running {
@@ -278,7 +281,6 @@ impl Server {
                 .clone()
                 .map(|t| t as Arc<dyn rustls::server::ProducesTickets>),
         )?;
-        let hosts = store.with(|c| store::list_hosts(c))?;
         // A deep accept queue: after a coordinator restart the whole fleet
         // reconnects at once.
         let listener =
@@ -301,6 +303,41 @@ impl Server {
             path: addr_file.clone(),
             source,
         })?;
+        // Several coordinators on one PostgreSQL store: this one serves
+        // only refusals naming the leader until it leads.
+        let (leadership, lease) = match cfg.store_location()? {
+            store::Location::Sqlite(_) => (None, None),
+            store::Location::Postgres(target) => {
+                let member = crate::leader::Member::new(&cfg.member_name(), &url);
+                let lease = crate::leader::Lease::start(target, member.clone(), cfg.leader_lease)
+                    .map_err(ServeError::AcceptThread)?;
+                tracing::info!(name = %member.name, %url, "standing by until this coordinator leads");
+                let _ = cutover_common::sdnotify::notify(&format!(
+                    "READY=1\nSTATUS=standby at {url}: waiting to lead"
+                ));
+                let term = crate::standby::serve_until_leader(
+                    &listener,
+                    Arc::new(tls.clone()),
+                    lease.watch(),
+                    CancellationToken::new(),
+                )
+                .await
+                .ok_or_else(|| store::StoreError::Batch("the leader lease stopped".into()))?;
+                // Every write from now on checks the term in its transaction.
+                store.fence(term);
+                tracing::info!(term, "this coordinator leads");
+                (
+                    Some(crate::app::Leadership {
+                        term,
+                        member,
+                        lease: cfg.leader_lease,
+                    }),
+                    Some(lease),
+                )
+            }
+        };
+        // Read once leading: a standby's view would be stale.
+        let hosts = store.with(|c| store::list_hosts(c))?;
         let host_count = hosts.len();
         let app = Arc::new(App {
             fleet: Fleet::new(hosts, cfg.host_timeout),
@@ -313,7 +350,16 @@ impl Server {
             metrics: Default::default(),
             guard: Arc::new(crate::guard::Guard::new(Default::default())),
             notifier: Default::default(),
+            leadership,
+            started_ms: now_ms(),
         });
+        let mut held_lease = None;
+        if let (Some(lease), Some(l)) = (lease, &app.leadership) {
+            // Steps down (exits) when the lease is lost or runs out.
+            tokio::spawn(crate::leader::watch_leadership(lease.watch(), l.term));
+            app.metrics.leading(l.term);
+            held_lease = Some(lease);
+        }
         let _ = app.notifier.set(crate::notify::Notifier::start(&app)?);
         match app.store.call(|c| store::deployed_services(c)).await {
             Ok(known) => {
@@ -432,6 +478,7 @@ impl Server {
             tasks: vec![accept, reaper],
             server,
             _lock: lock,
+            _lease: held_lease,
         })
     }
 }

@@ -81,6 +81,7 @@ fn cmd(id: &str, kind: pb::command::Kind) -> pb::Command {
         deployment_id: String::new(),
         step: 0,
         epoch: 0,
+        term: 0,
         kind: Some(kind),
     }
 }

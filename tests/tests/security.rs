@@ -378,6 +378,7 @@ fn operators_cannot_set_epochs_or_name_a_rollouts_commands() {
             deployment_id: deployment.into(),
             step: 0,
             epoch,
+            term: 0,
             kind: Some(pb::command::Kind::Undrain(pb::UndrainCommand {
                 service: "web".into(),
             })),

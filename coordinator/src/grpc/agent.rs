@@ -303,6 +303,7 @@ impl pb::agent_service_server::AgentService for AgentSvc {
                 server_time_ms: now_ms(),
                 labels: labels.into_iter().collect(),
                 session_ticket_lifetime_ms: self.app.cfg.session_ticket_lifetime.as_millis() as u64,
+                leader_term: self.app.term(),
             })),
         };
         // The channel is new and empty: this cannot fail for lack of room.

@@ -154,6 +154,12 @@ pub fn operator_command(r: &pb::SendCommandRequest) -> Result<pb::Command, Strin
             cmd.epoch
         ));
     }
+    if cmd.term != 0 {
+        return Err(format!(
+            "command.term: {} given, but the leader term is the coordinator's own; leave it 0",
+            cmd.term
+        ));
+    }
     if !cmd.deployment_id.is_empty() {
         return Err(
             "command.deployment_id: an operator's command belongs to no deployment; leave it empty"
@@ -362,6 +368,63 @@ impl pb::control_service_server::ControlService for ControlSvc {
             name: op.name,
             role: op.role.as_str().into(),
             certificate_not_after_ms: op.peer.cert_not_after.map(ms).unwrap_or(0),
+        }))
+    }
+
+    async fn list_coordinators(
+        &self,
+        req: Request<pb::ListCoordinatorsRequest>,
+    ) -> Result<Response<pb::ListCoordinatorsResponse>, Status> {
+        authorize(&self.app, &req, Role::Viewer, None).await?;
+        let app = &self.app;
+        let Some(l) = app.leadership.clone() else {
+            let started = app.started_ms;
+            return Ok(Response::new(pb::ListCoordinatorsResponse {
+                store: "sqlite".into(),
+                term: 0,
+                leader_since: Some(super::convert::timestamp(started)),
+                coordinators: vec![pb::CoordinatorInfo {
+                    name: app.cfg.member_name(),
+                    address: app.url.clone(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    leader: true,
+                    up: true,
+                    started_at: Some(super::convert::timestamp(started)),
+                    last_seen: Some(super::convert::timestamp(cutover_common::time::now_ms())),
+                }],
+            }));
+        };
+        let (rows, since) = app
+            .store
+            .call(move |c| {
+                use crate::store::Db;
+                let since = c
+                    .row(
+                        "SELECT (extract(epoch FROM since) * 1000)::bigint FROM cutover_leader WHERE id = 1",
+                        &[],
+                    )?
+                    .map(|r| r.get::<i64>(0))
+                    .transpose()?;
+                Ok((crate::leader::members(c, l.lease, &l.member.holder)?, since))
+            })
+            .await
+            .map_err(|e| Status::internal(format!("store: {}", cutover_common::error_chain(&e))))?;
+        Ok(Response::new(pb::ListCoordinatorsResponse {
+            store: "postgres".into(),
+            term: app.term(),
+            leader_since: since.map(super::convert::timestamp),
+            coordinators: rows
+                .into_iter()
+                .map(|m| pb::CoordinatorInfo {
+                    name: m.name,
+                    address: m.address,
+                    version: m.version,
+                    leader: m.leader,
+                    up: m.up,
+                    started_at: Some(super::convert::timestamp(m.started_at_ms)),
+                    last_seen: Some(super::convert::timestamp(m.last_seen_ms)),
+                })
+                .collect(),
         }))
     }
 

@@ -1,6 +1,6 @@
 //! Operators and the audit log as stored.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::vals;
 use serde::Serialize;
 
 use super::*;
@@ -57,11 +57,11 @@ impl Outcome {
 }
 
 /// Appends an audit line.
-pub fn audit(conn: &Connection, now: i64, a: &Audit) -> Result<(), StoreError> {
+pub fn audit(conn: &mut dyn Db, now: i64, a: &Audit) -> Result<(), StoreError> {
     exec(
         conn,
         "INSERT INTO audit (at, actor, action, target, outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
+        vals![
             now,
             a.actor,
             a.action,
@@ -74,20 +74,22 @@ pub fn audit(conn: &Connection, now: i64, a: &Audit) -> Result<(), StoreError> {
 }
 
 /// The newest `limit` audit lines, newest first.
-pub fn list_audit(conn: &Connection, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+pub fn list_audit(conn: &mut dyn Db, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
     list_audit_before(conn, None, limit)
 }
 
 /// [`list_audit`] older than line `before` (a page).
 pub fn list_audit_before(
-    conn: &Connection,
+    conn: &mut dyn Db,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<AuditRecord>, StoreError> {
-    let mut stmt = conn.prepare(
+    conn.rows(
         "SELECT id, at, actor, action, target, outcome, detail FROM audit WHERE id < ?2 ORDER BY id DESC LIMIT ?1",
-    )?;
-    let rows = stmt.query_map(params![limit, before.unwrap_or(i64::MAX)], |r| {
+        vals![limit, before.unwrap_or(i64::MAX)],
+    )?
+    .iter()
+    .map(|r| {
         Ok(AuditRecord {
             id: r.get(0)?,
             at: r.get(1)?,
@@ -97,19 +99,19 @@ pub fn list_audit_before(
             outcome: r.get(5)?,
             detail: r.get(6)?,
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    })
+    .collect()
 }
 
 /// Adds or replaces an operator (a re-issued certificate replaces the row).
-pub fn upsert_operator(conn: &Connection, o: &OperatorRecord) -> Result<(), StoreError> {
+pub fn upsert_operator(conn: &mut dyn Db, o: &OperatorRecord) -> Result<(), StoreError> {
     exec(
         conn,
         "INSERT INTO operators (name, role, created_at, cert_serial, cert_not_after, revoked_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT(name) DO UPDATE SET role = excluded.role, cert_serial = excluded.cert_serial,
              cert_not_after = excluded.cert_not_after, revoked_at = excluded.revoked_at",
-        params![
+        vals![
             o.name,
             o.role,
             o.created_at,
@@ -126,7 +128,7 @@ pub fn upsert_operator(conn: &Connection, o: &OperatorRecord) -> Result<(), Stor
 /// has one certificate at a time, and re-issuing never brings an old one
 /// back.
 pub fn operator_cert_issued(
-    conn: &Connection,
+    conn: &mut dyn Db,
     serial: &str,
     name: &str,
     now: i64,
@@ -136,12 +138,12 @@ pub fn operator_cert_issued(
         conn,
         "UPDATE operator_certs SET revoked_at = ?2, revoked_why = 'superseded by a newer certificate'
          WHERE name = ?1 AND revoked_at IS NULL",
-        params![name, now],
+        vals![name, now],
     )?;
     exec(
         conn,
         "INSERT INTO operator_certs (serial, name, issued_at, not_after) VALUES (?1, ?2, ?3, ?4)",
-        params![serial, name, now, not_after],
+        vals![serial, name, now, not_after],
     )?;
     Ok(superseded)
 }
@@ -160,16 +162,17 @@ pub enum OperatorCert {
 
 /// Whether the certificate `serial` speaks for operator `name`.
 pub fn operator_cert(
-    conn: &Connection,
+    conn: &mut dyn Db,
     name: &str,
     serial: &str,
 ) -> Result<OperatorCert, StoreError> {
     let row: Option<(String, Option<i64>, String)> = conn
-        .prepare_cached(
+        .row(
             "SELECT name, revoked_at, revoked_why FROM operator_certs WHERE serial = ?1",
+            vals![serial],
         )?
-        .query_row(params![serial], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
+        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .transpose()?;
     Ok(match row {
         Some((n, _, _)) if n != name => OperatorCert::Unknown,
         None => OperatorCert::Unknown,
@@ -181,25 +184,21 @@ pub fn operator_cert(
 /// Revokes every certificate of operator `name` and the operator itself;
 /// returns how many certificates were still valid, or `None` if no such
 /// operator.
-pub fn revoke_operator(
-    conn: &mut Connection,
-    name: &str,
-    now: i64,
-) -> Result<Option<usize>, StoreError> {
-    let tx = conn.transaction()?;
+pub fn revoke_operator(conn: &mut Conn, name: &str, now: i64) -> Result<Option<usize>, StoreError> {
+    let mut tx = conn.transaction()?;
     let known = exec(
-        &tx,
+        &mut tx,
         "UPDATE operators SET revoked_at = ?2 WHERE name = ?1",
-        params![name, now],
+        vals![name, now],
     )? > 0;
     if !known {
         return Ok(None);
     }
     let n = exec(
-        &tx,
+        &mut tx,
         "UPDATE operator_certs SET revoked_at = ?2, revoked_why = 'operator revoked'
          WHERE name = ?1 AND revoked_at IS NULL",
-        params![name, now],
+        vals![name, now],
     )?;
     tx.commit()?;
     Ok(Some(n))
@@ -208,44 +207,43 @@ pub fn revoke_operator(
 /// Revokes one operator certificate by serial; returns its operator, or
 /// `None` if no certificate has that serial.
 pub fn revoke_operator_cert(
-    conn: &Connection,
+    conn: &mut dyn Db,
     serial: &str,
     now: i64,
 ) -> Result<Option<String>, StoreError> {
     let name: Option<String> = conn
-        .query_row(
+        .row(
             "SELECT name FROM operator_certs WHERE serial = ?1",
-            params![serial],
-            |r| r.get(0),
-        )
-        .optional()?;
+            vals![serial],
+        )?
+        .map(|r| r.get(0))
+        .transpose()?;
     if name.is_some() {
         exec(
             conn,
             "UPDATE operator_certs SET revoked_at = ?2, revoked_why = 'revoked by serial'
              WHERE serial = ?1 AND revoked_at IS NULL",
-            params![serial, now],
+            vals![serial, now],
         )?;
     }
     Ok(name)
 }
 
 /// An operator by name.
-pub fn get_operator(conn: &Connection, name: &str) -> Result<Option<OperatorRecord>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT name, role, created_at, cert_serial, cert_not_after, revoked_at FROM operators WHERE name = ?1",
-            params![name],
-            |r| {
-                Ok(OperatorRecord {
-                    name: r.get(0)?,
-                    role: r.get(1)?,
-                    created_at: r.get(2)?,
-                    cert_serial: r.get(3)?,
-                    cert_not_after: r.get(4)?,
-                    revoked_at: r.get(5)?,
-                })
-            },
-        )
-        .optional()?)
+pub fn get_operator(conn: &mut dyn Db, name: &str) -> Result<Option<OperatorRecord>, StoreError> {
+    conn.row(
+        "SELECT name, role, created_at, cert_serial, cert_not_after, revoked_at FROM operators WHERE name = ?1",
+        vals![name],
+    )?
+    .map(|r| {
+        Ok(OperatorRecord {
+            name: r.get(0)?,
+            role: r.get(1)?,
+            created_at: r.get(2)?,
+            cert_serial: r.get(3)?,
+            cert_not_after: r.get(4)?,
+            revoked_at: r.get(5)?,
+        })
+    })
+    .transpose()
 }

@@ -1,7 +1,7 @@
 //! Deployments as stored: one row each, its rollout as JSON, read back
 //! by id, by service and while active.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use super::db::{Row, vals};
 
 use super::*;
 
@@ -31,22 +31,20 @@ pub struct DeploymentRecord {
 pub use crate::engine::ACTIVE_PHASES;
 
 /// The next deployment sequence number (the caller holds the store lock).
-pub fn next_deployment_seq(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments",
-        [],
-        |r| r.get(0),
-    )?)
+pub fn next_deployment_seq(conn: &mut dyn Db) -> Result<i64, StoreError> {
+    conn.row("SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments", &[])?
+        .ok_or_else(|| StoreError::Corrupt("no answer for the next sequence number".into()))?
+        .get(0)
 }
 
 /// Inserts a new deployment.
-pub fn insert_deployment(conn: &Connection, d: &DeploymentRecord) -> Result<(), StoreError> {
+pub fn insert_deployment(conn: &mut dyn Db, d: &DeploymentRecord) -> Result<(), StoreError> {
     exec(
         conn,
         "INSERT INTO deployments (seq, id, service, version, spec_toml, artifact_url, artifact_sha256, rollout, phase,
                                   created_by, created_at, finished_at, commit_time, environment, rollback_of)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-        params![
+        vals![
             d.seq,
             d.id,
             d.service,
@@ -69,7 +67,7 @@ pub fn insert_deployment(conn: &Connection, d: &DeploymentRecord) -> Result<(), 
 
 /// Writes a deployment's new state.
 pub fn update_deployment(
-    conn: &Connection,
+    conn: &mut dyn Db,
     id: &str,
     rollout_json: &str,
     phase: &str,
@@ -79,7 +77,7 @@ pub fn update_deployment(
     exec(
         conn,
         "UPDATE deployments SET rollout = ?2, phase = ?3, finished_at = ?4, live_group = ?5 WHERE id = ?1",
-        params![id, rollout_json, phase, finished_at, live_group],
+        vals![id, rollout_json, phase, finished_at, live_group],
     )?;
     Ok(())
 }
@@ -88,36 +86,36 @@ pub fn update_deployment(
 /// newest deployment that decided one (a stored column: no rollout is
 /// read).
 pub fn live_group(
-    conn: &Connection,
+    conn: &mut dyn Db,
     service: &str,
     environment: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT live_group FROM deployments WHERE service = ?1 AND environment = ?2
-             AND live_group IS NOT NULL ORDER BY seq DESC LIMIT 1",
-        )?
-        .query_row(params![service, environment], |r| r.get(0))
-        .optional()?)
+    conn.row(
+        "SELECT live_group FROM deployments WHERE service = ?1 AND environment = ?2
+         AND live_group IS NOT NULL ORDER BY seq DESC LIMIT 1",
+        vals![service, environment],
+    )?
+    .map(|r| r.get(0))
+    .transpose()
 }
 
 /// The id of the newest deployment of `service` in `environment` ("" for
 /// none), whatever its phase (without reading specs and rollouts, which can
 /// be a megabyte each).
 pub fn newest_in(
-    conn: &Connection,
+    conn: &mut dyn Db,
     service: &str,
     environment: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT id FROM deployments WHERE service = ?1 AND environment = ?2 ORDER BY seq DESC LIMIT 1",
-        )?
-        .query_row(params![service, environment], |r| r.get(0))
-        .optional()?)
+    conn.row(
+        "SELECT id FROM deployments WHERE service = ?1 AND environment = ?2 ORDER BY seq DESC LIMIT 1",
+        vals![service, environment],
+    )?
+    .map(|r| r.get(0))
+    .transpose()
 }
 
-fn deployment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeploymentRecord> {
+fn deployment_row(r: &Row) -> Result<DeploymentRecord, StoreError> {
     Ok(DeploymentRecord {
         seq: r.get(0)?,
         id: r.get(1)?,
@@ -140,54 +138,45 @@ fn deployment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<DeploymentRecord> {
 const DEPLOYMENT_COLS: &str = "seq, id, service, version, spec_toml, artifact_url, artifact_sha256, rollout, phase, created_by, created_at, finished_at, commit_time, environment, rollback_of";
 
 /// Records the caller's request id of a deployment just inserted.
-pub fn set_request_id(conn: &Connection, id: &str, request_id: &str) -> Result<(), StoreError> {
+pub fn set_request_id(conn: &mut dyn Db, id: &str, request_id: &str) -> Result<(), StoreError> {
     exec(
         conn,
         "UPDATE deployments SET request_id = ?2 WHERE id = ?1",
-        params![id, request_id],
+        vals![id, request_id],
     )?;
     Ok(())
 }
 
 /// The deployment `actor` submitted with `request_id`, if any.
 pub fn by_request_id(
-    conn: &Connection,
+    conn: &mut dyn Db,
     actor: &str,
     request_id: &str,
 ) -> Result<Option<DeploymentRecord>, StoreError> {
     let sql = format!(
         "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE created_by = ?1 AND request_id = ?2"
     );
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params![actor, request_id])?;
-    Ok(match rows.next()? {
-        Some(r) => Some(deployment_row(r)?),
-        None => None,
-    })
+    conn.row(&sql, vals![actor, request_id])?
+        .map(|r| deployment_row(&r))
+        .transpose()
 }
 
 /// A deployment by id, or the newest when `id` is empty.
-pub fn get_deployment(conn: &Connection, id: &str) -> Result<Option<DeploymentRecord>, StoreError> {
+pub fn get_deployment(conn: &mut dyn Db, id: &str) -> Result<Option<DeploymentRecord>, StoreError> {
     let sql = if id.is_empty() {
         format!("SELECT {DEPLOYMENT_COLS} FROM deployments ORDER BY seq DESC LIMIT 1")
     } else {
         format!("SELECT {DEPLOYMENT_COLS} FROM deployments WHERE id = ?1")
     };
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = if id.is_empty() {
-        stmt.query([])?
-    } else {
-        stmt.query(params![id])?
-    };
-    Ok(match rows.next()? {
-        Some(r) => Some(deployment_row(r)?),
-        None => None,
-    })
+    let params = if id.is_empty() { &[][..] } else { vals![id] };
+    conn.row(&sql, params)?
+        .map(|r| deployment_row(&r))
+        .transpose()
 }
 
 /// Deployments, newest first; of one service when given.
 pub fn list_deployments(
-    conn: &Connection,
+    conn: &mut dyn Db,
     service: &str,
     limit: u32,
 ) -> Result<Vec<DeploymentRecord>, StoreError> {
@@ -196,23 +185,22 @@ pub fn list_deployments(
 
 /// [`list_deployments`] older than sequence number `before` (a page).
 pub fn list_deployments_before(
-    conn: &Connection,
+    conn: &mut dyn Db,
     service: &str,
     before: Option<i64>,
     limit: u32,
 ) -> Result<Vec<DeploymentRecord>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
+    let sql = format!(
         "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE (?1 = '' OR service = ?1) AND seq < ?3 ORDER BY seq DESC LIMIT ?2"
-    ))?;
-    let rows = stmt.query_map(
-        params![service, limit, before.unwrap_or(i64::MAX)],
-        deployment_row,
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    );
+    conn.rows(&sql, vals![service, limit, before.unwrap_or(i64::MAX)])?
+        .iter()
+        .map(deployment_row)
+        .collect()
 }
 
 /// Deployments still running (to resume after a restart).
-pub fn active_deployments(conn: &Connection) -> Result<Vec<DeploymentRecord>, StoreError> {
+pub fn active_deployments(conn: &mut dyn Db) -> Result<Vec<DeploymentRecord>, StoreError> {
     // Made from ACTIVE_PHASES, so that a phase added there is resumed too
     // (a list written out here once left `stopping` out).
     let phases = ACTIVE_PHASES
@@ -220,11 +208,9 @@ pub fn active_deployments(conn: &Connection) -> Result<Vec<DeploymentRecord>, St
         .map(|p| format!("'{p}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {DEPLOYMENT_COLS} FROM deployments WHERE phase IN ({phases}) ORDER BY seq"
-    ))?;
-    let rows = stmt.query_map([], deployment_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let sql =
+        format!("SELECT {DEPLOYMENT_COLS} FROM deployments WHERE phase IN ({phases}) ORDER BY seq");
+    conn.rows(&sql, &[])?.iter().map(deployment_row).collect()
 }
 
 /// Summaries of `service`'s deployments (every service's when empty), as
@@ -234,30 +220,32 @@ pub fn active_deployments(conn: &Connection) -> Result<Vec<DeploymentRecord>, St
 /// finished since `since_ms` or not finished, and every rollback (a
 /// failure's restore may have finished after it).
 pub fn list_changes(
-    conn: &Connection,
+    conn: &mut dyn Db,
     service: &str,
     since_ms: i64,
 ) -> Result<Vec<crate::dora::Change>, StoreError> {
-    let mut stmt = conn.prepare_cached(
+    let rows = conn.rows(
         "SELECT id, service, environment, phase, created_at, finished_at, commit_time, rollback_of
          FROM deployments
          WHERE (?1 = '' OR service = ?1)
            AND (finished_at IS NULL OR finished_at >= ?2 OR rollback_of IS NOT NULL)
          ORDER BY seq",
+        vals![service, since_ms],
     )?;
-    let rows = stmt.query_map(params![service, since_ms], |r| {
-        Ok(crate::dora::Change {
-            id: r.get(0)?,
-            service: r.get(1)?,
-            environment: r.get(2)?,
-            phase: r.get(3)?,
-            created_at: r.get(4)?,
-            finished_at: r.get(5)?,
-            commit_time: r.get(6)?,
-            rollback_of: r.get(7)?,
+    rows.iter()
+        .map(|r| {
+            Ok(crate::dora::Change {
+                id: r.get(0)?,
+                service: r.get(1)?,
+                environment: r.get(2)?,
+                phase: r.get(3)?,
+                created_at: r.get(4)?,
+                finished_at: r.get(5)?,
+                commit_time: r.get(6)?,
+                rollback_of: r.get(7)?,
+            })
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect()
 }
 
 /// What one pass of [`prune`] removed.
@@ -276,61 +264,69 @@ pub struct Pruned {
 /// `commands_before` and audit lines before `audit_before`. Running
 /// deployments are never touched.
 pub fn prune(
-    conn: &mut Connection,
+    conn: &mut Conn,
     details_before: i64,
     keep_latest: u32,
     deployments_before: i64,
     commands_before: i64,
     audit_before: i64,
 ) -> Result<Pruned, StoreError> {
-    let tx = conn.transaction()?;
+    let mut tx = conn.transaction()?;
     // The newest `keep_latest` of each service, which keep everything.
     let kept = "SELECT seq FROM (
             SELECT seq, ROW_NUMBER() OVER (PARTITION BY service ORDER BY seq DESC) AS n FROM deployments
-        ) WHERE n <= ?2";
-    let details = tx.execute(
+        ) AS ranked WHERE n <= ?2";
+    let details = tx.exec(
         &format!(
             "UPDATE deployments SET rollout = '' WHERE finished_at IS NOT NULL AND finished_at < ?1
              AND rollout != '' AND seq NOT IN ({kept})"
         ),
-        params![details_before, keep_latest],
+        vals![details_before, keep_latest],
     )?;
-    let deployments = tx.execute(
+    let deployments = tx.exec(
         &format!(
             "DELETE FROM deployments WHERE finished_at IS NOT NULL AND finished_at < ?1
              AND seq NOT IN ({kept})"
         ),
-        params![deployments_before, keep_latest],
+        vals![deployments_before, keep_latest],
     )?;
-    let commands = tx.execute(
+    let commands = tx.exec(
         "DELETE FROM commands WHERE sent_at < ?1",
-        params![commands_before],
+        vals![commands_before],
     )?;
     // Request ids are kept as long as commands.
-    tx.execute(
+    tx.exec(
         "DELETE FROM requests WHERE created_at < ?1",
-        params![commands_before],
+        vals![commands_before],
     )?;
-    let audit = tx.execute("DELETE FROM audit WHERE at < ?1", params![audit_before])?;
+    let audit = tx.exec("DELETE FROM audit WHERE at < ?1", vals![audit_before])?;
     tx.commit()?;
     Ok(Pruned {
-        details,
-        deployments,
-        commands,
-        audit,
+        details: details as usize,
+        deployments: deployments as usize,
+        commands: commands as usize,
+        audit: audit as usize,
     })
 }
 
 /// Every (service, environment, strategy) deployed so far, for the
 /// metrics' series to exist from the start (pruned rollouts are skipped:
 /// each service keeps its newest).
-pub fn deployed_services(conn: &Connection) -> Result<Vec<(String, String, String)>, StoreError> {
-    let mut st = conn.prepare(
-        "SELECT DISTINCT service, environment, COALESCE(json_extract(rollout, '$.strategy'), '')
-         FROM deployments WHERE json_valid(rollout)",
-    )?;
-    let rows = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(rows)
+pub fn deployed_services(conn: &mut dyn Db) -> Result<Vec<(String, String, String)>, StoreError> {
+    // A pruned rollout is '' (details dropped); every other one is the
+    // engine's JSON.
+    let sql = match conn.dialect() {
+        Dialect::Sqlite => {
+            "SELECT DISTINCT service, environment, COALESCE(json_extract(rollout, '$.strategy'), '')
+             FROM deployments WHERE json_valid(rollout)"
+        }
+        Dialect::Postgres => {
+            "SELECT DISTINCT service, environment, COALESCE(rollout::jsonb ->> 'strategy', '')
+             FROM deployments WHERE rollout <> ''"
+        }
+    };
+    conn.rows(sql, &[])?
+        .iter()
+        .map(|r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .collect()
 }

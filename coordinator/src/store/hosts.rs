@@ -1,8 +1,8 @@
 //! Hosts and join tokens as stored: enrolment with a token in one
 //! transaction, host records kept in step with their sessions.
 
+use super::db::vals;
 use cutover_common::labels::Labels;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::*;
@@ -82,12 +82,12 @@ pub enum TokenRefusal {
 }
 
 /// Stores a new join token.
-pub fn insert_token(conn: &Connection, t: &TokenRecord) -> Result<(), StoreError> {
+pub fn insert_token(conn: &mut dyn Db, t: &TokenRecord) -> Result<(), StoreError> {
     exec(
         conn,
         "INSERT INTO tokens (id, secret_hash, labels, created_at, expires_at, uses_total, uses_left, created_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
+        vals![
             t.id,
             t.secret_hash,
             json(&t.labels),
@@ -116,15 +116,18 @@ pub struct Enrolled {
 /// host at all (known, secret right, not expired): checked before any
 /// certificate is signed. [`enroll_with_token`] checks again, atomically.
 pub fn check_token(
-    conn: &Connection,
+    conn: &mut dyn Db,
     id: &str,
     secret_hash: &str,
     now: i64,
 ) -> Result<Result<(), TokenRefusal>, StoreError> {
     let row: Option<(String, i64)> = conn
-        .prepare_cached("SELECT secret_hash, expires_at FROM tokens WHERE id = ?1")?
-        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
+        .row(
+            "SELECT secret_hash, expires_at FROM tokens WHERE id = ?1",
+            vals![id],
+        )?
+        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?)))
+        .transpose()?;
     Ok(match row {
         None => Err(TokenRefusal::Unknown),
         Some((stored, _)) if !constant_time_eq(stored.as_bytes(), secret_hash.as_bytes()) => {
@@ -139,21 +142,29 @@ pub fn check_token(
 /// for the key whose SHA-256 is `key_sha256`, and uses the token once;
 /// or says why not. One transaction: a refusal changes nothing.
 pub fn enroll_with_token(
-    conn: &mut Connection,
+    conn: &mut Conn,
     id: &str,
     secret_hash: &str,
     host: &HostRecord,
     key_sha256: &str,
     now: i64,
 ) -> Result<Result<Enrolled, TokenRefusal>, StoreError> {
-    let tx = conn.transaction()?;
+    let mut tx = conn.transaction()?;
+    // Locked for this transaction (PostgreSQL): two coordinators, or two
+    // calls, cannot both use a token's last use.
+    let lock = match tx.dialect() {
+        Dialect::Sqlite => "",
+        Dialect::Postgres => " FOR UPDATE",
+    };
     let row: Option<(String, String, i64, u32)> = tx
-        .query_row(
-            "SELECT secret_hash, labels, expires_at, uses_left FROM tokens WHERE id = ?1",
-            params![id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+        .row(
+            &format!(
+                "SELECT secret_hash, labels, expires_at, uses_left FROM tokens WHERE id = ?1{lock}"
+            ),
+            vals![id],
+        )?
+        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .transpose()?;
     let Some((stored_hash, labels, expires_at, uses_left)) = row else {
         return Ok(Err(TokenRefusal::Unknown));
     };
@@ -165,12 +176,12 @@ pub fn enroll_with_token(
     }
     type Existing = (String, String, String, String, Option<i64>);
     let existing: Option<Existing> = tx
-        .query_row(
+        .row(
             "SELECT token_id, enroll_key, state, boot_id, last_seen FROM hosts WHERE id = ?1",
-            params![host.id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .optional()?;
+            vals![host.id],
+        )?
+        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+        .transpose()?;
     if let Some((token_id, key, state, boot_id, last_seen)) = existing {
         // The enrolling host keeps its key between attempts; a host that
         // has opened a session has its answer.
@@ -185,9 +196,9 @@ pub fn enroll_with_token(
                 host: host.id.clone(),
             }));
         }
-        tx.execute(
+        tx.exec(
             "UPDATE hosts SET cert_serial = ?2, cert_not_after = ?3, prev_cert_serial = '' WHERE id = ?1",
-            params![host.id, host.cert_serial, host.cert_not_after],
+            vals![host.id, host.cert_serial, host.cert_not_after],
         )?;
         tx.commit()?;
         return Ok(Ok(Enrolled {
@@ -199,16 +210,16 @@ pub fn enroll_with_token(
         return Ok(Err(TokenRefusal::Used { id: id.into() }));
     }
     let labels: Labels = from_json(&labels, "token labels")?;
-    tx.execute(
+    tx.exec(
         "UPDATE tokens SET uses_left = uses_left - 1 WHERE id = ?1",
-        params![id],
+        vals![id],
     )?;
     let mut host = host.clone();
     host.token_labels = labels.clone();
-    insert_host(&tx, &host)?;
-    tx.execute(
+    insert_host(&mut tx, &host)?;
+    tx.exec(
         "UPDATE hosts SET enroll_key = ?2 WHERE id = ?1",
-        params![host.id, key_sha256],
+        vals![host.id, key_sha256],
     )?;
     tx.commit()?;
     Ok(Ok(Enrolled {
@@ -221,14 +232,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn insert_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
+fn insert_host(conn: &mut dyn Db, h: &HostRecord) -> Result<(), StoreError> {
     exec(
         conn,
         "INSERT INTO hosts (id, token_labels, agent_labels, state, enrolled_at, token_id, last_seen,
                             agent_version, address, boot_id, facts, cert_serial, cert_not_after,
                             prev_cert_serial)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-        params![
+        vals![
             h.id,
             json(&h.token_labels),
             json(&h.agent_labels),
@@ -249,25 +260,25 @@ fn insert_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
 }
 
 /// Moves a host's stored `last_seen` forward to `at_ms` (never back).
-pub fn host_seen(conn: &Connection, host: &str, at_ms: i64) -> Result<(), StoreError> {
+pub fn host_seen(conn: &mut dyn Db, host: &str, at_ms: i64) -> Result<(), StoreError> {
     exec(
         conn,
         "UPDATE hosts SET last_seen = ?2 WHERE id = ?1 AND (last_seen IS NULL OR last_seen < ?2)",
-        params![host, at_ms],
+        vals![host, at_ms],
     )?;
     Ok(())
 }
 
 /// Writes what the coordinator learned about a host (state, last seen,
 /// Hello fields, certificate).
-pub fn update_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> {
+pub fn update_host(conn: &mut dyn Db, h: &HostRecord) -> Result<(), StoreError> {
     exec(
         conn,
         "UPDATE hosts SET agent_labels = ?2, state = ?3, last_seen = ?4, agent_version = ?5,
                 address = ?6, boot_id = ?7, facts = ?8, cert_serial = ?9, cert_not_after = ?10,
                 prev_cert_serial = ?11
          WHERE id = ?1",
-        params![
+        vals![
             h.id,
             json(&h.agent_labels),
             h.state,
@@ -285,43 +296,42 @@ pub fn update_host(conn: &Connection, h: &HostRecord) -> Result<(), StoreError> 
 }
 
 /// Deletes a host; returns whether it existed.
-pub fn delete_host(conn: &Connection, id: &str) -> Result<bool, StoreError> {
-    Ok(exec(conn, "DELETE FROM hosts WHERE id = ?1", params![id])? > 0)
+pub fn delete_host(conn: &mut dyn Db, id: &str) -> Result<bool, StoreError> {
+    Ok(exec(conn, "DELETE FROM hosts WHERE id = ?1", vals![id])? > 0)
 }
 
 /// Whether host `id` is enrolled.
-pub fn host_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+pub fn host_exists(conn: &mut dyn Db, id: &str) -> Result<bool, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT 1 FROM hosts WHERE id = ?1")?
-        .query_row(params![id], |_| Ok(()))
-        .optional()?
+        .row("SELECT 1 FROM hosts WHERE id = ?1", vals![id])?
         .is_some())
 }
 
 /// Every host, ordered by id.
-pub fn list_hosts(conn: &Connection) -> Result<Vec<HostRecord>, StoreError> {
-    let mut stmt = conn.prepare(
+pub fn list_hosts(conn: &mut dyn Db) -> Result<Vec<HostRecord>, StoreError> {
+    let rows = conn.rows(
         "SELECT id, token_labels, agent_labels, state, enrolled_at, token_id, last_seen, agent_version,
                 address, boot_id, facts, cert_serial, cert_not_after, prev_cert_serial FROM hosts ORDER BY id",
+        &[],
     )?;
-    let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, Option<i64>>(6)?,
-            r.get::<_, String>(7)?,
-            r.get::<_, String>(8)?,
-            r.get::<_, String>(9)?,
-            r.get::<_, String>(10)?,
-            r.get::<_, String>(11)?,
-            r.get::<_, i64>(12)?,
-            r.get::<_, String>(13)?,
+    let rows = rows.iter().map(|r| {
+        Ok::<_, StoreError>((
+            r.get::<String>(0)?,
+            r.get::<String>(1)?,
+            r.get::<String>(2)?,
+            r.get::<String>(3)?,
+            r.get::<i64>(4)?,
+            r.get::<String>(5)?,
+            r.get::<Option<i64>>(6)?,
+            r.get::<String>(7)?,
+            r.get::<String>(8)?,
+            r.get::<String>(9)?,
+            r.get::<String>(10)?,
+            r.get::<String>(11)?,
+            r.get::<i64>(12)?,
+            r.get::<String>(13)?,
         ))
-    })?;
+    });
     let mut out = Vec::new();
     for row in rows {
         let (

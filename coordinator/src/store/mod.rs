@@ -1,27 +1,34 @@
-//! The coordinator's embedded store: one SQLite file under `state_dir`
-//! holding hosts, join tokens, operators and the audit log, with schema
-//! migrations applied at open.
+//! The coordinator's store: hosts, join tokens, operators, deployments,
+//! commands and the audit log, with schema migrations applied at open.
+//! Two backends behind one interface ([`db`]): one SQLite file under
+//! `state_dir` (the default: nothing else to run) or PostgreSQL (`store =
+//! "postgres://..."`: several coordinators, one leader; [`crate::leader`]).
 //!
-//! SQLite calls block, so async callers go through [`Store::call`], which
+//! Store calls block, so async callers go through [`Store::call`], which
 //! runs them on the blocking pool. Every write is its own transaction,
-//! committed with `synchronous=FULL` before the caller acts on it.
+//! committed durably (SQLite `synchronous=FULL`, PostgreSQL's commit)
+//! before the caller acts on it.
 
 mod access;
+pub mod db;
 mod deployments;
 mod hosts;
+mod pg;
 mod requests;
 #[cfg(test)]
 mod tests;
 
 pub use access::*;
+pub use db::{Conn, Db, Dialect, Tx};
 pub use deployments::*;
 pub use hosts::*;
+pub use pg::PgTarget;
 pub use requests::*;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, params};
+use db::vals;
 use rusqlite_migration::{M, Migrations};
 use serde::{Deserialize, Serialize};
 
@@ -42,14 +49,19 @@ pub enum StoreError {
     },
     #[error("store query failed")]
     Sql(#[from] rusqlite::Error),
+    #[error("PostgreSQL store query failed")]
+    Postgres(#[source] postgres::Error),
+    #[error("PostgreSQL store at {target}: {why}")]
+    PgSetup { target: String, why: String },
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
     #[error("store task failed")]
     Join(#[from] tokio::task::JoinError),
     #[error("store write failed: {0}")]
     Batch(String),
+    #[error("this coordinator is not the leader any more (term {term}): the write was refused")]
+    Fenced { term: u64 },
 }
-
 fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(
@@ -219,8 +231,26 @@ fn migrations() -> Migrations<'static> {
 /// Handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Conn>>,
     batched: std::sync::mpsc::Sender<(BatchedWrite, Waiter)>,
+    /// Where a PostgreSQL connection is made again after it broke.
+    pg: Option<Arc<PgTarget>>,
+}
+
+/// Where the store is: the embedded SQLite file or a PostgreSQL database.
+#[derive(Debug, Clone)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(PgTarget),
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::Sqlite(p) => write!(f, "{}", p.display()),
+            Location::Postgres(t) => write!(f, "{t}"),
+        }
+    }
 }
 
 /// A frequent small write that may share a transaction (and its fsync)
@@ -279,7 +309,8 @@ const MAX_BATCH: usize = 4096;
 /// The group-commit writer: takes what is queued, writes it in one
 /// transaction, then tells every caller. Ends when the store is dropped.
 fn batch_writer(
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Conn>>,
+    pg: Option<Arc<PgTarget>>,
     rx: std::sync::mpsc::Receiver<(BatchedWrite, Waiter)>,
 ) {
     while let Ok(first) = rx.recv() {
@@ -291,6 +322,13 @@ fn batch_writer(
             }
         }
         let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = pg::reconnect(&mut c, pg.as_deref()) {
+            let why = cutover_common::error_chain(&e);
+            for (_, waiter) in batch {
+                let _ = waiter.send(Err(why.clone()));
+            }
+            continue;
+        }
         if batch.len() > 1 && write_batch(&mut c, batch.iter().map(|(w, _)| w)).is_ok() {
             for (_, waiter) in batch {
                 let _ = waiter.send(Ok(()));
@@ -308,10 +346,10 @@ fn batch_writer(
 }
 
 fn write_batch<'a>(
-    c: &mut Connection,
+    c: &mut Conn,
     writes: impl Iterator<Item = &'a BatchedWrite>,
 ) -> Result<(), StoreError> {
-    let tx = c.transaction()?;
+    let mut tx = c.transaction()?;
     for w in writes {
         match w {
             BatchedWrite::CommandResult {
@@ -321,9 +359,9 @@ fn write_batch<'a>(
                 message,
                 result_json,
                 finished_at,
-            } => command_result(&tx, host, id, *ok, message, result_json, *finished_at)?,
-            BatchedWrite::Host(h) => update_host(&tx, h)?,
-            BatchedWrite::Seen { host, at_ms } => host_seen(&tx, host, *at_ms)?,
+            } => command_result(&mut tx, host, id, *ok, message, result_json, *finished_at)?,
+            BatchedWrite::Host(h) => update_host(&mut tx, h)?,
+            BatchedWrite::Seen { host, at_ms } => host_seen(&mut tx, host, *at_ms)?,
             BatchedWrite::CommandSent {
                 id,
                 host,
@@ -331,7 +369,7 @@ fn write_batch<'a>(
                 kind,
                 sent_by,
                 at_ms,
-            } => command_sent(&tx, id, host, deployment_id, kind, sent_by, *at_ms)?,
+            } => command_sent(&mut tx, id, host, deployment_id, kind, sent_by, *at_ms)?,
         }
     }
     tx.commit()?;
@@ -353,40 +391,52 @@ fn from_json<T: for<'de> Deserialize<'de>>(s: &str, what: &str) -> Result<T, Sto
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the database at `path`.
+    /// Opens (creating if needed) and migrates the SQLite database at
+    /// `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_err = |source| StoreError::Open {
-            path: path.into(),
-            source,
+        Self::open_at(&Location::Sqlite(path.into()))
+    }
+
+    /// Opens the store at `at` and brings its schema up to date.
+    pub fn open_at(at: &Location) -> Result<Self, StoreError> {
+        let (conn, pg) = match at {
+            Location::Sqlite(path) => (Conn::Sqlite(open_sqlite(path)?), None),
+            Location::Postgres(t) => (
+                Conn::Postgres(db::off_runtime(|| pg::open(t))?),
+                Some(Arc::new(t.clone())),
+            ),
         };
-        let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(open_err)?;
-        migrations()
-            .to_latest(&mut conn)
-            .map_err(|source| StoreError::Migrate {
-                path: path.into(),
-                source,
-            })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
         let conn = Arc::new(Mutex::new(conn));
         let (batched, rx) = std::sync::mpsc::channel();
-        let c = conn.clone();
+        let (c, p) = (conn.clone(), pg.clone());
         std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || batch_writer(c, rx))
+            .spawn(move || batch_writer(c, p, rx))
             .map_err(|e| StoreError::Batch(format!("starting the store writer: {e}")))?;
-        Ok(Self { conn, batched })
+        Ok(Self { conn, batched, pg })
+    }
+
+    /// Which backend this store is.
+    pub fn dialect(&self) -> Dialect {
+        if self.pg.is_some() {
+            Dialect::Postgres
+        } else {
+            Dialect::Sqlite
+        }
+    }
+
+    /// From now on every transaction and write of this handle (and its
+    /// clones) first checks that `term` is still the leader's term, in the
+    /// same transaction: a deposed leader's writes are refused with
+    /// [`StoreError::Fenced`]. PostgreSQL only (SQLite has one writer).
+    pub fn fence(&self, term: u64) {
+        let mut c = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if let Conn::Postgres(pg) = &mut *c {
+            pg.fence = Some(term);
+        }
+        if let Some(t) = &self.pg {
+            t.fence.store(term, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     /// Writes `w` durably (committed with `synchronous=FULL`), sharing the
@@ -426,30 +476,68 @@ impl Store {
     pub async fn call<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await?
+        let this = self.clone();
+        // A blocking-pool thread may block on the PostgreSQL client.
+        tokio::task::spawn_blocking(move || this.with_here(f)).await?
     }
 
     /// Runs `f` with the connection on this thread (CLI commands, setup).
-    pub fn with<R>(
+    /// A PostgreSQL connection that broke is made again first.
+    pub fn with<R: Send>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<R, StoreError>,
+        f: impl FnOnce(&mut Conn) -> Result<R, StoreError> + Send,
+    ) -> Result<R, StoreError> {
+        if self.pg.is_some() {
+            db::off_runtime(|| self.with_here(f))
+        } else {
+            self.with_here(f)
+        }
+    }
+
+    fn with_here<R>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
         let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        pg::reconnect(&mut guard, self.pg.as_deref())?;
         f(&mut guard)
     }
+}
+
+fn open_sqlite(path: &Path) -> Result<rusqlite::Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.into(),
+        source,
+    };
+    let mut conn = rusqlite::Connection::open(path).map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(open_err)?;
+    migrations()
+        .to_latest(&mut conn)
+        .map_err(|source| StoreError::Migrate {
+            path: path.into(),
+            source,
+        })?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(conn)
 }
 
 /// Records that a command was sent (idempotent per id; a result that
 /// arrived first, recorded as sent by `unknown`, gets who sent it).
 pub fn command_sent(
-    conn: &Connection,
+    conn: &mut dyn Db,
     id: &str,
     host: &str,
     deployment_id: &str,
@@ -463,23 +551,21 @@ pub fn command_sent(
          ON CONFLICT(id) DO UPDATE SET deployment_id = excluded.deployment_id,
              kind = excluded.kind, sent_by = excluded.sent_by, sent_at = excluded.sent_at
          WHERE commands.sent_by = 'unknown' AND commands.host = excluded.host",
-        params![id, host, deployment_id, kind, now, sent_by],
+        vals![id, host, deployment_id, kind, now, sent_by],
     )?;
     Ok(())
 }
 
-/// Runs one statement through the connection's statement cache: the
-/// writes made per host (results, host records, commands sent) are parsed
-/// once, not once per host (SQLite's parser was 4 % of the coordinator's
-/// time while 10k hosts answered; BENCHMARKS.md).
-fn exec(conn: &Connection, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
-    conn.prepare_cached(sql)?.execute(params)
+/// Runs one statement (through the connection's statement cache); the
+/// number of rows it changed.
+fn exec(conn: &mut dyn Db, sql: &str, params: &[db::Value]) -> Result<usize, StoreError> {
+    Ok(conn.exec(sql, params)? as usize)
 }
 
 /// Records a command's result as reported by its host. A result for a
 /// command this coordinator did not send is recorded too (sent_by `unknown`).
 pub fn command_result(
-    conn: &Connection,
+    conn: &mut dyn Db,
     host: &str,
     id: &str,
     ok: bool,
@@ -494,7 +580,7 @@ pub fn command_result(
          ON CONFLICT(id) DO UPDATE SET ok = excluded.ok, message = excluded.message,
              result = excluded.result, finished_at = excluded.finished_at
          WHERE commands.host = excluded.host",
-        params![id, host, ok, message, result_json, finished_at],
+        vals![id, host, ok, message, result_json, finished_at],
     )?;
     Ok(())
 }

@@ -2,9 +2,8 @@
 //! what it asked (a digest) and, once done, the answer it got, so that a
 //! retry gets that answer instead of acting twice.
 
-use rusqlite::{Connection, OptionalExtension, params};
-
-use super::StoreError;
+use super::db::vals;
+use super::{Conn, Db, StoreError};
 
 /// A request id that has not finished for this long is taken as left by a
 /// coordinator that died meanwhile: a retry runs it again.
@@ -28,30 +27,32 @@ type Seen = (String, Vec<u8>, Option<Vec<u8>>, i64);
 
 /// Claims `request_id` of `actor` for a call to `method` with `digest`.
 pub fn claim_request(
-    conn: &mut Connection,
+    conn: &mut Conn,
     actor: &str,
     request_id: &str,
     method: &str,
     digest: &[u8],
     now_ms: i64,
 ) -> Result<Claim, StoreError> {
-    let tx = conn.transaction()?;
+    let mut tx = conn.transaction()?;
     let seen: Option<Seen> = tx
-        .query_row(
+        .row(
             "SELECT method, digest, response, created_at FROM requests WHERE actor = ?1 AND request_id = ?2",
-            params![actor, request_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .optional()?;
+            vals![actor, request_id],
+        )?
+        .map(|r| Ok::<_, StoreError>((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .transpose()?;
     let claim = match seen {
         Some((m, d, _, _)) if m != method || d != digest => Claim::Other { method: m },
         Some((_, _, Some(answer), _)) => Claim::Done(answer),
         Some((_, _, None, at)) if now_ms - at < STALE_REQUEST_MS => Claim::Running,
         _ => {
-            tx.execute(
-                "INSERT OR REPLACE INTO requests (actor, request_id, method, digest, response, created_at)
-                 VALUES (?1, ?2, ?3, ?4, NULL, ?5)",
-                params![actor, request_id, method, digest, now_ms],
+            tx.exec(
+                "INSERT INTO requests (actor, request_id, method, digest, response, created_at)
+                 VALUES (?1, ?2, ?3, ?4, NULL, ?5)
+                 ON CONFLICT (actor, request_id) DO UPDATE SET method = excluded.method,
+                     digest = excluded.digest, response = NULL, created_at = excluded.created_at",
+                vals![actor, request_id, method, digest, now_ms],
             )?;
             Claim::New
         }
@@ -63,19 +64,19 @@ pub fn claim_request(
 /// Records the answer to a claimed request, or (None: it failed) forgets
 /// the claim so that a retry runs it again.
 pub fn finish_request(
-    conn: &Connection,
+    conn: &mut dyn Db,
     actor: &str,
     request_id: &str,
     answer: Option<&[u8]>,
 ) -> Result<(), StoreError> {
     match answer {
-        Some(a) => conn.execute(
+        Some(a) => conn.exec(
             "UPDATE requests SET response = ?3 WHERE actor = ?1 AND request_id = ?2",
-            params![actor, request_id, a],
+            vals![actor, request_id, a],
         )?,
-        None => conn.execute(
+        None => conn.exec(
             "DELETE FROM requests WHERE actor = ?1 AND request_id = ?2",
-            params![actor, request_id],
+            vals![actor, request_id],
         )?,
     };
     Ok(())

@@ -1,7 +1,66 @@
-//! The store's tests: real SQLite files in temporary directories.
+//! The store's tests, on both backends: each runs on a SQLite file in a
+//! temporary directory, and `every_store_test_on_postgres` runs them all
+//! again, each on a database of its own in a throwaway PostgreSQL cluster
+//! (Debian's `postgresql`, as `.ci/run` installs it).
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use super::db::vals;
 use super::*;
 use cutover_common::labels::Labels;
+use cutover_common::throwaway_pg::ThrowawayPg;
+
+thread_local! {
+    /// Set while the cases run on PostgreSQL (on the runner's thread).
+    static PG: RefCell<Option<Rc<ThrowawayPg>>> = const { RefCell::new(None) };
+    static DATABASES: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Where a case's store lives; reopened by [`Place::reopen`].
+enum Place {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir, PathBuf),
+    Postgres(Location),
+}
+
+impl Place {
+    fn reopen(&self) -> Store {
+        match self {
+            Place::Sqlite(_, p) => Store::open(p).unwrap(),
+            Place::Postgres(l) => Store::open_at(l).unwrap(),
+        }
+    }
+}
+
+/// A fresh store: a SQLite file, or a new database of the PostgreSQL
+/// cluster the runner started.
+fn store() -> (Place, Store) {
+    let pg = PG.with(|p| p.borrow().clone());
+    let place = match pg {
+        None => {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("db");
+            Place::Sqlite(dir, p)
+        }
+        Some(pg) => {
+            let n = DATABASES.with(|d| {
+                d.set(d.get() + 1);
+                d.get()
+            });
+            let name = format!("case{n}");
+            pg.create_db(&name);
+            let t = PgTarget::new(&pg.url(&name), Some(&pg.password_file()), None).unwrap();
+            Place::Postgres(Location::Postgres(t))
+        }
+    };
+    let s = place.reopen();
+    (place, s)
+}
+
+/// Runs `sql` (SQLite's or PostgreSQL's) and reads one integer.
+fn count(s: &Store, sql: &str) -> i64 {
+    s.with(|c| c.row(sql, &[])?.unwrap().get(0)).unwrap()
+}
 
 fn host(id: &str) -> HostRecord {
     HostRecord {
@@ -35,14 +94,8 @@ fn token(uses: u32, expires_at: i64) -> TokenRecord {
     }
 }
 
-fn store() -> (tempfile::TempDir, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("db")).unwrap();
-    (dir, s)
-}
-
 /// A store with host `a` enrolled.
-fn store_with_host_a() -> (tempfile::TempDir, Store) {
+fn store_with_host_a() -> (Place, Store) {
     let (d, s) = store();
     s.with(|c| {
         insert_token(c, &token(1, 100))?;
@@ -143,10 +196,10 @@ fn the_same_enrolment_asked_again_is_answered_without_using_the_token_again() {
             (stored[0].cert_serial.as_str(), stored[0].cert_not_after),
             ("02", 20)
         );
-        let uses_left: u32 =
-            c.query_row("SELECT uses_left FROM tokens WHERE id = 't1'", [], |r| {
-                r.get(0)
-            })?;
+        let uses_left: u32 = c
+            .row("SELECT uses_left FROM tokens WHERE id = 't1'", &[])?
+            .unwrap()
+            .get(0)?;
         assert_eq!(uses_left, 0, "used once");
         // Not once the token has expired, nor with another token or
         // key, nor once the host has opened a session.
@@ -165,7 +218,7 @@ fn the_same_enrolment_asked_again_is_answered_without_using_the_token_again() {
             enroll_with_token(c, "t2", "h", &renewed, "k-a", 3)?,
             Err(TokenRefusal::HostExists { .. })
         ));
-        c.execute("UPDATE hosts SET boot_id = 'b1' WHERE id = 'a'", [])?;
+        c.exec("UPDATE hosts SET boot_id = 'b1' WHERE id = 'a'", &[])?;
         assert!(matches!(
             enroll_with_token(c, "t1", "h", &renewed, "k-a", 3)?,
             Err(TokenRefusal::HostExists { .. })
@@ -194,8 +247,7 @@ fn result(id: &str) -> BatchedWrite {
 }
 
 fn stored_results(s: &Store) -> i64 {
-    s.with(|c| Ok(c.query_row("SELECT COUNT(*) FROM commands", [], |r| r.get(0))?))
-        .unwrap()
+    count(s, "SELECT COUNT(*) FROM commands")
 }
 
 #[tokio::test]
@@ -232,10 +284,28 @@ async fn a_host_seen_moves_its_stored_last_seen_forward_only() {
 async fn one_bad_write_fails_only_its_own_caller() {
     let (_d, s) = store();
     s.with(|c| {
-        c.execute_batch(
-            "CREATE TRIGGER refuse BEFORE INSERT ON commands WHEN NEW.id = 'bad'
-             BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
-        )?;
+        match c.dialect() {
+            Dialect::Sqlite => {
+                c.exec(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON commands WHEN NEW.id = 'bad'
+                     BEGIN SELECT RAISE(ABORT, 'refused by test'); END;",
+                    &[],
+                )?;
+            }
+            Dialect::Postgres => {
+                c.exec(
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+                     BEGIN IF NEW.id = 'bad' THEN RAISE EXCEPTION 'refused by test'; END IF;
+                     RETURN NEW; END $$",
+                    &[],
+                )?;
+                c.exec(
+                    "CREATE TRIGGER refuse BEFORE INSERT ON commands
+                     FOR EACH ROW EXECUTE FUNCTION refuse()",
+                    &[],
+                )?;
+            }
+        }
         Ok(())
     })
     .unwrap();
@@ -253,13 +323,10 @@ async fn one_bad_write_fails_only_its_own_caller() {
 
 #[test]
 fn the_store_persists_across_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("db");
-    {
-        let s = Store::open(&p).unwrap();
-        s.with(|c| insert_token(c, &token(1, 100))).unwrap();
-    }
-    let s = Store::open(&p).unwrap();
+    let (place, s) = store();
+    s.with(|c| insert_token(c, &token(1, 100))).unwrap();
+    drop(s);
+    let s = place.reopen();
     s.with(|c| {
         enroll_with_token(c, "t1", "h", &host("a"), "k-a", 1)?.unwrap();
         Ok(())
@@ -393,7 +460,7 @@ fn retention_drops_old_details_and_rows_but_never_a_running_or_recent_deployment
 fn a_request_id_is_claimed_once_answered_from_the_store_and_kept_per_caller() {
     let (_d, s) = store();
     s.with(|c| {
-        let claim = |c: &mut Connection, who: &str, id: &str, method: &str, digest: &[u8], now| {
+        let claim = |c: &mut Conn, who: &str, id: &str, method: &str, digest: &[u8], now| {
             claim_request(c, who, id, method, digest, now)
         };
         assert_eq!(claim(c, "op:a", "r1", "RemoveHost", b"x", 0)?, Claim::New);
@@ -452,7 +519,7 @@ fn a_request_id_is_claimed_once_answered_from_the_store_and_kept_per_caller() {
 fn the_live_blue_green_group_is_read_from_its_column_per_environment() {
     let (_d, s) = store();
     s.with(|c| {
-        let add = |seq: i64, env: &str| {
+        let mut add = |seq: i64, env: &str| {
             insert_deployment(
                 c,
                 &DeploymentRecord {
@@ -484,13 +551,18 @@ fn the_live_blue_green_group_is_read_from_its_column_per_environment() {
         assert_eq!(live_group(c, "web", "production")?, Some("blue".into()));
         assert_eq!(live_group(c, "web", "staging")?, Some("green".into()));
         assert_eq!(live_group(c, "web", "")?, None);
-        // The migration's backfill reads stored rollouts with SQLite's JSON.
-        let v: String = c.query_row(
-            "SELECT json_extract('{\"live_group_after\":\"blue\"}', '$.live_group_after')",
-            [],
-            |r| r.get(0),
-        )?;
-        assert_eq!(v, "blue");
+        // The SQLite migration's backfill reads stored rollouts with
+        // SQLite's JSON.
+        if c.dialect() == Dialect::Sqlite {
+            let v: String = c
+                .row(
+                    "SELECT json_extract('{\"live_group_after\":\"blue\"}', '$.live_group_after')",
+                    &[],
+                )?
+                .unwrap()
+                .get(0)?;
+            assert_eq!(v, "blue");
+        }
         Ok(())
     })
     .unwrap();
@@ -500,12 +572,14 @@ fn the_live_blue_green_group_is_read_from_its_column_per_environment() {
 fn a_sent_command_is_recorded_with_who_sent_it_even_when_its_result_came_first() {
     let (_d, s) = store();
     s.with(|c| {
-        let row = |c: &Connection, id: &str| -> rusqlite::Result<(String, String, String)> {
-            c.query_row(
-                "SELECT deployment_id, kind, sent_by FROM commands WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
+        let row = |c: &mut Conn, id: &str| -> Result<(String, String, String), StoreError> {
+            let r = c
+                .row(
+                    "SELECT deployment_id, kind, sent_by FROM commands WHERE id = ?1",
+                    vals![id],
+                )?
+                .unwrap();
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         };
         command_sent(c, "d1-stage-0", "web-1", "d1", "stage", "deployment d1", 1)?;
         command_result(c, "web-1", "d1-stage-0", true, "ok", "{}", 2)?;
@@ -546,8 +620,7 @@ fn a_sent_command_is_recorded_with_who_sent_it_even_when_its_result_came_first()
 
 #[test]
 fn the_deployed_services_are_listed_with_their_environment_and_strategy() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("s.db")).unwrap();
+    let (_d, s) = store();
     let rec = |seq: i64, service: &str, env: &str, strategy: &str| DeploymentRecord {
         seq,
         id: format!("d{seq}"),
@@ -588,4 +661,150 @@ fn the_deployed_services_are_listed_with_their_environment_and_strategy() {
             ("web".into(), "".into(), "rolling".into()),
         ]
     );
+}
+
+/// Every case above, each on a database of its own in one throwaway
+/// PostgreSQL cluster: same semantics on both backends.
+#[test]
+fn every_store_test_on_postgres() {
+    let Some(pg) = ThrowawayPg::start_or_skip() else {
+        return;
+    };
+    PG.with(|p| *p.borrow_mut() = Some(Rc::new(pg)));
+    let cases: &[(&str, fn())] = &[
+        (
+            "a_single_use_token_admits_one_host_and_binds_its_labels",
+            a_single_use_token_admits_one_host_and_binds_its_labels,
+        ),
+        (
+            "expired_unknown_and_wrong_secret_tokens_change_nothing",
+            expired_unknown_and_wrong_secret_tokens_change_nothing,
+        ),
+        (
+            "a_host_id_cannot_be_enrolled_twice",
+            a_host_id_cannot_be_enrolled_twice,
+        ),
+        (
+            "the_same_enrolment_asked_again_is_answered_without_using_the_token_again",
+            the_same_enrolment_asked_again_is_answered_without_using_the_token_again,
+        ),
+        (
+            "writes_queued_together_share_a_commit_and_all_land",
+            writes_queued_together_share_a_commit_and_all_land,
+        ),
+        (
+            "a_host_seen_moves_its_stored_last_seen_forward_only",
+            a_host_seen_moves_its_stored_last_seen_forward_only,
+        ),
+        (
+            "one_bad_write_fails_only_its_own_caller",
+            one_bad_write_fails_only_its_own_caller,
+        ),
+        (
+            "the_store_persists_across_reopen",
+            the_store_persists_across_reopen,
+        ),
+        (
+            "every_active_phase_is_resumed_after_a_restart_and_no_finished_one",
+            every_active_phase_is_resumed_after_a_restart_and_no_finished_one,
+        ),
+        (
+            "retention_drops_old_details_and_rows_but_never_a_running_or_recent_deployment",
+            retention_drops_old_details_and_rows_but_never_a_running_or_recent_deployment,
+        ),
+        (
+            "a_request_id_is_claimed_once_answered_from_the_store_and_kept_per_caller",
+            a_request_id_is_claimed_once_answered_from_the_store_and_kept_per_caller,
+        ),
+        (
+            "the_live_blue_green_group_is_read_from_its_column_per_environment",
+            the_live_blue_green_group_is_read_from_its_column_per_environment,
+        ),
+        (
+            "a_sent_command_is_recorded_with_who_sent_it_even_when_its_result_came_first",
+            a_sent_command_is_recorded_with_who_sent_it_even_when_its_result_came_first,
+        ),
+        (
+            "the_deployed_services_are_listed_with_their_environment_and_strategy",
+            the_deployed_services_are_listed_with_their_environment_and_strategy,
+        ),
+    ];
+    for (name, case) in cases {
+        eprintln!("on PostgreSQL: {name}");
+        case();
+    }
+    // The cluster stops here (dropped on this thread).
+    PG.with(|p| p.borrow_mut().take());
+}
+
+/// Fencing and the leader lease, on a real PostgreSQL: a second
+/// coordinator stands by naming the leader; when the leader stops renewing
+/// the other takes the lease with a new term, and the deposed leader's
+/// writes are refused (nothing it writes lands after the new term began).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_the_lease_passes_on_with_a_new_term_and_the_old_terms_writes_are_refused() {
+    use crate::leader::{Lease, LeaseState, Member};
+    use std::time::Duration;
+    let Some(pg) = ThrowawayPg::start_or_skip() else {
+        return;
+    };
+    pg.create_db("lease");
+    let t = PgTarget::new(&pg.url("lease"), Some(&pg.password_file()), None).unwrap();
+    let s = Store::open_at(&Location::Postgres(t.clone())).unwrap();
+    let ttl = Duration::from_secs(1);
+    let a = Lease::start(t.clone(), Member::new("a", "https://a.example:7443"), ttl).unwrap();
+    let term_a = tokio::time::timeout(Duration::from_secs(10), a.leading())
+        .await
+        .expect("a leads");
+    let b = Lease::start(t.clone(), Member::new("b", "https://b.example:7443"), ttl).unwrap();
+    // b stands by, naming a.
+    let mut bw = b.watch();
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let LeaseState::Standby { leader: Some(l) } = &*bw.borrow_and_update() {
+                return l.clone();
+            }
+            bw.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("b stands by");
+    assert_eq!(
+        (seen.name.as_str(), seen.address.as_str(), seen.term),
+        ("a", "https://a.example:7443", term_a)
+    );
+    // The leader's writes pass while its term holds.
+    s.fence(term_a);
+    s.with(|c| insert_token(c, &token(1, 100))).unwrap();
+    // a stops renewing (it died): b takes over, in a new term.
+    drop(a);
+    let term_b = tokio::time::timeout(Duration::from_secs(10), b.leading())
+        .await
+        .expect("b takes over");
+    assert_eq!(term_b, term_a + 1);
+    // a's store handle, still fenced with its old term: refused, in a
+    // transaction, a plain write and a batched write alike.
+    let mut t2 = token(1, 100);
+    t2.id = "t2".into();
+    let e = s.with(|c| insert_token(c, &t2)).unwrap_err();
+    assert!(
+        matches!(e, StoreError::Fenced { term } if term == term_a),
+        "{e}"
+    );
+    let e = s
+        .with(|c| {
+            let mut tx = c.transaction()?;
+            insert_token(&mut tx, &t2)?;
+            tx.commit()
+        })
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Fenced { .. }), "{e}");
+    let e = s.write(result("late")).await.unwrap_err().to_string();
+    assert!(e.contains("not the leader"), "{e}");
+    // b's handle writes.
+    let sb = Store::open_at(&Location::Postgres(t)).unwrap();
+    sb.fence(term_b);
+    sb.with(|c| insert_token(c, &t2)).unwrap();
+    assert_eq!(count(&sb, "SELECT COUNT(*) FROM tokens"), 2);
+    assert_eq!(count(&sb, "SELECT COUNT(*) FROM commands"), 0);
 }

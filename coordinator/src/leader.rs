@@ -1,0 +1,343 @@
+//! Leader election among coordinators sharing a PostgreSQL store.
+//!
+//! One row (`cutover_leader`) is the lease: who holds it, until when (the
+//! database's clock, so the coordinators' clocks do not matter) and its
+//! term. A coordinator takes the lease when it is free or run out, which
+//! starts a new term; the holder renews it every third of its length.
+//! Every store write of the leader checks the term in its own transaction
+//! ([`crate::store::Store::fence`]), and every command it sends carries
+//! the term, which agents remember: a deposed leader that has not noticed
+//! yet can neither write nor be obeyed.
+//!
+//! A leader that cannot renew steps down when its lease runs out by its
+//! own clock, measured from before the renewal it last saw succeed: it
+//! exits, and its service manager starts it again as a standby
+//! ([`watch_leadership`]). Standbys answer every call with where the
+//! leader is ([`standby`]).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::store::{PgTarget, StoreError};
+
+/// This coordinator, as the others see it.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// Unique per process: a restart is a new member (and takes a new term).
+    pub holder: String,
+    /// The operator's name for it (`name` in coordinator.toml, else the
+    /// hostname).
+    pub name: String,
+    /// The URL agents and operators reach it at.
+    pub address: String,
+    pub version: String,
+}
+
+impl Member {
+    pub fn new(name: &str, address: &str) -> Self {
+        Self {
+            holder: format!(
+                "{name}/{}/{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            ),
+            name: name.into(),
+            address: address.into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+/// The leader as a standby sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderInfo {
+    pub name: String,
+    pub address: String,
+    pub term: u64,
+}
+
+/// What this coordinator is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Not heard from the database yet.
+    Unknown,
+    /// Another holds the lease (or nobody, for a moment).
+    Standby { leader: Option<LeaderInfo> },
+    /// This coordinator leads `term` until `valid_until` (its own clock).
+    Leader { term: u64, valid_until: Instant },
+}
+
+/// The running campaign: a thread with its own database connection,
+/// renewing or trying to take the lease every `ttl / 3`.
+#[derive(Debug)]
+pub struct Lease {
+    state: watch::Receiver<LeaseState>,
+    stop: Arc<AtomicBool>,
+    pub ttl: Duration,
+    pub member: Member,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Lease {
+    /// Starts campaigning.
+    pub fn start(target: PgTarget, member: Member, ttl: Duration) -> std::io::Result<Lease> {
+        let (tx, rx) = watch::channel(LeaseState::Unknown);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (member.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("leader-lease".into())
+            .spawn(move || campaign(target, m, ttl, tx, s))?;
+        Ok(Lease {
+            state: rx,
+            stop,
+            ttl,
+            member,
+        })
+    }
+
+    /// What this coordinator is now.
+    pub fn state(&self) -> LeaseState {
+        self.state.borrow().clone()
+    }
+
+    /// Changes of [`Lease::state`].
+    pub fn watch(&self) -> watch::Receiver<LeaseState> {
+        self.state.clone()
+    }
+
+    /// Waits until this coordinator leads; its term.
+    pub async fn leading(&self) -> u64 {
+        let mut rx = self.state.clone();
+        loop {
+            if let LeaseState::Leader { term, .. } = &*rx.borrow_and_update() {
+                return *term;
+            }
+            if rx.changed().await.is_err() {
+                // The campaign thread ended: never.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+fn campaign(
+    target: PgTarget,
+    me: Member,
+    ttl: Duration,
+    tx: watch::Sender<LeaseState>,
+    stop: Arc<AtomicBool>,
+) {
+    let tick = ttl / 3;
+    let mut client: Option<postgres::Client> = None;
+    let mut complained = false;
+    while !stop.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        if client.as_ref().is_none_or(|c| c.is_closed()) {
+            match target.connect() {
+                Ok(c) => {
+                    client = Some(c);
+                    complained = false;
+                }
+                Err(e) => {
+                    if !complained {
+                        tracing::error!(error = %cutover_common::error_chain(&e), "the leader lease cannot reach the store");
+                        complained = true;
+                    }
+                }
+            }
+        }
+        if let Some(c) = client.as_mut() {
+            match round(c, &me, ttl) {
+                Ok(Some(term)) => {
+                    let valid_until = started + ttl;
+                    tx.send_if_modified(|s| {
+                        let was = std::mem::replace(s, LeaseState::Leader { term, valid_until });
+                        !matches!(was, LeaseState::Leader { term: t, .. } if t == term)
+                    });
+                    // The renewed deadline without waking anyone.
+                    tx.send_modify(|s| {
+                        if let LeaseState::Leader { valid_until: v, .. } = s {
+                            *v = valid_until;
+                        }
+                    });
+                }
+                Ok(None) => {
+                    let leader = read_leader(c).unwrap_or(None);
+                    tx.send_if_modified(|s| {
+                        let new = LeaseState::Standby { leader };
+                        if *s == new {
+                            false
+                        } else {
+                            *s = new;
+                            true
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %cutover_common::error_chain(&e), "renewing the leader lease failed");
+                    client = None;
+                }
+            }
+        }
+        let next = started + tick;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        }
+    }
+}
+
+/// One renewal or attempt: the term when this coordinator holds the lease
+/// after it, `None` when another does.
+fn round(c: &mut postgres::Client, me: &Member, ttl: Duration) -> Result<Option<u64>, StoreError> {
+    let err = StoreError::Postgres;
+    let ttl_ms = ttl.as_millis() as i64;
+    c.execute(
+        "INSERT INTO cutover_coordinators (holder, name, address, version, started_at, last_seen)
+         VALUES ($1, $2, $3, $4, clock_timestamp(), clock_timestamp())
+         ON CONFLICT (holder) DO UPDATE SET last_seen = clock_timestamp(), address = excluded.address",
+        &[&me.holder, &me.name, &me.address, &me.version],
+    )
+    .map_err(err)?;
+    // Free, run out, or ours: taken (a new term unless it is ours and
+    // still running). The UPDATE waits for the leader's writes in flight
+    // (they share-lock the row): a term ends after its last write.
+    let row = c
+        .query_opt(
+            "INSERT INTO cutover_leader (id, holder, name, address, term, expires_at, since)
+             VALUES (1, $1, $2, $3, 1, clock_timestamp() + $4::bigint * interval '1 millisecond', clock_timestamp())
+             ON CONFLICT (id) DO UPDATE SET
+                 term = CASE WHEN cutover_leader.holder = excluded.holder
+                                  AND cutover_leader.expires_at > clock_timestamp()
+                             THEN cutover_leader.term ELSE cutover_leader.term + 1 END,
+                 since = CASE WHEN cutover_leader.holder = excluded.holder
+                                  AND cutover_leader.expires_at > clock_timestamp()
+                             THEN cutover_leader.since ELSE clock_timestamp() END,
+                 holder = excluded.holder, name = excluded.name, address = excluded.address,
+                 expires_at = excluded.expires_at
+             WHERE cutover_leader.holder = excluded.holder
+                OR cutover_leader.expires_at <= clock_timestamp()
+             RETURNING term",
+            &[&me.holder, &me.name, &me.address, &ttl_ms],
+        )
+        .map_err(err)?;
+    Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+}
+
+fn read_leader(c: &mut postgres::Client) -> Result<Option<LeaderInfo>, StoreError> {
+    let row = c
+        .query_opt(
+            "SELECT name, address, term FROM cutover_leader
+             WHERE id = 1 AND expires_at > clock_timestamp()",
+            &[],
+        )
+        .map_err(StoreError::Postgres)?;
+    Ok(row.map(|r| LeaderInfo {
+        name: r.get(0),
+        address: r.get(1),
+        term: r.get::<_, i64>(2) as u64,
+    }))
+}
+
+/// A coordinator sharing the store, for `cutover coordinators`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub name: String,
+    pub address: String,
+    pub version: String,
+    pub started_at_ms: i64,
+    pub last_seen_ms: i64,
+    /// Heard from within three lease lengths.
+    pub up: bool,
+    pub leader: bool,
+}
+
+/// The coordinators seen in the last day, newest first, and the lease's
+/// term and start (ms).
+pub fn members(
+    c: &mut dyn crate::store::Db,
+    ttl: Duration,
+    leader_holder: &str,
+) -> Result<Vec<MemberRow>, StoreError> {
+    let rows = c.rows(
+        "SELECT name, address, version,
+                (extract(epoch FROM started_at) * 1000)::bigint,
+                (extract(epoch FROM last_seen) * 1000)::bigint,
+                last_seen > clock_timestamp() - ?1::bigint * interval '1 millisecond',
+                holder
+         FROM cutover_coordinators
+         WHERE last_seen > clock_timestamp() - interval '1 day'
+         ORDER BY started_at DESC",
+        crate::store::db::vals![(ttl.as_millis() as i64) * 3],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(MemberRow {
+                name: r.get(0)?,
+                address: r.get(1)?,
+                version: r.get(2)?,
+                started_at_ms: r.get(3)?,
+                last_seen_ms: r.get(4)?,
+                up: r.get(5)?,
+                leader: r.get::<String>(6)? == leader_holder,
+            })
+        })
+        .collect()
+}
+
+/// Ends the process when this coordinator stops leading `term`: its lease
+/// ran out by its own clock (it could not renew: the database is gone or
+/// this process was stopped), or another took it. Its service manager
+/// starts it again as a standby. Checked every 100 ms.
+pub async fn watch_leadership(mut state: watch::Receiver<LeaseState>, term: u64) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = state.changed() => if r.is_err() { break },
+        }
+        let lost = match &*state.borrow() {
+            LeaseState::Leader {
+                term: t,
+                valid_until,
+            } => (*t != term)
+                .then(|| format!("the lease was taken again as term {t}"))
+                .or_else(|| {
+                    (Instant::now() >= *valid_until)
+                        .then(|| "the lease could not be renewed in time".to_string())
+                }),
+            LeaseState::Standby { leader } => Some(match leader {
+                Some(l) => format!("{} ({}) leads term {}", l.name, l.address, l.term),
+                None => "the lease was lost".into(),
+            }),
+            LeaseState::Unknown => None,
+        };
+        if let Some(why) = lost {
+            step_down(term, &why);
+        }
+    }
+    step_down(term, "the leader lease stopped");
+}
+
+fn step_down(term: u64, why: &str) -> ! {
+    tracing::error!(
+        term,
+        reason = why,
+        "no longer the leader: stepping down (exiting; the service manager starts this coordinator again as a standby)"
+    );
+    let _ = cutover_common::sdnotify::notify(&format!(
+        "STOPPING=1\nSTATUS=stepped down from term {term}: {why}"
+    ));
+    std::process::exit(EXIT_STEPPED_DOWN);
+}
+
+/// The exit status of a leader that stepped down (EX_TEMPFAIL).
+pub const EXIT_STEPPED_DOWN: i32 = 75;

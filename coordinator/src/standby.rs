@@ -1,0 +1,182 @@
+//! A standby coordinator's server: until it leads, it answers every call
+//! (agents' sessions, enrollment, operators') with UNAVAILABLE naming the
+//! leader, in the `cutover-leader` header too, so that agents and the CLI
+//! go there. Health checks are answered (NOT_SERVING for the services a
+//! standby does not serve).
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Connected;
+
+use crate::leader::{LeaderInfo, LeaseState};
+
+/// The header naming the leader's URL in a standby's refusal.
+pub const LEADER_HEADER: &str = "cutover-leader";
+
+/// The refusal a standby answers with while `state` holds.
+pub fn refusal(state: &LeaseState) -> tonic::Status {
+    let leader = match state {
+        LeaseState::Standby { leader } => leader.clone(),
+        _ => None,
+    };
+    match leader {
+        Some(LeaderInfo {
+            name,
+            address,
+            term,
+        }) => {
+            let mut s = tonic::Status::unavailable(format!(
+                "this coordinator is a standby: the leader is {name} at {address} (term {term})"
+            ));
+            if let Ok(v) = address.parse() {
+                s.metadata_mut().insert(LEADER_HEADER, v);
+            }
+            s
+        }
+        None => tonic::Status::unavailable(
+            "this coordinator is a standby and no leader is elected at the moment: try again in a few seconds",
+        ),
+    }
+}
+
+/// Serves refusals on `listener` until this coordinator leads (its
+/// term), or `stop`. Connections still open then are closed.
+pub async fn serve_until_leader(
+    listener: &TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: watch::Receiver<LeaseState>,
+    stop: CancellationToken,
+) -> Option<u64> {
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health
+        .set_service_status("", tonic_health::ServingStatus::NotServing)
+        .await;
+    let done = CancellationToken::new();
+    let (conn_tx, conn_rx) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
+    let refuse_state = state.clone();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(tower::layer::layer_fn(move |inner| Refuse {
+                inner,
+                state: refuse_state.clone(),
+            }))
+            .add_service(health_svc)
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::ReceiverStream::new(conn_rx),
+                done.clone().cancelled_owned(),
+            ),
+    );
+    let acceptor = TlsAcceptor::from(tls);
+    let mut leading = state.clone();
+    let term = loop {
+        tokio::select! {
+            _ = stop.cancelled() => break None,
+            r = leading.changed() => {
+                if r.is_err() {
+                    break None;
+                }
+                if let LeaseState::Leader { term, .. } = &*leading.borrow_and_update() {
+                    break Some(*term);
+                }
+            }
+            accepted = listener.accept() => {
+                let Ok((tcp, _)) = accepted else { continue };
+                let (acceptor, tx) = (acceptor.clone(), conn_tx.clone());
+                tokio::spawn(async move {
+                    let _ = tcp.set_nodelay(true);
+                    if let Ok(Ok(tls)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                    {
+                        let _ = tx.send(Ok(Conn(tls))).await;
+                    }
+                });
+            }
+        }
+    };
+    drop(conn_tx);
+    done.cancel();
+    // Open connections (agents waiting to retry) are closed: a second at
+    // most for answers in flight.
+    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+    term
+}
+
+/// A refusal for everything but health checks.
+#[derive(Clone)]
+struct Refuse<S> {
+    inner: S,
+    state: watch::Receiver<LeaseState>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Refuse<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path().starts_with("/grpc.health.v1.Health/") {
+            let f = self.inner.call(req);
+            return Box::pin(f);
+        }
+        let status = refusal(&self.state.borrow());
+        Box::pin(async move { Ok(status.into_http()) })
+    }
+}
+
+/// A TLS connection to the standby server.
+struct Conn(TlsStream<TcpStream>);
+
+impl Connected for Conn {
+    type ConnectInfo = ();
+    fn connect_info(&self) {}
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
