@@ -18,6 +18,9 @@ pub struct Command {
     pub deployment_id: String,
     pub step: u32,
     pub epoch: u64,
+    /// The leader term of the coordinator that sent it (0: not fenced).
+    #[serde(default)]
+    pub term: u64,
     pub kind: Kind,
 }
 
@@ -281,6 +284,7 @@ impl TryFrom<pb::Command> for Command {
             deployment_id: c.deployment_id,
             step: c.step,
             epoch: c.epoch,
+            term: c.term,
             kind,
         })
     }

@@ -18,6 +18,11 @@ pub struct AgentConfig {
     pub state_dir: PathBuf,
     /// Coordinator URL; default: the one used at enrollment.
     pub coordinator: Option<String>,
+    /// Several coordinators sharing one PostgreSQL store (high
+    /// availability), instead of `coordinator`: tried in order; a standby
+    /// names the leader, which is tried next.
+    #[serde(default)]
+    pub coordinators: Vec<String>,
     /// Labels this host reports. Labels bound by the join token win.
     pub labels: Labels,
     /// First delay before reconnecting after a lost session.
@@ -51,6 +56,7 @@ impl Default for AgentConfig {
         Self {
             state_dir: PathBuf::from("/var/lib/cutover/agent"),
             coordinator: None,
+            coordinators: Vec::new(),
             labels: Labels::new(),
             reconnect_initial: Duration::from_millis(500),
             reconnect_max: Duration::from_secs(30),
@@ -67,6 +73,7 @@ impl Default for AgentConfig {
 const ENV_KEYS: &[&str] = &[
     "state_dir",
     "coordinator",
+    "coordinators",
     "labels",
     "reconnect_initial",
     "reconnect_max",
@@ -134,7 +141,38 @@ impl AgentConfig {
                 format!("expected an https:// URL, found `{url}`"),
             ));
         }
+        if self.coordinator.is_some() && !self.coordinators.is_empty() {
+            return Err(ConfigError::invalid(
+                origin,
+                "coordinators",
+                "set either `coordinator` (one) or `coordinators` (several), not both",
+            ));
+        }
+        for (i, url) in self.coordinators.iter().enumerate() {
+            if !url.starts_with("https://") {
+                return Err(ConfigError::invalid(
+                    origin,
+                    &format!("coordinators[{i}]"),
+                    format!(
+                        "expected an https:// URL such as https://coordinator-2:7443, found `{url}`"
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The coordinators to reach, in order: `coordinators`, else
+    /// `coordinator`, else the one the host enrolled with.
+    pub fn coordinator_urls(&self, enrolled_with: &str) -> Vec<String> {
+        if !self.coordinators.is_empty() {
+            return self.coordinators.clone();
+        }
+        vec![
+            self.coordinator
+                .clone()
+                .unwrap_or(enrolled_with.to_string()),
+        ]
     }
 
     /// Where the host identity lives.

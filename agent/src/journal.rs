@@ -178,6 +178,7 @@ mod tests {
             deployment_id: "d".into(),
             step: 0,
             epoch: 0,
+            term: 0,
             kind: Kind::Stop {
                 keep_listeners: false,
                 service: "web".into(),

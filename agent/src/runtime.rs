@@ -29,6 +29,9 @@ pub struct Runtime {
     results: mpsc::UnboundedSender<CommandResult>,
     /// Highest fencing epoch seen per service.
     epochs: Mutex<HashMap<String, u64>>,
+    /// Highest coordinator leader term seen (several coordinators on one
+    /// PostgreSQL store; 0 with a lone coordinator).
+    term: Mutex<u64>,
     /// Published health per service, readable while a command holds the
     /// service.
     published: Mutex<HashMap<String, Arc<Mutex<Health>>>>,
@@ -119,6 +122,13 @@ impl Runtime {
         )
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
         .unwrap_or_default();
+        let term: u64 = crate::state::read_json(
+            &state_dir.join("journal").join("term.json"),
+            "the newest coordinator leader term seen",
+            "forgets it, and a deposed coordinator's late command could run",
+        )
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+        .unwrap_or_default();
         let mut services = HashMap::new();
         let mut published = HashMap::new();
         let mut preempters = HashMap::new();
@@ -144,6 +154,7 @@ impl Runtime {
             inflight: Mutex::new(HashMap::new()),
             results: rtx,
             epochs: Mutex::new(epochs),
+            term: Mutex::new(term),
             published: Mutex::new(published),
             preempters: Mutex::new(preempters),
             staging: Mutex::new(HashMap::new()),
@@ -515,6 +526,41 @@ impl Runtime {
             .unwrap_or(0)
     }
 
+    /// A coordinator's leader term, heard in its Welcome or a command:
+    /// kept (and written down) when newer than any seen.
+    pub fn see_term(&self, term: u64) {
+        let mut seen = self.term.lock().unwrap_or_else(|p| p.into_inner());
+        if term > *seen {
+            *seen = term;
+            let path = self.shared.state_dir.join("journal").join("term.json");
+            let bytes = serde_json::to_vec(&term).expect("serializable");
+            if let Err(e) = crate::sys::write_synced(&path, &bytes, 0o600) {
+                tracing::error!(error = %e, "recording the leader term failed");
+            }
+        }
+    }
+
+    /// Fencing across coordinators: a command of an older leader term
+    /// than one already seen comes from a deposed leader, and is refused.
+    fn check_term(&self, cmd: &Command) -> Result<(), Report> {
+        if cmd.term == 0 {
+            return Ok(());
+        }
+        let seen = *self.term.lock().unwrap_or_else(|p| p.into_inner());
+        if cmd.term < seen {
+            return Err(Report {
+                message: format!(
+                    "refused: the command comes from leader term {}, older than term {seen} already seen: its coordinator is no longer the leader",
+                    cmd.term
+                ),
+                hooks: vec![],
+                failure: Some(Failure::Refused),
+            });
+        }
+        self.see_term(cmd.term);
+        Ok(())
+    }
+
     fn check_epoch(&self, cmd: &Command) -> Result<(), Report> {
         if cmd.epoch == 0 {
             return Ok(());
@@ -543,6 +589,9 @@ impl Runtime {
     }
 
     async fn execute(&self, cmd: &Command, preempted: Option<watch::Receiver<u64>>) -> Done {
+        if let Err(refused) = self.check_term(cmd) {
+            return (Err(refused), None);
+        }
         if let Err(refused) = self.check_epoch(cmd) {
             return (Err(refused), None);
         }
@@ -995,6 +1044,7 @@ mod tests {
             deployment_id: "d".into(),
             step: 0,
             epoch,
+            term: 0,
             kind: Kind::Stop {
                 service: "web".into(),
                 keep_listeners: false,
@@ -1212,5 +1262,42 @@ mod tests {
             "the epoch seen survives a restart"
         );
         assert!(rt.submit(stop("c5", 6)).await.ok);
+    }
+
+    #[tokio::test]
+    async fn a_deposed_coordinators_commands_are_refused_once_a_newer_leader_term_was_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, _o) = Runtime::start(dir.path().into(), Default::default())
+            .await
+            .unwrap();
+        let of_term = |id: &str, term: u64| Command {
+            term,
+            ..stop(id, 0)
+        };
+        assert!(rt.submit(of_term("t1", 4)).await.ok);
+        // The new leader's Welcome arrives: term 5.
+        rt.see_term(5);
+        let r = rt.submit(of_term("t2", 4)).await;
+        assert!(!r.ok);
+        assert!(
+            r.message.contains("leader term 4, older than term 5"),
+            "{}",
+            r.message
+        );
+        assert_eq!(r.failure, Some(Failure::Refused));
+        assert!(rt.submit(of_term("t3", 5)).await.ok);
+        // A lone coordinator's commands (term 0) are not fenced by terms.
+        assert!(rt.submit(of_term("t4", 0)).await.ok);
+        // An older Welcome does not move the term back.
+        rt.see_term(2);
+        drop(rt);
+        let (rt, _o) = Runtime::start(dir.path().into(), Default::default())
+            .await
+            .unwrap();
+        assert!(
+            !rt.submit(of_term("t5", 4)).await.ok,
+            "the term seen survives a restart"
+        );
+        assert!(rt.submit(of_term("t6", 6)).await.ok);
     }
 }

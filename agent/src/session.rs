@@ -33,6 +33,13 @@ pub enum SessionError {
     Tls(#[from] tls::TlsError),
     #[error("the coordinator refused the session: {0}")]
     Refused(String),
+    /// A standby coordinator (several share a PostgreSQL store): it names
+    /// the leader when there is one.
+    #[error("{message}")]
+    Standby {
+        message: String,
+        leader: Option<String>,
+    },
     #[error("the session broke: {0}")]
     Broken(String),
     #[error("host certificate expired at {at}; this host must be enrolled again")]
@@ -49,6 +56,13 @@ impl SessionError {
     /// when there was none: a call cut off in transit (the coordinator
     /// restarting, say) is a broken session, not a refusal.
     fn from_status(s: tonic::Status) -> SessionError {
+        // First: a standby's answer is UNAVAILABLE too.
+        if let Some(leader) = standby_leader(&s) {
+            return SessionError::Standby {
+                message: s.message().to_string(),
+                leader,
+            };
+        }
         if tls::status_is_interrupted(&s) {
             SessionError::Broken(format!(
                 "the call ended before the coordinator answered ({})",
@@ -56,6 +70,71 @@ impl SessionError {
             ))
         } else {
             SessionError::Refused(s.message().to_string())
+        }
+    }
+}
+
+/// A standby's refusal (UNAVAILABLE saying so): the leader's URL from its
+/// `cutover-leader` header, if it named one.
+fn standby_leader(s: &tonic::Status) -> Option<Option<String>> {
+    if s.code() != tonic::Code::Unavailable || !s.message().contains("standby") {
+        return None;
+    }
+    Some(
+        s.metadata()
+            .get("cutover-leader")
+            .and_then(|v| v.to_str().ok())
+            .filter(|u| u.starts_with("https://"))
+            .map(str::to_string),
+    )
+}
+
+/// The coordinators an agent tries, in order: after one that fails, the
+/// next; a standby's answer naming the leader, the leader next.
+#[derive(Debug)]
+struct Targets {
+    urls: Vec<String>,
+    next: usize,
+    /// The leader a standby named, tried next (once).
+    hinted: Option<String>,
+}
+
+impl Targets {
+    fn new(urls: Vec<String>) -> Self {
+        Self {
+            urls,
+            next: 0,
+            hinted: None,
+        }
+    }
+
+    /// The URL to try now.
+    fn pick(&mut self) -> String {
+        if let Some(h) = self.hinted.take() {
+            return h;
+        }
+        let u = self.urls[self.next % self.urls.len()].clone();
+        self.next = (self.next + 1) % self.urls.len();
+        u
+    }
+
+    /// After a failure: whether to try again at once (a leader was named,
+    /// or addresses are left in this round) rather than back off.
+    fn failed(&mut self, e: &SessionError) -> bool {
+        if let SessionError::Standby {
+            leader: Some(l), ..
+        } = e
+        {
+            self.hinted = Some(l.clone());
+            return true;
+        }
+        self.next != 0
+    }
+
+    /// A session was established with `url`: start there next time.
+    fn worked(&mut self, url: &str) {
+        if let Some(i) = self.urls.iter().position(|u| u == url) {
+            self.next = i;
         }
     }
 }
@@ -77,19 +156,18 @@ pub async fn run(
 ) -> Result<(), SessionError> {
     let files = IdentityFiles::new(&cfg.identity_dir());
     let enrollment = files.enrollment_record()?;
-    let url = cfg
-        .coordinator
-        .clone()
-        .unwrap_or(enrollment.coordinator.clone());
+    let mut targets = Targets::new(cfg.coordinator_urls(&enrollment.coordinator));
     let mut backoff = Backoff::new(
         cfg.reconnect_initial,
         cfg.reconnect_max,
         cfg.reconnect_jitter,
     );
-    tracing::info!(host = %enrollment.host_id, coordinator = %url, "agent starting");
+    tracing::info!(host = %enrollment.host_id, coordinators = %targets.urls.join(", "), "agent starting");
     let tickets = tls::SessionTickets::default();
     loop {
         let started = Instant::now();
+        let url = targets.pick();
+        let at_once;
         match session(
             &cfg,
             &files,
@@ -104,13 +182,20 @@ pub async fn run(
         {
             Ok(Ended::Shutdown) => return Ok(()),
             Ok(Ended::Lost(reason)) => {
-                tracing::warn!(reason = %reason, "session to the coordinator ended");
+                tracing::warn!(reason = %reason, coordinator = %url, "session to the coordinator ended");
+                targets.worked(&url);
                 if started.elapsed() > Duration::from_secs(10) {
                     backoff.reset();
+                }
+                // Another coordinator may lead now: the next one at once.
+                at_once = targets.urls.len() > 1;
+                if at_once {
+                    targets.next = (targets.next + 1) % targets.urls.len();
                 }
             }
             Err(e) if !e.is_retryable() => return Err(e),
             Err(e) => {
+                at_once = targets.failed(&e);
                 let chain = error_chain(&e);
                 rt.notify_status(&format!("cannot reach the coordinator: {chain}"));
                 match tls::explain(&chain) {
@@ -119,7 +204,13 @@ pub async fn run(
                 }
             }
         }
-        let delay = backoff.next_delay();
+        let delay = if at_once {
+            // A moment, so that a pair of standbys naming each other
+            // cannot spin.
+            Duration::from_millis(100)
+        } else {
+            backoff.next_delay()
+        };
         tracing::info!(delay = ?delay, "reconnecting");
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -296,6 +387,9 @@ async fn session(
         Ok(Err(s)) => return Err(SessionError::from_status(s)),
         Err(_) => return Err(SessionError::Broken("no Welcome within 10s".into())),
     };
+    // The leader term: commands of older terms (a deposed leader's) are
+    // refused from now on.
+    rt.see_term(welcome.leader_term);
     let heartbeat_every = Duration::from_millis(welcome.heartbeat_interval_ms.max(100));
     let silence_limit = Duration::from_millis(welcome.host_timeout_ms.max(1000));
     tracing::info!(

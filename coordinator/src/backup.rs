@@ -16,6 +16,10 @@ use crate::server::{ServeError, StateLock};
 /// What went wrong with a backup or restore.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
+    #[error(
+        "the store is PostgreSQL ({url}): back it up with pg_dump and the pki directory with your file backups (docs/operator-guide.md, \"High availability\"); `cutover backup` and `restore` are for the SQLite store"
+    )]
+    Postgres { url: String },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -103,7 +107,15 @@ fn counts(db: &Path) -> Result<(i64, i64), BackupError> {
 }
 
 /// Writes a backup of `cfg`'s store and PKI into `to` (new or empty).
+fn sqlite_only(cfg: &CoordinatorConfig) -> Result<(), BackupError> {
+    match &cfg.store {
+        Some(url) => Err(BackupError::Postgres { url: url.clone() }),
+        None => Ok(()),
+    }
+}
+
 pub fn backup(cfg: &CoordinatorConfig, to: &Path) -> Result<Summary, BackupError> {
+    sqlite_only(cfg)?;
     if to.exists() && std::fs::read_dir(to).map_err(io(to))?.next().is_some() {
         return Err(BackupError::NotEmpty { path: to.into() });
     }
@@ -140,6 +152,7 @@ pub fn backup(cfg: &CoordinatorConfig, to: &Path) -> Result<Summary, BackupError
 /// coordinator must be stopped; an existing store needs `force` (it is
 /// moved aside, not deleted).
 pub fn restore(cfg: &CoordinatorConfig, from: &Path, force: bool) -> Result<Summary, BackupError> {
+    sqlite_only(cfg)?;
     let (db, pki) = (from.join("cutover.db"), from.join("pki"));
     for (p, what) in [(&db, "no cutover.db"), (&pki, "no pki/ directory")] {
         if !p.exists() {

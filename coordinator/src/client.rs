@@ -19,7 +19,9 @@ const CONNECTION: &str = "Connection (commands that talk to a coordinator)";
 
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ClientArgs {
-    /// Coordinator URL, e.g. https://coordinator:7443.
+    /// Coordinator URL, e.g. https://coordinator:7443; several
+    /// coordinators sharing a store as a comma-separated list (the leader
+    /// is found and followed).
     #[arg(long, env = "CUTOVER_COORDINATOR", global = true, help_heading = CONNECTION)]
     pub coordinator: Option<String>,
     /// The cluster CA certificate (PEM).
@@ -65,6 +67,8 @@ pub enum ClientError {
         ca: PathBuf,
         reason: String,
     },
+    #[error("{0}")]
+    Standby(String),
     #[error(transparent)]
     Pki(#[from] pki::PkiError),
     #[error(transparent)]
@@ -156,13 +160,69 @@ pub async fn connect(r: &Resolved) -> Result<ControlServiceClient<Channel>, Clie
         ca: r.ca.clone(),
         reason: e.to_string(),
     })?;
-    let cfg = tls::client_config(&ca, Some(&id))?;
+    let cfg = std::sync::Arc::new(tls::client_config(&ca, Some(&id))?);
     // An operator waits for an answer: a coordinator that has not finished
     // the handshake in 10 s is reported rather than waited for.
     let opts = ChannelOptions {
         handshake_timeout: std::time::Duration::from_secs(10),
         ..ChannelOptions::default()
     };
-    let channel: Channel = tls::connect(&r.url, cfg, opts).await?;
-    Ok(ControlServiceClient::new(channel).max_decoding_message_size(64 << 20))
+    let urls: Vec<&str> = r
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let several = urls.len() > 1;
+    let mut last: Option<ClientError> = None;
+    for url in urls {
+        let client = match tls::connect(url, cfg.clone(), opts).await {
+            Ok(ch) => ControlServiceClient::new(ch).max_decoding_message_size(64 << 20),
+            Err(e) => {
+                last = Some(e.into());
+                continue;
+            }
+        };
+        match follow_leader(client, &cfg, opts).await {
+            Ok(c) => return Ok(c),
+            // A standby that names no leader (an election under way):
+            // the next address, if any.
+            Err(e) if several => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(ClientError::Missing {
+        what: "coordinator URL",
+        flag: "coordinator",
+        env: "COORDINATOR",
+    }))
+}
+
+/// Several coordinators share a PostgreSQL store and only the leader
+/// answers: asks the one reached who the caller is (cheap, any role); a
+/// standby answers with the leader's URL, which is reached instead.
+async fn follow_leader(
+    mut client: Control,
+    cfg: &std::sync::Arc<rustls::ClientConfig>,
+    opts: ChannelOptions,
+) -> Result<Control, ClientError> {
+    let Err(status) = client.who_am_i(cutover_proto::v1::WhoAmIRequest {}).await else {
+        return Ok(client);
+    };
+    let standby = status.code() == tonic::Code::Unavailable && status.message().contains("standby");
+    if !standby {
+        // Whatever else it is, the command's own call reports it.
+        return Ok(client);
+    }
+    match status
+        .metadata()
+        .get(crate::standby::LEADER_HEADER)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(leader) => {
+            let ch = tls::connect(leader, cfg.clone(), opts).await?;
+            Ok(ControlServiceClient::new(ch).max_decoding_message_size(64 << 20))
+        }
+        None => Err(ClientError::Standby(status.message().to_string())),
+    }
 }

@@ -14,6 +14,7 @@ use anyhow::{Context, Result, bail};
 pub mod apps;
 pub mod artifacts;
 pub mod fleet;
+pub mod ha;
 pub mod haproxy;
 pub mod load;
 pub mod netns;
@@ -188,6 +189,11 @@ impl Proc {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Its exit status once it has ended (a signal: None).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.child.try_wait().ok().flatten().and_then(|s| s.code())
+    }
 }
 
 impl Drop for Proc {
@@ -196,7 +202,7 @@ impl Drop for Proc {
     }
 }
 
-fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Proc> {
+pub(crate) fn spawn_logged(cmd: &mut Command, log: &Path) -> Result<Proc> {
     let out = std::fs::File::create(log)?;
     let err = out.try_clone()?;
     let child = cmd
@@ -257,7 +263,7 @@ pub fn agent_command_of(netns: Option<&str>, binary: Option<&Path>) -> Command {
 /// `name`, run under the command in environment variable `var` if set. For
 /// profiling benchmarks: e.g. `valgrind --tool=massif
 /// --massif-out-file=/tmp/massif.out`.
-fn wrapped(var: &str, name: &str) -> Command {
+pub(crate) fn wrapped(var: &str, name: &str) -> Command {
     match std::env::var(var) {
         Ok(w) if !w.trim().is_empty() => {
             let mut parts = w.split_whitespace();
@@ -348,6 +354,9 @@ pub struct Cluster {
     /// Another `cutover-agent` binary for the agents added while this is
     /// set: a previous release's, for mixed-version tests.
     pub agent_binary: Option<PathBuf>,
+    /// What the CLI is given as its coordinator(s), when not this
+    /// cluster's one URL (several coordinators: a comma-separated list).
+    pub client_urls: Option<String>,
 }
 
 /// One enrolled agent.
@@ -378,6 +387,7 @@ impl Cluster {
             agents: Vec::new(),
             opts,
             agent_binary: None,
+            client_urls: None,
         };
         let ip = c
             .opts
@@ -492,7 +502,10 @@ impl Cluster {
                     .display()
                     .to_string(),
             ),
-            ("CUTOVER_COORDINATOR".into(), self.url()),
+            (
+                "CUTOVER_COORDINATOR".into(),
+                self.client_urls.clone().unwrap_or_else(|| self.url()),
+            ),
         ]
     }
 

@@ -144,6 +144,16 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
+    /// Show the coordinators sharing the store: which leads, in which
+    /// term, which are up (several coordinators on PostgreSQL; with the
+    /// SQLite store, the one coordinator).
+    ///
+    /// Example: `cutover coordinators`
+    Coordinators {
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
     /// A blue/green switch command for HAProxy (a spec's
     /// `strategy.switch`): sets the live group's servers of BACKEND
     /// (named after the hosts, from CUTOVER_HOSTS) `ready`, waits until
@@ -562,6 +572,63 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("group {group}: {done}");
             Ok(())
         }
+        Command::Coordinators { output } => {
+            let mut c = cli.client.connect().await?;
+            let r = c
+                .list_coordinators(pb::ListCoordinatorsRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
+            let at = |t: &Option<prost_types::Timestamp>| crate::output::rfc3339(deploy::ms_of(t));
+            match output {
+                Format::Json => print!(
+                    "{}",
+                    crate::output::json(&serde_json::json!({
+                        "store": r.store,
+                        "term": r.term,
+                        "leader_since": at(&r.leader_since),
+                        "coordinators": r.coordinators.iter().map(|m| serde_json::json!({
+                            "name": m.name,
+                            "address": m.address,
+                            "version": m.version,
+                            "leader": m.leader,
+                            "up": m.up,
+                            "started_at": at(&m.started_at),
+                            "last_seen": at(&m.last_seen),
+                        })).collect::<Vec<_>>(),
+                    }))
+                ),
+                Format::Table => {
+                    let since = cutover_common::time::from_unix_ms(deploy::ms_of(&r.leader_since));
+                    if r.store == "sqlite" {
+                        println!("store: SQLite (one coordinator, no standby)");
+                    } else {
+                        println!(
+                            "store: PostgreSQL, leader term {} since {}",
+                            r.term,
+                            humantime::format_rfc3339_seconds(since)
+                        );
+                    }
+                    println!(
+                        "{:<20} {:<8} {:<5} {:<32} {:<10} LAST SEEN",
+                        "NAME", "ROLE", "UP", "ADDRESS", "VERSION"
+                    );
+                    for m in &r.coordinators {
+                        let seen = cutover_common::time::from_unix_ms(deploy::ms_of(&m.last_seen));
+                        println!(
+                            "{:<20} {:<8} {:<5} {:<32} {:<10} {}",
+                            m.name,
+                            if m.leader { "leader" } else { "standby" },
+                            if m.up { "yes" } else { "no" },
+                            m.address,
+                            m.version,
+                            humantime::format_rfc3339_seconds(seen)
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Whoami { output } => {
             let mut c = cli.client.connect().await?;
             let r = c
@@ -734,11 +801,21 @@ pub fn status(s: tonic::Status) -> anyhow::Error {
 }
 
 async fn serve(cfg: CoordinatorConfig) -> Result<()> {
-    let running = crate::server::Server::start(cfg).await?;
     // Before READY: a stop sent the moment systemd hears it must find the
     // handler in place (else SIGTERM's default ends the process at once,
-    // without STOPPING=1 or a clean shutdown).
+    // without STOPPING=1 or a clean shutdown). A standby (several
+    // coordinators on PostgreSQL) is READY while it waits to lead, and
+    // stops at once when told to.
     let stop = shutdown_signals()?;
+    tokio::pin!(stop);
+    let running = tokio::select! {
+        r = crate::server::Server::start(cfg) => r?,
+        _ = &mut stop => {
+            tracing::info!("shutting down (standby)");
+            let _ = cutover_common::sdnotify::notify("STOPPING=1");
+            return Ok(());
+        }
+    };
     let status = format!("READY=1\nSTATUS=listening on {}", running.url);
     if let Err(e) = cutover_common::sdnotify::notify(&status) {
         tracing::warn!(error = %e, "notifying systemd failed");

@@ -1,0 +1,345 @@
+//! High availability: three coordinators on one PostgreSQL store (a
+//! throwaway cluster from Debian's `postgresql`), real agents knowing all
+//! three. The leader is killed (-9) at seeded random points of rolling
+//! rollouts, or stopped (SIGSTOP) and continued: a standby takes over and
+//! finishes each rollout from the store, no host starts a release twice,
+//! and the deposed leader steps down.
+//!
+//! Agents run on this machine's loopback (their services on their own
+//! ports); the coordinators listen on 127.0.0.1.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use cutover_tests::ha::Ha;
+use cutover_tests::release::{Artifact, demo_tarball};
+use cutover_tests::{CoordinatorOptions, poll};
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+
+const TERMINAL: &[&str] = &["succeeded", "rolled_back", "aborted", "failed"];
+
+fn spec(ha: &Ha, version: &str, strategy: &str) -> PathBuf {
+    let text = format!(
+        r#"service = "web"
+
+[run]
+command = ["bin/demo-service", "--app-version", "{version}", "--ready-delay-ms", "300"]
+
+[[listen]]
+name = "http"
+address = "127.0.0.1:0"
+
+[swap]
+min_ready = "300ms"
+grace = "5s"
+ready_timeout = "3s"
+
+[strategy]
+{strategy}
+healthy_deadline = "30s"
+
+[targets]
+selector = "role=web"
+"#
+    );
+    let p = ha.c.dir.path().join(format!("web-{version}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Submits `version`; the deployment's id.
+fn submit(ha: &Ha, version: &str, a: &Artifact, strategy: &str) -> String {
+    let p = spec(ha, version, strategy);
+    let r = ha.c.cutover(&[
+        "deploy",
+        p.to_str().unwrap(),
+        "--version",
+        version,
+        "--artifact",
+        &a.url,
+        "--sha256",
+        &a.sha256,
+        "-o",
+        "json",
+    ]);
+    assert!(r.ok, "deploy {version}: {}\n{}", r.stderr, ha.logs());
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// Waits for deployment `id` to end; its phase.
+fn ended(ha: &Ha, id: &str, timeout: Duration) -> String {
+    let start = Instant::now();
+    loop {
+        let r = ha.c.cutover(&["status", id, "-o", "json"]);
+        if r.ok
+            && let Ok(v) = serde_json::from_str::<Value>(&r.stdout)
+            && let Some(p) = v["phase"].as_str()
+            && TERMINAL.contains(&p)
+        {
+            return p.to_string();
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "{id} did not end within {timeout:?}: {}\n{}\n{}",
+            r.stdout,
+            r.stderr,
+            ha.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Each host's active release, as the fleet reports it.
+fn releases(ha: &Ha) -> Vec<(String, String)> {
+    ha.c.releases()
+}
+
+fn fleet() -> Option<(Ha, Artifact)> {
+    let mut ha = Ha::start(
+        3,
+        "2s",
+        CoordinatorOptions {
+            host_timeout: "3s",
+            heartbeat_interval: "500ms",
+            ..CoordinatorOptions::default()
+        },
+    )?;
+    println!("mode: loopback (agents and coordinators on 127.0.0.1)");
+    let extra = ha.agent_config();
+    for i in 1..=3 {
+        ha.c.add_agent_with(&format!("web-{i}"), "role=web", "", None, &extra)
+            .unwrap();
+    }
+    for i in 1..=3 {
+        ha.c.wait_state(&format!("web-{i}"), "ready", Duration::from_secs(30));
+    }
+    let a = demo_tarball(ha.c.dir.path(), "demo.tar");
+    Some((ha, a))
+}
+
+#[test]
+fn the_leader_killed_at_ten_random_points_of_rolling_rollouts_loses_nothing_and_no_host_starts_a_release_twice()
+ {
+    let Some((mut ha, a)) = fleet() else {
+        return;
+    };
+    // Three members, one leader, all up.
+    let m = ha.members().unwrap();
+    assert_eq!(m["store"], "postgres", "{m}");
+    let members = m["coordinators"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{m}");
+    assert_eq!(
+        members.iter().filter(|c| c["leader"] == true).count(),
+        1,
+        "{m}"
+    );
+    assert!(members.iter().all(|c| c["up"] == true), "{m}");
+
+    let first = submit(&ha, "1", &a, "kind = \"rolling\"\nmax_unavailable = 3");
+    assert_eq!(ended(&ha, &first, Duration::from_secs(60)), "succeeded");
+
+    let seed: u64 = std::env::var("CUTOVER_HA_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(27);
+    println!("seed {seed} (CUTOVER_HA_SEED)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut live = "1".to_string();
+    let mut failovers = Vec::new();
+    let mut mid_rollout = 0;
+    for round in 0..10 {
+        let version = (round + 2).to_string();
+        let before = ha.leader(Duration::from_secs(30));
+        let id = submit(&ha, &version, &a, "kind = \"rolling\"\nmax_unavailable = 1");
+        // A random point of the rollout (three batches of about a second
+        // each): staging, a swap, between batches, or its end.
+        let wait = Duration::from_millis(rng.random_range(0..3_500));
+        std::thread::sleep(wait);
+        let at_kill = ha.c.cutover(&["status", &id, "-o", "json"]);
+        let at_kill = serde_json::from_str::<Value>(&at_kill.stdout)
+            .ok()
+            .and_then(|v| v["phase"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if !TERMINAL.contains(&at_kill.as_str()) {
+            mid_rollout += 1;
+        }
+        let killed_at = Instant::now();
+        ha.coords[before.index].proc.as_mut().unwrap().kill();
+        let after = ha.leader(Duration::from_secs(30));
+        failovers.push(killed_at.elapsed());
+        assert_ne!(after.index, before.index);
+        assert!(after.term > before.term, "{before:?} then {after:?}");
+        println!(
+            "round {round}: killed {} after {wait:?} ({id} {at_kill}); {} leads term {} ({:?} later)",
+            ha.coords[before.index].name,
+            ha.coords[after.index].name,
+            after.term,
+            killed_at.elapsed()
+        );
+        // Back as a standby.
+        ha.start_coordinator(before.index).unwrap();
+        let phase = ended(&ha, &id, Duration::from_secs(90));
+        // Every host runs what the outcome implies.
+        let expect = match phase.as_str() {
+            "succeeded" => version.clone(),
+            "rolled_back" => live.clone(),
+            other => panic!("{id} ended {other}:\n{}", ha.logs()),
+        };
+        poll(
+            &format!("every host on {expect} after {id} {phase}"),
+            Duration::from_secs(20),
+            || {
+                releases(&ha)
+                    .iter()
+                    .all(|(_, r)| r.starts_with(&format!("{expect}-")))
+                    .then_some(())
+            },
+        );
+        println!("round {round}: {id} {phase}");
+        live = expect;
+    }
+    assert!(
+        mid_rollout >= 5,
+        "only {mid_rollout} of 10 kills hit a running rollout: the points are not mid-rollout"
+    );
+    // No host started any release more than once (a rollback starts the
+    // previous one again: counted per release, once each way at most).
+    for i in 1..=3 {
+        let host = format!("web-{i}");
+        let log = ha.c.agent(&host).proc.as_ref().unwrap().log_text();
+        for v in 2..=11 {
+            let starts = log
+                .lines()
+                .filter(|l| {
+                    l.contains(&format!("started {v}-")) && l.contains("waiting until healthy")
+                })
+                .count();
+            assert!(starts <= 1, "{host} started {v} {starts} times:\n{log}");
+        }
+    }
+    failovers.sort();
+    println!(
+        "leader found again after a kill: median {:?}, worst {:?}",
+        failovers[5], failovers[9]
+    );
+}
+
+#[test]
+fn a_leader_paused_mid_rollout_is_replaced_steps_down_when_continued_and_the_rollout_finishes() {
+    let Some((mut ha, a)) = fleet() else {
+        return;
+    };
+    let first = submit(&ha, "1", &a, "kind = \"rolling\"\nmax_unavailable = 3");
+    assert_eq!(ended(&ha, &first, Duration::from_secs(60)), "succeeded");
+    let before = ha.leader(Duration::from_secs(30));
+    let id = submit(&ha, "2", &a, "kind = \"rolling\"\nmax_unavailable = 1");
+    poll("the rollout to start", Duration::from_secs(20), || {
+        let r = ha.c.cutover(&["status", &id, "-o", "json"]);
+        let v: Value = serde_json::from_str(&r.stdout).ok()?;
+        (v["progress"]["batch"].as_u64() >= Some(1)).then_some(())
+    });
+    // Paused: it cannot renew; a standby takes the lease.
+    ha.signal(before.index, "STOP");
+    let after = ha.leader(Duration::from_secs(30));
+    assert_ne!(after.index, before.index);
+    assert!(after.term > before.term);
+    // Continued: it finds its lease run out and steps down (exits 75 for
+    // its service manager to start it again as a standby).
+    ha.signal(before.index, "CONT");
+    let deposed = ha.coords[before.index].proc.as_mut().unwrap();
+    let code = poll(
+        "the deposed leader to exit",
+        Duration::from_secs(10),
+        || (!deposed.is_running()).then(|| deposed.exit_code()),
+    );
+    let log = deposed.log_text();
+    assert_eq!(code, Some(75), "{log}");
+    assert!(log.contains("stepping down"), "{log}");
+    assert_eq!(
+        ended(&ha, &id, Duration::from_secs(90)),
+        "succeeded",
+        "{}",
+        ha.logs()
+    );
+    poll("every host on 2", Duration::from_secs(20), || {
+        releases(&ha)
+            .iter()
+            .all(|(_, r)| r.starts_with("2-"))
+            .then_some(())
+    });
+    for i in 1..=3 {
+        let host = format!("web-{i}");
+        let log = ha.c.agent(&host).proc.as_ref().unwrap().log_text();
+        let starts = log
+            .lines()
+            .filter(|l| l.contains("started 2-") && l.contains("waiting until healthy"))
+            .count();
+        assert_eq!(starts, 1, "{host} started 2 {starts} times:\n{log}");
+        // Nothing of the old term was obeyed after the new one was seen:
+        // any late command of it was refused by name.
+        assert!(
+            !log.contains("older than term")
+                || log.contains(&format!("older than term {}", after.term)),
+            "{log}"
+        );
+    }
+    // The deposed one comes back as a standby.
+    ha.start_coordinator(before.index).unwrap();
+    let m = ha.members().unwrap();
+    let members = m["coordinators"].as_array().unwrap();
+    assert_eq!(
+        members.iter().filter(|c| c["leader"] == true).count(),
+        1,
+        "{m}"
+    );
+    assert_eq!(m["term"].as_u64(), Some(after.term), "{m}");
+}
+
+#[test]
+fn a_standby_refuses_operators_and_agents_naming_the_leader() {
+    let Some((mut ha, _a)) = fleet() else {
+        return;
+    };
+    let leader = ha.leader(Duration::from_secs(30));
+    let standby = (leader.index + 1) % 3;
+    // Asked directly (one URL: the standby's), the CLI follows to the
+    // leader.
+    let mut env = ha.c.operator_env("admin");
+    for (k, v) in &mut env {
+        if k == "CUTOVER_COORDINATOR" {
+            *v = ha.coords[standby].url();
+        }
+    }
+    let out = std::process::Command::new(cutover_tests::bin("cutover"))
+        .args(["coordinators", "-o", "json"])
+        .env("HOME", ha.c.dir.path())
+        .envs(env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["term"].as_u64(), Some(leader.term));
+    // An agent given only the standby's URL is told where the leader is,
+    // and holds its session there.
+    let only_standby = format!("coordinators = [{:?}]\n", ha.coords[standby].url());
+    ha.c.add_agent_with("web-4", "role=web", "", None, &only_standby)
+        .unwrap();
+    ha.c.wait_state("web-4", "ready", Duration::from_secs(30));
+    let log = ha.c.agent("web-4").proc.as_ref().unwrap().log_text();
+    assert!(
+        log.contains("this coordinator is a standby: the leader is"),
+        "{log}"
+    );
+    let hosts = ha.c.hosts();
+    assert_eq!(hosts.len(), 4);
+    assert!(hosts.iter().all(|h| h["state"] == "ready"), "{hosts:?}");
+    // The standby's own log says it stands by.
+    let log = ha.coords[standby].proc.as_ref().unwrap().log_text();
+    assert!(log.contains("standing by"), "{log}");
+}
