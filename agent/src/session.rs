@@ -76,7 +76,7 @@ impl SessionError {
 
 /// A standby's refusal (UNAVAILABLE saying so): the leader's URL from its
 /// `cutover-leader` header, if it named one.
-fn standby_leader(s: &tonic::Status) -> Option<Option<String>> {
+pub fn standby_leader(s: &tonic::Status) -> Option<Option<String>> {
     if s.code() != tonic::Code::Unavailable || !s.message().contains("standby") {
         return None;
     }
@@ -92,27 +92,39 @@ fn standby_leader(s: &tonic::Status) -> Option<Option<String>> {
 /// The coordinators an agent tries, in order: after one that fails, the
 /// next; a standby's answer naming the leader, the leader next.
 #[derive(Debug)]
-struct Targets {
-    urls: Vec<String>,
+pub struct Targets {
+    pub urls: Vec<String>,
     next: usize,
     /// The leader a standby named, tried next (once).
     hinted: Option<String>,
+    /// The URL being tried, when a standby named it.
+    trying_hint: Option<String>,
+    /// A named leader that could not be reached: named again (its lease
+    /// has not run out yet, it just died), it is not run to again at once.
+    dead_hint: Option<String>,
+    /// Attempts since the last back-off.
+    tried: usize,
 }
 
 impl Targets {
-    fn new(urls: Vec<String>) -> Self {
+    pub fn new(urls: Vec<String>) -> Self {
         Self {
             urls,
             next: 0,
             hinted: None,
+            trying_hint: None,
+            dead_hint: None,
+            tried: 0,
         }
     }
 
     /// The URL to try now.
-    fn pick(&mut self) -> String {
+    pub fn pick(&mut self) -> String {
         if let Some(h) = self.hinted.take() {
+            self.trying_hint = Some(h.clone());
             return h;
         }
+        self.trying_hint = None;
         let u = self.urls[self.next % self.urls.len()].clone();
         self.next = (self.next + 1) % self.urls.len();
         u
@@ -120,19 +132,31 @@ impl Targets {
 
     /// After a failure: whether to try again at once (a leader was named,
     /// or addresses are left in this round) rather than back off.
-    fn failed(&mut self, e: &SessionError) -> bool {
+    /// A round is one attempt per address (and the leaders named on the
+    /// way): then a back-off.
+    pub fn failed(&mut self, e: &SessionError) -> bool {
+        self.tried += 1;
         if let SessionError::Standby {
             leader: Some(l), ..
         } = e
+            && self.dead_hint.as_ref() != Some(l)
         {
             self.hinted = Some(l.clone());
-            return true;
+        } else if let Some(h) = self.trying_hint.take() {
+            self.dead_hint = Some(h);
         }
-        self.next != 0
+        let at_once =
+            self.hinted.is_some() || (self.urls.len() > 1 && self.tried < self.urls.len());
+        if !at_once {
+            self.tried = 0;
+        }
+        at_once
     }
 
     /// A session was established with `url`: start there next time.
-    fn worked(&mut self, url: &str) {
+    pub fn worked(&mut self, url: &str) {
+        self.dead_hint = None;
+        self.tried = 0;
         if let Some(i) = self.urls.iter().position(|u| u == url) {
             self.next = i;
         }
@@ -703,5 +727,57 @@ mod tests {
             refused.to_string(),
             "the coordinator refused the session: host `web-1` is not enrolled with this coordinator (was it removed?)"
         );
+    }
+}
+
+#[cfg(test)]
+mod target_tests {
+    use super::*;
+
+    fn standby(leader: Option<&str>) -> SessionError {
+        SessionError::Standby {
+            message: "this coordinator is a standby".into(),
+            leader: leader.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn coordinators_are_tried_in_turn_a_named_leader_next_and_a_dead_one_not_twice() {
+        let mut t = Targets::new(vec![
+            "https://a".into(),
+            "https://b".into(),
+            "https://c".into(),
+        ]);
+        assert_eq!(t.pick(), "https://a");
+        // a is down: b at once.
+        assert!(t.failed(&SessionError::Broken("refused".into())));
+        assert_eq!(t.pick(), "https://b");
+        // b is a standby naming a (its lease has not run out): a at once.
+        assert!(t.failed(&standby(Some("https://a"))));
+        assert_eq!(t.pick(), "https://a");
+        // a is still down: the round is over, back off.
+        assert!(!t.failed(&SessionError::Broken("refused".into())));
+        assert_eq!(t.pick(), "https://c");
+        // c names a again: not run to again; the next in turn at once.
+        assert!(t.failed(&standby(Some("https://a"))));
+        assert_eq!(t.pick(), "https://a", "a's turn in the list");
+        assert!(t.failed(&SessionError::Broken("refused".into())));
+        assert_eq!(t.pick(), "https://b");
+        // b leads now.
+        t.worked("https://b");
+        // A standby naming no leader: the next in turn, then back off.
+        let mut t = Targets::new(vec!["https://a".into(), "https://b".into()]);
+        assert_eq!(t.pick(), "https://a");
+        assert!(t.failed(&standby(None)));
+        assert_eq!(t.pick(), "https://b");
+        assert!(!t.failed(&standby(None)), "a round done: back off");
+        // One coordinator: always it, backing off after each failure; a
+        // standby's leader at once.
+        let mut t = Targets::new(vec!["https://a".into()]);
+        assert_eq!(t.pick(), "https://a");
+        assert!(!t.failed(&SessionError::Broken("x".into())));
+        assert_eq!(t.pick(), "https://a");
+        assert!(t.failed(&standby(Some("https://z"))));
+        assert_eq!(t.pick(), "https://z");
     }
 }

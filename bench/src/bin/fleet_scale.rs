@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use cutover_agent::enroll::{EnrollRequest, enroll};
 use cutover_agent::identity::IdentityFiles;
+use cutover_agent::session::{SessionError, Targets};
 use cutover_bench::{arg, arg_u64, cpu_seconds, machine, rss_kib, write_results};
 use cutover_common::tls::{self, ChannelOptions};
 use cutover_proto::v1 as pb;
@@ -158,8 +159,12 @@ async fn sim_agent(host: String, files: IdentityFiles, url: String, stage_ms: u6
     let mut delay = Duration::from_millis(200);
     // Kept between sessions, as the agent keeps them.
     let tickets = tls::SessionTickets::default();
+    // Several coordinators (`--url a,b,c`): tried in turn, a standby's
+    // named leader next, as the agent does (the agent's own `Targets`).
+    let mut targets = Targets::new(url.split(',').map(str::to_string).collect());
     loop {
         let mut welcomed = false;
+        let url = targets.pick();
         let s = Sim {
             host: &host,
             files: &files,
@@ -173,11 +178,28 @@ async fn sim_agent(host: String, files: IdentityFiles, url: String, stage_ms: u6
             Err(e) => {
                 // A session that was up and broke (at the kill) is not a
                 // failed attempt; one that ended before `Welcome` is.
-                if !welcomed {
+                let standby = e
+                    .downcast_ref::<tonic::Status>()
+                    .and_then(cutover_agent::session::standby_leader);
+                let at_once = if welcomed {
+                    targets.worked(&url);
+                    delay = Duration::from_millis(200);
+                    targets.urls.len() > 1
+                } else {
                     let why: String = format!("{e:#}").chars().take(120).collect();
                     *FAILED.lock().unwrap().entry(why).or_default() += 1;
-                } else {
-                    delay = Duration::from_millis(200);
+                    let as_agent = match standby {
+                        Some(leader) => SessionError::Standby {
+                            message: String::new(),
+                            leader,
+                        },
+                        None => SessionError::Broken(String::new()),
+                    };
+                    targets.failed(&as_agent)
+                };
+                if at_once {
+                    tokio::time::sleep(Duration::from_millis(100 + rand_ms(100))).await;
+                    continue;
                 }
                 // Spread the reconnects, as real agents do (jitter).
                 let j = rand_ms(delay.as_millis() as u64 / 2);

@@ -1,0 +1,244 @@
+//! Failover of the coordinator (issue 27): three coordinators on one
+//! PostgreSQL store (a throwaway cluster from Debian's `postgresql`).
+//!
+//! 1. Rollout moving again: three real agents, rolling rollouts of the
+//!    demo service; the leader is killed (-9) right after the rollout made
+//!    a step; measured from the kill until the deployment's progress
+//!    changes again (seen through the CLI, which follows the new leader).
+//! 2. Agents back: `--agents N` (default 10,000) simulated agents (real
+//!    mTLS sessions, `bench-fleet-scale --worker`, each knowing the three
+//!    coordinators and following a standby's answer as the agent does);
+//!    the leader is killed; measured until the new leader has every
+//!    session.
+//!
+//! Goals: the rollout moving again within 5 s; 10k agents back within
+//! 10 s. Options: `--rounds N` (default 10), `--lease 3s` (the
+//! coordinators' `leader_lease`), `--agents N`, `--per-worker 2500`,
+//! `--skip-rollout`, `--skip-agents`. Run with `bench/failover.sh`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use cutover_bench::{arg, arg_u64, machine, write_results};
+use cutover_tests::ha::Ha;
+use cutover_tests::release::demo_tarball;
+use cutover_tests::{CoordinatorOptions, poll};
+use serde_json::Value;
+
+fn main() -> anyhow::Result<()> {
+    let lease: &'static str = arg("--lease").map_or("3s", |v| Box::leak(v.into_boxed_str()));
+    let rounds = arg_u64("--rounds", 10) as usize;
+    let mut results = serde_json::json!({
+        "benchmark": "failover",
+        "machine": machine(),
+        "leader_lease": lease,
+        "targets": {"rollout_moving_again_s_max": 5, "agents_back_s_max": 10},
+    });
+    if !std::env::args().any(|a| a == "--skip-rollout") {
+        results["rollout"] = rollout_moving_again(lease, rounds)?;
+    }
+    if !std::env::args().any(|a| a == "--skip-agents") {
+        results["agents"] = agents_back(lease, arg_u64("--agents", 10_000) as usize)?;
+    }
+    println!("results: {}", write_results("failover", &results).display());
+    Ok(())
+}
+
+fn status(ha: &Ha, id: &str) -> Option<Value> {
+    let r = ha.c.cutover(&["status", id, "-o", "json"]);
+    serde_json::from_str(&r.stdout).ok()
+}
+
+/// What of a deployment moves: its phase and progress (not its revision
+/// or times).
+fn progress(v: &Value) -> String {
+    format!("{} {}", v["phase"], v["progress"])
+}
+
+fn rollout_moving_again(lease: &'static str, rounds: usize) -> anyhow::Result<Value> {
+    let mut ha = Ha::start(3, lease, CoordinatorOptions::default()).ok_or_else(|| {
+        anyhow::anyhow!("PostgreSQL is not installed (apt-get install postgresql)")
+    })?;
+    let extra = ha.agent_config();
+    for i in 1..=3 {
+        ha.c.add_agent_with(&format!("web-{i}"), "role=web", "", None, &extra)?;
+    }
+    for i in 1..=3 {
+        ha.c.wait_state(&format!("web-{i}"), "ready", Duration::from_secs(30));
+    }
+    let a = demo_tarball(ha.c.dir.path(), "demo.tar");
+    let mut moving = Vec::new();
+    let mut leader_found = Vec::new();
+    for round in 0..rounds {
+        let version = (round + 1).to_string();
+        let spec = ha.c.dir.path().join(format!("web-{version}.toml"));
+        std::fs::write(
+            &spec,
+            format!(
+                "service = \"web\"\n[run]\ncommand = [\"bin/demo-service\", \"--app-version\", \"{version}\", \"--ready-delay-ms\", \"300\"]\n[[listen]]\nname = \"http\"\naddress = \"127.0.0.1:0\"\n[swap]\nmin_ready = \"300ms\"\nready_timeout = \"3s\"\n[strategy]\nkind = \"rolling\"\nmax_unavailable = 1\nhealthy_deadline = \"60s\"\n[targets]\nselector = \"role=web\"\n"
+            ),
+        )?;
+        let before = ha.leader(Duration::from_secs(30));
+        let r = ha.c.cutover(&[
+            "deploy",
+            spec.to_str().unwrap(),
+            "--version",
+            &version,
+            "--artifact",
+            &a.url,
+            "--sha256",
+            &a.sha256,
+            "-o",
+            "json",
+        ]);
+        anyhow::ensure!(r.ok, "deploy: {}", r.stderr);
+        let id = serde_json::from_str::<Value>(&r.stdout)?["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        // Right after a step of the rollout (not at its very start: the
+        // second batch, when there is one to come).
+        let first = progress(&poll(
+            "the rollout to start",
+            Duration::from_secs(30),
+            || status(&ha, &id),
+        ));
+        let stepped = poll("a step", Duration::from_secs(30), || {
+            let v = status(&ha, &id)?;
+            let p = progress(&v);
+            (p != first && v["progress"]["batch"].as_u64() >= Some(2)).then_some(p)
+        });
+        ha.coords[before.index].proc.as_mut().unwrap().kill();
+        let killed = Instant::now();
+        let after = ha.leader(Duration::from_secs(60));
+        leader_found.push(killed.elapsed().as_secs_f64());
+        poll("the rollout to move again", Duration::from_secs(60), || {
+            let v = status(&ha, &id)?;
+            (progress(&v) != stepped).then_some(())
+        });
+        let t = killed.elapsed().as_secs_f64();
+        moving.push(t);
+        println!(
+            "round {round}: {} killed, {} leads term {} after {:.2}s; rollout moving again after {t:.2}s",
+            ha.coords[before.index].name,
+            ha.coords[after.index].name,
+            after.term,
+            leader_found.last().unwrap()
+        );
+        ha.start_coordinator(before.index)?;
+        poll("the rollout to end", Duration::from_secs(120), || {
+            let v = status(&ha, &id)?;
+            ["succeeded", "rolled_back", "failed", "aborted"]
+                .contains(&v["phase"].as_str()?)
+                .then_some(())
+        });
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        serde_json::json!({"p50": v[v.len() / 2], "max": v[v.len() - 1], "all": v.clone()})
+    };
+    let m = stats(&mut moving);
+    println!(
+        "rollout moving again after the leader's death: median {:.2}s, worst {:.2}s ({rounds} kills, lease {lease})",
+        m["p50"].as_f64().unwrap(),
+        m["max"].as_f64().unwrap()
+    );
+    Ok(serde_json::json!({
+        "rounds": rounds,
+        "moving_again_s": m,
+        "new_leader_seen_s": stats(&mut leader_found),
+    }))
+}
+
+/// Live sessions on coordinator `i`, from its metrics (0 when it serves
+/// none: a standby, or down).
+fn sessions(ha: &Ha, i: usize) -> usize {
+    let Ok(addr) = std::fs::read_to_string(ha.coords[i].state_dir.join("metrics.addr")) else {
+        return 0;
+    };
+    let Some((200, body)) = cutover_tests::http_get(addr.trim(), "/metrics") else {
+        return 0;
+    };
+    body.lines()
+        .find_map(|l| l.strip_prefix("cutover_agent_sessions "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as usize
+}
+
+fn agents_back(lease: &'static str, n: usize) -> anyhow::Result<Value> {
+    let mut ha = Ha::start(
+        3,
+        lease,
+        CoordinatorOptions {
+            host_timeout: "60s",
+            heartbeat_interval: "10s",
+            ..Default::default()
+        },
+    )
+    .ok_or_else(|| anyhow::anyhow!("PostgreSQL is not installed (apt-get install postgresql)"))?;
+    let (token, fp) = ha.c.token("role=sim", "2h", n as u32)?;
+    let per_worker = arg_u64("--per-worker", 2500) as usize;
+    let urls = ha.urls().join(",");
+    let worker_bin = std::env::current_exe()?.with_file_name("bench-fleet-scale");
+    let mut workers: Vec<Child> = Vec::new();
+    let mut placed = 0;
+    while placed < n {
+        let count = per_worker.min(n - placed);
+        let mut w = Command::new(&worker_bin)
+            .args([
+                "--worker",
+                "--url",
+                &urls,
+                "--token",
+                &token,
+                "--fingerprint",
+                &fp,
+            ])
+            .arg("--dir")
+            .arg(ha.c.dir.path().join("sim"))
+            .args([
+                "--first",
+                &placed.to_string(),
+                "--count",
+                &count.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        // Drained, so a worker never blocks on a full pipe.
+        let out = w.stdout.take().unwrap();
+        std::thread::spawn(move || for _ in BufReader::new(out).lines() {});
+        workers.push(w);
+        placed += count;
+    }
+    let leader = ha.leader(Duration::from_secs(30));
+    poll(&format!("{n} sessions"), Duration::from_secs(900), || {
+        (sessions(&ha, leader.index) >= n).then_some(())
+    });
+    println!(
+        "{n} simulated agents connected to {}; settling 5 s",
+        ha.coords[leader.index].name
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    ha.coords[leader.index].proc.as_mut().unwrap().kill();
+    let killed = Instant::now();
+    let after = ha.leader(Duration::from_secs(60));
+    let leader_seen = killed.elapsed().as_secs_f64();
+    poll(
+        "every agent on the new leader",
+        Duration::from_secs(300),
+        || (sessions(&ha, after.index) >= n).then_some(()),
+    );
+    let back = killed.elapsed().as_secs_f64();
+    println!(
+        "{n} agents back on {} (term {}) {back:.2}s after the leader's death (the CLI saw the new leader after {leader_seen:.2}s; lease {lease})",
+        ha.coords[after.index].name, after.term
+    );
+    for mut w in workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    Ok(serde_json::json!({"agents": n, "back_s": back, "new_leader_seen_s": leader_seen}))
+}
