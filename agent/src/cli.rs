@@ -35,7 +35,9 @@ pub enum Command {
     Enroll {
         #[command(flatten)]
         config: ConfigArg,
-        /// Coordinator URL, e.g. https://coordinator:7443.
+        /// Coordinator URL, e.g. https://coordinator:7443; several
+        /// coordinators sharing a store as a comma-separated list (a
+        /// standby's answer is followed to the leader).
         #[arg(long)]
         coordinator: String,
         /// The join token (prefer --token-file: command lines are visible to other users).

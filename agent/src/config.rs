@@ -168,11 +168,17 @@ impl AgentConfig {
         if !self.coordinators.is_empty() {
             return self.coordinators.clone();
         }
-        vec![
-            self.coordinator
-                .clone()
-                .unwrap_or(enrolled_with.to_string()),
-        ]
+        // Enrolled with several (a comma-separated list): all of them.
+        let one = self
+            .coordinator
+            .clone()
+            .unwrap_or(enrolled_with.to_string());
+        let urls: Vec<String> = one
+            .split(',')
+            .map(|u| u.trim().to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() { vec![one] } else { urls }
     }
 
     /// Where the host identity lives.

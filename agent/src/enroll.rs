@@ -172,20 +172,66 @@ pub async fn enroll(
     Ok(record)
 }
 
-/// One enrollment call on a new connection.
+/// One enrollment call: to each of `urls` (comma-separated: several
+/// coordinators sharing a store) in turn until one answers; a standby's
+/// answer naming the leader is followed there.
 async fn ask(
-    url: &str,
+    urls: &str,
     cfg: &Arc<rustls::ClientConfig>,
     call: &pb::EnrollRequest,
     opts: ChannelOptions,
 ) -> Result<pb::EnrollResponse, EnrollError> {
-    let channel = tls::connect(url, cfg.clone(), opts).await?;
-    let mut client = pb::enroll_service_client::EnrollServiceClient::new(channel);
-    Ok(client
-        .enroll(call.clone())
+    let mut last = None;
+    for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        match ask_one(url, cfg, call, opts).await {
+            Err(Asked::Standby(Some(leader))) => {
+                return ask_one(&leader, cfg, call, opts)
+                    .await
+                    .map_err(Asked::into_error);
+            }
+            Err(e) => last = Some(e.into_error()),
+            Ok(r) => return Ok(r),
+        }
+    }
+    Err(last.unwrap_or_else(|| EnrollError::Refused("no coordinator URL given".into())))
+}
+
+/// What one coordinator answered, when not an enrollment.
+enum Asked {
+    /// A standby (several coordinators): the leader's URL, if it named it.
+    Standby(Option<String>),
+    Failed(EnrollError),
+}
+
+impl Asked {
+    fn into_error(self) -> EnrollError {
+        match self {
+            Asked::Standby(_) => EnrollError::Interrupted(
+                "a standby coordinator answered and no leader is elected yet".into(),
+            ),
+            Asked::Failed(e) => e,
+        }
+    }
+}
+
+/// One enrollment call on a new connection.
+async fn ask_one(
+    url: &str,
+    cfg: &Arc<rustls::ClientConfig>,
+    call: &pb::EnrollRequest,
+    opts: ChannelOptions,
+) -> Result<pb::EnrollResponse, Asked> {
+    let channel = tls::connect(url, cfg.clone(), opts)
         .await
-        .map_err(EnrollError::from_status)?
-        .into_inner())
+        .map_err(|e| Asked::Failed(e.into()))?;
+    let mut client = pb::enroll_service_client::EnrollServiceClient::new(channel);
+    match client.enroll(call.clone()).await {
+        Ok(r) => Ok(r.into_inner()),
+        Err(s) => Err(match crate::session::standby_leader(&s) {
+            Some(leader) => Asked::Standby(leader),
+            None => Asked::Failed(EnrollError::from_status(s)),
+        }),
+    }
 }
 
 #[cfg(test)]

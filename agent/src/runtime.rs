@@ -526,6 +526,11 @@ impl Runtime {
             .unwrap_or(0)
     }
 
+    /// The newest coordinator leader term seen.
+    pub fn newest_term(&self) -> u64 {
+        *self.term.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A coordinator's leader term, heard in its Welcome or a command:
     /// kept (and written down) when newer than any seen.
     pub fn see_term(&self, term: u64) {

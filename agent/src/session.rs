@@ -280,6 +280,7 @@ async fn hello(cfg: &AgentConfig, host_id: &str, rt: &Runtime) -> pb::AgentMessa
                 .map(|c| c.to_string())
                 .collect(),
             newest_epoch: rt.newest_epoch(),
+            newest_term: rt.newest_term(),
         })),
     }
 }

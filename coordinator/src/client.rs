@@ -143,9 +143,21 @@ impl ClientArgs {
     }
 }
 
+/// The settings of this process's last connection, for [`reconnect`].
+static LAST: std::sync::Mutex<Option<Resolved>> = std::sync::Mutex::new(None);
+
+/// Connects again with the settings of this process's last [`connect`]:
+/// for a watch that lost its coordinator (another may lead now). None when
+/// nothing was connected or no coordinator answers.
+pub async fn reconnect() -> Option<Control> {
+    let r = LAST.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+    connect(&r).await.ok()
+}
+
 /// Connects with resolved settings, checking the operator certificate's
 /// expiry first so the error says so plainly.
 pub async fn connect(r: &Resolved) -> Result<ControlServiceClient<Channel>, ClientError> {
+    *LAST.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
     let ca = pki::load_certs(&r.ca)?;
     let id = TlsIdentity::load_bundle(&r.identity)?;
     let info = id.info()?;

@@ -327,6 +327,34 @@ pub async fn watch_leadership(mut state: watch::Receiver<LeaseState>, term: u64)
     step_down(term, "the leader lease stopped");
 }
 
+/// Host `host` reported leader term `seen`, newer than this leader's: the
+/// lease's term is moved to it (and the lease given up), and this
+/// coordinator steps down; the next to take the lease starts term
+/// `seen + 1`, which the fleet obeys.
+pub async fn behind_the_fleet(app: &crate::app::App, host: &str, seen: u64) {
+    let term = app.term();
+    let r = app
+        .store
+        .call(move |c| {
+            use crate::store::Db;
+            c.exec(
+                "UPDATE cutover_leader SET term = ?1, expires_at = clock_timestamp() WHERE id = 1",
+                crate::store::db::vals![seen as i64],
+            )
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %cutover_common::error_chain(&e), "moving the leader term past the fleet's failed");
+    }
+    step_down(
+        term,
+        &format!(
+            "host {host} has seen leader term {seen}, newer than this one: the store is older than the fleet (restored from a backup?); the next leader takes term {}",
+            seen + 1
+        ),
+    );
+}
+
 fn step_down(term: u64, why: &str) -> ! {
     tracing::error!(
         term,

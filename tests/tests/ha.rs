@@ -343,3 +343,116 @@ fn a_standby_refuses_operators_and_agents_naming_the_leader() {
     let log = ha.coords[standby].proc.as_ref().unwrap().log_text();
     assert!(log.contains("standing by"), "{log}");
 }
+
+/// A canary waiting for its promote and a blue/green switch in progress,
+/// the leader killed at each: the new leader holds the wait (the promote
+/// reaches it through any coordinator) and runs the switch again; both
+/// end succeeded, with the traffic on the new group.
+#[test]
+fn the_leader_killed_while_a_canary_waits_and_while_a_blue_green_switch_runs() {
+    let Some(mut ha) = Ha::start(3, "2s", CoordinatorOptions::default()) else {
+        return;
+    };
+    let extra = ha.agent_config();
+    for (i, color) in [(1, "blue"), (2, "blue"), (3, "green"), (4, "green")] {
+        ha.c.add_agent_with(
+            &format!("web-{i}"),
+            &format!("role=web,color={color}"),
+            "",
+            None,
+            &extra,
+        )
+        .unwrap();
+    }
+    for i in 1..=4 {
+        ha.c.wait_state(&format!("web-{i}"), "ready", Duration::from_secs(30));
+    }
+    let a = demo_tarball(ha.c.dir.path(), "demo.tar");
+    let first = submit(&ha, "1", &a, "kind = \"rolling\"\nmax_unavailable = 4");
+    assert_eq!(ended(&ha, &first, Duration::from_secs(60)), "succeeded");
+
+    // Canary: one host, then a manual promote.
+    let leader = ha.leader(Duration::from_secs(30));
+    let id = submit(
+        &ha,
+        "2",
+        &a,
+        "kind = \"canary\"\nsteps = [ { hosts = 1, pause = \"manual\" }, { hosts = \"100%\" } ]",
+    );
+    poll(
+        "the canary to wait for promote",
+        Duration::from_secs(30),
+        || {
+            let r = ha.c.cutover(&["status", &id, "-o", "json"]);
+            let v: Value = serde_json::from_str(&r.stdout).ok()?;
+            (v["phase"] == "waiting").then_some(())
+        },
+    );
+    ha.coords[leader.index].proc.as_mut().unwrap().kill();
+    let next = ha.leader(Duration::from_secs(30));
+    assert!(next.term > leader.term);
+    // Still waiting under the new leader: nothing promoted it.
+    let r = ha.c.cutover(&["status", &id, "-o", "json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["phase"], "waiting", "{v}");
+    let r = ha.c.cutover(&["promote", &id]);
+    assert!(r.ok, "{}\n{}", r.stderr, ha.logs());
+    assert_eq!(ended(&ha, &id, Duration::from_secs(90)), "succeeded");
+    ha.start_coordinator(leader.index).unwrap();
+
+    // Blue/green: the switch command takes 2 s; the leader dies in it.
+    let dir = ha.c.dir.path().to_path_buf();
+    let (live, began) = (dir.join("live-group"), dir.join("switch-began"));
+    let script = dir.join("switch.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$CUTOVER_LIVE_GROUP\" >> {}\nsleep 2\necho \"$CUTOVER_LIVE_GROUP\" > {}\n",
+            began.display(),
+            live.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let bg = format!(
+        "kind = \"blue_green\"\nswitch = {{ command = [\"{}\"] }}",
+        script.display()
+    );
+    let id = submit(&ha, "3", &a, &bg);
+    assert_eq!(ended(&ha, &id, Duration::from_secs(90)), "succeeded");
+    let group = || std::fs::read_to_string(&live).unwrap().trim().to_string();
+    let first_group = group();
+    let _ = std::fs::remove_file(&began);
+    let leader = ha.leader(Duration::from_secs(30));
+    let id = submit(&ha, "4", &a, &bg);
+    poll("the switch to begin", Duration::from_secs(60), || {
+        began.exists().then_some(())
+    });
+    ha.coords[leader.index].proc.as_mut().unwrap().kill();
+    let next = ha.leader(Duration::from_secs(30));
+    assert!(next.term > leader.term);
+    assert_eq!(
+        ended(&ha, &id, Duration::from_secs(90)),
+        "succeeded",
+        "{}",
+        ha.logs()
+    );
+    // The new group serves: the switch was run again by the new leader.
+    assert_ne!(group(), first_group);
+    let runs = std::fs::read_to_string(&began).unwrap();
+    assert!(runs.lines().count() >= 1, "{runs}");
+    // No host started a release twice.
+    for i in 1..=4 {
+        let host = format!("web-{i}");
+        let log = ha.c.agent(&host).proc.as_ref().unwrap().log_text();
+        for v in 2..=4 {
+            let starts = log
+                .lines()
+                .filter(|l| {
+                    l.contains(&format!("started {v}-")) && l.contains("waiting until healthy")
+                })
+                .count();
+            assert!(starts <= 1, "{host} started {v} {starts} times:\n{log}");
+        }
+    }
+}

@@ -45,6 +45,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+const TERMINAL: &[&str] = &["succeeded", "rolled_back", "failed", "aborted"];
+
 fn status(ha: &Ha, id: &str) -> Option<Value> {
     let r = ha.c.cutover(&["status", id, "-o", "json"]);
     serde_json::from_str(&r.stdout).ok()
@@ -113,9 +115,18 @@ fn rollout_moving_again(lease: &'static str, rounds: usize) -> anyhow::Result<Va
         let killed = Instant::now();
         let after = ha.leader(Duration::from_secs(60));
         leader_found.push(killed.elapsed().as_secs_f64());
+        // The new leader's first answer shows the state as stored (the
+        // dead leader may have stored a step the CLI had not seen): moving
+        // again is a change after that one.
+        let resumed = progress(&poll(
+            "the new leader's answer",
+            Duration::from_secs(60),
+            || status(&ha, &id),
+        ));
+        let _ = stepped;
         poll("the rollout to move again", Duration::from_secs(60), || {
             let v = status(&ha, &id)?;
-            (progress(&v) != stepped).then_some(())
+            (progress(&v) != resumed || TERMINAL.contains(&v["phase"].as_str()?)).then_some(())
         });
         let t = killed.elapsed().as_secs_f64();
         moving.push(t);
@@ -129,9 +140,7 @@ fn rollout_moving_again(lease: &'static str, rounds: usize) -> anyhow::Result<Va
         ha.start_coordinator(before.index)?;
         poll("the rollout to end", Duration::from_secs(120), || {
             let v = status(&ha, &id)?;
-            ["succeeded", "rolled_back", "failed", "aborted"]
-                .contains(&v["phase"].as_str()?)
-                .then_some(())
+            TERMINAL.contains(&v["phase"].as_str()?).then_some(())
         });
     }
     let stats = |v: &mut Vec<f64>| {
@@ -215,6 +224,9 @@ fn agents_back(lease: &'static str, n: usize) -> anyhow::Result<Value> {
     }
     let leader = ha.leader(Duration::from_secs(30));
     poll(&format!("{n} sessions"), Duration::from_secs(900), || {
+        if let Some(status) = workers.iter_mut().find_map(|w| w.try_wait().ok().flatten()) {
+            panic!("a simulated-agent worker exited ({status}) before its agents connected");
+        }
         (sessions(&ha, leader.index) >= n).then_some(())
     });
     println!(

@@ -315,6 +315,11 @@ pub async fn follow_as(
                     loop {
                         retries += 1;
                         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        // Connected afresh: several coordinators, another
+                        // may lead now (a standby's answer is followed).
+                        if let Some(fresh) = crate::client::reconnect().await {
+                            *c = fresh;
+                        }
                         match c
                             .watch_deployment(pb::GetDeploymentRequest {
                                 id: id.into(),

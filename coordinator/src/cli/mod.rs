@@ -493,6 +493,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             cmd: ConfigCmd::Check(c),
         } => {
             let cfg = c.load()?;
+            // The store's settings too (its password file, TLS where
+            // needed), without connecting.
+            cfg.store_location()?;
             println!(
                 "{}",
                 toml::to_string_pretty(&cfg).context("rendering config")?

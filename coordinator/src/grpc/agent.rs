@@ -122,6 +122,10 @@ fn check_health(h: &pb::HealthReport) -> Result<(), String> {
     Ok(())
 }
 
+/// How far past this leader's term a host's reported term is believed (a
+/// host cannot push the term anywhere near overflow).
+const MAX_TERM_AHEAD: u64 = 100_000;
+
 fn hello_info(h: &pb::Hello, peer: &PeerInfo) -> Result<HelloInfo, String> {
     if h.labels.len() > bounds::LABELS {
         return Err(format!(
@@ -261,6 +265,19 @@ impl pb::agent_service_server::AgentService for AgentSvc {
                     .await);
             }
         };
+        // The fleet has seen a newer leader term than this leader's: the
+        // store is older than the fleet (restored from a backup). Agents
+        // would refuse every command; the term moves past theirs and this
+        // coordinator steps down (the next leader takes a newer term).
+        if let Some(l) = &self.app.leadership
+            && hello.newest_term > l.term
+            && hello.newest_term <= l.term + MAX_TERM_AHEAD
+        {
+            crate::leader::behind_the_fleet(&self.app, &cert_host, hello.newest_term).await;
+            return Err(Status::unavailable(
+                "this coordinator's leader term is older than this host's: it is stepping down; try again",
+            ));
+        }
         let peer_address = info.address.clone();
         let session_id = hex::encode(rand::random::<[u8; 8]>());
         let (tx, rx) = mpsc::channel::<Box<pb::CoordinatorMessage>>(64);

@@ -68,6 +68,18 @@ impl PgTarget {
         let password = match password_file {
             None => None,
             Some(p) => {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(p)
+                    .map_err(|e| bad(format!("store_password_file {}: {e}", p.display())))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(bad(format!(
+                        "store_password_file {} is readable by others (mode {:o}): `chmod 600` it",
+                        p.display(),
+                        mode & 0o777
+                    )));
+                }
                 let mut s = std::fs::read(p).map_err(|e| {
                     bad(format!("reading store_password_file {}: {e}", p.display()))
                 })?;
@@ -392,6 +404,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("pw");
         std::fs::write(&empty, "\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = PgTarget::new("postgres://cutover@127.0.0.1/cutover", Some(&empty), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("readable by others (mode 644)"), "{e}");
+        std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
         let e = PgTarget::new("postgres://cutover@127.0.0.1/cutover", Some(&empty), None)
             .unwrap_err()
             .to_string();
