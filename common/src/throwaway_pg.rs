@@ -189,6 +189,31 @@ impl ThrowawayPg {
         .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
     }
 
+    /// Runs `sql` in database `name` with `psql`; its output.
+    pub fn sql(&self, name: &str, sql: &str) -> String {
+        let out = self
+            .command("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "cutover",
+                "-d",
+                name,
+            ])
+            .args(["-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+            .output()
+            .unwrap_or_else(|e| panic!("psql: {e}"));
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
     /// The URL of database `name` (no password: see
     /// [`ThrowawayPg::password_file`]).
     pub fn url(&self, name: &str) -> String {

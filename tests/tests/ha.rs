@@ -456,3 +456,75 @@ fn the_leader_killed_while_a_canary_waits_and_while_a_blue_green_switch_runs() {
         }
     }
 }
+
+/// A store restored from an older backup has an older leader term than
+/// the fleet has seen (agents would refuse every command): the leader that
+/// hears of a newer term from a host moves the term past it and steps
+/// down, and the next leader's deployment is obeyed.
+#[test]
+fn a_store_behind_the_fleets_leader_term_moves_past_it_and_deploys_again() {
+    let Some((mut ha, a)) = fleet() else {
+        return;
+    };
+    // Three failovers: the agents have seen term 4.
+    for _ in 0..3 {
+        let l = ha.leader(Duration::from_secs(30));
+        ha.coords[l.index].proc.as_mut().unwrap().kill();
+        let next = ha.leader(Duration::from_secs(30));
+        assert!(next.term > l.term);
+        ha.start_coordinator(l.index).unwrap();
+    }
+    let seen = ha.leader(Duration::from_secs(30)).term;
+    assert!(seen >= 4, "{seen}");
+    for i in 1..=3 {
+        ha.c.wait_state(&format!("web-{i}"), "ready", Duration::from_secs(30));
+    }
+    // The "restore": every coordinator stopped, the lease back at term 1.
+    for i in 0..3 {
+        if let Some(p) = ha.coords[i].proc.as_mut() {
+            p.kill();
+        }
+    }
+    ha.pg.sql(
+        "cutover",
+        "UPDATE cutover_leader SET term = 1, expires_at = now()",
+    );
+    for i in 0..3 {
+        ha.start_coordinator(i).unwrap();
+    }
+    // The first leader of term 2 hears term >= 4 from the agents, moves
+    // the term past it and steps down (exit 75); a later leader is ahead.
+    let ahead = poll(
+        "a leader ahead of the fleet",
+        Duration::from_secs(60),
+        || {
+            for i in 0..3 {
+                let p = ha.coords[i].proc.as_mut().unwrap();
+                if !p.is_running() {
+                    assert_eq!(p.exit_code(), Some(75), "{}", p.log_text());
+                    assert!(
+                        p.log_text().contains("newer than this one"),
+                        "{}",
+                        p.log_text()
+                    );
+                    ha.start_coordinator(i).unwrap();
+                }
+            }
+            let r = ha.c.cutover(&["coordinators", "-o", "json"]);
+            let v: Value = serde_json::from_str(&r.stdout).ok()?;
+            let t = v["term"].as_u64()?;
+            (t > seen).then_some(t)
+        },
+    );
+    println!("term {ahead} after the fleet's {seen}");
+    for i in 1..=3 {
+        ha.c.wait_state(&format!("web-{i}"), "ready", Duration::from_secs(30));
+    }
+    let id = submit(&ha, "5", &a, "kind = \"rolling\"\nmax_unavailable = 3");
+    assert_eq!(
+        ended(&ha, &id, Duration::from_secs(60)),
+        "succeeded",
+        "{}",
+        ha.logs()
+    );
+}
