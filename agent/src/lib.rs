@@ -20,6 +20,7 @@ pub mod identity;
 pub mod instance;
 pub mod journal;
 pub mod lb;
+pub mod logs;
 pub mod notify;
 pub mod policy;
 pub mod probe;

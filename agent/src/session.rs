@@ -153,6 +153,12 @@ impl Targets {
         at_once
     }
 
+    /// A leader a standby named that could not be reached: sent to the
+    /// next standby, which answers once another leads.
+    pub fn dead_leader(&self) -> Option<&str> {
+        self.dead_hint.as_deref()
+    }
+
     /// A session was established with `url`: start there next time.
     pub fn worked(&mut self, url: &str) {
         self.dead_hint = None;
@@ -162,6 +168,9 @@ impl Targets {
         }
     }
 }
+
+/// `cutover logs` requests a session answers at once.
+const MAX_LOG_REQUESTS: usize = 8;
 
 /// How a session that was established ended.
 #[derive(Debug)]
@@ -191,13 +200,14 @@ pub async fn run(
     loop {
         let started = Instant::now();
         let url = targets.pick();
+        let dead_leader = targets.dead_leader().map(str::to_string);
         let at_once;
         match session(
             &cfg,
             &files,
             &tickets,
             &enrollment.host_id,
-            &url,
+            (&url, dead_leader.as_deref()),
             &rt,
             &mut outputs,
             &shutdown,
@@ -369,7 +379,7 @@ async fn session(
     files: &IdentityFiles,
     tickets: &tls::SessionTickets,
     host_id: &str,
-    url: &str,
+    (url, dead_leader): (&str, Option<&str>),
     rt: &Arc<Runtime>,
     outputs: &mut Outputs,
     shutdown: &CancellationToken,
@@ -395,8 +405,14 @@ async fn session(
     let (tx, rx) = mpsc::channel::<pb::AgentMessage>(64);
     tx.try_send(hello(cfg, host_id, rt).await)
         .expect("fresh channel has room");
+    let mut call = tonic::Request::new(ReceiverStream::new(rx));
+    // A leader a standby named but that could not be reached: a standby
+    // answers once another leads, rather than naming it again.
+    if let Some(v) = dead_leader.and_then(|d| d.parse().ok()) {
+        call.metadata_mut().insert("cutover-dead-leader", v);
+    }
     let mut inbound = client
-        .session(ReceiverStream::new(rx))
+        .session(call)
         .await
         .map_err(SessionError::from_status)?
         .into_inner();
@@ -444,6 +460,10 @@ async fn session(
     // Collections that failed (or brought no ticket) in a row: each waits
     // longer before the next (`tls::ticket_retry_after`).
     let mut collect_failures: u32 = 0;
+    // `cutover logs` requests being answered; all end with the session.
+    let logs_session = CancellationToken::new();
+    let _logs_end = logs_session.clone().drop_guard();
+    let mut logs: std::collections::HashMap<String, CancellationToken> = Default::default();
 
     loop {
         let silence_deadline = last_heard + silence_limit;
@@ -628,6 +648,32 @@ async fn session(
                         }
                     }
                     Some(Body::Ack(a)) => rt.ack(&a.command_id),
+                    Some(Body::Logs(req)) => {
+                        logs.retain(|_, t| !t.is_cancelled());
+                        if logs.len() >= MAX_LOG_REQUESTS {
+                            let m = pb::AgentMessage { body: Some(pb::agent_message::Body::Logs(pb::LogChunk {
+                                request_id: req.request_id,
+                                lines: vec![],
+                                done: true,
+                                error: format!("{MAX_LOG_REQUESTS} log requests are being answered on this host already"),
+                            })) };
+                            let _ = tx.try_send(m);
+                            continue;
+                        }
+                        let token = logs_session.child_token();
+                        logs.insert(req.request_id.clone(), token.clone());
+                        let (services, tx) = (cfg.state_dir.join("services"), tx.clone());
+                        tokio::spawn(async move {
+                            crate::logs::serve(services, req, tx, token.clone()).await;
+                            // Done: forgotten at the next request.
+                            token.cancel();
+                        });
+                    }
+                    Some(Body::CancelLogs(c)) => {
+                        if let Some(t) = logs.remove(&c.request_id) {
+                            t.cancel();
+                        }
+                    }
                     Some(Body::Heartbeat(_)) | Some(Body::Welcome(_)) | None => {}
                 }
             }

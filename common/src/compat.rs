@@ -30,6 +30,8 @@ pub const AGENT_CAPABILITIES: &[&str] = &[
     // `[drain] wait_for`, `balancer_fall`, `balancer_timeout`: a drain
     // waits for the balancers checking the readiness endpoint.
     "drain.balancers",
+    // `LogsRequest`: a service's output streamed over the session.
+    "logs",
 ];
 
 /// `AGENT_CAPABILITIES` as owned strings (what this version's agent sends).

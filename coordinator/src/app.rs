@@ -38,6 +38,8 @@ pub struct App {
     pub leadership: Option<Leadership>,
     /// When this coordinator started serving (Unix ms).
     pub started_ms: i64,
+    /// `cutover logs` requests waiting for their hosts.
+    pub logs: crate::logs::LogsHub,
 }
 
 /// This coordinator leads (PostgreSQL store).

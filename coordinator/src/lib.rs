@@ -25,6 +25,7 @@ pub mod grpc;
 pub mod guard;
 pub mod haproxy;
 pub mod leader;
+pub mod logs;
 pub mod metrics;
 pub mod notify;
 pub mod output;

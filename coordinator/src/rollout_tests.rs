@@ -68,6 +68,7 @@ fn fleet(n: usize, answer: Answer) -> Fake {
         notifier: Default::default(),
         leadership: None,
         started_ms: 0,
+        logs: Default::default(),
     });
     let got = Arc::new(Mutex::new(Vec::new()));
     for i in 1..=n {

@@ -319,6 +319,8 @@ impl Server {
                     &listener,
                     Arc::new(tls.clone()),
                     lease.watch(),
+                    url.clone(),
+                    cfg.leader_lease,
                     CancellationToken::new(),
                 )
                 .await
@@ -352,6 +354,7 @@ impl Server {
             notifier: Default::default(),
             leadership,
             started_ms: now_ms(),
+            logs: Default::default(),
         });
         let mut held_lease = None;
         if let (Some(lease), Some(l)) = (lease, &app.leadership) {

@@ -24,11 +24,24 @@ use crate::leader::{LeaderInfo, LeaseState};
 /// The header naming the leader's URL in a standby's refusal.
 pub const LEADER_HEADER: &str = "cutover-leader";
 
-/// The refusal a standby answers with while `state` holds.
-pub fn refusal(state: &LeaseState) -> tonic::Status {
+/// The header a client sends naming a leader it could not reach (a
+/// standby had named it): the standby then answers once another leads
+/// (or after a while), instead of naming the dead one again. A fleet
+/// reconnecting after a leader's death waits on one open call each rather
+/// than going round the coordinators.
+pub const DEAD_LEADER_HEADER: &str = "cutover-dead-leader";
+
+/// The refusal a standby answers with while `state` holds; `me` is its
+/// own URL (named when it has just taken the lease).
+pub fn refusal(state: &LeaseState, me: &str) -> tonic::Status {
     let leader = match state {
         LeaseState::Standby { leader } => leader.clone(),
-        _ => None,
+        LeaseState::Leader { term, .. } => Some(LeaderInfo {
+            name: "this coordinator".into(),
+            address: me.to_string(),
+            term: *term,
+        }),
+        LeaseState::Unknown => None,
     };
     match leader {
         Some(LeaderInfo {
@@ -56,6 +69,8 @@ pub async fn serve_until_leader(
     listener: &TcpListener,
     tls: Arc<rustls::ServerConfig>,
     state: watch::Receiver<LeaseState>,
+    me: String,
+    lease: Duration,
     stop: CancellationToken,
 ) -> Option<u64> {
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -70,6 +85,9 @@ pub async fn serve_until_leader(
             .layer(tower::layer::layer_fn(move |inner| Refuse {
                 inner,
                 state: refuse_state.clone(),
+                me: me.clone(),
+                // Past a lease's end and the next campaign round.
+                max_wait: lease * 2 + Duration::from_secs(1),
             }))
             .add_service(health_svc)
             .serve_with_incoming_shutdown(
@@ -117,6 +135,8 @@ pub async fn serve_until_leader(
 struct Refuse<S> {
     inner: S,
     state: watch::Receiver<LeaseState>,
+    me: String,
+    max_wait: Duration,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -142,8 +162,33 @@ where
             let f = self.inner.call(req);
             return Box::pin(f);
         }
-        let status = refusal(&self.state.borrow());
-        Box::pin(async move { Ok(status.into_http()) })
+        let dead = req
+            .headers()
+            .get(DEAD_LEADER_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let (mut state, me, wait) = (self.state.clone(), self.me.clone(), self.max_wait);
+        Box::pin(async move {
+            if let Some(dead) = dead {
+                // Held until the leader is another than the one the caller
+                // could not reach (or none is elected for too long).
+                let stale = |s: &LeaseState| match s {
+                    LeaseState::Standby { leader: Some(l) } => l.address == dead,
+                    LeaseState::Standby { leader: None } | LeaseState::Unknown => true,
+                    LeaseState::Leader { .. } => false,
+                };
+                let _ = tokio::time::timeout(wait, async {
+                    while stale(&state.borrow_and_update()) {
+                        if state.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+            let status = refusal(&state.borrow(), &me);
+            Ok(status.into_http())
+        })
     }
 }
 

@@ -74,6 +74,11 @@ impl Ha {
             c,
             pg,
         };
+        let listen_ip = ha.coords[0]
+            .addr
+            .rsplit_once(':')
+            .map(|(ip, _)| ip.to_string())
+            .unwrap_or_else(|| "127.0.0.1".into());
         for i in 2..=n {
             let text = std::fs::read_to_string(&ha.coords[0].config).unwrap();
             let state_dir = ha.c.dir.path().join(format!("coordinator-{i}"));
@@ -87,7 +92,9 @@ impl Ha {
                             ha.c.pki_dir().display()
                         )
                     } else if l.starts_with("listen = ") {
-                        "listen = \"127.0.0.1:0\"".into()
+                        // The first one's address (a namespaced fleet's
+                        // gateway, or loopback), another port.
+                        format!("listen = \"{listen_ip}:0\"")
                     } else if l.starts_with("name = ") {
                         format!("name = \"c{i}\"")
                     } else {
@@ -189,6 +196,16 @@ impl Ha {
             let index = self.coords.iter().position(|c| c.url() == addr)?;
             Some(Leader { index, term })
         })
+    }
+
+    /// Waits until every agent has a session with the leader (after a
+    /// failover, before the next deployment: a leader only deploys to
+    /// hosts connected to it).
+    pub fn wait_agents(&self) {
+        for a in &self.c.agents {
+            self.c
+                .wait_state(&a.host_id, "ready", Duration::from_secs(60));
+        }
     }
 
     /// `cutover coordinators -o json`.

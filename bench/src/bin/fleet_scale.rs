@@ -165,11 +165,13 @@ async fn sim_agent(host: String, files: IdentityFiles, url: String, stage_ms: u6
     loop {
         let mut welcomed = false;
         let url = targets.pick();
+        let dead = targets.dead_leader().map(str::to_string);
         let s = Sim {
             host: &host,
             files: &files,
             tickets: &tickets,
             url: &url,
+            dead_leader: dead.as_deref(),
             stage_ms,
             collect,
         };
@@ -223,6 +225,9 @@ struct Sim<'a> {
     files: &'a IdentityFiles,
     tickets: &'a tls::SessionTickets,
     url: &'a str,
+    /// A leader a standby named that could not be reached (the agent's
+    /// `cutover-dead-leader` header).
+    dead_leader: Option<&'a str>,
     stage_ms: u64,
     collect: bool,
 }
@@ -233,6 +238,7 @@ async fn session(sim: Sim<'_>, welcomed: &mut bool) -> anyhow::Result<()> {
         files,
         tickets,
         url,
+        dead_leader,
         stage_ms,
         collect,
     } = sim;
@@ -250,7 +256,11 @@ async fn session(sim: Sim<'_>, welcomed: &mut bool) -> anyhow::Result<()> {
         })),
     })
     .await?;
-    let mut inbound = client.session(ReceiverStream::new(rx)).await?.into_inner();
+    let mut call = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(v) = dead_leader.and_then(|d| d.parse().ok()) {
+        call.metadata_mut().insert("cutover-dead-leader", v);
+    }
+    let mut inbound = client.session(call).await?.into_inner();
     let mut heartbeat_every = Duration::from_secs(5);
     let mut announced = false;
     let mut tick = tokio::time::interval(heartbeat_every);

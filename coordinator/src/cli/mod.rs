@@ -138,6 +138,29 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
+    /// Show a service's output (stdout and stderr of its instances) from
+    /// the hosts running it, fetched over the agents' sessions.
+    ///
+    /// Example: `cutover logs web --host web-1 --tail 50 -f`
+    Logs {
+        /// The service.
+        service: String,
+        /// Only this host (repeat for more); default every host running it.
+        #[arg(long = "host")]
+        hosts: Vec<String>,
+        /// How many of the newest lines per host to show first (at most 5000).
+        #[arg(long, default_value_t = 100)]
+        tail: u32,
+        /// Only instances whose output changed within this long, e.g. 1h.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Keep showing new lines as they come, until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
     /// Show which operator and role this CLI authenticates as.
     Whoami {
         /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
@@ -573,6 +596,51 @@ pub async fn run(cli: Cli) -> Result<()> {
             })
             .await??;
             println!("group {group}: {done}");
+            Ok(())
+        }
+        Command::Logs {
+            service,
+            hosts,
+            tail,
+            since,
+            follow,
+            output,
+        } => {
+            let mut c = cli.client.connect().await?;
+            let since = since.map(|d| {
+                crate::grpc::convert::timestamp(
+                    cutover_common::time::now_ms() - d.as_millis() as i64,
+                )
+            });
+            let mut stream = c
+                .stream_logs(pb::StreamLogsRequest {
+                    service,
+                    hosts,
+                    tail_lines: tail,
+                    since,
+                    follow,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            while let Some(e) = stream.message().await.map_err(status)? {
+                match output {
+                    // JSON lines: one object per line of output.
+                    Format::Json => println!(
+                        "{}",
+                        if e.error.is_empty() {
+                            serde_json::json!({"host": e.host, "instance": e.instance, "text": e.text})
+                        } else {
+                            serde_json::json!({"host": e.host, "error": e.error})
+                        }
+                    ),
+                    Format::Table if e.error.is_empty() => {
+                        let short: String = e.instance.chars().take(8).collect();
+                        println!("{} {short}  {}", e.host, e.text);
+                    }
+                    Format::Table => eprintln!("{}: {}", e.host, e.error),
+                }
+            }
             Ok(())
         }
         Command::Coordinators { output } => {

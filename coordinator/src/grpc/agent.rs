@@ -413,6 +413,8 @@ async fn run_session(
             }
         }
     };
+    // `cutover logs` readers waiting for this host hear it is gone.
+    app.logs.host_gone(&host);
     if let Some(rec) = app.fleet.session_closed(&host, &session_id) {
         Box::pin(persist(&app, rec)).await;
     }
@@ -483,6 +485,10 @@ async fn handle(
             reason: "Hello is only valid as the first message of a session".into(),
         }))),
         Body::Result(r) => record_result(app, host, r).await,
+        Body::Logs(c) => {
+            app.logs.deliver(host, c);
+            None
+        }
         Body::Progress(mut p) => {
             cut(&mut p.message, bounds::MESSAGE);
             for f in [&mut p.command_id, &mut p.service, &mut p.phase] {

@@ -189,6 +189,175 @@ pub fn operator_command(r: &pb::SendCommandRequest) -> Result<pb::Command, Strin
     Ok(cmd)
 }
 
+/// A service's output, as it comes from its hosts.
+pub type LogStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::LogEvent, Status>> + Send>>;
+
+/// `cutover logs`: asks each connected host running the service for its
+/// output over its session; the lines stream back as they come.
+async fn stream_logs(
+    app: &Arc<App>,
+    req: Request<pb::StreamLogsRequest>,
+) -> Result<Response<LogStream>, Status> {
+    use futures::StreamExt;
+    let op = authorize(app, &req, Role::Viewer, None).await?;
+    let r = req.into_inner();
+    cutover_common::identity::check_name(&r.service)
+        .map_err(|e| Status::invalid_argument(format!("service: {e}")))?;
+    let tail = if r.tail_lines == 0 { 100 } else { r.tail_lines };
+    if tail > cutover_agent_max_tail() {
+        return Err(Status::invalid_argument(format!(
+            "tail_lines: at most {}, found {tail}",
+            cutover_agent_max_tail()
+        )));
+    }
+    let since_ms = r
+        .since
+        .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+        .unwrap_or(0);
+    let views = app.fleet.list(&Selector::default());
+    for h in &r.hosts {
+        if !views.iter().any(|v| &v.record.id == h) {
+            return Err(Status::not_found(format!("host `{h}` is not enrolled")));
+        }
+    }
+    let mut first = Vec::new();
+    let mut targets = Vec::new();
+    let named = !r.hosts.is_empty();
+    for v in &views {
+        let host = &v.record.id;
+        if named && !r.hosts.contains(host) {
+            continue;
+        }
+        let problem = if !v.services.iter().any(|s| s.service == r.service) {
+            if !named {
+                continue;
+            }
+            format!("does not run service `{}`", r.service)
+        } else if v.session_id.is_none() {
+            "not connected".to_string()
+        } else if !app.fleet.capabilities(host).iter().any(|c| c == "logs") {
+            "its agent is too old to send logs (no `logs` capability): upgrade it".to_string()
+        } else {
+            targets.push(host.clone());
+            continue;
+        };
+        first.push(pb::LogEvent {
+            host: host.clone(),
+            error: problem,
+            ..Default::default()
+        });
+    }
+    if targets.is_empty() && first.is_empty() {
+        return Err(Status::not_found(format!(
+            "no host runs service `{}`",
+            r.service
+        )));
+    }
+    if targets.len() > crate::logs::MAX_HOSTS {
+        return Err(Status::invalid_argument(format!(
+            "{} hosts run `{}`: at most {} at once; name some with --host",
+            targets.len(),
+            r.service,
+            crate::logs::MAX_HOSTS
+        )));
+    }
+    app.audit(Audit {
+        actor: format!("operator:{}", op.name),
+        action: "logs.read",
+        target: r.service.clone(),
+        outcome: Outcome::Ok,
+        detail: format!(
+            "{} host(s){}",
+            targets.len(),
+            if r.follow { ", following" } else { "" }
+        ),
+    })
+    .await;
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    let (tx, rx) = tokio::sync::mpsc::channel(crate::logs::BUFFER);
+    for e in first {
+        let _ = tx.try_send(e);
+    }
+    app.logs.register(&id, &targets, tx);
+    for h in &targets {
+        let ask = pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::Logs(pb::LogsRequest {
+                request_id: id.clone(),
+                service: r.service.clone(),
+                tail_lines: tail,
+                since_ms,
+                follow: r.follow,
+            })),
+        };
+        let sent = match app.fleet.session_sender(h) {
+            Some((_, stx)) => stx.send(Box::new(ask)).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            app.logs.deliver(
+                h,
+                pb::LogChunk {
+                    request_id: id.clone(),
+                    done: true,
+                    error: "not connected".into(),
+                    ..Default::default()
+                },
+            );
+        }
+    }
+    // When the reader goes away: the hosts stop, the request is forgotten.
+    let guard = LogsGuard {
+        app: app.clone(),
+        id,
+        hosts: targets,
+        follow: r.follow,
+    };
+    let s = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |e| {
+        let _ = &guard;
+        Ok(e)
+    });
+    Ok(Response::new(Box::pin(s)))
+}
+
+/// The agent's own bound on the lines sent first.
+fn cutover_agent_max_tail() -> u32 {
+    5000
+}
+
+struct LogsGuard {
+    app: Arc<App>,
+    id: String,
+    hosts: Vec<String>,
+    follow: bool,
+}
+
+impl Drop for LogsGuard {
+    fn drop(&mut self) {
+        self.app.logs.remove(&self.id);
+        if !self.follow {
+            return;
+        }
+        let (app, id, hosts) = (
+            self.app.clone(),
+            self.id.clone(),
+            std::mem::take(&mut self.hosts),
+        );
+        tokio::spawn(async move {
+            for h in hosts {
+                if let Some((_, tx)) = app.fleet.session_sender(&h) {
+                    let m = pb::CoordinatorMessage {
+                        body: Some(pb::coordinator_message::Body::CancelLogs(pb::CancelLogs {
+                            request_id: id.clone(),
+                        })),
+                    };
+                    let _ = tx.send(Box::new(m)).await;
+                }
+            }
+        });
+    }
+}
+
 type EventStream =
     std::pin::Pin<Box<dyn futures::Stream<Item = Result<pb::CommandEvent, Status>> + Send>>;
 
@@ -233,6 +402,7 @@ fn async_stream_events(
 #[tonic::async_trait]
 impl pb::control_service_server::ControlService for ControlSvc {
     type SendCommandStream = EventStream;
+    type StreamLogsStream = LogStream;
     type WatchDeploymentStream = crate::grpc::deploy::InfoStream;
 
     async fn validate_spec(
@@ -369,6 +539,13 @@ impl pb::control_service_server::ControlService for ControlSvc {
             role: op.role.as_str().into(),
             certificate_not_after_ms: op.peer.cert_not_after.map(ms).unwrap_or(0),
         }))
+    }
+
+    async fn stream_logs(
+        &self,
+        req: Request<pb::StreamLogsRequest>,
+    ) -> Result<Response<LogStream>, Status> {
+        stream_logs(&self.app, req).await
     }
 
     async fn list_coordinators(
