@@ -117,6 +117,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             });
             let host = crate::runtime::HostIntegration {
                 service_ip: cfg.service_ip,
+                journal_socket: cfg.journal_socket.clone(),
                 policy: cfg.policy.clone(),
                 notifier: notifier.clone(),
                 inherited,

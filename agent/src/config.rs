@@ -46,6 +46,9 @@ pub struct AgentConfig {
     /// `::`): for hosts with several addresses, and for several test hosts
     /// sharing one machine. Unset: the spec's address as written.
     pub service_ip: Option<std::net::IpAddr>,
+    /// journald's stream socket, for services whose `[run] output` is
+    /// `journal`; default /run/systemd/journal/stdout.
+    pub journal_socket: Option<PathBuf>,
     /// What deployments may do on this host (`[policy]`).
     #[serde(default)]
     pub policy: crate::policy::Policy,
@@ -65,6 +68,7 @@ impl Default for AgentConfig {
             renew_at: 2.0 / 3.0,
             readiness_listen: None,
             service_ip: None,
+            journal_socket: None,
             policy: Default::default(),
         }
     }
@@ -82,6 +86,7 @@ const ENV_KEYS: &[&str] = &[
     "renew_at",
     "readiness_listen",
     "service_ip",
+    "journal_socket",
 ];
 
 impl AgentConfig {

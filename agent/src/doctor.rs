@@ -113,6 +113,7 @@ pub async fn examine(
         listeners: vec![("http", &fd)],
         run_dir: work.join("run"),
         log_dir: work.join("logs"),
+        journal_socket: crate::journal_out::JOURNAL_STDOUT.into(),
         wake: Default::default(),
     })
     .map_err(|e| cutover_common::error_chain(&e))?;

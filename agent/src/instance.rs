@@ -92,6 +92,8 @@ pub struct Launch<'a> {
     pub listeners: Vec<(&'a str, &'a OwnedFd)>,
     pub run_dir: PathBuf,
     pub log_dir: PathBuf,
+    /// journald's stream socket, for `[run] output = "journal"`.
+    pub journal_socket: PathBuf,
     /// Woken when the instance exits.
     pub wake: crate::wake::Supervision,
 }
@@ -195,15 +197,30 @@ impl Instance {
                 .map_err(io(format!("chown {}", notify_path.display())))?;
         }
         let env = environment(&l, &notify_path)?;
+        // stdout and stderr: one file per instance, or the journal.
         let log_path = l.log_dir.join(format!("{}.log", l.id));
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io(format!("opening {}", log_path.display())))?;
-        let log2 = log
-            .try_clone()
-            .map_err(io("duplicating the log file".into()))?;
+        let (out, err): (Stdio, Stdio) = match l.spec.run.output {
+            cutover_common::service::Output::File => {
+                let log = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log_path)
+                    .map_err(io(format!("opening {}", log_path.display())))?;
+                let log2 = log
+                    .try_clone()
+                    .map_err(io("duplicating the log file".into()))?;
+                (log.into(), log2.into())
+            }
+            cutover_common::service::Output::Journal => {
+                let name = &l.spec.service;
+                let stream = |priority| {
+                    crate::journal_out::stream(&l.journal_socket, name, priority)
+                        .map(|s| Stdio::from(std::os::fd::OwnedFd::from(s)))
+                        .map_err(io(format!("the journal for {name}")))
+                };
+                (stream(6)?, stream(3)?)
+            }
+        };
 
         let run = &l.spec.run;
         let program = {
@@ -228,8 +245,8 @@ impl Instance {
         let mut cmd = std::process::Command::new(exec.program());
         cmd.current_dir(&workdir)
             .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log2));
+            .stdout(out)
+            .stderr(err);
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         if let Some((uid, gid)) = user {
             std::os::unix::process::CommandExt::gid(&mut cmd, gid);
@@ -452,6 +469,7 @@ mod tests {
             listeners: Vec::new(),
             run_dir: dir.path().join("run"),
             log_dir: dir.path().join("logs"),
+            journal_socket: crate::journal_out::JOURNAL_STDOUT.into(),
             wake: Default::default(),
         })
         .unwrap_err();
@@ -468,5 +486,52 @@ mod tests {
             lookup_user("no-such-user-here"),
             Err(InstanceError::NoUser(_))
         ));
+    }
+
+    /// `[run] output = "journal"`: stdout and stderr go to journald's
+    /// stream socket (here one the test listens on), each connection
+    /// opened with the service's name as identifier, info and err.
+    #[tokio::test]
+    async fn journal_output_goes_to_journald_streams_named_after_the_service() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("journal.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let spec = cutover_common::service::parse_toml(
+            "service = \"web\"\n[run]\ncommand = [\"/bin/sh\", \"-c\", \"echo hello; echo oops >&2\"]\noutput = \"journal\"\n",
+        )
+        .unwrap();
+        let launch = || Launch {
+            id: "i1".into(),
+            release: "r1".into(),
+            release_dir: dir.path().into(),
+            spec: &spec,
+            listeners: Vec::new(),
+            run_dir: dir.path().join("run"),
+            log_dir: dir.path().join("logs"),
+            journal_socket: socket.clone(),
+            wake: Default::default(),
+        };
+        let _inst = Instance::spawn(launch()).unwrap();
+        let mut streams = Vec::new();
+        for _ in 0..2 {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut text = String::new();
+            c.read_to_string(&mut text).unwrap();
+            streams.push(text);
+        }
+        streams.sort();
+        // identifier, unit, priority, level prefix, syslog, kmsg, console.
+        assert_eq!(streams[0], "web\n\n3\n0\n0\n0\n0\noops\n");
+        assert_eq!(streams[1], "web\n\n6\n0\n0\n0\n0\nhello\n");
+        // No journal: the start fails, saying where it looked.
+        drop(listener);
+        let _ = std::fs::remove_file(&socket);
+        let e = Instance::spawn(launch()).unwrap_err();
+        let e = cutover_common::error_chain(&e);
+        assert!(
+            e.contains("journal.sock") && e.contains("needs journald"),
+            "{e}"
+        );
     }
 }

@@ -19,6 +19,7 @@ pub mod hooks;
 pub mod identity;
 pub mod instance;
 pub mod journal;
+pub mod journal_out;
 pub mod lb;
 pub mod logs;
 pub mod notify;

@@ -57,6 +57,9 @@ pub struct HostIntegration {
     pub policy: crate::policy::Policy,
     pub notifier: Arc<crate::sd::Notifier>,
     pub inherited: Arc<crate::sd::Inherited>,
+    /// journald's stream socket, for services whose `[run] output` is
+    /// `journal` (default /run/systemd/journal/stdout).
+    pub journal_socket: Option<std::path::PathBuf>,
 }
 
 /// Commands being run, by id: the command, and where its result comes.
@@ -106,6 +109,10 @@ impl Runtime {
             state_dir: state_dir.clone(),
             progress: ptx,
             service_ip: host.service_ip,
+            journal_socket: host
+                .journal_socket
+                .clone()
+                .unwrap_or_else(|| crate::journal_out::JOURNAL_STDOUT.into()),
             policy: host.policy.clone(),
             notifier: host.notifier.clone(),
             inherited: host.inherited.clone(),

@@ -32,6 +32,8 @@ pub const AGENT_CAPABILITIES: &[&str] = &[
     "drain.balancers",
     // `LogsRequest`: a service's output streamed over the session.
     "logs",
+    // `[run] output = "journal"`.
+    "run.journal",
 ];
 
 /// `AGENT_CAPABILITIES` as owned strings (what this version's agent sends).
@@ -45,6 +47,7 @@ pub const ADDED_FIELDS: &[(&str, &str)] = &[
     ("drain.wait_for", "drain.balancers"),
     ("drain.balancer_fall", "drain.balancers"),
     ("drain.balancer_timeout", "drain.balancers"),
+    ("run.output", "run.journal"),
 ];
 
 /// A field set in a spec that an agent cannot honour.

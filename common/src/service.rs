@@ -125,6 +125,26 @@ pub struct RunSpec {
     /// Working directory relative to the release (default: the release).
     #[serde(default)]
     pub working_dir: Option<String>,
+    /// Where the instance's stdout and stderr go: `file` (one file per
+    /// instance on the host, what `cutover logs` reads) or `journal` (the
+    /// systemd journal, as the service's name: `journalctl -t SERVICE`).
+    #[serde(default, skip_serializing_if = "Output::is_file")]
+    pub output: Output,
+}
+
+/// Where an instance's output goes (`[run] output`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    #[default]
+    File,
+    Journal,
+}
+
+impl Output {
+    pub fn is_file(&self) -> bool {
+        *self == Output::File
+    }
 }
 
 /// A listening socket the agent holds for the service.

@@ -37,7 +37,7 @@ complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand run" -s c -l
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand run" -s h -l help -d 'Print help'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand run" -s V -l version -d 'Print version'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -s c -l config -d 'Agent config file (default /etc/cutover/agent.toml if present)' -r -F
-complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443' -r
+complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (a standby\'s answer is followed to the leader)' -r
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -l token -d 'The join token (prefer --token-file: command lines are visible to other users)' -r
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -l token-file -d 'File holding the join token (`-` for standard input)' -r -F
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -l ca-fingerprint -d 'The cluster CA fingerprint (`cutover ca fingerprint` on the coordinator)' -r

@@ -42,7 +42,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[Agent config file (default /etc/cutover/agent.toml if present)]:CONFIG:_files' \
 '--config=[Agent config file (default /etc/cutover/agent.toml if present)]:CONFIG:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (a standby'\''s answer is followed to the leader)]:COORDINATOR:_default' \
 '(--token-file)--token=[The join token (prefer --token-file\: command lines are visible to other users)]:TOKEN:_default' \
 '--token-file=[File holding the join token (\`-\` for standard input)]:TOKEN_FILE:_files' \
 '--ca-fingerprint=[The cluster CA fingerprint (\`cutover ca fingerprint\` on the coordinator)]:CA_FINGERPRINT:_default' \

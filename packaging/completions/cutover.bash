@@ -37,6 +37,9 @@ _cutover() {
             cutover,config)
                 cmd="cutover__subcmd__config"
                 ;;
+            cutover,coordinators)
+                cmd="cutover__subcmd__coordinators"
+                ;;
             cutover,demo)
                 cmd="cutover__subcmd__demo"
                 ;;
@@ -60,6 +63,9 @@ _cutover() {
                 ;;
             cutover,hosts)
                 cmd="cutover__subcmd__hosts"
+                ;;
+            cutover,logs)
+                cmd="cutover__subcmd__logs"
                 ;;
             cutover,man)
                 cmd="cutover__subcmd__man"
@@ -172,6 +178,9 @@ _cutover() {
             cutover__subcmd__help,config)
                 cmd="cutover__subcmd__help__subcmd__config"
                 ;;
+            cutover__subcmd__help,coordinators)
+                cmd="cutover__subcmd__help__subcmd__coordinators"
+                ;;
             cutover__subcmd__help,demo)
                 cmd="cutover__subcmd__help__subcmd__demo"
                 ;;
@@ -195,6 +204,9 @@ _cutover() {
                 ;;
             cutover__subcmd__help,hosts)
                 cmd="cutover__subcmd__help__subcmd__hosts"
+                ;;
+            cutover__subcmd__help,logs)
+                cmd="cutover__subcmd__help__subcmd__logs"
                 ;;
             cutover__subcmd__help,man)
                 cmd="cutover__subcmd__help__subcmd__man"
@@ -305,7 +317,7 @@ _cutover() {
 
     case "${cmd}" in
         cutover)
-            opts="-h -V --coordinator --ca --identity --cli-config --help --version serve backup restore config ca token hosts service audit whoami haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote approve rollback demo completions man help"
+            opts="-h -V --coordinator --ca --identity --cli-config --help --version serve backup restore config ca token hosts service audit logs whoami coordinators haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote approve rollback demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -912,6 +924,44 @@ _cutover() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cutover__subcmd__coordinators)
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cli-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cutover__subcmd__demo)
             opts="-h --agents --for --keep --dir --agent-bin --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -1151,7 +1201,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__help)
-            opts="serve backup restore config ca token hosts service audit whoami haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote approve rollback demo completions man help"
+            opts="serve backup restore config ca token hosts service audit logs whoami coordinators haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote approve rollback demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1332,6 +1382,20 @@ _cutover() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        cutover__subcmd__help__subcmd__coordinators)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         cutover__subcmd__help__subcmd__demo)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -1461,6 +1525,20 @@ _cutover() {
         cutover__subcmd__help__subcmd__hosts__subcmd__show)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cutover__subcmd__help__subcmd__logs)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -1891,6 +1969,56 @@ _cutover() {
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cli-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cutover__subcmd__logs)
+            opts="-f -o -h --host --tail --since --follow --output --coordinator --ca --identity --cli-config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tail)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "table json" -- "${cur}"))
                     return 0

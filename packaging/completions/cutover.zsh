@@ -15,7 +15,7 @@ _cutover() {
 
     local context curcontext="$curcontext" state line
     _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -36,7 +36,7 @@ _cutover() {
 _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -49,7 +49,7 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--to=[A new (or empty) directory for the backup]:DIR:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -62,7 +62,7 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--from=[A directory \`cutover backup\` wrote]:DIR:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -73,7 +73,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (config)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -93,7 +93,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -131,7 +131,7 @@ esac
 ;;
 (ca)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -152,7 +152,7 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--cluster=[A name for this cluster, shown in the CA certificate]:CLUSTER:_default' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -164,7 +164,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -180,7 +180,7 @@ _arguments "${_arguments_options[@]}" : \
 '--role=[admin | deployer | viewer]:ROLE:(admin deployer viewer)' \
 '--ttl=[Certificate lifetime (default\: operator_cert_ttl from the config)]:TTL:_default' \
 '--out=[Directory for NAME.pem and NAME.toml (default\: PKI_DIR/operators)]:OUT:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -194,7 +194,7 @@ _arguments "${_arguments_options[@]}" : \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--name=[The operator whose certificates are all revoked]:NAME:_default' \
 '--serial=[One certificate'\''s serial (hex, as in the audit log'\''s \`operator.issue\` line)]:SERIAL:_default' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -244,7 +244,7 @@ esac
 ;;
 (token)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -267,7 +267,7 @@ _arguments "${_arguments_options[@]}" : \
 '--labels=[Labels bound to every host that enrolls with it (k=v,k2=v2)]:LABELS:_default' \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -309,7 +309,7 @@ _arguments "${_arguments_options[@]}" : \
 '--selector=[Only hosts matching this label selector (e.g. role=web,zone!=b)]:SELECTOR:_default' \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -327,7 +327,7 @@ _arguments "${_arguments_options[@]}" : \
         case $line[1] in
             (remove)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -340,7 +340,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -385,7 +385,7 @@ esac
 _arguments "${_arguments_options[@]}" : \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -399,7 +399,7 @@ _arguments "${_arguments_options[@]}" : \
 '--limit=[At most this many entries, newest first]:LIMIT:_default' \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -407,16 +407,46 @@ _arguments "${_arguments_options[@]}" : \
 '--help[Print help]' \
 && ret=0
 ;;
+(logs)
+_arguments "${_arguments_options[@]}" : \
+'*--host=[Only this host (repeat for more); default every host running it]:HOSTS:_default' \
+'--tail=[How many of the newest lines per host to show first (at most 5000)]:TAIL:_default' \
+'--since=[Only instances whose output changed within this long, e.g. 1h]:SINCE:_default' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
+'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
+'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
+'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
+'-f[Keep showing new lines as they come, until interrupted]' \
+'--follow[Keep showing new lines as they come, until interrupted]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+':service -- The service:_default' \
+&& ret=0
+;;
 (whoami)
 _arguments "${_arguments_options[@]}" : \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
 '-h[Print help]' \
 '--help[Print help]' \
+&& ret=0
+;;
+(coordinators)
+_arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
+'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
+'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
+'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (haproxy-switch)
@@ -424,7 +454,7 @@ _arguments "${_arguments_options[@]}" : \
 '--socket=[HAProxy'\''s admin socket; outside /tmp and /home, which the coordinator'\''s unit hides]:SOCKET:_files' \
 '--backend=[The backend whose servers are the service'\''s hosts]:BACKEND:_default' \
 '--wait-up=[How long the live group may take to be up at HAProxy]:WAIT_UP:_default' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -436,7 +466,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '*-s+[Only these services (default\: every service on the host)]:SERVICES:_default' \
 '*--service=[Only these services (default\: every service on the host)]:SERVICES:_default' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -450,7 +480,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '*-s+[Only these services (default\: every drained service on the host)]:SERVICES:_default' \
 '*--service=[Only these services (default\: every drained service on the host)]:SERVICES:_default' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -461,7 +491,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (validate)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -474,7 +504,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -495,7 +525,7 @@ _arguments "${_arguments_options[@]}" : \
 '--outside-window=[Start it even outside the spec'\''s deploy windows (\`targets.windows\`), saying why\: the reason goes to the audit log]:REASON:_default' \
 '-o+[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -512,7 +542,7 @@ _arguments "${_arguments_options[@]}" : \
 '--selector=[Only hosts matching this label selector]:SELECTOR:_default' \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -527,7 +557,7 @@ _arguments "${_arguments_options[@]}" : \
 '--since=[The window, back from now]:SINCE:_default' \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -539,7 +569,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -552,7 +582,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-o+[Output\: \`text\`, or \`json\`\: one line of JSON per state until it ends (the \`status -o json\` schema)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\`, or \`json\`\: one line of JSON per state until it ends (the \`status -o json\` schema)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -566,7 +596,7 @@ _arguments "${_arguments_options[@]}" : \
 '--limit=[At most this many, newest first]:LIMIT:_default' \
 '-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -577,7 +607,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (pause)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -588,7 +618,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (resume)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -599,7 +629,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (abort)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -610,7 +640,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (promote)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -621,7 +651,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (approve)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -637,7 +667,7 @@ _arguments "${_arguments_options[@]}" : \
 '--request-id=[Makes the rollback safe to run again (a retried CI job)\: the same ID from the same operator gets the first run'\''s answer]:ID:_default' \
 '-o+[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
 '--output=[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -653,7 +683,7 @@ _arguments "${_arguments_options[@]}" : \
 '--for=[Keep running this long after the fleet has joined (default\: stop once shown)]:RUN_FOR:_default' \
 '--dir=[Directory for the demo'\''s files (default\: a new temporary directory)]:DIR:_files' \
 '--agent-bin=[The cutover-agent binary (default\: next to this one, then PATH)]:AGENT_BIN:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -664,7 +694,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -676,7 +706,7 @@ _arguments "${_arguments_options[@]}" : \
 (man)
 _arguments "${_arguments_options[@]}" : \
 '--dir=[The directory to write them to (created if missing)]:DIR:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443]:COORDINATOR:_default' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
@@ -812,7 +842,15 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(logs)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (whoami)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(coordinators)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
@@ -921,7 +959,9 @@ _cutover_commands() {
 'hosts:List the fleet, or remove a host' \
 'service:One service\: what is live in each environment, the deployment running now, every host that runs it (version, health, drain, drift) and the latest deployments' \
 'audit:Show the coordinator'\''s audit log, newest first' \
+'logs:Show a service'\''s output (stdout and stderr of its instances) from the hosts running it, fetched over the agents'\'' sessions' \
 'whoami:Show which operator and role this CLI authenticates as' \
+'coordinators:Show the coordinators sharing the store\: which leads, in which term, which are up (several coordinators on PostgreSQL; with the SQLite store, the one coordinator)' \
 'haproxy-switch:A blue/green switch command for HAProxy (a spec'\''s \`strategy.switch\`)\: sets the live group'\''s servers of BACKEND (named after the hosts, from CUTOVER_HOSTS) \`ready\`, waits until HAProxy has them up, then sets every other server \`drain\`. Talks to HAProxy'\''s admin socket (\`stats socket ... level admin\`). docs/load-balancers.md' \
 'drain:Take a host out of its load balancers (maintenance)\: its readiness endpoint answers 503, pre_drain hooks run, then it waits until each balancer checking the endpoint has been told "down" \`balancer_fall\` times (or \`deregistration_delay\`, as the spec'\''s \`\[drain\]\` says), and says who confirmed. A swap in progress finishes first; later deployments skip the host unless --include-drained. docs/load-balancers.md' \
 'undrain:Put a drained host back (starting services the drain stopped)' \
@@ -1069,6 +1109,11 @@ _cutover__subcmd__config__subcmd__help__subcmd__help_commands() {
     local commands; commands=()
     _describe -t commands 'cutover config help help commands' commands "$@"
 }
+(( $+functions[_cutover__subcmd__coordinators_commands] )) ||
+_cutover__subcmd__coordinators_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover coordinators commands' commands "$@"
+}
 (( $+functions[_cutover__subcmd__demo_commands] )) ||
 _cutover__subcmd__demo_commands() {
     local commands; commands=()
@@ -1106,7 +1151,9 @@ _cutover__subcmd__help_commands() {
 'hosts:List the fleet, or remove a host' \
 'service:One service\: what is live in each environment, the deployment running now, every host that runs it (version, health, drain, drift) and the latest deployments' \
 'audit:Show the coordinator'\''s audit log, newest first' \
+'logs:Show a service'\''s output (stdout and stderr of its instances) from the hosts running it, fetched over the agents'\'' sessions' \
 'whoami:Show which operator and role this CLI authenticates as' \
+'coordinators:Show the coordinators sharing the store\: which leads, in which term, which are up (several coordinators on PostgreSQL; with the SQLite store, the one coordinator)' \
 'haproxy-switch:A blue/green switch command for HAProxy (a spec'\''s \`strategy.switch\`)\: sets the live group'\''s servers of BACKEND (named after the hosts, from CUTOVER_HOSTS) \`ready\`, waits until HAProxy has them up, then sets every other server \`drain\`. Talks to HAProxy'\''s admin socket (\`stats socket ... level admin\`). docs/load-balancers.md' \
 'drain:Take a host out of its load balancers (maintenance)\: its readiness endpoint answers 503, pre_drain hooks run, then it waits until each balancer checking the endpoint has been told "down" \`balancer_fall\` times (or \`deregistration_delay\`, as the spec'\''s \`\[drain\]\` says), and says who confirmed. A swap in progress finishes first; later deployments skip the host unless --include-drained. docs/load-balancers.md' \
 'undrain:Put a drained host back (starting services the drain stopped)' \
@@ -1198,6 +1245,11 @@ _cutover__subcmd__help__subcmd__config__subcmd__check_commands() {
     local commands; commands=()
     _describe -t commands 'cutover help config check commands' commands "$@"
 }
+(( $+functions[_cutover__subcmd__help__subcmd__coordinators_commands] )) ||
+_cutover__subcmd__help__subcmd__coordinators_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover help coordinators commands' commands "$@"
+}
 (( $+functions[_cutover__subcmd__help__subcmd__demo_commands] )) ||
 _cutover__subcmd__help__subcmd__demo_commands() {
     local commands; commands=()
@@ -1250,6 +1302,11 @@ _cutover__subcmd__help__subcmd__hosts__subcmd__remove_commands() {
 _cutover__subcmd__help__subcmd__hosts__subcmd__show_commands() {
     local commands; commands=()
     _describe -t commands 'cutover help hosts show commands' commands "$@"
+}
+(( $+functions[_cutover__subcmd__help__subcmd__logs_commands] )) ||
+_cutover__subcmd__help__subcmd__logs_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover help logs commands' commands "$@"
 }
 (( $+functions[_cutover__subcmd__help__subcmd__man_commands] )) ||
 _cutover__subcmd__help__subcmd__man_commands() {
@@ -1385,6 +1442,11 @@ _cutover__subcmd__hosts__subcmd__remove_commands() {
 _cutover__subcmd__hosts__subcmd__show_commands() {
     local commands; commands=()
     _describe -t commands 'cutover hosts show commands' commands "$@"
+}
+(( $+functions[_cutover__subcmd__logs_commands] )) ||
+_cutover__subcmd__logs_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover logs commands' commands "$@"
 }
 (( $+functions[_cutover__subcmd__man_commands] )) ||
 _cutover__subcmd__man_commands() {

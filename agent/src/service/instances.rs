@@ -103,6 +103,7 @@ impl Service {
             listeners,
             run_dir: self.shared.state_dir.join("run"),
             log_dir: self.dir.logs_dir(),
+            journal_socket: self.shared.journal_socket.clone(),
             wake: self.shared.supervision.clone(),
         })
         .map_err(|e| cutover_common::error_chain(&e))?;

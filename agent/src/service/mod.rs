@@ -58,6 +58,8 @@ pub struct Shared {
     pub progress: mpsc::UnboundedSender<ProgressEvent>,
     /// Where listeners declared on the unspecified address bind.
     pub service_ip: Option<std::net::IpAddr>,
+    /// journald's stream socket (`[run] output = "journal"`).
+    pub journal_socket: PathBuf,
     /// What deployments may do on this host.
     pub policy: crate::policy::Policy,
     /// The service manager (systemd), when the agent runs under one.

@@ -57,6 +57,7 @@ pub fn to_toml(s: &pb::DeploySpec) -> Result<String, TypedSpecError> {
         }
         put_str(&mut x, "user", &r.user);
         put_str(&mut x, "working_dir", &r.working_dir);
+        put_str(&mut x, "output", &r.output);
         t.insert("run".into(), x.into());
     }
     if !s.listen.is_empty() {
@@ -494,6 +495,10 @@ pub fn from_spec(s: &DeploySpec) -> pb::DeploySpec {
                 .collect(),
             user: s.run.user.clone().unwrap_or_default(),
             working_dir: s.run.working_dir.clone().unwrap_or_default(),
+            output: match s.run.output {
+                cutover_common::service::Output::File => String::new(),
+                cutover_common::service::Output::Journal => "journal".into(),
+            },
         }),
         listen: s
             .listen
