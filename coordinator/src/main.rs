@@ -7,7 +7,7 @@ use cutover_coordinator::cli::{self, Cli, Command};
 
 fn main() -> std::process::ExitCode {
     cutover_common::quiet_on_closed_pipe();
-    let cli: Cli = cutover_common::parse_args();
+    let cli: Cli = cli::parse();
     let daemon = matches!(cli.command, Command::Serve(_));
     cutover_common::logging::init(if daemon { "info" } else { "warn" });
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -317,7 +317,7 @@ _cutover() {
 
     case "${cmd}" in
         cutover)
-            opts="-h -V --coordinator --ca --identity --cli-config --help --version serve backup restore config ca token hosts service audit logs whoami coordinators haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote approve rollback demo completions man help"
+            opts="-h -V --coordinator --ca --identity --cli-config --help --version token hosts service audit logs whoami coordinators drain undrain plan deploy drift stats status watch history pause resume abort promote approve rollback serve backup restore config ca haproxy-switch validate demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1201,7 +1201,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__help)
-            opts="serve backup restore config ca token hosts service audit logs whoami coordinators haproxy-switch drain undrain validate plan deploy drift stats status watch history pause resume abort promote approve rollback demo completions man help"
+            opts="token hosts service audit logs whoami coordinators drain undrain plan deploy drift stats status watch history pause resume abort promote approve rollback serve backup restore config ca haproxy-switch validate demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

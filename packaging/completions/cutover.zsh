@@ -32,217 +32,7 @@ _cutover() {
         (( CURRENT += 1 ))
         curcontext="${curcontext%:*:*}:cutover-command-$line[1]:"
         case $line[1] in
-            (serve)
-_arguments "${_arguments_options[@]}" : \
-'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-&& ret=0
-;;
-(backup)
-_arguments "${_arguments_options[@]}" : \
-'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--to=[A new (or empty) directory for the backup]:DIR:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-&& ret=0
-;;
-(restore)
-_arguments "${_arguments_options[@]}" : \
-'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--from=[A directory \`cutover backup\` wrote]:DIR:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'--force[Replace an existing store (it is kept beside, as \`.before-restore\`)]' \
-'-h[Print help]' \
-'--help[Print help]' \
-&& ret=0
-;;
-(config)
-_arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-":: :_cutover__subcmd__config_commands" \
-"*::: :->config" \
-&& ret=0
-
-    case $state in
-    (config)
-        words=($line[1] "${words[@]}")
-        (( CURRENT += 1 ))
-        curcontext="${curcontext%:*:*}:cutover-config-command-$line[1]:"
-        case $line[1] in
-            (check)
-_arguments "${_arguments_options[@]}" : \
-'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-&& ret=0
-;;
-(help)
-_arguments "${_arguments_options[@]}" : \
-":: :_cutover__subcmd__config__subcmd__help_commands" \
-"*::: :->help" \
-&& ret=0
-
-    case $state in
-    (help)
-        words=($line[1] "${words[@]}")
-        (( CURRENT += 1 ))
-        curcontext="${curcontext%:*:*}:cutover-config-help-command-$line[1]:"
-        case $line[1] in
-            (check)
-_arguments "${_arguments_options[@]}" : \
-&& ret=0
-;;
-(help)
-_arguments "${_arguments_options[@]}" : \
-&& ret=0
-;;
-        esac
-    ;;
-esac
-;;
-        esac
-    ;;
-esac
-;;
-(ca)
-_arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-":: :_cutover__subcmd__ca_commands" \
-"*::: :->ca" \
-&& ret=0
-
-    case $state in
-    (ca)
-        words=($line[1] "${words[@]}")
-        (( CURRENT += 1 ))
-        curcontext="${curcontext%:*:*}:cutover-ca-command-$line[1]:"
-        case $line[1] in
-            (init)
-_arguments "${_arguments_options[@]}" : \
-'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--cluster=[A name for this cluster, shown in the CA certificate]:CLUSTER:_default' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-&& ret=0
-;;
-(fingerprint)
-_arguments "${_arguments_options[@]}" : \
-'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-&& ret=0
-;;
-(issue-operator)
-_arguments "${_arguments_options[@]}" : \
-'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--name=[The operator'\''s name (in the certificate and the audit log)]:NAME:_default' \
-'--role=[admin | deployer | viewer]:ROLE:(admin deployer viewer)' \
-'--ttl=[Certificate lifetime (default\: operator_cert_ttl from the config)]:TTL:_default' \
-'--out=[Directory for NAME.pem and NAME.toml (default\: PKI_DIR/operators)]:OUT:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-&& ret=0
-;;
-(revoke-operator)
-_arguments "${_arguments_options[@]}" : \
-'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--name=[The operator whose certificates are all revoked]:NAME:_default' \
-'--serial=[One certificate'\''s serial (hex, as in the audit log'\''s \`operator.issue\` line)]:SERIAL:_default' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-&& ret=0
-;;
-(help)
-_arguments "${_arguments_options[@]}" : \
-":: :_cutover__subcmd__ca__subcmd__help_commands" \
-"*::: :->help" \
-&& ret=0
-
-    case $state in
-    (help)
-        words=($line[1] "${words[@]}")
-        (( CURRENT += 1 ))
-        curcontext="${curcontext%:*:*}:cutover-ca-help-command-$line[1]:"
-        case $line[1] in
-            (init)
-_arguments "${_arguments_options[@]}" : \
-&& ret=0
-;;
-(fingerprint)
-_arguments "${_arguments_options[@]}" : \
-&& ret=0
-;;
-(issue-operator)
-_arguments "${_arguments_options[@]}" : \
-&& ret=0
-;;
-(revoke-operator)
-_arguments "${_arguments_options[@]}" : \
-&& ret=0
-;;
-(help)
-_arguments "${_arguments_options[@]}" : \
-&& ret=0
-;;
-        esac
-    ;;
-esac
-;;
-        esac
-    ;;
-esac
-;;
-(token)
+            (token)
 _arguments "${_arguments_options[@]}" : \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
@@ -449,19 +239,6 @@ _arguments "${_arguments_options[@]}" : \
 '--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
-(haproxy-switch)
-_arguments "${_arguments_options[@]}" : \
-'--socket=[HAProxy'\''s admin socket; outside /tmp and /home, which the coordinator'\''s unit hides]:SOCKET:_files' \
-'--backend=[The backend whose servers are the service'\''s hosts]:BACKEND:_default' \
-'--wait-up=[How long the live group may take to be up at HAProxy]:WAIT_UP:_default' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-&& ret=0
-;;
 (drain)
 _arguments "${_arguments_options[@]}" : \
 '*-s+[Only these services (default\: every service on the host)]:SERVICES:_default' \
@@ -487,17 +264,6 @@ _arguments "${_arguments_options[@]}" : \
 '-h[Print help]' \
 '--help[Print help]' \
 ':host -- The host'\''s id (see `cutover hosts`):_default' \
-&& ret=0
-;;
-(validate)
-_arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-':file -- The deployment spec (TOML; docs/spec-reference.md):_files' \
 && ret=0
 ;;
 (plan)
@@ -677,70 +443,54 @@ _arguments "${_arguments_options[@]}" : \
 ':service -- The service to roll back:_default' \
 && ret=0
 ;;
-(demo)
+(serve)
 _arguments "${_arguments_options[@]}" : \
-'--agents=[Number of agents (hosts) to start]:AGENTS:_default' \
-'--for=[Keep running this long after the fleet has joined (default\: stop once shown)]:RUN_FOR:_default' \
-'--dir=[Directory for the demo'\''s files (default\: a new temporary directory)]:DIR:_files' \
-'--agent-bin=[The cutover-agent binary (default\: next to this one, then PATH)]:AGENT_BIN:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'--keep[Keep the fleet running until Ctrl-C and keep its files afterwards]' \
+'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
 '-h[Print help]' \
 '--help[Print help]' \
-&& ret=0
-;;
-(completions)
-_arguments "${_arguments_options[@]}" : \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-':shell -- bash, zsh, fish, elvish or powershell:(bash elvish fish powershell zsh)' \
-&& ret=0
-;;
-(man)
-_arguments "${_arguments_options[@]}" : \
-'--dir=[The directory to write them to (created if missing)]:DIR:_files' \
-'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
-'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
-'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
-'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
-&& ret=0
-;;
-(help)
-_arguments "${_arguments_options[@]}" : \
-":: :_cutover__subcmd__help_commands" \
-"*::: :->help" \
-&& ret=0
-
-    case $state in
-    (help)
-        words=($line[1] "${words[@]}")
-        (( CURRENT += 1 ))
-        curcontext="${curcontext%:*:*}:cutover-help-command-$line[1]:"
-        case $line[1] in
-            (serve)
-_arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
 (backup)
 _arguments "${_arguments_options[@]}" : \
+'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--to=[A new (or empty) directory for the backup]:DIR:_files' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
 && ret=0
 ;;
 (restore)
 _arguments "${_arguments_options[@]}" : \
+'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--from=[A directory \`cutover backup\` wrote]:DIR:_files' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'--force[Replace an existing store (it is kept beside, as \`.before-restore\`)]' \
+'-h[Print help]' \
+'--help[Print help]' \
 && ret=0
 ;;
 (config)
 _arguments "${_arguments_options[@]}" : \
-":: :_cutover__subcmd__help__subcmd__config_commands" \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_cutover__subcmd__config_commands" \
 "*::: :->config" \
 && ret=0
 
@@ -748,9 +498,37 @@ _arguments "${_arguments_options[@]}" : \
     (config)
         words=($line[1] "${words[@]}")
         (( CURRENT += 1 ))
-        curcontext="${curcontext%:*:*}:cutover-help-config-command-$line[1]:"
+        curcontext="${curcontext%:*:*}:cutover-config-command-$line[1]:"
         case $line[1] in
             (check)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_cutover__subcmd__config__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:cutover-config-help-command-$line[1]:"
+        case $line[1] in
+            (check)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(help)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
@@ -758,9 +536,19 @@ _arguments "${_arguments_options[@]}" : \
     ;;
 esac
 ;;
+        esac
+    ;;
+esac
+;;
 (ca)
 _arguments "${_arguments_options[@]}" : \
-":: :_cutover__subcmd__help__subcmd__ca_commands" \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+":: :_cutover__subcmd__ca_commands" \
 "*::: :->ca" \
 && ret=0
 
@@ -768,7 +556,74 @@ _arguments "${_arguments_options[@]}" : \
     (ca)
         words=($line[1] "${words[@]}")
         (( CURRENT += 1 ))
-        curcontext="${curcontext%:*:*}:cutover-help-ca-command-$line[1]:"
+        curcontext="${curcontext%:*:*}:cutover-ca-command-$line[1]:"
+        case $line[1] in
+            (init)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--cluster=[A name for this cluster, shown in the CA certificate]:CLUSTER:_default' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(fingerprint)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(issue-operator)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--name=[The operator'\''s name (in the certificate and the audit log)]:NAME:_default' \
+'--role=[admin | deployer | viewer]:ROLE:(admin deployer viewer)' \
+'--ttl=[Certificate lifetime (default\: operator_cert_ttl from the config)]:TTL:_default' \
+'--out=[Directory for NAME.pem and NAME.toml (default\: PKI_DIR/operators)]:OUT:_files' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(revoke-operator)
+_arguments "${_arguments_options[@]}" : \
+'-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'--name=[The operator whose certificates are all revoked]:NAME:_default' \
+'--serial=[One certificate'\''s serial (hex, as in the audit log'\''s \`operator.issue\` line)]:SERIAL:_default' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_cutover__subcmd__ca__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:cutover-ca-help-command-$line[1]:"
         case $line[1] in
             (init)
 _arguments "${_arguments_options[@]}" : \
@@ -786,11 +641,92 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
         esac
     ;;
 esac
 ;;
-(token)
+        esac
+    ;;
+esac
+;;
+(haproxy-switch)
+_arguments "${_arguments_options[@]}" : \
+'--socket=[HAProxy'\''s admin socket; outside /tmp and /home, which the coordinator'\''s unit hides]:SOCKET:_files' \
+'--backend=[The backend whose servers are the service'\''s hosts]:BACKEND:_default' \
+'--wait-up=[How long the live group may take to be up at HAProxy]:WAIT_UP:_default' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(validate)
+_arguments "${_arguments_options[@]}" : \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+':file -- The deployment spec (TOML; docs/spec-reference.md):_files' \
+&& ret=0
+;;
+(demo)
+_arguments "${_arguments_options[@]}" : \
+'--agents=[Number of agents (hosts) to start]:AGENTS:_default' \
+'--for=[Keep running this long after the fleet has joined (default\: stop once shown)]:RUN_FOR:_default' \
+'--dir=[Directory for the demo'\''s files (default\: a new temporary directory)]:DIR:_files' \
+'--agent-bin=[The cutover-agent binary (default\: next to this one, then PATH)]:AGENT_BIN:_files' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'--keep[Keep the fleet running until Ctrl-C and keep its files afterwards]' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(completions)
+_arguments "${_arguments_options[@]}" : \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+':shell -- bash, zsh, fish, elvish or powershell:(bash elvish fish powershell zsh)' \
+&& ret=0
+;;
+(man)
+_arguments "${_arguments_options[@]}" : \
+'--dir=[The directory to write them to (created if missing)]:DIR:_files' \
+'--coordinator=[]: :_files' \
+'--ca=[]: :_files' \
+'--identity=[]: :_files' \
+'--cli-config=[]: :_files' \
+'-h[Print help]' \
+'--help[Print help]' \
+&& ret=0
+;;
+(help)
+_arguments "${_arguments_options[@]}" : \
+":: :_cutover__subcmd__help_commands" \
+"*::: :->help" \
+&& ret=0
+
+    case $state in
+    (help)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:cutover-help-command-$line[1]:"
+        case $line[1] in
+            (token)
 _arguments "${_arguments_options[@]}" : \
 ":: :_cutover__subcmd__help__subcmd__token_commands" \
 "*::: :->token" \
@@ -854,19 +790,11 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
-(haproxy-switch)
-_arguments "${_arguments_options[@]}" : \
-&& ret=0
-;;
 (drain)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
 (undrain)
-_arguments "${_arguments_options[@]}" : \
-&& ret=0
-;;
-(validate)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
@@ -922,6 +850,78 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(serve)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(backup)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(restore)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(config)
+_arguments "${_arguments_options[@]}" : \
+":: :_cutover__subcmd__help__subcmd__config_commands" \
+"*::: :->config" \
+&& ret=0
+
+    case $state in
+    (config)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:cutover-help-config-command-$line[1]:"
+        case $line[1] in
+            (check)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+(ca)
+_arguments "${_arguments_options[@]}" : \
+":: :_cutover__subcmd__help__subcmd__ca_commands" \
+"*::: :->ca" \
+&& ret=0
+
+    case $state in
+    (ca)
+        words=($line[1] "${words[@]}")
+        (( CURRENT += 1 ))
+        curcontext="${curcontext%:*:*}:cutover-help-ca-command-$line[1]:"
+        case $line[1] in
+            (init)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(fingerprint)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(issue-operator)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(revoke-operator)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+        esac
+    ;;
+esac
+;;
+(haproxy-switch)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
+(validate)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (demo)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -950,11 +950,6 @@ esac
 (( $+functions[_cutover_commands] )) ||
 _cutover_commands() {
     local commands; commands=(
-'serve:Run the coordinator daemon' \
-'backup:Copy the store and the PKI into a new directory, while the coordinator runs (run on the coordinator host)' \
-'restore:Put a backup in place of the store and the PKI; the coordinator must be stopped (run on the coordinator host)' \
-'config:Check the coordinator config and exit (for ExecStartPre=)' \
-'ca:Manage the cluster CA and operator certificates (run on the coordinator host)' \
 'token:Manage join tokens for new hosts' \
 'hosts:List the fleet, or remove a host' \
 'service:One service\: what is live in each environment, the deployment running now, every host that runs it (version, health, drain, drift) and the latest deployments' \
@@ -962,10 +957,8 @@ _cutover_commands() {
 'logs:Show a service'\''s output (stdout and stderr of its instances) from the hosts running it, fetched over the agents'\'' sessions' \
 'whoami:Show which operator and role this CLI authenticates as' \
 'coordinators:Show the coordinators sharing the store\: which leads, in which term, which are up (several coordinators on PostgreSQL; with the SQLite store, the one coordinator)' \
-'haproxy-switch:A blue/green switch command for HAProxy (a spec'\''s \`strategy.switch\`)\: sets the live group'\''s servers of BACKEND (named after the hosts, from CUTOVER_HOSTS) \`ready\`, waits until HAProxy has them up, then sets every other server \`drain\`. Talks to HAProxy'\''s admin socket (\`stats socket ... level admin\`). docs/load-balancers.md' \
 'drain:Take a host out of its load balancers (maintenance)\: its readiness endpoint answers 503, pre_drain hooks run, then it waits until each balancer checking the endpoint has been told "down" \`balancer_fall\` times (or \`deregistration_delay\`, as the spec'\''s \`\[drain\]\` says), and says who confirmed. A swap in progress finishes first; later deployments skip the host unless --include-drained. docs/load-balancers.md' \
 'undrain:Put a drained host back (starting services the drain stopped)' \
-'validate:Check a deployment spec (locally; no coordinator needed)' \
 'plan:Show the batches a spec would make against today'\''s fleet' \
 'deploy:Deploy a spec. Exit codes with --watch\: 0 succeeded, 2 failed, 3 rolled back, 4 aborted (1\: could not start)' \
 'drift:Hosts whose services differ from what Cutover deployed, and why (exit 0 either way; \`-o json\` for scripts)' \
@@ -979,6 +972,13 @@ _cutover_commands() {
 'promote:Promote a canary step' \
 'approve:Approve a deployment whose spec asks for it (\`targets.approval\`)\: it has staged everywhere and waits; an operator other than the one who submitted it lets it go on' \
 'rollback:Deploy an earlier successful version of a service again' \
+'serve:Run the coordinator daemon' \
+'backup:Copy the store and the PKI into a new directory, while the coordinator runs (run on the coordinator host)' \
+'restore:Put a backup in place of the store and the PKI; the coordinator must be stopped (run on the coordinator host)' \
+'config:Check the coordinator config and exit (for ExecStartPre=)' \
+'ca:Manage the cluster CA and operator certificates (run on the coordinator host)' \
+'haproxy-switch:A blue/green switch command for HAProxy (a spec'\''s \`strategy.switch\`)\: sets the live group'\''s servers of BACKEND (named after the hosts, from CUTOVER_HOSTS) \`ready\`, waits until HAProxy has them up, then sets every other server \`drain\`. Talks to HAProxy'\''s admin socket (\`stats socket ... level admin\`). docs/load-balancers.md' \
+'validate:Check a deployment spec (locally; no coordinator needed)' \
 'demo:Run a whole fleet on this machine\: a coordinator, agents and a sample service' \
 'completions:Print the shell completion script (e.g. \`cutover completions bash > /etc/bash_completion.d/cutover\`)' \
 'man:Write the manual pages (cutover.1 and one per command) into DIR' \
@@ -1142,11 +1142,6 @@ _cutover__subcmd__haproxy-switch_commands() {
 (( $+functions[_cutover__subcmd__help_commands] )) ||
 _cutover__subcmd__help_commands() {
     local commands; commands=(
-'serve:Run the coordinator daemon' \
-'backup:Copy the store and the PKI into a new directory, while the coordinator runs (run on the coordinator host)' \
-'restore:Put a backup in place of the store and the PKI; the coordinator must be stopped (run on the coordinator host)' \
-'config:Check the coordinator config and exit (for ExecStartPre=)' \
-'ca:Manage the cluster CA and operator certificates (run on the coordinator host)' \
 'token:Manage join tokens for new hosts' \
 'hosts:List the fleet, or remove a host' \
 'service:One service\: what is live in each environment, the deployment running now, every host that runs it (version, health, drain, drift) and the latest deployments' \
@@ -1154,10 +1149,8 @@ _cutover__subcmd__help_commands() {
 'logs:Show a service'\''s output (stdout and stderr of its instances) from the hosts running it, fetched over the agents'\'' sessions' \
 'whoami:Show which operator and role this CLI authenticates as' \
 'coordinators:Show the coordinators sharing the store\: which leads, in which term, which are up (several coordinators on PostgreSQL; with the SQLite store, the one coordinator)' \
-'haproxy-switch:A blue/green switch command for HAProxy (a spec'\''s \`strategy.switch\`)\: sets the live group'\''s servers of BACKEND (named after the hosts, from CUTOVER_HOSTS) \`ready\`, waits until HAProxy has them up, then sets every other server \`drain\`. Talks to HAProxy'\''s admin socket (\`stats socket ... level admin\`). docs/load-balancers.md' \
 'drain:Take a host out of its load balancers (maintenance)\: its readiness endpoint answers 503, pre_drain hooks run, then it waits until each balancer checking the endpoint has been told "down" \`balancer_fall\` times (or \`deregistration_delay\`, as the spec'\''s \`\[drain\]\` says), and says who confirmed. A swap in progress finishes first; later deployments skip the host unless --include-drained. docs/load-balancers.md' \
 'undrain:Put a drained host back (starting services the drain stopped)' \
-'validate:Check a deployment spec (locally; no coordinator needed)' \
 'plan:Show the batches a spec would make against today'\''s fleet' \
 'deploy:Deploy a spec. Exit codes with --watch\: 0 succeeded, 2 failed, 3 rolled back, 4 aborted (1\: could not start)' \
 'drift:Hosts whose services differ from what Cutover deployed, and why (exit 0 either way; \`-o json\` for scripts)' \
@@ -1171,6 +1164,13 @@ _cutover__subcmd__help_commands() {
 'promote:Promote a canary step' \
 'approve:Approve a deployment whose spec asks for it (\`targets.approval\`)\: it has staged everywhere and waits; an operator other than the one who submitted it lets it go on' \
 'rollback:Deploy an earlier successful version of a service again' \
+'serve:Run the coordinator daemon' \
+'backup:Copy the store and the PKI into a new directory, while the coordinator runs (run on the coordinator host)' \
+'restore:Put a backup in place of the store and the PKI; the coordinator must be stopped (run on the coordinator host)' \
+'config:Check the coordinator config and exit (for ExecStartPre=)' \
+'ca:Manage the cluster CA and operator certificates (run on the coordinator host)' \
+'haproxy-switch:A blue/green switch command for HAProxy (a spec'\''s \`strategy.switch\`)\: sets the live group'\''s servers of BACKEND (named after the hosts, from CUTOVER_HOSTS) \`ready\`, waits until HAProxy has them up, then sets every other server \`drain\`. Talks to HAProxy'\''s admin socket (\`stats socket ... level admin\`). docs/load-balancers.md' \
+'validate:Check a deployment spec (locally; no coordinator needed)' \
 'demo:Run a whole fleet on this machine\: a coordinator, agents and a sample service' \
 'completions:Print the shell completion script (e.g. \`cutover completions bash > /etc/bash_completion.d/cutover\`)' \
 'man:Write the manual pages (cutover.1 and one per command) into DIR' \

@@ -32,6 +32,77 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Commands that never talk to a coordinator: the connection options
+/// (global, for the others) are hidden from their help, pages and
+/// completions.
+const LOCAL: &[&str] = &[
+    "serve",
+    "backup",
+    "restore",
+    "config",
+    "ca",
+    "haproxy-switch",
+    "validate",
+    "demo",
+    "completions",
+    "man",
+];
+
+/// The command line, with the connection options shown only on the
+/// commands that use them: a local command gets hidden stand-ins of the
+/// same names, which the global options are not copied over (it ignores
+/// them either way).
+pub fn command() -> clap::Command {
+    fn hide_connection(mut c: clap::Command) -> clap::Command {
+        for (id, long) in [
+            ("coordinator", "coordinator"),
+            ("ca", "ca"),
+            ("identity", "identity"),
+            ("cli_config", "cli-config"),
+        ] {
+            c = c.arg(
+                clap::Arg::new(id)
+                    .long(long)
+                    .hide(true)
+                    .value_parser(clap::value_parser!(std::path::PathBuf)),
+            );
+        }
+        let subs: Vec<String> = c
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .collect();
+        for name in subs {
+            c = c.mut_subcommand(name, hide_connection);
+        }
+        c
+    }
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    for name in LOCAL {
+        cmd = cmd.mut_subcommand(name, hide_connection);
+    }
+    cmd
+}
+
+/// Parses the command line (usage errors exit 64, as
+/// [`cutover_common::parse_args`]).
+pub fn parse() -> Cli {
+    use clap::FromArgMatches;
+    let parsed = command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    match parsed {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                i32::from(cutover_common::EXIT_USAGE)
+            } else {
+                0
+            });
+        }
+    }
+}
+
 const EXAMPLES: &str = "\
 Examples:
   cutover demo                                  a whole fleet on this machine, a deploy and a rollback
@@ -845,14 +916,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Completions { shell } => {
-            use clap::CommandFactory;
-            cutover_common::cli_docs::print_completions(Cli::command(), shell);
+            cutover_common::cli_docs::print_completions(command(), shell);
             Ok(())
         }
         Command::Man { dir } => {
-            use clap::CommandFactory;
-            cutover_common::cli_docs::write_man_pages(Cli::command(), &dir)
-                .map_err(anyhow::Error::msg)
+            cutover_common::cli_docs::write_man_pages(command(), &dir).map_err(anyhow::Error::msg)
         }
     }
 }
@@ -939,6 +1007,50 @@ mod help_tests {
     use super::*;
     use clap::CommandFactory;
 
+    /// The connection options show on the commands that reach a
+    /// coordinator, and not on local ones (`validate`, `serve`, `demo`,
+    /// `ca init`, ...); the local ones still accept and ignore them.
+    #[test]
+    fn connection_options_show_only_where_they_apply() {
+        let help = |path: &[&str]| {
+            let mut c = command();
+            // As parsing does: the global options copied down.
+            c.build();
+            let mut sub = &mut c;
+            for p in path {
+                sub = sub.find_subcommand_mut(p).unwrap();
+            }
+            sub.render_long_help().to_string()
+        };
+        for local in [
+            &["validate"][..],
+            &["serve"],
+            &["demo"],
+            &["ca", "init"],
+            &["config", "check"],
+        ] {
+            let h = help(local);
+            assert!(!h.contains("--coordinator"), "{local:?}:\n{h}");
+        }
+        for remote in [&["status"][..], &["deploy"], &["logs"], &["coordinators"]] {
+            let h = help(remote);
+            assert!(h.contains("--coordinator"), "{remote:?}:\n{h}");
+        }
+        use clap::FromArgMatches;
+        let m = command()
+            .try_get_matches_from([
+                "cutover",
+                "--coordinator",
+                "https://c:1",
+                "validate",
+                "web.toml",
+            ])
+            .unwrap();
+        let cli = Cli::from_arg_matches(&m).unwrap();
+        assert_eq!(cli.client.coordinator.as_deref(), Some("https://c:1"));
+        assert!(matches!(cli.command, Command::Validate { .. }));
+    }
+
     fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
         let path = format!("{path} {}", cmd.get_name());
         for a in cmd.get_arguments() {
@@ -961,7 +1073,7 @@ mod help_tests {
     #[test]
     fn the_packaged_manual_pages_and_completions_are_those_of_this_build() {
         let packaging = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
-        let stale = cutover_common::cli_docs::stale_in(Cli::command(), &packaging);
+        let stale = cutover_common::cli_docs::stale_in(command(), &packaging);
         assert!(
             stale.is_empty(),
             "stale (make them again: `cutover man --dir packaging/man/cutover` and \
