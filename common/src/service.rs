@@ -128,7 +128,7 @@ pub struct RunSpec {
     /// Where the instance's stdout and stderr go: `file` (one file per
     /// instance on the host, what `cutover logs` reads) or `journal` (the
     /// systemd journal, as the service's name: `journalctl -t SERVICE`).
-    #[serde(default, skip_serializing_if = "Output::is_file")]
+    #[serde(default)]
     pub output: Output,
 }
 
@@ -139,12 +139,6 @@ pub enum Output {
     #[default]
     File,
     Journal,
-}
-
-impl Output {
-    pub fn is_file(&self) -> bool {
-        *self == Output::File
-    }
 }
 
 /// A listening socket the agent holds for the service.

@@ -81,19 +81,70 @@ pub struct CoordinatorConfig {
 }
 
 /// Where rollout events go (docs/operator-guide.md, "Notifications"):
-/// each deployment's start and end, as JSON, POSTed to every webhook.
+/// each deployment's start, waits for an operator, pauses and end, as JSON
+/// (or a chat message), POSTed to every webhook that wants it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Notify {
-    /// http:// or https:// URLs that hold no secret.
+    /// http:// or https:// URLs that hold no secret: every event, as JSON.
     pub webhooks: Vec<String>,
     /// Files each holding one webhook URL (a chat service's URL is its
     /// credential): read at start, never logged (only their host is).
     pub webhook_files: Vec<PathBuf>,
-    /// How long one delivery may take; each is tried three times.
+    /// How long one delivery may take; each is tried three times, 1 s then
+    /// 3 s apart.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Webhooks with a choice of events, services, environments, format
+    /// and a signing key (`[[notify.hooks]]`).
+    pub hooks: Vec<NotifyHook>,
 }
+
+/// One webhook of `[[notify.hooks]]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyHook {
+    /// An http:// or https:// URL that holds no secret; or `url_file`.
+    pub url: Option<String>,
+    /// A file holding the URL (read at start, never logged).
+    pub url_file: Option<PathBuf>,
+    /// `cutover` (the event and the deployment as JSON) or `slack` (a
+    /// `{"text": ...}` message, which Slack and compatible chat webhooks
+    /// show).
+    pub format: HookFormat,
+    /// Only these events (empty: all): `started`, `waiting` (for a promote
+    /// or an approval), `paused`, `succeeded`, `failed`, `rolled_back`,
+    /// `aborted`.
+    pub events: Vec<String>,
+    /// Only deployments of these services (empty: every one).
+    pub services: Vec<String>,
+    /// Only deployments to these environments (empty: every one).
+    pub environments: Vec<String>,
+    /// A file holding a signing key (mode 0600): each POST carries
+    /// `X-Cutover-Timestamp` (Unix seconds) and `X-Cutover-Signature:
+    /// sha256=HEX`, the HMAC-SHA256 of `TIMESTAMP.BODY` with the key.
+    pub secret_file: Option<PathBuf>,
+}
+
+/// A webhook's body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookFormat {
+    #[default]
+    Cutover,
+    Slack,
+}
+
+/// The events a hook may ask for.
+pub const NOTIFY_EVENTS: &[&str] = &[
+    "started",
+    "waiting",
+    "paused",
+    "succeeded",
+    "failed",
+    "rolled_back",
+    "aborted",
+];
 
 impl Default for Notify {
     fn default() -> Self {
@@ -101,6 +152,7 @@ impl Default for Notify {
             webhooks: Vec::new(),
             webhook_files: Vec::new(),
             timeout: Duration::from_secs(5),
+            hooks: Vec::new(),
         }
     }
 }
@@ -300,6 +352,38 @@ impl CoordinatorConfig {
                     origin,
                     &format!("notify.webhooks[{i}]"),
                     why,
+                ));
+            }
+        }
+        for (i, h) in self.notify.hooks.iter().enumerate() {
+            let key = |k: &str| format!("notify.hooks[{i}].{k}");
+            match (&h.url, &h.url_file) {
+                (Some(url), None) => {
+                    if let Err(why) = crate::notify::check_url(url) {
+                        return Err(ConfigError::invalid(origin, &key("url"), why));
+                    }
+                }
+                (None, Some(_)) => {}
+                _ => {
+                    return Err(ConfigError::invalid(
+                        origin,
+                        &format!("notify.hooks[{i}]"),
+                        "expected one of `url` or `url_file`, e.g. url_file = \"/etc/cutover/slack.url\"",
+                    ));
+                }
+            }
+            if let Some(e) = h
+                .events
+                .iter()
+                .find(|e| !NOTIFY_EVENTS.contains(&e.as_str()))
+            {
+                return Err(ConfigError::invalid(
+                    origin,
+                    &key("events"),
+                    format!(
+                        "unknown event `{e}`: expected any of {}",
+                        NOTIFY_EVENTS.join(", ")
+                    ),
                 ));
             }
         }

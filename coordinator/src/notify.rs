@@ -1,10 +1,13 @@
 //! Rollout events for the people and tools that want them: each
-//! deployment's start and end POSTed as JSON to the configured webhooks
-//! (`[notify]` in coordinator.toml). Off the rollout's path: events queue
-//! for a task of their own, deliveries are bounded by a timeout and tried
-//! three times, and a full queue drops events (logged) rather than slow a
-//! rollout down. A webhook's URL may be its credential (chat services):
-//! only its host is ever logged.
+//! deployment's start, its waits for an operator (a promote, an
+//! approval), its pauses and its end, POSTed to the configured webhooks
+//! (`[notify]` in coordinator.toml) as JSON or as a chat message, for the
+//! events, services and environments each asks for, signed when it has a
+//! key. Off the rollout's path: events queue for a task of their own,
+//! deliveries are bounded by a timeout and tried three times, and a full
+//! queue drops events (logged) rather than slow a rollout down. A
+//! webhook's URL may be its credential (chat services): only its host is
+//! ever logged.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,22 +15,18 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::app::App;
-use crate::config::Notify;
+use crate::config::{HookFormat, Notify};
 
 /// What happened to a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
     Started,
+    /// Waits for an operator: a canary step's promote, or an approval.
+    Waiting,
+    Paused,
+    /// Ended: succeeded, failed, rolled back or aborted (read from the
+    /// deployment when delivered).
     Finished,
-}
-
-impl Event {
-    fn name(self) -> &'static str {
-        match self {
-            Event::Started => "deployment.started",
-            Event::Finished => "deployment.finished",
-        }
-    }
 }
 
 /// Checks a webhook URL: http(s), with a host.
@@ -39,11 +38,16 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A webhook: where to POST, and how to name it in logs.
+/// A webhook: where to POST, what it wants, and how to name it in logs.
 #[derive(Clone)]
 struct Target {
     url: reqwest::Url,
     label: String,
+    format: HookFormat,
+    events: Vec<String>,
+    services: Vec<String>,
+    environments: Vec<String>,
+    key: Option<Arc<ring::hmac::Key>>,
 }
 
 impl std::fmt::Debug for Target {
@@ -53,17 +57,41 @@ impl std::fmt::Debug for Target {
     }
 }
 
+impl Target {
+    fn new(url: reqwest::Url) -> Self {
+        Self {
+            label: format!("{}://{}", url.scheme(), url.host_str().unwrap_or("?")),
+            url,
+            format: HookFormat::Cutover,
+            events: Vec::new(),
+            services: Vec::new(),
+            environments: Vec::new(),
+            key: None,
+        }
+    }
+
+    /// Whether this webhook wants `event` (a short name) of `service` in
+    /// `environment`.
+    fn wants(&self, event: &str, service: &str, environment: &str) -> bool {
+        (self.events.is_empty() || self.events.iter().any(|e| e == event))
+            && (self.services.is_empty() || self.services.iter().any(|s| s == service))
+            && (self.environments.is_empty() || self.environments.iter().any(|e| e == environment))
+    }
+}
+
 /// Why the webhooks could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
-    #[error("notify.webhook_files: cannot read {path}: {source}")]
+    #[error("{key}: cannot read {path}: {source}")]
     Read {
+        key: String,
         path: std::path::PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("notify.webhook_files: {path}: {why}")]
+    #[error("{key}: {path}: {why}")]
     Bad {
+        key: String,
         path: std::path::PathBuf,
         why: String,
     },
@@ -75,35 +103,84 @@ pub enum NotifyError {
 #[derive(Debug, Default)]
 pub struct Notifier {
     tx: Option<mpsc::Sender<(Event, String)>>,
+    /// Per running deployment: (waiting for an operator, paused) as last
+    /// stored, so that each begins one event.
+    seen: std::sync::Mutex<std::collections::HashMap<String, (bool, bool)>>,
 }
 
 /// Events waiting for delivery, at most.
 const QUEUE: usize = 1024;
 
-/// The targets of `cfg`: its URLs and the URLs in its files.
+fn read_url(key: &str, path: &std::path::Path) -> Result<reqwest::Url, NotifyError> {
+    let text = cutover_common::fsutil::read_secret(path).map_err(|source| NotifyError::Read {
+        key: key.into(),
+        path: path.into(),
+        source,
+    })?;
+    let url = String::from_utf8_lossy(&text).trim().to_string();
+    check_url(&url).map_err(|why| NotifyError::Bad {
+        key: key.into(),
+        path: path.into(),
+        why,
+    })?;
+    reqwest::Url::parse(&url).map_err(|e| NotifyError::Bad {
+        key: key.into(),
+        path: path.into(),
+        why: e.to_string(),
+    })
+}
+
+/// The targets of `cfg`: its URLs, the URLs in its files, and its hooks.
 fn targets(cfg: &Notify) -> Result<Vec<Target>, NotifyError> {
-    let mut urls: Vec<String> = cfg.webhooks.clone();
+    let mut out: Vec<Target> = cfg
+        .webhooks
+        .iter()
+        .filter_map(|u| reqwest::Url::parse(u).ok())
+        .map(Target::new)
+        .collect();
     for path in &cfg.webhook_files {
-        let text =
-            cutover_common::fsutil::read_secret(path).map_err(|source| NotifyError::Read {
-                path: path.clone(),
-                source,
-            })?;
-        let url = String::from_utf8_lossy(&text).trim().to_string();
-        check_url(&url).map_err(|why| NotifyError::Bad {
-            path: path.clone(),
-            why,
-        })?;
-        urls.push(url);
+        out.push(Target::new(read_url("notify.webhook_files", path)?));
     }
-    Ok(urls
-        .into_iter()
-        .filter_map(|u| reqwest::Url::parse(&u).ok())
-        .map(|url| Target {
-            label: format!("{}://{}", url.scheme(), url.host_str().unwrap_or("?")),
-            url,
-        })
-        .collect())
+    for (i, h) in cfg.hooks.iter().enumerate() {
+        let url = match (&h.url, &h.url_file) {
+            (Some(u), _) => reqwest::Url::parse(u).map_err(|e| NotifyError::Bad {
+                key: format!("notify.hooks[{i}].url"),
+                path: Default::default(),
+                why: e.to_string(),
+            })?,
+            (None, Some(p)) => read_url(&format!("notify.hooks[{i}].url_file"), p)?,
+            (None, None) => continue,
+        };
+        let key = match &h.secret_file {
+            None => None,
+            Some(p) => {
+                let k =
+                    cutover_common::fsutil::read_secret(p).map_err(|source| NotifyError::Read {
+                        key: format!("notify.hooks[{i}].secret_file"),
+                        path: p.clone(),
+                        source,
+                    })?;
+                let k: Vec<u8> = String::from_utf8_lossy(&k).trim().as_bytes().to_vec();
+                if k.len() < 16 {
+                    return Err(NotifyError::Bad {
+                        key: format!("notify.hooks[{i}].secret_file"),
+                        path: p.clone(),
+                        why: "a signing key of at least 16 characters is expected (e.g. `openssl rand -hex 32`)".into(),
+                    });
+                }
+                Some(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &k)))
+            }
+        };
+        out.push(Target {
+            format: h.format,
+            events: h.events.clone(),
+            services: h.services.clone(),
+            environments: h.environments.clone(),
+            key,
+            ..Target::new(url)
+        });
+    }
+    Ok(out)
 }
 
 impl Notifier {
@@ -120,25 +197,59 @@ impl Notifier {
             .map_err(|e| NotifyError::Client(e.to_string()))?;
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(deliver(Arc::downgrade(app), client, targets, rx));
-        Ok(Notifier { tx: Some(tx) })
+        Ok(Notifier {
+            tx: Some(tx),
+            seen: Default::default(),
+        })
     }
 
-    /// Deployment `id` started or finished.
+    /// Deployment `id` was stored waiting for an operator or not, paused
+    /// or not: a wait or a pause that begins is an event.
+    pub fn observe(&self, id: &str, waiting: bool, paused: bool) {
+        if self.tx.is_none() {
+            return;
+        }
+        let before = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), (waiting, paused))
+            .unwrap_or((false, false));
+        if waiting && !before.0 {
+            self.send(Event::Waiting, id);
+        }
+        if paused && !before.1 {
+            self.send(Event::Paused, id);
+        }
+    }
+
+    /// Something happened to deployment `id`.
     pub fn send(&self, event: Event, id: &str) {
         let Some(tx) = &self.tx else { return };
+        if event == Event::Finished {
+            self.seen
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(id);
+        }
         if tx.try_send((event, id.to_string())).is_err() {
-            tracing::warn!(
-                deployment = id,
-                event = event.name(),
-                "notification queue full: event dropped"
-            );
+            tracing::warn!(deployment = id, event = ?event, "notification queue full: event dropped");
         }
     }
 }
 
-/// The body POSTed: the event and the deployment, as `cutover status -o
-/// json` shows it without its progress (docs/cli-json.md).
-async fn payload(app: &App, event: Event, id: &str) -> Option<serde_json::Value> {
+/// The event's short name (`succeeded` ...) and its body in both formats:
+/// the event and the deployment, as `cutover status -o json` shows it
+/// without its progress (docs/cli-json.md); or a chat line.
+struct Message {
+    event: String,
+    service: String,
+    environment: String,
+    json: serde_json::Value,
+    text: String,
+}
+
+async fn message(app: &App, event: Event, id: &str) -> Option<Message> {
     let key = id.to_string();
     let d = app
         .store
@@ -146,11 +257,59 @@ async fn payload(app: &App, event: Event, id: &str) -> Option<serde_json::Value>
         .await
         .ok()??;
     let info = crate::grpc::deploy::info(&d, None);
-    let deployment = crate::cli::json::Deployment::of(&info, info.status.as_ref(), false);
-    Some(serde_json::json!({
-        "event": event.name(),
-        "deployment": deployment,
-    }))
+    let dep = crate::cli::json::Deployment::of(&info, info.status.as_ref(), false);
+    let short = match event {
+        Event::Started => "started".to_string(),
+        Event::Waiting => "waiting".into(),
+        Event::Paused => "paused".into(),
+        Event::Finished => dep.phase.clone(),
+    };
+    let what = match event {
+        Event::Started => format!("started by {}", dep.created_by),
+        Event::Waiting => format!(
+            "waits for an operator: `cutover promote {}` (or `cutover approve {}` when it asks for approval)",
+            dep.id, dep.id
+        ),
+        Event::Paused => format!("paused (`cutover resume {}` goes on)", dep.id),
+        Event::Finished => match &dep.reason {
+            Some(r) => format!("{}: {r}", dep.phase.replace('_', " ")),
+            None => dep.phase.replace('_', " "),
+        },
+    };
+    let env = dep.environment.clone().unwrap_or_default();
+    let text = format!(
+        "cutover: {} {}{}: deployment {} {what}",
+        dep.service,
+        dep.version,
+        if env.is_empty() {
+            String::new()
+        } else {
+            format!(" ({env})")
+        },
+        dep.id
+    );
+    Some(Message {
+        // The end is one event, `deployment.finished`, its outcome in
+        // the deployment's phase (as since notifications began).
+        json: serde_json::json!({
+            "event": if event == Event::Finished {
+                "deployment.finished".to_string()
+            } else {
+                format!("deployment.{short}")
+            },
+            "deployment": dep,
+        }),
+        event: short,
+        service: d.service.clone(),
+        environment: env,
+        text,
+    })
+}
+
+/// `X-Cutover-Signature`'s value for `body` sent at `timestamp`.
+fn signature(key: &ring::hmac::Key, timestamp: i64, body: &str) -> String {
+    let tag = ring::hmac::sign(key, format!("{timestamp}.{body}").as_bytes());
+    format!("sha256={}", hex::encode(tag.as_ref()))
 }
 
 async fn deliver(
@@ -161,21 +320,32 @@ async fn deliver(
 ) {
     while let Some((event, id)) = rx.recv().await {
         let Some(app) = app.upgrade() else { return };
-        let Some(body) = payload(&app, event, &id).await else {
+        let Some(m) = message(&app, event, &id).await else {
             tracing::warn!(deployment = %id, "notification: the deployment is not in the store");
             continue;
         };
         drop(app);
-        for t in &targets {
+        for t in targets
+            .iter()
+            .filter(|t| t.wants(&m.event, &m.service, &m.environment))
+        {
+            let body = match t.format {
+                HookFormat::Cutover => m.json.to_string(),
+                HookFormat::Slack => serde_json::json!({ "text": m.text }).to_string(),
+            };
             let mut delay = Duration::from_secs(1);
             for attempt in 1..=3 {
-                let sent = client
+                let mut post = client
                     .post(t.url.clone())
                     .header("content-type", "application/json")
-                    .header("user-agent", concat!("cutover/", env!("CARGO_PKG_VERSION")))
-                    .body(body.to_string())
-                    .send()
-                    .await;
+                    .header("user-agent", concat!("cutover/", env!("CARGO_PKG_VERSION")));
+                if let Some(key) = &t.key {
+                    let ts = cutover_common::time::now_ms() / 1000;
+                    post = post
+                        .header("x-cutover-timestamp", ts.to_string())
+                        .header("x-cutover-signature", signature(key, ts, &body));
+                }
+                let sent = post.body(body.clone()).send().await;
                 match sent {
                     Ok(r) if r.status().is_success() => break,
                     Ok(r) if attempt == 3 => {
@@ -219,11 +389,97 @@ mod tests {
             webhooks: vec!["http://127.0.0.1:9/x".into()],
             webhook_files: vec![f],
             timeout: Duration::from_secs(1),
+            hooks: Vec::new(),
         })
         .unwrap();
         assert_eq!(t.len(), 2);
         let shown = format!("{t:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("https://hooks.example"), "{shown}");
+    }
+
+    #[test]
+    fn hooks_take_the_events_services_and_environments_they_ask_for_and_sign_with_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("hook.key");
+        std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let t = targets(&Notify {
+            hooks: vec![crate::config::NotifyHook {
+                url: Some("https://chat.example/hook".into()),
+                format: HookFormat::Slack,
+                events: vec!["rolled_back".into(), "failed".into()],
+                environments: vec!["production".into()],
+                secret_file: Some(key.clone()),
+                ..Default::default()
+            }],
+            ..Notify::default()
+        })
+        .unwrap();
+        assert_eq!(t.len(), 1);
+        assert!(t[0].wants("rolled_back", "web", "production"));
+        assert!(!t[0].wants("succeeded", "web", "production"));
+        assert!(!t[0].wants("rolled_back", "web", "staging"));
+        // The signature a receiver checks: HMAC-SHA256 of "TIMESTAMP.BODY".
+        let k = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"0123456789abcdef0123456789abcdef");
+        let sig = signature(&k, 1700000000, "{}");
+        let want = ring::hmac::sign(&k, b"1700000000.{}");
+        assert_eq!(sig, format!("sha256={}", hex::encode(want.as_ref())));
+        // A short key is refused, naming the key.
+        std::fs::write(&key, "short\n").unwrap();
+        let e = targets(&Notify {
+            hooks: vec![crate::config::NotifyHook {
+                url: Some("https://chat.example/hook".into()),
+                secret_file: Some(key),
+                ..Default::default()
+            }],
+            ..Notify::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("notify.hooks[0].secret_file") && e.contains("16"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wait_for_an_operator_and_a_pause_are_each_one_event_when_they_begin() {
+        let (tx, mut rx) = mpsc::channel(16);
+        let n = Notifier {
+            tx: Some(tx),
+            seen: Default::default(),
+        };
+        // (waiting, paused) as each state of d1 is stored.
+        for (w, p) in [
+            (false, false),
+            (true, false),
+            (true, false),
+            (true, true),
+            (false, true),
+            (false, false),
+            (true, false),
+        ] {
+            n.observe("d1", w, p);
+        }
+        n.send(Event::Finished, "d1");
+        // After its end, a deployment id starts afresh (not that ids come
+        // back, but nothing is kept for it).
+        n.observe("d1", true, false);
+        let mut got = Vec::new();
+        while let Ok((e, id)) = rx.try_recv() {
+            got.push(format!("{e:?} {id}"));
+        }
+        assert_eq!(
+            got,
+            [
+                "Waiting d1",
+                "Paused d1",
+                "Waiting d1",
+                "Finished d1",
+                "Waiting d1"
+            ]
+        );
     }
 }

@@ -860,7 +860,15 @@ async fn persist(app: &App, r: &mut Rollout) -> bool {
         .call(move |c| store::update_deployment(c, &id, &json, &phase, fin, live.as_deref()))
         .await
     {
-        Ok(()) => true,
+        Ok(()) => {
+            // Once stored: a wait for an operator, or a pause, begun now.
+            let waiting = matches!(r.phase, engine::Phase::Waiting { until_ms: None, .. })
+                || r.awaiting_approval;
+            if let Some(n) = app.notifier.get() {
+                n.observe(&r.id, waiting, r.paused);
+            }
+            true
+        }
         Err(e) => {
             tracing::error!(error = %cutover_common::error_chain(&e), "storing a rollout transition failed; holding its commands");
             false

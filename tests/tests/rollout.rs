@@ -1324,19 +1324,37 @@ fn webhook_receiver() -> (
             let Ok(mut conn) = conn else { continue };
             let mut r = BufReader::new(conn.try_clone().unwrap());
             let mut len = 0usize;
+            let (mut sig, mut ts, mut path) = (String::new(), String::new(), String::new());
             loop {
                 let mut h = String::new();
                 if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
                     break;
                 }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                if path.is_empty() {
+                    path = h.split_whitespace().nth(1).unwrap_or("").to_string();
+                }
+                let lower = h.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
                     len = v.trim().parse().unwrap_or(0);
+                }
+                if let Some(v) = lower.strip_prefix("x-cutover-signature:") {
+                    sig = v.trim().to_string();
+                }
+                if let Some(v) = lower.strip_prefix("x-cutover-timestamp:") {
+                    ts = v.trim().to_string();
                 }
             }
             let mut body = vec![0; len];
             if r.read_exact(&mut body).is_ok()
-                && let Ok(v) = serde_json::from_slice(&body)
+                && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&body)
             {
+                // What the receiver saw besides the body, for the tests.
+                v["_path"] = path.clone().into();
+                if !sig.is_empty() {
+                    v["_signature"] = sig.into();
+                    v["_timestamp"] = ts.into();
+                    v["_raw"] = String::from_utf8_lossy(&body).into_owned().into();
+                }
                 g.lock().unwrap().push(v);
             }
             let _ = conn
@@ -1352,10 +1370,15 @@ fn every_deployment_start_and_end_reaches_the_webhooks_and_a_secret_url_is_not_l
     let secret = std::env::temp_dir().join(format!("cutover-hook-{}", std::process::id()));
     std::fs::write(&secret, format!("{url}/hook/s3cr3t-token\n")).unwrap();
     std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // A chat hook for rollbacks and failures only, signed.
+    let key = std::env::temp_dir().join(format!("cutover-hook-key-{}", std::process::id()));
+    std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let mut c = Cluster::start(CoordinatorOptions {
         extra_config: format!(
-            "[notify]\nwebhooks = [\"{url}/plain\"]\nwebhook_files = [\"{}\"]\n",
-            secret.display()
+            "[notify]\nwebhooks = [\"{url}/plain\"]\nwebhook_files = [\"{}\"]\n\n[[notify.hooks]]\nurl = \"{url}/chat\"\nformat = \"slack\"\nevents = [\"rolled_back\", \"failed\"]\nservices = [\"web\"]\nsecret_file = \"{}\"\n",
+            secret.display(),
+            key.display()
         ),
         ..Default::default()
     })
@@ -1381,11 +1404,43 @@ fn every_deployment_start_and_end_reaches_the_webhooks_and_a_secret_url_is_not_l
         true,
     );
     assert_eq!(code, 3, "{}", r.stdout);
-    // Two webhooks, two deployments, a start and an end each.
-    let events = poll("eight notifications", Duration::from_secs(20), || {
+    // Two webhooks, two deployments, a start and an end each; and the
+    // chat hook's one message.
+    let all = poll("nine notifications", Duration::from_secs(20), || {
         let g = got.lock().unwrap();
-        (g.len() >= 8).then(|| g.clone())
+        (g.len() >= 9).then(|| g.clone())
     });
+    let (chat, events): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| e["_path"] == "/chat");
+    assert_eq!(chat.len(), 1, "{chat:#?}");
+    let text = chat[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("cutover: web 2: deployment d2 rolled back: "),
+        "{text}"
+    );
+    // Signed: HMAC-SHA256 of "TIMESTAMP.BODY" with the key.
+    let ts = chat[0]["_timestamp"].as_str().unwrap();
+    let body = chat[0]["_raw"].as_str().unwrap();
+    let want = {
+        use sha2::Digest;
+        // HMAC by hand (RFC 2104), as a receiver without a library would.
+        let k = b"0123456789abcdef0123456789abcdef";
+        let mut ipad = [0x36u8; 64];
+        let mut opad = [0x5cu8; 64];
+        for (i, b) in k.iter().enumerate() {
+            ipad[i] ^= b;
+            opad[i] ^= b;
+        }
+        let inner = sha2::Sha256::new()
+            .chain_update(ipad)
+            .chain_update(format!("{ts}.{body}"))
+            .finalize();
+        let outer = sha2::Sha256::new()
+            .chain_update(opad)
+            .chain_update(inner)
+            .finalize();
+        format!("sha256={}", hex::encode(outer))
+    };
+    assert_eq!(chat[0]["_signature"].as_str().unwrap(), want);
     let seen = |event: &str, id: &str, phase: &str| {
         events
             .iter()
@@ -1430,6 +1485,7 @@ fn every_deployment_start_and_end_reaches_the_webhooks_and_a_secret_url_is_not_l
     let log = c.coordinator.as_mut().unwrap().log_text();
     assert!(!log.contains("s3cr3t"), "the webhook's token was logged");
     let _ = std::fs::remove_file(&secret);
+    let _ = std::fs::remove_file(&key);
 }
 
 #[test]
