@@ -94,6 +94,9 @@ _cutover() {
             cutover,service)
                 cmd="cutover__subcmd__service"
                 ;;
+            cutover,services)
+                cmd="cutover__subcmd__services"
+                ;;
             cutover,stats)
                 cmd="cutover__subcmd__stats"
                 ;;
@@ -235,6 +238,9 @@ _cutover() {
             cutover__subcmd__help,service)
                 cmd="cutover__subcmd__help__subcmd__service"
                 ;;
+            cutover__subcmd__help,services)
+                cmd="cutover__subcmd__help__subcmd__services"
+                ;;
             cutover__subcmd__help,stats)
                 cmd="cutover__subcmd__help__subcmd__stats"
                 ;;
@@ -317,7 +323,7 @@ _cutover() {
 
     case "${cmd}" in
         cutover)
-            opts="-h -V --coordinator --ca --identity --cli-config --help --version token hosts service audit logs whoami coordinators drain undrain plan deploy drift stats status watch history pause resume abort promote approve rollback serve backup restore config ca haproxy-switch validate demo completions man help"
+            opts="-h -V --coordinator --ca --identity --cli-config --help --version token hosts service services audit logs whoami coordinators drain undrain plan deploy drift stats status watch history pause resume abort promote approve rollback serve backup restore config ca haproxy-switch validate demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1201,7 +1207,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__help)
-            opts="token hosts service audit logs whoami coordinators drain undrain plan deploy drift stats status watch history pause resume abort promote approve rollback serve backup restore config ca haproxy-switch validate demo completions man help"
+            opts="token hosts service services audit logs whoami coordinators drain undrain plan deploy drift stats status watch history pause resume abort promote approve rollback serve backup restore config ca haproxy-switch validate demo completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1663,6 +1669,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__help__subcmd__service)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cutover__subcmd__help__subcmd__services)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -2343,6 +2363,44 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__service)
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "table json" -- "${cur}"))
+                    return 0
+                    ;;
+                --coordinator)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ca)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --identity)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cli-config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        cutover__subcmd__services)
             opts="-o -h --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )

@@ -184,6 +184,18 @@ _arguments "${_arguments_options[@]}" : \
 ':service -- The service:_default' \
 && ret=0
 ;;
+(services)
+_arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
+'--ca=[The cluster CA certificate (PEM)]:CA:_files' \
+'--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
+'--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
+&& ret=0
+;;
 (audit)
 _arguments "${_arguments_options[@]}" : \
 '--limit=[At most this many entries, newest first]:LIMIT:_default' \
@@ -774,6 +786,10 @@ esac
 _arguments "${_arguments_options[@]}" : \
 && ret=0
 ;;
+(services)
+_arguments "${_arguments_options[@]}" : \
+&& ret=0
+;;
 (audit)
 _arguments "${_arguments_options[@]}" : \
 && ret=0
@@ -953,6 +969,7 @@ _cutover_commands() {
 'token:Manage join tokens for new hosts' \
 'hosts:List the fleet, or remove a host' \
 'service:One service\: what is live in each environment, the deployment running now, every host that runs it (version, health, drain, drift) and the latest deployments' \
+'services:Every service in the fleet\: on how many hosts, which releases are active where, and the hosts drained, stopped or drifted' \
 'audit:Show the coordinator'\''s audit log, newest first' \
 'logs:Show a service'\''s output (stdout and stderr of its instances) from the hosts running it, fetched over the agents'\'' sessions' \
 'whoami:Show which operator and role this CLI authenticates as' \
@@ -1145,6 +1162,7 @@ _cutover__subcmd__help_commands() {
 'token:Manage join tokens for new hosts' \
 'hosts:List the fleet, or remove a host' \
 'service:One service\: what is live in each environment, the deployment running now, every host that runs it (version, health, drain, drift) and the latest deployments' \
+'services:Every service in the fleet\: on how many hosts, which releases are active where, and the hosts drained, stopped or drifted' \
 'audit:Show the coordinator'\''s audit log, newest first' \
 'logs:Show a service'\''s output (stdout and stderr of its instances) from the hosts running it, fetched over the agents'\'' sessions' \
 'whoami:Show which operator and role this CLI authenticates as' \
@@ -1353,6 +1371,11 @@ _cutover__subcmd__help__subcmd__service_commands() {
     local commands; commands=()
     _describe -t commands 'cutover help service commands' commands "$@"
 }
+(( $+functions[_cutover__subcmd__help__subcmd__services_commands] )) ||
+_cutover__subcmd__help__subcmd__services_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover help services commands' commands "$@"
+}
 (( $+functions[_cutover__subcmd__help__subcmd__stats_commands] )) ||
 _cutover__subcmd__help__subcmd__stats_commands() {
     local commands; commands=()
@@ -1492,6 +1515,11 @@ _cutover__subcmd__serve_commands() {
 _cutover__subcmd__service_commands() {
     local commands; commands=()
     _describe -t commands 'cutover service commands' commands "$@"
+}
+(( $+functions[_cutover__subcmd__services_commands] )) ||
+_cutover__subcmd__services_commands() {
+    local commands; commands=()
+    _describe -t commands 'cutover services commands' commands "$@"
 }
 (( $+functions[_cutover__subcmd__stats_commands] )) ||
 _cutover__subcmd__stats_commands() {

@@ -816,3 +816,120 @@ pub(super) async fn service_view(client: &ClientArgs, service: &str, output: For
     );
     Ok(())
 }
+
+/// One service across the fleet, as `cutover services` shows it.
+#[derive(Debug, Default, Serialize)]
+pub(super) struct ServiceSummary {
+    service: String,
+    /// Hosts that run it (or ran it: it has a release there).
+    hosts: usize,
+    /// Active release -> how many hosts run it.
+    releases: BTreeMap<String, usize>,
+    drained: Vec<String>,
+    stopped: Vec<String>,
+    drifted: Vec<String>,
+}
+
+/// Every service's summary from the hosts' reports, by name.
+pub(super) fn summarize(hosts: &[pb::HostInfo]) -> Vec<ServiceSummary> {
+    let mut by: BTreeMap<String, ServiceSummary> = BTreeMap::new();
+    for h in hosts {
+        for s in &h.services {
+            let e = by.entry(s.service.clone()).or_insert_with(|| ServiceSummary {
+                service: s.service.clone(),
+                ..Default::default()
+            });
+            e.hosts += 1;
+            let release = if s.active_release.is_empty() {
+                "(none)".to_string()
+            } else {
+                s.active_release.clone()
+            };
+            *e.releases.entry(release).or_default() += 1;
+            if s.drained {
+                e.drained.push(h.host_id.clone());
+            }
+            if s.stopped {
+                e.stopped.push(h.host_id.clone());
+            }
+            if !s.drift.is_empty() {
+                e.drifted.push(h.host_id.clone());
+            }
+        }
+    }
+    by.into_values().collect()
+}
+
+pub(super) async fn services(client: &ClientArgs, output: Format) -> Result<()> {
+    let all = list_hosts(client, "").await?;
+    let summary = summarize(&all.hosts);
+    match output {
+        Format::Json => print!("{}", output::json(&summary)),
+        Format::Table => {
+            if summary.is_empty() {
+                println!("no service runs on any host yet");
+                return Ok(());
+            }
+            println!(
+                "{:<20} {:>5}  {:<40} {:<8} {:<8} DRIFTED",
+                "SERVICE", "HOSTS", "RELEASES (HOSTS)", "DRAINED", "STOPPED"
+            );
+            let names = |v: &Vec<String>| {
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.join(",")
+                }
+            };
+            for s in &summary {
+                let releases: Vec<String> =
+                    s.releases.iter().map(|(r, n)| format!("{r} ({n})")).collect();
+                println!(
+                    "{:<20} {:>5}  {:<40} {:<8} {:<8} {}",
+                    s.service,
+                    s.hosts,
+                    releases.join(", "),
+                    names(&s.drained),
+                    names(&s.stopped),
+                    names(&s.drifted)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod services_tests {
+    use super::*;
+
+    #[test]
+    fn services_are_summed_up_across_hosts_with_their_releases_and_troubles() {
+        let svc = |name: &str, release: &str, drained: bool, drift: bool| pb::HostService {
+            service: name.into(),
+            active_release: release.into(),
+            drained,
+            drift: if drift { vec!["bin/web changed".into()] } else { vec![] },
+            ..Default::default()
+        };
+        let host = |id: &str, services: Vec<pb::HostService>| pb::HostInfo {
+            host_id: id.into(),
+            services,
+            ..Default::default()
+        };
+        let s = summarize(&[
+            host("web-1", vec![svc("web", "2-aa", false, false), svc("db", "", false, false)]),
+            host("web-2", vec![svc("web", "2-aa", true, false)]),
+            host("web-3", vec![svc("web", "1-bb", false, true)]),
+        ]);
+        assert_eq!(s.len(), 2);
+        let web = s.iter().find(|x| x.service == "web").unwrap();
+        assert_eq!(web.hosts, 3);
+        assert_eq!(web.releases.get("2-aa"), Some(&2));
+        assert_eq!(web.releases.get("1-bb"), Some(&1));
+        assert_eq!(web.drained, ["web-2"]);
+        assert_eq!(web.drifted, ["web-3"]);
+        let db = s.iter().find(|x| x.service == "db").unwrap();
+        assert_eq!(db.releases.get("(none)"), Some(&1));
+    }
+}

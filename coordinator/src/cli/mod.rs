@@ -200,6 +200,15 @@ pub enum Command {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: Format,
     },
+    /// Every service in the fleet: on how many hosts, which releases are
+    /// active where, and the hosts drained, stopped or drifted.
+    ///
+    /// Example: `cutover services -o json`
+    Services {
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
     /// Show the coordinator's audit log, newest first.
     Audit {
         /// At most this many entries, newest first.
@@ -714,6 +723,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Services { output } => fleet::services(&cli.client, output).await,
         Command::Coordinators { output } => {
             let mut c = cli.client.connect().await?;
             let r = c
