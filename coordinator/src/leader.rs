@@ -137,9 +137,13 @@ fn campaign(
 ) {
     let tick = ttl / 3;
     let mut client: Option<postgres::Client> = None;
+    // A standby tries again when the leader's lease ends (by the
+    // database's clock), not up to a tick after it.
+    let mut next_try: Option<Duration>;
     let mut complained = false;
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
+        next_try = None;
         if client.as_ref().is_none_or(|c| c.is_closed()) {
             match target.connect() {
                 Ok(c) => {
@@ -170,7 +174,8 @@ fn campaign(
                     });
                 }
                 Ok(None) => {
-                    let leader = read_leader(c).unwrap_or(None);
+                    let (leader, left) = read_leader(c).unwrap_or((None, None));
+                    next_try = left;
                     tx.send_if_modified(|s| {
                         let new = LeaseState::Standby { leader };
                         if *s == new {
@@ -187,7 +192,7 @@ fn campaign(
                 }
             }
         }
-        let next = started + tick;
+        let next = started + next_try.map_or(tick, |left| left.clamp(Duration::from_millis(20), tick));
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);
@@ -232,19 +237,30 @@ fn round(c: &mut postgres::Client, me: &Member, ttl: Duration) -> Result<Option<
     Ok(row.map(|r| r.get::<_, i64>(0) as u64))
 }
 
-fn read_leader(c: &mut postgres::Client) -> Result<Option<LeaderInfo>, StoreError> {
+/// The leader while its lease runs, and how long it has left (plus a
+/// few milliseconds, so that the next try finds it ended).
+fn read_leader(
+    c: &mut postgres::Client,
+) -> Result<(Option<LeaderInfo>, Option<Duration>), StoreError> {
     let row = c
         .query_opt(
-            "SELECT name, address, term FROM cutover_leader
-             WHERE id = 1 AND expires_at > clock_timestamp()",
+            "SELECT name, address, term,
+                    (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint
+             FROM cutover_leader WHERE id = 1 AND expires_at > clock_timestamp()",
             &[],
         )
         .map_err(StoreError::Postgres)?;
-    Ok(row.map(|r| LeaderInfo {
-        name: r.get(0),
-        address: r.get(1),
-        term: r.get::<_, i64>(2) as u64,
-    }))
+    Ok(match row {
+        None => (None, None),
+        Some(r) => (
+            Some(LeaderInfo {
+                name: r.get(0),
+                address: r.get(1),
+                term: r.get::<_, i64>(2) as u64,
+            }),
+            Some(Duration::from_millis(r.get::<_, i64>(3).max(0) as u64 + 10)),
+        ),
+    })
 }
 
 /// A coordinator sharing the store, for `cutover coordinators`.
