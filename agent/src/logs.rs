@@ -60,13 +60,21 @@ pub async fn serve(
         return;
     }
     let dir = services.join(&req.service).join("logs");
-    if !dir.is_dir() {
-        send(
-            vec![],
-            true,
-            format!("service `{}` has run nothing on this host", req.service),
-        )
-        .await;
+    let has_files = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| is_log(&e.path()));
+    if !has_files {
+        let why = if services.join(&req.service).is_dir() {
+            format!(
+                "service `{0}` has no output files on this host (with `[run] output = \"journal\"` its output is in the journal: `journalctl -t {0}`)",
+                req.service
+            )
+        } else {
+            format!("service `{}` has run nothing on this host", req.service)
+        };
+        send(vec![], true, why).await;
         return;
     }
     let since = (req.since_ms > 0)
@@ -333,6 +341,11 @@ mod tests {
         let (mut rx, _c) = collect(dir.path(), ask("db")).await;
         let c = chunk(rx.recv().await.unwrap());
         assert!(c.done && c.error.contains("has run nothing"), "{c:?}");
+        // A service that writes to the journal: said so.
+        std::fs::create_dir_all(dir.path().join("jrnl")).unwrap();
+        let (mut rx, _c) = collect(dir.path(), ask("jrnl")).await;
+        let c = chunk(rx.recv().await.unwrap());
+        assert!(c.done && c.error.contains("journalctl -t jrnl"), "{c:?}");
         // A 10 KiB line is cut to 4 KiB.
         let logs = dir.path().join("big").join("logs");
         std::fs::create_dir_all(&logs).unwrap();

@@ -5,7 +5,8 @@
 //! term. A coordinator takes the lease when it is free or run out, which
 //! starts a new term; the holder renews it every third of its length.
 //! Every store write of the leader checks the term in its own transaction
-//! ([`crate::store::Store::fence`]), and every command it sends carries
+//! under a key-share lock of the lease row, which a takeover's `FOR UPDATE`
+//! waits for and a renewal does not ([`crate::store::Store::fence`]), and every command it sends carries
 //! the term, which agents remember: a deposed leader that has not noticed
 //! yet can neither write nor be obeyed.
 //!
@@ -192,7 +193,8 @@ fn campaign(
                 }
             }
         }
-        let next = started + next_try.map_or(tick, |left| left.clamp(Duration::from_millis(20), tick));
+        let next =
+            started + next_try.map_or(tick, |left| left.clamp(Duration::from_millis(20), tick));
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);
@@ -212,29 +214,57 @@ fn round(c: &mut postgres::Client, me: &Member, ttl: Duration) -> Result<Option<
         &[&me.holder, &me.name, &me.address, &me.version],
     )
     .map_err(err)?;
-    // Free, run out, or ours: taken (a new term unless it is ours and
-    // still running). The UPDATE waits for the leader's writes in flight
-    // (they share-lock the row): a term ends after its last write.
-    let row = c
+    // Ours and running: renewed. Not held up by this leader's own writes
+    // in flight, which only key-share-lock the row.
+    let renewed = c
         .query_opt(
-            "INSERT INTO cutover_leader (id, holder, name, address, term, expires_at, since)
-             VALUES (1, $1, $2, $3, 1, clock_timestamp() + $4::bigint * interval '1 millisecond', clock_timestamp())
-             ON CONFLICT (id) DO UPDATE SET
-                 term = CASE WHEN cutover_leader.holder = excluded.holder
-                                  AND cutover_leader.expires_at > clock_timestamp()
-                             THEN cutover_leader.term ELSE cutover_leader.term + 1 END,
-                 since = CASE WHEN cutover_leader.holder = excluded.holder
-                                  AND cutover_leader.expires_at > clock_timestamp()
-                             THEN cutover_leader.since ELSE clock_timestamp() END,
-                 holder = excluded.holder, name = excluded.name, address = excluded.address,
-                 expires_at = excluded.expires_at
-             WHERE cutover_leader.holder = excluded.holder
-                OR cutover_leader.expires_at <= clock_timestamp()
+            "UPDATE cutover_leader
+             SET expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond',
+                 name = $3, address = $4
+             WHERE id = 1 AND holder = $1 AND expires_at > clock_timestamp()
+             RETURNING term",
+            &[&me.holder, &ttl_ms, &me.name, &me.address],
+        )
+        .map_err(err)?;
+    if let Some(r) = renewed {
+        return Ok(Some(r.get::<_, i64>(0) as u64));
+    }
+    // Free or run out: taken, in a new term. `FOR UPDATE` waits for the
+    // old leader's writes in flight (their key-share locks): a term ends
+    // after its last write.
+    let mut tx = c.transaction().map_err(err)?;
+    tx.execute(
+        "INSERT INTO cutover_leader (id, holder, name, address, term, expires_at, since)
+         VALUES (1, '', '', '', 0, '-infinity', clock_timestamp())
+         ON CONFLICT (id) DO NOTHING",
+        &[],
+    )
+    .map_err(err)?;
+    let running: bool = tx
+        .query_one(
+            "SELECT expires_at > clock_timestamp() FROM cutover_leader WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .map_err(err)?
+        .get(0);
+    if running {
+        tx.commit().map_err(err)?;
+        return Ok(None);
+    }
+    let term: i64 = tx
+        .query_one(
+            "UPDATE cutover_leader
+             SET term = term + 1, holder = $1, name = $2, address = $3,
+                 expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond',
+                 since = clock_timestamp()
+             WHERE id = 1
              RETURNING term",
             &[&me.holder, &me.name, &me.address, &ttl_ms],
         )
-        .map_err(err)?;
-    Ok(row.map(|r| r.get::<_, i64>(0) as u64))
+        .map_err(err)?
+        .get(0);
+    tx.commit().map_err(err)?;
+    Ok(Some(term as u64))
 }
 
 /// The leader while its lease runs, and how long it has left (plus a

@@ -179,8 +179,36 @@ impl Ha {
 
     /// The leader and its term, as `cutover coordinators` (following the
     /// leader from any of them) reports it, once one leads.
-    pub fn leader(&self, timeout: Duration) -> Leader {
-        poll("a leader", timeout, || {
+    pub fn leader(&mut self, timeout: Duration) -> Leader {
+        let start = std::time::Instant::now();
+        loop {
+            // What systemd's `Restart=on-failure` does for a leader that
+            // stepped down (exit 75): it comes back as a standby.
+            for i in 0..self.coords.len() {
+                let stepped_down = self.coords[i]
+                    .proc
+                    .as_mut()
+                    .is_some_and(|p| !p.is_running() && p.exit_code() == Some(75));
+                if stepped_down {
+                    eprintln!("{} stepped down: started again as a standby", self.coords[i].name);
+                    self.start_coordinator(i).expect("restarting a coordinator");
+                }
+            }
+            if let Some(l) = self.leader_now() {
+                return l;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for a leader:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The leader and its term now, if one answers.
+    fn leader_now(&self) -> Option<Leader> {
+        {
             let r = self.c.cutover(&["coordinators", "-o", "json"]);
             if !r.ok {
                 return None;
@@ -195,7 +223,7 @@ impl Ha {
                 .to_string();
             let index = self.coords.iter().position(|c| c.url() == addr)?;
             Some(Leader { index, term })
-        })
+        }
     }
 
     /// Waits until every agent has a session with the leader (after a

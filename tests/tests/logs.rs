@@ -47,7 +47,12 @@ fn logs_show_each_hosts_output_one_host_as_json_and_follow_a_swap() {
     let r = c.cutover(&["services", "-o", "json"]);
     assert!(r.ok, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    let web = v.as_array().unwrap().iter().find(|s| s["service"] == "web").unwrap();
+    let web = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "web")
+        .unwrap();
     assert_eq!(web["hosts"], 2, "{v}");
     let releases = web["releases"].as_object().unwrap();
     assert_eq!(releases.len(), 1, "{v}");
@@ -55,7 +60,13 @@ fn logs_show_each_hosts_output_one_host_as_json_and_follow_a_swap() {
     assert_eq!(web["drained"], serde_json::json!([]), "{v}");
     c.cutover(&["drain", "web-2"]);
     let r = c.cutover(&["services"]);
-    assert!(r.stdout.lines().any(|l| l.starts_with("web ") && l.contains("web-2")), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains("web-2")),
+        "{}",
+        r.stdout
+    );
     assert!(c.cutover(&["undrain", "web-2"]).ok);
 
     // Every host's newest lines: each instance said it serves.

@@ -835,10 +835,12 @@ pub(super) fn summarize(hosts: &[pb::HostInfo]) -> Vec<ServiceSummary> {
     let mut by: BTreeMap<String, ServiceSummary> = BTreeMap::new();
     for h in hosts {
         for s in &h.services {
-            let e = by.entry(s.service.clone()).or_insert_with(|| ServiceSummary {
-                service: s.service.clone(),
-                ..Default::default()
-            });
+            let e = by
+                .entry(s.service.clone())
+                .or_insert_with(|| ServiceSummary {
+                    service: s.service.clone(),
+                    ..Default::default()
+                });
             e.hosts += 1;
             let release = if s.active_release.is_empty() {
                 "(none)".to_string()
@@ -882,8 +884,11 @@ pub(super) async fn services(client: &ClientArgs, output: Format) -> Result<()> 
                 }
             };
             for s in &summary {
-                let releases: Vec<String> =
-                    s.releases.iter().map(|(r, n)| format!("{r} ({n})")).collect();
+                let releases: Vec<String> = s
+                    .releases
+                    .iter()
+                    .map(|(r, n)| format!("{r} ({n})"))
+                    .collect();
                 println!(
                     "{:<20} {:>5}  {:<40} {:<8} {:<8} {}",
                     s.service,
@@ -909,7 +914,11 @@ mod services_tests {
             service: name.into(),
             active_release: release.into(),
             drained,
-            drift: if drift { vec!["bin/web changed".into()] } else { vec![] },
+            drift: if drift {
+                vec!["bin/web changed".into()]
+            } else {
+                vec![]
+            },
             ..Default::default()
         };
         let host = |id: &str, services: Vec<pb::HostService>| pb::HostInfo {
@@ -918,7 +927,13 @@ mod services_tests {
             ..Default::default()
         };
         let s = summarize(&[
-            host("web-1", vec![svc("web", "2-aa", false, false), svc("db", "", false, false)]),
+            host(
+                "web-1",
+                vec![
+                    svc("web", "2-aa", false, false),
+                    svc("db", "", false, false),
+                ],
+            ),
             host("web-2", vec![svc("web", "2-aa", true, false)]),
             host("web-3", vec![svc("web", "1-bb", false, true)]),
         ]);

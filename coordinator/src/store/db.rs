@@ -384,16 +384,17 @@ impl PgConn {
     }
 
     /// Inside a transaction: refuses it unless `fence` is still the
-    /// leader's term. The lease row stays share-locked until the
-    /// transaction ends, so a takeover waits for this write or this write
-    /// sees the new term: no write of an old term lands after a new one
-    /// began.
+    /// leader's term. The lease row stays key-share-locked until the
+    /// transaction ends, so a takeover (which locks it `FOR UPDATE`) waits
+    /// for this write or this write sees the new term: no write of an old
+    /// term lands after a new one began. The leader's own renewals (a
+    /// plain UPDATE of other columns) are not held up by it.
     fn check_fence(&mut self) -> Result<(), StoreError> {
         let Some(term) = self.fence else {
             return Ok(());
         };
         let rows = self.rows(
-            "SELECT term FROM cutover_leader WHERE id = 1 FOR SHARE",
+            "SELECT term FROM cutover_leader WHERE id = 1 FOR KEY SHARE",
             &[],
         )?;
         let now = rows.first().map(|r| r.get::<i64>(0)).transpose()?;
