@@ -4,7 +4,7 @@
 //! written, including those of instances started meanwhile (a swap).
 //!
 //! Bounded: at most [`MAX_TAIL`] lines first, each line at most
-//! [`MAX_LINE`] bytes, at most [`MAX_READ`] bytes read per file per poll,
+//! [`MAX_LINE`] bytes, at most 256 KiB read per file per poll,
 //! and a few requests at once per session (the session's caller).
 
 use std::collections::HashMap;

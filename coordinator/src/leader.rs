@@ -14,7 +14,7 @@
 //! own clock, measured from before the renewal it last saw succeed: it
 //! exits, and its service manager starts it again as a standby
 //! ([`watch_leadership`]). Standbys answer every call with where the
-//! leader is ([`standby`]).
+//! leader is ([`crate::standby`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

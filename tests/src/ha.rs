@@ -190,7 +190,10 @@ impl Ha {
                     .as_mut()
                     .is_some_and(|p| !p.is_running() && p.exit_code() == Some(75));
                 if stepped_down {
-                    eprintln!("{} stepped down: started again as a standby", self.coords[i].name);
+                    eprintln!(
+                        "{} stepped down: started again as a standby",
+                        self.coords[i].name
+                    );
                     self.start_coordinator(i).expect("restarting a coordinator");
                 }
             }

@@ -26,7 +26,7 @@ pub enum Value {
     Blob(Vec<u8>),
 }
 
-/// Makes a [`Value`] of a Rust value (see [`vals!`]).
+/// Makes a [`Value`] of a Rust value (the `vals!` macro makes a list).
 pub trait ToValue {
     fn to_value(&self) -> Value;
 }
