@@ -229,6 +229,19 @@ fn round(c: &mut postgres::Client, me: &Member, ttl: Duration) -> Result<Option<
     if let Some(r) = renewed {
         return Ok(Some(r.get::<_, i64>(0) as u64));
     }
+    // Another's and running: nothing to do, and nothing locked (a
+    // standby that locked the row each round would queue the leader's
+    // renewals and writes behind it).
+    let running = c
+        .query_opt(
+            "SELECT expires_at > clock_timestamp() FROM cutover_leader WHERE id = 1",
+            &[],
+        )
+        .map_err(err)?
+        .is_some_and(|r| r.get::<_, bool>(0));
+    if running {
+        return Ok(None);
+    }
     // Free or run out: taken, in a new term. `FOR UPDATE` waits for the
     // old leader's writes in flight (their key-share locks): a term ends
     // after its last write.

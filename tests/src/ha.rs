@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use cutover_common::throwaway_pg::ThrowawayPg;
 use serde_json::Value;
 
+use crate::release::Artifact;
 use crate::{Cluster, CoordinatorOptions, Proc, poll, spawn_logged, wrapped};
 
 /// One coordinator of several.
@@ -237,6 +238,26 @@ impl Ha {
             self.c
                 .wait_state(&a.host_id, "ready", Duration::from_secs(60));
         }
+    }
+
+    /// Submits the deployment of `version` from spec file `spec` with
+    /// artifact `a` through the CLI (following the leader); its id.
+    pub fn submit(&self, spec: &std::path::Path, version: &str, a: &Artifact) -> String {
+        let r = self.c.cutover(&[
+            "deploy",
+            spec.to_str().unwrap(),
+            "--version",
+            version,
+            "--artifact",
+            &a.url,
+            "--sha256",
+            &a.sha256,
+            "-o",
+            "json",
+        ]);
+        assert!(r.ok, "deploy {version}: {}\n{}", r.stderr, self.logs());
+        let v: Value = serde_json::from_str(&r.stdout).expect("deploy -o json");
+        v["id"].as_str().expect("an id").to_string()
     }
 
     /// `cutover coordinators -o json`.

@@ -50,22 +50,7 @@ selector = "role=web"
 
 /// Submits `version`; the deployment's id.
 fn submit(ha: &Ha, version: &str, a: &Artifact, strategy: &str) -> String {
-    let p = spec(ha, version, strategy);
-    let r = ha.c.cutover(&[
-        "deploy",
-        p.to_str().unwrap(),
-        "--version",
-        version,
-        "--artifact",
-        &a.url,
-        "--sha256",
-        &a.sha256,
-        "-o",
-        "json",
-    ]);
-    assert!(r.ok, "deploy {version}: {}\n{}", r.stderr, ha.logs());
-    let v: Value = serde_json::from_str(&r.stdout).unwrap();
-    v["id"].as_str().unwrap().to_string()
+    ha.submit(&spec(ha, version, strategy), version, a)
 }
 
 /// Waits for deployment `id` to end; its phase.
@@ -584,26 +569,7 @@ fn in_network_namespaces_under_load_the_leader_killed_mid_rollout_fails_no_reque
         std::fs::write(&p, text).unwrap();
         p
     };
-    let deploy = |ha: &Ha, version: &str| {
-        let p = spec(ha.c.dir.path(), version);
-        let r = ha.c.cutover(&[
-            "deploy",
-            p.to_str().unwrap(),
-            "--version",
-            version,
-            "--artifact",
-            &a.url,
-            "--sha256",
-            &a.sha256,
-            "-o",
-            "json",
-        ]);
-        assert!(r.ok, "{}\n{}", r.stderr, ha.logs());
-        serde_json::from_str::<Value>(&r.stdout).unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let deploy = |ha: &Ha, version: &str| ha.submit(&spec(ha.c.dir.path(), version), version, &a);
     let id = deploy(&ha, "1");
     assert_eq!(ended(&ha, &id, Duration::from_secs(60)), "succeeded");
     let addrs: Vec<std::net::SocketAddr> = net

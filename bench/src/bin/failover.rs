@@ -87,23 +87,7 @@ fn rollout_moving_again(lease: &'static str, rounds: usize) -> anyhow::Result<Va
             ),
         )?;
         let before = ha.leader(Duration::from_secs(30));
-        let r = ha.c.cutover(&[
-            "deploy",
-            spec.to_str().unwrap(),
-            "--version",
-            &version,
-            "--artifact",
-            &a.url,
-            "--sha256",
-            &a.sha256,
-            "-o",
-            "json",
-        ]);
-        anyhow::ensure!(r.ok, "deploy: {}", r.stderr);
-        let id = serde_json::from_str::<Value>(&r.stdout)?["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let id = ha.submit(&spec, &version, &a);
         // Right after a step of the rollout (not at its very start: the
         // second batch, when there is one to come).
         let first = progress(&poll(

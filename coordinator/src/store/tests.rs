@@ -808,3 +808,54 @@ async fn on_postgres_the_lease_passes_on_with_a_new_term_and_the_old_terms_write
     assert_eq!(count(&sb, "SELECT COUNT(*) FROM tokens"), 2);
     assert_eq!(count(&sb, "SELECT COUNT(*) FROM commands"), 0);
 }
+
+/// A leader's long transaction (a large group commit under load) holds up
+/// neither its own renewals nor the standbys' rounds: the lease stays
+/// with it. (Standbys that locked the lease row each round queued the
+/// leader's renewals behind its own writes, and leaders stepped down.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_leaders_long_write_does_not_cost_it_the_lease() {
+    use crate::leader::{Lease, LeaseState, Member};
+    use std::time::Duration;
+    let Some(pg) = ThrowawayPg::start_or_skip() else {
+        return;
+    };
+    pg.create_db("hold");
+    let t = PgTarget::new(&pg.url("hold"), Some(&pg.password_file()), None).unwrap();
+    let s = Store::open_at(&Location::Postgres(t.clone())).unwrap();
+    let ttl = Duration::from_secs(1);
+    let a = Lease::start(t.clone(), Member::new("a", "https://a.example:7443"), ttl).unwrap();
+    let term = tokio::time::timeout(Duration::from_secs(10), a.leading())
+        .await
+        .expect("a leads");
+    let b = Lease::start(t.clone(), Member::new("b", "https://b.example:7443"), ttl).unwrap();
+    s.fence(term);
+    // A fenced transaction held open for three leases.
+    let s2 = s.clone();
+    tokio::task::spawn_blocking(move || {
+        s2.with(|c| {
+            let mut tx = c.transaction()?;
+            insert_token(&mut tx, &token(1, 100))?;
+            std::thread::sleep(Duration::from_secs(3));
+            tx.commit()
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    match a.state() {
+        LeaseState::Leader {
+            term: t,
+            valid_until,
+        } => {
+            assert_eq!(t, term);
+            assert!(valid_until > std::time::Instant::now(), "a's lease ran out");
+        }
+        other => panic!("a lost the lease: {other:?}"),
+    }
+    assert!(
+        matches!(b.state(), LeaseState::Standby { .. }),
+        "{:?}",
+        b.state()
+    );
+}
