@@ -180,24 +180,29 @@ impl Ha {
 
     /// The leader and its term, as `cutover coordinators` (following the
     /// leader from any of them) reports it, once one leads.
+    /// What systemd's `Restart=on-failure` does for a leader that stepped
+    /// down (exit 75, e.g. starved of CPU past its lease on a loaded test
+    /// machine): it comes back as a standby. Called by the waits.
+    pub fn restart_stepped_down(&mut self) {
+        for i in 0..self.coords.len() {
+            let stepped_down = self.coords[i]
+                .proc
+                .as_mut()
+                .is_some_and(|p| !p.is_running() && p.exit_code() == Some(75));
+            if stepped_down {
+                eprintln!(
+                    "{} stepped down: started again as a standby",
+                    self.coords[i].name
+                );
+                self.start_coordinator(i).expect("restarting a coordinator");
+            }
+        }
+    }
+
     pub fn leader(&mut self, timeout: Duration) -> Leader {
         let start = std::time::Instant::now();
         loop {
-            // What systemd's `Restart=on-failure` does for a leader that
-            // stepped down (exit 75): it comes back as a standby.
-            for i in 0..self.coords.len() {
-                let stepped_down = self.coords[i]
-                    .proc
-                    .as_mut()
-                    .is_some_and(|p| !p.is_running() && p.exit_code() == Some(75));
-                if stepped_down {
-                    eprintln!(
-                        "{} stepped down: started again as a standby",
-                        self.coords[i].name
-                    );
-                    self.start_coordinator(i).expect("restarting a coordinator");
-                }
-            }
+            self.restart_stepped_down();
             if let Some(l) = self.leader_now() {
                 return l;
             }
@@ -233,7 +238,8 @@ impl Ha {
     /// Waits until every agent has a session with the leader (after a
     /// failover, before the next deployment: a leader only deploys to
     /// hosts connected to it).
-    pub fn wait_agents(&self) {
+    pub fn wait_agents(&mut self) {
+        self.restart_stepped_down();
         for a in &self.c.agents {
             self.c
                 .wait_state(&a.host_id, "ready", Duration::from_secs(60));

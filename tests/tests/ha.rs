@@ -54,9 +54,10 @@ fn submit(ha: &Ha, version: &str, a: &Artifact, strategy: &str) -> String {
 }
 
 /// Waits for deployment `id` to end; its phase.
-fn ended(ha: &Ha, id: &str, timeout: Duration) -> String {
+fn ended(ha: &mut Ha, id: &str, timeout: Duration) -> String {
     let start = Instant::now();
     loop {
+        ha.restart_stepped_down();
         let r = ha.c.cutover(&["status", id, "-o", "json"]);
         if r.ok
             && let Ok(v) = serde_json::from_str::<Value>(&r.stdout)
@@ -123,7 +124,7 @@ fn the_leader_killed_at_ten_random_points_of_rolling_rollouts_loses_nothing_and_
     assert!(members.iter().all(|c| c["up"] == true), "{m}");
 
     let first = submit(&ha, "1", &a, "kind = \"rolling\"\nmax_unavailable = 3");
-    assert_eq!(ended(&ha, &first, Duration::from_secs(60)), "succeeded");
+    assert_eq!(ended(&mut ha, &first, Duration::from_secs(60)), "succeeded");
 
     let seed: u64 = std::env::var("CUTOVER_HA_SEED")
         .ok()
@@ -166,7 +167,7 @@ fn the_leader_killed_at_ten_random_points_of_rolling_rollouts_loses_nothing_and_
         );
         // Back as a standby.
         ha.start_coordinator(before.index).unwrap();
-        let phase = ended(&ha, &id, Duration::from_secs(90));
+        let phase = ended(&mut ha, &id, Duration::from_secs(90));
         // Every host runs what the outcome implies.
         let expect = match phase.as_str() {
             "succeeded" => version.clone(),
@@ -218,7 +219,7 @@ fn a_leader_paused_mid_rollout_is_replaced_steps_down_when_continued_and_the_rol
         return;
     };
     let first = submit(&ha, "1", &a, "kind = \"rolling\"\nmax_unavailable = 3");
-    assert_eq!(ended(&ha, &first, Duration::from_secs(60)), "succeeded");
+    assert_eq!(ended(&mut ha, &first, Duration::from_secs(60)), "succeeded");
     ha.wait_agents();
     let before = ha.leader(Duration::from_secs(30));
     let id = submit(&ha, "2", &a, "kind = \"rolling\"\nmax_unavailable = 1");
@@ -245,7 +246,7 @@ fn a_leader_paused_mid_rollout_is_replaced_steps_down_when_continued_and_the_rol
     assert_eq!(code, Some(75), "{log}");
     assert!(log.contains("stepping down"), "{log}");
     assert_eq!(
-        ended(&ha, &id, Duration::from_secs(90)),
+        ended(&mut ha, &id, Duration::from_secs(90)),
         "succeeded",
         "{}",
         ha.logs()
@@ -356,7 +357,7 @@ fn the_leader_killed_while_a_canary_waits_and_while_a_blue_green_switch_runs() {
     }
     let a = demo_tarball(ha.c.dir.path(), "demo.tar");
     let first = submit(&ha, "1", &a, "kind = \"rolling\"\nmax_unavailable = 4");
-    assert_eq!(ended(&ha, &first, Duration::from_secs(60)), "succeeded");
+    assert_eq!(ended(&mut ha, &first, Duration::from_secs(60)), "succeeded");
 
     // Canary: one host, then a manual promote.
     let leader = ha.leader(Duration::from_secs(30));
@@ -384,7 +385,7 @@ fn the_leader_killed_while_a_canary_waits_and_while_a_blue_green_switch_runs() {
     assert_eq!(v["phase"], "waiting", "{v}");
     let r = ha.c.cutover(&["promote", &id]);
     assert!(r.ok, "{}\n{}", r.stderr, ha.logs());
-    assert_eq!(ended(&ha, &id, Duration::from_secs(90)), "succeeded");
+    assert_eq!(ended(&mut ha, &id, Duration::from_secs(90)), "succeeded");
     ha.start_coordinator(leader.index).unwrap();
     ha.wait_agents();
 
@@ -407,7 +408,7 @@ fn the_leader_killed_while_a_canary_waits_and_while_a_blue_green_switch_runs() {
         script.display()
     );
     let id = submit(&ha, "3", &a, &bg);
-    assert_eq!(ended(&ha, &id, Duration::from_secs(90)), "succeeded");
+    assert_eq!(ended(&mut ha, &id, Duration::from_secs(90)), "succeeded");
     let group = || std::fs::read_to_string(&live).unwrap().trim().to_string();
     let first_group = group();
     let _ = std::fs::remove_file(&began);
@@ -421,7 +422,7 @@ fn the_leader_killed_while_a_canary_waits_and_while_a_blue_green_switch_runs() {
     let next = ha.leader(Duration::from_secs(30));
     assert!(next.term > leader.term);
     assert_eq!(
-        ended(&ha, &id, Duration::from_secs(90)),
+        ended(&mut ha, &id, Duration::from_secs(90)),
         "succeeded",
         "{}",
         ha.logs()
@@ -509,7 +510,7 @@ fn a_store_behind_the_fleets_leader_term_moves_past_it_and_deploys_again() {
     ha.wait_agents();
     let id = submit(&ha, "5", &a, "kind = \"rolling\"\nmax_unavailable = 3");
     assert_eq!(
-        ended(&ha, &id, Duration::from_secs(60)),
+        ended(&mut ha, &id, Duration::from_secs(60)),
         "succeeded",
         "{}",
         ha.logs()
@@ -537,7 +538,7 @@ fn in_network_namespaces_under_load_the_leader_killed_mid_rollout_fails_no_reque
     );
     let Some(mut ha) = Ha::start(
         3,
-        "2s",
+        "3s",
         CoordinatorOptions {
             listen_ip: Some(net.gateway()),
             ..CoordinatorOptions::default()
@@ -571,7 +572,7 @@ fn in_network_namespaces_under_load_the_leader_killed_mid_rollout_fails_no_reque
     };
     let deploy = |ha: &Ha, version: &str| ha.submit(&spec(ha.c.dir.path(), version), version, &a);
     let id = deploy(&ha, "1");
-    assert_eq!(ended(&ha, &id, Duration::from_secs(60)), "succeeded");
+    assert_eq!(ended(&mut ha, &id, Duration::from_secs(60)), "succeeded");
     let addrs: Vec<std::net::SocketAddr> = net
         .hosts
         .iter()
@@ -595,7 +596,7 @@ fn in_network_namespaces_under_load_the_leader_killed_mid_rollout_fails_no_reque
         assert!(after.term > before.term);
         ha.start_coordinator(before.index).unwrap();
         assert_eq!(
-            ended(&ha, &id, Duration::from_secs(90)),
+            ended(&mut ha, &id, Duration::from_secs(90)),
             "succeeded",
             "{}",
             ha.logs()
