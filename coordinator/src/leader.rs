@@ -193,6 +193,12 @@ fn campaign(
                 }
             }
         }
+        // A leader starved of time (a loaded machine) says so before its
+        // lease runs out under it.
+        let took = started.elapsed();
+        if took > tick {
+            tracing::warn!(took = ?took, lease = ?ttl, "a leader-lease round took longer than a third of the lease");
+        }
         let next =
             started + next_try.map_or(tick, |left| left.clamp(Duration::from_millis(20), tick));
         let now = Instant::now();

@@ -85,7 +85,10 @@ fn releases(ha: &Ha) -> Vec<(String, String)> {
 fn fleet() -> Option<(Ha, Artifact)> {
     let mut ha = Ha::start(
         3,
-        "2s",
+        // The default: a loaded 2-core test machine can starve a leader
+        // past a shorter one (it then steps down, safely, but the tests
+        // count kills).
+        "3s",
         CoordinatorOptions {
             host_timeout: "3s",
             heartbeat_interval: "500ms",
@@ -156,7 +159,8 @@ fn the_leader_killed_at_ten_random_points_of_rolling_rollouts_loses_nothing_and_
         ha.coords[before.index].proc.as_mut().unwrap().kill();
         let after = ha.leader(Duration::from_secs(30));
         failovers.push(killed_at.elapsed());
-        assert_ne!(after.index, before.index);
+        // A new term (the killed one may be back already if it had
+        // stepped down and been restarted before the kill).
         assert!(after.term > before.term, "{before:?} then {after:?}");
         println!(
             "round {round}: killed {} after {wait:?} ({id} {at_kill}); {} leads term {} ({:?} later)",
@@ -273,8 +277,10 @@ fn a_leader_paused_mid_rollout_is_replaced_steps_down_when_continued_and_the_rol
             "{log}"
         );
     }
-    // The deposed one comes back as a standby.
-    ha.start_coordinator(before.index).unwrap();
+    // The deposed one comes back as a standby (restarted as systemd
+    // would, once it has exited 75; here at the latest).
+    ha.restart_stepped_down();
+    assert!(ha.coords[before.index].proc.as_mut().unwrap().is_running());
     let m = ha.members().unwrap();
     let members = m["coordinators"].as_array().unwrap();
     assert_eq!(
@@ -338,7 +344,7 @@ fn a_standby_refuses_operators_and_agents_naming_the_leader() {
 /// end succeeded, with the traffic on the new group.
 #[test]
 fn the_leader_killed_while_a_canary_waits_and_while_a_blue_green_switch_runs() {
-    let Some(mut ha) = Ha::start(3, "2s", CoordinatorOptions::default()) else {
+    let Some(mut ha) = Ha::start(3, "3s", CoordinatorOptions::default()) else {
         return;
     };
     let extra = ha.agent_config();
