@@ -16,10 +16,10 @@ use cutover_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// The most lines sent first.
-pub const MAX_TAIL: u32 = 5000;
 /// Longer lines are cut here.
-pub const MAX_LINE: usize = 4096;
+pub use cutover_common::wire::LOGS_MAX_LINE as MAX_LINE;
+/// The most lines sent first.
+pub use cutover_common::wire::LOGS_MAX_TAIL as MAX_TAIL;
 /// Read per file per poll when following.
 const MAX_READ: u64 = 256 * 1024;
 /// Lines per chunk.

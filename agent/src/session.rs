@@ -82,7 +82,7 @@ pub fn standby_leader(s: &tonic::Status) -> Option<Option<String>> {
     }
     Some(
         s.metadata()
-            .get("cutover-leader")
+            .get(cutover_common::wire::LEADER_HEADER)
             .and_then(|v| v.to_str().ok())
             .filter(|u| u.starts_with("https://"))
             .map(str::to_string),
@@ -409,7 +409,8 @@ async fn session(
     // A leader a standby named but that could not be reached: a standby
     // answers once another leads, rather than naming it again.
     if let Some(v) = dead_leader.and_then(|d| d.parse().ok()) {
-        call.metadata_mut().insert("cutover-dead-leader", v);
+        call.metadata_mut()
+            .insert(cutover_common::wire::DEAD_LEADER_HEADER, v);
     }
     let mut inbound = client
         .session(call)

@@ -25,6 +25,7 @@ pub mod throwaway_pg;
 pub mod time;
 pub mod tls;
 pub mod windows;
+pub mod wire;
 
 /// What an agent's refusal of a command says when the command's id is
 /// already used for a different command; the coordinator audits results

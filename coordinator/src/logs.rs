@@ -72,7 +72,7 @@ impl LogsHub {
             .lines
             .into_iter()
             .map(|mut l| {
-                cut(&mut l.text, cutover_agent_line_max());
+                cut(&mut l.text, cutover_common::wire::LOGS_MAX_LINE);
                 cut(&mut l.instance, 64);
                 pb::LogEvent {
                     host: host.to_string(),
@@ -127,11 +127,9 @@ impl LogsHub {
     }
 }
 
-/// The agent cuts lines at 4 KiB; a host sending longer is cut here.
-fn cutover_agent_line_max() -> usize {
-    4096
-}
-
+/// Exactly at `max` bytes (on a character boundary): the agent cuts lines
+/// at `LOGS_MAX_LINE`; a host sending longer is cut here, without the
+/// display suffix `grpc::agent` adds to its messages.
 fn cut(s: &mut String, max: usize) {
     if s.len() > max {
         let mut at = max;

@@ -22,14 +22,14 @@ use tonic::transport::server::Connected;
 use crate::leader::{LeaderInfo, LeaseState};
 
 /// The header naming the leader's URL in a standby's refusal.
-pub const LEADER_HEADER: &str = "cutover-leader";
+pub use cutover_common::wire::LEADER_HEADER;
 
 /// The header a client sends naming a leader it could not reach (a
 /// standby had named it): the standby then answers once another leads
 /// (or after a while), instead of naming the dead one again. A fleet
 /// reconnecting after a leader's death waits on one open call each rather
 /// than going round the coordinators.
-pub const DEAD_LEADER_HEADER: &str = "cutover-dead-leader";
+pub use cutover_common::wire::DEAD_LEADER_HEADER;
 
 /// The refusal a standby answers with while `state` holds; `me` is its
 /// own URL (named when it has just taken the lease).

@@ -258,7 +258,8 @@ async fn session(sim: Sim<'_>, welcomed: &mut bool) -> anyhow::Result<()> {
     .await?;
     let mut call = tonic::Request::new(ReceiverStream::new(rx));
     if let Some(v) = dead_leader.and_then(|d| d.parse().ok()) {
-        call.metadata_mut().insert("cutover-dead-leader", v);
+        call.metadata_mut()
+            .insert(cutover_common::wire::DEAD_LEADER_HEADER, v);
     }
     let mut inbound = client.session(call).await?.into_inner();
     let mut heartbeat_every = Duration::from_secs(5);

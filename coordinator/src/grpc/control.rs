@@ -205,10 +205,10 @@ async fn stream_logs(
     cutover_common::identity::check_name(&r.service)
         .map_err(|e| Status::invalid_argument(format!("service: {e}")))?;
     let tail = if r.tail_lines == 0 { 100 } else { r.tail_lines };
-    if tail > cutover_agent_max_tail() {
+    if tail > cutover_common::wire::LOGS_MAX_TAIL {
         return Err(Status::invalid_argument(format!(
             "tail_lines: at most {}, found {tail}",
-            cutover_agent_max_tail()
+            cutover_common::wire::LOGS_MAX_TAIL
         )));
     }
     let since_ms = r
@@ -318,11 +318,6 @@ async fn stream_logs(
         Ok(e)
     });
     Ok(Response::new(Box::pin(s)))
-}
-
-/// The agent's own bound on the lines sent first.
-fn cutover_agent_max_tail() -> u32 {
-    5000
 }
 
 struct LogsGuard {
