@@ -122,6 +122,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                 notifier: notifier.clone(),
                 inherited,
             };
+            cfg.prepare_state_dir()
+                .with_context(|| format!("preparing {}", cfg.state_dir.display()))?;
             let (rt, outputs) = crate::runtime::Runtime::start(cfg.state_dir.clone(), host)
                 .await
                 .with_context(|| format!("starting the runtime in {}", cfg.state_dir.display()))?;
@@ -177,6 +179,8 @@ pub async fn run(cli: Cli) -> Result<()> {
                     &sysinfo::System::host_name().unwrap_or_default(),
                 )
             });
+            cfg.prepare_state_dir()
+                .with_context(|| format!("preparing {}", cfg.state_dir.display()))?;
             let files = IdentityFiles::new(&cfg.identity_dir());
             let opts = ChannelOptions {
                 connect_timeout: cfg.connect_timeout,

@@ -190,4 +190,70 @@ impl AgentConfig {
     pub fn identity_dir(&self) -> PathBuf {
         self.state_dir.join("identity")
     }
+
+    /// Makes the state directory, or fixes its mode: 0711, so that an app
+    /// running as its own `run.user` reaches its release directory below
+    /// it (without listing it); the identity and the journal below are
+    /// 0700. Missing parents are made 0755. (Made as a side effect of the
+    /// identity's 0700 directory, it used to be 0700: every app with a
+    /// `run.user` failed to start with "Permission denied".)
+    pub fn prepare_state_dir(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = &self.state_dir;
+        if let Some(parent) = dir.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)?;
+        }
+        match std::fs::DirBuilder::new().mode(0o711).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+        // The umask may have taken the others' search bit; a directory
+        // made 0700 by an older agent is fixed. A wider mode an operator
+        // chose is left alone.
+        if mode & 0o011 != 0o011 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o711))?;
+            tracing::info!(dir = %dir.display(), from = format!("{mode:o}"), to = format!("{:o}", mode | 0o711), "the state directory's mode fixed: apps running as their own users reach their releases below it");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &std::path::Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn the_state_directory_lets_apps_through_to_their_releases_but_not_list_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = AgentConfig {
+            state_dir: dir.path().join("lib/cutover/agent"),
+            ..Default::default()
+        };
+        cfg.prepare_state_dir().unwrap();
+        assert_eq!(mode(&cfg.state_dir), 0o711);
+        assert_eq!(mode(&dir.path().join("lib/cutover")), 0o755);
+        // The identity's 0700 directory does not change it.
+        cutover_common::fsutil::create_dir_with_mode(&cfg.identity_dir(), 0o700).unwrap();
+        assert_eq!(mode(&cfg.state_dir), 0o711);
+        // Made 0700 by an older agent's enrolment: fixed.
+        std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        cfg.prepare_state_dir().unwrap();
+        assert_eq!(mode(&cfg.state_dir), 0o711);
+        // Wider, as an operator chose: left.
+        std::fs::set_permissions(&cfg.state_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        cfg.prepare_state_dir().unwrap();
+        assert_eq!(mode(&cfg.state_dir), 0o755);
+    }
 }

@@ -28,6 +28,8 @@ pub enum FetchError {
     TooLarge { url: String, limit: u64 },
     #[error("fetching {url} failed: HTTP {status}")]
     Status { url: String, status: u16 },
+    #[error("cannot fetch {url}: {why}")]
+    NoCaCertificates { url: String, why: String },
     #[error("fetching {url} failed")]
     Http {
         url: String,
@@ -168,13 +170,23 @@ fn copy_file(
     Ok((total, hex::encode(hasher.finalize())))
 }
 
-fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .read_timeout(std::time::Duration::from_secs(60))
-        .build()
-        .expect("HTTP client")
+fn client(url: &str) -> Result<reqwest::Client, FetchError> {
+    let c = cutover_common::http::HttpClient::build(|| {
+        reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(std::time::Duration::from_secs(60))
+    })
+    .map_err(|source| FetchError::Http {
+        url: url.into(),
+        source,
+    })?;
+    match c.refusal(url) {
+        Some(why) => Err(FetchError::NoCaCertificates {
+            url: url.into(),
+            why,
+        }),
+        None => Ok(c.client),
+    }
 }
 
 async fn download(a: &Artifact, partial: &Path) -> Result<(u64, String), FetchError> {
@@ -196,7 +208,7 @@ async fn download(a: &Artifact, partial: &Path) -> Result<(u64, String), FetchEr
             have += n as u64;
         }
     }
-    let mut req = client().get(&a.url);
+    let mut req = client(&a.url)?.get(&a.url);
     if have > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={have}-"));
     }

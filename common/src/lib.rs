@@ -14,6 +14,7 @@ pub mod deploy;
 pub mod failure;
 pub mod fsutil;
 pub mod fuzz;
+pub mod http;
 pub mod identity;
 pub mod labels;
 pub mod logging;

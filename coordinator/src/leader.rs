@@ -10,6 +10,13 @@
 //! the term, which agents remember: a deposed leader that has not noticed
 //! yet can neither write nor be obeyed.
 //!
+//! The lease also names the holder's database session. A leader whose
+//! session ends (its process died, or its connection to the database
+//! broke) is replaced at once, without waiting for its lease to run out: a
+//! standby checks the session every quarter of a second. One that is
+//! stopped or cut off with its session open is replaced when the lease
+//! runs out. Either way fencing, not timing, keeps the old leader out.
+//!
 //! A leader that cannot renew steps down when its lease runs out by its
 //! own clock, measured from before the renewal it last saw succeed: it
 //! exits, and its service manager starts it again as a standby
@@ -77,6 +84,9 @@ pub enum LeaseState {
 pub struct Lease {
     state: watch::Receiver<LeaseState>,
     stop: Arc<AtomicBool>,
+    /// The campaign thread, woken to stop at once: its database session
+    /// ends with it, and a standby takes over without waiting.
+    thread: std::thread::Thread,
     pub ttl: Duration,
     pub member: Member,
 }
@@ -84,6 +94,7 @@ pub struct Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        self.thread.unpark();
     }
 }
 
@@ -93,12 +104,15 @@ impl Lease {
         let (tx, rx) = watch::channel(LeaseState::Unknown);
         let stop = Arc::new(AtomicBool::new(false));
         let (m, s) = (member.clone(), stop.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("leader-lease".into())
-            .spawn(move || campaign(target, m, ttl, tx, s))?;
+            .spawn(move || campaign(target, m, ttl, tx, s))?
+            .thread()
+            .clone();
         Ok(Lease {
             state: rx,
             stop,
+            thread,
             ttl,
             member,
         })
@@ -142,6 +156,9 @@ fn campaign(
     // database's clock), not up to a tick after it.
     let mut next_try: Option<Duration>;
     let mut complained = false;
+    // This coordinator's own row (`cutover coordinators`), once a tick
+    // although a standby looks four times as often.
+    let mut last_beat: Option<Instant> = None;
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         next_try = None;
@@ -160,7 +177,11 @@ fn campaign(
             }
         }
         if let Some(c) = client.as_mut() {
-            match round(c, &me, ttl) {
+            let beat = last_beat.is_none_or(|t| t.elapsed() + SESSION_CHECK / 2 >= tick);
+            if beat {
+                last_beat = Some(started);
+            }
+            match round(c, &me, ttl, beat) {
                 Ok(Some(term)) => {
                     let valid_until = started + ttl;
                     tx.send_if_modified(|s| {
@@ -199,36 +220,68 @@ fn campaign(
         if took > tick {
             tracing::warn!(took = ?took, lease = ?ttl, "a leader-lease round took longer than a third of the lease");
         }
-        let next =
-            started + next_try.map_or(tick, |left| left.clamp(Duration::from_millis(20), tick));
-        let now = Instant::now();
-        if next > now {
-            std::thread::sleep(next - now);
+        // A standby looks again when the lease ends, or sooner to see
+        // whether the leader's session ended.
+        let next = started
+            + next_try.map_or(tick, |left| {
+                left.clamp(Duration::from_millis(20), tick.min(SESSION_CHECK))
+            });
+        loop {
+            let now = Instant::now();
+            if next <= now || stop.load(Ordering::SeqCst) {
+                break;
+            }
+            // Woken early when the lease is dropped.
+            std::thread::park_timeout(next - now);
         }
     }
 }
 
+/// How often a standby checks whether the leader's database session
+/// still exists.
+const SESSION_CHECK: Duration = Duration::from_millis(250);
+
+/// Sets the lease holder's session: this connection's backend.
+const MY_SESSION: &str = "holder_pid = pg_backend_pid(),
+    holder_session = (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())";
+
+/// The lease `l` runs: not expired, and its holder's database session
+/// still exists (a holder that recorded none is trusted to its expiry).
+const LEASE_RUNS: &str = "l.expires_at > clock_timestamp()
+    AND (l.holder_pid = 0 OR EXISTS (
+        SELECT 1 FROM pg_stat_activity a
+        WHERE a.pid = l.holder_pid AND a.backend_start = l.holder_session))";
+
 /// One renewal or attempt: the term when this coordinator holds the lease
 /// after it, `None` when another does.
-fn round(c: &mut postgres::Client, me: &Member, ttl: Duration) -> Result<Option<u64>, StoreError> {
+fn round(
+    c: &mut postgres::Client,
+    me: &Member,
+    ttl: Duration,
+    beat: bool,
+) -> Result<Option<u64>, StoreError> {
     let err = StoreError::Postgres;
     let ttl_ms = ttl.as_millis() as i64;
-    c.execute(
+    if beat {
+        c.execute(
         "INSERT INTO cutover_coordinators (holder, name, address, version, started_at, last_seen)
          VALUES ($1, $2, $3, $4, clock_timestamp(), clock_timestamp())
          ON CONFLICT (holder) DO UPDATE SET last_seen = clock_timestamp(), address = excluded.address",
-        &[&me.holder, &me.name, &me.address, &me.version],
-    )
-    .map_err(err)?;
+            &[&me.holder, &me.name, &me.address, &me.version],
+        )
+        .map_err(err)?;
+    }
     // Ours and running: renewed. Not held up by this leader's own writes
     // in flight, which only key-share-lock the row.
     let renewed = c
         .query_opt(
-            "UPDATE cutover_leader
-             SET expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond',
-                 name = $3, address = $4
-             WHERE id = 1 AND holder = $1 AND expires_at > clock_timestamp()
-             RETURNING term",
+            &format!(
+                "UPDATE cutover_leader
+                 SET expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond',
+                     name = $3, address = $4, {MY_SESSION}
+                 WHERE id = 1 AND holder = $1 AND expires_at > clock_timestamp()
+                 RETURNING term"
+            ),
             &[&me.holder, &ttl_ms, &me.name, &me.address],
         )
         .map_err(err)?;
@@ -240,7 +293,7 @@ fn round(c: &mut postgres::Client, me: &Member, ttl: Duration) -> Result<Option<
     // renewals and writes behind it).
     let running = c
         .query_opt(
-            "SELECT expires_at > clock_timestamp() FROM cutover_leader WHERE id = 1",
+            &format!("SELECT {LEASE_RUNS} FROM cutover_leader l WHERE id = 1"),
             &[],
         )
         .map_err(err)?
@@ -248,9 +301,11 @@ fn round(c: &mut postgres::Client, me: &Member, ttl: Duration) -> Result<Option<
     if running {
         return Ok(None);
     }
-    // Free or run out: taken, in a new term. `FOR UPDATE` waits for the
-    // old leader's writes in flight (their key-share locks): a term ends
-    // after its last write.
+    // Free, run out or its holder's session ended: taken, in a new term.
+    // `FOR UPDATE` waits for the old leader's writes in flight (their
+    // key-share locks): a term ends after its last write. The check is
+    // made again under the lock: a leader that renewed from a new session
+    // meanwhile keeps the lease.
     let mut tx = c.transaction().map_err(err)?;
     tx.execute(
         "INSERT INTO cutover_leader (id, holder, name, address, term, expires_at, since)
@@ -261,7 +316,7 @@ fn round(c: &mut postgres::Client, me: &Member, ttl: Duration) -> Result<Option<
     .map_err(err)?;
     let running: bool = tx
         .query_one(
-            "SELECT expires_at > clock_timestamp() FROM cutover_leader WHERE id = 1 FOR UPDATE",
+            &format!("SELECT {LEASE_RUNS} FROM cutover_leader l WHERE id = 1 FOR UPDATE OF l"),
             &[],
         )
         .map_err(err)?
@@ -272,12 +327,14 @@ fn round(c: &mut postgres::Client, me: &Member, ttl: Duration) -> Result<Option<
     }
     let term: i64 = tx
         .query_one(
-            "UPDATE cutover_leader
-             SET term = term + 1, holder = $1, name = $2, address = $3,
-                 expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond',
-                 since = clock_timestamp()
-             WHERE id = 1
-             RETURNING term",
+            &format!(
+                "UPDATE cutover_leader
+                 SET term = term + 1, holder = $1, name = $2, address = $3,
+                     expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond',
+                     since = clock_timestamp(), {MY_SESSION}
+                 WHERE id = 1
+                 RETURNING term"
+            ),
             &[&me.holder, &me.name, &me.address, &ttl_ms],
         )
         .map_err(err)?

@@ -190,11 +190,15 @@ impl Notifier {
         if targets.is_empty() {
             return Ok(Notifier::default());
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .timeout(app.cfg.notify.timeout)
-            .build()
-            .map_err(|e| NotifyError::Client(e.to_string()))?;
+        let timeout = app.cfg.notify.timeout;
+        let client =
+            cutover_common::http::HttpClient::build(|| reqwest::Client::builder().timeout(timeout))
+                .map_err(|e| NotifyError::Client(e.to_string()))?;
+        for t in &targets {
+            if let Some(why) = client.refusal(t.url.as_str()) {
+                tracing::error!(webhook = ?t, "this webhook's notifications will fail: {why}");
+            }
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         tokio::spawn(deliver(Arc::downgrade(app), client, targets, rx));
         Ok(Notifier {
@@ -314,7 +318,7 @@ fn signature(key: &ring::hmac::Key, timestamp: i64, body: &str) -> String {
 
 async fn deliver(
     app: std::sync::Weak<App>,
-    client: reqwest::Client,
+    client: cutover_common::http::HttpClient,
     targets: Vec<Target>,
     mut rx: mpsc::Receiver<(Event, String)>,
 ) {
@@ -333,9 +337,14 @@ async fn deliver(
                 HookFormat::Cutover => m.json.to_string(),
                 HookFormat::Slack => serde_json::json!({ "text": m.text }).to_string(),
             };
+            if let Some(why) = client.refusal(t.url.as_str()) {
+                tracing::warn!(webhook = ?t, deployment = %id, "notification not sent: {why}");
+                continue;
+            }
             let mut delay = Duration::from_secs(1);
             for attempt in 1..=3 {
                 let mut post = client
+                    .client
                     .post(t.url.clone())
                     .header("content-type", "application/json")
                     .header("user-agent", concat!("cutover/", env!("CARGO_PKG_VERSION")));

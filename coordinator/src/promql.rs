@@ -145,12 +145,14 @@ pub async fn analyse(
     baseline: &Group<'_>,
     window: Duration,
 ) -> Vec<MetricResult> {
-    // https needs a process-wide crypto provider (the one Cutover uses).
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .connect_timeout(src.timeout)
-        .build()
-        .map_err(|e| format!("an HTTP client for {}: {e}", src.url));
+    let client = cutover_common::http::HttpClient::build(|| {
+        reqwest::Client::builder().connect_timeout(src.timeout)
+    })
+    .map_err(|e| format!("an HTTP client for {}: {e}", src.url))
+    .and_then(|c| match c.refusal(&src.url) {
+        Some(why) => Err(format!("querying {}: {why}", src.url)),
+        None => Ok(c.client),
+    });
     let mut out = Vec::new();
     for q in &src.queries {
         let (c, b) = match &client {

@@ -305,6 +305,7 @@ impl Server {
         })?;
         // Several coordinators on one PostgreSQL store: this one serves
         // only refusals naming the leader until it leads.
+        let mut standby = None;
         let (leadership, lease) = match cfg.store_location()? {
             store::Location::Sqlite(_) => (None, None),
             store::Location::Postgres(target) => {
@@ -315,7 +316,7 @@ impl Server {
                 let _ = cutover_common::sdnotify::notify(&format!(
                     "READY=1\nSTATUS=standby at {url}: waiting to lead"
                 ));
-                let term = crate::standby::serve_until_leader(
+                let handover = crate::standby::serve_until_leader(
                     &listener,
                     Arc::new(tls.clone()),
                     lease.watch(),
@@ -325,9 +326,11 @@ impl Server {
                 )
                 .await
                 .ok_or_else(|| store::StoreError::Batch("the leader lease stopped".into()))?;
+                let term = handover.term;
                 // Every write from now on checks the term in its transaction.
                 store.fence(term);
-                tracing::info!(term, "this coordinator leads");
+                tracing::info!(term, "this coordinator leads; taking over");
+                standby = Some((handover, std::time::Instant::now()));
                 (
                     Some(crate::app::Leadership {
                         term,
@@ -473,6 +476,11 @@ impl Server {
                 }),
         );
         tracing::info!(listen = %local_addr, url = %url, hosts = host_count, "coordinator listening");
+        if let Some((handover, since)) = standby {
+            // The agents the standby server held come now, spread out.
+            handover.serving();
+            tracing::info!(took = ?since.elapsed(), "leading: the takeover is done");
+        }
         Ok(Running {
             local_addr,
             url,

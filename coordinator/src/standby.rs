@@ -8,6 +8,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -63,8 +64,41 @@ pub fn refusal(state: &LeaseState, me: &str) -> tonic::Status {
     }
 }
 
+/// A standby that has just won the lease: its server keeps answering
+/// (and holding the calls of agents waiting for a new leader) until the
+/// leader's own server accepts connections; [`Handover::serving`] then
+/// sends the held calls here, spread out, and closes the standby server.
+pub struct Handover {
+    pub term: u64,
+    serving: CancellationToken,
+    done: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Handover {
+    /// The leader accepts connections: the held calls are answered
+    /// "the leader is this coordinator" and the standby server stops
+    /// (in the background: answers in flight finish).
+    pub fn serving(self) {
+        self.serving.cancel();
+        self.done.cancel();
+        let server = self.server;
+        tokio::spawn(async move {
+            // The held calls' spread and a margin; then the rest is dropped.
+            let _ = tokio::time::timeout(RELEASE_SPREAD_MAX + Duration::from_secs(2), server).await;
+        });
+    }
+}
+
+/// Held calls are released over `held × RELEASE_SPREAD_PER_CALL` (10,000
+/// agents: 1 s), at most this: a fleet reconnecting at once would overflow
+/// the accept queue, and a dropped SYN costs a second, then three.
+const RELEASE_SPREAD_MAX: Duration = Duration::from_secs(2);
+const RELEASE_SPREAD_PER_CALL: Duration = Duration::from_micros(100);
+
 /// Serves refusals on `listener` until this coordinator leads (its
-/// term), or `stop`. Connections still open then are closed.
+/// term), or `stop`. The standby server goes on until
+/// [`Handover::serving`]: the listener is the leader's from then on.
 pub async fn serve_until_leader(
     listener: &TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -72,14 +106,17 @@ pub async fn serve_until_leader(
     me: String,
     lease: Duration,
     stop: CancellationToken,
-) -> Option<u64> {
+) -> Option<Handover> {
     let (health, health_svc) = tonic_health::server::health_reporter();
     health
         .set_service_status("", tonic_health::ServingStatus::NotServing)
         .await;
     let done = CancellationToken::new();
+    let serving = CancellationToken::new();
+    let held = Arc::new(AtomicUsize::new(0));
     let (conn_tx, conn_rx) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
     let refuse_state = state.clone();
+    let refuse_serving = serving.clone();
     let server = tokio::spawn(
         tonic::transport::Server::builder()
             .layer(tower::layer::layer_fn(move |inner| Refuse {
@@ -88,6 +125,8 @@ pub async fn serve_until_leader(
                 me: me.clone(),
                 // Past a lease's end and the next campaign round.
                 max_wait: lease * 2 + Duration::from_secs(1),
+                serving: refuse_serving.clone(),
+                held: held.clone(),
             }))
             .add_service(health_svc)
             .serve_with_incoming_shutdown(
@@ -123,11 +162,19 @@ pub async fn serve_until_leader(
         }
     };
     drop(conn_tx);
-    done.cancel();
-    // Open connections (agents waiting to retry) are closed: a second at
-    // most for answers in flight.
-    let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
-    term
+    match term {
+        Some(term) => Some(Handover {
+            term,
+            serving,
+            done,
+            server,
+        }),
+        None => {
+            done.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
+            None
+        }
+    }
 }
 
 /// A refusal for everything but health checks.
@@ -137,6 +184,10 @@ struct Refuse<S> {
     state: watch::Receiver<LeaseState>,
     me: String,
     max_wait: Duration,
+    /// Fired once this coordinator, leading, accepts connections.
+    serving: CancellationToken,
+    /// Calls held now (the release is spread over their number).
+    held: Arc<AtomicUsize>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -168,27 +219,59 @@ where
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let (mut state, me, wait) = (self.state.clone(), self.me.clone(), self.max_wait);
+        let (serving, held) = (self.serving.clone(), self.held.clone());
         Box::pin(async move {
-            if let Some(dead) = dead {
-                // Held until the leader is another than the one the caller
-                // could not reach (or none is elected for too long).
-                let stale = |s: &LeaseState| match s {
-                    LeaseState::Standby { leader: Some(l) } => l.address == dead,
-                    LeaseState::Standby { leader: None } | LeaseState::Unknown => true,
-                    LeaseState::Leader { .. } => false,
-                };
-                let _ = tokio::time::timeout(wait, async {
+            let _held = Held::new(&held);
+            let waited = tokio::time::timeout(wait, async {
+                // A caller naming a dead leader waits until another leads.
+                if let Some(dead) = &dead {
+                    let stale = |s: &LeaseState| match s {
+                        LeaseState::Standby { leader: Some(l) } => l.address == *dead,
+                        LeaseState::Standby { leader: None } | LeaseState::Unknown => true,
+                        LeaseState::Leader { .. } => false,
+                    };
                     while stale(&state.borrow_and_update()) {
                         if state.changed().await.is_err() {
-                            break;
+                            return false;
                         }
                     }
-                })
-                .await;
+                }
+                // Leading but not accepting yet: sent here only once it is.
+                if matches!(&*state.borrow(), LeaseState::Leader { .. }) {
+                    serving.cancelled().await;
+                    return true;
+                }
+                false
+            })
+            .await;
+            if waited == Ok(true) {
+                // Spread: the fleet arrives over a second, not in one burst.
+                let spread = (RELEASE_SPREAD_PER_CALL * held.load(Ordering::Relaxed) as u32)
+                    .min(RELEASE_SPREAD_MAX);
+                if !spread.is_zero() {
+                    let pause = rand::random_range(Duration::ZERO..spread);
+                    tokio::time::sleep(pause).await;
+                }
             }
             let status = refusal(&state.borrow(), &me);
             Ok(status.into_http())
         })
+    }
+}
+
+/// Counts a call while it is held.
+struct Held(Arc<AtomicUsize>);
+
+impl Held {
+    fn new(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Held(count.clone())
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

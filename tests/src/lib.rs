@@ -818,9 +818,22 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 
 /// [`http_get`] with extra header lines (each ending in `\r\n`).
 pub fn http_get_with(addr: &str, path: &str, headers: &str) -> Option<(u16, String)> {
+    http_get_within(addr, path, headers, Duration::from_secs(5))
+}
+
+/// [`http_get_with`], giving up after `limit` to connect and `limit` to
+/// read (None).
+pub fn http_get_within(
+    addr: &str,
+    path: &str,
+    headers: &str,
+    limit: Duration,
+) -> Option<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    use std::net::ToSocketAddrs;
+    let to = addr.to_socket_addrs().ok()?.next()?;
+    let mut s = std::net::TcpStream::connect_timeout(&to, limit).ok()?;
+    s.set_read_timeout(Some(limit)).ok()?;
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: test\r\n{headers}Connection: close\r\n\r\n"

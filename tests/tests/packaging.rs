@@ -341,8 +341,8 @@ fn the_debs_hold_the_right_files_and_install_into_a_throwaway_root() {
         String::from_utf8_lossy(&verify.stderr)
     );
     // State as the daemons leave it: a host identity, a CA key.
-    std::fs::create_dir_all(r.join("var/lib/cutover/identity")).unwrap();
-    std::fs::write(r.join("var/lib/cutover/identity/host.key"), "k").unwrap();
+    std::fs::create_dir_all(r.join("var/lib/cutover/agent/identity")).unwrap();
+    std::fs::write(r.join("var/lib/cutover/agent/identity/host.key"), "k").unwrap();
     std::fs::create_dir_all(r.join("var/lib/cutover-coordinator/pki")).unwrap();
     std::fs::write(r.join("var/lib/cutover-coordinator/pki/ca.key"), "k").unwrap();
     // Removal takes the files and keeps the configs and state (until purge).
@@ -351,7 +351,7 @@ fn the_debs_hold_the_right_files_and_install_into_a_throwaway_root() {
         .args(["--force-script-chrootless", "-r", "cutover-agent"]));
     assert!(!r.join("usr/bin/cutover-agent").exists());
     assert!(r.join("etc/cutover/agent.toml").exists());
-    assert!(r.join("var/lib/cutover/identity/host.key").exists());
+    assert!(r.join("var/lib/cutover/agent/identity/host.key").exists());
     // Purge takes everything, as install.sh --purge does: a host purged
     // and installed again can enroll again; a coordinator starts a new
     // cluster (docs/operator-guide.md says to back up first).
@@ -367,4 +367,475 @@ fn the_debs_hold_the_right_files_and_install_into_a_throwaway_root() {
     assert!(!r.join("var/lib/cutover-coordinator").exists());
     assert!(!r.join("etc/cutover/agent.toml").exists());
     assert!(!r.join("etc/cutover/coordinator.toml").exists());
+}
+
+/// A Debian root made for one test (`mmdebstrap`, the `apt` variant: the
+/// essential packages and apt, nothing else): commands run in it with
+/// `chroot`; its processes are killed and its `/proc` unmounted when
+/// dropped.
+struct DebianRoot {
+    path: PathBuf,
+    proc_mounted: bool,
+}
+
+impl DebianRoot {
+    fn make(path: PathBuf) -> DebianRoot {
+        let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        // The suite of this machine: the binaries under test link its glibc.
+        let suite = os
+            .lines()
+            .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+            .unwrap_or("bookworm")
+            .trim_matches('"')
+            .to_string();
+        run(Command::new("mmdebstrap")
+            .args(["--variant=apt", "--quiet", "--skip=cleanup/apt/lists"])
+            .arg(&suite)
+            .arg(&path)
+            .arg("http://deb.debian.org/debian"));
+        let mut root = DebianRoot {
+            path,
+            proc_mounted: false,
+        };
+        // The daemons the packages bring are not started by their
+        // maintainer scripts (there is no init here): as on an image build.
+        let policy = root.file("/usr/sbin/policy-rc.d");
+        std::fs::write(&policy, "#!/bin/sh\nexit 101\n").unwrap();
+        std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        run(Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(root.file("/proc")));
+        root.proc_mounted = true;
+        root
+    }
+
+    fn file(&self, p: &str) -> PathBuf {
+        self.path.join(p.trim_start_matches('/'))
+    }
+
+    /// `args` run in the root as root, with a clean environment.
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("chroot");
+        c.arg(&self.path)
+            .args(args)
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .env("HOME", "/root")
+            .env("LANG", "C.UTF-8")
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .env(
+                "CUTOVER_CLI_CONFIG",
+                "/var/lib/cutover-coordinator/pki/operators/admin.toml",
+            );
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        run(&mut self.cmd(args))
+    }
+
+    /// A daemon as its unit starts it: `ExecStartPre=`, then `ExecStart=`
+    /// as the unit's `User=` (setpriv, which execs as systemd does).
+    fn start_unit(&self, unit: &str, log: &Path) -> std::process::Child {
+        let text =
+            std::fs::read_to_string(self.file(&format!("/usr/lib/systemd/system/{unit}"))).unwrap();
+        let key = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(|v| v.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        };
+        let user = key("User=").map(|u| u[0].clone());
+        let as_user = |cmd: Vec<String>| -> Vec<String> {
+            match &user {
+                Some(u) => [
+                    "setpriv".to_string(),
+                    format!("--reuid={u}"),
+                    format!("--regid={u}"),
+                    "--init-groups".into(),
+                ]
+                .into_iter()
+                .chain(cmd)
+                .collect(),
+                None => cmd,
+            }
+        };
+        if let Some(pre) = key("ExecStartPre=") {
+            let pre = as_user(pre);
+            self.run(&pre.iter().map(String::as_str).collect::<Vec<_>>());
+        }
+        let start = as_user(key("ExecStart=").expect("ExecStart="));
+        let out = std::fs::File::create(log).unwrap();
+        self.cmd(&start.iter().map(String::as_str).collect::<Vec<_>>())
+            .env("CUTOVER_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap()
+    }
+
+    /// The processes whose root is this one.
+    fn processes(&self) -> Vec<u32> {
+        let me = std::fs::canonicalize(&self.path).unwrap_or(self.path.clone());
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+                (std::fs::read_link(e.path().join("root")).ok()? == me).then_some(pid)
+            })
+            .collect()
+    }
+}
+
+impl Drop for DebianRoot {
+    fn drop(&mut self) {
+        for pid in self.processes() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        if self.proc_mounted {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.file("/proc"))
+                .status();
+        }
+    }
+}
+
+/// Stops a daemon as `systemctl stop` does (SIGTERM), waiting for it.
+fn stop(mut child: std::process::Child, log: &Path) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = cutover_tests::poll(
+        "the daemon to stop",
+        std::time::Duration::from_secs(30),
+        || child.try_wait().unwrap(),
+    );
+    assert!(
+        status.success(),
+        "stopped with {status}:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// As an operator on a clean Debian machine: both packages installed
+/// with apt (their dependencies from Debian's mirror), the commands of
+/// docs/operator-guide.md (no sudo: a minimal Debian has none), the
+/// daemons started as their units start them, a host enrolled, two
+/// deployments, the host taken out of the fleet by the decommission
+/// runbook, then remove and purge, and a purged coordinator installed
+/// again starts a new cluster.
+#[test]
+fn with_apt_on_a_clean_debian_root_an_operator_installs_deploys_decommissions_and_purges() {
+    // Needs mmdebstrap and Debian's mirror (`.ci/run` installs it and
+    // requires it), besides the packaging tools.
+    if !cutover_tests::real_component("mmdebstrap")
+        || !cutover_tests::real_component("cargo-deb")
+        || !cutover_tests::real_component("dpkg-deb")
+    {
+        return;
+    }
+    use cutover_tests::release::{demo_tarball, free_port};
+    let work = tempfile::tempdir().unwrap();
+    let agent_deb = build_deb("cutover-agent", &["cutover-agent"], work.path());
+    let coord_deb = build_deb("cutover-coordinator", &["cutover"], work.path());
+    let r = DebianRoot::make(work.path().join("root"));
+    for deb in [&agent_deb, &coord_deb] {
+        std::fs::copy(
+            deb,
+            r.file(&format!(
+                "/tmp/{}",
+                deb.file_name().unwrap().to_string_lossy()
+            )),
+        )
+        .unwrap();
+    }
+    let deb_in_root = |deb: &Path| format!("/tmp/{}", deb.file_name().unwrap().to_string_lossy());
+    let (agent_pkg, coord_pkg) = (deb_in_root(&agent_deb), deb_in_root(&coord_deb));
+
+    // Install: apt resolves the dependencies (systemd) from the mirror.
+    let out = r.run(&[
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        &coord_pkg,
+        &agent_pkg,
+    ]);
+    assert!(out.contains("Next: create the cluster CA"), "{out}");
+    assert!(out.contains("Next: enroll this host"), "{out}");
+    let verify = r.run(&["dpkg", "--verify", "cutover-agent", "cutover-coordinator"]);
+    assert!(verify.trim().is_empty(), "dpkg --verify: {verify}");
+    assert!(
+        r.run(&["getent", "passwd", "cutover"])
+            .starts_with("cutover:")
+    );
+    assert!(!r.file("/var/log/cutover").exists(), "nothing logs there");
+    assert!(r.file("/usr/share/man/man1/cutover-deploy.1.gz").exists());
+
+    // The coordinator, configured and started as the guide says.
+    let port = free_port();
+    let conf = r.file("/etc/cutover/coordinator.toml");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.contains("listen = \"0.0.0.0:7443\""), "{text}");
+    std::fs::write(
+        &conf,
+        text.replace(
+            "listen = \"0.0.0.0:7443\"",
+            &format!("listen = \"127.0.0.1:{port}\"\nadvertise_url = \"https://127.0.0.1:{port}\""),
+        ),
+    )
+    .unwrap();
+    let init = r.run(&[
+        "runuser",
+        "-u",
+        "cutover",
+        "--",
+        "cutover",
+        "ca",
+        "init",
+        "--config",
+        "/etc/cutover/coordinator.toml",
+    ]);
+    let fingerprint = init
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .unwrap_or_else(|| panic!("no fingerprint in:\n{init}"))
+        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
+    let coord_log = work.path().join("coordinator.log");
+    let coordinator = r.start_unit("cutover-coordinator.service", &coord_log);
+    cutover_tests::poll(
+        "the coordinator to listen",
+        std::time::Duration::from_secs(30),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).ok(),
+    );
+    let log_text = std::fs::read_to_string(&coord_log).unwrap_or_default();
+    assert!(
+        !log_text.contains("made for another CA"),
+        "a misleading first-start line:\n{log_text}"
+    );
+    let who = r.run(&["cutover", "whoami"]);
+    assert!(who.contains("admin"), "{who}");
+
+    // A host enrolled as root, its agent started as its unit starts it.
+    let enroll_host = |id: &str| {
+        let token = r.run(&[
+            "cutover", "token", "create", "--labels", "role=web", "--ttl", "1h",
+        ]);
+        let token = token.lines().next().unwrap().trim().to_string();
+        let file = r.file("/root/web.token");
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let url = format!("https://127.0.0.1:{port}");
+        r.run(&[
+            "cutover-agent",
+            "enroll",
+            "--coordinator",
+            &url,
+            "--token-file",
+            "/root/web.token",
+            "--ca-fingerprint",
+            &fingerprint,
+            "--host-id",
+            id,
+        ]);
+        std::fs::remove_file(&file).unwrap();
+    };
+    enroll_host("web-1");
+    let agent_log = work.path().join("agent.log");
+    let agent = r.start_unit("cutover-agent.service", &agent_log);
+    cutover_tests::poll("web-1 ready", std::time::Duration::from_secs(30), || {
+        let out = r.cmd(&["cutover", "hosts", "-o", "json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v.as_array()?
+            .iter()
+            .any(|h| h["host"] == "web-1" && h["state"] == "ready")
+            .then_some(())
+    });
+
+    // Two deployments of a service run as `nobody` (the host's default
+    // policy refuses root), its artifact over HTTP.
+    let artifacts = work.path().join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let tarball = demo_tarball(&artifacts, "web.tar");
+    let server = cutover_tests::artifacts::ArtifactServer::start(artifacts.clone());
+    let app_port = free_port();
+    // This root has no CA certificates (`ca-certificates` is recommended,
+    // not required): an https artifact is refused by name; http works.
+    let https_refused = |out: &std::process::Output| {
+        String::from_utf8_lossy(&out.stdout).contains("install Debian's ca-certificates")
+    };
+    let mut tried_https = false;
+    for version in ["1.0.0", "1.0.0", "1.0.1"] {
+        std::fs::write(
+            r.file("/root/web.toml"),
+            format!(
+                r#"service = "web"
+[run]
+command = ["bin/demo-service", "--app-version", "{version}"]
+user = "nobody"
+[[listen]]
+name = "http"
+address = "127.0.0.1:{app_port}"
+[probes.readiness]
+http = {{ listener = "http", path = "/healthz" }}
+interval = "200ms"
+[swap]
+min_ready = "300ms"
+[strategy]
+kind = "rolling"
+[targets]
+selector = "role=web"
+"#
+            ),
+        )
+        .unwrap();
+        let scheme = if tried_https { "http" } else { "https" };
+        let url = format!("{scheme}://{}/web.tar", server.addr);
+        let out = r
+            .cmd(&[
+                "cutover",
+                "deploy",
+                "/root/web.toml",
+                "--version",
+                version,
+                "--artifact",
+                &url,
+                "--sha256",
+                &tarball.sha256,
+                "--watch",
+            ])
+            .output()
+            .unwrap();
+        if !tried_https {
+            tried_https = true;
+            assert!(
+                !out.status.success() && https_refused(&out),
+                "deploy over https without CA certificates: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            continue;
+        }
+        assert!(
+            out.status.success(),
+            "deploy {version}: {}{}\n{}\nagent:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&r.cmd(&["sh", "-c", "namei -l /var/lib/cutover/agent/services/web/releases/*/bin/demo-service; id nobody"]).output().unwrap().stdout),
+            std::fs::read_to_string(&agent_log).unwrap_or_default()
+        );
+        let (code, body) = cutover_tests::http_get(&format!("127.0.0.1:{app_port}"), "/")
+            .expect("the app answers");
+        assert_eq!(
+            (
+                code,
+                body.trim().starts_with(&format!("version={version} "))
+            ),
+            (200, true),
+            "{body}"
+        );
+    }
+    let services = r.run(&["cutover", "services", "-o", "json"]);
+    assert!(services.contains("1.0.1"), "{services}");
+
+    // The decommission runbook: drained and its services stopped, removed
+    // from the fleet, the agent stopped and purged.
+    r.run(&["cutover", "drain", "web-1", "--stop"]);
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", app_port)).is_err(),
+        "the app still listens after drain --stop"
+    );
+    r.run(&["cutover", "hosts", "remove", "web-1"]);
+    stop(agent, &agent_log);
+    r.run(&["apt-get", "purge", "-y", "cutover-agent"]);
+    assert!(!r.file("/usr/bin/cutover-agent").exists());
+    assert!(
+        !r.file("/var/lib/cutover").exists(),
+        "the host identity and releases go"
+    );
+    assert!(!r.file("/etc/cutover/agent.toml").exists());
+    assert!(
+        r.processes().iter().all(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            !comm.contains("demo-service")
+        }),
+        "an app outlived the decommission"
+    );
+    // Installed again, the host enrolls again (same id: the old one was
+    // removed), and its agent starts.
+    r.run(&[
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        &agent_pkg,
+    ]);
+    enroll_host("web-1");
+    let agent = r.start_unit("cutover-agent.service", &agent_log);
+    cutover_tests::poll("web-1 back", std::time::Duration::from_secs(30), || {
+        let out = r.cmd(&["cutover", "hosts", "-o", "json"]).output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v.as_array()?
+            .iter()
+            .any(|h| h["host"] == "web-1" && h["state"] == "ready")
+            .then_some(())
+    });
+    stop(agent, &agent_log);
+    stop(coordinator, &coord_log);
+
+    // Remove keeps the configs and the state: the cluster CA survives.
+    r.run(&[
+        "apt-get",
+        "remove",
+        "-y",
+        "cutover-coordinator",
+        "cutover-agent",
+    ]);
+    assert!(!r.file("/usr/bin/cutover").exists());
+    assert!(r.file("/etc/cutover/coordinator.toml").exists());
+    assert!(r.file("/var/lib/cutover-coordinator/pki/ca.key").exists());
+    assert!(r.file("/var/lib/cutover/agent/identity").exists());
+    // Purge takes everything; installed again, `ca init` makes a new CA.
+    r.run(&[
+        "apt-get",
+        "purge",
+        "-y",
+        "cutover-coordinator",
+        "cutover-agent",
+    ]);
+    for gone in [
+        "/var/lib/cutover-coordinator",
+        "/var/lib/cutover",
+        "/etc/cutover",
+    ] {
+        assert!(!r.file(gone).exists(), "{gone} is left after purge");
+    }
+    r.run(&[
+        "apt-get",
+        "install",
+        "-y",
+        "--no-install-recommends",
+        &coord_pkg,
+    ]);
+    let again = r.run(&[
+        "runuser",
+        "-u",
+        "cutover",
+        "--",
+        "cutover",
+        "ca",
+        "init",
+        "--config",
+        "/etc/cutover/coordinator.toml",
+    ]);
+    assert!(!again.contains(&fingerprint), "a new CA: {again}");
 }

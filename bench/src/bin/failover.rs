@@ -18,7 +18,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use cutover_bench::{arg, arg_u64, machine, write_results};
 use cutover_tests::ha::Ha;
@@ -100,8 +100,10 @@ fn rollout_moving_again(lease: &'static str, rounds: usize) -> anyhow::Result<Va
             let p = progress(&v);
             (p != first && v["progress"]["batch"].as_u64() >= Some(2)).then_some(p)
         });
-        ha.coords[before.index].proc.as_mut().unwrap().kill();
+        // Timed from the signal: `kill` returns once the process is reaped,
+        // which takes a while for one holding many connections.
         let killed = Instant::now();
+        ha.coords[before.index].proc.as_mut().unwrap().kill();
         let after = ha.leader(Duration::from_secs(60));
         leader_found.push(killed.elapsed().as_secs_f64());
         // The new leader's first answer shows the state as stored (the
@@ -149,19 +151,55 @@ fn rollout_moving_again(lease: &'static str, rounds: usize) -> anyhow::Result<Va
     }))
 }
 
-/// Live sessions on coordinator `i`, from its metrics (0 when it serves
-/// none: a standby, or down).
-fn sessions(ha: &Ha, i: usize) -> usize {
+/// Live sessions on coordinator `i`, from its metrics: 0 when it serves
+/// none (a standby has no metrics address), None when it does not answer
+/// within 300 ms (down, or too busy).
+fn sessions(ha: &Ha, i: usize) -> Option<usize> {
     let Ok(addr) = std::fs::read_to_string(ha.coords[i].state_dir.join("metrics.addr")) else {
-        return 0;
+        return Some(0);
     };
-    let Some((200, body)) = cutover_tests::http_get(addr.trim(), "/metrics") else {
-        return 0;
+    let (200, body) =
+        cutover_tests::http_get_within(addr.trim(), "/metrics", "", Duration::from_millis(300))?
+    else {
+        return None;
     };
     body.lines()
         .find_map(|l| l.strip_prefix("cutover_agent_sessions "))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0) as usize
+        .map(|v| v as usize)
+}
+
+/// Every coordinator's sessions, asked at once (one slow answer does not
+/// stall the others' samples).
+fn all_sessions(ha: &Ha) -> Vec<Option<usize>> {
+    std::thread::scope(|s| {
+        let asks: Vec<_> = (0..ha.coords.len())
+            .map(|i| s.spawn(move || sessions(ha, i)))
+            .collect();
+        asks.into_iter().map(|a| a.join().ok().flatten()).collect()
+    })
+}
+
+/// The new leader's log lines about taking over, as seconds after `since`.
+fn takeover_lines(ha: &Ha, i: usize, since: SystemTime) -> Vec<Value> {
+    let log = ha.coords[i]
+        .proc
+        .as_ref()
+        .map(|p| p.log_text())
+        .unwrap_or_default();
+    log.lines()
+        .filter(|l| {
+            ["leads", "takeover", "coordinator listening", "resumed"]
+                .iter()
+                .any(|k| l.contains(k))
+        })
+        .filter_map(|l| {
+            let (stamp, rest) = l.split_once(' ')?;
+            let at = humantime::parse_rfc3339_weak(stamp).ok()?;
+            let t = at.duration_since(since).ok()?.as_secs_f64();
+            Some(serde_json::json!({"t": t, "line": rest.trim()}))
+        })
+        .collect()
 }
 
 fn agents_back(lease: &'static str, n: usize) -> anyhow::Result<Value> {
@@ -216,15 +254,15 @@ fn agents_back(lease: &'static str, n: usize) -> anyhow::Result<Value> {
         if let Some(status) = workers.iter_mut().find_map(|w| w.try_wait().ok().flatten()) {
             panic!("a simulated-agent worker exited ({status}) before its agents connected");
         }
-        (sessions(&ha, leader.index) >= n).then_some(())
+        (sessions(&ha, leader.index).unwrap_or(0) >= n).then_some(())
     });
     println!(
         "{n} simulated agents connected to {}; settling 5 s",
         ha.coords[leader.index].name
     );
     std::thread::sleep(Duration::from_secs(5));
+    let (killed, killed_at) = (Instant::now(), SystemTime::now());
     ha.coords[leader.index].proc.as_mut().unwrap().kill();
-    let killed = Instant::now();
     // The sessions on each coordinator, every 250 ms, until all are back
     // on one (where the time goes: the lease, the takeover, the herd).
     let mut timeline = Vec::new();
@@ -232,12 +270,16 @@ fn agents_back(lease: &'static str, n: usize) -> anyhow::Result<Value> {
         "every agent on one coordinator",
         Duration::from_secs(300),
         || {
-            let counts: Vec<usize> = (0..ha.coords.len()).map(|i| sessions(&ha, i)).collect();
             let t = killed.elapsed().as_secs_f64();
+            let counts = all_sessions(&ha);
             timeline.push(serde_json::json!({"t": t, "sessions": counts.clone()}));
-            println!("  {t:5.2}s sessions {counts:?}");
-            std::thread::sleep(Duration::from_millis(250));
-            counts.iter().position(|c| *c >= n)
+            let shown: Vec<String> = counts
+                .iter()
+                .map(|c| c.map_or("-".into(), |c| c.to_string()))
+                .collect();
+            println!("  {t:5.2}s sessions [{}]", shown.join(", "));
+            std::thread::sleep(Duration::from_millis(200));
+            counts.iter().position(|c| c.is_some_and(|c| c >= n))
         },
     );
     let back = killed.elapsed().as_secs_f64();
@@ -252,11 +294,20 @@ fn agents_back(lease: &'static str, n: usize) -> anyhow::Result<Value> {
         "{n} agents back on {} (term {}) {back:.2}s after the leader's death (its first session {leader_seen:.2}s after; lease {lease})",
         ha.coords[after.index].name, after.term
     );
+    let takeover = takeover_lines(&ha, after.index, killed_at);
+    println!("the new leader's takeover (seconds after the kill):");
+    for l in &takeover {
+        println!(
+            "  {:5.2}s {}",
+            l["t"].as_f64().unwrap_or(0.0),
+            l["line"].as_str().unwrap_or("")
+        );
+    }
     for mut w in workers {
         let _ = w.kill();
         let _ = w.wait();
     }
     Ok(
-        serde_json::json!({"agents": n, "back_s": back, "first_session_on_new_leader_s": leader_seen, "timeline": timeline}),
+        serde_json::json!({"agents": n, "back_s": back, "first_session_on_new_leader_s": leader_seen, "takeover": takeover, "timeline": timeline}),
     )
 }

@@ -354,6 +354,13 @@ const MIGRATIONS: &[&str] = &[
         last_seen TIMESTAMPTZ NOT NULL
     );
     "#,
+    // The lease holder's database session (its backend's pid and start):
+    // a standby that finds it ended takes over at once (crate::leader).
+    r#"
+    ALTER TABLE cutover_leader
+        ADD COLUMN holder_pid INTEGER NOT NULL DEFAULT 0,
+        ADD COLUMN holder_session TIMESTAMPTZ;
+    "#,
 ];
 
 fn migrate(client: &mut postgres::Client) -> Result<(), postgres::Error> {

@@ -809,6 +809,51 @@ async fn on_postgres_the_lease_passes_on_with_a_new_term_and_the_old_terms_write
     assert_eq!(count(&sb, "SELECT COUNT(*) FROM commands"), 0);
 }
 
+/// A leader whose database session ends (its process died) is replaced at
+/// once, not when its lease runs out; while the session lives, the
+/// standby's checks leave it the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_a_leader_whose_session_ended_is_replaced_before_its_lease_runs_out() {
+    use crate::leader::{Lease, LeaseState, Member};
+    use std::time::{Duration, Instant};
+    let Some(pg) = ThrowawayPg::start_or_skip() else {
+        return;
+    };
+    pg.create_db("gone");
+    let t = PgTarget::new(&pg.url("gone"), Some(&pg.password_file()), None).unwrap();
+    Store::open_at(&Location::Postgres(t.clone())).unwrap();
+    // A lease far longer than this test may take.
+    let ttl = Duration::from_secs(120);
+    let a = Lease::start(t.clone(), Member::new("a", "https://a.example:7443"), ttl).unwrap();
+    let term_a = tokio::time::timeout(Duration::from_secs(10), a.leading())
+        .await
+        .expect("a leads");
+    let b = Lease::start(t.clone(), Member::new("b", "https://b.example:7443"), ttl).unwrap();
+    let mut bw = b.watch();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(
+            &*bw.borrow_and_update(),
+            LeaseState::Standby { leader: Some(_) }
+        ) {
+            bw.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("b stands by");
+    // Several of b's checks (a quarter of a second each): a keeps it.
+    let kept = tokio::time::timeout(Duration::from_secs(2), bw.changed()).await;
+    assert!(kept.is_err(), "b changed while a led: {:?}", b.state());
+    assert!(matches!(a.state(), LeaseState::Leader { term, .. } if term == term_a));
+    // a's process ends: its session with it.
+    let died = Instant::now();
+    drop(a);
+    let term_b = tokio::time::timeout(Duration::from_secs(30), b.leading())
+        .await
+        .expect("b takes over long before a's lease of 2 minutes runs out");
+    assert_eq!(term_b, term_a + 1);
+    assert!(died.elapsed() < ttl / 4, "{:?}", died.elapsed());
+}
+
 /// A leader's long transaction (a large group commit under load) holds up
 /// neither its own renewals nor the standbys' rounds: the lease stays
 /// with it. (Standbys that locked the lease row each round queued the
