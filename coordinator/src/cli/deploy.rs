@@ -481,6 +481,9 @@ pub(super) async fn status_cmd(client: &ClientArgs, id: String, output: Format) 
                 if !d.blocked_on.is_empty() {
                     println!("now: {}", d.blocked_on);
                 }
+                if !s.reason.is_empty() {
+                    println!("why: {}", s.reason);
+                }
                 let rows: Vec<Vec<String>> = s
                     .hosts
                     .iter()

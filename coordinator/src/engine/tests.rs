@@ -450,6 +450,67 @@ fn pause_holds_the_next_batch_and_resume_releases_it() {
     assert!(matches!(out.as_slice(), [Effect::Activate { host, .. }] if host == "web-2"));
 }
 
+/// A pause shows in `status` ("now: ...") whatever the phase: while
+/// staging, mid-batch, and during a canary's bake (which used to say
+/// "waiting 0s more" for ever).
+#[test]
+fn a_pause_is_shown_while_staging_mid_batch_and_during_a_bake() {
+    let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);
+    let q = r.step(Event::Start, 0);
+    r.step(Event::Pause, 1);
+    let now = r.blocked_on(1).unwrap();
+    assert_eq!(
+        now,
+        "paused by an operator: 0/2 hosts staged, staging goes on, no batch starts; `cutover resume d1` to go on"
+    );
+    for e in &q {
+        assert!(r.step(ok(e), 2).is_empty(), "paused: no batch starts");
+    }
+    let now = r.blocked_on(2).unwrap();
+    assert!(
+        now.starts_with("paused by an operator: 2/2 hosts staged, no batch"),
+        "{now}"
+    );
+    let a = r.step(Event::Resume, 3);
+    assert!(matches!(a.as_slice(), [Effect::Activate { host, .. }] if host == "web-1"));
+    r.step(Event::Pause, 4);
+    let now = r.blocked_on(4).unwrap();
+    assert!(
+        now.starts_with(
+            "paused by an operator: batch 1/2 finishes (0/1 hosts healthy), then no batch starts"
+        ),
+        "{now}"
+    );
+    assert!(r.step(ok(&a[0]), 5).is_empty());
+    let now = r.blocked_on(5).unwrap();
+    assert!(
+        now.starts_with("paused by an operator after batch 1/2"),
+        "{now}"
+    );
+
+    let mut c = rollout(CANARY, 4);
+    let e = c.step(Event::Start, 0);
+    answer_all(&mut c, e, 1);
+    c.step(Event::Pause, 2);
+    // The bake's end passes: nothing moves, and the view says paused.
+    assert!(c.step(Event::Tick, 120_000).is_empty());
+    let now = c.blocked_on(120_000).unwrap();
+    assert!(
+        now.starts_with("step 1/3: paused by an operator") && !now.contains("waiting"),
+        "{now}"
+    );
+    let refused = c.refuses(&Event::Promote).unwrap();
+    assert!(
+        refused.contains("is paused: `cutover resume d1` first"),
+        "{refused}"
+    );
+    c.step(Event::Resume, 120_001);
+    assert_eq!(c.refuses(&Event::Promote), None);
+    c.step(Event::Tick, 120_002);
+    let now = c.blocked_on(120_002).unwrap();
+    assert!(now.contains("analysing"), "{now}");
+}
+
 #[test]
 fn abort_reverts_and_ends_as_aborted() {
     let mut r = rollout("[strategy]\nmax_unavailable = 1\n", 2);

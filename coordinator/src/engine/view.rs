@@ -71,6 +71,63 @@ impl Rollout {
 
     /// Why the rollout is not moving, for `cutover status`.
     pub fn blocked_on(&self, now: i64) -> Option<String> {
+        let unpaused = self.blocked_on_unpaused(now);
+        if !self.paused {
+            return unpaused;
+        }
+        // A pause shows whatever the phase: what goes on, what waits.
+        let resume = format!("`cutover resume {}` to go on", self.id);
+        match &self.phase {
+            Phase::Staging => {
+                let staged = self
+                    .hosts
+                    .values()
+                    .filter(|p| matches!(p, HostPhase::Staged))
+                    .count();
+                let staging = if staged < self.hosts.len() {
+                    ", staging goes on"
+                } else {
+                    ""
+                };
+                Some(format!(
+                    "paused by an operator: {staged}/{} hosts staged{staging}, no batch starts; {resume}",
+                    self.hosts.len()
+                ))
+            }
+            Phase::Stopping => Some(format!(
+                "paused by an operator: the old release keeps running; {resume}"
+            )),
+            Phase::Activating { batch } => {
+                let hosts = &self.batches[*batch];
+                let done = hosts
+                    .iter()
+                    .filter(|h| matches!(self.hosts[*h], HostPhase::Done { .. }))
+                    .count();
+                Some(if done == hosts.len() {
+                    format!(
+                        "paused by an operator after batch {}/{}; {resume}",
+                        batch + 1,
+                        self.batches.len()
+                    )
+                } else {
+                    format!(
+                        "paused by an operator: batch {}/{} finishes ({done}/{} hosts healthy), then no batch starts; {resume}",
+                        batch + 1,
+                        self.batches.len(),
+                        hosts.len()
+                    )
+                })
+            }
+            Phase::Waiting { batch, .. } => Some(format!(
+                "step {}/{}: paused by an operator (the bake does not end, nothing is promoted); {resume}",
+                batch + 1,
+                self.batches.len()
+            )),
+            _ => unpaused,
+        }
+    }
+
+    fn blocked_on_unpaused(&self, now: i64) -> Option<String> {
         match &self.phase {
             Phase::Staging if self.awaiting_approval => Some(format!(
                 "waiting for approval: `cutover approve {}` by an operator other than the submitter",
@@ -90,9 +147,6 @@ impl Rollout {
                     .iter()
                     .filter(|h| matches!(self.hosts[*h], HostPhase::Done { .. }))
                     .count();
-                if self.paused && done == hosts.len() {
-                    return Some("paused by an operator: `cutover resume` to go on".into());
-                }
                 let oldest = hosts
                     .iter()
                     .filter_map(|h| match self.hosts[h] {
@@ -172,6 +226,11 @@ impl Rollout {
             Event::Promote if !matches!(self.phase, Phase::Waiting { .. }) => Some(format!(
                 "nothing waits for a promote: deployment {id} is {}",
                 self.phase.name()
+            )),
+            // Promoted while paused, the next step would be held, and the
+            // promote lost (a manual step would wait for another).
+            Event::Promote if self.paused => Some(format!(
+                "deployment {id} is paused: `cutover resume {id}` first, then promote"
             )),
             Event::Resume if !self.paused => Some(format!("deployment {id} is not paused")),
             Event::Approve { .. } if !self.awaiting_approval => Some(match &self.approved_by {
