@@ -513,3 +513,11 @@ mod key_tests {
         assert!(!cert_matches_key(&der, &other));
     }
 }
+
+/// When a DER certificate expires, Unix seconds (None: not a certificate).
+pub fn not_after_secs(cert_der: &[u8]) -> Option<i64> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    X509Certificate::from_der(cert_der)
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
+}

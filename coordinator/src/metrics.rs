@@ -59,6 +59,45 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabel {
+    certificate: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabel {
+    service: String,
+}
+
+/// How long a drift count is reused: counting reads the recent
+/// deployments of every service, too much for every scrape.
+const DRIFT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `cutover_build_info` and `cutover_leader`, which every coordinator
+/// serves, a standby too.
+fn register_identity(registry: &mut Registry, build: &Family<VersionLabel, Gauge>, leader: &Gauge) {
+    build
+        .get_or_create(&VersionLabel {
+            version: env!("CARGO_PKG_VERSION").into(),
+        })
+        .set(1);
+    registry.register(
+        "build_info",
+        "1, with this coordinator's version",
+        build.clone(),
+    );
+    registry.register(
+        "leader",
+        "1 on the coordinator that leads (always, with the SQLite store); 0 on a standby",
+        leader.clone(),
+    );
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StrategyLabel {
     strategy: String,
 }
@@ -85,6 +124,12 @@ pub struct Metrics {
     dora_restore: FloatGauge,
     leader_term: Gauge,
     leader_since: Gauge,
+    build_info: Family<VersionLabel, Gauge>,
+    leader: Gauge,
+    certificate_expiry: Family<CertificateLabel, Gauge>,
+    drifted: Family<ServiceLabel, Gauge>,
+    /// When the drift was last counted.
+    drift_counted: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -112,8 +157,26 @@ impl Default for Metrics {
             dora_restore: FloatGauge::default(),
             leader_term: Gauge::default(),
             leader_since: Gauge::default(),
+            build_info: Family::default(),
+            leader: Gauge::default(),
+            certificate_expiry: Family::default(),
+            drifted: Family::default(),
+            drift_counted: Default::default(),
             registry: Registry::default(),
         };
+        register_identity(&mut registry, &m.build_info, &m.leader);
+        m.leader.set(1);
+        registry.register_with_unit(
+            "certificate_expiry_timestamp",
+            "When a certificate expires (Unix time): the cluster CA (`ca`), this coordinator's server certificate (`server`), the host certificate that expires first (`host_soonest`; hosts renew theirs by themselves)",
+            Unit::Seconds,
+            m.certificate_expiry.clone(),
+        );
+        registry.register(
+            "hosts_drifted",
+            "Hosts whose service differs from what Cutover left there (files changed in its release, or another release running), by service; counted at most once a minute",
+            m.drifted.clone(),
+        );
         registry.register("hosts", "Enrolled hosts by state", m.hosts.clone());
         registry.register("agent_sessions", "Agents connected now", m.sessions.clone());
         registry.register(
@@ -220,6 +283,20 @@ fn strategy_name(s: cutover_common::deploy::StrategyKind) -> String {
 }
 
 impl Metrics {
+    /// The expiry of the CA's and this coordinator's certificates, as
+    /// loaded at start.
+    pub fn certificates(&self, ca_der: &[u8], server_der: &[u8]) {
+        for (name, der) in [("ca", ca_der), ("server", server_der)] {
+            if let Some(secs) = cutover_common::pki::not_after_secs(der) {
+                self.certificate_expiry
+                    .get_or_create(&CertificateLabel {
+                        certificate: name.into(),
+                    })
+                    .set(secs);
+            }
+        }
+    }
+
     /// This coordinator leads `term` from now.
     pub fn leading(&self, term: u64) {
         self.leader_term.set(term as i64);
@@ -247,6 +324,10 @@ impl Metrics {
                 kind: kind.into(),
             });
         }
+        // At 0 until counted (at most a minute later).
+        let _ = self.drifted.get_or_create(&ServiceLabel {
+            service: service.into(),
+        });
     }
 
     /// A rollout of `service` in `environment` started.
@@ -330,6 +411,20 @@ impl Metrics {
                 .set(n);
         }
         self.sessions.set(app.fleet.sessions() as i64);
+        let soonest = app
+            .fleet
+            .map_hosts(|r, _, _, _| r.cert_not_after)
+            .into_iter()
+            .filter(|ms| *ms > 0)
+            .min();
+        if let Some(ms) = soonest {
+            self.certificate_expiry
+                .get_or_create(&CertificateLabel {
+                    certificate: "host_soonest".into(),
+                })
+                .set(ms / 1000);
+        }
+        self.count_drift(app).await;
         self.deployments_active.set(app.rollouts.running() as i64);
         self.commands_in_flight
             .set((app.commands.in_flight() + app.rollouts.commands_in_flight()) as i64);
@@ -345,6 +440,63 @@ impl Metrics {
                     .map_or(0.0, |s| s.median_ms as f64 / 1000.0),
             );
         }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+}
+
+impl Metrics {
+    /// Refreshes `hosts_drifted` when it was counted over a minute ago:
+    /// the same drift `cutover hosts` and `cutover drift` show.
+    async fn count_drift(&self, app: &Arc<App>) {
+        {
+            let mut last = self.drift_counted.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < DRIFT_EVERY) {
+                return;
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let Ok(counts) = crate::grpc::control::drift_by_service(app).await else {
+            return;
+        };
+        // Services that drifted before and not now go back to 0.
+        self.drifted.clear();
+        for (service, n) in counts {
+            self.drifted.get_or_create(&ServiceLabel { service }).set(n);
+        }
+    }
+}
+
+/// What a standby serves at `/metrics`: that it is one, its version, and
+/// the term of the leader it sees.
+#[derive(Debug)]
+pub struct StandbyMetrics {
+    registry: Registry,
+    leader_term: Gauge,
+}
+
+impl Default for StandbyMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("cutover");
+        let (build, leader, leader_term) = (Family::default(), Gauge::default(), Gauge::default());
+        register_identity(&mut registry, &build, &leader);
+        registry.register(
+            "leader_term",
+            "The leader term this coordinator acts in; on a standby, the term of the leader it sees (0: none)",
+            leader_term.clone(),
+        );
+        StandbyMetrics {
+            registry,
+            leader_term,
+        }
+    }
+}
+
+impl StandbyMetrics {
+    pub fn render(&self, term: u64) -> String {
+        self.leader_term.set(term as i64);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
@@ -389,20 +541,34 @@ fn wants_openmetrics(accept: Option<&str>) -> bool {
 /// bounds of an endpoint anyone on the network can reach
 /// ([`cutover_common::net::HttpLimits`]).
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: CancellationToken) {
+    serve_rendered(listener, shutdown, move || {
+        let app = app.clone();
+        async move { app.metrics.render(&app).await }
+    })
+    .await
+}
+
+/// Serves `GET /metrics` with what `render` makes (OpenMetrics text), in
+/// the format the scraper asks for.
+pub async fn serve_rendered<F, Fut>(listener: TcpListener, shutdown: CancellationToken, render: F)
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send + 'static,
+{
     cutover_common::net::serve_http(
         listener,
         cutover_common::net::HttpLimits::default(),
         shutdown,
         "metrics",
         move |_peer, req: Request<Incoming>| {
-            let app = app.clone();
+            let render = render.clone();
             async move {
                 let (status, ctype, body) = if req.uri().path() == "/metrics" {
                     let accept = req
                         .headers()
                         .get(hyper::header::ACCEPT)
                         .and_then(|v| v.to_str().ok());
-                    let om = app.metrics.render(&app).await;
+                    let om = render().await;
                     if wants_openmetrics(accept) {
                         (
                             StatusCode::OK,

@@ -316,6 +316,36 @@ impl Server {
                 let _ = cutover_common::sdnotify::notify(&format!(
                     "READY=1\nSTATUS=standby at {url}: waiting to lead"
                 ));
+                // Its own few metrics until it leads (that it stands by,
+                // its version, the leader's term), on the leader's port.
+                let standby_metrics = match cfg.metrics_listen {
+                    Some(addr) => {
+                        let (l, bound) = bind_metrics(&cfg, addr).await?;
+                        tracing::info!(%bound, "metrics at http://{bound}/metrics (a standby's)");
+                        let stop = CancellationToken::new();
+                        let (m, state) = (
+                            Arc::new(crate::metrics::StandbyMetrics::default()),
+                            lease.watch(),
+                        );
+                        let task = tokio::spawn(crate::metrics::serve_rendered(
+                            l,
+                            stop.clone(),
+                            move || {
+                                let term = match &*state.borrow() {
+                                    crate::leader::LeaseState::Standby { leader: Some(l) } => {
+                                        l.term
+                                    }
+                                    crate::leader::LeaseState::Leader { term, .. } => *term,
+                                    _ => 0,
+                                };
+                                let m = m.clone();
+                                async move { m.render(term) }
+                            },
+                        ));
+                        Some((stop, task))
+                    }
+                    None => None,
+                };
                 let handover = crate::standby::serve_until_leader(
                     &listener,
                     Arc::new(tls.clone()),
@@ -327,6 +357,11 @@ impl Server {
                 .await
                 .ok_or_else(|| store::StoreError::Batch("the leader lease stopped".into()))?;
                 let term = handover.term;
+                // Its port is the leader's metrics' from now on.
+                if let Some((stop, task)) = standby_metrics {
+                    stop.cancel();
+                    let _ = task.await;
+                }
                 // Every write from now on checks the term in its transaction.
                 store.fence(term);
                 tracing::info!(term, "this coordinator leads; taking over");
@@ -341,6 +376,14 @@ impl Server {
                 )
             }
         };
+        let (ca_der, server_der) = (
+            ca.cert_der().to_vec(),
+            server_id
+                .chain
+                .first()
+                .map(|c| c.to_vec())
+                .unwrap_or_default(),
+        );
         // Read once leading: a standby's view would be stale.
         let hosts = store.with(|c| store::list_hosts(c))?;
         let host_count = hosts.len();
@@ -366,6 +409,7 @@ impl Server {
             app.metrics.leading(l.term);
             held_lease = Some(lease);
         }
+        app.metrics.certificates(&ca_der, &server_der);
         let _ = app.notifier.set(crate::notify::Notifier::start(&app)?);
         match app.store.call(|c| store::deployed_services(c)).await {
             Ok(known) => {
@@ -399,18 +443,7 @@ impl Server {
             tokio::spawn(roll_ticket_keys(t, shutdown.clone()));
         }
         if let Some(addr) = app.cfg.metrics_listen {
-            let l = crate::metrics::bind(addr)
-                .await
-                .map_err(|source| ServeError::Bind { addr, source })?;
-            let bound = l
-                .local_addr()
-                .map_err(|source| ServeError::Bind { addr, source })?;
-            let file = app.cfg.state_dir.join("metrics.addr");
-            cutover_common::fsutil::write_atomic(&file, format!("{bound}\n").as_bytes(), 0o644)
-                .map_err(|source| ServeError::Write {
-                    path: file.clone(),
-                    source,
-                })?;
+            let (l, bound) = bind_metrics(&app.cfg, addr).await?;
             tracing::info!(%bound, "metrics at http://{bound}/metrics");
             tokio::spawn(crate::metrics::serve(app.clone(), l, shutdown.clone()));
         }
@@ -492,6 +525,28 @@ impl Server {
             _lease: held_lease,
         })
     }
+}
+
+/// Binds `metrics_listen` and writes the address bound to
+/// `state_dir/metrics.addr`.
+async fn bind_metrics(
+    cfg: &CoordinatorConfig,
+    addr: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let l = crate::metrics::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = l
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let file = cfg.state_dir.join("metrics.addr");
+    cutover_common::fsutil::write_atomic(&file, format!("{bound}\n").as_bytes(), 0o644).map_err(
+        |source| ServeError::Write {
+            path: file.clone(),
+            source,
+        },
+    )?;
+    Ok((l, bound))
 }
 
 /// Connections without a client certificate (hosts enrolling) open at

@@ -336,6 +336,41 @@ fn a_standby_refuses_operators_and_agents_naming_the_leader() {
     // The standby's own log says it stands by.
     let log = ha.coords[standby].proc.as_ref().unwrap().log_text();
     assert!(log.contains("standing by"), "{log}");
+    // Every coordinator serves /metrics: the leader everything with
+    // cutover_leader 1, each standby cutover_leader 0 and the term of
+    // the leader it sees (so `up` and the no-leader alert mean something).
+    let mut leading = 0.0;
+    for (i, co) in ha.coords.iter().enumerate() {
+        let addr = std::fs::read_to_string(co.state_dir.join("metrics.addr")).unwrap();
+        let (code, body) = cutover_tests::http_get(addr.trim(), "/metrics").expect("metrics");
+        assert_eq!(code, 200, "{}: {body}", co.name);
+        let samples: std::collections::BTreeMap<String, f64> = body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+            .collect();
+        let is_leader = i == leader.index;
+        assert_eq!(
+            samples["cutover_leader"],
+            if is_leader { 1.0 } else { 0.0 },
+            "{}: {body}",
+            co.name
+        );
+        assert_eq!(
+            samples["cutover_leader_term"], leader.term as f64,
+            "{}: {body}",
+            co.name
+        );
+        assert!(body.contains("cutover_build_info{version=\""), "{body}");
+        assert_eq!(
+            samples.contains_key("cutover_agent_sessions"),
+            is_leader,
+            "{body}"
+        );
+        leading += samples["cutover_leader"];
+    }
+    assert_eq!(leading, 1.0);
 }
 
 /// A canary waiting for its promote and a blue/green switch in progress,

@@ -181,6 +181,34 @@ fn metrics_scrape_parses_and_moves_when_deployments_run() {
         0.0
     );
     assert_eq!(get(&before, "cutover_hosts{state=\"lost\"}"), 0.0);
+    // Who and what: the version, leading (alone, on SQLite), and when the
+    // certificates run out (the CA in ten years, the server's and the
+    // hosts' within their TTLs).
+    assert_eq!(get(&before, "cutover_leader"), 1.0);
+    assert!(
+        text.contains(&format!(
+            "cutover_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let expiry = |c: &str| {
+        get(
+            &before,
+            &format!("cutover_certificate_expiry_timestamp_seconds{{certificate=\"{c}\"}}"),
+        ) - now
+    };
+    assert!(expiry("ca") > 9.0 * 365.0 * 86400.0, "{text}");
+    for c in ["server", "host_soonest"] {
+        assert!(
+            expiry(c) > 0.0 && expiry(c) < 400.0 * 86400.0,
+            "{c}: {text}"
+        );
+    }
 
     let rolling = "kind = \"rolling\"\nmax_unavailable = 1";
     let (_, code) = f.deploy(&f.spec("1", &[], rolling, ""), "1");
@@ -216,6 +244,7 @@ fn metrics_scrape_parses_and_moves_when_deployments_run() {
     );
     assert_eq!(get(&after, "cutover_dora_change_failure_ratio"), 0.5);
     assert_eq!(get(&after, "cutover_hosts{state=\"ready\"}"), 2.0);
+    assert_eq!(get(&after, "cutover_hosts_drifted{service=\"web\"}"), 0.0);
 
     // Each agent serves its host's view at /metrics on its readiness
     // port, in the text format promtool checks.
@@ -335,6 +364,14 @@ fn a_host_whose_release_was_changed_by_hand_shows_as_drifted() {
         "{}",
         of("web-2")
     );
+    // The metric an alert watches counts both (its first count here).
+    let (samples, text) = f.cluster.metrics();
+    assert!(
+        samples
+            .iter()
+            .any(|(s, v)| s == "cutover_hosts_drifted{service=\"web\"}" && *v == 2.0),
+        "{text}"
+    );
     let hosts = f.cutover(&["hosts"]);
     assert!(
         hosts.stdout.contains("yes: web (cutover drift)"),
@@ -350,4 +387,104 @@ fn a_host_whose_release_was_changed_by_hand_shows_as_drifted() {
             .contains("no drift")
             .then_some(())
     });
+}
+
+/// The example alerts of docs/metrics.md, as an operator copies them:
+/// `promtool check rules` accepts them, and `promtool test rules` shows
+/// the main ones fire when they should and not otherwise: the first
+/// automatic rollback after a restart (its counter exported from zero),
+/// no coordinator leading (every one a standby) but not while one leads,
+/// leadership flapping, a certificate near its end.
+#[test]
+fn the_documented_alerts_are_valid_and_fire_when_they_should() {
+    if !cutover_tests::real_component("promtool") {
+        return;
+    }
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md"),
+    )
+    .unwrap();
+    let after = &doc[doc
+        .find("## Example alerts")
+        .expect("an Example alerts section")..];
+    let start = after.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let rules = &after[start..start + after[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("alerts.yml"), rules).unwrap();
+    let tests = r#"rule_files: [alerts.yml]
+evaluation_interval: 15s
+tests:
+  - interval: 15s
+    input_series:
+      - series: 'cutover_rollbacks_total{job="cutover",service="web",environment="production",kind="auto"}'
+        values: '0 0 0 1 1 1 1 1'
+      - series: 'cutover_leader{job="cutover",instance="c1"}'
+        values: '0x20'
+      - series: 'cutover_leader{job="cutover",instance="c2"}'
+        values: '0x20'
+      - series: 'cutover_leader_term{job="cutover",instance="c1"}'
+        values: '1 2 3 4 5 5 5 5'
+      - series: 'cutover_certificate_expiry_timestamp_seconds{job="cutover",certificate="server"}'
+        values: '1000000x20'
+      - series: 'cutover_certificate_expiry_timestamp_seconds{job="cutover",certificate="ca"}'
+        values: '315360000x20'
+    alert_rule_test:
+      - eval_time: 1m
+        alertname: CutoverAutomaticRollback
+        exp_alerts:
+          - exp_labels: {job: cutover, service: web, environment: production, kind: auto}
+            exp_annotations:
+              summary: "web (production) rolled back by itself: cutover history web"
+      - eval_time: 3m
+        alertname: CutoverNoLeader
+        exp_alerts:
+          - exp_labels: {}
+            exp_annotations:
+              summary: "no coordinator leads: cutover coordinators; journalctl -u cutover-coordinator on each (can they reach the database?)"
+      - eval_time: 2m
+        alertname: CutoverLeadershipFlapping
+        exp_alerts:
+          - exp_labels: {}
+            exp_annotations:
+              summary: "leadership changed 4 times in an hour: see the failover runbook"
+      - eval_time: 1m
+        alertname: CutoverCertificateExpiring
+        exp_alerts:
+          - exp_labels: {job: cutover, certificate: server}
+            exp_annotations:
+              summary: "the server certificate expires in under two weeks: docs/security.md"
+  - interval: 15s
+    input_series:
+      - series: 'cutover_leader{job="cutover",instance="c1"}'
+        values: '1x20'
+      - series: 'cutover_leader{job="cutover",instance="c2"}'
+        values: '0x20'
+      - series: 'cutover_rollbacks_total{job="cutover",service="web",environment="production",kind="auto"}'
+        values: '0x20'
+    alert_rule_test:
+      - eval_time: 3m
+        alertname: CutoverNoLeader
+        exp_alerts: []
+      - eval_time: 3m
+        alertname: CutoverAutomaticRollback
+        exp_alerts: []
+"#;
+    std::fs::write(dir.path().join("tests.yml"), tests).unwrap();
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "tests.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}\nrules:\n{rules}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

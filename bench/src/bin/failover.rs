@@ -152,8 +152,8 @@ fn rollout_moving_again(lease: &'static str, rounds: usize) -> anyhow::Result<Va
 }
 
 /// Live sessions on coordinator `i`, from its metrics: 0 when it serves
-/// none (a standby has no metrics address), None when it does not answer
-/// within 300 ms (down, or too busy).
+/// none (a standby's metrics have no sessions), None when it does not
+/// answer within 300 ms (down, or too busy).
 fn sessions(ha: &Ha, i: usize) -> Option<usize> {
     let Ok(addr) = std::fs::read_to_string(ha.coords[i].state_dir.join("metrics.addr")) else {
         return Some(0);
@@ -163,10 +163,12 @@ fn sessions(ha: &Ha, i: usize) -> Option<usize> {
     else {
         return None;
     };
-    body.lines()
-        .find_map(|l| l.strip_prefix("cutover_agent_sessions "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as usize)
+    Some(
+        body.lines()
+            .find_map(|l| l.strip_prefix("cutover_agent_sessions "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .map_or(0, |v| v as usize),
+    )
 }
 
 /// Every coordinator's sessions, asked at once (one slow answer does not

@@ -19,6 +19,30 @@ pub struct ControlSvc {
     pub app: Arc<App>,
 }
 
+/// Hosts drifted, by service, across the fleet: what `cutover hosts`
+/// shows in DRIFT, counted (for `cutover_hosts_drifted`).
+pub async fn drift_by_service(
+    app: &App,
+) -> Result<std::collections::BTreeMap<String, i64>, store::StoreError> {
+    let mut hosts: Vec<pb::HostInfo> = app
+        .fleet
+        .list(&Selector::default())
+        .into_iter()
+        .map(host_info)
+        .collect();
+    add_drift(app, &mut hosts).await?;
+    let mut out = std::collections::BTreeMap::new();
+    for h in &hosts {
+        for s in &h.services {
+            let n = out.entry(s.service.clone()).or_insert(0);
+            if !s.drift.is_empty() {
+                *n += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Fills in each service's drift: what its agent reports (files changed in
 /// the release), and a release other than the one Cutover left there.
 async fn add_drift(app: &App, hosts: &mut [pb::HostInfo]) -> Result<(), store::StoreError> {
