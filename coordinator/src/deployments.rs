@@ -311,6 +311,18 @@ pub fn plan_rollback(
     }))
 }
 
+/// The spec an operator's rollback runs: the way back waits for nobody.
+/// No approval, no canary pause (manual or timed) and no analysis: the
+/// version it goes back to already ran here. (Windows and the promotion
+/// gate pass rollbacks too, in `rollout::submit`.)
+pub fn unheld(spec: &mut cutover_common::deploy::DeploySpec) {
+    spec.targets.approval = false;
+    for step in &mut spec.strategy.steps {
+        step.pause = None;
+        step.analysis = false;
+    }
+}
+
 /// Rolls `service` back in `environment` (see `plan_rollback`). A switch
 /// back is done when this returns; a redeployment has started.
 pub async fn rollback(
@@ -353,6 +365,7 @@ pub async fn rollback(
             // --stop` gets the older release recorded (not started), so
             // that `undrain` does not start the version being rolled back.
             j.spec.targets.include_drained = true;
+            unheld(&mut j.spec);
             let of = RollbackOf {
                 undoes,
                 newest: planned.newest,
@@ -527,6 +540,27 @@ async fn switch_back(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rollbacks_spec_waits_for_no_approval_pause_or_analysis() {
+        let mut spec = cutover_common::deploy::DeploySpec::parse(
+            "service = \"web\"\n[run]\ncommand = [\"bin/web\"]\n[targets]\nselector = \"role=web\"\napproval = true\n[strategy]\nkind = \"canary\"\nsteps = [ { hosts = \"1\", pause = \"manual\" }, { hosts = \"50%\", pause = \"10m\", analysis = true }, { hosts = \"100%\" } ]\n",
+            "web.toml",
+        )
+        .unwrap();
+        unheld(&mut spec);
+        assert!(!spec.targets.approval);
+        assert!(
+            spec.strategy
+                .steps
+                .iter()
+                .all(|s| s.pause.is_none() && !s.analysis),
+            "{:?}",
+            spec.strategy.steps
+        );
+        // Still the canary's batches.
+        assert_eq!(spec.strategy.steps.len(), 3);
+    }
 
     const H: i64 = 3_600_000;
 

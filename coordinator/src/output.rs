@@ -2,11 +2,14 @@
 
 use serde::Serialize;
 
-/// Output format of a read command (`-o table|json`).
+/// Output format of a command that prints (`-o text|json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Format {
+    /// For people: tables and lines (`table` is accepted too).
     #[default]
+    #[value(name = "text", alias = "table")]
     Table,
+    /// For scripts: docs/cli-json.md.
     Json,
 }
 

@@ -74,23 +74,23 @@ complete -c cutover -n "__fish_cutover_using_subcommand token; and not __fish_se
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l ttl -d 'How long the token stays valid' -r
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l uses -d 'How many hosts may enroll with it' -r
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l labels -d 'Labels bound to every host that enrolls with it (k=v,k2=v2)' -r
-complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from create" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "create" -d 'Create a join token and print it with the CA fingerprint'
 complete -c cutover -n "__fish_cutover_using_subcommand token; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -s l -l selector -d 'Only hosts matching this label selector (e.g. role=web,zone!=b)' -r
-complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -f -a "remove" -d 'Forget a host; its certificate stops working at its next connection'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -f -a "show" -d 'One host in detail: labels, machine, agent, and every service with its releases, health, drain and drift'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -99,58 +99,58 @@ complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_s
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from remove" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from remove" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from show" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from show" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from show" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from show" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from show" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from show" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Forget a host; its certificate stops working at its next connection'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from help" -f -a "show" -d 'One host in detail: labels, machine, agent, and every service with its releases, health, drain and drift'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cutover -n "__fish_cutover_using_subcommand service" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand service" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand service" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand service" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand service" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand service" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand service" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand services" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand service" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cutover -n "__fish_cutover_using_subcommand services" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand services" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand services" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand services" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand services" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand services" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -l limit -d 'At most this many entries, newest first' -r
-complete -c cutover -n "__fish_cutover_using_subcommand audit" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand audit" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand audit" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand audit" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand audit" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand logs" -l host -d 'Only this host (repeat for more); default every host running it' -r
 complete -c cutover -n "__fish_cutover_using_subcommand logs" -l tail -d 'How many of the newest lines per host to show first (at most 5000)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand logs" -l since -d 'Only instances whose output changed within this long, e.g. 1h' -r
-complete -c cutover -n "__fish_cutover_using_subcommand logs" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand logs" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand logs" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand logs" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand logs" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand logs" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand logs" -s f -l follow -d 'Keep showing new lines as they come, until interrupted'
 complete -c cutover -n "__fish_cutover_using_subcommand logs" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c cutover -n "__fish_cutover_using_subcommand whoami" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand whoami" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand whoami" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand whoami" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand whoami" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand whoami" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand whoami" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand coordinators" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand whoami" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cutover -n "__fish_cutover_using_subcommand coordinators" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand coordinators" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand coordinators" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand coordinators" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
@@ -169,14 +169,14 @@ complete -c cutover -n "__fish_cutover_using_subcommand undrain" -l ca -d 'The c
 complete -c cutover -n "__fish_cutover_using_subcommand undrain" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand undrain" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand undrain" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand plan" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand plan" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand plan" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand plan" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand plan" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand plan" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand plan" -l include-drained -d 'As `deploy --include-drained`'
-complete -c cutover -n "__fish_cutover_using_subcommand plan" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand plan" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l version -d 'The version being deployed (or `version` in the spec)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l artifact -d 'Artifact URL (or `[artifact]` in the spec)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l sha256 -d 'The artifact\'s SHA-256 (64 hex digits; `sha256:` prefix and either case accepted)' -r
@@ -184,55 +184,55 @@ complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l commit-time -
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l require-success-in -d 'The promotion gate: refuse unless this version (same artifact) succeeded in ENV first. Repeatable; adds to the spec\'s `targets.requires_success_in`' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l request-id -d 'Makes the deploy safe to run again (a CI job retried after a timeout): the same ID from the same operator gets the deployment the first run started, not a second one. E.g. the CI run\'s id' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l outside-window -d 'Start it even outside the spec\'s deploy windows (`targets.windows`), saying why: the reason goes to the audit log' -r
-complete -c cutover -n "__fish_cutover_using_subcommand deploy" -s o -l output -d 'Output: `text`, or `json`: the deployment (with --watch, one line of JSON per state until it ends)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand deploy" -s o -l output -d 'Output: `text`, or `json`: the deployment (with --watch, one line of JSON per state until it ends)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l include-drained -d 'Also deploy to hosts where an operator drained the service (a drained instance is swapped and stays drained; one stopped by `drain --stop` gets the release, not started). Without it they are skipped and named'
 complete -c cutover -n "__fish_cutover_using_subcommand deploy" -l watch -d 'Follow the rollout until it ends; the exit code tells how'
-complete -c cutover -n "__fish_cutover_using_subcommand deploy" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand deploy" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand drift" -s l -l selector -d 'Only hosts matching this label selector' -r
-complete -c cutover -n "__fish_cutover_using_subcommand drift" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand drift" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand drift" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand drift" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand drift" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand drift" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand drift" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand drift" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l service -d 'One service (default: all)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l environment -d 'One environment (default: all)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l since -d 'The window, back from now' -r
-complete -c cutover -n "__fish_cutover_using_subcommand stats" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand stats" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand stats" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand stats" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand status" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand stats" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cutover -n "__fish_cutover_using_subcommand status" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand status" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand status" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand status" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand status" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand status" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand watch" -s o -l output -d 'Output: `text`, or `json`: one line of JSON per state until it ends (the `status -o json` schema)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand status" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cutover -n "__fish_cutover_using_subcommand watch" -s o -l output -d 'Output: `text`, or `json`: one line of JSON per state until it ends (the `status -o json` schema)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand watch" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand watch" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand watch" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand watch" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand watch" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand watch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand history" -l limit -d 'At most this many, newest first' -r
-complete -c cutover -n "__fish_cutover_using_subcommand history" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand history" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand history" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand history" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand history" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand history" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand history" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand pause" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand pause" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand pause" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
@@ -261,36 +261,36 @@ complete -c cutover -n "__fish_cutover_using_subcommand approve" -s h -l help -d
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l to -d 'Default: one step back from what is live (see docs/rollouts.md)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l environment -d 'The environment to roll back in; required when the service is deployed to several' -r
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l request-id -d 'Makes the rollback safe to run again (a retried CI job): the same ID from the same operator gets the first run\'s answer' -r
-complete -c cutover -n "__fish_cutover_using_subcommand rollback" -s o -l output -d 'Output: `text`, or `json`: the deployment (with --watch, one line of JSON per state until it ends)' -r -f -a "table\t''
-json\t''"
+complete -c cutover -n "__fish_cutover_using_subcommand rollback" -s o -l output -d 'Output: `text`, or `json`: the deployment (with --watch, one line of JSON per state until it ends)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l watch -d 'Follow the rollback until it ends (exit codes as deploy --watch)'
-complete -c cutover -n "__fish_cutover_using_subcommand rollback" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand serve" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand serve" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand serve" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand serve" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand serve" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand serve" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -l to -d 'A new (or empty) directory for the backup' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand backup" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand backup" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -s h -l help -d 'Print help'
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l from -d 'A directory `cutover backup` wrote' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand restore" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand restore" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l force -d 'Replace an existing store (it is kept beside, as `.before-restore`)'
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -l cli-config -r -F
@@ -298,14 +298,14 @@ complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_s
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Load and validate the config; print it with defaults filled in'
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Load and validate the config; print it with defaults filled in'
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_subcommand_from init fingerprint issue-operator revoke-operator help" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_subcommand_from init fingerprint issue-operator revoke-operator help" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_subcommand_from init fingerprint issue-operator revoke-operator help" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_subcommand_from init fingerprint issue-operator revoke-operator help" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_subcommand_from init fingerprint issue-operator revoke-operator help" -l cli-config -r -F
@@ -317,13 +317,13 @@ complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_subcommand_from init fingerprint issue-operator revoke-operator help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l cluster -d 'A name for this cluster, shown in the CA certificate' -r
-complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -l cli-config -r -F
@@ -335,7 +335,7 @@ deployer\t''
 viewer\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l ttl -d 'Certificate lifetime (default: operator_cert_ttl from the config)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l out -d 'Directory for NAME.pem and NAME.toml (default: PKI_DIR/operators)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l cli-config -r -F
@@ -343,7 +343,7 @@ complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subc
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l name -d 'The operator whose certificates are all revoked' -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l serial -d 'One certificate\'s serial (hex, as in the audit log\'s `operator.issue` line)' -r
-complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l cli-config -r -F
@@ -356,12 +356,12 @@ complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subc
 complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l socket -d 'HAProxy\'s admin socket; outside /tmp and /home, which the coordinator\'s unit hides' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l backend -d 'The backend whose servers are the service\'s hosts' -r
 complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l wait-up -d 'How long the live group may take to be up at HAProxy' -r
-complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand validate" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand validate" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand validate" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand validate" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand validate" -l cli-config -r -F
@@ -370,19 +370,19 @@ complete -c cutover -n "__fish_cutover_using_subcommand demo" -l agents -d 'Numb
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -l for -d 'Keep running this long after the fleet has joined (default: stop once shown)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -l dir -d 'Directory for the demo\'s files (default: a new temporary directory)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -l agent-bin -d 'The cutover-agent binary (default: next to this one, then PATH)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand demo" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand demo" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -l keep -d 'Keep the fleet running until Ctrl-C and keep its files afterwards'
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand completions" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand completions" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand completions" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand completions" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand completions" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c cutover -n "__fish_cutover_using_subcommand man" -l dir -d 'The directory to write them to (created if missing)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand man" -l coordinator -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand man" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand man" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand man" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand man" -l cli-config -r -F

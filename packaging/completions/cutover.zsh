@@ -55,14 +55,16 @@ _arguments "${_arguments_options[@]}" : \
 '--ttl=[How long the token stays valid]:TTL:_default' \
 '--uses=[How many hosts may enroll with it]:USES:_default' \
 '--labels=[Labels bound to every host that enrolls with it (k=v,k2=v2)]:LABELS:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (help)
@@ -97,14 +99,16 @@ esac
 _arguments "${_arguments_options[@]}" : \
 '-l+[Only hosts matching this label selector (e.g. role=web,zone!=b)]:SELECTOR:_default' \
 '--selector=[Only hosts matching this label selector (e.g. role=web,zone!=b)]:SELECTOR:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ":: :_cutover__subcmd__hosts_commands" \
 "*::: :->hosts" \
 && ret=0
@@ -128,14 +132,16 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (show)
 _arguments "${_arguments_options[@]}" : \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':host -- The host'\''s id (see `cutover hosts`):_default' \
 && ret=0
 ;;
@@ -173,21 +179,25 @@ esac
 ;;
 (service)
 _arguments "${_arguments_options[@]}" : \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':service -- The service:_default' \
 && ret=0
 ;;
 (services)
 _arguments "${_arguments_options[@]}" : \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -199,14 +209,16 @@ _arguments "${_arguments_options[@]}" : \
 (audit)
 _arguments "${_arguments_options[@]}" : \
 '--limit=[At most this many entries, newest first]:LIMIT:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (logs)
@@ -214,8 +226,10 @@ _arguments "${_arguments_options[@]}" : \
 '*--host=[Only this host (repeat for more); default every host running it]:HOSTS:_default' \
 '--tail=[How many of the newest lines per host to show first (at most 5000)]:TAIL:_default' \
 '--since=[Only instances whose output changed within this long, e.g. 1h]:SINCE:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -229,20 +243,24 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (whoami)
 _arguments "${_arguments_options[@]}" : \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (coordinators)
 _arguments "${_arguments_options[@]}" : \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
@@ -280,15 +298,17 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (plan)
 _arguments "${_arguments_options[@]}" : \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
 '--include-drained[As \`deploy --include-drained\`]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':file -- The deployment spec (TOML):_files' \
 && ret=0
 ;;
@@ -301,16 +321,18 @@ _arguments "${_arguments_options[@]}" : \
 '*--require-success-in=[The promotion gate\: refuse unless this version (same artifact) succeeded in ENV first. Repeatable; adds to the spec'\''s \`targets.requires_success_in\`]:ENV:_default' \
 '--request-id=[Makes the deploy safe to run again (a CI job retried after a timeout)\: the same ID from the same operator gets the deployment the first run started, not a second one. E.g. the CI run'\''s id]:ID:_default' \
 '--outside-window=[Start it even outside the spec'\''s deploy windows (\`targets.windows\`), saying why\: the reason goes to the audit log]:REASON:_default' \
-'-o+[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
 '--include-drained[Also deploy to hosts where an operator drained the service (a drained instance is swapped and stays drained; one stopped by \`drain --stop\` gets the release, not started). Without it they are skipped and named]' \
 '--watch[Follow the rollout until it ends; the exit code tells how]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':file -- The deployment spec (TOML):_files' \
 && ret=0
 ;;
@@ -318,14 +340,16 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-l+[Only hosts matching this label selector]:SELECTOR:_default' \
 '--selector=[Only hosts matching this label selector]:SELECTOR:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (stats)
@@ -333,53 +357,61 @@ _arguments "${_arguments_options[@]}" : \
 '--service=[One service (default\: all)]:SERVICE:_default' \
 '--environment=[One environment (default\: all)]:ENVIRONMENT:_default' \
 '--since=[The window, back from now]:SINCE:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (status)
 _arguments "${_arguments_options[@]}" : \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 '::id -- A deployment id (d42; see `cutover history SERVICE`):_default' \
 && ret=0
 ;;
 (watch)
 _arguments "${_arguments_options[@]}" : \
-'-o+[Output\: \`text\`, or \`json\`\: one line of JSON per state until it ends (the \`status -o json\` schema)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\`, or \`json\`\: one line of JSON per state until it ends (the \`status -o json\` schema)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\`, or \`json\`\: one line of JSON per state until it ends (the \`status -o json\` schema)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\`, or \`json\`\: one line of JSON per state until it ends (the \`status -o json\` schema)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':id -- A deployment id (d42):_default' \
 && ret=0
 ;;
 (history)
 _arguments "${_arguments_options[@]}" : \
 '--limit=[At most this many, newest first]:LIMIT:_default' \
-'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':service -- The service:_default' \
 && ret=0
 ;;
@@ -443,15 +475,17 @@ _arguments "${_arguments_options[@]}" : \
 '--to=[Default\: one step back from what is live (see docs/rollouts.md)]:TO:_default' \
 '--environment=[The environment to roll back in; required when the service is deployed to several]:NAME:_default' \
 '--request-id=[Makes the rollback safe to run again (a retried CI job)\: the same ID from the same operator gets the first run'\''s answer]:ID:_default' \
-'-o+[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
-'--output=[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:(table json)' \
+'-o+[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\`, or \`json\`\: the deployment (with --watch, one line of JSON per state until it ends)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
 '--watch[Follow the rollback until it ends (exit codes as deploy --watch)]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':service -- The service to roll back:_default' \
 && ret=0
 ;;
@@ -459,7 +493,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -472,7 +506,7 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--to=[A new (or empty) directory for the backup]:DIR:_files' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -485,7 +519,7 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--from=[A directory \`cutover backup\` wrote]:DIR:_files' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -496,7 +530,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (config)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -516,7 +550,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -554,7 +588,7 @@ esac
 ;;
 (ca)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -575,7 +609,7 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--cluster=[A name for this cluster, shown in the CA certificate]:CLUSTER:_default' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -587,7 +621,7 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -603,7 +637,7 @@ _arguments "${_arguments_options[@]}" : \
 '--role=[admin | deployer | viewer]:ROLE:(admin deployer viewer)' \
 '--ttl=[Certificate lifetime (default\: operator_cert_ttl from the config)]:TTL:_default' \
 '--out=[Directory for NAME.pem and NAME.toml (default\: PKI_DIR/operators)]:OUT:_files' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -617,7 +651,7 @@ _arguments "${_arguments_options[@]}" : \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--name=[The operator whose certificates are all revoked]:NAME:_default' \
 '--serial=[One certificate'\''s serial (hex, as in the audit log'\''s \`operator.issue\` line)]:SERIAL:_default' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -670,7 +704,7 @@ _arguments "${_arguments_options[@]}" : \
 '--socket=[HAProxy'\''s admin socket; outside /tmp and /home, which the coordinator'\''s unit hides]:SOCKET:_files' \
 '--backend=[The backend whose servers are the service'\''s hosts]:BACKEND:_default' \
 '--wait-up=[How long the live group may take to be up at HAProxy]:WAIT_UP:_default' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -680,7 +714,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (validate)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -695,7 +729,7 @@ _arguments "${_arguments_options[@]}" : \
 '--for=[Keep running this long after the fleet has joined (default\: stop once shown)]:RUN_FOR:_default' \
 '--dir=[Directory for the demo'\''s files (default\: a new temporary directory)]:DIR:_files' \
 '--agent-bin=[The cutover-agent binary (default\: next to this one, then PATH)]:AGENT_BIN:_files' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -706,7 +740,7 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (completions)
 _arguments "${_arguments_options[@]}" : \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
@@ -718,7 +752,7 @@ _arguments "${_arguments_options[@]}" : \
 (man)
 _arguments "${_arguments_options[@]}" : \
 '--dir=[The directory to write them to (created if missing)]:DIR:_files' \
-'--coordinator=[]: :_files' \
+'--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \

@@ -5,8 +5,11 @@
 //! finishes each rollout from the store, no host starts a release twice,
 //! and the deposed leader steps down.
 //!
-//! Agents run on this machine's loopback (their services on their own
-//! ports); the coordinators listen on 127.0.0.1.
+//! The ten kills run with each host in its own network namespace (198.18.x
+//! addresses on a bridge with no route out) and clients on every host,
+//! where namespaces are allowed, else on loopback (the test prints which);
+//! the other tests run the agents on this machine's loopback, the
+//! coordinators on 127.0.0.1.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -20,6 +23,11 @@ use serde_json::Value;
 const TERMINAL: &[&str] = &["succeeded", "rolled_back", "aborted", "failed"];
 
 fn spec(ha: &Ha, version: &str, strategy: &str) -> PathBuf {
+    spec_at(ha, version, strategy, "127.0.0.1:0")
+}
+
+/// [`spec`] with the service listening on `listen`.
+fn spec_at(ha: &Ha, version: &str, strategy: &str, listen: &str) -> PathBuf {
     let text = format!(
         r#"service = "web"
 
@@ -28,7 +36,7 @@ command = ["bin/demo-service", "--app-version", "{version}", "--ready-delay-ms",
 
 [[listen]]
 name = "http"
-address = "127.0.0.1:0"
+address = "{listen}"
 
 [swap]
 min_ready = "300ms"
@@ -108,11 +116,98 @@ fn fleet() -> Option<(Ha, Artifact)> {
     Some((ha, a))
 }
 
+/// Three hosts each in its own network namespace, their services on
+/// 0.0.0.0:8080 (the host's address), the coordinators on the bridge; or
+/// `fleet()` on loopback where namespaces are not allowed. Says which.
+/// (Fields drop in order: the fleet before its namespaces.)
+struct NsFleet {
+    ha: Ha,
+    a: Artifact,
+    /// Each host's service address, in namespace mode.
+    services: Vec<std::net::SocketAddr>,
+    listen: &'static str,
+    _net: Option<cutover_tests::netns::NetFleet>,
+}
+
+fn fleet_in_namespaces() -> Option<NsFleet> {
+    let net = match cutover_tests::netns::NetFleet::create(3) {
+        Ok(n) => n,
+        Err(e) => {
+            println!("mode: loopback: network namespaces are unavailable here ({e})");
+            let (ha, a) = fleet()?;
+            return Some(NsFleet {
+                ha,
+                a,
+                services: Vec::new(),
+                listen: "127.0.0.1:0",
+                _net: None,
+            });
+        }
+    };
+    println!(
+        "mode: network namespaces, hosts on 198.18.{}.0/24, coordinators on {}",
+        net.subnet,
+        net.gateway()
+    );
+    let mut ha = Ha::start(
+        3,
+        "3s",
+        CoordinatorOptions {
+            listen_ip: Some(net.gateway()),
+            host_timeout: "3s",
+            heartbeat_interval: "500ms",
+            ..CoordinatorOptions::default()
+        },
+    )?;
+    let extra = ha.agent_config();
+    for (i, h) in net.hosts.iter().enumerate() {
+        let cfg = format!("{extra}readiness_listen = \"{}:9911\"\n", h.ip);
+        ha.c.add_agent_with(
+            &format!("web-{}", i + 1),
+            "role=web",
+            "",
+            Some(&h.netns),
+            &cfg,
+        )
+        .unwrap();
+    }
+    for i in 1..=3 {
+        ha.c.wait_state(&format!("web-{i}"), "ready", Duration::from_secs(30));
+    }
+    let a = demo_tarball(ha.c.dir.path(), "demo.tar");
+    let services = net
+        .hosts
+        .iter()
+        .map(|h| format!("{}:8080", h.ip).parse().unwrap())
+        .collect();
+    Some(NsFleet {
+        ha,
+        a,
+        services,
+        listen: "0.0.0.0:8080",
+        _net: Some(net),
+    })
+}
+
+/// The leader killed at ten seeded random points of rolling rollouts,
+/// the hosts in their own network namespaces with clients on each: every
+/// rollout ends, every host runs what its outcome implies, no host starts
+/// a release twice, and no client request fails.
 #[test]
 fn the_leader_killed_at_ten_random_points_of_rolling_rollouts_loses_nothing_and_no_host_starts_a_release_twice()
  {
-    let Some((mut ha, a)) = fleet() else {
+    let Some(NsFleet {
+        mut ha,
+        a,
+        services,
+        listen,
+        _net,
+    }) = fleet_in_namespaces()
+    else {
         return;
+    };
+    let submit = |ha: &Ha, version: &str, a: &Artifact, strategy: &str| {
+        ha.submit(&spec_at(ha, version, strategy, listen), version, a)
     };
     // Three members, one leader, all up.
     let m = ha.members().unwrap();
@@ -128,6 +223,14 @@ fn the_leader_killed_at_ten_random_points_of_rolling_rollouts_loses_nothing_and_
 
     let first = submit(&ha, "1", &a, "kind = \"rolling\"\nmax_unavailable = 3");
     assert_eq!(ended(&mut ha, &first, Duration::from_secs(60)), "succeeded");
+    // Clients on every host, through every kill (namespace mode).
+    let loads: Vec<cutover_tests::load::Load> = services
+        .iter()
+        .map(|a| cutover_tests::load::Load::start(*a, 1, 1))
+        .collect();
+    poll("load on every host", Duration::from_secs(20), || {
+        loads.iter().all(|l| l.count() > 20).then_some(())
+    });
 
     let seed: u64 = std::env::var("CUTOVER_HA_SEED")
         .ok()
@@ -215,6 +318,12 @@ fn the_leader_killed_at_ten_random_points_of_rolling_rollouts_loses_nothing_and_
         "leader found again after a kill: median {:?}, worst {:?}",
         failovers[5], failovers[9]
     );
+    for (i, l) in loads.into_iter().enumerate() {
+        let c = cutover_tests::load::counts(&l.stop());
+        println!("web-{}: {c:?}", i + 1);
+        assert!(c.ok > 100, "web-{}: {c:?}", i + 1);
+        assert_eq!(c.failed(), 0, "web-{}: {c:?}", i + 1);
+    }
 }
 
 #[test]
@@ -556,99 +665,4 @@ fn a_store_behind_the_fleets_leader_term_moves_past_it_and_deploys_again() {
         "{}",
         ha.logs()
     );
-}
-
-/// As users run it: each host in its own network namespace (its own
-/// address on a bridge), clients on every host all along, the leader
-/// killed mid-rollout three times: no request fails, every rollout ends
-/// succeeded. Skipped where namespaces are unavailable (the tests above
-/// cover failover on loopback).
-#[test]
-fn in_network_namespaces_under_load_the_leader_killed_mid_rollout_fails_no_request() {
-    let net = match cutover_tests::netns::NetFleet::create(3) {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("skipped: network namespaces are unavailable here ({e})");
-            return;
-        }
-    };
-    println!(
-        "mode: network namespaces, hosts on 198.18.{}.0/24, coordinators on {}",
-        net.subnet,
-        net.gateway()
-    );
-    let Some(mut ha) = Ha::start(
-        3,
-        "3s",
-        CoordinatorOptions {
-            listen_ip: Some(net.gateway()),
-            ..CoordinatorOptions::default()
-        },
-    ) else {
-        return;
-    };
-    let extra = ha.agent_config();
-    for (i, h) in net.hosts.iter().enumerate() {
-        let cfg = format!("{extra}readiness_listen = \"{}:9911\"\n", h.ip);
-        ha.c.add_agent_with(
-            &format!("web-{}", i + 1),
-            "role=web",
-            "",
-            Some(&h.netns),
-            &cfg,
-        )
-        .unwrap();
-    }
-    for i in 1..=3 {
-        ha.c.wait_state(&format!("web-{i}"), "ready", Duration::from_secs(30));
-    }
-    let a = demo_tarball(ha.c.dir.path(), "demo.tar");
-    let spec = |dir: &std::path::Path, version: &str| {
-        let text = format!(
-            "service = \"web\"\n[run]\ncommand = [\"bin/demo-service\", \"--app-version\", \"{version}\", \"--ready-delay-ms\", \"300\"]\n[[listen]]\nname = \"http\"\naddress = \"0.0.0.0:8080\"\n[swap]\nmin_ready = \"300ms\"\ngrace = \"10s\"\nready_timeout = \"3s\"\n[strategy]\nkind = \"rolling\"\nmax_unavailable = 1\nhealthy_deadline = \"30s\"\n[targets]\nselector = \"role=web\"\n"
-        );
-        let p = dir.join(format!("ns-{version}.toml"));
-        std::fs::write(&p, text).unwrap();
-        p
-    };
-    let deploy = |ha: &Ha, version: &str| ha.submit(&spec(ha.c.dir.path(), version), version, &a);
-    let id = deploy(&ha, "1");
-    assert_eq!(ended(&mut ha, &id, Duration::from_secs(60)), "succeeded");
-    let addrs: Vec<std::net::SocketAddr> = net
-        .hosts
-        .iter()
-        .map(|h| format!("{}:8080", h.ip).parse().unwrap())
-        .collect();
-    let loads: Vec<cutover_tests::load::Load> = addrs
-        .iter()
-        .map(|a| cutover_tests::load::Load::start(*a, 1, 1))
-        .collect();
-    poll("load on every host", Duration::from_secs(20), || {
-        loads.iter().all(|l| l.count() > 20).then_some(())
-    });
-    for (round, wait_ms) in [400u64, 1_500, 2_500].into_iter().enumerate() {
-        let version = (round + 2).to_string();
-        ha.wait_agents();
-        let before = ha.leader(Duration::from_secs(30));
-        let id = deploy(&ha, &version);
-        std::thread::sleep(Duration::from_millis(wait_ms));
-        ha.coords[before.index].proc.as_mut().unwrap().kill();
-        let after = ha.leader(Duration::from_secs(30));
-        assert!(after.term > before.term);
-        ha.start_coordinator(before.index).unwrap();
-        assert_eq!(
-            ended(&mut ha, &id, Duration::from_secs(90)),
-            "succeeded",
-            "{}",
-            ha.logs()
-        );
-    }
-    for (i, l) in loads.into_iter().enumerate() {
-        let c = cutover_tests::load::counts(&l.stop());
-        println!("web-{}: {c:?}", i + 1);
-        assert!(c.ok > 100, "web-{}: {c:?}", i + 1);
-        assert_eq!(c.failed(), 0, "web-{}: {c:?}", i + 1);
-    }
-    drop(ha);
-    drop(net);
 }

@@ -1540,6 +1540,17 @@ fn a_deployment_that_needs_approval_waits_for_another_operator() {
         "{:?}",
         releases(&c)
     );
+    // The way back waits for nobody: a rollback to version 2 runs its
+    // spec (approval = true) without an approval.
+    deploy_ok(&c, "3", &a);
+    let r = c.cutover(&["rollback", "web", "--watch"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("waiting for approval"), "{}", r.stdout);
+    assert!(
+        releases(&c).iter().all(|r| r.starts_with("2-")),
+        "{:?}",
+        releases(&c)
+    );
 }
 
 #[test]

@@ -54,18 +54,20 @@ const LOCAL: &[&str] = &[
 /// them either way).
 pub fn command() -> clap::Command {
     fn hide_connection(mut c: clap::Command) -> clap::Command {
-        for (id, long) in [
-            ("coordinator", "coordinator"),
-            ("ca", "ca"),
-            ("identity", "identity"),
-            ("cli_config", "cli-config"),
+        // Typed as the real options (ClientArgs): clap panics when an
+        // id is read as another type than it was defined with.
+        for (id, long, path) in [
+            ("coordinator", "coordinator", false),
+            ("ca", "ca", true),
+            ("identity", "identity", true),
+            ("cli_config", "cli-config", true),
         ] {
-            c = c.arg(
-                clap::Arg::new(id)
-                    .long(long)
-                    .hide(true)
-                    .value_parser(clap::value_parser!(std::path::PathBuf)),
-            );
+            let arg = clap::Arg::new(id).long(long).hide(true);
+            c = c.arg(if path {
+                arg.value_parser(clap::value_parser!(std::path::PathBuf))
+            } else {
+                arg.value_parser(clap::value_parser!(String))
+            });
         }
         let subs: Vec<String> = c
             .get_subcommands()
@@ -1059,6 +1061,32 @@ mod help_tests {
         let cli = Cli::from_arg_matches(&m).unwrap();
         assert_eq!(cli.client.coordinator.as_deref(), Some("https://c:1"));
         assert!(matches!(cli.command, Command::Validate { .. }));
+        // After a local command too (the hidden stand-ins): parsed, not a
+        // panic (clap panicked reading a stand-in typed apart from the
+        // real option).
+        for local in [
+            &["validate", "web.toml"][..],
+            &["config", "check"],
+            &["completions", "bash"],
+            &["ca", "fingerprint"],
+        ] {
+            for flag in ["--coordinator", "--ca", "--identity", "--cli-config"] {
+                let mut argv = vec!["cutover"];
+                argv.extend(local.iter());
+                argv.extend([flag, "https://c:1"]);
+                match command().try_get_matches_from(&argv) {
+                    Ok(m) => {
+                        let _ = Cli::from_arg_matches(&m);
+                    }
+                    // A command that needs other arguments says so.
+                    Err(e) => assert_ne!(
+                        e.kind(),
+                        clap::error::ErrorKind::UnknownArgument,
+                        "{argv:?}: {e}"
+                    ),
+                }
+            }
+        }
     }
 
     fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
