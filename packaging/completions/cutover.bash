@@ -353,12 +353,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__abort)
-            opts="-h --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -383,12 +391,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__approve)
-            opts="-h --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1081,7 +1097,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__drain)
-            opts="-s -h --service --stop --coordinator --ca --identity --cli-config --help"
+            opts="-s -o -h --service --stop --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1093,6 +1109,14 @@ _cutover() {
                     ;;
                 -s)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)
@@ -1953,12 +1977,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__hosts__subcmd__remove)
-            opts="-h --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2105,12 +2137,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__pause)
-            opts="-h --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2173,12 +2213,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__promote)
-            opts="-h --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2245,12 +2293,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__resume)
-            opts="-h --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -2649,7 +2705,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__undrain)
-            opts="-s -h --service --coordinator --ca --identity --cli-config --help"
+            opts="-s -o -h --service --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2661,6 +2717,14 @@ _cutover() {
                     ;;
                 -s)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)
@@ -2687,12 +2751,20 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__validate)
-            opts="-h --coordinator --ca --identity --cli-config --help"
+            opts="-o -h --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

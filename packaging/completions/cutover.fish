@@ -94,11 +94,13 @@ complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_se
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -f -a "remove" -d 'Forget a host; its certificate stops working at its next connection'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -f -a "show" -d 'One host in detail: labels, machine, agent, and every service with its releases, health, drain and drift'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and not __fish_seen_subcommand_from remove show help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from remove" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from remove" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from remove" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from remove" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from remove" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from show" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
 json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand hosts; and __fish_seen_subcommand_from show" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
@@ -157,18 +159,22 @@ complete -c cutover -n "__fish_cutover_using_subcommand coordinators" -l identit
 complete -c cutover -n "__fish_cutover_using_subcommand coordinators" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand coordinators" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand drain" -s s -l service -d 'Only these services (default: every service on the host)' -r
+complete -c cutover -n "__fish_cutover_using_subcommand drain" -s o -l output -d 'Output: `text` for people, `json` for scripts (JSON lines, one per event; docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand drain" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand drain" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand drain" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand drain" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand drain" -l stop -d 'Also stop the services once the balancers confirmed: the stop signal, on which apps finish requests in flight and close idle keep-alive connections, then `swap.grace`. Not stopped if a balancer did not confirm within `balancer_timeout`'
-complete -c cutover -n "__fish_cutover_using_subcommand drain" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand drain" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand undrain" -s s -l service -d 'Only these services (default: every drained service on the host)' -r
+complete -c cutover -n "__fish_cutover_using_subcommand undrain" -s o -l output -d 'Output: `text` for people, `json` for scripts (JSON lines, one per event; docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand undrain" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand undrain" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand undrain" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand undrain" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand undrain" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand undrain" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand plan" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
 json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand plan" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
@@ -233,31 +239,41 @@ complete -c cutover -n "__fish_cutover_using_subcommand history" -l ca -d 'The c
 complete -c cutover -n "__fish_cutover_using_subcommand history" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand history" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cutover -n "__fish_cutover_using_subcommand pause" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand pause" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand pause" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand pause" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand pause" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand pause" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand pause" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cutover -n "__fish_cutover_using_subcommand resume" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand resume" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand resume" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand resume" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand resume" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand resume" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cutover -n "__fish_cutover_using_subcommand abort" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand abort" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand abort" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand abort" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand abort" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand abort" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand abort" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cutover -n "__fish_cutover_using_subcommand promote" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand promote" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand promote" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand promote" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand promote" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand promote" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand promote" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cutover -n "__fish_cutover_using_subcommand approve" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand approve" -l coordinator -d 'Coordinator URL, e.g. https://coordinator:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand approve" -l ca -d 'The cluster CA certificate (PEM)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand approve" -l identity -d 'Operator certificate and key bundle (PEM, mode 0600)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand approve" -l cli-config -d 'CLI config file with `coordinator`, `ca` and `identity` (default ~/.config/cutover/cli.toml)' -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand approve" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand approve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l to -d 'Default: one step back from what is live (see docs/rollouts.md)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l environment -d 'The environment to roll back in; required when the service is deployed to several' -r
 complete -c cutover -n "__fish_cutover_using_subcommand rollback" -l request-id -d 'Makes the rollback safe to run again (a retried CI job): the same ID from the same operator gets the first run\'s answer' -r
@@ -361,11 +377,13 @@ complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l ca -r
 complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand haproxy-switch" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand validate" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand validate" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand validate" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand validate" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand validate" -l cli-config -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand validate" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -l agents -d 'Number of agents (hosts) to start' -r
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -l for -d 'Keep running this long after the fleet has joined (default: stop once shown)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand demo" -l dir -d 'Directory for the demo\'s files (default: a new temporary directory)' -r -F

@@ -121,12 +121,16 @@ json\:"For scripts\: docs/cli-json.md"))' \
         case $line[1] in
             (remove)
 _arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':host -- The host'\''s id (see `cutover hosts`):_default' \
 && ret=0
 ;;
@@ -273,13 +277,17 @@ json\:"For scripts\: docs/cli-json.md"))' \
 _arguments "${_arguments_options[@]}" : \
 '*-s+[Only these services (default\: every service on the host)]:SERVICES:_default' \
 '*--service=[Only these services (default\: every service on the host)]:SERVICES:_default' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (JSON lines, one per event; docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (JSON lines, one per event; docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
 '--stop[Also stop the services once the balancers confirmed\: the stop signal, on which apps finish requests in flight and close idle keep-alive connections, then \`swap.grace\`. Not stopped if a balancer did not confirm within \`balancer_timeout\`]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':host -- The host'\''s id (see `cutover hosts`):_default' \
 && ret=0
 ;;
@@ -287,12 +295,16 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '*-s+[Only these services (default\: every drained service on the host)]:SERVICES:_default' \
 '*--service=[Only these services (default\: every drained service on the host)]:SERVICES:_default' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (JSON lines, one per event; docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (JSON lines, one per event; docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':host -- The host'\''s id (see `cutover hosts`):_default' \
 && ret=0
 ;;
@@ -417,56 +429,76 @@ json\:"For scripts\: docs/cli-json.md"))' \
 ;;
 (pause)
 _arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':id -- A deployment id (d42):_default' \
 && ret=0
 ;;
 (resume)
 _arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':id -- A deployment id (d42):_default' \
 && ret=0
 ;;
 (abort)
 _arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':id -- A deployment id (d42):_default' \
 && ret=0
 ;;
 (promote)
 _arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':id -- A deployment id (d42):_default' \
 && ret=0
 ;;
 (approve)
 _arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[Coordinator URL, e.g. https\://coordinator\:7443; several coordinators sharing a store as a comma-separated list (the leader is found and followed)]:COORDINATOR:_default' \
 '--ca=[The cluster CA certificate (PEM)]:CA:_files' \
 '--identity=[Operator certificate and key bundle (PEM, mode 0600)]:IDENTITY:_files' \
 '--cli-config=[CLI config file with \`coordinator\`, \`ca\` and \`identity\` (default ~/.config/cutover/cli.toml)]:CLI_CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':id -- A deployment id (d42):_default' \
 && ret=0
 ;;
@@ -714,12 +746,16 @@ _arguments "${_arguments_options[@]}" : \
 ;;
 (validate)
 _arguments "${_arguments_options[@]}" : \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 ':file -- The deployment spec (TOML; docs/spec-reference.md):_files' \
 && ret=0
 ;;

@@ -1133,6 +1133,21 @@ fn keys(v: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
+/// Where `v` holds an empty string (a missing value is `null`).
+fn empty_strings(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Object(m) => m
+            .iter()
+            .for_each(|(k, v)| empty_strings(v, &format!("{at}.{k}"), out)),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| empty_strings(v, &format!("{at}[{i}]"), out)),
+        serde_json::Value::String(s) if s.is_empty() => out.push(at.to_string()),
+        _ => {}
+    }
+}
+
 #[test]
 fn every_json_output_about_deployments_has_one_schema_and_watch_streams_json_lines() {
     let (c, a) = fleet(2);
@@ -1263,6 +1278,18 @@ fn every_json_output_about_deployments_has_one_schema_and_watch_streams_json_lin
     let hv: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(hv["host"], "web-1");
     assert_eq!(hv["services"][0]["service"], "web", "{hv:#}");
+    // Nothing missing is `""`: status, history, hosts, one host, one service.
+    let mut empty = Vec::new();
+    for (name, v) in [
+        ("status", &st),
+        ("history", &h),
+        ("hosts", &hosts),
+        ("hosts show", &hv),
+        ("service", &sv),
+    ] {
+        empty_strings(v, name, &mut empty);
+    }
+    assert!(empty.is_empty(), "\"\" where null belongs: {empty:?}");
     let (r, _) = run(&["hosts", "show", "web-1"]);
     assert!(r.stdout.starts_with("host web-1 (ready"), "{}", r.stdout);
     assert!(r.stdout.contains("2 release(s) on disk"), "{}", r.stdout);
@@ -1273,6 +1300,39 @@ fn every_json_output_about_deployments_has_one_schema_and_watch_streams_json_lin
         (me["name"].as_str(), me["role"].as_str()),
         (Some("admin"), Some("admin"))
     );
+    // validate, drain, undrain and hosts remove print JSON too (drain:
+    // one line per event, the last its result).
+    let (r, code) = run(&["validate", spec.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["ok"].as_bool(), v["service"].as_str()),
+        (Some(true), Some("web")),
+        "{v:#}"
+    );
+    for cmd in ["drain", "undrain"] {
+        let (r, code) = run(&[cmd, "web-1", "-o", "json"]);
+        assert_eq!(code, 0, "{}", r.stderr);
+        let events: Vec<serde_json::Value> = r
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        let last = events.last().unwrap();
+        assert_eq!(
+            (
+                last["event"].as_str(),
+                last["ok"].as_bool(),
+                last["host"].as_str()
+            ),
+            (Some("result"), Some(true), Some("web-1")),
+            "{cmd}: {events:#?}"
+        );
+    }
+    let (r, code) = run(&["hosts", "remove", "web-2", "-o", "json"]);
+    assert_eq!(code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["removed"], true, "{v:#}");
 }
 
 #[test]
@@ -1306,7 +1366,33 @@ fn a_watch_in_a_ci_log_says_now_and_then_that_a_canary_still_waits() {
         stdout.contains("d1  still step 1/2: waiting for `cutover promote d1`"),
         "{stdout}"
     );
-    assert!(c.cutover(&["promote", "d1"]).ok);
+    // Replies for scripts: the deployment after the action, as status
+    // -o json shows it. A promote while paused is refused (it used to be
+    // accepted and lost).
+    let json = |args: &[&str]| -> serde_json::Value {
+        let r = c.cutover(args);
+        assert!(r.ok, "{args:?}: {}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{args:?} ({e}): {}", r.stdout))
+    };
+    let paused = json(&["pause", "d1", "-o", "json"]);
+    assert_eq!(
+        (
+            paused["id"].as_str(),
+            paused["progress"]["paused"].as_bool()
+        ),
+        (Some("d1"), Some(true)),
+        "{paused:#}"
+    );
+    let r = c.cutover(&["promote", "d1"]);
+    assert!(
+        !r.ok && r.stderr.contains("d1 is paused: `cutover resume d1` first"),
+        "{}",
+        r.stderr
+    );
+    let resumed = json(&["resume", "d1", "-o", "json"]);
+    assert_eq!(resumed["progress"]["paused"], false, "{resumed:#}");
+    let promoted = json(&["promote", "d1", "-o", "json"]);
+    assert_ne!(promoted["phase"], "waiting", "{promoted:#}");
 }
 
 /// A webhook receiver: every POST body, in order; answers 200.

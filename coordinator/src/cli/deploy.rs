@@ -583,7 +583,12 @@ pub(super) async fn history(
     Ok(())
 }
 
-pub(super) async fn control(client: &ClientArgs, id: &str, action: &str) -> Result<()> {
+pub(super) async fn control(
+    client: &ClientArgs,
+    id: &str,
+    action: &str,
+    output: Format,
+) -> Result<()> {
     let mut c = client.connect().await?;
     let d = c
         .control_deployment(pb::ControlDeploymentRequest {
@@ -594,6 +599,15 @@ pub(super) async fn control(client: &ClientArgs, id: &str, action: &str) -> Resu
         .await
         .map_err(status)?
         .into_inner();
+    if output == Format::Json {
+        // The deployment after the action, as `status -o json` shows it.
+        let s = status_of(&d);
+        print!(
+            "{}",
+            output::json(&super::json::Deployment::of(&d, s.as_ref(), true))
+        );
+        return Ok(());
+    }
     println!(
         "deployment {}: {} ({})",
         d.id,
@@ -613,6 +627,7 @@ pub(super) async fn drain(
     host: &str,
     mut services: Vec<String>,
     stop: Option<bool>,
+    output: Format,
 ) -> Result<()> {
     let mut c = client.connect().await?;
     if services.is_empty() {
@@ -655,16 +670,28 @@ pub(super) async fn drain(
             .map_err(status)?
             .into_inner();
         while let Some(ev) = events.message().await.map_err(status)? {
+            let json = output == Format::Json;
             match ev.event {
+                Some(pb::command_event::Event::Progress(p)) if json => println!(
+                    "{}",
+                    serde_json::json!({"host": host, "service": service, "event": "progress", "phase": p.phase, "message": p.message})
+                ),
                 Some(pb::command_event::Event::Progress(p)) => {
                     println!("{host}/{service}: {}: {}", p.phase, p.message)
                 }
                 Some(pb::command_event::Event::Result(r)) => {
-                    println!(
-                        "{host}/{service}: {} {}",
-                        if r.ok { "ok:" } else { "FAILED:" },
-                        r.message
-                    );
+                    if json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"host": host, "service": service, "event": "result", "ok": r.ok, "message": r.message})
+                        );
+                    } else {
+                        println!(
+                            "{host}/{service}: {} {}",
+                            if r.ok { "ok:" } else { "FAILED:" },
+                            r.message
+                        );
+                    }
                     if !r.ok {
                         failed += 1;
                     }

@@ -76,7 +76,7 @@ pub(super) fn ca(cmd: CaCmd) -> Result<()> {
 pub(super) struct TokenOut {
     token: String,
     token_id: String,
-    expires_at: String,
+    expires_at: Option<String>,
     ca_fingerprint: String,
     coordinator: String,
 }
@@ -104,7 +104,7 @@ pub(super) async fn token(client: &ClientArgs, cmd: TokenCmd) -> Result<()> {
     let out = TokenOut {
         token: r.token,
         token_id: r.token_id,
-        expires_at: output::rfc3339(r.expires_at_ms).unwrap_or_default(),
+        expires_at: output::rfc3339(r.expires_at_ms),
         ca_fingerprint: r.ca_fingerprint,
         coordinator: resolved.url,
     };
@@ -115,7 +115,7 @@ pub(super) async fn token(client: &ClientArgs, cmd: TokenCmd) -> Result<()> {
             eprintln!(
                 "token {} expires {} ({} use{}). Enroll a host with:\n  cutover-agent enroll --coordinator {} --token-file FILE --ca-fingerprint {}",
                 out.token_id,
-                out.expires_at,
+                out.expires_at.as_deref().unwrap_or("-"),
                 uses,
                 if uses == 1 { "" } else { "s" },
                 out.coordinator,
@@ -132,15 +132,15 @@ pub(super) struct HostOut {
     labels: BTreeMap<String, String>,
     state: String,
     last_seen: Option<String>,
-    agent_version: String,
-    address: String,
-    hostname: String,
+    agent_version: Option<String>,
+    address: Option<String>,
+    hostname: Option<String>,
     cpus: u32,
     memory_bytes: u64,
-    os: String,
-    kernel: String,
-    arch: String,
-    boot_id: String,
+    os: Option<String>,
+    kernel: Option<String>,
+    arch: Option<String>,
+    boot_id: Option<String>,
     certificate_expires: Option<String>,
     session: Option<String>,
     services: Vec<ServiceOut>,
@@ -149,12 +149,13 @@ pub(super) struct HostOut {
 #[derive(Serialize)]
 pub(super) struct ServiceOut {
     service: String,
-    active_release: String,
-    previous_release: String,
+    active_release: Option<String>,
+    previous_release: Option<String>,
     staged_releases: Vec<String>,
     drained: bool,
-    status: String,
-    pid: u32,
+    /// serving, unhealthy, down, stopped; `null` before a first report.
+    status: Option<String>,
+    pid: Option<u32>,
     restarts: u32,
     /// Why it drifted from what Cutover deployed; empty: it did not.
     drift: Vec<String>,
@@ -187,6 +188,12 @@ pub(super) async fn list_hosts(
     }
 }
 
+/// A value the API sends as `""` when it has none, as `-o json` shows
+/// it: `null` (docs/cli-json.md).
+fn present(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
 /// A host as `-o json` shows it.
 pub(super) fn host_out(h: pb::HostInfo) -> HostOut {
     let fmt_ts = |ms: i64| output::rfc3339(ms);
@@ -196,15 +203,15 @@ pub(super) fn host_out(h: pb::HostInfo) -> HostOut {
         labels: h.labels.into_iter().collect(),
         state: h.state,
         last_seen: output::rfc3339(h.last_seen_ms),
-        agent_version: h.agent_version,
-        address: h.address,
-        hostname: f.hostname,
+        agent_version: present(h.agent_version),
+        address: present(h.address),
+        hostname: present(f.hostname),
         cpus: f.cpus,
         memory_bytes: f.memory_bytes,
-        os: f.os,
-        kernel: f.kernel,
-        arch: f.arch,
-        boot_id: h.boot_id,
+        os: present(f.os),
+        kernel: present(f.kernel),
+        arch: present(f.arch),
+        boot_id: present(h.boot_id),
         certificate_expires: fmt_ts(h.certificate_not_after_ms),
         session: (!h.session_id.is_empty()).then_some(h.session_id),
         services: h
@@ -214,16 +221,16 @@ pub(super) fn host_out(h: pb::HostInfo) -> HostOut {
                 let health = s.health.unwrap_or_default();
                 ServiceOut {
                     service: s.service,
-                    active_release: s.active_release,
-                    previous_release: s.previous_release,
+                    active_release: present(s.active_release),
+                    previous_release: present(s.previous_release),
                     staged_releases: s.staged_releases,
                     drained: s.drained,
                     status: if s.stopped {
-                        "stopped".into()
+                        Some("stopped".into())
                     } else {
-                        health.status
+                        present(health.status)
                     },
-                    pid: health.pid,
+                    pid: (health.pid != 0).then_some(health.pid),
                     restarts: health.restarts,
                     drift: s.drift,
                 }
@@ -555,20 +562,21 @@ pub(super) async fn host_detail(client: &ClientArgs, host: &str, output: Format)
     );
     let labels: Vec<String> = out.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("labels: {}", labels.join(","));
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
     println!(
         "agent {} at {}, certificate until {}",
-        out.agent_version,
-        out.address,
+        or_dash(&out.agent_version),
+        or_dash(&out.address),
         out.certificate_expires.as_deref().unwrap_or("-")
     );
     println!(
         "machine: {}, {} CPU(s), {} MiB, {}, kernel {}, {}",
-        out.hostname,
+        or_dash(&out.hostname),
         out.cpus,
         out.memory_bytes >> 20,
-        out.os,
-        out.kernel,
-        out.arch
+        or_dash(&out.os),
+        or_dash(&out.kernel),
+        or_dash(&out.arch)
     );
     if out.services.is_empty() {
         println!("no service deployed here yet");
@@ -580,10 +588,10 @@ pub(super) async fn host_detail(client: &ClientArgs, host: &str, output: Format)
         .map(|s| {
             vec![
                 s.service.clone(),
-                s.active_release.clone(),
-                s.previous_release.clone(),
-                s.status.clone(),
-                s.pid.to_string(),
+                or_dash(&s.active_release),
+                or_dash(&s.previous_release),
+                or_dash(&s.status),
+                s.pid.map_or("-".into(), |p| p.to_string()),
                 s.restarts.to_string(),
                 if s.drained { "yes".into() } else { "-".into() },
                 if s.drift.is_empty() {

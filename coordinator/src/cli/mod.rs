@@ -296,6 +296,10 @@ pub enum Command {
         /// balancer did not confirm within `balancer_timeout`.
         #[arg(long)]
         stop: bool,
+        /// Output: `text` for people, `json` for scripts (JSON lines, one
+        /// per event; docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Put a drained host back (starting services the drain stopped).
     Undrain {
@@ -304,11 +308,18 @@ pub enum Command {
         /// Only these services (default: every drained service on the host).
         #[arg(long = "service", short = 's')]
         services: Vec<String>,
+        /// Output: `text` for people, `json` for scripts (JSON lines, one
+        /// per event; docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Check a deployment spec (locally; no coordinator needed).
     Validate {
         /// The deployment spec (TOML; docs/spec-reference.md).
         file: PathBuf,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Show the batches a spec would make against today's fleet.
     Plan {
@@ -429,21 +440,33 @@ pub enum Command {
     Pause {
         /// A deployment id (d42).
         id: String,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Go on with a paused deployment.
     Resume {
         /// A deployment id (d42).
         id: String,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Stop a deployment and roll back the hosts it changed.
     Abort {
         /// A deployment id (d42).
         id: String,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Promote a canary step.
     Promote {
         /// A deployment id (d42).
         id: String,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Approve a deployment whose spec asks for it (`targets.approval`):
     /// it has staged everywhere and waits; an operator other than the one
@@ -451,6 +474,9 @@ pub enum Command {
     Approve {
         /// A deployment id (d42).
         id: String,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Deploy an earlier successful version of a service again.
     Rollback {
@@ -578,6 +604,9 @@ pub enum HostsCmd {
     Remove {
         /// The host's id (see `cutover hosts`).
         host: String,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// One host in detail: labels, machine, agent, and every service with
     /// its releases, health, drain and drift.
@@ -637,7 +666,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Token { cmd } => token(&cli.client, cmd).await,
         Command::Hosts {
-            cmd: Some(HostsCmd::Remove { host }),
+            cmd: Some(HostsCmd::Remove { host, output }),
             ..
         } => {
             let mut c = cli.client.connect().await?;
@@ -647,7 +676,13 @@ pub async fn run(cli: Cli) -> Result<()> {
             })
             .await
             .map_err(status)?;
-            println!("removed host {host}");
+            match output {
+                Format::Json => print!(
+                    "{}",
+                    crate::output::json(&serde_json::json!({"host": host, "removed": true}))
+                ),
+                Format::Table => println!("removed host {host}"),
+            }
             Ok(())
         }
         Command::Hosts {
@@ -815,17 +850,35 @@ pub async fn run(cli: Cli) -> Result<()> {
             host,
             services,
             stop,
-        } => drain(&cli.client, &host, services, Some(stop)).await,
-        Command::Undrain { host, services } => drain(&cli.client, &host, services, None).await,
-        Command::Validate { file } => {
+            output,
+        } => drain(&cli.client, &host, services, Some(stop), output).await,
+        Command::Undrain {
+            host,
+            services,
+            output,
+        } => drain(&cli.client, &host, services, None, output).await,
+        Command::Validate { file, output } => {
             let spec = cutover_common::deploy::DeploySpec::load(&file)?;
-            println!(
-                "{}: ok (service {}, {:?} strategy, targets {})",
-                file.display(),
-                spec.service,
-                spec.strategy.kind,
-                spec.targets.selector
-            );
+            match output {
+                Format::Json => print!(
+                    "{}",
+                    crate::output::json(&serde_json::json!({
+                        "file": file.display().to_string(),
+                        "ok": true,
+                        "service": spec.service,
+                        "strategy": spec.strategy.kind,
+                        "selector": spec.targets.selector,
+                        "environment": spec.targets.environment,
+                    }))
+                ),
+                Format::Table => println!(
+                    "{}: ok (service {}, {:?} strategy, targets {})",
+                    file.display(),
+                    spec.service,
+                    spec.strategy.kind,
+                    spec.targets.selector
+                ),
+            }
             Ok(())
         }
         Command::Plan {
@@ -883,11 +936,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             limit,
             output,
         } => history(&cli.client, &service, limit, output).await,
-        Command::Pause { id } => control(&cli.client, &id, "pause").await,
-        Command::Resume { id } => control(&cli.client, &id, "resume").await,
-        Command::Abort { id } => control(&cli.client, &id, "abort").await,
-        Command::Promote { id } => control(&cli.client, &id, "promote").await,
-        Command::Approve { id } => control(&cli.client, &id, "approve").await,
+        Command::Pause { id, output } => control(&cli.client, &id, "pause", output).await,
+        Command::Resume { id, output } => control(&cli.client, &id, "resume", output).await,
+        Command::Abort { id, output } => control(&cli.client, &id, "abort", output).await,
+        Command::Promote { id, output } => control(&cli.client, &id, "promote", output).await,
+        Command::Approve { id, output } => control(&cli.client, &id, "approve", output).await,
         Command::Rollback {
             service,
             to,
