@@ -78,6 +78,56 @@ pub struct CoordinatorConfig {
     /// long; a leader that cannot renew steps down when it runs out.
     #[serde(with = "humantime_serde")]
     pub leader_lease: Duration,
+    /// `[environments.NAME]`: rules for every deployment to an
+    /// environment (a spec's `targets.environment`), whatever its spec
+    /// says: approval, deploy windows, freezes.
+    pub environments: std::collections::BTreeMap<String, EnvironmentPolicy>,
+}
+
+/// `[environments.NAME]` in coordinator.toml. An operator's rollback is
+/// never held by any of it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvironmentPolicy {
+    /// Every deployment needs an approval by an operator other than the
+    /// one who submitted it (as the spec's `targets.approval`).
+    pub approval: bool,
+    /// When deployments may start, in UTC, as the spec's
+    /// `targets.windows` (`"mon-fri 09:00-16:00"`): a deployment must be
+    /// inside these and the spec's own.
+    pub windows: Vec<String>,
+    /// Spans no deployment starts in (`cutover deploy --outside-window
+    /// REASON` starts one anyway, audited).
+    pub freezes: Vec<Freeze>,
+}
+
+/// A freeze: from, until (RFC 3339, UTC), and why.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    pub from: String,
+    pub until: String,
+    #[serde(default)]
+    pub reason: String,
+}
+
+impl Freeze {
+    /// Its span in Unix ms, `[from, until)`.
+    pub fn span_ms(&self) -> Result<(i64, i64), String> {
+        let at = |k: &str, v: &str| {
+            humantime::parse_rfc3339(v)
+                .map(|t| cutover_common::time::to_unix_ms(t))
+                .map_err(|e| format!("`{k}`: {e}: expected a time in RFC 3339, UTC, e.g. \"2026-12-20T00:00:00Z\""))
+        };
+        let (from, until) = (at("from", &self.from)?, at("until", &self.until)?);
+        if until <= from {
+            return Err(format!(
+                "`until` ({}) is not after `from` ({})",
+                self.until, self.from
+            ));
+        }
+        Ok((from, until))
+    }
 }
 
 /// Where rollout events go (docs/operator-guide.md, "Notifications"):
@@ -253,6 +303,7 @@ impl Default for CoordinatorConfig {
             store_ca_file: None,
             name: None,
             leader_lease: Duration::from_secs(3),
+            environments: Default::default(),
         }
     }
 }
@@ -345,6 +396,24 @@ impl CoordinatorConfig {
                 "limits",
                 "expected non-zero stream and connection limits",
             ));
+        }
+        for (name, env) in &self.environments {
+            if let Err((i, why)) = cutover_common::windows::parse_all(&env.windows) {
+                return Err(ConfigError::invalid(
+                    origin,
+                    &format!("environments.{name}.windows[{i}]"),
+                    why,
+                ));
+            }
+            for (i, f) in env.freezes.iter().enumerate() {
+                if let Err(why) = f.span_ms() {
+                    return Err(ConfigError::invalid(
+                        origin,
+                        &format!("environments.{name}.freezes[{i}]"),
+                        why,
+                    ));
+                }
+            }
         }
         for (i, url) in self.notify.webhooks.iter().enumerate() {
             if let Err(why) = crate::notify::check_url(url) {

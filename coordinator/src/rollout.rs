@@ -69,6 +69,23 @@ pub enum SubmitError {
         next: String,
     },
     #[error(
+        "outside the deploy windows of environment `{environment}` ({windows}, UTC; coordinator.toml [environments.{environment}]): the next opens at {next}; `cutover deploy --outside-window REASON` starts it anyway (audited)"
+    )]
+    OutsideEnvironmentWindow {
+        environment: String,
+        windows: String,
+        next: String,
+    },
+    #[error(
+        "environment `{environment}` is frozen until {until}{reason} (coordinator.toml [environments.{environment}]); `cutover deploy --outside-window REASON` starts it anyway (audited); rollbacks are never held"
+    )]
+    Frozen {
+        environment: String,
+        until: String,
+        /// ": why", or empty.
+        reason: String,
+    },
+    #[error(
         "request_id `{request_id}` was already used for a different deployment ({id}); use a new request id for a new deployment"
     )]
     RequestReused { request_id: String, id: String },
@@ -521,12 +538,64 @@ async fn submit_now(
     }
 }
 
+/// Whether a deployment to `environment` may start at `now_ms` by its
+/// policy: not in a freeze, inside its windows (pure).
+pub fn check_environment(
+    environment: &str,
+    p: &crate::config::EnvironmentPolicy,
+    now_ms: i64,
+) -> Result<(), SubmitError> {
+    for f in &p.freezes {
+        // Checked when the config was loaded.
+        let Ok((from, until)) = f.span_ms() else {
+            continue;
+        };
+        if (from..until).contains(&now_ms) {
+            return Err(SubmitError::Frozen {
+                environment: environment.into(),
+                until: f.until.clone(),
+                reason: if f.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", f.reason)
+                },
+            });
+        }
+    }
+    let windows = cutover_common::windows::parse_all(&p.windows).map_err(|(i, why)| {
+        SubmitError::Internal(format!("environments.{environment}.windows[{i}]: {why}"))
+    })?;
+    if let Err(next) = cutover_common::windows::check(&windows, now_ms) {
+        return Err(SubmitError::OutsideEnvironmentWindow {
+            environment: environment.into(),
+            windows: p.windows.join(", "),
+            next: humantime::format_rfc3339_seconds(cutover_common::time::from_unix_ms(next))
+                .to_string(),
+        });
+    }
+    Ok(())
+}
+
 /// Stores a new deployment and starts its runner.
 async fn submit_new(
     app: &Arc<App>,
-    job: Job,
+    mut job: Job,
     by: Submission,
 ) -> Result<(DeploymentRecord, Rollout), SubmitError> {
+    let environment = job.spec.targets.environment.clone().unwrap_or_default();
+    let policy = app.cfg.environments.get(&environment).cloned();
+    // The environment's rules (coordinator.toml), whatever the spec
+    // says; an operator's rollback is held by none of them.
+    if let Some(p) = &policy
+        && by.rollback.is_none()
+    {
+        if p.approval {
+            job.spec.targets.approval = true;
+        }
+        if by.outside_window.is_none() {
+            check_environment(&environment, p, cutover_common::time::now_ms())?;
+        }
+    }
     // Deploy windows hold new deployments, never the way back.
     if by.rollback.is_none() && by.outside_window.is_none() {
         let windows = cutover_common::windows::parse_all(&job.spec.targets.windows)

@@ -359,3 +359,36 @@ async fn a_host_stored_ready_whose_agent_has_not_reconnected_is_named_as_such() 
     );
     assert!(c.iter().find(|c| c.host == "web-1").unwrap().ready);
 }
+
+#[test]
+fn an_environment_holds_a_deployment_in_a_freeze_and_outside_its_windows() {
+    use crate::config::{EnvironmentPolicy, Freeze};
+    let t = |s: &str| cutover_common::time::to_unix_ms(humantime::parse_rfc3339(s).unwrap());
+    let p = EnvironmentPolicy {
+        approval: false,
+        windows: vec!["mon-fri 09:00-16:00".into()],
+        freezes: vec![Freeze {
+            from: "2026-12-20T00:00:00Z".into(),
+            until: "2027-01-04T00:00:00Z".into(),
+            reason: "year end".into(),
+        }],
+    };
+    // Monday 7 December 2026, 10:00: open.
+    assert!(check_environment("production", &p, t("2026-12-07T10:00:00Z")).is_ok());
+    // Monday, 17:00: outside the windows; the next opens Tuesday 09:00.
+    let e = check_environment("production", &p, t("2026-12-07T17:00:00Z")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("deploy windows of environment `production`")
+            && e.to_string().contains("2026-12-08T09:00:00Z"),
+        "{e}"
+    );
+    // In the freeze, even inside a window; its end is not.
+    let e = check_environment("production", &p, t("2026-12-21T10:00:00Z")).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("frozen until 2027-01-04T00:00:00Z: year end"),
+        "{e}"
+    );
+    assert!(check_environment("production", &p, t("2027-01-04T10:00:00Z")).is_ok());
+}

@@ -159,3 +159,39 @@ fn the_shipped_example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_environments_bad_freeze_or_window_is_named_by_its_key() {
+    let (ok, err, _d) = run(
+        &["config", "check"],
+        "[environments.production]\nfreezes = [ { from = \"2026-12-20\", until = \"2027-01-04T00:00:00Z\" } ]\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("`environments.production.freezes[0]`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("2026-12-20T00:00:00Z"),
+        "an example of a good value: {err}"
+    );
+    let (ok, err, _d) = run(
+        &["config", "check"],
+        "[environments.production]\nfreezes = [ { from = \"2027-01-04T00:00:00Z\", until = \"2026-12-20T00:00:00Z\" } ]\n",
+    );
+    assert!(!ok && err.contains("is not after"), "{err}");
+    let (ok, err, _d) = run(
+        &["config", "check"],
+        "[environments.production]\nwindows = [\"weekdays 9-5\"]\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("`environments.production.windows[0]`"),
+        "{err}"
+    );
+    let (ok, err, _d) = run(
+        &["config", "check"],
+        "[environments.production]\napproval = true\nwindows = [\"mon-fri 09:00-16:00\"]\nfreezes = [ { from = \"2026-12-20T00:00:00Z\", until = \"2027-01-04T00:00:00Z\", reason = \"year end\" } ]\n",
+    );
+    assert!(ok, "{err}");
+}

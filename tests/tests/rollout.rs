@@ -1710,3 +1710,95 @@ fn outside_its_deploy_windows_a_deploy_is_refused_unless_a_reason_is_given_and_r
         releases(&c)
     );
 }
+
+/// `[environments.production]` in coordinator.toml: every deployment to
+/// production needs a second operator's approval (its spec does not ask)
+/// and none starts during a freeze unless an operator says why; the way
+/// back is held by neither.
+#[test]
+fn an_environments_freeze_and_approval_hold_every_deployment_to_it_but_never_a_rollback() {
+    let now = std::time::SystemTime::now();
+    let at = |t: std::time::SystemTime| humantime::format_rfc3339_seconds(t).to_string();
+    let hour = Duration::from_secs(3600);
+    let mut c = Cluster::start(CoordinatorOptions {
+        extra_config: format!(
+            "[environments.production]\napproval = true\nfreezes = [ {{ from = \"{}\", until = \"{}\", reason = \"year-end freeze\" }} ]\n",
+            at(now - hour),
+            at(now + hour)
+        ),
+        ..CoordinatorOptions::default()
+    })
+    .unwrap();
+    for i in 1..=2 {
+        c.add_agent(&format!("web-{i}"), "role=web,environment=production", "")
+            .unwrap();
+    }
+    for i in 1..=2 {
+        c.wait_state(&format!("web-{i}"), "ready", Duration::from_secs(20));
+    }
+    let a = demo_tarball(c.dir.path(), "demo.tar");
+    c.issue_operator("bob", "deployer").unwrap();
+    let in_production = |version: &str| {
+        let spec = spec_file(&c, version, &[], "kind = \"rolling\"\nmax_unavailable = 1");
+        let text = std::fs::read_to_string(&spec).unwrap();
+        std::fs::write(
+            &spec,
+            text.replace("[targets]\n", "[targets]\nenvironment = \"production\"\n"),
+        )
+        .unwrap();
+        spec
+    };
+    // Refused in the freeze, saying until when and why.
+    let (r, code) = deploy(&c, &in_production("1"), "1", &a, false);
+    assert_ne!(code, 0);
+    assert!(
+        r.stderr
+            .contains("environment `production` is frozen until")
+            && r.stderr.contains("year-end freeze"),
+        "{}",
+        r.stderr
+    );
+    // Said why: it starts, and waits for another operator (the
+    // environment asks, the spec does not).
+    let go = |version: &str, id: &str| {
+        let r = c.cutover(&[
+            "deploy",
+            in_production(version).to_str().unwrap(),
+            "--version",
+            version,
+            "--artifact",
+            &a.url,
+            "--sha256",
+            &a.sha256,
+            "--outside-window",
+            "INC-7 fix",
+        ]);
+        assert!(r.ok, "{}", r.stderr);
+        poll(
+            &format!("{id} to wait for approval"),
+            Duration::from_secs(30),
+            || {
+                let s = c.cutover(&["status", id, "-o", "json"]);
+                let v: serde_json::Value = serde_json::from_str(&s.stdout).ok()?;
+                v["progress"]["waiting_for"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("waiting for approval"))
+                    .then_some(())
+            },
+        );
+        assert!(c.cutover_as("bob", &["approve", id]).ok);
+        let w = c.cutover(&["watch", id]);
+        assert!(w.ok, "{}\n{}", w.stdout, w.stderr);
+    };
+    go("1", "d1");
+    go("2", "d2");
+    assert!(releases(&c).iter().all(|r| r.starts_with("2-")));
+    // The way back: in the freeze, without an approval.
+    let r = c.cutover(&["rollback", "web", "--environment", "production", "--watch"]);
+    assert!(r.ok, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        releases(&c).iter().all(|r| r.starts_with("1-")),
+        "{:?}",
+        releases(&c)
+    );
+}

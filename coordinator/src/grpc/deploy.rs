@@ -20,9 +20,10 @@ impl From<SubmitError> for Status {
                 Status::failed_precondition(e.to_string())
             }
             SubmitError::Plan(_) => Status::failed_precondition(e.to_string()),
-            SubmitError::Promotion(_) | SubmitError::OutsideWindow { .. } => {
-                Status::failed_precondition(e.to_string())
-            }
+            SubmitError::Promotion(_)
+            | SubmitError::OutsideWindow { .. }
+            | SubmitError::OutsideEnvironmentWindow { .. }
+            | SubmitError::Frozen { .. } => Status::failed_precondition(e.to_string()),
             SubmitError::Store(_) | SubmitError::Internal(_) => Status::internal(e.to_string()),
             SubmitError::RequestReused { .. } => Status::already_exists(e.to_string()),
             SubmitError::Rollback(crate::deployments::RollbackError::NotFound { .. }) => {
