@@ -116,7 +116,7 @@ impl Freeze {
     pub fn span_ms(&self) -> Result<(i64, i64), String> {
         let at = |k: &str, v: &str| {
             humantime::parse_rfc3339(v)
-                .map(|t| cutover_common::time::to_unix_ms(t))
+                .map(cutover_common::time::to_unix_ms)
                 .map_err(|e| format!("`{k}`: {e}: expected a time in RFC 3339, UTC, e.g. \"2026-12-20T00:00:00Z\""))
         };
         let (from, until) = (at("from", &self.from)?, at("until", &self.until)?);
