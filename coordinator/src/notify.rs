@@ -322,6 +322,18 @@ async fn deliver(
     targets: Vec<Target>,
     mut rx: mpsc::Receiver<(Event, String)>,
 ) {
+    // One queue and task per hook: a hook that is down or slow (its
+    // retries take up to three timeouts and 4 s) delays only its own
+    // messages, which stay in order.
+    let hooks: Vec<(Arc<Target>, mpsc::Sender<Arc<Message>>)> = targets
+        .into_iter()
+        .map(|t| {
+            let t = Arc::new(t);
+            let (tx, hook_rx) = mpsc::channel(QUEUE);
+            tokio::spawn(post_each(client.clone(), t.clone(), hook_rx));
+            (t, tx)
+        })
+        .collect();
     while let Some((event, id)) = rx.recv().await {
         let Some(app) = app.upgrade() else { return };
         let Some(m) = message(&app, event, &id).await else {
@@ -329,52 +341,71 @@ async fn deliver(
             continue;
         };
         drop(app);
-        for t in targets
+        let m = Arc::new(m);
+        for (t, tx) in hooks
             .iter()
-            .filter(|t| t.wants(&m.event, &m.service, &m.environment))
+            .filter(|(t, _)| t.wants(&m.event, &m.service, &m.environment))
         {
-            let body = match t.format {
-                HookFormat::Cutover => m.json.to_string(),
-                HookFormat::Slack => serde_json::json!({ "text": m.text }).to_string(),
-            };
-            if let Some(why) = client.refusal(t.url.as_str()) {
-                tracing::warn!(webhook = ?t, deployment = %id, "notification not sent: {why}");
-                continue;
+            if tx.try_send(m.clone()).is_err() {
+                tracing::warn!(webhook = ?t, deployment = %id, "notification dropped: this webhook is {QUEUE} messages behind");
             }
-            let mut delay = Duration::from_secs(1);
-            for attempt in 1..=3 {
-                let mut post = client
-                    .client
-                    .post(t.url.clone())
-                    .header("content-type", "application/json")
-                    .header("user-agent", concat!("cutover/", env!("CARGO_PKG_VERSION")));
-                if let Some(key) = &t.key {
-                    let ts = cutover_common::time::now_ms() / 1000;
-                    post = post
-                        .header("x-cutover-timestamp", ts.to_string())
-                        .header("x-cutover-signature", signature(key, ts, &body));
+        }
+    }
+}
+
+/// Sends one hook's messages in order, each tried three times, 1 s then
+/// 3 s apart.
+async fn post_each(
+    client: cutover_common::http::HttpClient,
+    t: Arc<Target>,
+    mut rx: mpsc::Receiver<Arc<Message>>,
+) {
+    while let Some(m) = rx.recv().await {
+        let id = m.json["deployment"]["id"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if let Some(why) = client.refusal(t.url.as_str()) {
+            tracing::warn!(webhook = ?t, deployment = %id, "notification not sent: {why}");
+            continue;
+        }
+        let body = match t.format {
+            HookFormat::Cutover => m.json.to_string(),
+            HookFormat::Slack => serde_json::json!({ "text": m.text }).to_string(),
+        };
+        let mut delay = Duration::from_secs(1);
+        for attempt in 1..=3 {
+            let mut post = client
+                .client
+                .post(t.url.clone())
+                .header("content-type", "application/json")
+                .header("user-agent", concat!("cutover/", env!("CARGO_PKG_VERSION")));
+            if let Some(key) = &t.key {
+                let ts = cutover_common::time::now_ms() / 1000;
+                post = post
+                    .header("x-cutover-timestamp", ts.to_string())
+                    .header("x-cutover-signature", signature(key, ts, &body));
+            }
+            let sent = post.body(body.clone()).send().await;
+            match sent {
+                Ok(r) if r.status().is_success() => break,
+                Ok(r) if attempt == 3 => {
+                    tracing::warn!(webhook = ?t, deployment = %id, status = %r.status(), "notification refused");
                 }
-                let sent = post.body(body.clone()).send().await;
-                match sent {
-                    Ok(r) if r.status().is_success() => break,
-                    Ok(r) if attempt == 3 => {
-                        tracing::warn!(webhook = ?t, deployment = %id, status = %r.status(), "notification refused");
-                    }
-                    Err(e) if attempt == 3 => {
-                        // reqwest's error names the URL: say only its kind.
-                        let why = if e.is_timeout() {
-                            "timed out"
-                        } else if e.is_connect() {
-                            "cannot connect"
-                        } else {
-                            "failed"
-                        };
-                        tracing::warn!(webhook = ?t, deployment = %id, "notification {why}");
-                    }
-                    _ => {
-                        tokio::time::sleep(delay).await;
-                        delay *= 3;
-                    }
+                Err(e) if attempt == 3 => {
+                    // reqwest's error names the URL: say only its kind.
+                    let why = if e.is_timeout() {
+                        "timed out"
+                    } else if e.is_connect() {
+                        "cannot connect"
+                    } else {
+                        "failed"
+                    };
+                    tracing::warn!(webhook = ?t, deployment = %id, "notification {why}");
+                }
+                _ => {
+                    tokio::time::sleep(delay).await;
+                    delay *= 3;
                 }
             }
         }

@@ -1405,6 +1405,7 @@ fn webhook_receiver() -> (
     let addr = l.local_addr().unwrap();
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let g = got.clone();
+    let failed_once = std::sync::atomic::AtomicBool::new(false);
     std::thread::spawn(move || {
         for conn in l.incoming() {
             let Ok(mut conn) = conn else { continue };
@@ -1431,6 +1432,14 @@ fn webhook_receiver() -> (
                 }
             }
             let mut body = vec![0; len];
+            // `/flaky` fails its first POST: the sender must try again.
+            if path == "/flaky" && !failed_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let _ = r.read_exact(&mut body);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            }
             if r.read_exact(&mut body).is_ok()
                 && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&body)
             {
@@ -1460,9 +1469,18 @@ fn every_deployment_start_and_end_reaches_the_webhooks_and_a_secret_url_is_not_l
     let key = std::env::temp_dir().join(format!("cutover-hook-key-{}", std::process::id()));
     std::fs::write(&key, "0123456789abcdef0123456789abcdef\n").unwrap();
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    // A hook that accepts and never answers: it must delay no other.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hang_url = format!("http://{}/hang", hang.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in hang.incoming().flatten() {
+            held.push(conn);
+        }
+    });
     let mut c = Cluster::start(CoordinatorOptions {
         extra_config: format!(
-            "[notify]\nwebhooks = [\"{url}/plain\"]\nwebhook_files = [\"{}\"]\n\n[[notify.hooks]]\nurl = \"{url}/chat\"\nformat = \"slack\"\nevents = [\"rolled_back\", \"failed\"]\nservices = [\"web\"]\nsecret_file = \"{}\"\n",
+            "[notify]\nwebhooks = [\"{hang_url}\", \"{url}/plain\", \"{url}/flaky\"]\nwebhook_files = [\"{}\"]\ntimeout = \"3s\"\n\n[[notify.hooks]]\nurl = \"{url}/chat\"\nformat = \"slack\"\nevents = [\"rolled_back\", \"failed\"]\nservices = [\"web\"]\nsecret_file = \"{}\"\n",
             secret.display(),
             key.display()
         ),
@@ -1490,12 +1508,26 @@ fn every_deployment_start_and_end_reaches_the_webhooks_and_a_secret_url_is_not_l
         true,
     );
     assert_eq!(code, 3, "{}", r.stdout);
-    // Two webhooks, two deployments, a start and an end each; and the
-    // chat hook's one message.
-    let all = poll("nine notifications", Duration::from_secs(20), || {
+    // Three answering webhooks, two deployments, a start and an end each;
+    // and the chat hook's one message. The hook that never answers holds
+    // up none of them (alone, its four messages take over a minute of
+    // timeouts and retries), and the flaky one got its first message on
+    // the second try.
+    let all = poll("thirteen notifications", Duration::from_secs(20), || {
         let g = got.lock().unwrap();
-        (g.len() >= 9).then(|| g.clone())
+        (g.len() >= 13).then(|| g.clone())
     });
+    let (flaky, all): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| e["_path"] == "/flaky");
+    let order: Vec<(String, String)> = flaky
+        .iter()
+        .map(|e| (e["event"].to_string(), e["deployment"]["id"].to_string()))
+        .collect();
+    assert_eq!(order.len(), 4, "{flaky:#?}");
+    assert_eq!(
+        order[0],
+        ("\"deployment.started\"".to_string(), "\"d1\"".to_string()),
+        "retried, then in order: {order:?}"
+    );
     let (chat, events): (Vec<_>, Vec<_>) = all.into_iter().partition(|e| e["_path"] == "/chat");
     assert_eq!(chat.len(), 1, "{chat:#?}");
     let text = chat[0]["text"].as_str().unwrap();
