@@ -11,6 +11,10 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_PATH: &str = "/etc/cutover/agent.toml";
 
 /// Everything `cutover-agent run` needs.
+/// The shipped example config (every key, with a valid value): a type
+/// error in a config is answered with its line for the key.
+const EXAMPLE: &str = include_str!("../../packaging/examples/agent.toml");
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
@@ -97,7 +101,8 @@ impl AgentConfig {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_PATH), false),
         };
-        let (cfg, origin): (Self, Origin) = config::load(&p, explicit, "CUTOVER_AGENT_", ENV_KEYS)?;
+        let (cfg, origin): (Self, Origin) =
+            config::load(&p, explicit, "CUTOVER_AGENT_", ENV_KEYS, EXAMPLE)?;
         cfg.validate(&origin)?;
         Ok(cfg)
     }

@@ -56,6 +56,7 @@ pub fn load<T>(
     explicit: bool,
     env_prefix: &str,
     env_keys: &'static [&'static str],
+    examples: &'static str,
 ) -> Result<(T, Origin), ConfigError>
 where
     T: DeserializeOwned + Serialize + Default,
@@ -87,7 +88,7 @@ where
         Ok(v) if problems.is_empty() => Ok((v, origin)),
         Ok(_) => Err(ConfigError::Invalid { problems }),
         Err(e) => {
-            let ConfigError::Invalid { problems: more } = describe(e, env_prefix) else {
+            let ConfigError::Invalid { problems: more } = describe(e, env_prefix, examples) else {
                 unreachable!("describe gives Invalid")
             };
             problems.extend(more);
@@ -240,7 +241,39 @@ fn unknown_variables(
     out
 }
 
-fn describe(err: figment::Error, env_prefix: &str) -> ConfigError {
+/// The line setting `path` in `examples` (the shipped example config,
+/// where every key is set or shown commented out), as a valid value to
+/// follow: `listen = "0.0.0.0:7443"`.
+fn example(examples: &str, path: &[String]) -> Option<String> {
+    let (key, tables) = path.split_last()?;
+    let want_table = tables.join(".");
+    let mut table = String::new();
+    for line in examples.lines() {
+        let t = line.trim().trim_start_matches('#').trim();
+        if let Some(h) = t.strip_prefix('[') {
+            table = h
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            continue;
+        }
+        if table != want_table {
+            continue;
+        }
+        if let Some((k, v)) = t.split_once('=')
+            && k.trim() == key
+            && !v.trim().is_empty()
+        {
+            return Some(format!("{} = {}", k.trim(), v.trim()));
+        }
+    }
+    None
+}
+
+fn describe(err: figment::Error, env_prefix: &str, examples: &str) -> ConfigError {
     let problems = err
         .into_iter()
         .map(|e| {
@@ -263,7 +296,10 @@ fn describe(err: figment::Error, env_prefix: &str) -> ConfigError {
                 },
                 None => "config".into(),
             };
-            let what = plain_types(&e.kind.to_string());
+            let mut what = plain_types(&e.kind.to_string());
+            if let Some(eg) = example(examples, &e.path) {
+                what = format!("{what}; for example `{eg}`");
+            }
             if key.is_empty() {
                 format!("{origin}: {what}")
             } else {
@@ -299,7 +335,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
         std::fs::write(&p, text).unwrap();
-        load::<Cfg>(&p, true, "CUTOVER_CFGTEST_", &["port", "name"]).map(|(c, _)| c)
+        load::<Cfg>(
+            &p,
+            true,
+            "CUTOVER_CFGTEST_",
+            &["port", "name"],
+            "port = 7443\n",
+        )
+        .map(|(c, _)| c)
     }
 
     #[test]
@@ -376,7 +419,7 @@ mod tests {
         let mut err = String::new();
         figment::Jail::expect_with(|jail| {
             jail.set_env("CUTOVER_CFGTEST2_PORT", "eighty");
-            err = load::<Cfg>(&p, true, "CUTOVER_CFGTEST2_", &["port", "name"])
+            err = load::<Cfg>(&p, true, "CUTOVER_CFGTEST2_", &["port", "name"], "")
                 .unwrap_err()
                 .to_string();
             Ok(())
@@ -389,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_missing_explicit_file_is_an_error() {
-        let err = load::<Cfg>(Path::new("/nonexistent/c.toml"), true, "X_", &[]).unwrap_err();
+        let err = load::<Cfg>(Path::new("/nonexistent/c.toml"), true, "X_", &[], "").unwrap_err();
         assert!(matches!(err, ConfigError::Missing { .. }));
     }
 }

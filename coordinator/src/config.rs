@@ -7,6 +7,10 @@ use std::time::Duration;
 use cutover_common::config::{self, ConfigError, Origin};
 use serde::{Deserialize, Serialize};
 
+/// The shipped example config (every key, with a valid value): a type
+/// error in a config is answered with its line for the key.
+const EXAMPLE: &str = include_str!("../../packaging/examples/coordinator.toml");
+
 /// Default config file location.
 pub const DEFAULT_PATH: &str = "/etc/cutover/coordinator.toml";
 
@@ -339,7 +343,8 @@ impl CoordinatorConfig {
             Some(p) => (p.to_path_buf(), true),
             None => (PathBuf::from(DEFAULT_PATH), false),
         };
-        let (cfg, origin): (Self, Origin) = config::load(&p, explicit, "CUTOVER_", ENV_KEYS)?;
+        let (cfg, origin): (Self, Origin) =
+            config::load(&p, explicit, "CUTOVER_", ENV_KEYS, EXAMPLE)?;
         cfg.validate(&origin)?;
         Ok(cfg)
     }
