@@ -20,6 +20,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+const ENROLL_EXAMPLES: &str = "Examples:\n  cutover-agent enroll --coordinator https://coordinator.example:7443 --token-file /root/web-1.token --ca-fingerprint sha256:9f2c...\n  cutover-agent enroll --coordinator https://c1:7443,https://c2:7443 --token-file - --ca-fingerprint sha256:9f2c... < web-1.token";
+
+const DOCTOR_EXAMPLES: &str = "Examples:\n  cutover-agent doctor --dir ./release          does this app fit Cutover's swap? (docs/app-contract.md)";
+
 #[derive(Debug, clap::Args)]
 pub struct ConfigArg {
     /// Agent config file (default /etc/cutover/agent.toml if present).
@@ -32,6 +36,7 @@ pub enum Command {
     /// Run the agent: keep a session to the coordinator.
     Run(ConfigArg),
     /// Enroll this host with a coordinator using a join token.
+    #[command(after_help = ENROLL_EXAMPLES)]
     Enroll {
         #[command(flatten)]
         config: ConfigArg,
@@ -54,6 +59,7 @@ pub enum Command {
         host_id: Option<String>,
     },
     /// Run a release once and say which swap modes it supports.
+    #[command(after_help = DOCTOR_EXAMPLES)]
     Doctor {
         /// The unpacked release directory.
         #[arg(long)]

@@ -37,7 +37,10 @@ fn a_wrong_type_is_named_with_file_key_and_expectation_and_nothing_starts() {
     assert!(err.contains("`listen`"), "{err}");
     assert!(err.contains("socket address"), "{err}");
     // And a valid value to follow, from the shipped example config.
-    assert!(err.contains("for example `listen = \"0.0.0.0:7443\"`"), "{err}");
+    assert!(
+        err.contains("for example `listen = \"0.0.0.0:7443\"`"),
+        "{err}"
+    );
     assert!(
         !dir.path().join("state").exists(),
         "serve created state despite a bad config"
@@ -64,7 +67,10 @@ fn a_bad_nested_value_names_the_dotted_key() {
     assert!(!ok);
     assert!(err.contains("`limits.max_message_bytes`"), "{err}");
     assert!(err.contains("expected"), "{err}");
-    assert!(err.contains("for example `max_message_bytes = 4194304`"), "{err}");
+    assert!(
+        err.contains("for example `max_message_bytes = 4194304`"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -121,6 +121,20 @@ The connection options (--coordinator, --ca, --identity, --cli-config) apply to 
 command that talks to a coordinator; `cutover whoami` checks them.
 Manual pages: `cutover man --dir DIR`; completions: `cutover completions bash`.";
 
+const HOSTS_EXAMPLES: &str = "Examples:\n  cutover hosts                         every host: state, last seen, drained, drift\n  cutover hosts -l role=web,zone!=b     a selection\n  cutover hosts show web-3              one host: services, releases on disk, health\n  cutover hosts remove web-3            out of the fleet for good (after `drain --stop`)";
+
+const DRAIN_EXAMPLES: &str = "Examples:\n  cutover drain web-3                   out of the balancers, still running\n  cutover drain web-3 --stop            and its services stopped (maintenance, decommission)\n  cutover drain web-3 -s api            one service only\n  cutover undrain web-3                 back in";
+
+const PLAN_EXAMPLES: &str = "Examples:\n  cutover plan web.toml                 the batches against today's fleet\n  cutover plan web.toml -o json         for a pipeline to check before it deploys";
+
+const STATUS_EXAMPLES: &str = "Examples:\n  cutover status                        the newest deployment\n  cutover status d42                    one deployment: now, why, every host\n  cutover status d42 -o json            for scripts (docs/cli-json.md)";
+
+const WATCH_EXAMPLES: &str = "Examples:\n  cutover watch d42                     follow it to its end; exit 0 succeeded, 3 rolled back\n  cutover watch d42 -o json             one JSON line per state";
+
+const HISTORY_EXAMPLES: &str = "Examples:\n  cutover history web                   newest first: version, environment, outcome, by whom\n  cutover history web --limit 100 -o json";
+
+const ROLLBACK_EXAMPLES: &str = "Examples:\n  cutover rollback web --watch                           one step back from what is live\n  cutover rollback web --to 1.4.1 --watch                a version that once succeeded\n  cutover rollback web --environment production --watch";
+
 const DEPLOY_EXAMPLES: &str = "\
 Examples:
   cutover deploy web.toml --version 1.4.2 --artifact https://artifacts/web-1.4.2.tar.gz --sha256 9f2c... --watch
@@ -182,6 +196,7 @@ pub enum Command {
         cmd: TokenCmd,
     },
     /// List the fleet, or remove a host.
+    #[command(after_help = HOSTS_EXAMPLES)]
     Hosts {
         #[command(subcommand)]
         cmd: Option<HostsCmd>,
@@ -284,6 +299,7 @@ pub enum Command {
     /// and says who confirmed. A swap in progress finishes first; later
     /// deployments skip the host unless --include-drained.
     /// docs/load-balancers.md.
+    #[command(after_help = DRAIN_EXAMPLES)]
     Drain {
         /// The host's id (see `cutover hosts`).
         host: String,
@@ -322,6 +338,7 @@ pub enum Command {
         output: Format,
     },
     /// Show the batches a spec would make against today's fleet.
+    #[command(after_help = PLAN_EXAMPLES)]
     Plan {
         /// The deployment spec (TOML).
         file: PathBuf,
@@ -409,6 +426,7 @@ pub enum Command {
         output: Format,
     },
     /// A deployment's state (default: the newest).
+    #[command(after_help = STATUS_EXAMPLES)]
     Status {
         /// A deployment id (d42; see `cutover history SERVICE`).
         id: Option<String>,
@@ -417,6 +435,7 @@ pub enum Command {
         output: Format,
     },
     /// Follow a deployment until it ends (same exit codes as deploy --watch).
+    #[command(after_help = WATCH_EXAMPLES)]
     Watch {
         /// A deployment id (d42).
         id: String,
@@ -426,6 +445,7 @@ pub enum Command {
         output: Format,
     },
     /// Deployments of a service, newest first.
+    #[command(after_help = HISTORY_EXAMPLES)]
     History {
         /// The service.
         service: String,
@@ -479,6 +499,7 @@ pub enum Command {
         output: Format,
     },
     /// Deploy an earlier successful version of a service again.
+    #[command(after_help = ROLLBACK_EXAMPLES)]
     Rollback {
         /// The service to roll back.
         service: String,
