@@ -1278,6 +1278,30 @@ fn every_json_output_about_deployments_has_one_schema_and_watch_streams_json_lin
     let hv: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(hv["host"], "web-1");
     assert_eq!(hv["services"][0]["service"], "web", "{hv:#}");
+    // Its latest commands and their results, newest first: d2's activate
+    // and stage, then d1's.
+    let cmds = hv["recent_commands"].as_array().expect("recent_commands");
+    let seen: Vec<(String, String, String)> = cmds
+        .iter()
+        .map(|c| {
+            (
+                c["kind"].as_str().unwrap_or("").to_string(),
+                c["deployment"].as_str().unwrap_or("").to_string(),
+                c["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen[..4].to_vec(),
+        vec![
+            ("activate".into(), "d2".into(), "ok".into()),
+            ("stage".into(), "d2".into(), "ok".into()),
+            ("activate".into(), "d1".into(), "ok".into()),
+            ("stage".into(), "d1".into(), "ok".into()),
+        ],
+        "{hv:#}"
+    );
+    assert!(cmds[0]["finished_at"].as_str().unwrap().ends_with('Z'), "{hv:#}");
     // Nothing missing is `""`: status, history, hosts, one host, one service.
     let mut empty = Vec::new();
     for (name, v) in [
@@ -1293,6 +1317,11 @@ fn every_json_output_about_deployments_has_one_schema_and_watch_streams_json_lin
     let (r, _) = run(&["hosts", "show", "web-1"]);
     assert!(r.stdout.starts_with("host web-1 (ready"), "{}", r.stdout);
     assert!(r.stdout.contains("2 release(s) on disk"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("latest commands:") && r.stdout.contains("activate  d2"),
+        "{}",
+        r.stdout
+    );
     let (r, code) = run(&["whoami", "-o", "json"]);
     assert_eq!(code, 0);
     let me: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();

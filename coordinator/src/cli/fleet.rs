@@ -144,6 +144,24 @@ pub(super) struct HostOut {
     certificate_expires: Option<String>,
     session: Option<String>,
     services: Vec<ServiceOut>,
+    /// `hosts show` only: its newest commands, newest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recent_commands: Option<Vec<CommandOut>>,
+}
+
+/// A command sent to a host, and its result.
+#[derive(Serialize)]
+pub(super) struct CommandOut {
+    command_id: String,
+    kind: String,
+    /// `null` for an operator's command.
+    deployment: Option<String>,
+    sent_by: String,
+    sent_at: Option<String>,
+    /// ok, failed, pending.
+    outcome: String,
+    message: Option<String>,
+    finished_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -176,6 +194,7 @@ pub(super) async fn list_hosts(
                 selector: selector.into(),
                 page_size: 1000,
                 page_token: std::mem::take(&mut all.next_page_token),
+                ..Default::default()
             })
             .await
             .map_err(status)?
@@ -214,6 +233,24 @@ pub(super) fn host_out(h: pb::HostInfo) -> HostOut {
         boot_id: present(h.boot_id),
         certificate_expires: fmt_ts(h.certificate_not_after_ms),
         session: (!h.session_id.is_empty()).then_some(h.session_id),
+        recent_commands: (!h.recent_commands.is_empty()).then(|| {
+            h.recent_commands
+                .into_iter()
+                .map(|c| CommandOut {
+                    command_id: c.command_id,
+                    kind: c.kind,
+                    deployment: present(c.deployment_id),
+                    sent_by: c.sent_by,
+                    sent_at: output::rfc3339(super::deploy::ms_of(&c.sent_at)),
+                    outcome: c.outcome,
+                    message: present(c.message),
+                    finished_at: c
+                        .finished_at
+                        .as_ref()
+                        .and_then(|_| output::rfc3339(super::deploy::ms_of(&c.finished_at))),
+                })
+                .collect()
+        }),
         services: h
             .services
             .into_iter()
@@ -539,7 +576,18 @@ pub(super) fn parse_commit_time(t: &str) -> Result<i64> {
 
 /// `cutover hosts show HOST`: one host in detail.
 pub(super) async fn host_detail(client: &ClientArgs, host: &str, output: Format) -> Result<()> {
-    let r = list_hosts(client, "").await?;
+    let mut c = client.connect().await?;
+    let r = c
+        .list_hosts(pb::ListHostsRequest {
+            host_id: host.into(),
+            recent_commands: 10,
+            ..Default::default()
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    // A coordinator of the previous release ignores host_id: the host is
+    // found among all.
     let Some(h) = r.hosts.into_iter().find(|h| h.host_id == host) else {
         anyhow::bail!("no host `{host}` in the fleet (see `cutover hosts`)");
     };
@@ -617,6 +665,25 @@ pub(super) async fn host_detail(client: &ClientArgs, host: &str, output: Format)
             s.service,
             s.staged_releases.len(),
             s.staged_releases.join(", ")
+        );
+    }
+    if let Some(cmds) = &out.recent_commands {
+        println!("latest commands:");
+        let rows: Vec<Vec<String>> = cmds
+            .iter()
+            .map(|c| {
+                vec![
+                    c.sent_at.clone().unwrap_or_default(),
+                    c.kind.clone(),
+                    c.deployment.clone().unwrap_or_else(|| c.sent_by.clone()),
+                    c.outcome.clone(),
+                    c.message.clone().unwrap_or_default(),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            output::table(&["SENT", "KIND", "BY", "RESULT", "MESSAGE"], &rows)
         );
     }
     Ok(())

@@ -126,6 +126,7 @@ fn host_info(v: HostView) -> pb::HostInfo {
         boot_id: r.boot_id,
         session_id: v.session_id.unwrap_or_default(),
         services: v.services,
+        recent_commands: Vec::new(),
     }
 }
 
@@ -633,7 +634,15 @@ impl pb::control_service_server::ControlService for ControlSvc {
         let selector = Selector::parse(&r.selector)
             .map_err(|e| Status::invalid_argument(format!("selector: {e}")))?;
         let page = super::page("hosts", r.page_size, 0, &r.page_token, 500)?;
+        if r.recent_commands > 0 && r.host_id.is_empty() {
+            return Err(Status::invalid_argument(
+                "recent_commands needs host_id (one host's commands)",
+            ));
+        }
         let mut views = self.app.fleet.list(&selector);
+        if !r.host_id.is_empty() {
+            views.retain(|v| v.record.id == r.host_id);
+        }
         views.sort_by(|a, b| a.record.id.cmp(&b.record.id));
         let views: Vec<_> = views
             .into_iter()
@@ -645,6 +654,36 @@ impl pb::control_service_server::ControlService for ControlSvc {
         add_drift(&self.app, &mut hosts)
             .await
             .map_err(|e| Status::internal(format!("store: {e}")))?;
+        if r.recent_commands > 0 {
+            let limit = r.recent_commands.min(50);
+            for h in &mut hosts {
+                let id = h.host_id.clone();
+                let rows = self
+                    .app
+                    .store
+                    .call(move |c| store::recent_commands(c, &id, limit))
+                    .await
+                    .map_err(|e| Status::internal(format!("store: {e}")))?;
+                h.recent_commands = rows
+                    .into_iter()
+                    .map(|c| pb::HostCommand {
+                        command_id: c.id,
+                        kind: c.kind,
+                        deployment_id: c.deployment_id,
+                        sent_by: c.sent_by,
+                        sent_at: Some(super::convert::timestamp(c.sent_at)),
+                        outcome: match c.ok {
+                            Some(true) => "ok",
+                            Some(false) => "failed",
+                            None => "pending",
+                        }
+                        .into(),
+                        message: c.message,
+                        finished_at: c.finished_at.map(super::convert::timestamp),
+                    })
+                    .collect();
+            }
+        }
         Ok(Response::new(pb::ListHostsResponse {
             hosts,
             next_page_token,

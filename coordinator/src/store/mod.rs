@@ -556,6 +556,47 @@ pub fn command_sent(
     Ok(())
 }
 
+/// A command as `cutover hosts show` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRow {
+    pub id: String,
+    pub kind: String,
+    pub deployment_id: String,
+    pub sent_by: String,
+    pub sent_at: i64,
+    /// None while no result came.
+    pub ok: Option<bool>,
+    pub message: String,
+    pub finished_at: Option<i64>,
+}
+
+/// `host`'s newest `limit` commands, newest first.
+pub fn recent_commands(
+    conn: &mut dyn Db,
+    host: &str,
+    limit: u32,
+) -> Result<Vec<CommandRow>, StoreError> {
+    let rows = conn.rows(
+        "SELECT id, kind, deployment_id, sent_by, sent_at, ok, COALESCE(message, ''), finished_at
+         FROM commands WHERE host = ?1 ORDER BY sent_at DESC, id DESC LIMIT ?2",
+        vals![host, limit as i64],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(CommandRow {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                deployment_id: r.get(2)?,
+                sent_by: r.get(3)?,
+                sent_at: r.get(4)?,
+                ok: r.get::<Option<i64>>(5)?.map(|v| v != 0),
+                message: r.get(6)?,
+                finished_at: r.get(7)?,
+            })
+        })
+        .collect()
+}
+
 /// Runs one statement (through the connection's statement cache); the
 /// number of rows it changed.
 fn exec(conn: &mut dyn Db, sql: &str, params: &[db::Value]) -> Result<usize, StoreError> {
