@@ -24,6 +24,16 @@ const ENROLL_EXAMPLES: &str = "Examples:\n  cutover-agent enroll --coordinator h
 
 const DOCTOR_EXAMPLES: &str = "Examples:\n  cutover-agent doctor --dir ./release          does this app fit Cutover's swap? (docs/app-contract.md)";
 
+/// Output of a command that prints (`-o text|json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// For people.
+    #[default]
+    Text,
+    /// For scripts: one JSON object.
+    Json,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ConfigArg {
     /// Agent config file (default /etc/cutover/agent.toml if present).
@@ -57,6 +67,9 @@ pub enum Command {
         /// Host id to enroll as (default: this machine's hostname).
         #[arg(long)]
         host_id: Option<String>,
+        /// Output: `text` for people, `json` for scripts.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Run a release once and say which swap modes it supports.
     #[command(after_help = DOCTOR_EXAMPLES)]
@@ -70,6 +83,9 @@ pub enum Command {
         /// The command, relative to the release directory.
         #[arg(last = true, required = true)]
         command: Vec<String>,
+        /// Output: `text` for people, `json` for scripts.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Check the agent config and exit (for ExecStartPre=).
     Config {
@@ -92,8 +108,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
-    /// Load and validate the config; print it with defaults filled in.
-    Check(ConfigArg),
+    /// Load and validate the config; print it with defaults filled in
+    /// (TOML, or JSON with -o json).
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output: `text` for people, `json` for scripts.
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
 }
 
 /// Runs a parsed command.
@@ -165,6 +188,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             token_file,
             ca_fingerprint,
             host_id,
+            output,
         } => {
             let cfg = AgentConfig::load(config.config.as_deref())?;
             let token = match (token, token_file) {
@@ -203,6 +227,17 @@ pub async fn run(cli: Cli) -> Result<()> {
                 opts,
             )
             .await?;
+            if output == Format::Json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "host": rec.host_id,
+                        "labels": rec.labels,
+                        "identity_dir": files.dir,
+                    })
+                );
+                return Ok(());
+            }
             println!(
                 "enrolled as host {} with labels {{{}}}; identity in {}",
                 rec.host_id,
@@ -215,6 +250,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             dir,
             grace,
             command,
+            output,
         } => {
             // Relative to where it is run, as the docs show it
             // (`--dir ./release`): the app runs with its own working
@@ -229,14 +265,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             let found = crate::doctor::examine(&dir, command, grace, &work).await;
             let _ = std::fs::remove_dir_all(&work);
             let found = found.map_err(anyhow::Error::msg)?;
-            print!("{}", found.render(grace));
+            match output {
+                Format::Json => println!("{}", found.json()),
+                Format::Text => print!("{}", found.render(grace)),
+            }
             Ok(())
         }
         Command::Config {
-            cmd: ConfigCmd::Check(c),
+            cmd: ConfigCmd::Check { config, output },
         } => {
-            let cfg = AgentConfig::load(c.config.as_deref())?;
-            println!("{}", toml_render(&cfg));
+            let cfg = AgentConfig::load(config.config.as_deref())?;
+            match output {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cfg).context("rendering config")?
+                ),
+                Format::Text => println!("{}", toml_render(&cfg)),
+            }
             eprintln!("config ok");
             Ok(())
         }

@@ -26,6 +26,20 @@ pub struct Findings {
 }
 
 impl Findings {
+    /// The findings for scripts (`cutover-agent doctor -o json`): the
+    /// answers, durations in milliseconds, `null` where not seen.
+    pub fn json(&self) -> serde_json::Value {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+        serde_json::json!({
+            "takes_listen_fds": self.takes_listen_fds,
+            "sends_ready_ms": ms(self.sends_ready),
+            "exits_on_signal_ms": ms(self.exits_on_signal),
+            "exited_early": self.exited_early,
+            "closes_idle_checked": self.closes_idle.is_some(),
+            "closes_idle_ms": ms(self.closes_idle.flatten()),
+        })
+    }
+
     /// The verdict, one line per question and mode.
     pub fn render(&self, grace: Duration) -> String {
         let yes = |b: bool| if b { "yes" } else { "no" };

@@ -247,10 +247,15 @@ const MY_SESSION: &str = "holder_pid = pg_backend_pid(),
 
 /// The lease `l` runs: not expired, and its holder's database session
 /// still exists (a holder that recorded none is trusted to its expiry).
+/// A session of another database role shows its pid but not its start
+/// (`pg_read_all_stats` aside): then the pid alone is compared, never
+/// taking a live leader for a dead one.
 const LEASE_RUNS: &str = "l.expires_at > clock_timestamp()
     AND (l.holder_pid = 0 OR EXISTS (
         SELECT 1 FROM pg_stat_activity a
-        WHERE a.pid = l.holder_pid AND a.backend_start = l.holder_session))";
+        WHERE a.pid = l.holder_pid
+          AND (a.backend_start IS NULL OR l.holder_session IS NULL
+               OR a.backend_start = l.holder_session)))";
 
 /// One renewal or attempt: the term when this coordinator holds the lease
 /// after it, `None` when another does.

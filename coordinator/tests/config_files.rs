@@ -204,3 +204,53 @@ fn an_environments_bad_freeze_or_window_is_named_by_its_key() {
     );
     assert!(ok, "{err}");
 }
+
+/// The administrator's commands print JSON too: the effective config, a
+/// new CA's fingerprint and files, the fingerprint again, an operator.
+#[test]
+fn config_check_and_ca_commands_print_json_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{}\"\nhost_timeout = \"45s\"\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .args(["-o", "json"])
+            .env("HOME", dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?} ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    };
+    let c = json(&["config", "check"]);
+    assert_eq!(c["host_timeout"], "45s", "{c:#}");
+    let init = json(&["ca", "init"]);
+    let fp = init["ca_fingerprint"].as_str().unwrap().to_string();
+    assert!(fp.starts_with("sha256:"), "{init:#}");
+    assert!(
+        std::path::Path::new(init["admin_cli_config"].as_str().unwrap()).exists(),
+        "{init:#}"
+    );
+    assert_eq!(json(&["ca", "fingerprint"])["ca_fingerprint"], fp);
+    let op = json(&["ca", "issue-operator", "--name", "ci", "--role", "deployer"]);
+    assert_eq!(
+        (op["name"].as_str(), op["role"].as_str()),
+        (Some("ci"), Some("deployer")),
+        "{op:#}"
+    );
+    assert!(op["not_after"].as_str().unwrap().ends_with('Z'), "{op:#}");
+}

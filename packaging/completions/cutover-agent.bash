@@ -122,7 +122,7 @@ _cutover__agent() {
             return 0
             ;;
         cutover__subcmd__agent__subcmd__config__subcmd__check)
-            opts="-c -h -V --config --help --version"
+            opts="-c -o -h -V --config --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -134,6 +134,14 @@ _cutover__agent() {
                     ;;
                 -c)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -186,7 +194,7 @@ _cutover__agent() {
             return 0
             ;;
         cutover__subcmd__agent__subcmd__doctor)
-            opts="-h -V --dir --grace --help --version"
+            opts="-o -h -V --dir --grace --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -200,6 +208,14 @@ _cutover__agent() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -208,7 +224,7 @@ _cutover__agent() {
             return 0
             ;;
         cutover__subcmd__agent__subcmd__enroll)
-            opts="-c -h -V --config --coordinator --token --token-file --ca-fingerprint --host-id --help --version"
+            opts="-c -o -h -V --config --coordinator --token --token-file --ca-fingerprint --host-id --output --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -240,6 +256,14 @@ _cutover__agent() {
                     ;;
                 --host-id)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -42,20 +42,26 @@ complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -l t
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -l token-file -d 'File holding the join token (`-` for standard input)' -r -F
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -l ca-fingerprint -d 'The cluster CA fingerprint (`cutover ca fingerprint` on the coordinator)' -r
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -l host-id -d 'Host id to enroll as (default: this machine\'s hostname)' -r
-complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -s h -l help -d 'Print help'
+complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "text\t'For people'
+json\t'For scripts: one JSON object'"
+complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand enroll" -s V -l version -d 'Print version'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand doctor" -l dir -d 'The unpacked release directory' -r -F
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand doctor" -l grace -d 'How long the app may take to exit on SIGTERM' -r
-complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand doctor" -s h -l help -d 'Print help'
+complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand doctor" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "text\t'For people'
+json\t'For scripts: one JSON object'"
+complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand doctor" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand doctor" -s V -l version -d 'Print version'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and not __fish_seen_subcommand_from check help" -s h -l help -d 'Print help'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and not __fish_seen_subcommand_from check help" -s V -l version -d 'Print version'
-complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Load and validate the config; print it with defaults filled in'
+complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and __fish_seen_subcommand_from check" -s c -l config -d 'Agent config file (default /etc/cutover/agent.toml if present)' -r -F
-complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
+complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and __fish_seen_subcommand_from check" -s o -l output -d 'Output: `text` for people, `json` for scripts' -r -f -a "text\t'For people'
+json\t'For scripts: one JSON object'"
+complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and __fish_seen_subcommand_from check" -s V -l version -d 'Print version'
-complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Load and validate the config; print it with defaults filled in'
+complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand completions" -s V -l version -d 'Print version'
@@ -69,4 +75,4 @@ complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand help; and no
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand help; and not __fish_seen_subcommand_from run enroll doctor config completions man help" -f -a "completions" -d 'Print the shell completion script (e.g. `cutover-agent completions bash > /etc/bash_completion.d/cutover-agent`)'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand help; and not __fish_seen_subcommand_from run enroll doctor config completions man help" -f -a "man" -d 'Write the manual pages (cutover-agent.1 and one per command) into DIR'
 complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand help; and not __fish_seen_subcommand_from run enroll doctor config completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Load and validate the config; print it with defaults filled in'
+complete -c cutover-agent -n "__fish_cutover_agent_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)'

@@ -47,8 +47,12 @@ _arguments "${_arguments_options[@]}" : \
 '--token-file=[File holding the join token (\`-\` for standard input)]:TOKEN_FILE:_files' \
 '--ca-fingerprint=[The cluster CA fingerprint (\`cutover ca fingerprint\` on the coordinator)]:CA_FINGERPRINT:_default' \
 '--host-id=[Host id to enroll as (default\: this machine'\''s hostname)]:HOST_ID:_default' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:((text\:"For people"
+json\:"For scripts\: one JSON object"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:((text\:"For people"
+json\:"For scripts\: one JSON object"))' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \
 '--version[Print version]' \
 && ret=0
@@ -57,8 +61,12 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '--dir=[The unpacked release directory]:DIR:_files' \
 '--grace=[How long the app may take to exit on SIGTERM]:GRACE:_default' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:((text\:"For people"
+json\:"For scripts\: one JSON object"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:((text\:"For people"
+json\:"For scripts\: one JSON object"))' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \
 '--version[Print version]' \
 '*::command -- The command, relative to the release directory:_default' \
@@ -84,8 +92,12 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[Agent config file (default /etc/cutover/agent.toml if present)]:CONFIG:_files' \
 '--config=[Agent config file (default /etc/cutover/agent.toml if present)]:CONFIG:_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:((text\:"For people"
+json\:"For scripts\: one JSON object"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts]:OUTPUT:((text\:"For people"
+json\:"For scripts\: one JSON object"))' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 '-V[Print version]' \
 '--version[Print version]' \
 && ret=0
@@ -222,7 +234,7 @@ _cutover-agent__subcmd__completions_commands() {
 (( $+functions[_cutover-agent__subcmd__config_commands] )) ||
 _cutover-agent__subcmd__config_commands() {
     local commands; commands=(
-'check:Load and validate the config; print it with defaults filled in' \
+'check:Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'cutover-agent config commands' commands "$@"
@@ -235,7 +247,7 @@ _cutover-agent__subcmd__config__subcmd__check_commands() {
 (( $+functions[_cutover-agent__subcmd__config__subcmd__help_commands] )) ||
 _cutover-agent__subcmd__config__subcmd__help_commands() {
     local commands; commands=(
-'check:Load and validate the config; print it with defaults filled in' \
+'check:Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'cutover-agent config help commands' commands "$@"
@@ -281,7 +293,7 @@ _cutover-agent__subcmd__help__subcmd__completions_commands() {
 (( $+functions[_cutover-agent__subcmd__help__subcmd__config_commands] )) ||
 _cutover-agent__subcmd__help__subcmd__config_commands() {
     local commands; commands=(
-'check:Load and validate the config; print it with defaults filled in' \
+'check:Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)' \
     )
     _describe -t commands 'cutover-agent help config commands' commands "$@"
 }

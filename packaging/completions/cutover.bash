@@ -471,7 +471,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__backup)
-            opts="-c -h --config --to --coordinator --ca --identity --cli-config --help"
+            opts="-c -o -h --config --to --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -487,6 +487,14 @@ _cutover() {
                     ;;
                 --to)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)
@@ -543,7 +551,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__ca__subcmd__fingerprint)
-            opts="-c -h --config --coordinator --ca --identity --cli-config --help"
+            opts="-c -o -h --config --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -555,6 +563,14 @@ _cutover() {
                     ;;
                 -c)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)
@@ -665,7 +681,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__ca__subcmd__init)
-            opts="-c -h --config --cluster --coordinator --ca --identity --cli-config --help"
+            opts="-c -o -h --config --cluster --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -681,6 +697,14 @@ _cutover() {
                     ;;
                 --cluster)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)
@@ -707,7 +731,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__ca__subcmd__issue__subcmd__operator)
-            opts="-c -h --config --name --role --ttl --out --coordinator --ca --identity --cli-config --help"
+            opts="-c -o -h --config --name --role --ttl --out --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -737,6 +761,14 @@ _cutover() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 --coordinator)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -761,7 +793,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__ca__subcmd__revoke__subcmd__operator)
-            opts="-c -h --config --name --serial --coordinator --ca --identity --cli-config --help"
+            opts="-c -o -h --config --name --serial --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -781,6 +813,14 @@ _cutover() {
                     ;;
                 --serial)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)
@@ -867,7 +907,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__config__subcmd__check)
-            opts="-c -h --config --coordinator --ca --identity --cli-config --help"
+            opts="-c -o -h --config --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -879,6 +919,14 @@ _cutover() {
                     ;;
                 -c)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)
@@ -2251,7 +2299,7 @@ _cutover() {
             return 0
             ;;
         cutover__subcmd__restore)
-            opts="-c -h --config --from --force --coordinator --ca --identity --cli-config --help"
+            opts="-c -o -h --config --from --force --output --coordinator --ca --identity --cli-config --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -2267,6 +2315,14 @@ _cutover() {
                     ;;
                 --from)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 --coordinator)

@@ -293,33 +293,39 @@ complete -c cutover -n "__fish_cutover_using_subcommand serve" -l cli-config -r 
 complete -c cutover -n "__fish_cutover_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -l to -d 'A new (or empty) directory for the backup' -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand backup" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand backup" -l cli-config -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand backup" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand backup" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l from -d 'A directory `cutover backup` wrote' -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand restore" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand restore" -l force -d 'Replace an existing store (it is kept beside, as `.before-restore`)'
-complete -c cutover -n "__fish_cutover_using_subcommand restore" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand restore" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -l cli-config -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Load and validate the config; print it with defaults filled in'
+complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "check" -d 'Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)'
 complete -c cutover -n "__fish_cutover_using_subcommand config; and not __fish_seen_subcommand_from check help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -l cli-config -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help'
-complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Load and validate the config; print it with defaults filled in'
+complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "check" -d 'Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)'
 complete -c cutover -n "__fish_cutover_using_subcommand config; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_subcommand_from init fingerprint issue-operator revoke-operator help" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_subcommand_from init fingerprint issue-operator revoke-operator help" -l ca -r -F
@@ -333,17 +339,21 @@ complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and not __fish_seen_subcommand_from init fingerprint issue-operator revoke-operator help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l cluster -d 'A name for this cluster, shown in the CA certificate' -r
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -l cli-config -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from init" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -l cli-config -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from fingerprint" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l name -d 'The operator\'s name (in the certificate and the audit log)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l role -d 'admin | deployer | viewer' -r -f -a "admin\t''
@@ -351,19 +361,23 @@ deployer\t''
 viewer\t''"
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l ttl -d 'Certificate lifetime (default: operator_cert_ttl from the config)' -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l out -d 'Directory for NAME.pem and NAME.toml (default: PKI_DIR/operators)' -r -F
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -l cli-config -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from issue-operator" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -s c -l config -d 'Coordinator config file (default /etc/cutover/coordinator.toml if present)' -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l name -d 'The operator whose certificates are all revoked' -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l serial -d 'One certificate\'s serial (hex, as in the audit log\'s `operator.issue` line)' -r
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -s o -l output -d 'Output: `text` for people, `json` for scripts (docs/cli-json.md)' -r -f -a "text\t'For people: tables and lines (`table` is accepted too)'
+json\t'For scripts: docs/cli-json.md'"
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l coordinator -r
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l ca -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l identity -r -F
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -l cli-config -r -F
-complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -s h -l help -d 'Print help'
+complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from revoke-operator" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from help" -f -a "init" -d 'Create the cluster CA, the coordinator\'s certificate and an `admin` operator'
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from help" -f -a "fingerprint" -d 'Print the CA fingerprint agents pin at enrollment'
 complete -c cutover -n "__fish_cutover_using_subcommand ca; and __fish_seen_subcommand_from help" -f -a "issue-operator" -d 'Issue an operator certificate and a CLI config for it'
@@ -442,7 +456,7 @@ complete -c cutover -n "__fish_cutover_using_subcommand help; and not __fish_see
 complete -c cutover -n "__fish_cutover_using_subcommand help; and __fish_seen_subcommand_from token" -f -a "create" -d 'Create a join token and print it with the CA fingerprint'
 complete -c cutover -n "__fish_cutover_using_subcommand help; and __fish_seen_subcommand_from hosts" -f -a "remove" -d 'Forget a host; its certificate stops working at its next connection'
 complete -c cutover -n "__fish_cutover_using_subcommand help; and __fish_seen_subcommand_from hosts" -f -a "show" -d 'One host in detail: labels, machine, agent, and every service with its releases, health, drain and drift'
-complete -c cutover -n "__fish_cutover_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Load and validate the config; print it with defaults filled in'
+complete -c cutover -n "__fish_cutover_using_subcommand help; and __fish_seen_subcommand_from config" -f -a "check" -d 'Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)'
 complete -c cutover -n "__fish_cutover_using_subcommand help; and __fish_seen_subcommand_from ca" -f -a "init" -d 'Create the cluster CA, the coordinator\'s certificate and an `admin` operator'
 complete -c cutover -n "__fish_cutover_using_subcommand help; and __fish_seen_subcommand_from ca" -f -a "fingerprint" -d 'Print the CA fingerprint agents pin at enrollment'
 complete -c cutover -n "__fish_cutover_using_subcommand help; and __fish_seen_subcommand_from ca" -f -a "issue-operator" -d 'Issue an operator certificate and a CLI config for it'

@@ -538,12 +538,16 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--to=[A new (or empty) directory for the backup]:DIR:_files' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (restore)
@@ -551,13 +555,17 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--from=[A directory \`cutover backup\` wrote]:DIR:_files' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
 '--force[Replace an existing store (it is kept beside, as \`.before-restore\`)]' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (config)
@@ -582,12 +590,16 @@ _arguments "${_arguments_options[@]}" : \
 _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (help)
@@ -641,24 +653,32 @@ _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--cluster=[A name for this cluster, shown in the CA certificate]:CLUSTER:_default' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (fingerprint)
 _arguments "${_arguments_options[@]}" : \
 '-c+[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (issue-operator)
@@ -669,12 +689,16 @@ _arguments "${_arguments_options[@]}" : \
 '--role=[admin | deployer | viewer]:ROLE:(admin deployer viewer)' \
 '--ttl=[Certificate lifetime (default\: operator_cert_ttl from the config)]:TTL:_default' \
 '--out=[Directory for NAME.pem and NAME.toml (default\: PKI_DIR/operators)]:OUT:_files' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (revoke-operator)
@@ -683,12 +707,16 @@ _arguments "${_arguments_options[@]}" : \
 '--config=[Coordinator config file (default /etc/cutover/coordinator.toml if present)]:CONFIG:_files' \
 '--name=[The operator whose certificates are all revoked]:NAME:_default' \
 '--serial=[One certificate'\''s serial (hex, as in the audit log'\''s \`operator.issue\` line)]:SERIAL:_default' \
+'-o+[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
+'--output=[Output\: \`text\` for people, \`json\` for scripts (docs/cli-json.md)]:OUTPUT:((text\:"For people\: tables and lines (\`table\` is accepted too)"
+json\:"For scripts\: docs/cli-json.md"))' \
 '--coordinator=[]: :_default' \
 '--ca=[]: :_files' \
 '--identity=[]: :_files' \
 '--cli-config=[]: :_files' \
-'-h[Print help]' \
-'--help[Print help]' \
+'-h[Print help (see more with '\''--help'\'')]' \
+'--help[Print help (see more with '\''--help'\'')]' \
 && ret=0
 ;;
 (help)
@@ -1168,7 +1196,7 @@ _cutover__subcmd__completions_commands() {
 (( $+functions[_cutover__subcmd__config_commands] )) ||
 _cutover__subcmd__config_commands() {
     local commands; commands=(
-'check:Load and validate the config; print it with defaults filled in' \
+'check:Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'cutover config commands' commands "$@"
@@ -1181,7 +1209,7 @@ _cutover__subcmd__config__subcmd__check_commands() {
 (( $+functions[_cutover__subcmd__config__subcmd__help_commands] )) ||
 _cutover__subcmd__config__subcmd__help_commands() {
     local commands; commands=(
-'check:Load and validate the config; print it with defaults filled in' \
+'check:Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)' \
 'help:Print this message or the help of the given subcommand(s)' \
     )
     _describe -t commands 'cutover config help commands' commands "$@"
@@ -1324,7 +1352,7 @@ _cutover__subcmd__help__subcmd__completions_commands() {
 (( $+functions[_cutover__subcmd__help__subcmd__config_commands] )) ||
 _cutover__subcmd__help__subcmd__config_commands() {
     local commands; commands=(
-'check:Load and validate the config; print it with defaults filled in' \
+'check:Load and validate the config; print it with defaults filled in (TOML, or JSON with -o json)' \
     )
     _describe -t commands 'cutover help config commands' commands "$@"
 }

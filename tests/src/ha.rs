@@ -199,6 +199,16 @@ impl Ha {
         }
     }
 
+    /// Starts coordinator `i` again unless it runs (it may have stepped
+    /// down and been started again already).
+    pub fn start_if_stopped(&mut self, i: usize) {
+        let running = self.coords[i].proc.as_mut().is_some_and(|p| p.is_running());
+        if !running {
+            self.start_coordinator(i)
+                .expect("starting a coordinator again");
+        }
+    }
+
     pub fn leader(&mut self, timeout: Duration) -> Leader {
         let start = std::time::Instant::now();
         loop {
@@ -239,31 +249,62 @@ impl Ha {
     /// failover, before the next deployment: a leader only deploys to
     /// hosts connected to it).
     pub fn wait_agents(&mut self) {
-        self.restart_stepped_down();
-        for a in &self.c.agents {
-            self.c
-                .wait_state(&a.host_id, "ready", Duration::from_secs(60));
-        }
+        // A leader may step down meanwhile (a loaded machine): brought
+        // back as its service manager would, and asked again.
+        let ids: Vec<String> = self.c.agents.iter().map(|a| a.host_id.clone()).collect();
+        poll("every agent ready", Duration::from_secs(60), || {
+            self.restart_stepped_down();
+            let hosts = self.c.try_hosts()?;
+            ids.iter()
+                .all(|id| {
+                    hosts.iter().any(|h| {
+                        h["host"] == id.as_str() && h["state"] == "ready" && !h["session"].is_null()
+                    })
+                })
+                .then_some(())
+        });
     }
 
     /// Submits the deployment of `version` from spec file `spec` with
     /// artifact `a` through the CLI (following the leader); its id.
     pub fn submit(&self, spec: &std::path::Path, version: &str, a: &Artifact) -> String {
-        let r = self.c.cutover(&[
-            "deploy",
-            spec.to_str().unwrap(),
-            "--version",
-            version,
-            "--artifact",
-            &a.url,
-            "--sha256",
-            &a.sha256,
-            "-o",
-            "json",
-        ]);
-        assert!(r.ok, "deploy {version}: {}\n{}", r.stderr, self.logs());
-        let v: Value = serde_json::from_str(&r.stdout).expect("deploy -o json");
-        v["id"].as_str().expect("an id").to_string()
+        // As a pipeline does (docs/operator-guide.md): with a request id,
+        // so that a submit cut off by a change of leader is tried again
+        // and started once.
+        let request_id = format!("ha-{version}-{}", rand::random::<u32>());
+        let start = std::time::Instant::now();
+        loop {
+            let r = self.c.cutover(&[
+                "deploy",
+                spec.to_str().unwrap(),
+                "--version",
+                version,
+                "--artifact",
+                &a.url,
+                "--sha256",
+                &a.sha256,
+                "--request-id",
+                &request_id,
+                "-o",
+                "json",
+            ]);
+            let unavailable = [
+                "unavailable",
+                "standby",
+                "Connection refused",
+                "transport error",
+                "not the leader",
+            ]
+            .iter()
+            .any(|w| r.stderr.contains(w));
+            if !r.ok && unavailable && start.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(300));
+                continue;
+            }
+            assert!(r.ok, "deploy {version}: {}\n{}", r.stderr, self.logs());
+            let v: Value = serde_json::from_str(&r.stdout).expect("deploy -o json");
+            return v["id"].as_str().expect("an id").to_string();
+        }
     }
 
     /// `cutover coordinators -o json`.

@@ -430,10 +430,12 @@ impl Cluster {
     /// A scrape of the coordinator's `/metrics`: every sample as
     /// (series with labels, value), and the raw text.
     pub fn metrics(&self) -> (Vec<(String, f64)>, String) {
-        let addr = std::fs::read_to_string(self.state_dir().join("metrics.addr"))
-            .expect("metrics.addr: the coordinator serves metrics");
-        let (status, body) =
-            http_get_with(addr.trim(), "/metrics", OPENMETRICS).expect("scraping /metrics");
+        // Just restarted, the coordinator writes metrics.addr a moment
+        // after it listens: the old file names the old port till then.
+        let (status, body) = poll("a scrape of /metrics", Duration::from_secs(20), || {
+            let addr = std::fs::read_to_string(self.state_dir().join("metrics.addr")).ok()?;
+            http_get_with(addr.trim(), "/metrics", OPENMETRICS)
+        });
         assert_eq!(status, 200, "{body}");
         (parse_openmetrics(&body), body)
     }
@@ -776,12 +778,27 @@ impl Cluster {
         self.hosts().into_iter().find(|h| h["host"] == host_id)
     }
 
+    /// `cutover hosts -o json`, or None when no coordinator answers (one
+    /// restarting, a change of leader).
+    pub fn try_hosts(&self) -> Option<Vec<Value>> {
+        let r = self.cutover(&["hosts", "-o", "json"]);
+        if !r.ok {
+            return None;
+        }
+        serde_json::from_str::<Value>(&r.stdout)
+            .ok()?
+            .as_array()
+            .cloned()
+    }
+
     /// Waits until `host_id` is in `state`.
     pub fn wait_state(&self, host_id: &str, state: &str, timeout: Duration) -> Value {
         // Ready to deploy to: connected too (a restarted coordinator shows
         // hosts stored as ready before their agents reconnect).
         poll(&format!("{host_id} to be {state}"), timeout, || {
-            self.host(host_id)
+            self.try_hosts()?
+                .into_iter()
+                .find(|h| h["host"] == host_id)
                 .filter(|h| h["state"] == state && (state != "ready" || !h["session"].is_null()))
         })
     }

@@ -5,6 +5,11 @@ use std::process::Command;
 use cutover_tests::bin;
 
 fn doctor(args: &[&str]) -> String {
+    doctor_with(&[], args)
+}
+
+/// [`doctor`] with options of its own (`-o json`).
+fn doctor_with(opts: &[&str], args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("bin")).unwrap();
     std::fs::copy(
@@ -13,7 +18,9 @@ fn doctor(args: &[&str]) -> String {
     )
     .unwrap();
     let out = Command::new(bin("cutover-agent"))
-        .args(["doctor", "--grace", "2s", "--dir"])
+        .args(["doctor", "--grace", "2s"])
+        .args(opts)
+        .arg("--dir")
         .arg(dir.path())
         .arg("--")
         .args(args)
@@ -45,6 +52,15 @@ fn an_app_following_the_contract_supports_handover() {
         out.contains("closes idle keep-alive connections: yes, "),
         "{out}"
     );
+    // The same answers for a pipeline.
+    let v: serde_json::Value =
+        serde_json::from_str(&doctor_with(&["-o", "json"], &["bin/demo-service"])).unwrap();
+    assert_eq!(v["takes_listen_fds"], true, "{v:#}");
+    assert!(
+        v["sends_ready_ms"].is_u64() && v["exits_on_signal_ms"].is_u64(),
+        "{v:#}"
+    );
+    assert!(v["exited_early"].is_null(), "{v:#}");
 }
 
 #[test]

@@ -223,10 +223,12 @@ fn the_leader_killed_at_ten_random_points_of_rolling_rollouts_loses_nothing_and_
 
     let first = submit(&ha, "1", &a, "kind = \"rolling\"\nmax_unavailable = 3");
     assert_eq!(ended(&mut ha, &first, Duration::from_secs(60)), "succeeded");
-    // Clients on every host, through every kill (namespace mode).
+    // Clients on every host, through every kill (namespace mode): paced
+    // at 200 requests a second each (a closed loop took both cores and
+    // starved the coordinators' lease renewals).
     let loads: Vec<cutover_tests::load::Load> = services
         .iter()
-        .map(|a| cutover_tests::load::Load::start(*a, 1, 1))
+        .map(|a| cutover_tests::load::Load::start_paced(*a, 1, 1, Some(200)))
         .collect();
     poll("load on every host", Duration::from_secs(20), || {
         loads.iter().all(|l| l.count() > 20).then_some(())
@@ -273,7 +275,7 @@ fn the_leader_killed_at_ten_random_points_of_rolling_rollouts_loses_nothing_and_
             killed_at.elapsed()
         );
         // Back as a standby.
-        ha.start_coordinator(before.index).unwrap();
+        ha.start_if_stopped(before.index);
         let phase = ended(&mut ha, &id, Duration::from_secs(90));
         // Every host runs what the outcome implies.
         let expect = match phase.as_str() {
@@ -536,7 +538,7 @@ fn the_leader_killed_while_a_canary_waits_and_while_a_blue_green_switch_runs() {
     let r = ha.c.cutover(&["promote", &id]);
     assert!(r.ok, "{}\n{}", r.stderr, ha.logs());
     assert_eq!(ended(&mut ha, &id, Duration::from_secs(90)), "succeeded");
-    ha.start_coordinator(leader.index).unwrap();
+    ha.start_if_stopped(leader.index);
     ha.wait_agents();
 
     // Blue/green: the switch command takes 2 s; the leader dies in it.
@@ -612,7 +614,7 @@ fn a_store_behind_the_fleets_leader_term_moves_past_it_and_deploys_again() {
         ha.coords[l.index].proc.as_mut().unwrap().kill();
         let next = ha.leader(Duration::from_secs(30));
         assert!(next.term > l.term);
-        ha.start_coordinator(l.index).unwrap();
+        ha.start_if_stopped(l.index);
     }
     let seen = ha.leader(Duration::from_secs(30)).term;
     assert!(seen >= 4, "{seen}");

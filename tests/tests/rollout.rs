@@ -1301,7 +1301,10 @@ fn every_json_output_about_deployments_has_one_schema_and_watch_streams_json_lin
         ],
         "{hv:#}"
     );
-    assert!(cmds[0]["finished_at"].as_str().unwrap().ends_with('Z'), "{hv:#}");
+    assert!(
+        cmds[0]["finished_at"].as_str().unwrap().ends_with('Z'),
+        "{hv:#}"
+    );
     // Nothing missing is `""`: status, history, hosts, one host, one service.
     let mut empty = Vec::new();
     for (name, v) in [

@@ -16,9 +16,25 @@ use super::*;
 
 pub(super) fn ca(cmd: CaCmd) -> Result<()> {
     match cmd {
-        CaCmd::Init { config, cluster } => {
+        CaCmd::Init {
+            config,
+            cluster,
+            output,
+        } => {
             let cfg = config.load()?;
             let out = pki_setup::init(&cfg, &cluster)?;
+            if output == Format::Json {
+                print!(
+                    "{}",
+                    output::json(&serde_json::json!({
+                        "pki_dir": out.pki_dir,
+                        "ca_fingerprint": out.fingerprint,
+                        "admin_identity": out.admin.bundle,
+                        "admin_cli_config": out.admin.cli_config,
+                    }))
+                );
+                return Ok(());
+            }
             println!("created the cluster CA in {}", out.pki_dir.display());
             println!("CA fingerprint: {}", out.fingerprint);
             println!("admin operator: {}", out.admin.bundle.display());
@@ -30,9 +46,16 @@ pub(super) fn ca(cmd: CaCmd) -> Result<()> {
             );
             Ok(())
         }
-        CaCmd::Fingerprint(config) => {
+        CaCmd::Fingerprint { config, output } => {
             let cfg = config.load()?;
-            println!("{}", pki_setup::load_ca(&cfg)?.fingerprint());
+            let fp = pki_setup::load_ca(&cfg)?.fingerprint();
+            match output {
+                Format::Json => print!(
+                    "{}",
+                    output::json(&serde_json::json!({"ca_fingerprint": fp}))
+                ),
+                Format::Table => println!("{fp}"),
+            }
             Ok(())
         }
         CaCmd::IssueOperator {
@@ -41,6 +64,7 @@ pub(super) fn ca(cmd: CaCmd) -> Result<()> {
             role,
             ttl,
             out,
+            output,
         } => {
             let cfg = config.load()?;
             let ca = pki_setup::load_ca(&cfg)?;
@@ -48,6 +72,19 @@ pub(super) fn ca(cmd: CaCmd) -> Result<()> {
             let ttl = ttl.unwrap_or(cfg.operator_cert_ttl);
             let issued =
                 pki_setup::issue_operator(&cfg, &ca, &store, &name, role, ttl, out.as_deref())?;
+            if output == Format::Json {
+                print!(
+                    "{}",
+                    output::json(&serde_json::json!({
+                        "name": issued.name,
+                        "role": role.as_str(),
+                        "not_after": humantime::format_rfc3339_millis(issued.not_after).to_string(),
+                        "identity": issued.bundle,
+                        "cli_config": issued.cli_config,
+                    }))
+                );
+                return Ok(());
+            }
             println!(
                 "issued operator {} ({}) valid until {}",
                 issued.name,
@@ -62,11 +99,20 @@ pub(super) fn ca(cmd: CaCmd) -> Result<()> {
             config,
             name,
             serial,
+            output,
         } => {
             let cfg = config.load()?;
             let store = pki_setup::open_store(&cfg)?;
             let line = pki_setup::revoke_operator(&store, name.as_deref(), serial.as_deref())?;
-            println!("{line}");
+            match output {
+                Format::Json => print!(
+                    "{}",
+                    output::json(
+                        &serde_json::json!({"revoked": true, "name": name, "serial": serial, "message": line})
+                    )
+                ),
+                Format::Table => println!("{line}"),
+            }
             Ok(())
         }
     }

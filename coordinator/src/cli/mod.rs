@@ -166,6 +166,9 @@ pub enum Command {
         /// A new (or empty) directory for the backup.
         #[arg(long, value_name = "DIR")]
         to: PathBuf,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Put a backup in place of the store and the PKI; the coordinator
     /// must be stopped (run on the coordinator host).
@@ -179,6 +182,9 @@ pub enum Command {
         /// `.before-restore`).
         #[arg(long)]
         force: bool,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Check the coordinator config and exit (for ExecStartPre=).
     Config {
@@ -540,8 +546,15 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum ConfigCmd {
-    /// Load and validate the config; print it with defaults filled in.
-    Check(ConfigArg),
+    /// Load and validate the config; print it with defaults filled in
+    /// (TOML, or JSON with -o json).
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -553,9 +566,18 @@ pub enum CaCmd {
         /// A name for this cluster, shown in the CA certificate.
         #[arg(long, default_value = "cutover")]
         cluster: String,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Print the CA fingerprint agents pin at enrollment.
-    Fingerprint(ConfigArg),
+    Fingerprint {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
+    },
     /// Issue an operator certificate and a CLI config for it.
     IssueOperator {
         #[command(flatten)]
@@ -572,6 +594,9 @@ pub enum CaCmd {
         /// Directory for NAME.pem and NAME.toml (default: PKI_DIR/operators).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
     /// Revoke an operator (every certificate of the name) or one
     /// certificate by serial. Takes effect on the operator's next call,
@@ -588,6 +613,9 @@ pub enum CaCmd {
         /// `operator.issue` line).
         #[arg(long)]
         serial: Option<String>,
+        /// Output: `text` for people, `json` for scripts (docs/cli-json.md).
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: Format,
     },
 }
 
@@ -645,22 +673,34 @@ pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(c) => serve(c.load()?).await,
         Command::Config {
-            cmd: ConfigCmd::Check(c),
+            cmd: ConfigCmd::Check { config, output },
         } => {
-            let cfg = c.load()?;
+            let cfg = config.load()?;
             // The store's settings too (its password file, TLS where
             // needed), without connecting.
             cfg.store_location()?;
-            println!(
-                "{}",
-                toml::to_string_pretty(&cfg).context("rendering config")?
-            );
+            match output {
+                Format::Json => print!("{}", crate::output::json(&cfg)),
+                Format::Table => println!(
+                    "{}",
+                    toml::to_string_pretty(&cfg).context("rendering config")?
+                ),
+            }
             eprintln!("config ok");
             Ok(())
         }
         Command::Ca { cmd } => ca(cmd),
-        Command::Backup { config, to } => {
+        Command::Backup { config, to, output } => {
             let s = crate::backup::backup(&config.load()?, &to)?;
+            if output == Format::Json {
+                print!(
+                    "{}",
+                    crate::output::json(
+                        &serde_json::json!({"dir": s.dir, "deployments": s.deployments, "hosts": s.hosts, "pki_files": s.pki_files})
+                    )
+                );
+                return Ok(());
+            }
             println!(
                 "backed up {} deployment(s), {} host(s) and {} PKI file(s) into {} (it holds the CA key: keep it as safe as the coordinator)",
                 s.deployments,
@@ -674,8 +714,18 @@ pub async fn run(cli: Cli) -> Result<()> {
             config,
             from,
             force,
+            output,
         } => {
             let s = crate::backup::restore(&config.load()?, &from, force)?;
+            if output == Format::Json {
+                print!(
+                    "{}",
+                    crate::output::json(
+                        &serde_json::json!({"dir": s.dir, "deployments": s.deployments, "hosts": s.hosts, "pki_files": s.pki_files})
+                    )
+                );
+                return Ok(());
+            }
             println!(
                 "restored {} deployment(s), {} host(s) and {} PKI file(s) into {}; start the coordinator",
                 s.deployments,
