@@ -97,16 +97,15 @@ where
     }
 }
 
-/// The line and column of `path` (`limits.max_connections`) in the TOML
-/// file at `file`: the key's line under its table. None when not found
-/// (a value set inline, or a key missing altogether).
-fn locate(file: &Path, path: &[String]) -> Option<(usize, usize)> {
-    let text = std::fs::read_to_string(file).ok()?;
-    let (key, tables) = path.split_last()?;
-    let want_table = tables.join(".");
+/// Each line of a TOML text (commented-out ones too when `commented`)
+/// with the table it is under: (line index, table, the line trimmed).
+fn under_tables(text: &str, commented: bool) -> impl Iterator<Item = (usize, String, &str)> {
     let mut table = String::new();
-    for (i, line) in text.lines().enumerate() {
-        let t = line.trim();
+    text.lines().enumerate().filter_map(move |(i, line)| {
+        let mut t = line.trim();
+        if commented {
+            t = t.trim_start_matches('#').trim();
+        }
         if let Some(h) = t.strip_prefix('[') {
             table = h
                 .trim_start_matches('[')
@@ -115,20 +114,34 @@ fn locate(file: &Path, path: &[String]) -> Option<(usize, usize)> {
                 .unwrap_or_default()
                 .trim()
                 .to_string();
-            continue;
+            return None;
         }
-        if table != want_table {
-            continue;
-        }
-        let Some((k, _)) = t.split_once('=') else {
-            continue;
-        };
-        if k.trim().trim_matches('"') == key {
-            let col = line.len() - line.trim_start().len() + 1;
-            return Some((i + 1, col));
-        }
-    }
-    None
+        Some((i, table.clone(), t))
+    })
+}
+
+/// The `key = value` line of `path` (`limits.max_connections`) in `text`:
+/// (line index, the line trimmed).
+fn find_key<'a>(text: &'a str, path: &[String], commented: bool) -> Option<(usize, &'a str)> {
+    let (key, tables) = path.split_last()?;
+    let want_table = tables.join(".");
+    under_tables(text, commented)
+        .filter(|(_, table, _)| *table == want_table)
+        .find(|(_, _, t)| {
+            t.split_once('=')
+                .is_some_and(|(k, _)| k.trim().trim_matches('"') == key)
+        })
+        .map(|(i, _, t)| (i, t))
+}
+
+/// The line and column of `path` (`limits.max_connections`) in the TOML
+/// file at `file`: the key's line under its table. None when not found
+/// (a value set inline, or a key missing altogether).
+fn locate(file: &Path, path: &[String]) -> Option<(usize, usize)> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let (i, _) = find_key(&text, path, false)?;
+    let line = text.lines().nth(i)?;
+    Some((i + 1, line.len() - line.trim_start().len() + 1))
 }
 
 /// serde's Rust type names in an error as a person reads them.
@@ -245,32 +258,9 @@ fn unknown_variables(
 /// where every key is set or shown commented out), as a valid value to
 /// follow: `listen = "0.0.0.0:7443"`.
 fn example(examples: &str, path: &[String]) -> Option<String> {
-    let (key, tables) = path.split_last()?;
-    let want_table = tables.join(".");
-    let mut table = String::new();
-    for line in examples.lines() {
-        let t = line.trim().trim_start_matches('#').trim();
-        if let Some(h) = t.strip_prefix('[') {
-            table = h
-                .trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            continue;
-        }
-        if table != want_table {
-            continue;
-        }
-        if let Some((k, v)) = t.split_once('=')
-            && k.trim() == key
-            && !v.trim().is_empty()
-        {
-            return Some(format!("{} = {}", k.trim(), v.trim()));
-        }
-    }
-    None
+    let (_, t) = find_key(examples, path, true)?;
+    let (k, v) = t.split_once('=')?;
+    (!v.trim().is_empty()).then(|| format!("{} = {}", k.trim(), v.trim()))
 }
 
 fn describe(err: figment::Error, env_prefix: &str, examples: &str) -> ConfigError {

@@ -592,17 +592,21 @@ fn with_apt_on_a_clean_debian_root_an_operator_installs_deploys_decommissions_an
         ),
     )
     .unwrap();
-    let init = r.run(&[
-        "runuser",
-        "-u",
-        "cutover",
-        "--",
-        "cutover",
-        "ca",
-        "init",
-        "--config",
-        "/etc/cutover/coordinator.toml",
-    ]);
+    // As the guide says, as the coordinator's user.
+    let ca_init = || {
+        r.run(&[
+            "runuser",
+            "-u",
+            "cutover",
+            "--",
+            "cutover",
+            "ca",
+            "init",
+            "--config",
+            "/etc/cutover/coordinator.toml",
+        ])
+    };
+    let init = ca_init();
     let fingerprint = init
         .split_whitespace()
         .find(|w| w.starts_with("sha256:"))
@@ -826,16 +830,6 @@ selector = "role=web"
         "--no-install-recommends",
         &coord_pkg,
     ]);
-    let again = r.run(&[
-        "runuser",
-        "-u",
-        "cutover",
-        "--",
-        "cutover",
-        "ca",
-        "init",
-        "--config",
-        "/etc/cutover/coordinator.toml",
-    ]);
+    let again = ca_init();
     assert!(!again.contains(&fingerprint), "a new CA: {again}");
 }
