@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -183,10 +184,19 @@ impl Instance {
     /// Starts an instance.
     pub fn spawn(l: Launch<'_>) -> Result<Instance, InstanceError> {
         let io = |what: String| move |source| InstanceError::Io { what, source };
-        std::fs::create_dir_all(&l.run_dir)
-            .map_err(io(format!("creating {}", l.run_dir.display())))?;
-        std::fs::create_dir_all(&l.log_dir)
-            .map_err(io(format!("creating {}", l.log_dir.display())))?;
+        // The state directory lets apps through to their releases (0711);
+        // what is below it is not everyone's: the notify sockets' directory
+        // is passable, not listable, and the apps' output is root's alone
+        // (the app writes through the descriptors it is given).
+        for (dir, mode) in [(&l.run_dir, 0o711), (&l.log_dir, 0o700)] {
+            use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(mode)
+                .create(dir)
+                .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)))
+                .map_err(io(format!("creating {}", dir.display())))?;
+        }
         let notify_path = l.run_dir.join(format!("{}.sock", l.id));
         let notify = NotifySocket::bind(&notify_path, NotifyState::default())
             .map_err(io(format!("binding {}", notify_path.display())))?;
@@ -204,6 +214,7 @@ impl Instance {
                 let log = OpenOptions::new()
                     .create(true)
                     .append(true)
+                    .mode(0o600)
                     .open(&log_path)
                     .map_err(io(format!("opening {}", log_path.display())))?;
                 let log2 = log

@@ -210,7 +210,11 @@ fn campaign(
                 }
                 Err(e) => {
                     tracing::warn!(error = %cutover_common::error_chain(&e), "renewing the leader lease failed");
-                    client = None;
+                    // Kept unless the connection broke: a new one is a new
+                    // session, which the standbys take for a dead leader.
+                    if c.is_closed() {
+                        client = None;
+                    }
                 }
             }
         }
@@ -242,16 +246,18 @@ fn campaign(
 const SESSION_CHECK: Duration = Duration::from_millis(250);
 
 /// Sets the lease holder's session: this connection's backend.
-const MY_SESSION: &str = "holder_pid = pg_backend_pid(),
+const MY_SESSION: &str = "holder_pid = pg_backend_pid(), session_holder = $1,
     holder_session = (SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid())";
 
 /// The lease `l` runs: not expired, and its holder's database session
-/// still exists (a holder that recorded none is trusted to its expiry).
+/// still exists (a holder that recorded none, or a session recorded by
+/// an earlier holder, as a coordinator without this check leaves it, is
+/// trusted to its expiry).
 /// A session of another database role shows its pid but not its start
 /// (`pg_read_all_stats` aside): then the pid alone is compared, never
 /// taking a live leader for a dead one.
 const LEASE_RUNS: &str = "l.expires_at > clock_timestamp()
-    AND (l.holder_pid = 0 OR EXISTS (
+    AND (l.holder_pid = 0 OR l.session_holder <> l.holder OR EXISTS (
         SELECT 1 FROM pg_stat_activity a
         WHERE a.pid = l.holder_pid
           AND (a.backend_start IS NULL OR l.holder_session IS NULL
@@ -319,9 +325,15 @@ fn round(
         &[],
     )
     .map_err(err)?;
+    // Locked first; the sessions read after the wait (a transaction
+    // keeps its first view of pg_stat_activity until told to drop it).
+    tx.execute("SELECT 1 FROM cutover_leader WHERE id = 1 FOR UPDATE", &[])
+        .map_err(err)?;
+    tx.execute("SELECT pg_stat_clear_snapshot()", &[])
+        .map_err(err)?;
     let running: bool = tx
         .query_one(
-            &format!("SELECT {LEASE_RUNS} FROM cutover_leader l WHERE id = 1 FOR UPDATE OF l"),
+            &format!("SELECT {LEASE_RUNS} FROM cutover_leader l WHERE id = 1"),
             &[],
         )
         .map_err(err)?

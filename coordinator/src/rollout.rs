@@ -77,6 +77,10 @@ pub enum SubmitError {
         next: String,
     },
     #[error(
+        "the spec names no environment but reaches hosts of one with rules (coordinator.toml [environments.{environment}]): {hosts}; set `environment = \"{environment}\"` under [targets] (its rules then apply), or select other hosts"
+    )]
+    EnvironmentUnnamed { hosts: String, environment: String },
+    #[error(
         "environment `{environment}` is frozen until {until}{reason} (coordinator.toml [environments.{environment}]); `cutover deploy --outside-window REASON` starts it anyway (audited); rollbacks are never held"
     )]
     Frozen {
@@ -624,6 +628,33 @@ async fn submit_new(
         return Err(e);
     }
     let plan = plan(app, &job).await?;
+    // A spec that names no environment but reaches hosts of one with
+    // rules would pass around them: it must name it.
+    if environment.is_empty() && by.rollback.is_none() && !app.cfg.environments.is_empty() {
+        let targets: std::collections::BTreeSet<&str> =
+            plan.batches.iter().flatten().map(String::as_str).collect();
+        let mut ruled: Vec<(String, String)> = app
+            .fleet
+            .map_hosts(|r, _, _, _| (r.id.clone(), r.labels().get("environment").cloned()))
+            .into_iter()
+            .filter_map(|(h, env)| {
+                let env = env?;
+                (targets.contains(h.as_str()) && app.cfg.environments.contains_key(&env))
+                    .then_some((h, env))
+            })
+            .collect();
+        if !ruled.is_empty() {
+            ruled.sort();
+            return Err(SubmitError::EnvironmentUnnamed {
+                hosts: ruled
+                    .iter()
+                    .map(|(h, e)| format!("{h} ({e})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                environment: ruled[0].1.clone(),
+            });
+        }
+    }
     let release_id = job.release_id();
     // Past every deployment an agent has seen (after a restore).
     let floor = app.fleet.newest_epoch() as i64 + 1;

@@ -72,21 +72,40 @@ pub struct Handover {
     pub term: u64,
     serving: CancellationToken,
     done: CancellationToken,
-    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Kept open until [`Handover::serving`]: its end would start the
+    /// standby server's shutdown (GOAWAY to every connection) early.
+    conns: Option<tokio::sync::mpsc::Sender<io::Result<Conn>>>,
+    server: Option<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>,
 }
 
 impl Handover {
     /// The leader accepts connections: the held calls are answered
     /// "the leader is this coordinator" and the standby server stops
-    /// (in the background: answers in flight finish).
-    pub fn serving(self) {
+    /// (in the background: answers in flight finish, then it is ended).
+    pub fn serving(mut self) {
         self.serving.cancel();
+        self.conns.take();
         self.done.cancel();
-        let server = self.server;
-        tokio::spawn(async move {
-            // The held calls' spread and a margin; then the rest is dropped.
-            let _ = tokio::time::timeout(RELEASE_SPREAD_MAX + Duration::from_secs(2), server).await;
-        });
+        if let Some(mut server) = self.server.take() {
+            tokio::spawn(async move {
+                // The held calls' spread and a margin; then whatever is
+                // left (a health watch) is ended.
+                let wait = RELEASE_SPREAD_MAX + Duration::from_secs(2);
+                if tokio::time::timeout(wait, &mut server).await.is_err() {
+                    server.abort();
+                }
+            });
+        }
+    }
+}
+
+impl Drop for Handover {
+    /// Not served (the takeover failed): the standby server ends with it.
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.done.cancel();
+            server.abort();
+        }
     }
 }
 
@@ -161,15 +180,16 @@ pub async fn serve_until_leader(
             }
         }
     };
-    drop(conn_tx);
     match term {
         Some(term) => Some(Handover {
             term,
             serving,
             done,
-            server,
+            conns: Some(conn_tx),
+            server: Some(server),
         }),
         None => {
+            drop(conn_tx);
             done.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
             None

@@ -750,6 +750,13 @@ selector = "role=web"
     }
     let services = r.run(&["cutover", "services", "-o", "json"]);
     assert!(services.contains("1.0.1"), "{services}");
+    // The app reached its release as `nobody`; its output is root's alone.
+    assert_eq!(mode(&r.file("/var/lib/cutover/agent")), 0o711);
+    let logs = r.file("/var/lib/cutover/agent/services/web/logs");
+    assert_eq!(mode(&logs), 0o700);
+    for e in std::fs::read_dir(&logs).unwrap().flatten() {
+        assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+    }
 
     // The decommission runbook: drained and its services stopped, removed
     // from the fleet, the agent stopped and purged.

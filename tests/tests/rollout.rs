@@ -1822,6 +1822,22 @@ fn an_environments_freeze_and_approval_hold_every_deployment_to_it_but_never_a_r
         "{}",
         r.stderr
     );
+    // A spec naming no environment cannot go around the rules.
+    let (r, code) = deploy(
+        &c,
+        &spec_file(&c, "1", &[], "kind = \"rolling\"\nmax_unavailable = 1"),
+        "1",
+        &a,
+        false,
+    );
+    assert_ne!(code, 0);
+    assert!(
+        r.stderr
+            .contains("names no environment but reaches hosts of one with rules")
+            && r.stderr.contains("web-1 (production)"),
+        "{}",
+        r.stderr
+    );
     // Said why: it starts, and waits for another operator (the
     // environment asks, the spec does not).
     let go = |version: &str, id: &str| {

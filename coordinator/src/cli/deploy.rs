@@ -631,8 +631,12 @@ pub(super) async fn drain(
 ) -> Result<()> {
     let mut c = client.connect().await?;
     if services.is_empty() {
+        // The one host (a whole fleet is more than one page).
         let hosts = c
-            .list_hosts(pb::ListHostsRequest::default())
+            .list_hosts(pb::ListHostsRequest {
+                host_id: host.into(),
+                ..Default::default()
+            })
             .await
             .map_err(status)?
             .into_inner()

@@ -359,7 +359,8 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE cutover_leader
         ADD COLUMN holder_pid INTEGER NOT NULL DEFAULT 0,
-        ADD COLUMN holder_session TIMESTAMPTZ;
+        ADD COLUMN holder_session TIMESTAMPTZ,
+        ADD COLUMN session_holder TEXT NOT NULL DEFAULT '';
     "#,
 ];
 
