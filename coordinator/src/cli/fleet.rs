@@ -253,12 +253,6 @@ pub(super) async fn list_hosts(
     }
 }
 
-/// A value the API sends as `""` when it has none, as `-o json` shows
-/// it: `null` (docs/cli-json.md).
-fn present(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
-}
-
 /// A host as `-o json` shows it.
 pub(super) fn host_out(h: pb::HostInfo) -> HostOut {
     let fmt_ts = |ms: i64| output::rfc3339(ms);
@@ -268,15 +262,15 @@ pub(super) fn host_out(h: pb::HostInfo) -> HostOut {
         labels: h.labels.into_iter().collect(),
         state: h.state,
         last_seen: output::rfc3339(h.last_seen_ms),
-        agent_version: present(h.agent_version),
-        address: present(h.address),
-        hostname: present(f.hostname),
+        agent_version: super::json::some(&h.agent_version),
+        address: super::json::some(&h.address),
+        hostname: super::json::some(&f.hostname),
         cpus: f.cpus,
         memory_bytes: f.memory_bytes,
-        os: present(f.os),
-        kernel: present(f.kernel),
-        arch: present(f.arch),
-        boot_id: present(h.boot_id),
+        os: super::json::some(&f.os),
+        kernel: super::json::some(&f.kernel),
+        arch: super::json::some(&f.arch),
+        boot_id: super::json::some(&h.boot_id),
         certificate_expires: fmt_ts(h.certificate_not_after_ms),
         session: (!h.session_id.is_empty()).then_some(h.session_id),
         recent_commands: (!h.recent_commands.is_empty()).then(|| {
@@ -285,15 +279,12 @@ pub(super) fn host_out(h: pb::HostInfo) -> HostOut {
                 .map(|c| CommandOut {
                     command_id: c.command_id,
                     kind: c.kind,
-                    deployment: present(c.deployment_id),
+                    deployment: super::json::some(&c.deployment_id),
                     sent_by: c.sent_by,
-                    sent_at: output::rfc3339(super::deploy::ms_of(&c.sent_at)),
+                    sent_at: super::json::time(&c.sent_at),
                     outcome: c.outcome,
-                    message: present(c.message),
-                    finished_at: c
-                        .finished_at
-                        .as_ref()
-                        .and_then(|_| output::rfc3339(super::deploy::ms_of(&c.finished_at))),
+                    message: super::json::some(&c.message),
+                    finished_at: super::json::time(&c.finished_at),
                 })
                 .collect()
         }),
@@ -304,14 +295,14 @@ pub(super) fn host_out(h: pb::HostInfo) -> HostOut {
                 let health = s.health.unwrap_or_default();
                 ServiceOut {
                     service: s.service,
-                    active_release: present(s.active_release),
-                    previous_release: present(s.previous_release),
+                    active_release: super::json::some(&s.active_release),
+                    previous_release: super::json::some(&s.previous_release),
                     staged_releases: s.staged_releases,
                     drained: s.drained,
                     status: if s.stopped {
                         Some("stopped".into())
                     } else {
-                        present(health.status)
+                        super::json::some(&health.status)
                     },
                     pid: (health.pid != 0).then_some(health.pid),
                     restarts: health.restarts,

@@ -103,7 +103,9 @@ pub struct Note {
     pub message: String,
 }
 
-fn some(s: &str) -> Option<String> {
+/// A value the API sends as `""` when it has none, as `-o json` shows
+/// it: `null` (docs/cli-json.md).
+pub(super) fn some(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
@@ -112,7 +114,8 @@ pub fn time_ms(ms: i64) -> Option<String> {
     crate::output::rfc3339(ms)
 }
 
-fn time(t: &Option<prost_types::Timestamp>) -> Option<String> {
+/// A protobuf time as `-o json` shows it (`null` when absent).
+pub(super) fn time(t: &Option<prost_types::Timestamp>) -> Option<String> {
     time_ms(super::deploy::ms_of(t))
 }
 

@@ -839,7 +839,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            let at = |t: &Option<prost_types::Timestamp>| crate::output::rfc3339(deploy::ms_of(t));
+            let at = json::time;
             match output {
                 Format::Json => print!(
                     "{}",

@@ -737,38 +737,60 @@ fn every_store_test_on_postgres() {
     PG.with(|p| p.borrow_mut().take());
 }
 
+/// A store on its own database of a throwaway PostgreSQL (None where it
+/// is not installed) and two campaigners with leases of `ttl`: `a` leads
+/// (its term), `b` stands by naming it.
+async fn two_campaigners(
+    db: &str,
+    ttl: std::time::Duration,
+) -> Option<(
+    ThrowawayPg,
+    PgTarget,
+    Store,
+    crate::leader::Lease,
+    u64,
+    crate::leader::Lease,
+)> {
+    use crate::leader::{Lease, LeaseState, Member};
+    use std::time::Duration;
+    let pg = ThrowawayPg::start_or_skip()?;
+    pg.create_db(db);
+    let t = PgTarget::new(&pg.url(db), Some(&pg.password_file()), None).unwrap();
+    let s = Store::open_at(&Location::Postgres(t.clone())).unwrap();
+    let a = Lease::start(t.clone(), Member::new("a", "https://a.example:7443"), ttl).unwrap();
+    let term = tokio::time::timeout(Duration::from_secs(10), a.leading())
+        .await
+        .expect("a leads");
+    let b = Lease::start(t.clone(), Member::new("b", "https://b.example:7443"), ttl).unwrap();
+    let mut bw = b.watch();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(
+            &*bw.borrow_and_update(),
+            LeaseState::Standby { leader: Some(_) }
+        ) {
+            bw.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("b stands by");
+    Some((pg, t, s, a, term, b))
+}
 /// Fencing and the leader lease, on a real PostgreSQL: a second
 /// coordinator stands by naming the leader; when the leader stops renewing
 /// the other takes the lease with a new term, and the deposed leader's
 /// writes are refused (nothing it writes lands after the new term began).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_the_lease_passes_on_with_a_new_term_and_the_old_terms_writes_are_refused() {
-    use crate::leader::{Lease, LeaseState, Member};
+    use crate::leader::LeaseState;
     use std::time::Duration;
-    let Some(pg) = ThrowawayPg::start_or_skip() else {
+    let Some((_pg, t, s, a, term_a, b)) = two_campaigners("lease", Duration::from_secs(1)).await
+    else {
         return;
     };
-    pg.create_db("lease");
-    let t = PgTarget::new(&pg.url("lease"), Some(&pg.password_file()), None).unwrap();
-    let s = Store::open_at(&Location::Postgres(t.clone())).unwrap();
-    let ttl = Duration::from_secs(1);
-    let a = Lease::start(t.clone(), Member::new("a", "https://a.example:7443"), ttl).unwrap();
-    let term_a = tokio::time::timeout(Duration::from_secs(10), a.leading())
-        .await
-        .expect("a leads");
-    let b = Lease::start(t.clone(), Member::new("b", "https://b.example:7443"), ttl).unwrap();
     // b stands by, naming a.
-    let mut bw = b.watch();
-    let seen = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let LeaseState::Standby { leader: Some(l) } = &*bw.borrow_and_update() {
-                return l.clone();
-            }
-            bw.changed().await.unwrap();
-        }
-    })
-    .await
-    .expect("b stands by");
+    let LeaseState::Standby { leader: Some(seen) } = b.state() else {
+        panic!("{:?}", b.state())
+    };
     assert_eq!(
         (seen.name.as_str(), seen.address.as_str(), seen.term),
         ("a", "https://a.example:7443", term_a)
@@ -814,32 +836,15 @@ async fn on_postgres_the_lease_passes_on_with_a_new_term_and_the_old_terms_write
 /// standby's checks leave it the lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_leader_whose_session_ended_is_replaced_before_its_lease_runs_out() {
-    use crate::leader::{Lease, LeaseState, Member};
+    use crate::leader::LeaseState;
     use std::time::{Duration, Instant};
-    let Some(pg) = ThrowawayPg::start_or_skip() else {
-        return;
-    };
-    pg.create_db("gone");
-    let t = PgTarget::new(&pg.url("gone"), Some(&pg.password_file()), None).unwrap();
-    Store::open_at(&Location::Postgres(t.clone())).unwrap();
     // A lease far longer than this test may take.
     let ttl = Duration::from_secs(120);
-    let a = Lease::start(t.clone(), Member::new("a", "https://a.example:7443"), ttl).unwrap();
-    let term_a = tokio::time::timeout(Duration::from_secs(10), a.leading())
-        .await
-        .expect("a leads");
-    let b = Lease::start(t.clone(), Member::new("b", "https://b.example:7443"), ttl).unwrap();
+    let Some((_pg, _t, _s, a, term_a, b)) = two_campaigners("gone", ttl).await else {
+        return;
+    };
     let mut bw = b.watch();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !matches!(
-            &*bw.borrow_and_update(),
-            LeaseState::Standby { leader: Some(_) }
-        ) {
-            bw.changed().await.unwrap();
-        }
-    })
-    .await
-    .expect("b stands by");
+    bw.borrow_and_update();
     // Several of b's checks (a quarter of a second each): a keeps it.
     let kept = tokio::time::timeout(Duration::from_secs(2), bw.changed()).await;
     assert!(kept.is_err(), "b changed while a led: {:?}", b.state());
@@ -860,20 +865,12 @@ async fn on_postgres_a_leader_whose_session_ended_is_replaced_before_its_lease_r
 /// leader's renewals behind its own writes, and leaders stepped down.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres_a_leaders_long_write_does_not_cost_it_the_lease() {
-    use crate::leader::{Lease, LeaseState, Member};
+    use crate::leader::LeaseState;
     use std::time::Duration;
-    let Some(pg) = ThrowawayPg::start_or_skip() else {
+    let Some((_pg, _t, s, a, term, b)) = two_campaigners("hold", Duration::from_secs(1)).await
+    else {
         return;
     };
-    pg.create_db("hold");
-    let t = PgTarget::new(&pg.url("hold"), Some(&pg.password_file()), None).unwrap();
-    let s = Store::open_at(&Location::Postgres(t.clone())).unwrap();
-    let ttl = Duration::from_secs(1);
-    let a = Lease::start(t.clone(), Member::new("a", "https://a.example:7443"), ttl).unwrap();
-    let term = tokio::time::timeout(Duration::from_secs(10), a.leading())
-        .await
-        .expect("a leads");
-    let b = Lease::start(t.clone(), Member::new("b", "https://b.example:7443"), ttl).unwrap();
     s.fence(term);
     // A fenced transaction held open for three leases.
     let s2 = s.clone();
